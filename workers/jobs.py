@@ -1,0 +1,100 @@
+"""Backfill jobs: record a plan in Redis, enqueue its tasks, read its progress."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import redis
+
+from workers.keyspace import JOB_TTL_SECONDS, Keys
+from workers.sources.files import Plan
+
+
+def new_job_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+
+
+@dataclass(frozen=True, slots=True)
+class JobProgress:
+    job_id: str
+    total: int
+    published: int
+    exact: int
+    near: int
+    dead: int
+    tasks_total: int
+    tasks_done: int
+    skipped: dict[str, int]
+
+    @property
+    def processed(self) -> int:
+        return self.published + self.exact + self.near + self.dead
+
+    @property
+    def duplicates(self) -> int:
+        return self.exact + self.near
+
+    @property
+    def finished(self) -> bool:
+        return self.processed >= self.total
+
+
+def record_job(
+    client: redis.Redis, keys: Keys, job_id: str, plan: Plan, paths: list[str], kind: str
+) -> None:
+    created = time.time()
+    pipe = client.pipeline()
+    pipe.hset(
+        keys.job(job_id),
+        mapping={
+            "kind": kind,
+            "paths": json.dumps(paths, ensure_ascii=False),
+            "total": plan.total_inputs,
+            "tasks_total": len(plan.tasks),
+            "skipped": json.dumps(plan.skipped),
+            "created_at": created,
+            "published": 0,
+            "exact": 0,
+            "near": 0,
+            "dead": 0,
+        },
+    )
+    pipe.expire(keys.job(job_id), JOB_TTL_SECONDS)
+    pipe.zadd(keys.jobs, {job_id: created})
+    pipe.execute()
+
+
+def read_progress(client: redis.Redis, keys: Keys, job_id: str) -> JobProgress:
+    pipe = client.pipeline(transaction=False)
+    pipe.hgetall(keys.job(job_id))
+    pipe.scard(keys.job_tasks(job_id))
+    raw, tasks_done = pipe.execute()
+    if not raw:
+        raise KeyError(f"no such job: {job_id}")
+    fields = {k.decode(): v.decode() for k, v in raw.items()}
+
+    def number(name: str) -> int:
+        return int(fields.get(name, "0"))
+
+    return JobProgress(
+        job_id=job_id,
+        total=number("total"),
+        published=number("published"),
+        exact=number("exact"),
+        near=number("near"),
+        dead=number("dead"),
+        tasks_total=number("tasks_total"),
+        tasks_done=int(tasks_done),
+        skipped=json.loads(fields.get("skipped", "{}")),
+    )
+
+
+def enqueue_plan(job_id: str, plan: Plan, default_source: str | None) -> None:
+    from workers.tasks import ingest_batch  # the Celery app is only needed to send
+
+    for task_index, spec in enumerate(plan.tasks):
+        ingest_batch.apply_async(args=(job_id, task_index, spec.to_json(), default_source))

@@ -1,0 +1,79 @@
+"""Composition of the stages: input → clean → fingerprint → index/publish.
+
+`clean_document` and `prepare` are pure; `process_inputs` is the one place that touches
+Redis, through `DedupIndex.submit`, once per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from workers.document import DeadInput, Document, LoadedInput
+from workers.index import Accepted, DedupIndex, Outcome
+from workers.stages.fingerprint import Fingerprinter
+from workers.stages.matching import matching_tokens
+from workers.stages.normalise import normalise_for_publishing
+from workers.stages.strip import RuleSet, strip_boilerplate
+
+
+def clean_document(doc: Document, rules: RuleSet) -> Document | DeadInput:
+    """Normalise title and body for publishing and strip boilerplate lines."""
+    title = " ".join(normalise_for_publishing(doc.title).split())
+    body = normalise_for_publishing(doc.text)
+    if not body:
+        return DeadInput(doc.input_ref, "empty_text", "the document has no text", doc.id, doc.source)
+    result = strip_boilerplate(body, title=title, source=doc.source, rules=rules)
+    return replace(doc, title=title, text=result.text, stripped=result.stripped)
+
+
+def prepare(doc: Document, rules: RuleSet, fingerprinter: Fingerprinter) -> Accepted | DeadInput:
+    cleaned = clean_document(doc, rules)
+    if isinstance(cleaned, DeadInput):
+        return cleaned
+    # The body alone is fingerprinted: a re-headlined copy is still the same article.
+    fingerprint = fingerprinter.fingerprint(matching_tokens(cleaned.text))
+    return Accepted(cleaned, fingerprint, len(doc.text.encode("utf-8")))
+
+
+def _prepare_safely(
+    doc: Document, rules: RuleSet, fingerprinter: Fingerprinter
+) -> Accepted | DeadInput:
+    # One pathological document must not take its whole batch down (and with it the
+    # accounting of 199 good ones): it goes to `dead` with the error instead.
+    try:
+        return prepare(doc, rules, fingerprinter)
+    except Exception as exc:
+        return DeadInput(doc.input_ref, "processing_error", f"{type(exc).__name__}: {exc}",
+                         doc.id, doc.source)
+
+
+@dataclass(slots=True)
+class BatchResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for outcome in self.outcomes:
+            totals[outcome.kind] = totals.get(outcome.kind, 0) + 1
+        return totals
+
+
+def process_inputs(
+    inputs: Iterable[LoadedInput],
+    *,
+    job_id: str,
+    rules: RuleSet,
+    fingerprinter: Fingerprinter,
+    index: DedupIndex,
+    guard_prefix: str = "",
+) -> BatchResult:
+    accepted: list[Accepted] = []
+    dead: list[tuple[DeadInput, int]] = []
+    for item in inputs:
+        prepared = item if isinstance(item, DeadInput) else _prepare_safely(item, rules, fingerprinter)
+        if isinstance(prepared, DeadInput):
+            dead.append((prepared, 0))
+        else:
+            accepted.append(prepared)
+    return BatchResult(index.submit(job_id, accepted, dead, guard_prefix=guard_prefix))

@@ -1,0 +1,71 @@
+"""Per-process wiring: settings, the Redis client, rules, fingerprinter and index.
+
+Built once per process (a Celery pool child or a CLI command) and reused by every task,
+so rule files are parsed and MinHash permutations generated once, not per batch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+
+import redis
+
+from workers.config import Settings, load_settings
+from workers.connection import redis_from_url
+from workers.index import DedupIndex
+from workers.keyspace import Keys
+from workers.stages.fingerprint import Fingerprinter, FingerprintParams
+from workers.stages.strip import RuleSet, load_rules
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    settings: Settings
+    client: redis.Redis
+    keys: Keys
+    rules: RuleSet
+    fingerprinter: Fingerprinter
+    index: DedupIndex
+
+
+def fingerprint_params(settings: Settings) -> FingerprintParams:
+    dedup = settings.dedup
+    return FingerprintParams(dedup.num_perm, dedup.seed, dedup.shingle_size, dedup.lsh_threshold)
+
+
+def build_runtime(settings: Settings, redis_url: str) -> Runtime:
+    client = redis_from_url(redis_url)
+    keys = Keys(settings.prefix)
+    params = fingerprint_params(settings)
+    dedup, streams = settings.dedup, settings.streams
+    index = DedupIndex(
+        client,
+        keys,
+        params,
+        threshold=dedup.threshold,
+        containment_threshold=dedup.containment_threshold,
+        min_shingles=dedup.min_shingles,
+        max_candidates=dedup.max_candidates,
+        docs_maxlen=streams.docs_maxlen,
+        duplicates_maxlen=streams.duplicates_maxlen,
+        dead_maxlen=streams.dead_maxlen,
+    )
+    return Runtime(
+        settings=settings,
+        client=client,
+        keys=keys,
+        rules=load_rules(settings.boilerplate_rules_path()),
+        fingerprinter=Fingerprinter(params, dedup.min_shingles),
+        index=index,
+    )
+
+
+@cache
+def worker_runtime() -> Runtime:
+    """The runtime of a worker process, from the environment it was started with."""
+    settings = load_settings()
+    return build_runtime(settings, settings.redis_url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL)

@@ -1,0 +1,1 @@
+"""Input adapters: turn files (and, later, feeds) into `Document`s or `DeadInput`s."""

@@ -1,0 +1,700 @@
+"""Backfill from files: plan folders into task payloads, load each payload's inputs.
+
+Planning runs in the CLI and only counts: it walks the paths, opens JSON/JSONL files to
+count records, and packs record ranges into `TaskSpec`s of about `batch_size` inputs that
+carry paths and line/element ranges, never article text. Loading runs in the workers and
+turns one `TaskSpec` back into `Document`s and `DeadInput`s.
+
+The contract between the two halves is exact accounting: every planned input is yielded
+exactly once, as a `Document` or a `DeadInput`, even when the file went missing, shrank
+or broke between planning and loading ("missing", "unreadable", "read_error").
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import stat
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+import trafilatura
+
+from workers.document import DeadInput, Document, LoadedInput
+from workers.sources.dates import parse_date
+from workers.stages.decode import DecodeError, decode_bytes
+
+MAX_FILE_BYTES = 50 * 1024 * 1024  # cap for files read whole (.txt, .html, .json); JSONL streams
+
+Kind = Literal["txt", "html", "json", "jsonl", "jsonl_gz"]
+
+# Longest suffix first is not needed: no supported suffix ends another one.
+_SUFFIXES: dict[str, Kind] = {
+    ".txt": "txt",
+    ".html": "html",
+    ".htm": "html",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".jsonl.gz": "jsonl_gz",
+    ".ndjson.gz": "jsonl_gz",
+}
+_TEXT_FIELDS = ("text", "content", "body")
+_URL_FIELDS = ("url", "link")
+_DATE_FIELDS = ("published", "published_at", "date", "time", "date_extracted", "pubDate")
+_BOM = b"\xef\xbb\xbf"
+_READ_ERRORS = (OSError, EOFError, zlib.error)  # what a truncated or corrupt .gz raises
+
+
+class PlanError(Exception):
+    """A user error in the backfill paths (missing, unreadable); the message says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """A range of inputs inside one file under a task's root.
+
+    `start`/`count` are physical lines for JSONL (blank lines included), elements for a
+    JSON array, and 0/1 for single-document files. `inputs` is how many inputs the range
+    holds: fewer than `count` when a JSONL range spans blank lines. `offset` is the byte
+    offset of line `start` in a plain .jsonl, so the loader seeks instead of scanning.
+    """
+
+    path: str  # POSIX, relative to the task root
+    start: int = 0
+    count: int = 1
+    offset: int = -1
+    inputs: int = -1  # -1 means "same as count"
+
+    def __post_init__(self) -> None:
+        if self.inputs < 0:
+            object.__setattr__(self, "inputs", self.count)
+        pure = PurePosixPath(self.path)
+        if not self.path or pure.is_absolute() or ".." in pure.parts or str(pure) == ".":
+            raise ValueError(
+                f"Location.path must be a relative path inside the root: {self.path!r}"
+            )
+        if self.start < 0 or self.count < 1 or not 1 <= self.inputs <= self.count:
+            raise ValueError(f"inconsistent Location range: {self!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        # Defaults are left out: a task of 500 single files stays a small payload.
+        out: dict[str, Any] = {"path": self.path}
+        if self.start:
+            out["start"] = self.start
+        if self.count != 1:
+            out["count"] = self.count
+        if self.offset != -1:
+            out["offset"] = self.offset
+        if self.inputs != self.count:
+            out["inputs"] = self.inputs
+        return out
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Location:
+        return cls(
+            path=str(d["path"]),
+            start=int(d.get("start", 0)),
+            count=int(d.get("count", 1)),
+            offset=int(d.get("offset", -1)),
+            inputs=int(d.get("inputs", -1)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """One Celery task's worth of inputs: ranges of files under one root folder."""
+
+    root: str  # absolute
+    locations: tuple[Location, ...]
+    inputs: int  # exactly how many LoadedInputs `load_task` yields
+    max_file_bytes: int = MAX_FILE_BYTES  # the cap the plan used, so loading agrees
+
+    def __post_init__(self) -> None:
+        if not Path(self.root).is_absolute():
+            raise ValueError(f"TaskSpec.root must be absolute: {self.root!r}")
+        if self.inputs != sum(loc.inputs for loc in self.locations):
+            raise ValueError("TaskSpec.inputs does not match its locations")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "root": self.root,
+            "inputs": self.inputs,
+            "max_file_bytes": self.max_file_bytes,
+            "locations": [loc.to_json() for loc in self.locations],
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> TaskSpec:
+        return cls(
+            root=str(d["root"]),
+            locations=tuple(Location.from_json(loc) for loc in d["locations"]),
+            inputs=int(d["inputs"]),
+            max_file_bytes=int(d.get("max_file_bytes", MAX_FILE_BYTES)),
+        )
+
+
+@dataclass(slots=True)
+class Plan:
+    tasks: list[TaskSpec]
+    total_inputs: int
+    skipped: dict[str, int]  # reason -> number of files (or folders) not planned
+    files: int  # files that contribute at least one input
+    unknown_extensions: dict[str, int] = field(default_factory=dict)  # ".pdf" -> 3
+
+
+def file_kind(name: str) -> Kind | None:
+    """The input kind a file name maps to, or None when it is not a supported input."""
+    lower = name.lower()
+    for suffix, kind in _SUFFIXES.items():
+        if lower.endswith(suffix):
+            return kind
+    return None
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def plan_backfill(
+    paths: Sequence[Path], *, batch_size: int, max_file_bytes: int = MAX_FILE_BYTES
+) -> Plan:
+    """Walk `paths` (folders recursively, or single files) and pack their inputs into tasks.
+
+    Raises PlanError when a given path does not exist or cannot be read; problems with
+    files found inside a folder never raise, they are skipped or planned as dead inputs.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    if not paths:
+        raise PlanError("no input paths given")
+    planner = _Planner(batch_size, max_file_bytes)
+    for given in paths:
+        path = Path(given)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise PlanError(f"{path}: no such file or folder") from None
+        except OSError as exc:
+            raise PlanError(f"{path}: cannot access: {exc.strerror or exc}") from None
+        if stat.S_ISDIR(st.st_mode):
+            if not os.access(path, os.R_OK | os.X_OK):
+                raise PlanError(f"{path}: permission denied (cannot list the folder)")
+            planner.plan_folder(path.resolve())
+        elif stat.S_ISREG(st.st_mode):
+            if not os.access(path, os.R_OK):
+                raise PlanError(f"{path}: permission denied (cannot read the file)")
+            # An explicitly named file is taken as given: no hidden/symlink rules apply.
+            planner.plan_file(path.absolute().parent.resolve(), path.name, st)
+        else:
+            raise PlanError(f"{path}: not a regular file or folder")
+    return planner.finish()
+
+
+class _Packer:
+    """Fills tasks for one root up to `batch_size` inputs; ranged files are cut to fit."""
+
+    def __init__(self, root: str, batch_size: int, max_file_bytes: int, out: list[TaskSpec]):
+        self.root = root
+        self.batch_size = batch_size
+        self.max_file_bytes = max_file_bytes
+        self.out = out
+        self.locations: list[Location] = []
+        self.inputs = 0
+
+    @property
+    def room(self) -> int:
+        return self.batch_size - self.inputs
+
+    def add(self, loc: Location) -> None:
+        self.locations.append(loc)
+        self.inputs += loc.inputs
+        if self.inputs >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.locations:
+            spec = TaskSpec(self.root, tuple(self.locations), self.inputs, self.max_file_bytes)
+            self.out.append(spec)
+        self.locations, self.inputs = [], 0
+
+
+class _Planner:
+    def __init__(self, batch_size: int, max_file_bytes: int):
+        self.batch_size = batch_size
+        self.max_file_bytes = max_file_bytes
+        self.tasks: list[TaskSpec] = []
+        self.packers: dict[str, _Packer] = {}
+        self.skipped: Counter[str] = Counter()
+        self.unknown: Counter[str] = Counter()
+        self.total = 0
+        self.files = 0
+        # A file reached twice (symlink inside the root, hard link, a path given twice) is
+        # planned once, so no input is loaded twice.
+        self.seen_files: set[tuple[int, int]] = set()
+
+    def finish(self) -> Plan:
+        for packer in self.packers.values():
+            packer.flush()
+        return Plan(
+            tasks=self.tasks,
+            total_inputs=self.total,
+            skipped=dict(sorted(self.skipped.items())),
+            files=self.files,
+            unknown_extensions=dict(sorted(self.unknown.items())),
+        )
+
+    def plan_folder(self, root: Path) -> None:
+        found: list[tuple[str, os.stat_result, bool]] = []
+        try:
+            self._walk(root, root, "", linked=False, ancestors={_key(root.stat())}, found=found)
+        except _UnreadableRoot as exc:
+            raise PlanError(f"{root}: cannot list the folder: {exc}") from None
+        # A file reachable both directly and through a symlink inside the root is planned
+        # once, under its real path, whichever comes first in sorted order.
+        direct = {_key(st) for _, st, linked in found if not linked}
+        for rel, st, linked in found:
+            if linked and file_kind(rel) and _key(st) in direct:
+                self.skipped["duplicate_path"] += 1
+            else:
+                self.plan_file(root, rel, st)
+
+    def _walk(
+        self,
+        root: Path,
+        folder: Path,
+        rel: str,
+        *,
+        linked: bool,
+        ancestors: set[tuple[int, int]],
+        found: list[tuple[str, os.stat_result, bool]],
+    ) -> None:
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            if not rel:
+                raise _UnreadableRoot(exc.strerror or str(exc)) from None
+            self.skipped["unreadable_folder"] += 1
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            entry_rel = f"{rel}/{entry.name}" if rel else entry.name
+            is_link = entry.is_symlink()
+            if is_link and (problem := _symlink_problem(root, entry.path)):
+                self.skipped[problem] += 1
+                continue
+            try:
+                st = entry.stat()
+            except OSError:
+                self.skipped["unreadable_entry"] += 1
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if _key(st) in ancestors:  # a symlink back up the tree
+                    self.skipped["symlink_loop"] += 1
+                    continue
+                self._walk(
+                    root,
+                    Path(entry.path),
+                    entry_rel,
+                    linked=linked or is_link,
+                    ancestors=ancestors | {_key(st)},
+                    found=found,
+                )
+            elif stat.S_ISREG(st.st_mode):
+                found.append((entry_rel, st, linked or is_link))
+            else:  # FIFOs, sockets, devices: reading them could block or never end
+                self.skipped["not_a_regular_file"] += 1
+
+    def plan_file(self, root: Path, rel: str, st: os.stat_result) -> None:
+        kind = file_kind(rel)
+        if kind is None:
+            self.skipped["unknown_extension"] += 1
+            self.unknown[PurePosixPath(rel).suffix.lower() or "(none)"] += 1
+            return
+        if _key(st) in self.seen_files:
+            self.skipped["duplicate_path"] += 1
+            return
+        self.seen_files.add(_key(st))
+        packer = self.packers.get(str(root))
+        if packer is None:
+            packer = _Packer(str(root), self.batch_size, self.max_file_bytes, self.tasks)
+            self.packers[str(root)] = packer
+        path = root / rel
+        if kind in ("jsonl", "jsonl_gz"):
+            gz = kind == "jsonl_gz"
+            n = _pack_ranges(packer, rel, _scan_jsonl(path, gz=gz), seekable=not gz)
+        elif kind == "json" and st.st_size <= self.max_file_bytes:
+            n = _plan_json(packer, path, rel)
+        else:  # one input: a document, or a dead input (unreadable, too large) when loaded
+            packer.add(Location(rel))
+            n = 1
+        if n:
+            self.files += 1
+            self.total += n
+        else:
+            self.skipped["no_records"] += 1
+
+
+class _UnreadableRoot(Exception):
+    pass
+
+
+def _key(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+def _symlink_problem(root: Path, link: str) -> str | None:
+    try:
+        target = Path(link).resolve(strict=True)
+    except (OSError, RuntimeError):  # dangling, or a loop (RuntimeError on 3.11)
+        return "broken_symlink"
+    return None if target.is_relative_to(root) else "symlink_outside_root"
+
+
+def _pack_ranges(
+    packer: _Packer, rel: str, records: Iterable[tuple[int, int]], *, seekable: bool
+) -> int:
+    """Pack (index, byte offset) records into Locations filling the packer's open task."""
+    total = 0
+    first: tuple[int, int] | None = None
+    last = n = 0
+    for index, offset in records:
+        if first is None:
+            first, n = (index, offset), 0
+        n += 1
+        last = index
+        total += 1
+        if n == packer.room:
+            packer.add(_range(rel, first, last, n, seekable))
+            first = None
+    if first is not None:
+        packer.add(_range(rel, first, last, n, seekable))
+    return total
+
+
+def _range(rel: str, first: tuple[int, int], last: int, n: int, seekable: bool) -> Location:
+    start, offset = first
+    return Location(rel, start, last - start + 1, offset if seekable else -1, n)
+
+
+def _scan_jsonl(path: Path, *, gz: bool) -> Iterator[tuple[int, int]]:
+    """Yield (line index, byte offset) of each non-blank line.
+
+    A read failure (unreadable file, truncated .gz) becomes one final pseudo-record at the
+    failing line: loading hits the same failure there and reports it as a DeadInput.
+    """
+    line_no = offset = 0
+    try:
+        with _open_lines(path, gz=gz) as f:
+            for line in f:
+                if not _is_blank(line, line_no):
+                    yield line_no, offset
+                line_no += 1
+                offset += len(line)
+    except _READ_ERRORS:
+        yield line_no, offset
+
+
+def _plan_json(packer: _Packer, path: Path, rel: str) -> int:
+    """A JSON object is one input; an array of N values is N (split into ranges)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(4096)
+            # Cheap path: a file opening with "{" can never parse to an array.
+            if head.removeprefix(_BOM).lstrip(b" \t\r\n").startswith(b"{"):
+                packer.add(Location(rel))
+                return 1
+            data = head + f.read()
+        parsed = _loads(_decode(data))
+    except (OSError, _Reject):
+        packer.add(Location(rel))  # loads as the matching DeadInput
+        return 1
+    if not isinstance(parsed, list):
+        packer.add(Location(rel))
+        return 1
+    return _pack_ranges(packer, rel, ((i, -1) for i in range(len(parsed))), seekable=False)
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def load_task(spec: TaskSpec, *, default_source: str | None) -> Iterator[LoadedInput]:
+    """Yield exactly `spec.inputs` Documents/DeadInputs for one planned task."""
+    root = Path(spec.root)
+    for loc in spec.locations:
+        yield from load_location(
+            root, loc, default_source=default_source, max_file_bytes=spec.max_file_bytes
+        )
+
+
+def load_location(
+    root: Path,
+    loc: Location,
+    *,
+    default_source: str | None,
+    max_file_bytes: int = MAX_FILE_BYTES,
+) -> Iterator[LoadedInput]:
+    """Yield exactly `loc.inputs` Documents/DeadInputs for one planned range."""
+    kind = file_kind(loc.path)
+    if kind is None:
+        raise ValueError(f"not a supported input file: {loc.path!r}")
+    ctx = _Ctx(root / loc.path, loc, default_source or _folder_source(root, loc.path))
+    if kind in ("jsonl", "jsonl_gz"):
+        yield from _load_jsonl(ctx, gz=kind == "jsonl_gz")
+    elif kind == "json":
+        yield from _load_json(ctx, max_file_bytes)
+    else:
+        if loc.start != 0 or loc.count != 1:
+            raise ValueError(f"a {kind} file holds exactly one input: {loc!r}")
+        yield _load_single(ctx, kind, max_file_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class _Ctx:
+    path: Path
+    loc: Location
+    source: str  # used when a record names no source of its own
+
+    def dead(self, reject: _Reject, ref: str) -> DeadInput:
+        return DeadInput(
+            ref, reject.reason, reject.message, reject.id, reject.source or self.source
+        )
+
+
+class _Reject(Exception):
+    """Internal: why an input becomes a DeadInput (turned into one by the loaders)."""
+
+    def __init__(self, reason: str, message: str, *, id: str = "", source: str = ""):
+        super().__init__(message)
+        self.reason = reason
+        self.message = _one_line(message)
+        self.id = id
+        self.source = source
+
+
+def _folder_source(root: Path, rel: str) -> str:
+    parts = PurePosixPath(rel).parts
+    return parts[-2] if len(parts) > 1 else root.name
+
+
+def _load_single(ctx: _Ctx, kind: Kind, max_file_bytes: int) -> LoadedInput:
+    rel = ctx.loc.path
+    try:
+        text = _decode(_read_capped(ctx.path, max_file_bytes))
+        if kind == "txt":
+            return _txt_document(text, rel, ctx.source)
+        return _html_document(text, rel, ctx.source)
+    except _Reject as reject:
+        return ctx.dead(reject, rel)
+
+
+def _txt_document(text: str, rel: str, source: str) -> Document:
+    # The first non-empty line is the headline; the body is kept raw for later stages.
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if line.strip():
+            title, body = line.strip(), "\n".join(lines[i + 1 :])
+            break
+    else:
+        title, body = "", ""
+    if not body.strip():
+        raise _Reject("missing_text", "text file has no body after its title line", id=rel)
+    return Document(id=rel, source=source, text=body, input_ref=rel, title=title)
+
+
+def _html_document(html: str, rel: str, source: str) -> Document:
+    try:
+        tree = trafilatura.load_html(html)
+        if tree is None:
+            raise _Reject("no_text", "not parseable as HTML", id=rel)
+        fallback_title = (tree.findtext(".//title") or "").strip()
+        text = trafilatura.extract(
+            tree, include_comments=False, include_tables=True, favor_recall=True
+        )
+        meta = trafilatura.extract_metadata(tree)
+    except _Reject:
+        raise
+    except Exception as exc:  # third-party parser on arbitrary HTML: never kill the batch
+        raise _Reject("extract_error", f"{type(exc).__name__}: {exc}", id=rel) from None
+    if not text or not text.strip():
+        raise _Reject("no_text", "no main text found in the HTML page", id=rel)
+    return Document(
+        id=rel,
+        source=source,
+        text=text,
+        input_ref=rel,
+        title=(meta.title or "").strip() or fallback_title,
+        url=meta.url or "",
+        published_at=parse_date(meta.date),
+    )
+
+
+def _load_json(ctx: _Ctx, max_file_bytes: int) -> Iterator[LoadedInput]:
+    loc, rel = ctx.loc, ctx.loc.path
+    indexes = range(loc.start, loc.start + loc.count)
+
+    def ref(i: int) -> str:
+        # Planned as a whole-file object (or the file failed): the bare path names it.
+        return rel if loc.start == 0 and loc.count == 1 else f"{rel}#{i}"
+
+    try:
+        parsed = _loads(_decode(_read_capped(ctx.path, max_file_bytes)))
+    except _Reject as reject:
+        for i in indexes:
+            yield ctx.dead(reject, ref(i))
+        return
+    if isinstance(parsed, list):
+        for i in indexes:
+            if i < len(parsed):
+                yield _record(ctx, parsed[i], f"{rel}#{i}")
+            else:
+                yield ctx.dead(_Reject("missing", f"array has no element {i} any more"), ref(i))
+        return
+    for i in indexes:  # planned as an array, now a single value (or planned as an object)
+        if i == 0:
+            yield _record(ctx, parsed, rel)
+        else:
+            yield ctx.dead(_Reject("missing", "file no longer holds a JSON array"), ref(i))
+
+
+def _load_jsonl(ctx: _Ctx, *, gz: bool) -> Iterator[LoadedInput]:
+    loc, rel = ctx.loc, ctx.loc.path
+    end = loc.start + loc.count
+    used: set[int] = set()
+    failure: _Reject | None = None
+    try:
+        with _open_lines(ctx.path, gz=gz) as f:
+            line_no = 0
+            if loc.offset >= 0 and not gz:
+                f.seek(loc.offset)
+                line_no = loc.start
+            while line_no < loc.start and f.readline():  # .gz cannot seek: skip lines
+                line_no += 1
+            while line_no < end and len(used) < loc.inputs:
+                line = f.readline()
+                if not line:
+                    break
+                if not _is_blank(line, line_no):
+                    used.add(line_no)
+                    yield _jsonl_record(ctx, line, line_no)
+                line_no += 1
+    except _READ_ERRORS as exc:
+        failure = _os_reject(exc)
+    if len(used) < loc.inputs:
+        # The file vanished, shrank or broke since planning: account for every input, named
+        # by line numbers of this range not already used so input_refs stay unique.
+        reject = failure or _Reject("missing", "file has fewer records than when planned")
+        free = (n for n in range(loc.start, end) if n not in used)
+        for n in islice(free, loc.inputs - len(used)):
+            yield ctx.dead(reject, f"{rel}:{n + 1}")
+
+
+def _jsonl_record(ctx: _Ctx, line: bytes, line_no: int) -> LoadedInput:
+    ref = f"{ctx.loc.path}:{line_no + 1}"
+    if line_no == 0:
+        line = line.removeprefix(_BOM)
+    try:
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:  # rare: let the shared decoder guess the legacy charset
+            text = _decode(line)
+        return _record(ctx, _loads(text), ref)
+    except _Reject as reject:
+        return ctx.dead(reject, ref)
+
+
+def _record(ctx: _Ctx, obj: object, ref: str) -> LoadedInput:
+    """Map one JSON value to a Document; `ref` doubles as the id when the record has none."""
+    if not isinstance(obj, dict):
+        reject = _Reject("not_an_object", f"expected a JSON object, got {_json_type(obj)}")
+        return ctx.dead(reject, ref)
+    doc_id = _scalar(obj.get("id")) or ref
+    source = _scalar(obj.get("source")) or ctx.source
+    text = next((v for k in _TEXT_FIELDS if isinstance(v := obj.get(k), str) and v.strip()), "")
+    if not text:
+        message = "record has no text, content or body"
+        return ctx.dead(_Reject("missing_text", message, id=doc_id, source=source), ref)
+    date = next((v for k in _DATE_FIELDS if (v := obj.get(k)) not in (None, "")), None)
+    return Document(
+        id=doc_id,
+        source=source,
+        text=text,
+        input_ref=ref,
+        title=_scalar(obj.get("title")),
+        url=next((u for k in _URL_FIELDS if (u := _scalar(obj.get(k)))), ""),
+        published_at=parse_date(date),
+    )
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _open_lines(path: Path, *, gz: bool) -> io.BufferedIOBase:
+    return gzip.open(path, "rb") if gz else path.open("rb")
+
+
+def _is_blank(line: bytes, line_no: int) -> bool:
+    # Shared by planner and loader: they must agree on what counts as an input.
+    if line_no == 0:
+        line = line.removeprefix(_BOM)
+    return not line.strip()
+
+
+def _read_capped(path: Path, max_bytes: int) -> bytes:
+    try:
+        with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            data = f.read(max_bytes + 1)
+    except _READ_ERRORS as exc:
+        raise _os_reject(exc) from None
+    if size > max_bytes or len(data) > max_bytes:
+        raise _Reject("too_large", f"file is {max(size, len(data))} bytes, over {max_bytes}")
+    return data
+
+
+def _os_reject(exc: BaseException) -> _Reject:
+    if isinstance(exc, FileNotFoundError):
+        return _Reject("missing", "file no longer exists")
+    if isinstance(exc, PermissionError):
+        return _Reject("unreadable", f"permission denied: {exc.filename or ''}".strip())
+    return _Reject("read_error", f"{type(exc).__name__}: {exc}")
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return decode_bytes(data).text
+    except DecodeError as exc:
+        raise _Reject(f"decode_{exc.reason}", str(exc) or exc.reason) from None
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge ints, deep nesting
+        raise _Reject("malformed_json", f"malformed JSON: {exc}") from None
+
+
+def _scalar(value: object) -> str:
+    """A record field as a stripped string; containers and null count as absent."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return ""
+
+
+def _json_type(value: object) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())[:500]

@@ -1,0 +1,1 @@
+"""Pure text-processing stages: decoding, normalisation, matching keys, boilerplate stripping."""

@@ -1,0 +1,146 @@
+"""Turn raw input bytes into text, guessing the encoding the way news archives need.
+
+Order matters: a BOM is authoritative; UTF-16 without a BOM must be recognised before the
+binary check (its NUL bytes would otherwise look binary); strict UTF-8 is tried before the
+legacy Arabic code page because cp1256 decodes *any* byte string; lenient UTF-8 comes last
+so a file with a few corrupt bytes keeps its text instead of being dead-lettered.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections import Counter
+from dataclasses import dataclass
+
+# A few stray control bytes happen (a DOS Ctrl-Z at the end); many mean it is not text.
+_MAX_CONTROL_SHARE = 0.05
+# UTF-16 candidates must decode to text with (almost) no control characters.
+_MAX_UTF16_CONTROL_SHARE = 0.01
+# Lenient UTF-8 keeps the text only while corruption stays this small.
+_MAX_BAD_BYTE_SHARE = 0.01
+# Share of non-ASCII characters that must be Arabic-block when read as cp1256. Real cp1256
+# Arabic scores ~1.0; UTF-8 Arabic misread as cp1256 scores ~0.6 (continuation bytes land
+# on Latin-1 symbols), so 0.8 separates them.
+_MIN_CP1256_ARABIC_SHARE = 0.8
+
+# Longest BOMs first: the UTF-32-LE BOM starts with the UTF-16-LE one.
+_BOMS: tuple[tuple[bytes, str, str], ...] = (
+    (codecs.BOM_UTF32_LE, "utf-32-le", "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be", "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8", "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16-le", "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be", "utf-16-be"),
+)
+
+# C0 controls and DEL, minus the whitespace ones text legitimately contains.
+_CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 11, 12, 13)) + b"\x7f"
+_TEXT_CONTROLS = frozenset("\t\n\v\f\r")
+# Invisible characters that do not make a document non-empty.
+_INVISIBLE = "\ufeff\u200b\u2060"
+
+
+class DecodeError(ValueError):
+    """The bytes are not usable text; `reason` is a slug: "binary", "undecodable", "empty"."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    text: str
+    encoding: str  # the codec actually used, e.g. "utf-8", "utf-16-le", "windows-1256"
+    replaced: int  # how many U+FFFD were substituted for bad bytes
+
+
+def decode_bytes(data: bytes) -> Decoded:
+    """Decode `data` to text or raise DecodeError; never raises anything else."""
+    data = bytes(data)
+    if not data.strip():
+        raise DecodeError("empty", "input is empty or whitespace only")
+
+    for bom, codec, label in _BOMS:
+        if data.startswith(bom):
+            text, bad, replaced = _lenient(data[len(bom) :], codec)
+            if bad > len(data) * _MAX_BAD_BYTE_SHARE:
+                raise DecodeError("undecodable", f"{bad} invalid bytes after a {label} BOM")
+            return _finish(text, label, replaced)
+
+    controls = len(data) - len(data.translate(None, _CONTROL_BYTES))
+    if controls:
+        sniffed = _sniff_utf16(data)
+        if sniffed is not None:
+            return _finish(sniffed[0], sniffed[1], 0)
+        if b"\x00" in data:
+            raise DecodeError("binary", "NUL bytes outside a UTF-16 pattern")
+        if controls > len(data) * _MAX_CONTROL_SHARE:
+            raise DecodeError("binary", f"{controls} control bytes in {len(data)}")
+
+    try:
+        return _finish(data.decode("utf-8"), "utf-8", 0)
+    except UnicodeDecodeError:
+        pass
+
+    if _looks_cp1256(data):
+        return _finish(data.decode("cp1256", errors="replace"), "windows-1256", 0)
+
+    text, bad, replaced = _lenient(data, "utf-8")
+    if bad > len(data) * _MAX_BAD_BYTE_SHARE:
+        raise DecodeError("undecodable", f"{bad} of {len(data)} bytes are not valid UTF-8")
+    return _finish(text, "utf-8", replaced)
+
+
+def _lenient(payload: bytes, codec: str) -> tuple[str, int, int]:
+    """Decode with replacement; return (text, bad byte count, U+FFFD substituted).
+
+    "replace" emits one U+FFFD per bad *sequence*, so bad bytes are counted separately via
+    surrogateescape (one lone surrogate per byte). Subtracting the U+FFFD already present
+    in the escaped text keeps genuine U+FFFD in the input from being counted.
+    """
+    escaped = payload.decode(codec, errors="surrogateescape")
+    bad = sum(1 for ch in escaped if "\udc80" <= ch <= "\udcff")
+    text = payload.decode(codec, errors="replace")
+    return text, bad, text.count("\ufffd") - escaped.count("\ufffd")
+
+
+def _sniff_utf16(data: bytes) -> tuple[str, str] | None:
+    """Recognise BOM-less UTF-16 by its high bytes: in real text one byte of every pair
+    takes very few values (0x00 for Latin, 0x06 for Arabic), which random binary never does.
+    """
+    if len(data) < 2 or len(data) % 2:
+        return None
+    for codec, high in (("utf-16-le", data[1::2]), ("utf-16-be", data[0::2])):
+        top = sum(count for _, count in Counter(high).most_common(3))
+        if top < len(high) * 0.9:
+            continue
+        try:
+            text = data.decode(codec)
+        except UnicodeDecodeError:
+            continue
+        if _control_chars(text) <= len(text) * _MAX_UTF16_CONTROL_SHARE:
+            return text, codec
+    return None
+
+
+def _looks_cp1256(data: bytes) -> bool:
+    text = data.decode("cp1256", errors="replace")
+    non_ascii = [ch for ch in text if ord(ch) > 127 and not ch.isspace()]
+    if not non_ascii:
+        return False
+    arabic = sum(1 for ch in non_ascii if "\u0600" <= ch <= "\u06ff")
+    return arabic >= len(non_ascii) * _MIN_CP1256_ARABIC_SHARE
+
+
+def _control_chars(text: str) -> int:
+    return sum(
+        1 for ch in text if (ch < "\x20" or "\x7f" <= ch <= "\x9f") and ch not in _TEXT_CONTROLS
+    )
+
+
+def _finish(text: str, encoding: str, replaced: int) -> Decoded:
+    if not text.strip().strip(_INVISIBLE).strip():
+        raise DecodeError("empty", f"no text after decoding as {encoding}")
+    if _control_chars(text) > len(text) * _MAX_CONTROL_SHARE:
+        raise DecodeError("binary", f"too many control characters after decoding as {encoding}")
+    return Decoded(text=text, encoding=encoding, replaced=replaced)
