@@ -7,25 +7,18 @@ the same inputs.
 
 from __future__ import annotations
 
-import os
-
 from celery import Celery
 from kombu import Queue
 
 from workers.config import Settings, load_settings
+from workers.connection import DEFAULT_REDIS_URL, broker_for
 
 INGEST_QUEUE = "ingest"
 FETCH_QUEUE = "fetch"
 
 
 def make_app(settings: Settings) -> Celery:
-    broker = (
-        settings.broker_url
-        or settings.redis_url
-        or os.environ.get("BROKER_URL")
-        or os.environ.get("REDIS_URL")
-        or "redis://127.0.0.1:6379/0"
-    )
+    broker = settings.broker_url or broker_for(settings.redis_url or DEFAULT_REDIS_URL)
     app = Celery("newsdedup", broker=broker, include=["workers.tasks"])
     limits = settings.worker
     app.conf.update(

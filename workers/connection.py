@@ -15,6 +15,9 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+# What `celery -A workers worker` and the workers use when nothing is configured.
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
 _PASSWORD_IN_URL = re.compile(r"(?<=://)([^:/@]*):([^@]*)@")
 
 
@@ -104,7 +107,7 @@ class EmbeddedRedis:
 def endpoints(redis_url: str | None, broker_url: str | None, data_dir: Path) -> Iterator[Endpoints]:
     """The Redis/broker URLs to use: the configured ones, else an embedded server."""
     if redis_url:
-        yield Endpoints(redis_url, broker_url or redis_url, embedded=False)
+        yield Endpoints(redis_url, broker_url or broker_for(redis_url), embedded=False)
         return
     server = EmbeddedRedis(data_dir)
     try:

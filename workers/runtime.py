@@ -13,13 +13,12 @@ from functools import cache
 import redis
 
 from workers.config import Settings, load_settings
-from workers.connection import redis_from_url
+from workers.connection import DEFAULT_REDIS_URL, redis_from_url
 from workers.index import DedupIndex
 from workers.keyspace import Keys
 from workers.stages.fingerprint import Fingerprinter, FingerprintParams
 from workers.stages.strip import RuleSet, load_rules
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @dataclass(frozen=True, slots=True)
