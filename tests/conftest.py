@@ -67,11 +67,19 @@ def prefix(redis_target: RedisTarget) -> Iterator[str]:
         client.unlink(*keys)
 
 
-def cli_env(*, data_dir: Path | None = None, redis_url: str | None = None,
-            prefix: str | None = None, **extra: str) -> dict[str, str]:
+def cli_env(
+    *,
+    data_dir: Path | None = None,
+    redis_url: str | None = None,
+    prefix: str | None = None,
+    **extra: str,
+) -> dict[str, str]:
     """Environment for running the CLI as a user would, isolated from the caller's."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("NEWSDEDUP_") and k not in ("REDIS_URL", "BROKER_URL")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("NEWSDEDUP_") and k not in ("REDIS_URL", "BROKER_URL")
+    }
     if data_dir is not None:
         env["NEWSDEDUP_DATA_DIR"] = str(data_dir)
     if redis_url is not None:
@@ -82,10 +90,15 @@ def cli_env(*, data_dir: Path | None = None, redis_url: str | None = None,
     return env
 
 
-def run_cli(args: list[str], env: dict[str, str], *, timeout: float = 300,
-            cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: list[str], env: dict[str, str], *, timeout: float = 300, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "workers.cli", *args],
-        env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         stdin=subprocess.DEVNULL,
     )

@@ -49,7 +49,9 @@ def test_backfill_counts_and_stats(seeded: Path) -> None:
 
 
 def test_published_text_is_clean_and_complete(seeded: Path) -> None:
-    result = run_cli(["tail", "--stream", "docs", "--from-start", "--json"], cli_env(data_dir=seeded))
+    result = run_cli(
+        ["tail", "--stream", "docs", "--from-start", "--json"], cli_env(data_dir=seeded)
+    )
     assert result.returncode == 0, result.stderr
     docs = {str(d["id"]): d for d in _json_lines(result.stdout)}
     assert sorted(docs) == sorted(p.name for p in SEEDS.glob("*.txt"))
@@ -74,8 +76,9 @@ def test_second_backfill_publishes_nothing(seeded: Path) -> None:
     result = run_cli(["backfill", "seeds/"], env)
     assert result.returncode == 0, result.stderr
     assert "0 published, 5 exact duplicates" in result.stdout
-    dups = _json_lines(run_cli(["tail", "--stream", "duplicates", "--from-start", "--json"],
-                               env).stdout)
+    dups = _json_lines(
+        run_cli(["tail", "--stream", "duplicates", "--from-start", "--json"], env).stdout
+    )
     assert len(dups) == 5
     for dup in dups:
         assert dup["kind"] == "exact"
@@ -86,8 +89,17 @@ def test_second_backfill_publishes_nothing(seeded: Path) -> None:
 
 def test_consumer_group_reads_and_acknowledges(seeded: Path) -> None:
     env = cli_env(data_dir=seeded)
-    args = ["tail", "--stream", "docs", "--from-start", "--json", "--group", "g1",
-            "--consumer", "c1"]
+    args = [
+        "tail",
+        "--stream",
+        "docs",
+        "--from-start",
+        "--json",
+        "--group",
+        "g1",
+        "--consumer",
+        "c1",
+    ]
     first = _json_lines(run_cli([*args, "--count", "3"], env).stdout)
     rest = _json_lines(run_cli(args, env).stdout)
     assert len(first) == 3 and len(rest) == 2
@@ -108,7 +120,9 @@ def test_unreachable_redis_is_one_line_error(tmp_path: Path) -> None:
         result = run_cli(args, env, timeout=60)
         assert result.returncode == 1, args
         assert "Traceback" not in result.stderr
-        assert result.stderr.startswith("newsdedup: error: cannot reach Redis at redis://127.0.0.1:1/0")
+        assert result.stderr.startswith(
+            "newsdedup: error: cannot reach Redis at redis://127.0.0.1:1/0"
+        )
 
 
 def test_reset_requires_confirmation_then_clears(tmp_path: Path) -> None:

@@ -40,8 +40,9 @@ def build_input(folder: Path) -> tuple[Path, dict[str, str]]:
     eligible = [r for r in records if len(r["text"].split()) >= 40]
     copies, copy_of = [], {}
     for n, original in enumerate(rng.sample(eligible, COPIES)):
-        copy = dict(original, id=f"copy-{n:03d}-{original['id']}",
-                    text=lightly_edit(original["text"], n))
+        copy = dict(
+            original, id=f"copy-{n:03d}-{original['id']}", text=lightly_edit(original["text"], n)
+        )
         copies.append(copy)
         copy_of[copy["id"]] = original["id"]
     path = folder / "sample.jsonl"
@@ -57,8 +58,7 @@ def test_copies_are_found_and_every_record_lands_once(tmp_path: Path) -> None:
     result = run_cli(["backfill", str(path)], env, timeout=900)
     assert result.returncode == 0, result.stderr
     streams = {
-        name: _json_lines(run_cli(["tail", "--stream", name, "--from-start", "--json"],
-                                  env).stdout)
+        name: _json_lines(run_cli(["tail", "--stream", name, "--from-start", "--json"], env).stdout)
         for name in ("docs", "duplicates", "dead")
     }
     refs = [str(e["input_ref"]) for entries in streams.values() for e in entries]

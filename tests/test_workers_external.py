@@ -37,9 +37,22 @@ def counts(stats: dict[str, int]) -> tuple[int, ...]:
 
 def start_worker(env: dict[str, str], name: str, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "worker", "--concurrency", "1",
-         "--loglevel", "WARNING", "--hostname", f"{name}@%h"],
-        env=env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "workers.cli",
+            "worker",
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "WARNING",
+            "--hostname",
+            f"{name}@%h",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
     )
 
@@ -66,7 +79,8 @@ def test_two_separate_workers_match_embedded_run(
         assert "enqueued 15 inputs" in enqueued.stdout
         waited = run_cli(["job", "--wait"], env, timeout=180)
         assert waited.returncode == 0, waited.stderr + "".join(
-            (tmp_path / f"w{i}.log").read_text() for i in range(2))
+            (tmp_path / f"w{i}.log").read_text() for i in range(2)
+        )
         stats = json.loads(run_cli(["stats", "--json"], env).stdout)
         assert counts(stats) == expected
         # Both workers really took part.

@@ -8,7 +8,7 @@ the same inputs.
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
+from kombu.entity import Queue
 
 from workers.config import Settings, load_settings
 from workers.connection import DEFAULT_REDIS_URL, broker_for

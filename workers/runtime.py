@@ -20,7 +20,6 @@ from workers.stages.fingerprint import Fingerprinter, FingerprintParams
 from workers.stages.strip import RuleSet, load_rules
 
 
-
 @dataclass(frozen=True, slots=True)
 class Runtime:
     settings: Settings
@@ -67,4 +66,6 @@ def build_runtime(settings: Settings, redis_url: str) -> Runtime:
 def worker_runtime() -> Runtime:
     """The runtime of a worker process, from the environment it was started with."""
     settings = load_settings()
-    return build_runtime(settings, settings.redis_url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL)
+    return build_runtime(
+        settings, settings.redis_url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+    )

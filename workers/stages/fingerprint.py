@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from functools import cached_property
+from typing import cast
 
 import datasketch
 import numpy as np
@@ -81,7 +82,8 @@ class Fingerprinter:
     @cached_property
     def _permutations(self) -> np.ndarray:
         # Generating permutations costs more than hashing a short article: do it once.
-        return MinHash(num_perm=self.params.num_perm, seed=self.params.seed).permutations
+        perms = MinHash(num_perm=self.params.num_perm, seed=self.params.seed).permutations
+        return cast(np.ndarray, perms)
 
     def signature(self, shingles: set[bytes]) -> np.ndarray:
         minhash = MinHash(
@@ -92,7 +94,7 @@ class Fingerprinter:
             scheme="affine32",
         )
         minhash.update_batch(list(shingles))
-        return minhash.hashvalues.astype("<u4")
+        return cast(np.ndarray, minhash.hashvalues.astype("<u4"))
 
     def buckets(self, signature: np.ndarray) -> tuple[str, ...]:
         rows = self.rows
