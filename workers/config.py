@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -38,6 +38,10 @@ class DedupSettings(BaseModel):
     min_shingles: int = Field(5, ge=1)
     seed: int = 1
     max_candidates: int = Field(64, ge=1)
+    capacity: int = Field(100_000, ge=1_000)
+    retention_days: float = Field(30, ge=0)
+    retention_clock: Literal["ingested", "published"] = "ingested"
+    sweep_limit: int = Field(4, ge=1, le=1000)
 
 
 class IngestSettings(BaseModel):

@@ -8,6 +8,8 @@ so a task of 200 documents is one round trip.
 from __future__ import annotations
 
 import json
+import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +20,13 @@ import redis
 from workers.connection import as_text
 from workers.document import DeadInput, Document
 from workers.keyspace import ACCEPT_DOCUMENT_LUA, RECORD_DEAD_LUA, Keys
-from workers.stages.fingerprint import Fingerprint, FingerprintParams
+from workers.stages.fingerprint import (
+    SIGNATURE_BITS,
+    Fingerprint,
+    FingerprintParams,
+    url_key,
+)
+from workers.stages.urls import canonical_url
 
 
 class IndexMismatch(Exception):
@@ -42,8 +50,60 @@ class Accepted:
     bytes_in: int
 
 
+def _iso(stamp: float) -> str:
+    moment = datetime.fromtimestamp(stamp, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def utc_now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return _iso(time.time())
+
+
+@dataclass(frozen=True, slots=True)
+class IndexLayout:
+    """How the index is laid out in Redis; fixed when the index is created."""
+
+    params: FingerprintParams
+    capacity: int
+
+    @property
+    def lsh_shards(self) -> int:
+        # ~64 bucket entries per hash at capacity: compact (listpack) up to about 2x capacity.
+        bands, _ = self.params.bands_rows
+        return _next_power_of_two(self.capacity * bands // 64)
+
+    @property
+    def key_shards(self) -> int:
+        return _next_power_of_two(self.capacity // 64)
+
+    def as_metadata(self) -> dict[str, str]:
+        return {
+            **self.params.as_metadata(),
+            "capacity": str(self.capacity),
+            "lsh_shards": str(self.lsh_shards),
+            "key_shards": str(self.key_shards),
+            "signature_bits": str(SIGNATURE_BITS),
+        }
+
+
+def _next_power_of_two(value: int) -> int:
+    return 1 << max(0, math.ceil(math.log2(max(value, 1))))
+
+
+def retention_timestamp(doc: Document, clock: str, now: float) -> int:
+    """Seconds on the retention clock: ingestion time, or the document's own date when the
+    clock is "published" and the date is plausible (not more than a day ahead)."""
+    if clock == "published" and doc.published_at:
+        try:
+            published = datetime.fromisoformat(doc.published_at.replace("Z", "+00:00"))
+        except ValueError:
+            return int(now)
+        if published.tzinfo is None:
+            published = published.replace(tzinfo=UTC)
+        stamp = published.timestamp()
+        if 0 < stamp <= now + 86400:
+            return int(stamp)
+    return int(now)
 
 
 class DedupIndex:
@@ -51,23 +111,30 @@ class DedupIndex:
         self,
         client: redis.Redis,
         keys: Keys,
-        params: FingerprintParams,
+        layout: IndexLayout,
         *,
         threshold: float,
         containment_threshold: float,
         min_shingles: int,
         max_candidates: int,
+        retention_seconds: int,
+        retention_clock: str,
+        sweep_limit: int,
         docs_maxlen: int,
         duplicates_maxlen: int,
         dead_maxlen: int,
     ) -> None:
         self.client = client
         self.keys = keys
-        self.params = params
+        self.layout = layout
+        self.params = layout.params
         self.threshold = threshold
         self.containment_threshold = containment_threshold
         self.min_shingles = min_shingles
         self.max_candidates = max_candidates
+        self.retention_seconds = retention_seconds
+        self.retention_clock = retention_clock
+        self.sweep_limit = sweep_limit
         self.docs_maxlen = docs_maxlen
         self.duplicates_maxlen = duplicates_maxlen
         self.dead_maxlen = dead_maxlen
@@ -76,10 +143,10 @@ class DedupIndex:
         self._checked = False
 
     def ensure_params(self) -> None:
-        """Record the fingerprint parameters on first use; refuse a different set later."""
+        """Record the layout on first use; refuse a different one later."""
         if self._checked:
             return
-        wanted = self.params.as_metadata()
+        wanted = self.layout.as_metadata()
         meta_key = self.keys.index_meta
         pipe = self.client.pipeline()
         for field, value in wanted.items():
@@ -99,12 +166,15 @@ class DedupIndex:
             )
             raise IndexMismatch(
                 f"the dedup index was built with other parameters ({details}); "
-                "run `newsdedup index reset` and backfill again to rebuild it"
+                "rebuild it with `newsdedup index rebuild` (or `newsdedup index reset`)"
             )
         self._checked = True
 
-    def _accept_args(self, job_id: str, guard: str, item: Accepted, ingested_at: str) -> list[Any]:
+    def _accept_args(
+        self, job_id: str, guard: str, item: Accepted, ingested_at: str, now: float
+    ) -> list[Any]:
         doc, fp = item.doc, item.fingerprint
+        bands, rows = self.params.bands_rows
         doc_fields = {
             "id": doc.id,
             "source": doc.source,
@@ -137,19 +207,25 @@ class DedupIndex:
             doc.source,
             item.bytes_in,
             doc.id,
-            fp.content_hash,
+            fp.content_key,
+            url_key(canonical_url(doc.url)),
             fp.signature,
             fp.shingles,
+            retention_timestamp(doc, self.retention_clock, now),
             self.params.num_perm,
+            bands,
+            rows,
+            self.layout.lsh_shards,
+            self.layout.key_shards,
             self.threshold,
             self.containment_threshold,
             self.min_shingles,
             self.max_candidates,
+            self.retention_seconds,
+            self.sweep_limit,
             self.docs_maxlen,
             self.duplicates_maxlen,
             len(doc.stripped),
-            len(fp.buckets),
-            *fp.buckets,
             len(doc_fields) * 2,
         ]
         for mapping in (doc_fields, dup_fields):
@@ -186,21 +262,23 @@ class DedupIndex:
         dead: Sequence[tuple[DeadInput, int]] = (),
         *,
         guard_prefix: str = "",
+        now: float | None = None,
     ) -> list[Outcome]:
         """Decide, index and publish a batch in one round trip; returns one Outcome each.
 
         `guard_prefix` + input_ref is the member of the job's done set that makes a
         redelivered input a no-op; the prefix (the backfill root) keeps inputs with the
-        same relative path under different roots apart.
+        same relative path under different roots apart. `now` overrides the clock (for
+        simulations of the retention window).
         """
         self.ensure_params()
-        ingested_at = utc_now_iso()
+        clock = time.time() if now is None else now
+        ingested_at = utc_now_iso() if now is None else _iso(now)
         pipe = self.client.pipeline(transaction=False)
         refs: list[str] = []
         for item in accepted:
-            self._accept(
-                args=self._accept_args(job_id, guard_prefix, item, ingested_at), client=pipe
-            )
+            args = self._accept_args(job_id, guard_prefix, item, ingested_at, clock)
+            self._accept(args=args, client=pipe)
             refs.append(item.doc.input_ref)
         for dead_input, bytes_in in dead:
             self._dead(

@@ -7,12 +7,22 @@ Layout under the configured prefix P (default "newsdedup:"):
   P stats:source:<source>             hash: the same counters per source
   P stats:dead_reasons                hash: dead-letter reason -> count
   P stats:sources                     set: sources seen (to enumerate the per-source hashes)
-  P ix:meta                           hash: index parameters (refuse to mix schemes)
-  P ix:next                           counter: compact internal numbers for indexed docs
-  P ix:sig                            hash: doc number -> MinHash signature (uint32 LE bytes)
-  P ix:info                           hash: doc number -> "<shingles>\\x1f<id>"
-  P ix:exact                          hash: content hash -> original's id
-  P ix:b:<band>:<bucket>              set: doc numbers in one LSH bucket
+  P ix:meta                           hash: index parameters (refuse to mix schemes), watermark
+  P ix:next / P ix:count              counters: last doc number given out / docs indexed now
+  P ix:r:<n // 256>                   string: fixed-size records of 256 docs (see RECORD below)
+  P ix:pages                          hash: record page -> live docs in it (free empty pages)
+  P ix:i:<n // 128>                   hash: doc number -> the document's own id
+  P ix:l:<shard>                      hash: LSH bucket (band byte + the band's 16-bit values)
+                                      -> packed 4-byte doc numbers
+  P ix:x:<shard> / P ix:u:<shard>     hash: 8-byte content / canonical-URL key -> doc number
+  P ix:t:<day>                        list: doc numbers whose retention clock falls on <day>
+  P ix:days                           sorted set: days with a list, oldest first
+
+RECORD (2*num_perm + 24 bytes): the signature's high 16 bits per permutation, big-endian;
+the 8-byte content key; the 8-byte URL key (zeros: none); shingle count (u32); retention
+timestamp (u32 seconds). Fixed-size slots in page strings cost no per-key overhead, and
+the hashes stay small enough for Redis's compact listpack encoding (up to 128 entries of
+up to 64 bytes each by default): shard counts are sized from `dedup.capacity`.
   P job:<job>                         hash: one backfill/poll job's totals and counters
   P job:<job>:done                    set: input refs already accounted for (redelivery guard)
   P job:<job>:tasks                   set: task indexes finished
@@ -70,8 +80,8 @@ class Keys:
         return f"{self.prefix}ix:meta"
 
     @property
-    def index_signatures(self) -> str:
-        return f"{self.prefix}ix:sig"
+    def index_count(self) -> str:
+        return f"{self.prefix}ix:count"
 
     @property
     def index_pattern(self) -> str:
@@ -101,7 +111,7 @@ class Keys:
 _LUA_PRELUDE = r"""
 local P = ARGV[1]
 local job = ARGV[2]
-local input_ref = ARGV[3]
+local guard = ARGV[3]
 local source = ARGV[4]
 local nbytes = tonumber(ARGV[5])
 
@@ -118,7 +128,7 @@ local function xadd(stream, maxlen, fields)
 end
 
 if job ~= '' then
-  if redis.call('SADD', P .. 'job:' .. job .. ':done', input_ref) == 0 then
+  if redis.call('SADD', P .. 'job:' .. job .. ':done', guard) == 0 then
     return {'already'}
   end
 end
@@ -127,8 +137,8 @@ bump('seen', 1)
 bump('bytes_in', nbytes)
 """
 
-# ARGV: 1 prefix, 2 job, 3 input_ref, 4 source, 5 bytes, 6 maxlen,
-#       7 reason, then the dead stream's field/value pairs.
+# ARGV: 1 prefix, 2 job, 3 guard, 4 source, 5 bytes, 6 maxlen, 7 reason,
+#       then the dead stream's field/value pairs.
 RECORD_DEAD_LUA = (
     _LUA_PRELUDE
     + r"""
@@ -144,118 +154,271 @@ return {'dead', entry}
 """
 )
 
-# ARGV: 1 prefix, 2 job, 3 input_ref, 4 source, 5 bytes,
-#       6 doc id, 7 content hash, 8 signature bytes ('' = too short for near matching),
-#       9 shingle count, 10 num_perm, 11 jaccard threshold, 12 containment threshold,
-#       13 min shingles, 14 max candidates, 15 docs maxlen, 16 duplicates maxlen,
-#       17 stripped line count, 18 number of band buckets B, 19..18+B bucket names,
-#       then N = next ARGV: doc-stream field/value pairs count, the pairs,
-#       then the duplicates-stream field/value pairs (without duplicate_of/similarity/kind).
+# The index itself. Everything below works from the stored record, so Python and Lua
+# never have to agree on a second hash function: bucket fields and shards are derived
+# here from the signature bytes.
+_LUA_INDEX = r"""
+local NUM_PERM = tonumber(ARGV[12])
+local BANDS = tonumber(ARGV[13])
+local ROWS = tonumber(ARGV[14])
+local LSH_SHARDS = tonumber(ARGV[15])
+local KEY_SHARDS = tonumber(ARGV[16])
+local SIGLEN = 2 * NUM_PERM
+local RECLEN = SIGLEN + 24
+local ZERO8 = string.rep('\0', 8)
+local ZERO_SIG = string.rep('\0', SIGLEN)
+
+local function u16(s, i)
+  local a, b = string.byte(s, i, i + 1)
+  return a * 256 + b
+end
+
+local function u32(s, i)
+  local a, b, c, d = string.byte(s, i, i + 3)
+  return ((a * 256 + b) * 256 + c) * 256 + d
+end
+
+local function pack32(n)
+  n = math.floor(n)
+  return string.char(math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256,
+                     math.floor(n / 256) % 256, n % 256)
+end
+
+local function band_field(sig, band)
+  local start = band * ROWS * 2 + 1
+  return string.char(band) .. string.sub(sig, start, start + ROWS * 2 - 1)
+end
+
+local function band_key(sig, band)
+  -- The values are uniform random 16-bit numbers: the first two of the band pick the shard.
+  local start = band * ROWS * 2 + 1
+  local second = 0
+  if ROWS > 1 then second = u16(sig, start + 2) end
+  return P .. 'ix:l:' .. ((u16(sig, start) * 65536 + second + band * 40503) % LSH_SHARDS)
+end
+
+local function key_shard(kind, key8)
+  return P .. 'ix:' .. kind .. ':' .. (u32(key8, 1) % KEY_SHARDS)
+end
+
+local function page_key(num) return P .. 'ix:r:' .. math.floor(num / 256) end
+local function id_key(num) return P .. 'ix:i:' .. math.floor(num / 128) end
+
+-- A live record: {sig, content key, url key, shingles, ts}, or nil once freed.
+local function read_record(num)
+  local offset = (num % 256) * RECLEN
+  local rec = redis.call('GETRANGE', page_key(num), offset, offset + RECLEN - 1)
+  if string.len(rec) < RECLEN then return nil end
+  local ts = u32(rec, SIGLEN + 21)
+  if ts == 0 then return nil end
+  return {string.sub(rec, 1, SIGLEN), string.sub(rec, SIGLEN + 1, SIGLEN + 8),
+          string.sub(rec, SIGLEN + 9, SIGLEN + 16), u32(rec, SIGLEN + 17), ts}
+end
+
+local function remove_packed(key, field, num)
+  local packed = redis.call('HGET', key, field)
+  if not packed then return end
+  local me, kept = pack32(num), {}
+  for k = 1, string.len(packed), 4 do
+    local item = string.sub(packed, k, k + 3)
+    if item ~= me then kept[#kept + 1] = item end
+  end
+  if #kept == 0 then
+    redis.call('HDEL', key, field)
+  else
+    redis.call('HSET', key, field, table.concat(kept))
+  end
+end
+
+-- Free every trace of one indexed document.
+local function expire(num)
+  local rec = read_record(num)
+  if not rec then return end
+  if rec[1] ~= ZERO_SIG then
+    for b = 0, BANDS - 1 do remove_packed(band_key(rec[1], b), band_field(rec[1], b), num) end
+  end
+  local me = pack32(num)
+  for _, kind_key in ipairs({{'x', rec[2]}, {'u', rec[3]}}) do
+    if kind_key[2] ~= ZERO8 then
+      local shard = key_shard(kind_key[1], kind_key[2])
+      if redis.call('HGET', shard, kind_key[2]) == me then
+        redis.call('HDEL', shard, kind_key[2])
+      end
+    end
+  end
+  redis.call('HDEL', id_key(num), num % 128)
+  local page = math.floor(num / 256)
+  redis.call('SETRANGE', page_key(num), (num % 256) * RECLEN, string.rep('\0', RECLEN))
+  if redis.call('HINCRBY', P .. 'ix:pages', page, -1) <= 0 then
+    redis.call('DEL', page_key(num))
+    redis.call('HDEL', P .. 'ix:pages', page)
+  end
+  redis.call('DECR', P .. 'ix:count')
+end
+
+-- Free up to `limit` documents whose day is entirely before the cutoff.
+local function sweep(cutoff, limit)
+  local cutoff_day = math.floor(cutoff / 86400)
+  while limit > 0 do
+    local oldest = redis.call('ZRANGE', P .. 'ix:days', 0, 0)
+    if #oldest == 0 or tonumber(oldest[1]) >= cutoff_day then return end
+    local list = P .. 'ix:t:' .. oldest[1]
+    local num = redis.call('LPOP', list)
+    if not num then
+      redis.call('ZREM', P .. 'ix:days', oldest[1])
+    else
+      expire(tonumber(num))
+      limit = limit - 1
+    end
+  end
+end
+
+local function original_id(num)
+  return redis.call('HGET', id_key(num), num % 128)
+end
+"""
+
+# ARGV: 1 prefix, 2 job, 3 guard, 4 source, 5 bytes, 6 doc id, 7 content key (8 bytes),
+#   8 URL key (8 bytes or ''), 9 signature (2*num_perm bytes or ''), 10 shingles,
+#   11 retention timestamp (s), 12 num_perm, 13 bands, 14 rows, 15 LSH shards,
+#   16 key shards, 17 Jaccard threshold, 18 containment threshold, 19 min shingles,
+#   20 max candidates, 21 retention (s, 0 = forever), 22 sweep limit, 23 docs maxlen,
+#   24 duplicates maxlen, 25 stripped lines, 26 N = number of docs-stream arguments,
+#   27..26+N the docs-stream field/value pairs, then the duplicates-stream pairs.
 ACCEPT_DOCUMENT_LUA = (
     _LUA_PRELUDE
+    + _LUA_INDEX
     + r"""
 local doc_id = ARGV[6]
-local chash = ARGV[7]
-local sig = ARGV[8]
-local nsh = tonumber(ARGV[9])
-local num_perm = tonumber(ARGV[10])
-local j_threshold = tonumber(ARGV[11])
-local c_threshold = tonumber(ARGV[12])
-local min_shingles = tonumber(ARGV[13])
-local max_candidates = tonumber(ARGV[14])
-local docs_maxlen = ARGV[15]
-local dups_maxlen = ARGV[16]
-local stripped = tonumber(ARGV[17])
-local nbands = tonumber(ARGV[18])
-local pos = 19 + nbands
-local ndoc = tonumber(ARGV[pos])
-local doc_fields = {}
-for i = pos + 1, pos + ndoc do doc_fields[#doc_fields + 1] = ARGV[i] end
-local dup_fields = {}
-for i = pos + ndoc + 1, #ARGV do dup_fields[#dup_fields + 1] = ARGV[i] end
+local ckey = ARGV[7]
+local ukey = ARGV[8]
+local sig = ARGV[9]
+local nsh = tonumber(ARGV[10])
+local ts = tonumber(ARGV[11])
+local j_threshold = tonumber(ARGV[17])
+local c_threshold = tonumber(ARGV[18])
+local min_shingles = tonumber(ARGV[19])
+local max_candidates = tonumber(ARGV[20])
+local retention = tonumber(ARGV[21])
+local sweep_limit = tonumber(ARGV[22])
+local docs_maxlen = ARGV[23]
+local dups_maxlen = ARGV[24]
+local stripped = tonumber(ARGV[25])
+local ndoc = tonumber(ARGV[26])
+local doc_fields, dup_fields = {}, {}
+for i = 27, 26 + ndoc do doc_fields[#doc_fields + 1] = ARGV[i] end
+for i = 27 + ndoc, #ARGV do dup_fields[#dup_fields + 1] = ARGV[i] end
 
-local function duplicate(kind, original, similarity, containment)
-  dup_fields[#dup_fields + 1] = 'duplicate_of'
-  dup_fields[#dup_fields + 1] = original
-  dup_fields[#dup_fields + 1] = 'similarity'
-  dup_fields[#dup_fields + 1] = similarity
-  dup_fields[#dup_fields + 1] = 'containment'
-  dup_fields[#dup_fields + 1] = containment
-  dup_fields[#dup_fields + 1] = 'kind'
-  dup_fields[#dup_fields + 1] = kind
+-- The retention clock only moves forward; documents older than the window stop matching
+-- at once and are freed a few per call, so memory stays flat under a steady stream.
+local watermark = tonumber(redis.call('HGET', P .. 'ix:meta', 'watermark') or '0')
+if ts > watermark then
+  watermark = ts
+  redis.call('HSET', P .. 'ix:meta', 'watermark', ts)
+end
+local cutoff = 0
+if retention > 0 then
+  cutoff = watermark - retention
+  sweep(cutoff, sweep_limit)
+end
+
+local function duplicate(kind, match, original, similarity, containment)
+  for _, v in ipairs({'duplicate_of', original, 'similarity', similarity,
+                      'containment', containment, 'kind', kind, 'match', match}) do
+    dup_fields[#dup_fields + 1] = v
+  end
   local entry = xadd('duplicates', dups_maxlen, dup_fields)
   bump(kind, 1)
   if job ~= '' then redis.call('HINCRBY', P .. 'job:' .. job, kind, 1) end
-  -- Later exact copies of this text resolve straight to the original.
-  redis.call('HSETNX', P .. 'ix:exact', chash, original)
   return {kind, entry, original, similarity, containment}
 end
 
--- 1. Exact: same matching-normalised content.
-local original = redis.call('HGET', P .. 'ix:exact', chash)
-if original then
-  return duplicate('exact', original, '1', '1')
+local function live(num)
+  local rec = read_record(num)
+  if rec and rec[5] >= cutoff then return rec end
+  return nil
 end
 
--- 2. Near: LSH candidates, verified against stored signatures.
-if sig ~= '' and nsh >= min_shingles then
-  local hits = {}
-  local order = {}
-  for b = 1, nbands do
-    local members = redis.call('SMEMBERS', P .. 'ix:b:' .. ARGV[18 + b])
-    for _, m in ipairs(members) do
-      if hits[m] == nil then
-        hits[m] = 0
-        order[#order + 1] = m
-      end
-      hits[m] = hits[m] + 1
+-- 1. Exact: the same canonical URL, or the same matching-normalised content.
+for _, kind_key in ipairs({{'u', ukey, 'url'}, {'x', ckey, 'content'}}) do
+  if kind_key[2] ~= '' then
+    local packed = redis.call('HGET', key_shard(kind_key[1], kind_key[2]), kind_key[2])
+    if packed then
+      local num = u32(packed, 1)
+      if live(num) then return duplicate('exact', kind_key[3], original_id(num), '1', '1') end
     end
   end
-  -- Most shared bands first: the likeliest originals are verified before the cap bites.
+end
+
+-- 2. Near: LSH candidates, most shared bands first, verified against stored signatures.
+if sig ~= '' and nsh >= min_shingles then
+  local hits, order = {}, {}
+  for b = 0, BANDS - 1 do
+    local packed = redis.call('HGET', band_key(sig, b), band_field(sig, b))
+    if packed then
+      for k = 1, string.len(packed), 4 do
+        local num = u32(packed, k)
+        if hits[num] == nil then
+          hits[num] = 0
+          order[#order + 1] = num
+        end
+        hits[num] = hits[num] + 1
+      end
+    end
+  end
   table.sort(order, function(a, b)
     if hits[a] ~= hits[b] then return hits[a] > hits[b] end
-    return tonumber(a) < tonumber(b)
+    return a < b
   end)
   local best, best_score, best_j, best_c = nil, -1, 0, 0
   for i = 1, math.min(#order, max_candidates) do
-    local num = order[i]
-    local other = redis.call('HGET', P .. 'ix:sig', num)
-    local info = redis.call('HGET', P .. 'ix:info', num)
-    if other and info then
-      local equal = 0
-      for k = 0, num_perm - 1 do
-        local s = k * 4 + 1
-        if string.sub(sig, s, s + 3) == string.sub(other, s, s + 3) then equal = equal + 1 end
+    local rec = live(order[i])
+    if rec then
+      local other, equal = rec[1], 0
+      for k = 1, SIGLEN, 2 do
+        if string.sub(sig, k, k + 1) == string.sub(other, k, k + 1) then equal = equal + 1 end
       end
-      local j = equal / num_perm
-      local sep = string.find(info, '\31', 1, true)
-      local other_n = tonumber(string.sub(info, 1, sep - 1))
-      local smaller = math.min(nsh, other_n)
+      local j = equal / NUM_PERM
+      local smaller = math.min(nsh, rec[4])
       local c = 0
-      if smaller > 0 then c = math.min(1, (j * (nsh + other_n) / (1 + j)) / smaller) end
-      local is_dup = j >= j_threshold or (c >= c_threshold and smaller >= min_shingles)
-      if is_dup then
+      if smaller > 0 then c = math.min(1, (j * (nsh + rec[4]) / (1 + j)) / smaller) end
+      if j >= j_threshold or (c >= c_threshold and smaller >= min_shingles) then
         local score = math.max(j, c)
-        if score > best_score then
-          best, best_score, best_j, best_c = string.sub(info, sep + 1), score, j, c
-        end
+        if score > best_score then best, best_score, best_j, best_c = order[i], score, j, c end
       end
     end
   end
   if best then
-    return duplicate('near', best, string.format('%.4f', best_j), string.format('%.4f', best_c))
+    return duplicate('near', 'minhash', original_id(best), string.format('%.4f', best_j),
+                     string.format('%.4f', best_c))
   end
 end
 
--- 3. New: index it and publish.
-redis.call('HSET', P .. 'ix:exact', chash, doc_id)
-if sig ~= '' and nsh >= min_shingles then
+-- 3. New: index it (unless it is already older than the window) and publish.
+if retention == 0 or ts >= cutoff then
   local num = redis.call('INCR', P .. 'ix:next')
-  redis.call('HSET', P .. 'ix:sig', num, sig)
-  redis.call('HSET', P .. 'ix:info', num, nsh .. '\31' .. doc_id)
-  for b = 1, nbands do
-    redis.call('SADD', P .. 'ix:b:' .. ARGV[18 + b], num)
+  local me = pack32(num)
+  local stored_sig = sig
+  if sig == '' or nsh < min_shingles then stored_sig = ZERO_SIG end
+  local stored_ukey = ukey
+  if ukey == '' then stored_ukey = ZERO8 end
+  redis.call('SETRANGE', page_key(num), (num % 256) * RECLEN,
+             stored_sig .. ckey .. stored_ukey .. pack32(nsh) .. pack32(ts))
+  redis.call('HINCRBY', P .. 'ix:pages', math.floor(num / 256), 1)
+  redis.call('HSET', id_key(num), num % 128, doc_id)
+  if stored_sig ~= ZERO_SIG then
+    for b = 0, BANDS - 1 do
+      local key, field = band_key(sig, b), band_field(sig, b)
+      local packed = redis.call('HGET', key, field)
+      redis.call('HSET', key, field, (packed or '') .. me)
+    end
   end
+  redis.call('HSET', key_shard('x', ckey), ckey, me)
+  if ukey ~= '' then redis.call('HSET', key_shard('u', ukey), ukey, me) end
+  local day = math.floor(ts / 86400)
+  redis.call('RPUSH', P .. 'ix:t:' .. day, num)
+  redis.call('ZADD', P .. 'ix:days', day, day)
+  redis.call('INCR', P .. 'ix:count')
 end
 local entry = xadd('docs', docs_maxlen, doc_fields)
 bump('published', 1)

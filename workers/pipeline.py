@@ -29,22 +29,24 @@ def clean_document(doc: Document, rules: RuleSet) -> Document | DeadInput:
     return replace(doc, title=title, text=result.text, stripped=result.stripped)
 
 
+def fingerprint_tokens(doc: Document) -> list[str]:
+    # The body alone is fingerprinted: a re-headlined copy is still the same article.
+    return matching_tokens(doc.text)
+
+
 def prepare(doc: Document, rules: RuleSet, fingerprinter: Fingerprinter) -> Accepted | DeadInput:
     cleaned = clean_document(doc, rules)
     if isinstance(cleaned, DeadInput):
         return cleaned
-    # The body alone is fingerprinted: a re-headlined copy is still the same article.
-    fingerprint = fingerprinter.fingerprint(matching_tokens(cleaned.text))
+    fingerprint = fingerprinter.fingerprint(fingerprint_tokens(cleaned))
     return Accepted(cleaned, fingerprint, len(doc.text.encode("utf-8")))
 
 
-def _prepare_safely(
-    doc: Document, rules: RuleSet, fingerprinter: Fingerprinter
-) -> Accepted | DeadInput:
+def _clean_safely(doc: Document, rules: RuleSet) -> Document | DeadInput:
     # One pathological document must not take its whole batch down (and with it the
     # accounting of 199 good ones): it goes to `dead` with the error instead.
     try:
-        return prepare(doc, rules, fingerprinter)
+        return clean_document(doc, rules)
     except Exception as exc:
         return DeadInput(
             doc.input_ref, "processing_error", f"{type(exc).__name__}: {exc}", doc.id, doc.source
@@ -70,15 +72,20 @@ def process_inputs(
     fingerprinter: Fingerprinter,
     index: DedupIndex,
     guard_prefix: str = "",
+    now: float | None = None,
 ) -> BatchResult:
-    accepted: list[Accepted] = []
+    cleaned: list[tuple[Document, int]] = []
     dead: list[tuple[DeadInput, int]] = []
     for item in inputs:
-        prepared = (
-            item if isinstance(item, DeadInput) else _prepare_safely(item, rules, fingerprinter)
-        )
-        if isinstance(prepared, DeadInput):
-            dead.append((prepared, 0))
+        result = item if isinstance(item, DeadInput) else _clean_safely(item, rules)
+        if isinstance(result, DeadInput):
+            dead.append((result, 0))
         else:
-            accepted.append(prepared)
-    return BatchResult(index.submit(job_id, accepted, dead, guard_prefix=guard_prefix))
+            original = item.text if isinstance(item, Document) else ""
+            cleaned.append((result, len(original.encode("utf-8"))))
+    # One numpy pass for the whole batch's MinHashes.
+    fingerprints = fingerprinter.fingerprint_many([fingerprint_tokens(d) for d, _ in cleaned])
+    accepted = [
+        Accepted(doc, fp, nbytes) for (doc, nbytes), fp in zip(cleaned, fingerprints, strict=True)
+    ]
+    return BatchResult(index.submit(job_id, accepted, dead, guard_prefix=guard_prefix, now=now))

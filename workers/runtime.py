@@ -14,7 +14,7 @@ import redis
 
 from workers.config import Settings, load_settings
 from workers.connection import DEFAULT_REDIS_URL, redis_from_url
-from workers.index import DedupIndex
+from workers.index import DedupIndex, IndexLayout
 from workers.keyspace import Keys
 from workers.stages.fingerprint import Fingerprinter, FingerprintParams
 from workers.stages.strip import RuleSet, load_rules
@@ -43,11 +43,14 @@ def build_runtime(settings: Settings, redis_url: str) -> Runtime:
     index = DedupIndex(
         client,
         keys,
-        params,
+        IndexLayout(params, dedup.capacity),
         threshold=dedup.threshold,
         containment_threshold=dedup.containment_threshold,
         min_shingles=dedup.min_shingles,
         max_candidates=dedup.max_candidates,
+        retention_seconds=int(dedup.retention_days * 86400),
+        retention_clock=dedup.retention_clock,
+        sweep_limit=dedup.sweep_limit,
         docs_maxlen=streams.docs_maxlen,
         duplicates_maxlen=streams.duplicates_maxlen,
         dead_maxlen=streams.dead_maxlen,

@@ -23,7 +23,7 @@ def collect_stats(client: redis.Redis, keys: Keys) -> dict[str, Any]:
     pipe = client.pipeline(transaction=False)
     pipe.hgetall(keys.stats)
     pipe.hgetall(keys.dead_reasons)
-    pipe.hlen(keys.index_signatures)
+    pipe.get(keys.index_count)
     pipe.hgetall(keys.index_meta)
     for name in STREAM_NAMES:
         pipe.xlen(keys.stream(name))
@@ -40,7 +40,7 @@ def collect_stats(client: redis.Redis, keys: Keys) -> dict[str, Any]:
         "dead_reasons": {as_text(k): int(v) for k, v in reasons.items()},
         "streams": dict(zip(STREAM_NAMES, (int(n) for n in lengths), strict=True)),
         "index": {
-            "near_indexed": int(indexed),
+            "documents": int(indexed or 0),
             "params": {as_text(k): as_text(v) for k, v in meta.items()},
         },
         "sources": {
@@ -76,7 +76,7 @@ def render_stats(data: dict[str, Any]) -> None:
     console.print(table)
     streams = ", ".join(f"{name} {length}" for name, length in data["streams"].items())
     console.print(f"streams: {streams}")
-    console.print(f"index: {data['index']['near_indexed']} documents")
+    console.print(f"index: {data['index']['documents']} documents")
     if data["dead_reasons"]:
         reasons = ", ".join(f"{r} {n}" for r, n in sorted(data["dead_reasons"].items()))
         console.print(f"dead by reason: {reasons}")

