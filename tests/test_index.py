@@ -1,0 +1,192 @@
+"""The Redis dedup index: decisions, atomicity across processes, parameters, retention."""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+from collections import Counter
+
+import pytest
+from conftest import RedisTarget
+from edit_copies import lightly_edit
+
+from workers.config import Settings, load_settings
+from workers.document import Document
+from workers.index import IndexMismatch
+from workers.pipeline import prepare
+from workers.runtime import Runtime, build_runtime
+
+DAY = 86400.0
+WORDS = [
+    "الحكومة",
+    "أعلنت",
+    "اليوم",
+    "عن",
+    "خطة",
+    "جديدة",
+    "لتطوير",
+    "البنية",
+    "التحتية",
+    "في",
+    "المدن",
+    "الكبرى",
+    "وتشمل",
+    "الطرق",
+    "والجسور",
+    "والمدارس",
+    "والمستشفيات",
+    "ومحطات",
+    "المياه",
+    "والكهرباء",
+    "وشبكات",
+    "النقل",
+    "العام",
+    "والاتصالات",
+    "كما",
+    "أكد",
+    "الوزير",
+    "أن",
+    "المشروع",
+    "سيوفر",
+    "آلاف",
+    "الوظائف",
+    "للشباب",
+    "خلال",
+    "السنوات",
+    "الخمس",
+    "المقبلة",
+]
+
+
+def article(seed: int, words: int = 120) -> str:
+    rng = random.Random(seed)
+    sentences = []
+    for _ in range(words // 12):
+        sentences.append(
+            " ".join(rng.choice(WORDS) for _ in range(12)) + f" {rng.randrange(10**6)}."
+        )
+    return "\n\n".join(sentences)
+
+
+def settings_for(prefix: str, **dedup: object) -> Settings:
+    base = load_settings()
+    return base.model_copy(update={"prefix": prefix, "dedup": base.dedup.model_copy(update=dedup)})
+
+
+def doc(doc_id: str, text: str, url: str = "", published_at: str = "") -> Document:
+    return Document(
+        id=doc_id,
+        source="test",
+        text=text,
+        input_ref=doc_id,
+        title=doc_id,
+        url=url,
+        published_at=published_at,
+    )
+
+
+def submit(rt: Runtime, *docs: Document, now: float | None = None) -> list[tuple[str, str]]:
+    items = [prepare(d, rt.rules, rt.fingerprinter) for d in docs]
+    outcomes = rt.index.submit("", items, now=now)  # type: ignore[arg-type]
+    return [(o.kind, o.duplicate_of) for o in outcomes]
+
+
+@pytest.fixture
+def runtime(redis_target: RedisTarget, prefix: str) -> Runtime:
+    return build_runtime(settings_for(prefix), redis_target.url)
+
+
+def test_exact_near_and_new_decisions(runtime: Runtime) -> None:
+    original = article(1)
+    assert submit(runtime, doc("a", original)) == [("published", "")]
+    assert submit(runtime, doc("b", original)) == [("exact", "a")]
+    # Matching normalisation: diacritics and letter variants do not make a new text.
+    variant = original.replace("ة", "ه").replace("ي ", "ى ")
+    assert submit(runtime, doc("c", variant)) == [("exact", "a")]
+    assert submit(runtime, doc("d", lightly_edit(original, 7))) == [("near", "a")]
+    assert submit(runtime, doc("e", article(2))) == [("published", "")]
+    assert runtime.client.get(runtime.keys.index_count) == b"2"
+
+
+def test_trimmed_copy_is_found_by_containment(runtime: Runtime) -> None:
+    original = article(3, words=240)
+    paragraphs = original.split("\n\n")
+    trimmed = "\n\n".join(paragraphs[: len(paragraphs) // 2])
+    submit(runtime, doc("long", original))
+    kind, of = submit(runtime, doc("short", trimmed))[0]
+    assert (kind, of) == ("near", "long")
+
+
+def test_same_canonical_url_is_an_exact_duplicate(runtime: Runtime) -> None:
+    submit(runtime, doc("a", article(4), url="https://www.example.com/news/1?utm_source=x"))
+    assert submit(runtime, doc("b", article(5), url="http://example.com/news/1/#top")) == [
+        ("exact", "a")
+    ]
+
+
+def _race_worker(args: tuple[str, str, list[tuple[str, str]]]) -> list[str]:
+    url, prefix, docs = args
+    rt = build_runtime(settings_for(prefix), url)
+    kinds = []
+    for doc_id, text in docs:
+        item = prepare(doc(doc_id, text), rt.rules, rt.fingerprinter)
+        kinds.append(rt.index.submit("", [item])[0].kind)  # type: ignore[list-item]
+    return kinds
+
+
+def test_concurrent_processes_keep_exactly_one_per_story(
+    redis_target: RedisTarget, prefix: str
+) -> None:
+    stories = 10
+    docs = [
+        (f"s{s}-c{c}", lightly_edit(article(100 + s), c) if c else article(100 + s))
+        for s in range(stories)
+        for c in range(8)
+    ]
+    random.Random(0).shuffle(docs)
+    processes = 8
+    shares = [(redis_target.url, prefix, docs[i::processes]) for i in range(processes)]
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        kinds = Counter(k for result in pool.map(_race_worker, shares) for k in result)
+    assert kinds["published"] == stories, kinds
+    assert kinds["published"] + kinds["near"] + kinds["exact"] == len(docs)
+
+
+def test_index_refuses_other_fingerprint_parameters(redis_target: RedisTarget, prefix: str) -> None:
+    submit(build_runtime(settings_for(prefix), redis_target.url), doc("a", article(6)))
+    other = build_runtime(settings_for(prefix, num_perm=64), redis_target.url)
+    with pytest.raises(IndexMismatch, match="num_perm: index has 128, config wants 64"):
+        submit(other, doc("b", article(7)))
+    shingles = build_runtime(settings_for(prefix, shingle_size=2), redis_target.url)
+    with pytest.raises(IndexMismatch, match="shingle_size"):
+        shingles.index.ensure_params()
+
+
+def test_retention_window_stops_matching_and_frees_memory(
+    redis_target: RedisTarget, prefix: str
+) -> None:
+    rt = build_runtime(settings_for(prefix, retention_days=1, sweep_limit=50), redis_target.url)
+    start = 1_700_000_000.0
+    original = article(8)
+    assert submit(rt, doc("old", original), now=start) == [("published", "")]
+    # Within the window: a duplicate.
+    assert submit(rt, doc("again", original), now=start + 0.5 * DAY)[0] == ("exact", "old")
+    # Two days later the old entry no longer matches: the copy is new again.
+    assert submit(rt, doc("later", original), now=start + 2 * DAY) == [("published", "")]
+    # A steady stream three windows long: the index holds about one window's documents.
+    for day in range(3, 9):
+        batch = [doc(f"d{day}-{i}", article(1000 * day + i)) for i in range(20)]
+        submit(rt, *batch, now=start + day * DAY)
+    indexed = int(rt.client.get(rt.keys.index_count) or 0)
+    assert 20 <= indexed <= 40, indexed
+    pages = [k for k in rt.client.scan_iter(match=f"{prefix}ix:r:*")]
+    assert len(pages) <= 2  # freed pages are deleted, not left as zeros
+
+
+def test_writes_nothing_outside_its_prefix(runtime: Runtime, redis_target: RedisTarget) -> None:
+    before = set(redis_target.client.scan_iter(match="*", count=1000))
+    submit(runtime, doc("a", article(9)), doc("b", article(9)))
+    created = set(redis_target.client.scan_iter(match="*", count=1000)) - before
+    assert created, "the index wrote nothing"
+    outside = sorted(k for k in created if not k.decode().startswith(runtime.keys.prefix))
+    assert outside == []
