@@ -190,3 +190,25 @@ def test_writes_nothing_outside_its_prefix(runtime: Runtime, redis_target: Redis
     assert created, "the index wrote nothing"
     outside = sorted(k for k in created if not k.decode().startswith(runtime.keys.prefix))
     assert outside == []
+
+
+def test_rebuild_reindexes_published_docs_under_new_parameters(
+    redis_target: RedisTarget, prefix: str
+) -> None:
+    from workers.pipeline import rebuild_index
+
+    old = build_runtime(settings_for(prefix), redis_target.url)
+    texts = [article(200 + i) for i in range(4)]
+    submit(old, *(doc(f"a{i}", t) for i, t in enumerate(texts)))
+    published = old.client.xlen(old.keys.docs)
+
+    new = build_runtime(settings_for(prefix, shingle_size=2), redis_target.url)
+    with pytest.raises(IndexMismatch):
+        new.index.ensure_params()
+    assert old.index.reset() > 0
+    assert rebuild_index(new) == {"indexed": 4}
+    assert new.client.xlen(new.keys.docs) == published  # nothing published again
+    assert submit(new, doc("copy", lightly_edit(texts[2], 3))) == [("near", "a2")]
+    stats = new.index.describe()
+    assert stats["documents"] == 4 and stats["parameters"]["shingle_size"] == "2"
+    assert stats["memory_bytes"] > 0

@@ -32,9 +32,10 @@ from workers.connection import (
     ping,
     redact,
 )
-from workers.index import IndexMismatch
+from workers.index import IndexMismatch, delete_matching
 from workers.jobs import JobProgress, enqueue_plan, new_job_id, read_progress, record_job
 from workers.keyspace import STREAM_NAMES
+from workers.pipeline import rebuild_index
 from workers.runtime import Runtime, build_runtime
 from workers.sources.files import PlanError, plan_backfill
 from workers.stats import collect_stats, render_stats
@@ -481,26 +482,90 @@ def tail(
 def reset(ctx: Context, yes: bool) -> None:
     """Delete everything newsdedup stored under its key prefix (streams, index, stats)."""
     prefix = ctx.settings.prefix
-    if not yes:
-        if not sys.stdin.isatty():
-            fail("reset deletes all data under the prefix; pass --yes to confirm", EXIT_USAGE)
-        click.confirm(f"Delete every key under {prefix!r}?", abort=True)
+    _confirm(yes, f"delete every key under {prefix!r}")
     with open_runtime(ctx) as (runtime, _):
-        deleted = delete_prefix(runtime.client, runtime.keys.all_pattern)
+        deleted = delete_matching(runtime.client, runtime.keys.all_pattern)
     click.echo(f"deleted {deleted} keys under {prefix!r}")
 
 
-def delete_prefix(client: redis.Redis, pattern: str) -> int:
-    deleted = 0
-    batch: list[bytes] = []
-    for key in client.scan_iter(match=pattern, count=1000):
-        batch.append(key)
-        if len(batch) >= 1000:
-            deleted += int(client.unlink(*batch))
-            batch.clear()
-    if batch:
-        deleted += int(client.unlink(*batch))
-    return deleted
+# --------------------------------------------------------------------------- index
+
+
+@cli.group()
+def index() -> None:
+    """Inspect, reset or rebuild the dedup index."""
+
+
+@index.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@friendly_errors
+def index_stats(ctx: Context, as_json: bool) -> None:
+    """Documents indexed, memory used, parameters."""
+    with open_runtime(ctx) as (runtime, _):
+        data = runtime.index.describe()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    per_doc = data["bytes_per_document"]
+    click.echo(f"documents indexed: {data['documents']} (capacity {data['capacity']})")
+    click.echo(
+        f"index memory: {data['memory_bytes']} bytes in {data['keys']} keys"
+        + (f", {per_doc} bytes per document" if per_doc else "")
+    )
+    click.echo(
+        f"retention: {data['retention_days']:g} days by {data['retention_clock']} time"
+        + (f", clock at {data['watermark']}" if data["watermark"] else "")
+    )
+    params = data["parameters"]
+    if params:
+        click.echo("parameters: " + ", ".join(f"{k}={v}" for k, v in sorted(params.items())))
+    if data["over_capacity"]:
+        click.echo(
+            "warning: more than twice the configured capacity is indexed; raise "
+            "dedup.capacity and run `newsdedup index rebuild` to keep memory compact"
+        )
+
+
+@index.command("reset")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+@friendly_errors
+def index_reset(ctx: Context, yes: bool) -> None:
+    """Delete the dedup index only (streams and stats stay)."""
+    _confirm(yes, "delete the dedup index")
+    with open_runtime(ctx) as (runtime, _):
+        deleted = runtime.index.reset()
+    click.echo(f"deleted the dedup index ({deleted} keys)")
+
+
+@index.command("rebuild")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+@friendly_errors
+def index_rebuild(ctx: Context, yes: bool) -> None:
+    """Rebuild the index from the `docs` stream with the current parameters.
+
+    For a parameter change (num_perm, shingle_size, seed, lsh_threshold, capacity): nothing
+    is published again; documents that duplicate an earlier one under the new parameters
+    are left out of the index.
+    """
+    _confirm(yes, "rebuild the dedup index from the docs stream")
+    with open_runtime(ctx) as (runtime, _):
+        runtime.index.reset()
+        totals = rebuild_index(runtime)
+    click.echo(
+        f"rebuilt the dedup index: {totals.get('indexed', 0)} documents indexed, "
+        f"{totals.get('skipped', 0)} left out as duplicates under the new parameters"
+    )
+
+
+def _confirm(yes: bool, action: str) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        fail(f"this will {action}; pass --yes to confirm", EXIT_USAGE)
+    click.confirm(f"This will {action}. Continue?", abort=True)
 
 
 def main() -> None:

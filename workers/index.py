@@ -86,6 +86,20 @@ class IndexLayout:
         }
 
 
+def delete_matching(client: redis.Redis, pattern: str) -> int:
+    """UNLINK every key matching `pattern` (SCAN, so the server is never blocked)."""
+    deleted = 0
+    batch: list[Any] = []
+    for key in client.scan_iter(match=pattern, count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            deleted += int(client.unlink(*batch))
+            batch.clear()
+    if batch:
+        deleted += int(client.unlink(*batch))
+    return deleted
+
+
 def _next_power_of_two(value: int) -> int:
     return 1 << max(0, math.ceil(math.log2(max(value, 1))))
 
@@ -171,7 +185,7 @@ class DedupIndex:
         self._checked = True
 
     def _accept_args(
-        self, job_id: str, guard: str, item: Accepted, ingested_at: str, now: float
+        self, mode: str, job_id: str, guard: str, item: Accepted, ingested_at: str, now: float
     ) -> list[Any]:
         doc, fp = item.doc, item.fingerprint
         bands, rows = self.params.bands_rows
@@ -202,6 +216,7 @@ class DedupIndex:
         }
         args: list[Any] = [
             self.keys.prefix,
+            mode,
             job_id,
             guard + doc.input_ref,
             doc.source,
@@ -244,6 +259,7 @@ class DedupIndex:
         }
         args: list[Any] = [
             self.keys.prefix,
+            "publish",
             job_id,
             guard + dead.input_ref,
             dead.source or "(unknown)",
@@ -277,7 +293,7 @@ class DedupIndex:
         pipe = self.client.pipeline(transaction=False)
         refs: list[str] = []
         for item in accepted:
-            args = self._accept_args(job_id, guard_prefix, item, ingested_at, clock)
+            args = self._accept_args("publish", job_id, guard_prefix, item, ingested_at, clock)
             self._accept(args=args, client=pipe)
             refs.append(item.doc.input_ref)
         for dead_input, bytes_in in dead:
@@ -287,8 +303,68 @@ class DedupIndex:
             refs.append(dead_input.input_ref)
         if not refs:
             return []
+        return self._outcomes(refs, pipe.execute())
+
+    def reindex(self, items: Sequence[tuple[Accepted, float]]) -> list[Outcome]:
+        """Index already-published documents, each with the time it was ingested, without
+        publishing or counting them again: kind "indexed", or "skipped" when one duplicates
+        another under the new parameters. Used by `newsdedup index rebuild`."""
+        self.ensure_params()
+        pipe = self.client.pipeline(transaction=False)
+        for item, ingested in items:
+            args = self._accept_args("rebuild", "", "", item, "", ingested)
+            self._accept(args=args, client=pipe)
+        refs = [item.doc.input_ref for item, _ in items]
+        return self._outcomes(refs, pipe.execute() if refs else [])
+
+    def reset(self) -> int:
+        """Delete the whole index (not the streams or stats); returns the keys deleted."""
+        self._checked = False
+        return delete_matching(self.client, self.keys.index_pattern)
+
+    def describe(self) -> dict[str, Any]:
+        """Documents indexed, the memory the index uses, its parameters and settings."""
+        client = self.client
+        meta = {as_text(k): as_text(v) for k, v in client.hgetall(self.keys.index_meta).items()}
+        documents = int(client.get(self.keys.index_count) or 0)
+        keys = used = 0
+        batch: list[Any] = []
+
+        def measure() -> int:
+            pipe = client.pipeline(transaction=False)
+            for key in batch:
+                pipe.memory_usage(key, samples=0)
+            return sum(int(n or 0) for n in pipe.execute())
+
+        for key in client.scan_iter(match=self.keys.index_pattern, count=1000):
+            batch.append(key)
+            keys += 1
+            if len(batch) == 1000:
+                used += measure()
+                batch.clear()
+        if batch:
+            used += measure()
+        info: Any = client.info("memory")
+        watermark = int(meta.pop("watermark", "0") or 0)
+        return {
+            "documents": documents,
+            "memory_bytes": used,
+            "bytes_per_document": round(used / documents, 1) if documents else None,
+            "keys": keys,
+            "capacity": self.layout.capacity,
+            "over_capacity": documents > 2 * self.layout.capacity,
+            "retention_days": self.retention_seconds / 86400,
+            "retention_clock": self.retention_clock,
+            "watermark": _iso(watermark) if watermark else None,
+            "parameters": meta,
+            "redis_used_memory": int(info.get("used_memory", 0)),
+            "redis_maxmemory_policy": str(info.get("maxmemory_policy", "")),
+        }
+
+    @staticmethod
+    def _outcomes(refs: Sequence[str], replies: Sequence[Any]) -> list[Outcome]:
         outcomes = []
-        for ref, reply in zip(refs, pipe.execute(), strict=True):
+        for ref, reply in zip(refs, replies, strict=True):
             kind = as_text(reply[0])
             if kind in ("exact", "near"):
                 outcomes.append(Outcome(ref, kind, as_text(reply[2]), float(as_text(reply[3]))))

@@ -110,12 +110,15 @@ class Keys:
 # set makes each input count and publish at most once per job.
 _LUA_PRELUDE = r"""
 local P = ARGV[1]
-local job = ARGV[2]
-local guard = ARGV[3]
-local source = ARGV[4]
-local nbytes = tonumber(ARGV[5])
+-- 'publish': decide, index, publish, count. 'rebuild': only (re)index a published doc.
+local mode = ARGV[2]
+local job = ARGV[3]
+local guard = ARGV[4]
+local source = ARGV[5]
+local nbytes = tonumber(ARGV[6])
 
 local function bump(field, by)
+  if mode ~= 'publish' then return end
   redis.call('HINCRBY', P .. 'stats', field, by)
   redis.call('HINCRBY', P .. 'stats:source:' .. source, field, by)
 end
@@ -132,20 +135,20 @@ if job ~= '' then
     return {'already'}
   end
 end
-redis.call('SADD', P .. 'stats:sources', source)
+if mode == 'publish' then redis.call('SADD', P .. 'stats:sources', source) end
 bump('seen', 1)
 bump('bytes_in', nbytes)
 """
 
-# ARGV: 1 prefix, 2 job, 3 guard, 4 source, 5 bytes, 6 maxlen, 7 reason,
+# ARGV: 1 prefix, 2 mode, 3 job, 4 guard, 5 source, 6 bytes, 7 maxlen, 8 reason,
 #       then the dead stream's field/value pairs.
 RECORD_DEAD_LUA = (
     _LUA_PRELUDE
     + r"""
-local maxlen = ARGV[6]
-local reason = ARGV[7]
+local maxlen = ARGV[7]
+local reason = ARGV[8]
 local fields = {}
-for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
 bump('dead', 1)
 redis.call('HINCRBY', P .. 'stats:dead_reasons', reason, 1)
 if job ~= '' then redis.call('HINCRBY', P .. 'job:' .. job, 'dead', 1) end
@@ -158,11 +161,11 @@ return {'dead', entry}
 # never have to agree on a second hash function: bucket fields and shards are derived
 # here from the signature bytes.
 _LUA_INDEX = r"""
-local NUM_PERM = tonumber(ARGV[12])
-local BANDS = tonumber(ARGV[13])
-local ROWS = tonumber(ARGV[14])
-local LSH_SHARDS = tonumber(ARGV[15])
-local KEY_SHARDS = tonumber(ARGV[16])
+local NUM_PERM = tonumber(ARGV[13])
+local BANDS = tonumber(ARGV[14])
+local ROWS = tonumber(ARGV[15])
+local LSH_SHARDS = tonumber(ARGV[16])
+local KEY_SHARDS = tonumber(ARGV[17])
 local SIGLEN = 2 * NUM_PERM
 local RECLEN = SIGLEN + 24
 local ZERO8 = string.rep('\0', 8)
@@ -278,36 +281,36 @@ local function original_id(num)
 end
 """
 
-# ARGV: 1 prefix, 2 job, 3 guard, 4 source, 5 bytes, 6 doc id, 7 content key (8 bytes),
-#   8 URL key (8 bytes or ''), 9 signature (2*num_perm bytes or ''), 10 shingles,
-#   11 retention timestamp (s), 12 num_perm, 13 bands, 14 rows, 15 LSH shards,
-#   16 key shards, 17 Jaccard threshold, 18 containment threshold, 19 min shingles,
-#   20 max candidates, 21 retention (s, 0 = forever), 22 sweep limit, 23 docs maxlen,
-#   24 duplicates maxlen, 25 stripped lines, 26 N = number of docs-stream arguments,
-#   27..26+N the docs-stream field/value pairs, then the duplicates-stream pairs.
+# ARGV: 1 prefix, 2 mode, 3 job, 4 guard, 5 source, 6 bytes, 7 doc id, 8 content key
+#   (8 bytes), 9 URL key (8 bytes or ''), 10 signature (2*num_perm bytes or ''),
+#   11 shingles, 12 retention timestamp (s), 13 num_perm, 14 bands, 15 rows, 16 LSH
+#   shards, 17 key shards, 18 Jaccard threshold, 19 containment threshold, 20 min
+#   shingles, 21 max candidates, 22 retention (s, 0 = forever), 23 sweep limit, 24 docs
+#   maxlen, 25 duplicates maxlen, 26 stripped lines, 27 N = number of docs-stream
+#   arguments, 28..27+N the docs-stream field/value pairs, then the duplicates-stream pairs.
 ACCEPT_DOCUMENT_LUA = (
     _LUA_PRELUDE
     + _LUA_INDEX
     + r"""
-local doc_id = ARGV[6]
-local ckey = ARGV[7]
-local ukey = ARGV[8]
-local sig = ARGV[9]
-local nsh = tonumber(ARGV[10])
-local ts = tonumber(ARGV[11])
-local j_threshold = tonumber(ARGV[17])
-local c_threshold = tonumber(ARGV[18])
-local min_shingles = tonumber(ARGV[19])
-local max_candidates = tonumber(ARGV[20])
-local retention = tonumber(ARGV[21])
-local sweep_limit = tonumber(ARGV[22])
-local docs_maxlen = ARGV[23]
-local dups_maxlen = ARGV[24]
-local stripped = tonumber(ARGV[25])
-local ndoc = tonumber(ARGV[26])
+local doc_id = ARGV[7]
+local ckey = ARGV[8]
+local ukey = ARGV[9]
+local sig = ARGV[10]
+local nsh = tonumber(ARGV[11])
+local ts = tonumber(ARGV[12])
+local j_threshold = tonumber(ARGV[18])
+local c_threshold = tonumber(ARGV[19])
+local min_shingles = tonumber(ARGV[20])
+local max_candidates = tonumber(ARGV[21])
+local retention = tonumber(ARGV[22])
+local sweep_limit = tonumber(ARGV[23])
+local docs_maxlen = ARGV[24]
+local dups_maxlen = ARGV[25]
+local stripped = tonumber(ARGV[26])
+local ndoc = tonumber(ARGV[27])
 local doc_fields, dup_fields = {}, {}
-for i = 27, 26 + ndoc do doc_fields[#doc_fields + 1] = ARGV[i] end
-for i = 27 + ndoc, #ARGV do dup_fields[#dup_fields + 1] = ARGV[i] end
+for i = 28, 27 + ndoc do doc_fields[#doc_fields + 1] = ARGV[i] end
+for i = 28 + ndoc, #ARGV do dup_fields[#dup_fields + 1] = ARGV[i] end
 
 -- The retention clock only moves forward; documents older than the window stop matching
 -- at once and are freed a few per call, so memory stays flat under a steady stream.
@@ -323,6 +326,7 @@ if retention > 0 then
 end
 
 local function duplicate(kind, match, original, similarity, containment)
+  if mode ~= 'publish' then return {'skipped', '', original, similarity, containment} end
   for _, v in ipairs({'duplicate_of', original, 'similarity', similarity,
                       'containment', containment, 'kind', kind, 'match', match}) do
     dup_fields[#dup_fields + 1] = v
@@ -420,6 +424,7 @@ if retention == 0 or ts >= cutoff then
   redis.call('ZADD', P .. 'ix:days', day, day)
   redis.call('INCR', P .. 'ix:count')
 end
+if mode ~= 'publish' then return {'indexed'} end
 local entry = xadd('docs', docs_maxlen, doc_fields)
 bump('published', 1)
 bump('stripped_lines', stripped)

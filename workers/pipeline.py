@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from workers.document import DeadInput, Document, LoadedInput
 from workers.index import Accepted, DedupIndex, Outcome
@@ -15,6 +17,10 @@ from workers.stages.fingerprint import Fingerprinter
 from workers.stages.matching import matching_tokens
 from workers.stages.normalise import normalise_for_publishing
 from workers.stages.strip import RuleSet, strip_boilerplate
+from workers.streams import iter_range
+
+if TYPE_CHECKING:
+    from workers.runtime import Runtime
 
 
 def clean_document(doc: Document, rules: RuleSet) -> Document | DeadInput:
@@ -89,3 +95,45 @@ def process_inputs(
         Accepted(doc, fp, nbytes) for (doc, nbytes), fp in zip(cleaned, fingerprints, strict=True)
     ]
     return BatchResult(index.submit(job_id, accepted, dead, guard_prefix=guard_prefix, now=now))
+
+
+def rebuild_index(runtime: Runtime, *, batch_size: int = 500) -> dict[str, int]:
+    """Re-index every document in the `docs` stream (already cleaned) in stream order."""
+    totals: dict[str, int] = {}
+    batch: list[tuple[Document, float]] = []
+
+    def flush() -> None:
+        fingerprints = runtime.fingerprinter.fingerprint_many(
+            [fingerprint_tokens(doc) for doc, _ in batch]
+        )
+        items = [
+            (Accepted(doc, fp, 0), ingested)
+            for (doc, ingested), fp in zip(batch, fingerprints, strict=True)
+        ]
+        for outcome in runtime.index.reindex(items):
+            totals[outcome.kind] = totals.get(outcome.kind, 0) + 1
+        batch.clear()
+
+    for entry_id, fields in iter_range(runtime.client, runtime.keys.docs, limit=None):
+        doc = Document(
+            id=fields.get("id", ""),
+            source=fields.get("source", ""),
+            text=fields.get("text", ""),
+            input_ref=entry_id,
+            title=fields.get("title", ""),
+            url=fields.get("url", ""),
+            published_at=fields.get("published_at", ""),
+        )
+        batch.append((doc, _ingested_seconds(fields.get("ingested_at", ""), entry_id)))
+        if len(batch) >= batch_size:
+            flush()
+    if batch:
+        flush()
+    return totals
+
+
+def _ingested_seconds(ingested_at: str, entry_id: str) -> float:
+    try:
+        return datetime.fromisoformat(ingested_at.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return int(entry_id.split("-")[0]) / 1000  # the stream id's own millisecond clock
