@@ -120,7 +120,8 @@ class RedisServer:
 
     def version(self) -> str:
         info = self.client.info("server")
-        return f"{info.get('redis_version', '?')} (allocator {info.get('mem_allocator', '?')})"
+        allocator = self.client.info("memory").get("mem_allocator", "?")
+        return f"{info.get('redis_version', '?')} (allocator {allocator})"
 
     def drop_other_clients(self, timeout: float = 5.0) -> None:
         """Disconnect every client but ours and wait until the server has freed them.

@@ -12,8 +12,8 @@ Layout under the configured prefix P (default "newsdedup:"):
   P ix:r:<n // 256>                   string: fixed-size records of 256 docs (see RECORD below)
   P ix:pages                          hash: record page -> live docs in it (free empty pages)
   P ix:i:<n // 128>                   hash: doc number -> the document's own id
-  P ix:l:<shard>                      hash: LSH bucket (band byte + the band's 16-bit values)
-                                      -> packed 4-byte doc numbers
+  P ix:l:<shard>                      hash: LSH bucket (4-byte hash of band number and the
+                                      band's values) -> packed 4-byte doc numbers
   P ix:x:<shard> / P ix:u:<shard>     hash: 8-byte content / canonical-URL key -> doc number
   P ix:t:<day>                        list: doc numbers whose retention clock falls on <day>
   P ix:days                           sorted set: days with a list, oldest first
@@ -187,17 +187,23 @@ local function pack32(n)
                      math.floor(n / 256) % 256, n % 256)
 end
 
-local function band_field(sig, band)
+-- Two polynomial hashes of a band's 16-bit values (exact in Lua's doubles: h < 2^32, so
+-- h * 65599 < 2^49): one picks the shard, the other is the 4-byte field. Candidates are
+-- verified against stored signatures, so a rare collision costs a check, not a decision.
+local function band_hashes(sig, band)
   local start = band * ROWS * 2 + 1
-  return string.char(band) .. string.sub(sig, start, start + ROWS * 2 - 1)
+  local h1, h2 = band * 40503 + 1, band * 2654435 + 7
+  for r = 0, ROWS - 1 do
+    local v = u16(sig, start + 2 * r)
+    h1 = (h1 * 65599 + v) % 4294967296
+    h2 = (h2 * 31337 + v) % 4294967296
+  end
+  return h1, h2
 end
 
-local function band_key(sig, band)
-  -- The values are uniform random 16-bit numbers: the first two of the band pick the shard.
-  local start = band * ROWS * 2 + 1
-  local second = 0
-  if ROWS > 1 then second = u16(sig, start + 2) end
-  return P .. 'ix:l:' .. ((u16(sig, start) * 65536 + second + band * 40503) % LSH_SHARDS)
+local function band_key_field(sig, band)
+  local h1, h2 = band_hashes(sig, band)
+  return P .. 'ix:l:' .. (h1 % LSH_SHARDS), pack32(h2)
 end
 
 local function key_shard(kind, key8)
@@ -238,7 +244,10 @@ local function expire(num)
   local rec = read_record(num)
   if not rec then return end
   if rec[1] ~= ZERO_SIG then
-    for b = 0, BANDS - 1 do remove_packed(band_key(rec[1], b), band_field(rec[1], b), num) end
+    for b = 0, BANDS - 1 do
+      local key, field = band_key_field(rec[1], b)
+      remove_packed(key, field, num)
+    end
   end
   local me = pack32(num)
   for _, kind_key in ipairs({{'x', rec[2]}, {'u', rec[3]}}) do
@@ -358,7 +367,8 @@ end
 if sig ~= '' and nsh >= min_shingles then
   local hits, order = {}, {}
   for b = 0, BANDS - 1 do
-    local packed = redis.call('HGET', band_key(sig, b), band_field(sig, b))
+    local key, field = band_key_field(sig, b)
+    local packed = redis.call('HGET', key, field)
     if packed then
       for k = 1, string.len(packed), 4 do
         local num = u32(packed, k)
@@ -406,13 +416,18 @@ if retention == 0 or ts >= cutoff then
   if sig == '' or nsh < min_shingles then stored_sig = ZERO_SIG end
   local stored_ukey = ukey
   if ukey == '' then stored_ukey = ZERO8 end
-  redis.call('SETRANGE', page_key(num), (num % 256) * RECLEN,
+  local page = page_key(num)
+  if redis.call('EXISTS', page) == 0 then
+    -- Allocated once at full size: growing it by SETRANGE would over-allocate by up to 2x.
+    redis.call('SET', page, string.rep('\0', 256 * RECLEN))
+  end
+  redis.call('SETRANGE', page, (num % 256) * RECLEN,
              stored_sig .. ckey .. stored_ukey .. pack32(nsh) .. pack32(ts))
   redis.call('HINCRBY', P .. 'ix:pages', math.floor(num / 256), 1)
   redis.call('HSET', id_key(num), num % 128, doc_id)
   if stored_sig ~= ZERO_SIG then
     for b = 0, BANDS - 1 do
-      local key, field = band_key(sig, b), band_field(sig, b)
+      local key, field = band_key_field(sig, b)
       local packed = redis.call('HGET', key, field)
       redis.call('HSET', key, field, (packed or '') .. me)
     end

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import datasketch
 import numpy as np
@@ -37,6 +38,14 @@ _MAX_SHINGLE = len(_SHINGLE_MULTIPLIERS) + 1
 _CHUNK_ROWS = 16384
 
 
+@lru_cache(maxsize=32)
+def lsh_bands_rows(threshold: float, num_perm: int) -> tuple[int, int]:
+    """datasketch's optimal (bands, rows) for a threshold: a numerical integration of tens of
+    milliseconds, so computed once per parameter set, never per document."""
+    bands, rows = _optimal_param(threshold, num_perm, 0.5, 0.5)
+    return int(bands), int(rows)
+
+
 @dataclass(frozen=True, slots=True)
 class FingerprintParams:
     num_perm: int
@@ -50,8 +59,7 @@ class FingerprintParams:
 
     @property
     def bands_rows(self) -> tuple[int, int]:
-        bands, rows = _optimal_param(self.lsh_threshold, self.num_perm, 0.5, 0.5)
-        return int(bands), int(rows)
+        return lsh_bands_rows(self.lsh_threshold, self.num_perm)
 
     def as_metadata(self) -> dict[str, str]:
         bands, rows = self.bands_rows
