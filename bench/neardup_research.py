@@ -28,7 +28,7 @@ import json
 import random
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from multiprocessing import Pool
@@ -96,11 +96,12 @@ def _clean(record: dict[str, str]) -> Doc:
     return Doc(record["id"], tokens, stamp / 3600)
 
 
-def load_corpus(path: Path, keep: Callable[[str], bool], workers: int) -> dict[str, Doc]:
-    """Cleaned, tokenised documents whose id passes `keep`, in id (= date) order."""
+def load_corpus(path: Path, workers: int, limit: int | None = None) -> dict[str, Doc]:
+    """Cleaned, tokenised documents in id (= date) order; the first `limit` only if set."""
     with gzip.open(path, "rt", encoding="utf-8") as fh:
-        records = [r for r in map(json.loads, fh) if keep(r["id"])]
+        records = list(map(json.loads, fh))
     records.sort(key=lambda r: r["id"])
+    records = records[:limit] if limit else records
     if workers > 1:
         with Pool(workers) as pool:
             docs = pool.map(_clean, records, chunksize=256)
@@ -180,6 +181,7 @@ class DocFreq:
         counts = np.min(
             np.stack([self.table[row, index[row]] for row in range(self.depth)]), axis=0
         ).astype(np.int64)
+        counts = np.asarray(counts, dtype=np.int64)
         for row in range(self.depth):
             cells = np.unique(index[row])
             self.table[row, cells] = np.minimum(self.table[row, cells].astype(np.int64) + 1, 65535)
@@ -381,7 +383,8 @@ class Rule:
 
 
 # The recommendation (see NEARDUP_RESEARCH.md): a lowered similarity bar when both documents
-# carry enough rare facts and those agree, production's bar otherwise, within 48 hours.
+# carry enough rare facts and those agree, production's bar otherwise, within 48 hours
+# (older candidates only when near-identical).
 RECOMMENDED = Rule(
     "recommended",
     j=0.3,
@@ -391,6 +394,7 @@ RECOMMENDED = Rule(
     j_weak=0.5,
     c_weak=0.8,
     max_gap=48.0,
+    stale_j=0.7,
 )
 
 
@@ -444,7 +448,7 @@ def backfill(
     joins the cluster (each link still names an original).
     """
     lsh = MinHashLSH(threshold=lsh_threshold, num_perm=NUM_PERM)
-    exact: dict[str, str] = {}
+    exact: dict[bytes, str] = {}
     index: dict[str, Indexed] = {}
     links: dict[str, str] = {}
     counts = {"exact": 0, "near": 0, "published": 0, "verified": 0}
@@ -519,8 +523,8 @@ def clusters_join(pairs: Sequence[Pair], links: dict[str, str]) -> list[bool]:
 # --------------------------------------------------------------------------- report
 
 
-def sweep_rows(base: Rule, field_name: str, values: Iterable[float]) -> list[Rule]:
-    return [replace(base, **{field_name: v}) for v in values]
+def sweep_rows(base: Rule, field_name: str, values: Iterable[float | None]) -> list[Rule]:
+    return [replace(base, **{field_name: v}) for v in values]  # type: ignore[arg-type]
 
 
 def cross_validate(
@@ -567,9 +571,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     pairs = load_pairs(args.pairs, args.limit)
-    docs = list(load_corpus(args.corpus, lambda _id: True, args.workers).values())
-    if args.corpus_limit:
-        docs = docs[: args.corpus_limit]
+    docs = list(load_corpus(args.corpus, args.workers, args.corpus_limit).values())
     by_id = {d.id: d for d in docs}
     pairs = [p for p in pairs if p.a in by_id and p.b in by_id]
     print(f"{len(pairs)} pairs, {len(docs)} documents cleaned in {time.perf_counter() - t0:.1f}s")
@@ -604,6 +606,8 @@ def main() -> None:
     rows += sweep_rows(rec, "evidence", (3, 4))
     rows += sweep_rows(rec, "j_weak", (0.4, 0.6))
     rows += sweep_rows(rec, "max_gap", (24.0, 36.0, 72.0, 120.0))
+    rows += sweep_rows(rec, "stale_j", (0.5, 0.6, 0.8, 0.9, 1.01))
+    rows.append(replace(rec, name="rec veto>=2", veto=2))
     for kind, j, j_weak in (
         ("w1", 0.5, 0.7),
         ("w2", 0.4, 0.6),
@@ -685,6 +689,7 @@ def main() -> None:
         ("rec orig-only", rec, False),
         ("recommended", rec, True),
         ("rec no time", replace(rec, max_gap=None), True),
+        ("rec no stale", replace(rec, stale_j=None), True),
         ("prod+time", replace(production, max_gap=48.0), True),
     )
     for name, rule, with_dups in runs:

@@ -364,10 +364,14 @@ for _, kind_key in ipairs({{'u', ukey, 'url'}, {'x', ckey, 'content'}}) do
 end
 
 -- 2. Near: LSH candidates, most shared bands first, verified against stored signatures.
+local band_keys, band_fields = {}, {}
+if sig ~= '' and nsh >= min_shingles then
+  for b = 0, BANDS - 1 do band_keys[b], band_fields[b] = band_key_field(sig, b) end
+end
 if sig ~= '' and nsh >= min_shingles then
   local hits, order = {}, {}
   for b = 0, BANDS - 1 do
-    local key, field = band_key_field(sig, b)
+    local key, field = band_keys[b], band_fields[b]
     local packed = redis.call('HGET', key, field)
     if packed then
       for k = 1, string.len(packed), 4 do
@@ -385,12 +389,13 @@ if sig ~= '' and nsh >= min_shingles then
     return a < b
   end)
   local best, best_score, best_j, best_c = nil, -1, 0, 0
+  local mine = {string.byte(sig, 1, SIGLEN)}  -- numbers: no string allocation per value
   for i = 1, math.min(#order, max_candidates) do
     local rec = live(order[i])
     if rec then
-      local other, equal = rec[1], 0
+      local other, equal = {string.byte(rec[1], 1, SIGLEN)}, 0
       for k = 1, SIGLEN, 2 do
-        if string.sub(sig, k, k + 1) == string.sub(other, k, k + 1) then equal = equal + 1 end
+        if mine[k] == other[k] and mine[k + 1] == other[k + 1] then equal = equal + 1 end
       end
       local j = equal / NUM_PERM
       local smaller = math.min(nsh, rec[4])
@@ -427,9 +432,11 @@ if retention == 0 or ts >= cutoff then
   redis.call('HSET', id_key(num), num % 128, doc_id)
   if stored_sig ~= ZERO_SIG then
     for b = 0, BANDS - 1 do
-      local key, field = band_key_field(sig, b)
-      local packed = redis.call('HGET', key, field)
-      redis.call('HSET', key, field, (packed or '') .. me)
+      local key, field = band_keys[b], band_fields[b]
+      -- Most buckets are new: one call; a shared bucket appends to its packed list.
+      if redis.call('HSETNX', key, field, me) == 0 then
+        redis.call('HSET', key, field, redis.call('HGET', key, field) .. me)
+      end
     end
   end
   redis.call('HSET', key_shard('x', ckey), ckey, me)
