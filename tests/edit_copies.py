@@ -8,6 +8,13 @@ reprint it.
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
+
+from workers.document import Document
+from workers.pipeline import clean_document, fingerprint_tokens
+
+if TYPE_CHECKING:
+    from workers.runtime import Runtime
 
 TASHKEEL = "\u064e\u064f\u0650\u0651\u0652\u064b\u064c\u064d"
 ADDED_SENTENCES = (
@@ -62,3 +69,28 @@ def lightly_edit(text: str, seed: int) -> str:
     for edit in rng.sample(EDITS, rng.choice((2, 3))):
         text = edit(text, rng)
     return text
+
+
+def mutual_copies(rt: Runtime, original: str, count: int, min_jaccard: float = 0.6) -> list[str]:
+    """`count` lightly edited copies (the first unedited) that are all near-duplicates of
+    each other on the tokens the pipeline fingerprints, so whichever copy is indexed first,
+    every other copy is its duplicate: only a race can make two of them originals."""
+
+    def signature(text: str) -> bytes:
+        cleaned = clean_document(Document(id="x", source="x", text=text, input_ref="x"), rt.rules)
+        assert isinstance(cleaned, Document)
+        return rt.fingerprinter.fingerprint(fingerprint_tokens(cleaned)).signature
+
+    def similar(a: bytes, b: bytes) -> bool:
+        equal = sum(a[k : k + 2] == b[k : k + 2] for k in range(0, len(a), 2))
+        return equal / rt.fingerprinter.params.num_perm >= min_jaccard
+
+    copies, signatures, seed = [original], [signature(original)], 0
+    while len(copies) < count:
+        seed += 1
+        candidate = lightly_edit(original, seed)
+        candidate_signature = signature(candidate)
+        if all(similar(candidate_signature, other) for other in signatures):
+            copies.append(candidate)
+            signatures.append(candidate_signature)
+    return copies

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 from conftest import RedisTarget
-from edit_copies import lightly_edit
+from edit_copies import lightly_edit, mutual_copies
 
 from workers.config import Settings, load_settings
 from workers.document import Document
@@ -137,14 +137,14 @@ def _race_worker(args: tuple[str, str, list[tuple[str, str]]]) -> list[str]:
 def test_concurrent_processes_keep_exactly_one_per_story(
     redis_target: RedisTarget, prefix: str
 ) -> None:
-    stories = 10
+    stories, processes = 10, 8
+    checker = build_runtime(settings_for(prefix + "check:"), redis_target.url)
     docs = [
-        (f"s{s}-c{c}", lightly_edit(article(100 + s), c) if c else article(100 + s))
-        for s in range(stories)
-        for c in range(8)
+        (f"s{story}-c{c}", text)
+        for story in range(stories)
+        for c, text in enumerate(mutual_copies(checker, article(100 + story, 400), 8))
     ]
     random.Random(0).shuffle(docs)
-    processes = 8
     shares = [(redis_target.url, prefix, docs[i::processes]) for i in range(processes)]
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         kinds = Counter(k for result in pool.map(_race_worker, shares) for k in result)

@@ -268,18 +268,23 @@ local function expire(num)
   redis.call('DECR', P .. 'ix:count')
 end
 
--- Free up to `limit` documents whose day is entirely before the cutoff.
+-- Free up to `limit` expired documents, oldest day first. Within a day's list documents
+-- are in insertion order, which is clock order for the ingestion clock: stop at the first
+-- one still inside the window. (Expired ones behind it already no longer match.)
 local function sweep(cutoff, limit)
   local cutoff_day = math.floor(cutoff / 86400)
   while limit > 0 do
     local oldest = redis.call('ZRANGE', P .. 'ix:days', 0, 0)
-    if #oldest == 0 or tonumber(oldest[1]) >= cutoff_day then return end
+    if #oldest == 0 or tonumber(oldest[1]) > cutoff_day then return end
     local list = P .. 'ix:t:' .. oldest[1]
-    local num = redis.call('LPOP', list)
-    if not num then
+    local head = redis.call('LINDEX', list, 0)
+    if not head then
       redis.call('ZREM', P .. 'ix:days', oldest[1])
     else
-      expire(tonumber(num))
+      local rec = read_record(tonumber(head))
+      if rec and rec[5] >= cutoff then return end
+      redis.call('LPOP', list)
+      expire(tonumber(head))
       limit = limit - 1
     end
   end
