@@ -123,8 +123,8 @@ def shingles(tokens: Sequence[str], kind: str) -> set[str]:
     return {" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
 
 
-def minhash16(items: Iterable[str]) -> np.ndarray:
-    """datasketch MinHash(num_perm=128, seed=1) over xxh32, high 16 bits of each value."""
+def minhash_values(items: Iterable[str]) -> np.ndarray:
+    """datasketch MinHash(num_perm=128, seed=1) over xxh32: the full 32-bit values."""
     mh = MinHash(
         num_perm=NUM_PERM,
         seed=SEED,
@@ -133,7 +133,12 @@ def minhash16(items: Iterable[str]) -> np.ndarray:
         scheme="affine32",
     )
     mh.update_batch([s.encode("utf-8") for s in items])
-    return (np.asarray(mh.hashvalues, dtype=np.uint64) >> 16).astype(np.uint16)
+    return np.asarray(mh.hashvalues, dtype=np.uint64)
+
+
+def minhash16(items: Iterable[str]) -> np.ndarray:
+    """The high 16 bits of each value, as the index stores them."""
+    return (minhash_values(items) >> 16).astype(np.uint16)
 
 
 def fact_tokens(tokens: Iterable[str]) -> set[str]:
@@ -670,15 +675,7 @@ def main() -> None:
     for doc in docs:
         sh = shingles(doc.tokens, "w3")
         if len(sh) >= MIN_SHINGLES:
-            mh = MinHash(
-                num_perm=NUM_PERM,
-                seed=SEED,
-                hashfunc=xxhash.xxh32_intdigest,
-                permutations=_PERMUTATIONS,
-                scheme="affine32",
-            )
-            mh.update_batch([s.encode("utf-8") for s in sh])
-            full = np.asarray(mh.hashvalues, dtype=np.uint64)
+            full = minhash_values(sh)
             sigs[doc.id] = (full, (full >> 16).astype(np.uint16), len(sh))
     print(f"\nMinHash of {len(sigs)} documents in {time.perf_counter() - t1:.1f}s")
     print(f"(b) cluster protocol: date-order backfill, LSH threshold {args.lsh_threshold}")
