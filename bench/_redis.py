@@ -123,6 +123,19 @@ class RedisServer:
         allocator = self.client.info("memory").get("mem_allocator", "?")
         return f"{info.get('redis_version', '?')} (allocator {allocator})"
 
+    def ping_us(self, count: int = 2000) -> float:
+        """Mean PING round trip in microseconds: how noisy the machine is right now.
+
+        A client that makes tens of round trips per document (the baseline) slows down in
+        proportion; a pipelined one barely notices.
+        """
+        client = self.client
+        client.ping()
+        start = time.perf_counter()
+        for _ in range(count):
+            client.ping()
+        return (time.perf_counter() - start) / count * 1e6
+
     def drop_other_clients(self, timeout: float = 5.0) -> None:
         """Disconnect every client but ours and wait until the server has freed them.
 
