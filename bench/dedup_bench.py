@@ -741,16 +741,46 @@ def measure_devpairs(bench: Bench) -> list[Row]:
 
 
 # ---------------------------------------------------------------------------------------------
-# RETENTION HOOK. A retention measurement plugs in as one more section: a function
-# `(bench: Bench) -> list[Row]` that stores its raw numbers in bench.raw["retention"], adds
-# its method to bench.footnotes and returns its rows (Row(metric, project, baseline, note)).
-# Add it to the list in `sections()`; the table, ratio column and --json pick it up as they
-# are. Nothing is measured or printed for retention until that function exists.
-# ---------------------------------------------------------------------------------------------
+def measure_retention_rows(bench: Bench) -> list[Row]:
+    """Project only (datasketch's Redis storage has no expiry): memory after 3x / 1x a
+    retention window of a steady stream on a simulated clock (bench/retention.py)."""
+    from retention import measure_retention
+
+    result = measure_retention(window_days=5, docs_per_day=1000)
+    bench.raw["retention"] = {
+        "window_days": result.window_days,
+        "docs_per_day": result.docs_per_day,
+        "memory_after": result.memory_after,
+        "indexed_after": result.indexed_after,
+    }
+    bench.footnotes.append(
+        "retention: 5-day window, 1,000 SaudiNewsNet docs per simulated day, index memory "
+        "(MEMORY USAGE of its keys) after 1x, 2x and 3x the window; the baseline cannot "
+        "expire entries (datasketch issues #54, #149, #219), so it grows 3x."
+    )
+    return [
+        Row(
+            "retention: index memory 3x / 1x window",
+            round(result.ratio_3x_to_1x, 3),
+            None,
+            "target <= 1.10",
+            ratio=False,
+        ),
+        Row(
+            "retention: docs indexed after 1x / 3x",
+            f"{result.indexed_after[1]} / {result.indexed_after[3]}",
+            None,
+            ratio=False,
+        ),
+    ]
 
 
 def sections(args: argparse.Namespace) -> list[Callable[[Bench], list[Row]]]:
-    chosen: list[Callable[[Bench], list[Row]]] = [measure_throughput_memory, measure_race]
+    chosen: list[Callable[[Bench], list[Row]]] = [
+        measure_throughput_memory,
+        measure_race,
+        measure_retention_rows,
+    ]
     if not args.skip_devpairs:
         chosen.append(measure_devpairs)
     return chosen

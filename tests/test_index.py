@@ -212,3 +212,13 @@ def test_rebuild_reindexes_published_docs_under_new_parameters(
     stats = new.index.describe()
     assert stats["documents"] == 4 and stats["parameters"]["shingle_size"] == "2"
     assert stats["memory_bytes"] > 0
+
+
+def test_script_cache_flush_is_recovered_without_running_twice(runtime: Runtime) -> None:
+    assert submit(runtime, doc("a", article(300))) == [("published", "")]
+    runtime.client.script_flush()  # what a Redis restart does to the script cache
+    assert submit(runtime, doc("b", article(301)), doc("a2", article(300))) == [
+        ("published", ""),
+        ("exact", "a"),
+    ]
+    assert runtime.client.xlen(runtime.keys.docs) == 2

@@ -152,8 +152,7 @@ class DedupIndex:
         self.docs_maxlen = docs_maxlen
         self.duplicates_maxlen = duplicates_maxlen
         self.dead_maxlen = dead_maxlen
-        self._accept = client.register_script(ACCEPT_DOCUMENT_LUA)
-        self._dead = client.register_script(RECORD_DEAD_LUA)
+        self._scripts = {name: "" for name in (ACCEPT_DOCUMENT_LUA, RECORD_DEAD_LUA)}
         self._checked = False
 
     def ensure_params(self) -> None:
@@ -290,32 +289,63 @@ class DedupIndex:
         self.ensure_params()
         clock = time.time() if now is None else now
         ingested_at = utc_now_iso() if now is None else _iso(now)
-        pipe = self.client.pipeline(transaction=False)
+        calls: list[tuple[str, list[Any]]] = []
         refs: list[str] = []
         for item in accepted:
             args = self._accept_args("publish", job_id, guard_prefix, item, ingested_at, clock)
-            self._accept(args=args, client=pipe)
+            calls.append((ACCEPT_DOCUMENT_LUA, args))
             refs.append(item.doc.input_ref)
         for dead_input, bytes_in in dead:
-            self._dead(
-                args=self._dead_args(job_id, guard_prefix, dead_input, bytes_in), client=pipe
+            calls.append(
+                (RECORD_DEAD_LUA, self._dead_args(job_id, guard_prefix, dead_input, bytes_in))
             )
             refs.append(dead_input.input_ref)
-        if not refs:
-            return []
-        return self._outcomes(refs, pipe.execute())
+        return self._outcomes(refs, self._run_scripts(calls))
 
     def reindex(self, items: Sequence[tuple[Accepted, float]]) -> list[Outcome]:
         """Index already-published documents, each with the time it was ingested, without
         publishing or counting them again: kind "indexed", or "skipped" when one duplicates
         another under the new parameters. Used by `newsdedup index rebuild`."""
         self.ensure_params()
-        pipe = self.client.pipeline(transaction=False)
-        for item, ingested in items:
-            args = self._accept_args("rebuild", "", "", item, "", ingested)
-            self._accept(args=args, client=pipe)
+        calls = [
+            (ACCEPT_DOCUMENT_LUA, self._accept_args("rebuild", "", "", item, "", ingested))
+            for item, ingested in items
+        ]
         refs = [item.doc.input_ref for item, _ in items]
-        return self._outcomes(refs, pipe.execute() if refs else [])
+        return self._outcomes(refs, self._run_scripts(calls))
+
+    def _run_scripts(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+        """Run the scripts in one pipeline with EVALSHA (loading them once per process).
+
+        redis-py's registered scripts send SCRIPT EXISTS before every pipeline: a second
+        round trip per batch. After a Redis restart or SCRIPT FLUSH the server answers
+        NOSCRIPT; those calls (and only those, so nothing runs twice) are re-sent after
+        loading the scripts again.
+        """
+        replies: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        for _ in range(3):
+            if not todo:
+                return replies
+            for source, sha in self._scripts.items():
+                if not sha:
+                    self._scripts[source] = as_text(self.client.script_load(source))
+            pipe = self.client.pipeline(transaction=False)
+            for i in todo:
+                source, args = calls[i]
+                pipe.evalsha(self._scripts[source], 0, *args)
+            retry = []
+            for i, reply in zip(todo, pipe.execute(raise_on_error=False), strict=True):
+                if isinstance(reply, redis.exceptions.NoScriptError):
+                    retry.append(i)
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    replies[i] = reply
+            if retry:
+                self._scripts = dict.fromkeys(self._scripts, "")
+            todo = retry
+        raise redis.exceptions.NoScriptError("the index scripts could not be loaded")
 
     def reset(self) -> int:
         """Delete the whole index (not the streams or stats); returns the keys deleted."""
