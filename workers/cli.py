@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
@@ -187,11 +187,12 @@ def _start_local_worker(
         "--without-gossip",
         "--without-mingle",
     ]
-    env = child_environment(ends)
-    if settings.redis_url is None:
-        env.pop("NEWSDEDUP_REDIS_URL", None)
     worker = subprocess.Popen(
-        command, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        command,
+        env=child_environment(ends),
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
     )
     log_file.close()
     return worker, log_path
@@ -208,7 +209,8 @@ def _stop_local_worker(worker: subprocess.Popen[bytes]) -> None:
         worker.wait()
 
 
-def _summary(progress: JobProgress, seconds: float) -> str:
+def _summary(progress: JobProgress, seconds: float | None = None) -> str:
+    """One line per job; with `seconds`, also the wall time and rate."""
     skipped = sum(progress.skipped.values())
     parts = [
         f"{progress.total} inputs",
@@ -220,8 +222,11 @@ def _summary(progress: JobProgress, seconds: float) -> str:
     if skipped:
         detail = ", ".join(f"{n} {reason}" for reason, n in sorted(progress.skipped.items()))
         parts.append(f"{skipped} skipped ({detail})")
+    line = f"job {progress.job_id}: " + ", ".join(parts)
+    if seconds is None:
+        return line
     rate = progress.processed / seconds if seconds > 0 else 0.0
-    return f"job {progress.job_id}: " + ", ".join(parts) + f" in {seconds:.1f}s ({rate:.0f} docs/s)"
+    return line + f" in {seconds:.1f}s ({rate:.0f} docs/s)"
 
 
 @cli.command()
@@ -324,26 +329,11 @@ def job(ctx: Context, job_id: str | None, wait: bool, as_json: bool) -> None:
         if as_json:
             click.echo(json.dumps(_progress_dict(progress)))
         else:
-            click.echo(
-                ("finished " if progress.finished else "running ")
-                + _summary(progress, 0).split(" in ")[0]
-            )
+            click.echo(("finished " if progress.finished else "running ") + _summary(progress))
 
 
 def _progress_dict(progress: JobProgress) -> dict[str, Any]:
-    return {
-        "job_id": progress.job_id,
-        "total": progress.total,
-        "processed": progress.processed,
-        "published": progress.published,
-        "exact": progress.exact,
-        "near": progress.near,
-        "dead": progress.dead,
-        "skipped": progress.skipped,
-        "finished": progress.finished,
-        "tasks_total": progress.tasks_total,
-        "tasks_done": progress.tasks_done,
-    }
+    return {**asdict(progress), "processed": progress.processed, "finished": progress.finished}
 
 
 # --------------------------------------------------------------------------- worker

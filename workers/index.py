@@ -104,18 +104,23 @@ def _next_power_of_two(value: int) -> int:
     return 1 << max(0, math.ceil(math.log2(max(value, 1))))
 
 
+def iso_to_epoch(text: str) -> float | None:
+    """Seconds since the epoch of an ISO 8601 time (naive means UTC); None if unparseable."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
 def retention_timestamp(doc: Document, clock: str, now: float) -> int:
     """Seconds on the retention clock: ingestion time, or the document's own date when the
     clock is "published" and the date is plausible (not more than a day ahead)."""
     if clock == "published" and doc.published_at:
-        try:
-            published = datetime.fromisoformat(doc.published_at.replace("Z", "+00:00"))
-        except ValueError:
-            return int(now)
-        if published.tzinfo is None:
-            published = published.replace(tzinfo=UTC)
-        stamp = published.timestamp()
-        if 0 < stamp <= now + 86400:
+        stamp = iso_to_epoch(doc.published_at)
+        if stamp is not None and 0 < stamp <= now + 86400:
             return int(stamp)
     return int(now)
 

@@ -51,10 +51,6 @@ class Keys:
     def duplicates(self) -> str:
         return f"{self.prefix}duplicates"
 
-    @property
-    def dead(self) -> str:
-        return f"{self.prefix}dead"
-
     def stream(self, name: str) -> str:
         if name not in STREAM_NAMES:
             raise ValueError(f"unknown stream {name!r}; expected one of {', '.join(STREAM_NAMES)}")

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from workers.document import DeadInput, Document, LoadedInput
-from workers.index import Accepted, DedupIndex, Outcome
+from workers.index import Accepted, DedupIndex, Outcome, iso_to_epoch
 from workers.stages.fingerprint import Fingerprinter
 from workers.stages.matching import matching_tokens
 from workers.stages.normalise import normalise_for_publishing
@@ -133,7 +132,7 @@ def rebuild_index(runtime: Runtime, *, batch_size: int = 500) -> dict[str, int]:
 
 
 def _ingested_seconds(ingested_at: str, entry_id: str) -> float:
-    try:
-        return datetime.fromisoformat(ingested_at.replace("Z", "+00:00")).timestamp()
-    except ValueError:
+    stamp = iso_to_epoch(ingested_at)
+    if stamp is None:
         return int(entry_id.split("-")[0]) / 1000  # the stream id's own millisecond clock
+    return stamp

@@ -112,7 +112,6 @@ class Fingerprinter:
     def __init__(self, params: FingerprintParams, min_shingles: int) -> None:
         self.params = params
         self.min_shingles = min_shingles
-        self.bands, self.rows = params.bands_rows
         permutations = MinHash(
             num_perm=params.num_perm, seed=params.seed, scheme="affine32"
         ).permutations
