@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 from conftest import RedisTarget
-from edit_copies import lightly_edit, mutual_copies
+from edit_copies import WORDLESS_EDITS, lightly_edit, mutual_copies
 
 from workers.config import Settings, load_settings
 from workers.document import Document
@@ -105,7 +105,8 @@ def test_exact_near_and_new_decisions(runtime: Runtime) -> None:
     assert submit(runtime, doc("c", variant)) == [("exact", "a")]
     assert submit(runtime, doc("d", lightly_edit(original, 7))) == [("near", "a")]
     assert submit(runtime, doc("e", article(2))) == [("published", "")]
-    assert runtime.client.get(runtime.keys.index_count) == b"2"
+    # The near-duplicate is indexed too, standing for its original.
+    assert runtime.client.get(runtime.keys.index_count) == b"3"
 
 
 def test_trimmed_copy_is_found_by_containment(runtime: Runtime) -> None:
@@ -142,7 +143,9 @@ def test_concurrent_processes_keep_exactly_one_per_story(
     docs = [
         (f"s{story}-c{c}", text)
         for story in range(stories)
-        for c, text in enumerate(mutual_copies(checker, article(100 + story, 400), 8))
+        for c, text in enumerate(
+            mutual_copies(checker, article(100 + story, 400), 8, edits=WORDLESS_EDITS)
+        )
     ]
     random.Random(0).shuffle(docs)
     shares = [(redis_target.url, prefix, docs[i::processes]) for i in range(processes)]
@@ -210,7 +213,8 @@ def test_rebuild_reindexes_published_docs_under_new_parameters(
     assert new.client.xlen(new.keys.docs) == published  # nothing published again
     assert submit(new, doc("copy", lightly_edit(texts[2], 3))) == [("near", "a2")]
     stats = new.index.describe()
-    assert stats["documents"] == 4 and stats["parameters"]["shingle_size"] == "2"
+    assert stats["documents"] == 5  # the near copy is indexed too
+    assert stats["parameters"]["shingle_size"] == "2"
     assert stats["memory_bytes"] > 0
 
 
@@ -222,3 +226,76 @@ def test_script_cache_flush_is_recovered_without_running_twice(runtime: Runtime)
         ("exact", "a"),
     ]
     assert runtime.client.xlen(runtime.keys.docs) == 2
+
+
+# --------------------------------------------------------------------------- what a duplicate is
+
+CABLE = (
+    "بعث خادم الحرمين الشريفين الملك سلمان بن عبدالعزيز آل سعود برقية تهنئة لفخامة الرئيس "
+    "{name} رئيس جمهورية {country} بمناسبة ذكرى يوم الاستقلال لبلاده الموافق {day} من الشهر "
+    "الجاري. وأعرب الملك في برقيته باسمه واسم شعب وحكومة المملكة العربية السعودية عن أصدق "
+    "التهاني وأطيب التمنيات بموفور الصحة والسعادة لفخامته ولحكومة وشعب {country} الصديق "
+    "المزيد من التقدم والازدهار. كما بعث صاحب السمو الملكي ولي العهد برقية تهنئة مماثلة "
+    "أعرب فيها عن أطيب التهاني وأصدق التمنيات بدوام الصحة والسعادة ولشعب {country} الصديق "
+    "اطراد التقدم والرقي."
+)
+CABLES = [
+    {"name": "جون ماهاما", "country": "غانا", "day": "6"},
+    {"name": "ماكي سال", "country": "السنغال", "day": "4"},
+]
+
+
+def test_same_template_with_other_facts_is_not_a_duplicate(runtime: Runtime) -> None:
+    words = CABLE.format(name="", country="", day="").split()
+    # Other documents use the template's words (in another order, so no shingles are
+    # shared): the template wording becomes common, and only the names and figures
+    # that differ stay rare.
+    for n in range(12):
+        shuffled = words[:]
+        random.Random(n).shuffle(shuffled)
+        assert submit(runtime, doc(f"noise{n}", " ".join(shuffled)))[0][0] == "published"
+    first, second = (CABLE.format(**facts) for facts in CABLES)
+    assert submit(runtime, doc("ghana", first)) == [("published", "")]
+    # Shingle Jaccard alone would call this a copy (about 0.7); the facts conflict.
+    assert submit(runtime, doc("senegal", second)) == [("published", "")]
+    # A real copy of the first cable (a sentence trimmed) shares its facts.
+    trimmed = first.rsplit(". كما", 1)[0]
+    assert submit(runtime, doc("ghana-copy", trimmed)) == [("near", "ghana")]
+
+
+def _sentences(seed: int, count: int) -> list[str]:
+    return article(seed, words=12 * count).split("\n\n")
+
+
+def test_old_candidates_match_only_when_nearly_identical(runtime: Runtime) -> None:
+    sentences = _sentences(40, 20)
+    reworded = sentences[:15] + _sentences(41, 5)  # Jaccard about 0.6: a lighter copy
+    nearly_same = sentences[:19]  # Jaccard about 0.9
+    day0, day4 = "2025-03-01T08:00:00Z", "2025-03-05T08:00:00Z"
+    assert submit(runtime, doc("a", "\n\n".join(sentences), published_at=day0)) == [
+        ("published", "")
+    ]
+    # Four days later a merely similar text is a new story; a near-identical one is a copy.
+    assert submit(runtime, doc("b", "\n\n".join(reworded), published_at=day4)) == [
+        ("published", "")
+    ]
+    assert submit(runtime, doc("c", "\n\n".join(nearly_same), published_at=day4)) == [
+        ("near", "a")
+    ]
+
+
+def test_same_day_reworded_copy_is_a_duplicate(runtime: Runtime) -> None:
+    sentences = _sentences(50, 20)
+    reworded = sentences[:15] + _sentences(51, 5)
+    when = "2025-03-01T08:00:00Z"
+    submit(runtime, doc("a", "\n\n".join(sentences), published_at=when))
+    assert submit(runtime, doc("b", "\n\n".join(reworded), published_at=when)) == [("near", "a")]
+
+
+def test_copy_of_a_copy_names_the_original(runtime: Runtime) -> None:
+    first, second = _sentences(60, 10), _sentences(61, 10)
+    assert submit(runtime, doc("story", "\n\n".join(first))) == [("published", "")]
+    # An update that adds ten sentences contains the story; a later piece carrying only
+    # the update matches the update, and names the story it stands for.
+    assert submit(runtime, doc("update", "\n\n".join(first + second))) == [("near", "story")]
+    assert submit(runtime, doc("follow-up", "\n\n".join(second))) == [("near", "story")]

@@ -42,6 +42,15 @@ class DedupSettings(BaseModel):
     retention_days: float = Field(30, ge=0)
     retention_clock: Literal["ingested", "published"] = "ingested"
     sweep_limit: int = Field(4, ge=1, le=1000)
+    facts_threshold: float = Field(0.3, gt=0, le=1)
+    facts_agreement: float = Field(0.6, gt=0, le=1)
+    facts_min_count: int = Field(2, ge=1)
+    max_gap_hours: float = Field(48, ge=0)
+    stale_threshold: float = Field(0.7, gt=0, le=1)
+    rare_floor: int = Field(10, ge=0)
+    rare_ratio: float = Field(0.001, ge=0, le=1)
+    facts_bits: int = Field(21, ge=10, le=24)
+    facts_generation: int = Field(50_000, ge=0)
 
 
 class IngestSettings(BaseModel):

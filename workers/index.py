@@ -11,7 +11,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +19,7 @@ import redis
 
 from workers.connection import as_text
 from workers.document import DeadInput, Document
-from workers.keyspace import ACCEPT_DOCUMENT_LUA, RECORD_DEAD_LUA, Keys
+from workers.keyspace import ACCEPT_DOCUMENT_LUA, INDEX_SETTINGS, RECORD_DEAD_LUA, Keys
 from workers.stages.fingerprint import (
     SIGNATURE_BITS,
     Fingerprint,
@@ -115,6 +115,34 @@ def iso_to_epoch(text: str) -> float | None:
     return moment.timestamp()
 
 
+def document_hour(doc: Document, now: float) -> int:
+    """Hours since the epoch of the document's own date when it has a plausible one (not
+    more than a day ahead), else of `now`: the clock of the near-duplicate time gap."""
+    if doc.published_at:
+        stamp = iso_to_epoch(doc.published_at)
+        if stamp is not None and 0 < stamp <= now + 86400:
+            return int(stamp // 3600)
+    return int(now // 3600)
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRule:
+    """When an LSH candidate is the same article (see ACCEPT_DOCUMENT_LUA)."""
+
+    threshold: float = 0.5
+    containment_threshold: float = 0.8
+    facts_threshold: float = 0.3
+    facts_agreement: float = 0.6
+    facts_min_count: int = 2
+    max_gap_hours: float = 48
+    stale_threshold: float = 0.7
+    rare_floor: int = 10
+    rare_ratio: float = 0.001
+    facts_generation: int = 50_000
+    min_shingles: int = 5
+    max_candidates: int = 64
+
+
 def retention_timestamp(doc: Document, clock: str, now: float) -> int:
     """Seconds on the retention clock: ingestion time, or the document's own date when the
     clock is "published" and the date is plausible (not more than a day ahead)."""
@@ -131,11 +159,8 @@ class DedupIndex:
         client: redis.Redis,
         keys: Keys,
         layout: IndexLayout,
+        rule: DecisionRule,
         *,
-        threshold: float,
-        containment_threshold: float,
-        min_shingles: int,
-        max_candidates: int,
         retention_seconds: int,
         retention_clock: str,
         sweep_limit: int,
@@ -147,10 +172,7 @@ class DedupIndex:
         self.keys = keys
         self.layout = layout
         self.params = layout.params
-        self.threshold = threshold
-        self.containment_threshold = containment_threshold
-        self.min_shingles = min_shingles
-        self.max_candidates = max_candidates
+        self.rule = rule
         self.retention_seconds = retention_seconds
         self.retention_clock = retention_clock
         self.sweep_limit = sweep_limit
@@ -158,6 +180,7 @@ class DedupIndex:
         self.duplicates_maxlen = duplicates_maxlen
         self.dead_maxlen = dead_maxlen
         self._scripts = {name: "" for name in (ACCEPT_DOCUMENT_LUA, RECORD_DEAD_LUA)}
+        self._settings_arg = self._index_settings()
         self._checked = False
 
     def ensure_params(self) -> None:
@@ -188,11 +211,29 @@ class DedupIndex:
             )
         self._checked = True
 
+    def _index_settings(self) -> str:
+        bands, rows = self.params.bands_rows
+        values: dict[str, float] = {
+            "num_perm": self.params.num_perm,
+            "bands": bands,
+            "rows": rows,
+            "lsh_shards": self.layout.lsh_shards,
+            "key_shards": self.layout.key_shards,
+            "retention_seconds": self.retention_seconds,
+            "sweep_limit": self.sweep_limit,
+            "docs_maxlen": self.docs_maxlen,
+            "duplicates_maxlen": self.duplicates_maxlen,
+            "facts_bits": self.params.facts_bits,
+        }
+        for name in INDEX_SETTINGS:
+            if name not in values:
+                values[name] = getattr(self.rule, name)
+        return " ".join(repr(values[name]) for name in INDEX_SETTINGS)
+
     def _accept_args(
         self, mode: str, job_id: str, guard: str, item: Accepted, ingested_at: str, now: float
     ) -> list[Any]:
         doc, fp = item.doc, item.fingerprint
-        bands, rows = self.params.bands_rows
         doc_fields = {
             "id": doc.id,
             "source": doc.source,
@@ -225,25 +266,15 @@ class DedupIndex:
             guard + doc.input_ref,
             doc.source,
             item.bytes_in,
+            self._settings_arg,
             doc.id,
             fp.content_key,
             url_key(canonical_url(doc.url)),
             fp.signature,
             fp.shingles,
             retention_timestamp(doc, self.retention_clock, now),
-            self.params.num_perm,
-            bands,
-            rows,
-            self.layout.lsh_shards,
-            self.layout.key_shards,
-            self.threshold,
-            self.containment_threshold,
-            self.min_shingles,
-            self.max_candidates,
-            self.retention_seconds,
-            self.sweep_limit,
-            self.docs_maxlen,
-            self.duplicates_maxlen,
+            document_hour(doc, now),
+            fp.facts,
             len(doc.stripped),
             len(doc_fields) * 2,
         ]
@@ -392,6 +423,7 @@ class DedupIndex:
             "retention_clock": self.retention_clock,
             "watermark": _iso(watermark) if watermark else None,
             "parameters": meta,
+            "decision": asdict(self.rule),
             "redis_used_memory": int(info.get("used_memory", 0)),
             "redis_maxmemory_policy": str(info.get("maxmemory_policy", "")),
         }

@@ -11,22 +11,34 @@ Layout under the configured prefix P (default "newsdedup:"):
   P ix:next / P ix:count              counters: last doc number given out / docs indexed now
   P ix:r:<n // 256>                   string: fixed-size records of 256 docs (see RECORD below)
   P ix:pages                          hash: record page -> live docs in it (free empty pages)
-  P ix:i:<n // 128>                   hash: doc number -> the document's own id
+  P ix:i:<n // 128>                   hash: doc number -> the id it stands for (its own, or
+                                      its original's for an indexed near-duplicate)
   P ix:l:<shard>                      hash: LSH bucket (4-byte hash of band number and the
                                       band's values) -> packed 4-byte doc numbers
   P ix:x:<shard> / P ix:u:<shard>     hash: 8-byte content / canonical-URL key -> doc number
   P ix:t:<day>                        list: doc numbers whose retention clock falls on <day>
   P ix:days                           sorted set: days with a list, oldest first
-
-RECORD (2*num_perm + 24 bytes): the signature's high 16 bits per permutation, big-endian;
-the 8-byte content key; the 8-byte URL key (zeros: none); shingle count (u32); retention
-timestamp (u32 seconds). Fixed-size slots in page strings cost no per-key overhead, and
-the hashes stay small enough for Redis's compact listpack encoding (up to 128 entries of
-up to 64 bytes each by default): shard counts are sized from `dedup.capacity`.
+  P ix:df:<generation>                string: document frequency of facts, a table of
+                                      2^facts_bits u16 counters (BITFIELD)
   P job:<job>                         hash: one backfill/poll job's totals and counters
   P job:<job>:done                    set: input refs already accounted for (redelivery guard)
   P job:<job>:tasks                   set: task indexes finished
   P jobs                              sorted set: job ids by creation time
+
+RECORD (2*num_perm + 66 bytes), one fixed slot per document in its page string:
+  signature       2*num_perm   high 16 bits of each MinHash value, big-endian
+  content key     8            first 8 bytes of the content hash
+  URL key         8            of the canonical URL; zeros when there is none
+  shingles        u32          distinct shingles
+  timestamp       u32          retention clock, seconds; 0 marks a free slot
+  hour            u32          hours since the epoch of the document (published, else
+                               ingested); an original's is moved forward by its copies
+  root            u32          doc number of the original this record stands for
+  facts count     u16          distinct rare facts (hashes)
+  facts sketch    16 x u16     the smallest rare-fact hashes, ascending, zero-padded
+Fixed-size slots in page strings cost no per-key overhead, and the hashes stay small
+enough for Redis's compact listpack encoding (up to 128 entries of up to 64 bytes each by
+default): shard counts are sized from `dedup.capacity`.
 
 Redis Cluster is not supported: the scripts touch keys they discover while running.
 """
@@ -156,14 +168,47 @@ return {'dead', entry}
 # The index itself. Everything below works from the stored record, so Python and Lua
 # never have to agree on a second hash function: bucket fields and shards are derived
 # here from the signature bytes.
+#
+# ARGV[7] of ACCEPT_DOCUMENT_LUA holds the index settings as one space-separated string
+# (built once per process by `DedupIndex`; one argument instead of twenty per document),
+# in this order:
+INDEX_SETTINGS = (
+    "num_perm",
+    "bands",
+    "rows",
+    "lsh_shards",
+    "key_shards",
+    "threshold",  # J bar when the facts do not settle it
+    "containment_threshold",
+    "min_shingles",
+    "max_candidates",
+    "retention_seconds",  # 0 = forever
+    "sweep_limit",
+    "docs_maxlen",
+    "duplicates_maxlen",
+    "facts_threshold",  # J bar when the rare facts agree
+    "facts_agreement",  # share of the smaller rare-fact set found in the other
+    "facts_min_count",  # rare facts needed on both sides for agreement or conflict
+    "max_gap_hours",  # 0 = no time condition
+    "stale_threshold",  # J bar beyond max_gap_hours
+    "rare_floor",
+    "rare_ratio",  # a fact is rare when its document frequency <= max(floor, ratio * N)
+    "facts_bits",
+    "facts_generation",  # documents per frequency-table generation; 0 = one forever
+)
+
 _LUA_INDEX = r"""
-local NUM_PERM = tonumber(ARGV[13])
-local BANDS = tonumber(ARGV[14])
-local ROWS = tonumber(ARGV[15])
-local LSH_SHARDS = tonumber(ARGV[16])
-local KEY_SHARDS = tonumber(ARGV[17])
+local CFG = {}
+for value in string.gmatch(ARGV[7], '%S+') do CFG[#CFG + 1] = tonumber(value) end
+local NUM_PERM, BANDS, ROWS, LSH_SHARDS, KEY_SHARDS = CFG[1], CFG[2], CFG[3], CFG[4], CFG[5]
+local J_WEAK, C_MIN, MIN_SHINGLES, MAX_CANDIDATES = CFG[6], CFG[7], CFG[8], CFG[9]
+local RETENTION, SWEEP_LIMIT, DOCS_MAXLEN, DUPS_MAXLEN = CFG[10], CFG[11], CFG[12], CFG[13]
+local J_LO, F_MIN, N_MIN, MAX_GAP, J_STALE = CFG[14], CFG[15], CFG[16], CFG[17], CFG[18]
+local RARE_FLOOR, RARE_RATIO, FACTS_BITS, FACTS_GENERATION = CFG[19], CFG[20], CFG[21], CFG[22]
 local SIGLEN = 2 * NUM_PERM
-local RECLEN = SIGLEN + 24
+local FACTS_K = 16
+local RECLEN = SIGLEN + 34 + 2 * FACTS_K
+local HOUR_AT = SIGLEN + 24  -- 0-based offset of the hour field in a record
 local ZERO8 = string.rep('\0', 8)
 local ZERO_SIG = string.rep('\0', SIGLEN)
 
@@ -175,6 +220,10 @@ end
 local function u32(s, i)
   local a, b, c, d = string.byte(s, i, i + 3)
   return ((a * 256 + b) * 256 + c) * 256 + d
+end
+
+local function pack16(n)
+  return string.char(math.floor(n / 256) % 256, n % 256)
 end
 
 local function pack32(n)
@@ -209,15 +258,20 @@ end
 local function page_key(num) return P .. 'ix:r:' .. math.floor(num / 256) end
 local function id_key(num) return P .. 'ix:i:' .. math.floor(num / 128) end
 
--- A live record: {sig, content key, url key, shingles, ts}, or nil once freed.
+-- A live record (see RECORD in the module docstring), or nil once freed.
 local function read_record(num)
   local offset = (num % 256) * RECLEN
   local rec = redis.call('GETRANGE', page_key(num), offset, offset + RECLEN - 1)
   if string.len(rec) < RECLEN then return nil end
   local ts = u32(rec, SIGLEN + 21)
   if ts == 0 then return nil end
-  return {string.sub(rec, 1, SIGLEN), string.sub(rec, SIGLEN + 1, SIGLEN + 8),
-          string.sub(rec, SIGLEN + 9, SIGLEN + 16), u32(rec, SIGLEN + 17), ts}
+  local fcount = u16(rec, SIGLEN + 33)
+  local sketch = {}
+  for k = 1, math.min(fcount, FACTS_K) do sketch[k] = u16(rec, SIGLEN + 33 + 2 * k) end
+  return {num = num, sig = string.sub(rec, 1, SIGLEN), ckey = string.sub(rec, SIGLEN + 1, SIGLEN + 8),
+          ukey = string.sub(rec, SIGLEN + 9, SIGLEN + 16), nsh = u32(rec, SIGLEN + 17), ts = ts,
+          hour = u32(rec, SIGLEN + 25), root = u32(rec, SIGLEN + 29), fcount = fcount,
+          sketch = sketch}
 end
 
 local function remove_packed(key, field, num)
@@ -239,14 +293,14 @@ end
 local function expire(num)
   local rec = read_record(num)
   if not rec then return end
-  if rec[1] ~= ZERO_SIG then
+  if rec.sig ~= ZERO_SIG then
     for b = 0, BANDS - 1 do
-      local key, field = band_key_field(rec[1], b)
+      local key, field = band_key_field(rec.sig, b)
       remove_packed(key, field, num)
     end
   end
   local me = pack32(num)
-  for _, kind_key in ipairs({{'x', rec[2]}, {'u', rec[3]}}) do
+  for _, kind_key in ipairs({{'x', rec.ckey}, {'u', rec.ukey}}) do
     if kind_key[2] ~= ZERO8 then
       local shard = key_shard(kind_key[1], kind_key[2])
       if redis.call('HGET', shard, kind_key[2]) == me then
@@ -278,7 +332,7 @@ local function sweep(cutoff, limit)
       redis.call('ZREM', P .. 'ix:days', oldest[1])
     else
       local rec = read_record(tonumber(head))
-      if rec and rec[5] >= cutoff then return end
+      if rec and rec.ts >= cutoff then return end
       redis.call('LPOP', list)
       expire(tonumber(head))
       limit = limit - 1
@@ -286,41 +340,134 @@ local function sweep(cutoff, limit)
   end
 end
 
+-- The id a record stands for: its own, or its original's for an indexed near-duplicate.
 local function original_id(num)
   return redis.call('HGET', id_key(num), num % 128)
 end
+
+-- Document frequency of facts: one string per generation of 2^FACTS_BITS u16 counters
+-- (a one-row count-min sketch: a collision can only make a rare fact look common, and
+-- then for every document alike). The counts are those of the last one or two
+-- generations, so an endless stream neither saturates the sketch nor remembers forever.
+local FACT_CHUNK = 500  -- facts per BITFIELD call (unpack has a stack limit)
+
+local function fact_cells(facts)
+  local hashes, offsets = {}, {}
+  for i = 0, string.len(facts) / 5 - 1 do
+    local h1, h2, a1, a2, a3 = string.byte(facts, i * 5 + 1, i * 5 + 5)
+    hashes[i + 1] = h1 * 256 + h2
+    offsets[i + 1] = '#' .. ((a1 * 256 + a2) * 256 + a3)
+  end
+  return hashes, offsets
+end
+
+-- BITFIELD over many cells, in chunks (unpack has a stack limit). INCRBY answers with the
+-- new value, so counting a document also reads what the documents before it left.
+local function bitfield_cells(command, key, ops, offsets, into, minus)
+  for lo = 1, #offsets, FACT_CHUNK do
+    local args = {}
+    if command == 'BITFIELD' then args = {'OVERFLOW', 'SAT'} end
+    for i = lo, math.min(#offsets, lo + FACT_CHUNK - 1) do
+      for _, op in ipairs(ops) do args[#args + 1] = op end
+      args[#args + 1] = offsets[i]
+      if command == 'BITFIELD' then args[#args + 1] = 1 end
+    end
+    local values = redis.call(command, key, unpack(args))
+    for i = 1, #values do into[lo + i - 1] = (into[lo + i - 1] or 0) + values[i] - minus end
+  end
+end
+
+-- The document's rare facts, decided from the counts of the documents before it, then
+-- counted itself: (bottom-FACTS_K sketch of their hashes, their number).
+local function rare_facts(facts)
+  local meta = P .. 'ix:meta'
+  local state = redis.call('HMGET', meta, 'df_generation', 'df_docs', 'df_previous_docs')
+  local gen = tonumber(state[1] or '0')
+  local docs, previous = tonumber(state[2] or '0'), tonumber(state[3] or '0')
+  if FACTS_GENERATION > 0 and docs >= FACTS_GENERATION then
+    redis.call('DEL', P .. 'ix:df:' .. (gen - 1))
+    gen, previous, docs = gen + 1, docs, 0
+    redis.call('HSET', meta, 'df_generation', gen, 'df_previous_docs', previous)
+  end
+  redis.call('HSET', meta, 'df_docs', docs + 1)
+  if facts == '' then return {}, 0 end
+  local hashes, offsets = fact_cells(facts)
+  local counts = {}
+  bitfield_cells('BITFIELD', P .. 'ix:df:' .. gen, {'INCRBY', 'u16'}, offsets, counts, 1)
+  if previous > 0 then
+    bitfield_cells('BITFIELD_RO', P .. 'ix:df:' .. (gen - 1), {'GET', 'u16'}, offsets, counts, 0)
+  end
+  local limit = math.max(RARE_FLOOR, RARE_RATIO * (docs + previous))
+  local sketch, count, last = {}, 0, -1
+  for i = 1, #hashes do  -- ascending: the worker sorted them
+    if counts[i] <= limit and hashes[i] ~= last then
+      last = hashes[i]
+      count = count + 1
+      if count <= FACTS_K then sketch[count] = last end
+    end
+  end
+  return sketch, math.min(count, 65535)
+end
+
+-- Share of the smaller rare-fact set found in the other, from the two bottom-k sketches
+-- (exact while both sets fit in FACTS_K); nil when either side has none.
+local function facts_containment(a, na, b, nb)
+  if na == 0 or nb == 0 then return nil end
+  local ta, tb = 65535, 65535
+  if na > #a then ta = a[#a] end
+  if nb > #b then tb = b[#b] end
+  local tau = math.min(ta, tb)
+  local small, large = a, b
+  if nb < na then small, large = b, a end
+  local present = {}
+  for _, h in ipairs(large) do present[h] = true end
+  local sampled, found = 0, 0
+  for _, h in ipairs(small) do
+    if h <= tau then
+      sampled = sampled + 1
+      if present[h] then found = found + 1 end
+    end
+  end
+  if sampled == 0 then return nil end
+  return found / sampled
+end
 """
 
-# ARGV: 1 prefix, 2 mode, 3 job, 4 guard, 5 source, 6 bytes, 7 doc id, 8 content key
-#   (8 bytes), 9 URL key (8 bytes or ''), 10 signature (2*num_perm bytes or ''),
-#   11 shingles, 12 retention timestamp (s), 13 num_perm, 14 bands, 15 rows, 16 LSH
-#   shards, 17 key shards, 18 Jaccard threshold, 19 containment threshold, 20 min
-#   shingles, 21 max candidates, 22 retention (s, 0 = forever), 23 sweep limit, 24 docs
-#   maxlen, 25 duplicates maxlen, 26 stripped lines, 27 N = number of docs-stream
-#   arguments, 28..27+N the docs-stream field/value pairs, then the duplicates-stream pairs.
+
+# ARGV: 1 prefix, 2 mode, 3 job, 4 guard, 5 source, 6 bytes, 7 index settings (see
+#   INDEX_SETTINGS), 8 doc id, 9 content key (8 bytes), 10 URL key (8 bytes or ''),
+#   11 signature (2*num_perm bytes or ''), 12 shingles, 13 retention timestamp (s),
+#   14 hour, 15 facts (FACT_BYTES each, ascending), 16 stripped lines, 17 N = number of
+#   docs-stream arguments, 18..17+N the docs-stream field/value pairs, then the
+#   duplicates-stream pairs.
+#
+# The decision for an LSH candidate X with estimated Jaccard J and containment C
+# (see bench/NEARDUP_RESEARCH.md for how each part was measured):
+#   F = facts_containment; agree / conflict = F >= / < facts_agreement, with at least
+#   facts_min_count rare facts on both sides;
+#   more than max_gap_hours from X -> duplicate iff J >= stale_threshold and no conflict
+#   conflict                       -> not a duplicate (same template, other facts)
+#   agree                          -> J >= facts_threshold or contained
+#   otherwise                      -> J >= threshold or contained
+# A near-duplicate is indexed too, standing for its original, so a later copy that is
+# closer to an earlier copy than to the original still finds the original.
 ACCEPT_DOCUMENT_LUA = (
     _LUA_PRELUDE
     + _LUA_INDEX
     + r"""
-local doc_id = ARGV[7]
-local ckey = ARGV[8]
-local ukey = ARGV[9]
-local sig = ARGV[10]
-local nsh = tonumber(ARGV[11])
-local ts = tonumber(ARGV[12])
-local j_threshold = tonumber(ARGV[18])
-local c_threshold = tonumber(ARGV[19])
-local min_shingles = tonumber(ARGV[20])
-local max_candidates = tonumber(ARGV[21])
-local retention = tonumber(ARGV[22])
-local sweep_limit = tonumber(ARGV[23])
-local docs_maxlen = ARGV[24]
-local dups_maxlen = ARGV[25]
-local stripped = tonumber(ARGV[26])
-local ndoc = tonumber(ARGV[27])
+local doc_id = ARGV[8]
+local ckey = ARGV[9]
+local ukey = ARGV[10]
+local sig = ARGV[11]
+local nsh = tonumber(ARGV[12])
+local ts = tonumber(ARGV[13])
+local hour = tonumber(ARGV[14])
+local facts = ARGV[15]
+local stripped = tonumber(ARGV[16])
+local ndoc = tonumber(ARGV[17])
 local doc_fields, dup_fields = {}, {}
-for i = 28, 27 + ndoc do doc_fields[#doc_fields + 1] = ARGV[i] end
-for i = 28 + ndoc, #ARGV do dup_fields[#dup_fields + 1] = ARGV[i] end
+for i = 18, 17 + ndoc do doc_fields[#doc_fields + 1] = ARGV[i] end
+for i = 18 + ndoc, #ARGV do dup_fields[#dup_fields + 1] = ARGV[i] end
 
 -- The retention clock only moves forward; documents older than the window stop matching
 -- at once and are freed a few per call, so memory stays flat under a steady stream.
@@ -330,9 +477,70 @@ if ts > watermark then
   redis.call('HSET', P .. 'ix:meta', 'watermark', ts)
 end
 local cutoff = 0
-if retention > 0 then
-  cutoff = watermark - retention
-  sweep(cutoff, sweep_limit)
+if RETENTION > 0 then
+  cutoff = watermark - RETENTION
+  sweep(cutoff, SWEEP_LIMIT)
+end
+
+local function live(num)
+  local rec = read_record(num)
+  if rec and rec.ts >= cutoff then return rec end
+  return nil
+end
+
+-- Every document is counted, duplicates included: a wire story's facts become common.
+local sketch, fcount = rare_facts(facts)
+
+-- A story's latest appearance keeps its cluster open for later re-publications.
+local function touch_root(rec)
+  local root = live(rec.root)
+  if root and hour > root.hour then
+    redis.call('SETRANGE', page_key(root.num), (root.num % 256) * RECLEN + HOUR_AT,
+               pack32(hour))
+  end
+end
+
+local band_keys, band_fields = {}, {}
+local near_ok = sig ~= '' and nsh >= MIN_SHINGLES
+if near_ok then
+  for b = 0, BANDS - 1 do band_keys[b], band_fields[b] = band_key_field(sig, b) end
+end
+
+local function index_document(root, stands_for)
+  if RETENTION > 0 and ts < cutoff then return end  -- already outside the window
+  local num = redis.call('INCR', P .. 'ix:next')
+  local me = pack32(num)
+  local stored_sig = sig
+  if not near_ok then stored_sig = ZERO_SIG end
+  local stored_ukey = ukey
+  if ukey == '' then stored_ukey = ZERO8 end
+  local fsk = {}
+  for k = 1, FACTS_K do fsk[k] = pack16(sketch[k] or 0) end
+  local page = page_key(num)
+  if redis.call('EXISTS', page) == 0 then
+    -- Allocated once at full size: growing it by SETRANGE would over-allocate by up to 2x.
+    redis.call('SET', page, string.rep('\0', 256 * RECLEN))
+  end
+  redis.call('SETRANGE', page, (num % 256) * RECLEN,
+             stored_sig .. ckey .. stored_ukey .. pack32(nsh) .. pack32(ts) .. pack32(hour)
+             .. pack32(root or num) .. pack16(fcount) .. table.concat(fsk))
+  redis.call('HINCRBY', P .. 'ix:pages', math.floor(num / 256), 1)
+  redis.call('HSET', id_key(num), num % 128, stands_for or doc_id)
+  if near_ok then
+    for b = 0, BANDS - 1 do
+      local key, field = band_keys[b], band_fields[b]
+      -- Most buckets are new: one call; a shared bucket appends to its packed list.
+      if redis.call('HSETNX', key, field, me) == 0 then
+        redis.call('HSET', key, field, redis.call('HGET', key, field) .. me)
+      end
+    end
+  end
+  redis.call('HSET', key_shard('x', ckey), ckey, me)
+  if ukey ~= '' then redis.call('HSET', key_shard('u', ukey), ukey, me) end
+  local day = math.floor(ts / 86400)
+  redis.call('RPUSH', P .. 'ix:t:' .. day, num)
+  redis.call('ZADD', P .. 'ix:days', day, day)
+  redis.call('INCR', P .. 'ix:count')
 end
 
 local function duplicate(kind, match, original, similarity, containment)
@@ -341,16 +549,10 @@ local function duplicate(kind, match, original, similarity, containment)
                       'containment', containment, 'kind', kind, 'match', match}) do
     dup_fields[#dup_fields + 1] = v
   end
-  local entry = xadd('duplicates', dups_maxlen, dup_fields)
+  local entry = xadd('duplicates', DUPS_MAXLEN, dup_fields)
   bump(kind, 1)
   if job ~= '' then redis.call('HINCRBY', P .. 'job:' .. job, kind, 1) end
   return {kind, entry, original, similarity, containment}
-end
-
-local function live(num)
-  local rec = read_record(num)
-  if rec and rec[5] >= cutoff then return rec end
-  return nil
 end
 
 -- 1. Exact: the same canonical URL, or the same matching-normalised content.
@@ -358,22 +560,20 @@ for _, kind_key in ipairs({{'u', ukey, 'url'}, {'x', ckey, 'content'}}) do
   if kind_key[2] ~= '' then
     local packed = redis.call('HGET', key_shard(kind_key[1], kind_key[2]), kind_key[2])
     if packed then
-      local num = u32(packed, 1)
-      if live(num) then return duplicate('exact', kind_key[3], original_id(num), '1', '1') end
+      local rec = live(u32(packed, 1))
+      if rec then
+        touch_root(rec)
+        return duplicate('exact', kind_key[3], original_id(rec.num), '1', '1')
+      end
     end
   end
 end
 
 -- 2. Near: LSH candidates, most shared bands first, verified against stored signatures.
-local band_keys, band_fields = {}, {}
-if sig ~= '' and nsh >= min_shingles then
-  for b = 0, BANDS - 1 do band_keys[b], band_fields[b] = band_key_field(sig, b) end
-end
-if sig ~= '' and nsh >= min_shingles then
+if near_ok then
   local hits, order = {}, {}
   for b = 0, BANDS - 1 do
-    local key, field = band_keys[b], band_fields[b]
-    local packed = redis.call('HGET', key, field)
+    local packed = redis.call('HGET', band_keys[b], band_fields[b])
     if packed then
       for k = 1, string.len(packed), 4 do
         local num = u32(packed, k)
@@ -391,64 +591,51 @@ if sig ~= '' and nsh >= min_shingles then
   end)
   local best, best_score, best_j, best_c = nil, -1, 0, 0
   local mine = {string.byte(sig, 1, SIGLEN)}  -- numbers: no string allocation per value
-  for i = 1, math.min(#order, max_candidates) do
+  for i = 1, math.min(#order, MAX_CANDIDATES) do
     local rec = live(order[i])
     if rec then
-      local other, equal = {string.byte(rec[1], 1, SIGLEN)}, 0
+      local other, equal = {string.byte(rec.sig, 1, SIGLEN)}, 0
       for k = 1, SIGLEN, 2 do
         if mine[k] == other[k] and mine[k + 1] == other[k + 1] then equal = equal + 1 end
       end
       local j = equal / NUM_PERM
-      local smaller = math.min(nsh, rec[4])
+      local smaller = math.min(nsh, rec.nsh)
       local c = 0
-      if smaller > 0 then c = math.min(1, (j * (nsh + rec[4]) / (1 + j)) / smaller) end
-      if j >= j_threshold or (c >= c_threshold and smaller >= min_shingles) then
-        local score = math.max(j, c)
-        if score > best_score then best, best_score, best_j, best_c = order[i], score, j, c end
+      if smaller > 0 then c = math.min(1, (j * (nsh + rec.nsh) / (1 + j)) / smaller) end
+      local contained = c >= C_MIN and smaller >= MIN_SHINGLES
+      local f = facts_containment(sketch, fcount, rec.sketch, rec.fcount)
+      local enough = f ~= nil and math.min(fcount, rec.fcount) >= N_MIN
+      local agree, conflict = enough and f >= F_MIN, enough and f < F_MIN
+      local dup
+      if MAX_GAP > 0 and hour > 0 and rec.hour > 0 and math.abs(hour - rec.hour) > MAX_GAP then
+        dup = j >= J_STALE and not conflict
+      elseif conflict then
+        dup = false
+      elseif agree then
+        dup = j >= J_LO or contained
+      else
+        dup = j >= J_WEAK or contained
+      end
+      -- The most similar qualifying candidate wins: a high containment alone also
+      -- matches a short piece that a compilation happens to include.
+      if dup and j + c / 1000 > best_score then
+        best, best_score, best_j, best_c = rec, j + c / 1000, j, c
       end
     end
   end
   if best then
-    return duplicate('near', 'minhash', original_id(best), string.format('%.4f', best_j),
+    local original = original_id(best.num)
+    touch_root(best)
+    index_document(best.root, original)
+    return duplicate('near', 'minhash', original, string.format('%.4f', best_j),
                      string.format('%.4f', best_c))
   end
 end
 
--- 3. New: index it (unless it is already older than the window) and publish.
-if retention == 0 or ts >= cutoff then
-  local num = redis.call('INCR', P .. 'ix:next')
-  local me = pack32(num)
-  local stored_sig = sig
-  if sig == '' or nsh < min_shingles then stored_sig = ZERO_SIG end
-  local stored_ukey = ukey
-  if ukey == '' then stored_ukey = ZERO8 end
-  local page = page_key(num)
-  if redis.call('EXISTS', page) == 0 then
-    -- Allocated once at full size: growing it by SETRANGE would over-allocate by up to 2x.
-    redis.call('SET', page, string.rep('\0', 256 * RECLEN))
-  end
-  redis.call('SETRANGE', page, (num % 256) * RECLEN,
-             stored_sig .. ckey .. stored_ukey .. pack32(nsh) .. pack32(ts))
-  redis.call('HINCRBY', P .. 'ix:pages', math.floor(num / 256), 1)
-  redis.call('HSET', id_key(num), num % 128, doc_id)
-  if stored_sig ~= ZERO_SIG then
-    for b = 0, BANDS - 1 do
-      local key, field = band_keys[b], band_fields[b]
-      -- Most buckets are new: one call; a shared bucket appends to its packed list.
-      if redis.call('HSETNX', key, field, me) == 0 then
-        redis.call('HSET', key, field, redis.call('HGET', key, field) .. me)
-      end
-    end
-  end
-  redis.call('HSET', key_shard('x', ckey), ckey, me)
-  if ukey ~= '' then redis.call('HSET', key_shard('u', ukey), ukey, me) end
-  local day = math.floor(ts / 86400)
-  redis.call('RPUSH', P .. 'ix:t:' .. day, num)
-  redis.call('ZADD', P .. 'ix:days', day, day)
-  redis.call('INCR', P .. 'ix:count')
-end
+-- 3. New: index it and publish.
+index_document(nil, nil)
 if mode ~= 'publish' then return {'indexed'} end
-local entry = xadd('docs', docs_maxlen, doc_fields)
+local entry = xadd('docs', DOCS_MAXLEN, doc_fields)
 bump('published', 1)
 bump('stripped_lines', stripped)
 if job ~= '' then redis.call('HINCRBY', P .. 'job:' .. job, 'published', 1) end

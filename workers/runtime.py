@@ -14,7 +14,7 @@ import redis
 
 from workers.config import Settings, load_settings
 from workers.connection import DEFAULT_REDIS_URL, redis_from_url
-from workers.index import DedupIndex, IndexLayout
+from workers.index import DecisionRule, DedupIndex, IndexLayout
 from workers.keyspace import Keys
 from workers.stages.fingerprint import Fingerprinter, FingerprintParams
 from workers.stages.strip import RuleSet, load_rules
@@ -32,7 +32,27 @@ class Runtime:
 
 def fingerprint_params(settings: Settings) -> FingerprintParams:
     dedup = settings.dedup
-    return FingerprintParams(dedup.num_perm, dedup.seed, dedup.shingle_size, dedup.lsh_threshold)
+    return FingerprintParams(
+        dedup.num_perm, dedup.seed, dedup.shingle_size, dedup.lsh_threshold, dedup.facts_bits
+    )
+
+
+def decision_rule(settings: Settings) -> DecisionRule:
+    dedup = settings.dedup
+    return DecisionRule(
+        threshold=dedup.threshold,
+        containment_threshold=dedup.containment_threshold,
+        facts_threshold=dedup.facts_threshold,
+        facts_agreement=dedup.facts_agreement,
+        facts_min_count=dedup.facts_min_count,
+        max_gap_hours=dedup.max_gap_hours,
+        stale_threshold=dedup.stale_threshold,
+        rare_floor=dedup.rare_floor,
+        rare_ratio=dedup.rare_ratio,
+        facts_generation=dedup.facts_generation,
+        min_shingles=dedup.min_shingles,
+        max_candidates=dedup.max_candidates,
+    )
 
 
 def build_runtime(settings: Settings, redis_url: str) -> Runtime:
@@ -44,10 +64,7 @@ def build_runtime(settings: Settings, redis_url: str) -> Runtime:
         client,
         keys,
         IndexLayout(params, dedup.capacity),
-        threshold=dedup.threshold,
-        containment_threshold=dedup.containment_threshold,
-        min_shingles=dedup.min_shingles,
-        max_candidates=dedup.max_candidates,
+        decision_rule(settings),
         retention_seconds=int(dedup.retention_days * 86400),
         retention_clock=dedup.retention_clock,
         sweep_limit=dedup.sweep_limit,

@@ -11,13 +11,21 @@ token is hashed once per process, not once per shingle it appears in. The index 
 the high 16 bits of each value: two different minima then collide with probability
 2^-16, a negligible bias in the Jaccard estimate for half the memory.
 
-Everything that changes signature values is pinned in `FingerprintParams` and recorded in
+Beside the signature each document carries its *facts*: the distinct tokens, with numbers
+reduced to their digit runs, each as a 2-byte hash and the cell of its counter in the index's
+table of document frequencies. The index keeps the rare ones (see
+`keyspace`): copies of one story share them, same-template articles (a cable to another
+country, another day's weather) differ exactly there. bench/NEARDUP_RESEARCH.md has the
+measurements behind this.
+
+Everything that changes stored values is pinned in `FingerprintParams` and recorded in
 the index, which refuses documents fingerprinted any other way.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,6 +38,10 @@ from datasketch.lsh import _optimal_param
 from datasketch.minhash import _fmix
 
 SCHEME = "datasketch-affine32/xxh32-token-poly/hi16"
+FACTS_SCHEME = "digit-runs/xxh32-hi16/xxh64-cell"
+# Bytes per fact in `Fingerprint.facts`: 2-byte hash, then its 3-byte frequency counter.
+FACT_BYTES = 5
+_DIGIT_RUNS = re.compile(r"[0-9]+")
 SIGNATURE_BITS = 16
 # Multipliers of the shingle hash: odd, so each token position is a bijection mod 2^32.
 _SHINGLE_MULTIPLIERS = (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F, 0x165667B1)
@@ -52,10 +64,13 @@ class FingerprintParams:
     seed: int
     shingle_size: int
     lsh_threshold: float
+    facts_bits: int = 21  # the fact frequency table has 2^facts_bits counters
 
     def __post_init__(self) -> None:
         if not 1 <= self.shingle_size <= _MAX_SHINGLE:
             raise ValueError(f"shingle_size must be 1..{_MAX_SHINGLE}")
+        if not 10 <= self.facts_bits <= 24:  # a cell travels in 3 bytes
+            raise ValueError("facts_bits must be 10..24")
 
     @property
     def bands_rows(self) -> tuple[int, int]:
@@ -71,6 +86,8 @@ class FingerprintParams:
             "shingle_size": str(self.shingle_size),
             "bands": str(bands),
             "rows": str(rows),
+            "facts": FACTS_SCHEME,
+            "facts_bits": str(self.facts_bits),
         }
 
 
@@ -79,6 +96,7 @@ class Fingerprint:
     content_hash: str  # hex, published with the document
     signature: bytes  # num_perm big-endian uint16; b"" when too short for near matching
     shingles: int  # distinct shingles
+    facts: bytes = b""  # FACT_BYTES per distinct fact, ascending by its 2-byte hash
 
     @property
     def content_key(self) -> bytes:
@@ -96,6 +114,35 @@ def url_key(canonical_url: str) -> bytes:
     if not canonical_url:
         return b""
     return hashlib.blake2b(canonical_url.encode("utf-8"), digest_size=8).digest()
+
+
+def fact_tokens(tokens: Sequence[str]) -> set[str]:
+    """Distinct tokens, a token with digits standing for its digit runs ("1437ه",
+    "ال1437" and "1437" all give "#1437"): the figures and names that tell one
+    same-template article from another."""
+    facts = set(tokens)
+    # Most tokens are plain words (isalpha is a C call); only the rest are searched.
+    for token in [t for t in facts if not t.isalpha()]:
+        runs = _DIGIT_RUNS.findall(token)
+        if runs:
+            facts.discard(token)
+            facts.update("#" + (run.lstrip("0") or "0") for run in runs)
+    return facts
+
+
+class _FactCodes(dict[str, bytes]):
+    """Fact -> its FACT_BYTES code, computed on first sight (news reuses its vocabulary)."""
+
+    def __init__(self, bits: int) -> None:
+        super().__init__()
+        self._mask = (1 << bits) - 1
+
+    def __missing__(self, fact: str) -> bytes:
+        raw = fact.encode("utf-8")
+        cell = xxhash.xxh64_intdigest(raw) & self._mask
+        code = (xxhash.xxh32_intdigest(raw) >> 16).to_bytes(2, "big") + cell.to_bytes(3, "big")
+        self[fact] = code
+        return code
 
 
 class _TokenHashes(dict[str, int]):
@@ -121,6 +168,14 @@ class Fingerprinter:
             _SHINGLE_MULTIPLIERS[: params.shingle_size - 1], dtype=np.uint32
         )
         self._token_hashes = _TokenHashes()
+        self._fact_codes = _FactCodes(params.facts_bits)
+
+    def facts(self, tokens: Sequence[str]) -> bytes:
+        """The document's facts, encoded for the index: sorted codes, so ascending hash."""
+        codes = self._fact_codes
+        if len(codes) > 2_000_000:
+            codes.clear()
+        return b"".join(sorted(map(codes.__getitem__, fact_tokens(tokens))))
 
     def _token_hash_array(self, tokens: Sequence[str]) -> np.ndarray:
         cache = self._token_hashes
@@ -169,7 +224,12 @@ class Fingerprinter:
             high = (values >> 16).astype(">u2")
             signatures = {i: high[row].tobytes() for row, i in enumerate(wanted)}
         return [
-            Fingerprint(content_hash(tokens), signatures.get(i, b""), len(shingle_sets[i]))
+            Fingerprint(
+                content_hash(tokens),
+                signatures.get(i, b""),
+                len(shingle_sets[i]),
+                self.facts(tokens),
+            )
             for i, tokens in enumerate(token_lists)
         ]
 
