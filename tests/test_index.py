@@ -279,9 +279,7 @@ def test_old_candidates_match_only_when_nearly_identical(runtime: Runtime) -> No
     assert submit(runtime, doc("b", "\n\n".join(reworded), published_at=day4)) == [
         ("published", "")
     ]
-    assert submit(runtime, doc("c", "\n\n".join(nearly_same), published_at=day4)) == [
-        ("near", "a")
-    ]
+    assert submit(runtime, doc("c", "\n\n".join(nearly_same), published_at=day4)) == [("near", "a")]
 
 
 def test_same_day_reworded_copy_is_a_duplicate(runtime: Runtime) -> None:

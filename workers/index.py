@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -21,6 +22,7 @@ from workers.connection import as_text
 from workers.document import DeadInput, Document
 from workers.keyspace import ACCEPT_DOCUMENT_LUA, INDEX_SETTINGS, RECORD_DEAD_LUA, Keys
 from workers.stages.fingerprint import (
+    FACT_BYTES,
     SIGNATURE_BITS,
     Fingerprint,
     FingerprintParams,
@@ -39,6 +41,10 @@ class Outcome:
     kind: str  # "published" | "exact" | "near" | "dead" | "already"
     duplicate_of: str = ""
     similarity: float = 0.0
+    # Fact codes the index found common, and the tag they are valid under (see
+    # `Fingerprinter.learn_common`).
+    common_facts: bytes = b""
+    facts_tag: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,7 +342,8 @@ class DedupIndex:
                 (RECORD_DEAD_LUA, self._dead_args(job_id, guard_prefix, dead_input, bytes_in))
             )
             refs.append(dead_input.input_ref)
-        return self._outcomes(refs, self._run_scripts(calls))
+        facts = [item.fingerprint.facts for item in accepted] + [b""] * len(dead)
+        return self._outcomes(refs, facts, self._run_scripts(calls))
 
     def reindex(self, items: Sequence[tuple[Accepted, float]]) -> list[Outcome]:
         """Index already-published documents, each with the time it was ingested, without
@@ -348,7 +355,8 @@ class DedupIndex:
             for item, ingested in items
         ]
         refs = [item.doc.input_ref for item, _ in items]
-        return self._outcomes(refs, self._run_scripts(calls))
+        facts = [item.fingerprint.facts for item, _ in items]
+        return self._outcomes(refs, facts, self._run_scripts(calls))
 
     def _run_scripts(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
         """Run the scripts in one pipeline with EVALSHA (loading them once per process).
@@ -429,12 +437,20 @@ class DedupIndex:
         }
 
     @staticmethod
-    def _outcomes(refs: Sequence[str], replies: Sequence[Any]) -> list[Outcome]:
+    def _outcomes(
+        refs: Sequence[str], facts: Sequence[bytes], replies: Sequence[Any]
+    ) -> list[Outcome]:
         outcomes = []
-        for ref, reply in zip(refs, replies, strict=True):
+        for ref, sent, reply in zip(refs, facts, replies, strict=True):
             kind = as_text(reply[0])
-            if kind in ("exact", "near"):
-                outcomes.append(Outcome(ref, kind, as_text(reply[2]), float(as_text(reply[3]))))
-            else:
+            if len(reply) < 7:  # 'already', or a dead-letter reply
                 outcomes.append(Outcome(ref, kind))
+                continue
+            common = b"".join(
+                sent[i * FACT_BYTES : (i + 1) * FACT_BYTES]
+                for i in struct.unpack(f">{len(reply[5]) // 2}H", reply[5])
+            )
+            similarity = float(as_text(reply[3])) if kind in ("exact", "near") else 0.0
+            original = as_text(reply[2]) if kind in ("exact", "near") else ""
+            outcomes.append(Outcome(ref, kind, original, similarity, common, as_text(reply[6])))
         return outcomes

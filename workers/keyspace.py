@@ -268,7 +268,8 @@ local function read_record(num)
   local fcount = u16(rec, SIGLEN + 33)
   local sketch = {}
   for k = 1, math.min(fcount, FACTS_K) do sketch[k] = u16(rec, SIGLEN + 33 + 2 * k) end
-  return {num = num, sig = string.sub(rec, 1, SIGLEN), ckey = string.sub(rec, SIGLEN + 1, SIGLEN + 8),
+  return {num = num, sig = string.sub(rec, 1, SIGLEN),
+          ckey = string.sub(rec, SIGLEN + 1, SIGLEN + 8),
           ukey = string.sub(rec, SIGLEN + 9, SIGLEN + 16), nsh = u32(rec, SIGLEN + 17), ts = ts,
           hour = u32(rec, SIGLEN + 25), root = u32(rec, SIGLEN + 29), fcount = fcount,
           sketch = sketch}
@@ -350,6 +351,7 @@ end
 -- then for every document alike). The counts are those of the last one or two
 -- generations, so an endless stream neither saturates the sketch nor remembers forever.
 local FACT_CHUNK = 500  -- facts per BITFIELD call (unpack has a stack limit)
+local COMMON_FACTOR = 4
 
 local function fact_cells(facts)
   local hashes, offsets = {}, {}
@@ -390,23 +392,31 @@ local function rare_facts(facts)
     redis.call('HSET', meta, 'df_generation', gen, 'df_previous_docs', previous)
   end
   redis.call('HSET', meta, 'df_docs', docs + 1)
-  if facts == '' then return {}, 0 end
+  local limit = math.max(RARE_FLOOR, RARE_RATIO * (docs + previous))
+  -- Facts far above the limit are reported back: the worker stops sending them while
+  -- this tag holds (same generation, limit below the next power of two), so they stay
+  -- common without being counted again.
+  local tag = gen .. ':' .. math.floor(math.log(limit) / math.log(2))
+  if facts == '' then return {}, 0, '', tag end
   local hashes, offsets = fact_cells(facts)
   local counts = {}
   bitfield_cells('BITFIELD', P .. 'ix:df:' .. gen, {'INCRBY', 'u16'}, offsets, counts, 1)
   if previous > 0 then
     bitfield_cells('BITFIELD_RO', P .. 'ix:df:' .. (gen - 1), {'GET', 'u16'}, offsets, counts, 0)
   end
-  local limit = math.max(RARE_FLOOR, RARE_RATIO * (docs + previous))
-  local sketch, count, last = {}, 0, -1
+  local sketch, count, last, common = {}, 0, -1, {}
   for i = 1, #hashes do  -- ascending: the worker sorted them
-    if counts[i] <= limit and hashes[i] ~= last then
-      last = hashes[i]
-      count = count + 1
-      if count <= FACTS_K then sketch[count] = last end
+    if counts[i] <= limit then
+      if hashes[i] ~= last then
+        last = hashes[i]
+        count = count + 1
+        if count <= FACTS_K then sketch[count] = last end
+      end
+    elseif counts[i] > COMMON_FACTOR * limit and i < 65536 then
+      common[#common + 1] = pack16(i - 1)
     end
   end
-  return sketch, math.min(count, 65535)
+  return sketch, math.min(count, 65535), table.concat(common), tag
 end
 
 -- Share of the smaller rare-fact set found in the other, from the two bottom-k sketches
@@ -489,7 +499,7 @@ local function live(num)
 end
 
 -- Every document is counted, duplicates included: a wire story's facts become common.
-local sketch, fcount = rare_facts(facts)
+local sketch, fcount, common, facts_tag = rare_facts(facts)
 
 -- A story's latest appearance keeps its cluster open for later re-publications.
 local function touch_root(rec)
@@ -544,7 +554,9 @@ local function index_document(root, stands_for)
 end
 
 local function duplicate(kind, match, original, similarity, containment)
-  if mode ~= 'publish' then return {'skipped', '', original, similarity, containment} end
+  if mode ~= 'publish' then
+    return {'skipped', '', original, similarity, containment, common, facts_tag}
+  end
   for _, v in ipairs({'duplicate_of', original, 'similarity', similarity,
                       'containment', containment, 'kind', kind, 'match', match}) do
     dup_fields[#dup_fields + 1] = v
@@ -552,7 +564,7 @@ local function duplicate(kind, match, original, similarity, containment)
   local entry = xadd('duplicates', DUPS_MAXLEN, dup_fields)
   bump(kind, 1)
   if job ~= '' then redis.call('HINCRBY', P .. 'job:' .. job, kind, 1) end
-  return {kind, entry, original, similarity, containment}
+  return {kind, entry, original, similarity, containment, common, facts_tag}
 end
 
 -- 1. Exact: the same canonical URL, or the same matching-normalised content.
@@ -634,11 +646,11 @@ end
 
 -- 3. New: index it and publish.
 index_document(nil, nil)
-if mode ~= 'publish' then return {'indexed'} end
+if mode ~= 'publish' then return {'indexed', '', '', '0', '0', common, facts_tag} end
 local entry = xadd('docs', DOCS_MAXLEN, doc_fields)
 bump('published', 1)
 bump('stripped_lines', stripped)
 if job ~= '' then redis.call('HINCRBY', P .. 'job:' .. job, 'published', 1) end
-return {'published', entry}
+return {'published', entry, '', '0', '0', common, facts_tag}
 """
 )

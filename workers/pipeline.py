@@ -93,7 +93,16 @@ def process_inputs(
     accepted = [
         Accepted(doc, fp, nbytes) for (doc, nbytes), fp in zip(cleaned, fingerprints, strict=True)
     ]
-    return BatchResult(index.submit(job_id, accepted, dead, guard_prefix=guard_prefix, now=now))
+    outcomes = index.submit(job_id, accepted, dead, guard_prefix=guard_prefix, now=now)
+    learn_common_facts(fingerprinter, outcomes)
+    return BatchResult(outcomes)
+
+
+def learn_common_facts(fingerprinter: Fingerprinter, outcomes: Iterable[Outcome]) -> None:
+    """Feed the index's reports of common facts back to the fingerprinter."""
+    for outcome in outcomes:
+        if outcome.facts_tag:
+            fingerprinter.learn_common(outcome.facts_tag, outcome.common_facts)
 
 
 def rebuild_index(runtime: Runtime, *, batch_size: int = 500) -> dict[str, int]:
@@ -109,7 +118,9 @@ def rebuild_index(runtime: Runtime, *, batch_size: int = 500) -> dict[str, int]:
             (Accepted(doc, fp, 0), ingested)
             for (doc, ingested), fp in zip(batch, fingerprints, strict=True)
         ]
-        for outcome in runtime.index.reindex(items):
+        outcomes = runtime.index.reindex(items)
+        learn_common_facts(runtime.fingerprinter, outcomes)
+        for outcome in outcomes:
             totals[outcome.kind] = totals.get(outcome.kind, 0) + 1
         batch.clear()
 

@@ -169,13 +169,25 @@ class Fingerprinter:
         )
         self._token_hashes = _TokenHashes()
         self._fact_codes = _FactCodes(params.facts_bits)
+        # Codes the index reported as far too frequent to be rare, valid while its tag
+        # holds: not sending them spares most of the index's counting work.
+        self._common: set[bytes] = set()
+        self._common_tag = ""
 
     def facts(self, tokens: Sequence[str]) -> bytes:
         """The document's facts, encoded for the index: sorted codes, so ascending hash."""
         codes = self._fact_codes
         if len(codes) > 2_000_000:
             codes.clear()
-        return b"".join(sorted(map(codes.__getitem__, fact_tokens(tokens))))
+        wanted = map(codes.__getitem__, fact_tokens(tokens))
+        return b"".join(sorted(code for code in wanted if code not in self._common))
+
+    def learn_common(self, tag: str, codes: bytes) -> None:
+        """Remember the fact codes the index found common (`codes`: FACT_BYTES each)."""
+        if tag != self._common_tag or len(self._common) > 1_000_000:
+            self._common.clear()
+            self._common_tag = tag
+        self._common.update(codes[i : i + FACT_BYTES] for i in range(0, len(codes), FACT_BYTES))
 
     def _token_hash_array(self, tokens: Sequence[str]) -> np.ndarray:
         cache = self._token_hashes
