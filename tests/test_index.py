@@ -297,3 +297,15 @@ def test_copy_of_a_copy_names_the_original(runtime: Runtime) -> None:
     # the update matches the update, and names the story it stands for.
     assert submit(runtime, doc("update", "\n\n".join(first + second))) == [("near", "story")]
     assert submit(runtime, doc("follow-up", "\n\n".join(second))) == [("near", "story")]
+
+
+def test_fact_frequencies_keep_two_generations(redis_target: RedisTarget, prefix: str) -> None:
+    rt = build_runtime(settings_for(prefix, facts_generation=3), redis_target.url)
+    submit(rt, *(doc(f"g{i}", article(500 + i)) for i in range(8)))
+    generations = sorted(
+        int(key.decode().rsplit(":", 1)[1])
+        for key in rt.client.scan_iter(match=f"{prefix}ix:df:*")
+    )
+    assert generations == [1, 2]  # documents 7-8 count in generation 2; generation 0 is gone
+    meta = rt.client.hgetall(rt.keys.index_meta)
+    assert meta[b"df_docs"] == b"2" and meta[b"df_previous_docs"] == b"3"
