@@ -303,8 +303,7 @@ def test_fact_frequencies_keep_two_generations(redis_target: RedisTarget, prefix
     rt = build_runtime(settings_for(prefix, facts_generation=3), redis_target.url)
     submit(rt, *(doc(f"g{i}", article(500 + i)) for i in range(8)))
     generations = sorted(
-        int(key.decode().rsplit(":", 1)[1])
-        for key in rt.client.scan_iter(match=f"{prefix}ix:df:*")
+        int(key.decode().rsplit(":", 1)[1]) for key in rt.client.scan_iter(match=f"{prefix}ix:df:*")
     )
     assert generations == [1, 2]  # documents 7-8 count in generation 2; generation 0 is gone
     meta = rt.client.hgetall(rt.keys.index_meta)
