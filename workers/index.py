@@ -121,42 +121,46 @@ def iso_to_epoch(text: str) -> float | None:
     return moment.timestamp()
 
 
-def document_hour(doc: Document, now: float) -> int:
-    """Hours since the epoch of the document's own date when it has a plausible one (not
-    more than a day ahead), else of `now`: the clock of the near-duplicate time gap."""
+def plausible_published_epoch(doc: Document, now: float) -> float | None:
+    """The document's own date in seconds, when it has one not more than a day ahead."""
     if doc.published_at:
         stamp = iso_to_epoch(doc.published_at)
         if stamp is not None and 0 < stamp <= now + 86400:
-            return int(stamp // 3600)
-    return int(now // 3600)
+            return stamp
+    return None
+
+
+def document_hour(doc: Document, now: float) -> int:
+    """Hours since the epoch of the document's plausible own date, else of `now`: the clock
+    of the near-duplicate time gap."""
+    stamp = plausible_published_epoch(doc, now)
+    return int((now if stamp is None else stamp) // 3600)
 
 
 @dataclass(frozen=True, slots=True)
 class DecisionRule:
-    """When an LSH candidate is the same article (see ACCEPT_DOCUMENT_LUA)."""
+    """When an LSH candidate is the same article (see ACCEPT_DOCUMENT_LUA). The fields
+    are `dedup.*` settings of the same names; their defaults live in the config."""
 
-    threshold: float = 0.5
-    containment_threshold: float = 0.8
-    facts_threshold: float = 0.3
-    facts_agreement: float = 0.6
-    facts_min_count: int = 2
-    max_gap_hours: float = 48
-    stale_threshold: float = 0.7
-    rare_floor: int = 10
-    rare_ratio: float = 0.001
-    facts_generation: int = 50_000
-    min_shingles: int = 5
-    max_candidates: int = 64
+    threshold: float
+    containment_threshold: float
+    facts_threshold: float
+    facts_agreement: float
+    facts_min_count: int
+    max_gap_hours: float
+    stale_threshold: float
+    rare_floor: int
+    rare_ratio: float
+    facts_generation: int
+    min_shingles: int
+    max_candidates: int
 
 
 def retention_timestamp(doc: Document, clock: str, now: float) -> int:
-    """Seconds on the retention clock: ingestion time, or the document's own date when the
-    clock is "published" and the date is plausible (not more than a day ahead)."""
-    if clock == "published" and doc.published_at:
-        stamp = iso_to_epoch(doc.published_at)
-        if stamp is not None and 0 < stamp <= now + 86400:
-            return int(stamp)
-    return int(now)
+    """Seconds on the retention clock: ingestion time, or the document's plausible own date
+    when the clock is "published"."""
+    stamp = plausible_published_epoch(doc, now) if clock == "published" else None
+    return int(now if stamp is None else stamp)
 
 
 class DedupIndex:

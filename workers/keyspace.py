@@ -503,7 +503,8 @@ local sketch, fcount, common, facts_tag = rare_facts(facts)
 
 -- A story's latest appearance keeps its cluster open for later re-publications.
 local function touch_root(rec)
-  local root = live(rec.root)
+  local root = rec
+  if rec.root ~= rec.num then root = live(rec.root) end
   if root and hour > root.hour then
     redis.call('SETRANGE', page_key(root.num), (root.num % 256) * RECLEN + HOUR_AT,
                pack32(hour))

@@ -7,7 +7,7 @@ so rule files are parsed and MinHash permutations generated once, not per batch.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cache
 
 import redis
@@ -38,21 +38,8 @@ def fingerprint_params(settings: Settings) -> FingerprintParams:
 
 
 def decision_rule(settings: Settings) -> DecisionRule:
-    dedup = settings.dedup
-    return DecisionRule(
-        threshold=dedup.threshold,
-        containment_threshold=dedup.containment_threshold,
-        facts_threshold=dedup.facts_threshold,
-        facts_agreement=dedup.facts_agreement,
-        facts_min_count=dedup.facts_min_count,
-        max_gap_hours=dedup.max_gap_hours,
-        stale_threshold=dedup.stale_threshold,
-        rare_floor=dedup.rare_floor,
-        rare_ratio=dedup.rare_ratio,
-        facts_generation=dedup.facts_generation,
-        min_shingles=dedup.min_shingles,
-        max_candidates=dedup.max_candidates,
-    )
+    names = {field.name for field in fields(DecisionRule)}
+    return DecisionRule(**settings.dedup.model_dump(include=names))
 
 
 def build_runtime(settings: Settings, redis_url: str) -> Runtime:
