@@ -14,15 +14,22 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 import redis
 
-from workers.connection import as_text
+from workers.connection import as_text, pack_command, packed_arguments, run_packed
 from workers.document import DeadInput, Document
-from workers.keyspace import ACCEPT_DOCUMENT_LUA, INDEX_SETTINGS, RECORD_DEAD_LUA, Keys
+from workers.keyspace import (
+    ACCEPT_DOCUMENT_LUA,
+    FACT_OPERATION_ARGS,
+    INDEX_SETTINGS,
+    RECORD_DEAD_LUA,
+    Keys,
+    fact_operation,
+)
 from workers.stages.fingerprint import (
-    FACT_BYTES,
     SIGNATURE_BITS,
     Fingerprint,
     FingerprintParams,
@@ -43,7 +50,7 @@ class Outcome:
     similarity: float = 0.0
     # Fact codes the index found common, and the tag they are valid under (see
     # `Fingerprinter.learn_common`).
-    common_facts: bytes = b""
+    common_facts: tuple[bytes, ...] = ()
     facts_tag: str = ""
 
 
@@ -163,6 +170,26 @@ def retention_timestamp(doc: Document, clock: str, now: float) -> int:
     return int(now if stamp is None else stamp)
 
 
+_FACT_HASH = itemgetter(slice(0, 2))  # a fact code's 2-byte hash
+
+
+class _FactOperations(dict[bytes, bytes]):
+    """Fact code -> the script arguments that count it, packed, built on first sight."""
+
+    def __missing__(self, code: bytes) -> bytes:
+        cell = int.from_bytes(code[2:], "big")
+        operation = self[code] = packed_arguments(*fact_operation(cell))
+        return operation
+
+
+@dataclass(frozen=True, slots=True)
+class _ScriptCall:
+    source: str  # the Lua source; sent as EVALSHA of its SHA1
+    args: list[Any]
+    packed_tail: bytes = b""  # more arguments, already packed (see connection.pack_command)
+    tail_args: int = 0
+
+
 class DedupIndex:
     def __init__(
         self,
@@ -191,6 +218,7 @@ class DedupIndex:
         self.dead_maxlen = dead_maxlen
         self._scripts = {name: "" for name in (ACCEPT_DOCUMENT_LUA, RECORD_DEAD_LUA)}
         self._settings_arg = self._index_settings()
+        self._fact_operations = _FactOperations()
         self._checked = False
 
     def ensure_params(self) -> None:
@@ -240,9 +268,9 @@ class DedupIndex:
                 values[name] = getattr(self.rule, name)
         return " ".join(repr(values[name]) for name in INDEX_SETTINGS)
 
-    def _accept_args(
+    def _accept_call(
         self, mode: str, job_id: str, guard: str, item: Accepted, ingested_at: str, now: float
-    ) -> list[Any]:
+    ) -> _ScriptCall:
         doc, fp = item.doc, item.fingerprint
         doc_fields = {
             "id": doc.id,
@@ -269,6 +297,10 @@ class DedupIndex:
             "content_hash": fp.content_hash,
             "input_ref": doc.input_ref,
         }
+        codes = fp.facts
+        operations = self._fact_operations
+        if len(operations) > 2_000_000:  # a long-running worker must not grow without bound
+            operations.clear()
         args: list[Any] = [
             self.keys.prefix,
             mode,
@@ -284,16 +316,18 @@ class DedupIndex:
             fp.shingles,
             retention_timestamp(doc, self.retention_clock, now),
             document_hour(doc, now),
-            fp.facts,
+            b"".join(map(_FACT_HASH, codes)),
             len(doc.stripped),
             len(doc_fields) * 2,
+            len(dup_fields) * 2,
         ]
         for mapping in (doc_fields, dup_fields):
             for key, value in mapping.items():
                 args.extend((key, value))
-        return args
+        tail = b"".join(map(operations.__getitem__, codes))
+        return _ScriptCall(ACCEPT_DOCUMENT_LUA, args, tail, FACT_OPERATION_ARGS * len(codes))
 
-    def _dead_args(self, job_id: str, guard: str, dead: DeadInput, bytes_in: int) -> list[Any]:
+    def _dead_call(self, job_id: str, guard: str, dead: DeadInput, bytes_in: int) -> _ScriptCall:
         fields = {
             "id": dead.id or dead.input_ref,
             "input_ref": dead.input_ref,
@@ -314,7 +348,7 @@ class DedupIndex:
         ]
         for key, value in fields.items():
             args.extend((key, value))
-        return args
+        return _ScriptCall(RECORD_DEAD_LUA, args)
 
     def submit(
         self,
@@ -335,18 +369,17 @@ class DedupIndex:
         self.ensure_params()
         clock = time.time() if now is None else now
         ingested_at = utc_now_iso() if now is None else _iso(now)
-        calls: list[tuple[str, list[Any]]] = []
+        calls: list[_ScriptCall] = []
         refs: list[str] = []
         for item in accepted:
-            args = self._accept_args("publish", job_id, guard_prefix, item, ingested_at, clock)
-            calls.append((ACCEPT_DOCUMENT_LUA, args))
+            calls.append(
+                self._accept_call("publish", job_id, guard_prefix, item, ingested_at, clock)
+            )
             refs.append(item.doc.input_ref)
         for dead_input, bytes_in in dead:
-            calls.append(
-                (RECORD_DEAD_LUA, self._dead_args(job_id, guard_prefix, dead_input, bytes_in))
-            )
+            calls.append(self._dead_call(job_id, guard_prefix, dead_input, bytes_in))
             refs.append(dead_input.input_ref)
-        facts = [item.fingerprint.facts for item in accepted] + [b""] * len(dead)
+        facts = [item.fingerprint.facts for item in accepted] + [()] * len(dead)
         return self._outcomes(refs, facts, self._run_scripts(calls))
 
     def reindex(self, items: Sequence[tuple[Accepted, float]]) -> list[Outcome]:
@@ -355,14 +388,13 @@ class DedupIndex:
         another under the new parameters. Used by `newsdedup index rebuild`."""
         self.ensure_params()
         calls = [
-            (ACCEPT_DOCUMENT_LUA, self._accept_args("rebuild", "", "", item, "", ingested))
-            for item, ingested in items
+            self._accept_call("rebuild", "", "", item, "", ingested) for item, ingested in items
         ]
         refs = [item.doc.input_ref for item, _ in items]
         facts = [item.fingerprint.facts for item, _ in items]
         return self._outcomes(refs, facts, self._run_scripts(calls))
 
-    def _run_scripts(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+    def _run_scripts(self, calls: Sequence[_ScriptCall]) -> list[Any]:
         """Run the scripts in one pipeline with EVALSHA (loading them once per process).
 
         redis-py's registered scripts send SCRIPT EXISTS before every pipeline: a second
@@ -378,12 +410,16 @@ class DedupIndex:
             for source, sha in self._scripts.items():
                 if not sha:
                     self._scripts[source] = as_text(self.client.script_load(source))
-            pipe = self.client.pipeline(transaction=False)
-            for i in todo:
-                source, args = calls[i]
-                pipe.evalsha(self._scripts[source], 0, *args)
+            packed = [
+                pack_command(
+                    ["EVALSHA", self._scripts[calls[i].source], 0, *calls[i].args],
+                    calls[i].packed_tail,
+                    calls[i].tail_args,
+                )
+                for i in todo
+            ]
             retry = []
-            for i, reply in zip(todo, pipe.execute(raise_on_error=False), strict=True):
+            for i, reply in zip(todo, run_packed(self.client, packed), strict=True):
                 if isinstance(reply, redis.exceptions.NoScriptError):
                     retry.append(i)
                 elif isinstance(reply, Exception):
@@ -442,7 +478,7 @@ class DedupIndex:
 
     @staticmethod
     def _outcomes(
-        refs: Sequence[str], facts: Sequence[bytes], replies: Sequence[Any]
+        refs: Sequence[str], facts: Sequence[tuple[bytes, ...]], replies: Sequence[Any]
     ) -> list[Outcome]:
         outcomes = []
         for ref, sent, reply in zip(refs, facts, replies, strict=True):
@@ -450,10 +486,7 @@ class DedupIndex:
             if len(reply) < 7:  # 'already', or a dead-letter reply
                 outcomes.append(Outcome(ref, kind))
                 continue
-            common = b"".join(
-                sent[i * FACT_BYTES : (i + 1) * FACT_BYTES]
-                for i in struct.unpack(f">{len(reply[5]) // 2}H", reply[5])
-            )
+            common = tuple(sent[i] for i in struct.unpack(f">{len(reply[5]) // 2}H", reply[5]))
             similarity = float(as_text(reply[3])) if kind in ("exact", "near") else 0.0
             original = as_text(reply[2]) if kind in ("exact", "near") else ""
             outcomes.append(Outcome(ref, kind, original, similarity, common, as_text(reply[6])))

@@ -113,6 +113,16 @@ class Keys:
         return f"{self.prefix}*"
 
 
+# Arguments per fact operation: see `fact_operation`.
+FACT_OPERATION_ARGS = 4
+
+
+def fact_operation(cell: int) -> tuple[bytes, bytes, bytes, bytes]:
+    """The BITFIELD operation that counts a fact in its frequency counter `cell` (the index
+    script passes these from its arguments to BITFIELD as they are)."""
+    return (b"INCRBY", b"u16", b"#%d" % cell, b"1")
+
+
 # Shared Lua: the redelivery guard and the counters every outcome updates.
 # A task redelivered after a crash (acks_late) re-runs its inputs; SADD on the job's done
 # set makes each input count and publish at most once per job.
@@ -350,38 +360,39 @@ end
 -- (a one-row count-min sketch: a collision can only make a rare fact look common, and
 -- then for every document alike). The counts are those of the last one or two
 -- generations, so an endless stream neither saturates the sketch nor remembers forever.
-local FACT_CHUNK = 500  -- facts per BITFIELD call (unpack has a stack limit)
-local COMMON_FACTOR = 4
+--
+-- The worker sends each fact twice: its 2-byte hash in one string (ascending), and its
+-- counter's BITFIELD operation as four arguments, 'INCRBY' 'u16' '#<cell>' '1', at the end
+-- of ARGV. The operations go to BITFIELD straight from ARGV: building them here cost
+-- several times the counting itself.
+local FACT_CHUNK = 1000  -- facts per BITFIELD call: unpack's stack limit is 8000 values
 
-local function fact_cells(facts)
-  local hashes, offsets = {}, {}
-  for i = 0, string.len(facts) / 5 - 1 do
-    local h1, h2, a1, a2, a3 = string.byte(facts, i * 5 + 1, i * 5 + 5)
-    hashes[i + 1] = h1 * 256 + h2
-    offsets[i + 1] = '#' .. ((a1 * 256 + a2) * 256 + a3)
-  end
-  return hashes, offsets
-end
-
--- BITFIELD over many cells, in chunks (unpack has a stack limit). INCRBY answers with the
--- new value, so counting a document also reads what the documents before it left.
-local function bitfield_cells(command, key, ops, offsets, into, minus)
-  for lo = 1, #offsets, FACT_CHUNK do
-    local args = {}
-    if command == 'BITFIELD' then args = {'OVERFLOW', 'SAT'} end
-    for i = lo, math.min(#offsets, lo + FACT_CHUNK - 1) do
-      for _, op in ipairs(ops) do args[#args + 1] = op end
-      args[#args + 1] = offsets[i]
-      if command == 'BITFIELD' then args[#args + 1] = 1 end
+-- Counts of ARGV's facts (operations from ARGV[first]) in the current generation's table,
+-- incremented by one, plus their counts in the previous table when there is one.
+local function count_facts(gen, previous, first, nfacts)
+  local counts = {}
+  for lo = 0, nfacts - 1, FACT_CHUNK do
+    local hi = math.min(nfacts, lo + FACT_CHUNK) - 1
+    local values = redis.call('BITFIELD', P .. 'ix:df:' .. gen, 'OVERFLOW', 'SAT',
+                              unpack(ARGV, first + 4 * lo, first + 4 * hi + 3))
+    for i = 1, #values do counts[lo + i] = values[i] - 1 end
+    if previous > 0 then
+      local gets, n = {}, 0
+      for i = lo, hi do
+        gets[n + 1], gets[n + 2], gets[n + 3] = 'GET', 'u16', ARGV[first + 4 * i + 2]
+        n = n + 3
+      end
+      local old = redis.call('BITFIELD_RO', P .. 'ix:df:' .. (gen - 1), unpack(gets))
+      for i = 1, #old do counts[lo + i] = counts[lo + i] + old[i] end
     end
-    local values = redis.call(command, key, unpack(args))
-    for i = 1, #values do into[lo + i - 1] = (into[lo + i - 1] or 0) + values[i] - minus end
   end
+  return counts
 end
 
 -- The document's rare facts, decided from the counts of the documents before it, then
--- counted itself: (bottom-FACTS_K sketch of their hashes, their number).
-local function rare_facts(facts)
+-- counted itself: (bottom-FACTS_K sketch of their hashes, their number, the indexes of
+-- facts too common to ever be rare under the returned tag, the tag).
+local function rare_facts(hashes, first)
   local meta = P .. 'ix:meta'
   local state = redis.call('HMGET', meta, 'df_generation', 'df_docs', 'df_previous_docs')
   local gen = tonumber(state[1] or '0')
@@ -393,26 +404,26 @@ local function rare_facts(facts)
   end
   redis.call('HSET', meta, 'df_docs', docs + 1)
   local limit = math.max(RARE_FLOOR, RARE_RATIO * (docs + previous))
-  -- Facts far above the limit are reported back: the worker stops sending them while
-  -- this tag holds (same generation, limit below the next power of two), so they stay
-  -- common without being counted again.
-  local tag = gen .. ':' .. math.floor(math.log(limit) / math.log(2))
-  if facts == '' then return {}, 0, '', tag end
-  local hashes, offsets = fact_cells(facts)
-  local counts = {}
-  bitfield_cells('BITFIELD', P .. 'ix:df:' .. gen, {'INCRBY', 'u16'}, offsets, counts, 1)
-  if previous > 0 then
-    bitfield_cells('BITFIELD_RO', P .. 'ix:df:' .. (gen - 1), {'GET', 'u16'}, offsets, counts, 0)
-  end
+  -- The limit only grows within a generation, but stays below the next power of two
+  -- for a while: a fact counted at least that often is common for as long as the
+  -- generation and that power last. The tag names both; the worker stops sending the
+  -- reported facts while it holds, which spares most of the counting.
+  local bound = 1
+  while bound <= limit do bound = bound * 2 end
+  local tag = gen .. ':' .. bound
+  local nfacts = string.len(hashes) / 2
+  if nfacts == 0 then return {}, 0, '', tag end
+  local counts = count_facts(gen, previous, first, nfacts)
   local sketch, count, last, common = {}, 0, -1, {}
-  for i = 1, #hashes do  -- ascending: the worker sorted them
+  for i = 1, nfacts do  -- ascending: the worker sorted them
     if counts[i] <= limit then
-      if hashes[i] ~= last then
-        last = hashes[i]
+      local h = u16(hashes, 2 * i - 1)
+      if h ~= last then
+        last = h
         count = count + 1
-        if count <= FACTS_K then sketch[count] = last end
+        if count <= FACTS_K then sketch[count] = h end
       end
-    elseif counts[i] > COMMON_FACTOR * limit and i < 65536 then
+    elseif counts[i] >= bound and i <= 65536 then
       common[#common + 1] = pack16(i - 1)
     end
   end
@@ -447,9 +458,10 @@ end
 # ARGV: 1 prefix, 2 mode, 3 job, 4 guard, 5 source, 6 bytes, 7 index settings (see
 #   INDEX_SETTINGS), 8 doc id, 9 content key (8 bytes), 10 URL key (8 bytes or ''),
 #   11 signature (2*num_perm bytes or ''), 12 shingles, 13 retention timestamp (s),
-#   14 hour, 15 facts (FACT_BYTES each, ascending), 16 stripped lines, 17 N = number of
-#   docs-stream arguments, 18..17+N the docs-stream field/value pairs, then the
-#   duplicates-stream pairs.
+#   14 hour, 15 fact hashes (2 bytes each, ascending), 16 stripped lines, 17 N = number
+#   of docs-stream arguments, 18 M = number of duplicates-stream arguments, 19..18+N the
+#   docs-stream field/value pairs, then M duplicates-stream ones, then each fact's
+#   frequency-counter operation (4 arguments, see `fact_operation`), in hash order.
 #
 # The decision for an LSH candidate X with estimated Jaccard J and containment C
 # (see bench/NEARDUP_RESEARCH.md for how each part was measured):
@@ -472,12 +484,12 @@ local sig = ARGV[11]
 local nsh = tonumber(ARGV[12])
 local ts = tonumber(ARGV[13])
 local hour = tonumber(ARGV[14])
-local facts = ARGV[15]
+local fact_hashes = ARGV[15]
 local stripped = tonumber(ARGV[16])
-local ndoc = tonumber(ARGV[17])
+local ndoc, ndup = tonumber(ARGV[17]), tonumber(ARGV[18])
 local doc_fields, dup_fields = {}, {}
-for i = 18, 17 + ndoc do doc_fields[#doc_fields + 1] = ARGV[i] end
-for i = 18 + ndoc, #ARGV do dup_fields[#dup_fields + 1] = ARGV[i] end
+for i = 19, 18 + ndoc do doc_fields[#doc_fields + 1] = ARGV[i] end
+for i = 19 + ndoc, 18 + ndoc + ndup do dup_fields[#dup_fields + 1] = ARGV[i] end
 
 -- The retention clock only moves forward; documents older than the window stop matching
 -- at once and are freed a few per call, so memory stays flat under a steady stream.
@@ -499,7 +511,7 @@ local function live(num)
 end
 
 -- Every document is counted, duplicates included: a wire story's facts become common.
-local sketch, fcount, common, facts_tag = rare_facts(facts)
+local sketch, fcount, common, facts_tag = rare_facts(fact_hashes, 19 + ndoc + ndup)
 
 -- A story's latest appearance keeps its cluster open for later re-publications.
 local function touch_root(rec)

@@ -1,14 +1,21 @@
 """Composition of the stages: input → clean → fingerprint → index/publish.
 
 `clean_document` and `prepare` are pure; `process_inputs` is the one place that touches
-Redis, through `DedupIndex.submit`, once per batch.
+Redis, through `DedupIndex.submit`, once per chunk of `SUBMIT_CHUNK` inputs.
+
+A chunk's scripts run in the Redis server while the worker loads, cleans and fingerprints
+the next chunk (`overlapped`): the two are on different processes, often different cores,
+so neither waits for the other. The index decides in the order chunks are sent, which is
+input order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from itertools import islice
+from typing import TYPE_CHECKING, TypeVar
 
 from workers.document import DeadInput, Document, LoadedInput
 from workers.index import Accepted, DedupIndex, Outcome, iso_to_epoch
@@ -20,6 +27,39 @@ from workers.streams import iter_range
 
 if TYPE_CHECKING:
     from workers.runtime import Runtime
+
+# Inputs per index round trip. Small enough that a task of `ingest.batch_size` inputs is
+# several chunks (the first chunk's wait is the only one not overlapped), large enough
+# that the round trip itself is noise.
+SUBMIT_CHUNK = 50
+
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
+
+
+def chunked(items: Iterable[_Item], size: int) -> Iterator[list[_Item]]:
+    """Consecutive lists of `size` items (the last may be shorter), consumed lazily."""
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def overlapped(items: Iterable[_Item], send: Callable[[_Item], _Result]) -> Iterator[_Result]:
+    """`send(item)` for each item, in order, each on one background thread while the caller's
+    iterable produces the next item: double buffering between CPU work here and I/O (the
+    Redis server's work) there. At most one send is in flight, so sends stay in order; a
+    send's exception is raised here, before anything after it is sent."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="newsdedup-submit") as pool:
+        pending: Future[_Result] | None = None
+        for item in items:  # producing this item overlaps the pending send
+            if pending is not None:
+                result = pending.result()
+                pending = pool.submit(send, item)
+                yield result
+            else:
+                pending = pool.submit(send, item)
+        if pending is not None:
+            yield pending.result()
 
 
 def clean_document(doc: Document, rules: RuleSet) -> Document | DeadInput:
@@ -69,16 +109,10 @@ class BatchResult:
         return totals
 
 
-def process_inputs(
-    inputs: Iterable[LoadedInput],
-    *,
-    job_id: str,
-    rules: RuleSet,
-    fingerprinter: Fingerprinter,
-    index: DedupIndex,
-    guard_prefix: str = "",
-    now: float | None = None,
-) -> BatchResult:
+def prepare_chunk(
+    inputs: Iterable[LoadedInput], rules: RuleSet, fingerprinter: Fingerprinter
+) -> tuple[list[Accepted], list[tuple[DeadInput, int]]]:
+    """Clean and fingerprint inputs: (accepted documents, dead inputs with their sizes)."""
     cleaned: list[tuple[Document, int]] = []
     dead: list[tuple[DeadInput, int]] = []
     for item in inputs:
@@ -88,14 +122,35 @@ def process_inputs(
         else:
             original = item.text if isinstance(item, Document) else ""
             cleaned.append((result, len(original.encode("utf-8"))))
-    # One numpy pass for the whole batch's MinHashes.
+    # One numpy pass for the whole chunk's MinHashes.
     fingerprints = fingerprinter.fingerprint_many([fingerprint_tokens(d) for d, _ in cleaned])
     accepted = [
         Accepted(doc, fp, nbytes) for (doc, nbytes), fp in zip(cleaned, fingerprints, strict=True)
     ]
-    outcomes = index.submit(job_id, accepted, dead, guard_prefix=guard_prefix, now=now)
-    learn_common_facts(fingerprinter, outcomes)
-    return BatchResult(outcomes)
+    return accepted, dead
+
+
+def process_inputs(
+    inputs: Iterable[LoadedInput],
+    *,
+    job_id: str,
+    rules: RuleSet,
+    fingerprinter: Fingerprinter,
+    index: DedupIndex,
+    guard_prefix: str = "",
+    now: float | None = None,
+    chunk_size: int = SUBMIT_CHUNK,
+) -> BatchResult:
+    def send(prepared: tuple[list[Accepted], list[tuple[DeadInput, int]]]) -> list[Outcome]:
+        accepted, dead = prepared
+        return index.submit(job_id, accepted, dead, guard_prefix=guard_prefix, now=now)
+
+    chunks = (prepare_chunk(c, rules, fingerprinter) for c in chunked(inputs, chunk_size))
+    result = BatchResult()
+    for outcomes in overlapped(chunks, send):
+        learn_common_facts(fingerprinter, outcomes)
+        result.outcomes.extend(outcomes)
+    return result
 
 
 def learn_common_facts(fingerprinter: Fingerprinter, outcomes: Iterable[Outcome]) -> None:
@@ -107,38 +162,35 @@ def learn_common_facts(fingerprinter: Fingerprinter, outcomes: Iterable[Outcome]
 
 def rebuild_index(runtime: Runtime, *, batch_size: int = 500) -> dict[str, int]:
     """Re-index every document in the `docs` stream (already cleaned) in stream order."""
-    totals: dict[str, int] = {}
-    batch: list[tuple[Document, float]] = []
 
-    def flush() -> None:
+    def stored() -> Iterator[tuple[Document, float]]:
+        for entry_id, fields in iter_range(runtime.client, runtime.keys.docs, limit=None):
+            doc = Document(
+                id=fields.get("id", ""),
+                source=fields.get("source", ""),
+                text=fields.get("text", ""),
+                input_ref=entry_id,
+                title=fields.get("title", ""),
+                url=fields.get("url", ""),
+                published_at=fields.get("published_at", ""),
+            )
+            yield doc, _ingested_seconds(fields.get("ingested_at", ""), entry_id)
+
+    def fingerprinted(batch: list[tuple[Document, float]]) -> list[tuple[Accepted, float]]:
         fingerprints = runtime.fingerprinter.fingerprint_many(
             [fingerprint_tokens(doc) for doc, _ in batch]
         )
-        items = [
+        return [
             (Accepted(doc, fp, 0), ingested)
             for (doc, ingested), fp in zip(batch, fingerprints, strict=True)
         ]
-        outcomes = runtime.index.reindex(items)
+
+    totals: dict[str, int] = {}
+    chunks = (fingerprinted(batch) for batch in chunked(stored(), batch_size))
+    for outcomes in overlapped(chunks, runtime.index.reindex):
         learn_common_facts(runtime.fingerprinter, outcomes)
         for outcome in outcomes:
             totals[outcome.kind] = totals.get(outcome.kind, 0) + 1
-        batch.clear()
-
-    for entry_id, fields in iter_range(runtime.client, runtime.keys.docs, limit=None):
-        doc = Document(
-            id=fields.get("id", ""),
-            source=fields.get("source", ""),
-            text=fields.get("text", ""),
-            input_ref=entry_id,
-            title=fields.get("title", ""),
-            url=fields.get("url", ""),
-            published_at=fields.get("published_at", ""),
-        )
-        batch.append((doc, _ingested_seconds(fields.get("ingested_at", ""), entry_id)))
-        if len(batch) >= batch_size:
-            flush()
-    if batch:
-        flush()
     return totals
 
 
