@@ -7,10 +7,12 @@ import pytest
 from datasketch import MinHash
 
 from workers.stages.fingerprint import (
-    FACT_BYTES,
     Fingerprinter,
     FingerprintParams,
+    fact_cells,
     fact_tokens,
+    hash_tokens,
+    token_hash,
 )
 from workers.stages.matching import matching_tokens
 
@@ -28,9 +30,7 @@ def fingerprinter() -> Fingerprinter:
 
 def reference_shingle_hashes(fingerprinter: Fingerprinter, tokens: list[str]) -> list[int]:
     """The shingle hash written out plainly, one document at a time."""
-    import xxhash
-
-    hashes = [xxhash.xxh32_intdigest(t.encode("utf-8")) for t in tokens]
+    hashes = [token_hash(t) for t in tokens]
     if not hashes:
         return []
     size = min(fingerprinter.params.shingle_size, len(hashes))
@@ -89,19 +89,28 @@ def test_facts_reduce_numbers_to_their_digits() -> None:
     }
 
 
-def test_facts_are_sorted_codes_and_common_ones_are_not_sent() -> None:
+def test_token_hashes_of_a_whole_text_equal_one_token_at_a_time() -> None:
+    tokens = [*matching_tokens(TEXT), "a", "a1b22", "007", "x" * 300, "\u200fب"]
+    hashes, has_digit = hash_tokens(" ".join(tokens).encode("utf-8"))
+    assert hashes.tolist() == [token_hash(t) for t in tokens]
+    assert has_digit.tolist() == [any(c in "0123456789" for c in t) for t in tokens]
+    assert token_hash("ab") != token_hash("\0ab")  # the length is mixed in
+    assert len({token_hash(t) for t in tokens}) == len(set(tokens))
+
+
+def test_facts_are_sorted_hashes_and_common_ones_are_not_sent() -> None:
     fingerprinter = Fingerprinter(PARAMS, min_shingles=5)
     tokens = matching_tokens(TEXT)
-    codes = fingerprinter.facts(tokens)
-    assert len(codes) == len(fact_tokens(tokens))
-    assert all(len(code) == FACT_BYTES for code in codes)
-    assert list(codes) == sorted(codes)
-    # Once the index reports two codes as common, they are left out until the tag changes.
-    fingerprinter.learn_common("0:16", (codes[0], codes[5]))
-    fewer = fingerprinter.facts(tokens)
-    assert fewer == tuple(c for c in codes if c not in (codes[0], codes[5]))
-    fingerprinter.learn_common("1:16", ())
-    assert fingerprinter.facts(tokens) == codes
+    facts = np.frombuffer(fingerprinter.facts(tokens), dtype=">u4").tolist()
+    assert facts == sorted(token_hash(f) for f in fact_tokens(tokens))
+    # Once the index reports two cells as common, their facts are not sent until the tag
+    # changes.
+    cells = fact_cells(np.array(facts, dtype=np.uint32), PARAMS.facts_bits).tolist()
+    fingerprinter.learn_common("0:16", [cells[0], cells[5]])
+    fewer = np.frombuffer(fingerprinter.facts(tokens), dtype=">u4").tolist()
+    assert fewer == [f for f, c in zip(facts, cells, strict=True) if c not in (cells[0], cells[5])]
+    fingerprinter.learn_common("1:16", [])
+    assert np.frombuffer(fingerprinter.facts(tokens), dtype=">u4").tolist() == facts
 
 
 def test_letter_variants_and_diacritics_give_the_same_fingerprint(

@@ -6,6 +6,8 @@ import multiprocessing
 import random
 from collections import Counter
 
+import hiredis
+import numpy as np
 import pytest
 from conftest import RedisTarget
 from edit_copies import WORDLESS_EDITS, lightly_edit, mutual_copies
@@ -13,6 +15,7 @@ from edit_copies import WORDLESS_EDITS, lightly_edit, mutual_copies
 from workers.config import Settings, load_settings
 from workers.document import Document
 from workers.index import IndexMismatch
+from workers.keyspace import _LUA_INDEX, fact_operation, lsh_buckets, packed_fact_operations
 from workers.pipeline import prepare
 from workers.runtime import Runtime, build_runtime
 
@@ -184,6 +187,14 @@ def test_retention_window_stops_matching_and_frees_memory(
     assert 20 <= indexed <= 40, indexed
     pages = [k for k in rt.client.scan_iter(match=f"{prefix}ix:r:*")]
     assert len(pages) <= 2  # freed pages are deleted, not left as zeros
+    # Every LSH bucket entry left belongs to a live document: expired ones were removed.
+    bands, _ = rt.fingerprinter.params.bands_rows
+    entries = sum(
+        len(value) // 4
+        for key in rt.client.scan_iter(match=f"{prefix}ix:l:*")
+        for value in rt.client.hvals(key)
+    )
+    assert entries == indexed * bands
 
 
 def test_writes_nothing_outside_its_prefix(runtime: Runtime, redis_target: RedisTarget) -> None:
@@ -308,3 +319,39 @@ def test_fact_frequencies_keep_two_generations(redis_target: RedisTarget, prefix
     assert generations == [1, 2]  # documents 7-8 count in generation 2; generation 0 is gone
     meta = rt.client.hgetall(rt.keys.index_meta)
     assert meta[b"df_docs"] == b"2" and meta[b"df_previous_docs"] == b"3"
+
+
+def test_fact_operations_are_packed_as_redis_protocol_arguments() -> None:
+    cells = np.array([0, 9, 10, 99, 100, 12345, 2**21 - 1, 2**24 - 1], dtype=np.uint32)
+    packed, lengths = packed_fact_operations(cells)
+    one_by_one = [
+        hiredis.pack_command(fact_operation(int(cell))).split(b"\r\n", 1)[1] for cell in cells
+    ]
+    assert packed == b"".join(one_by_one)
+    assert lengths.tolist() == [len(op) for op in one_by_one]
+
+
+def test_worker_lsh_buckets_equal_the_scripts_own(runtime: Runtime) -> None:
+    # The worker sends each document's buckets; the script recomputes them from stored
+    # signatures to free expired documents. A disagreement would leave entries behind.
+    bands, rows = runtime.fingerprinter.params.bands_rows
+    shards = runtime.index.layout.lsh_shards
+    rng = np.random.default_rng(7)
+    signatures = rng.integers(0, 1 << 16, size=(20, 128), dtype=np.uint64).astype(np.uint16)
+    signatures[0] = 0
+    signatures[1] = 0xFFFF
+    ours_shards, ours_fields = lsh_buckets(signatures, bands, rows, shards)
+    settings = runtime.index._index_settings()
+    script = (
+        "local P = 'p:'\n"
+        + _LUA_INDEX
+        + "\nlocal out = {}\nfor b = 0, BANDS - 1 do\n"
+        + "  local key, field = band_key_field(ARGV[8], b)\n"
+        + "  out[#out + 1] = key\n  out[#out + 1] = field\nend\nreturn out\n"
+    )
+    for signature, shard_row, field_row in zip(signatures, ours_shards, ours_fields, strict=True):
+        reply = runtime.client.eval(
+            script, 0, "", "", "", "", "", "", settings, signature.astype(">u2").tobytes()
+        )
+        assert [k.decode() for k in reply[0::2]] == [f"p:ix:l:{s}" for s in shard_row]
+        assert list(reply[1::2]) == [int(f).to_bytes(4, "big") for f in field_row]

@@ -52,19 +52,13 @@ def redis_from_url(url: str) -> redis.Redis:
     )
 
 
-def packed_arguments(*args: bytes | str | int | float) -> bytes:
-    """`args` in the Redis protocol without the command header: a run of arguments that
-    `pack_command` can append to a command as they are (packed once, sent many times)."""
-    packed: bytes = hiredis.pack_command(args)  # type: ignore[arg-type]  # stub: a 1-tuple
-    return packed[packed.index(b"\r\n") + 2 :]
-
-
 def pack_command(
     args: Sequence[bytes | str | int | float], packed_tail: bytes = b"", tail_args: int = 0
 ) -> bytes:
-    """One command in the Redis protocol: `args`, then `tail_args` arguments already packed
-    by `packed_arguments`. hiredis packs in C; redis-py's own packing costs about half a
-    microsecond per argument in Python, which the index's hundreds per document notice."""
+    """One command in the Redis protocol: `args`, then `tail_args` more arguments already
+    packed in `packed_tail` (each as `$<length>` CRLF `<bytes>` CRLF). hiredis packs in C;
+    redis-py's own packing costs about half a microsecond per argument in Python, which the
+    index's hundreds of arguments per document notice."""
     packed: bytes = hiredis.pack_command(tuple(args))  # type: ignore[arg-type]
     if not packed_tail:
         return packed

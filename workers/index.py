@@ -13,13 +13,14 @@ import struct
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from dataclasses import field as dataclass_field
 from datetime import UTC, datetime
-from operator import itemgetter
 from typing import Any
 
+import numpy as np
 import redis
 
-from workers.connection import as_text, pack_command, packed_arguments, run_packed
+from workers.connection import as_text, pack_command, run_packed
 from workers.document import DeadInput, Document
 from workers.keyspace import (
     ACCEPT_DOCUMENT_LUA,
@@ -27,12 +28,15 @@ from workers.keyspace import (
     INDEX_SETTINGS,
     RECORD_DEAD_LUA,
     Keys,
-    fact_operation,
+    lsh_buckets,
+    packed_fact_operations,
 )
 from workers.stages.fingerprint import (
+    FACT_BYTES,
     SIGNATURE_BITS,
     Fingerprint,
     FingerprintParams,
+    fact_cells,
     url_key,
 )
 from workers.stages.urls import canonical_url
@@ -48,9 +52,9 @@ class Outcome:
     kind: str  # "published" | "exact" | "near" | "dead" | "already"
     duplicate_of: str = ""
     similarity: float = 0.0
-    # Fact codes the index found common, and the tag they are valid under (see
+    # Fact counter cells the index found common, and the tag they are valid under (see
     # `Fingerprinter.learn_common`).
-    common_facts: tuple[bytes, ...] = ()
+    common_cells: tuple[int, ...] = ()
     facts_tag: str = ""
 
 
@@ -170,16 +174,35 @@ def retention_timestamp(doc: Document, clock: str, now: float) -> int:
     return int(now if stamp is None else stamp)
 
 
-_FACT_HASH = itemgetter(slice(0, 2))  # a fact code's 2-byte hash
+@dataclass(frozen=True, slots=True)
+class _FactArguments:
+    """One document's facts as the index script takes them."""
+
+    hashes: bytes  # the 16 bits of each fact hash the index keeps, big-endian
+    operations: bytes  # their counters' BITFIELD operations, packed
+    cells: list[int]  # their counter cells
 
 
-class _FactOperations(dict[bytes, bytes]):
-    """Fact code -> the script arguments that count it, packed, built on first sight."""
-
-    def __missing__(self, code: bytes) -> bytes:
-        cell = int.from_bytes(code[2:], "big")
-        operation = self[code] = packed_arguments(*fact_operation(cell))
-        return operation
+def _fact_arguments(fingerprints: Sequence[Fingerprint], bits: int) -> list[_FactArguments]:
+    """The facts of a whole batch, prepared in a few numpy passes."""
+    hashes = np.frombuffer(b"".join(fp.facts for fp in fingerprints), dtype=">u4")
+    cells = fact_cells(hashes, bits)
+    packed, lengths = packed_fact_operations(cells)
+    kept_bits = (hashes >> 16).astype(">u2").tobytes()
+    fact_ends = np.cumsum([len(fp.facts) // FACT_BYTES for fp in fingerprints]).tolist()
+    byte_offsets = [0, *np.cumsum(lengths).tolist()]
+    cell_list: list[int] = cells.tolist()
+    prepared, start = [], 0
+    for end in fact_ends:
+        prepared.append(
+            _FactArguments(
+                kept_bits[2 * start : 2 * end],
+                packed[byte_offsets[start] : byte_offsets[end]],
+                cell_list[start:end],
+            )
+        )
+        start = end
+    return prepared
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +211,7 @@ class _ScriptCall:
     args: list[Any]
     packed_tail: bytes = b""  # more arguments, already packed (see connection.pack_command)
     tail_args: int = 0
+    cells: list[int] = dataclass_field(default_factory=list)  # the facts' counter cells, in order
 
 
 class DedupIndex:
@@ -218,7 +242,6 @@ class DedupIndex:
         self.dead_maxlen = dead_maxlen
         self._scripts = {name: "" for name in (ACCEPT_DOCUMENT_LUA, RECORD_DEAD_LUA)}
         self._settings_arg = self._index_settings()
-        self._fact_operations = _FactOperations()
         self._checked = False
 
     def ensure_params(self) -> None:
@@ -268,8 +291,54 @@ class DedupIndex:
                 values[name] = getattr(self.rule, name)
         return " ".join(repr(values[name]) for name in INDEX_SETTINGS)
 
+    def _accept_calls(
+        self,
+        mode: str,
+        job_id: str,
+        guard: str,
+        items: Sequence[tuple[Accepted, str, float]],
+    ) -> list[_ScriptCall]:
+        """Script calls for documents, each with its ingested_at text and clock time."""
+        fingerprints = [item.fingerprint for item, _, _ in items]
+        facts = _fact_arguments(fingerprints, self.params.facts_bits)
+        buckets = self._bucket_arguments(fingerprints)
+        return [
+            self._accept_call(mode, job_id, guard, item, ingested_at, now, item_facts, bucket)
+            for (item, ingested_at, now), item_facts, bucket in zip(
+                items, facts, buckets, strict=True
+            )
+        ]
+
+    def _bucket_arguments(self, fingerprints: Sequence[Fingerprint]) -> list[list[Any]]:
+        """Each document's LSH bucket keys then fields (none without a signature)."""
+        signed = [i for i, fp in enumerate(fingerprints) if fp.signature]
+        out: list[list[Any]] = [[] for _ in fingerprints]
+        if not signed:
+            return out
+        bands, rows = self.params.bands_rows
+        signatures = np.frombuffer(
+            b"".join(fingerprints[i].signature for i in signed), dtype=">u2"
+        ).reshape(len(signed), self.params.num_perm)
+        shards, fields = lsh_buckets(signatures, bands, rows, self.layout.lsh_shards)
+        packed_fields = fields.astype(">u4").tobytes()
+        width = 4 * bands
+        for row, (i, shard_row) in enumerate(zip(signed, shards.tolist(), strict=True)):
+            document_fields = packed_fields[row * width : (row + 1) * width]
+            out[i] = [self.keys.lsh_shard(shard) for shard in shard_row] + [
+                document_fields[k : k + 4] for k in range(0, width, 4)
+            ]
+        return out
+
     def _accept_call(
-        self, mode: str, job_id: str, guard: str, item: Accepted, ingested_at: str, now: float
+        self,
+        mode: str,
+        job_id: str,
+        guard: str,
+        item: Accepted,
+        ingested_at: str,
+        now: float,
+        facts: _FactArguments,
+        buckets: list[Any],
     ) -> _ScriptCall:
         doc, fp = item.doc, item.fingerprint
         doc_fields = {
@@ -297,10 +366,6 @@ class DedupIndex:
             "content_hash": fp.content_hash,
             "input_ref": doc.input_ref,
         }
-        codes = fp.facts
-        operations = self._fact_operations
-        if len(operations) > 2_000_000:  # a long-running worker must not grow without bound
-            operations.clear()
         args: list[Any] = [
             self.keys.prefix,
             mode,
@@ -316,16 +381,23 @@ class DedupIndex:
             fp.shingles,
             retention_timestamp(doc, self.retention_clock, now),
             document_hour(doc, now),
-            b"".join(map(_FACT_HASH, codes)),
+            facts.hashes,
             len(doc.stripped),
             len(doc_fields) * 2,
             len(dup_fields) * 2,
+            len(buckets),
         ]
         for mapping in (doc_fields, dup_fields):
             for key, value in mapping.items():
                 args.extend((key, value))
-        tail = b"".join(map(operations.__getitem__, codes))
-        return _ScriptCall(ACCEPT_DOCUMENT_LUA, args, tail, FACT_OPERATION_ARGS * len(codes))
+        args.extend(buckets)
+        return _ScriptCall(
+            ACCEPT_DOCUMENT_LUA,
+            args,
+            facts.operations,
+            FACT_OPERATION_ARGS * len(facts.cells),
+            facts.cells,
+        )
 
     def _dead_call(self, job_id: str, guard: str, dead: DeadInput, bytes_in: int) -> _ScriptCall:
         fields = {
@@ -369,30 +441,23 @@ class DedupIndex:
         self.ensure_params()
         clock = time.time() if now is None else now
         ingested_at = utc_now_iso() if now is None else _iso(now)
-        calls: list[_ScriptCall] = []
-        refs: list[str] = []
-        for item in accepted:
-            calls.append(
-                self._accept_call("publish", job_id, guard_prefix, item, ingested_at, clock)
-            )
-            refs.append(item.doc.input_ref)
+        calls = self._accept_calls(
+            "publish", job_id, guard_prefix, [(item, ingested_at, clock) for item in accepted]
+        )
+        refs = [item.doc.input_ref for item in accepted]
         for dead_input, bytes_in in dead:
             calls.append(self._dead_call(job_id, guard_prefix, dead_input, bytes_in))
             refs.append(dead_input.input_ref)
-        facts = [item.fingerprint.facts for item in accepted] + [()] * len(dead)
-        return self._outcomes(refs, facts, self._run_scripts(calls))
+        return self._outcomes(refs, calls, self._run_scripts(calls))
 
     def reindex(self, items: Sequence[tuple[Accepted, float]]) -> list[Outcome]:
         """Index already-published documents, each with the time it was ingested, without
         publishing or counting them again: kind "indexed", or "skipped" when one duplicates
         another under the new parameters. Used by `newsdedup index rebuild`."""
         self.ensure_params()
-        calls = [
-            self._accept_call("rebuild", "", "", item, "", ingested) for item, ingested in items
-        ]
+        calls = self._accept_calls("rebuild", "", "", [(item, "", at) for item, at in items])
         refs = [item.doc.input_ref for item, _ in items]
-        facts = [item.fingerprint.facts for item, _ in items]
-        return self._outcomes(refs, facts, self._run_scripts(calls))
+        return self._outcomes(refs, calls, self._run_scripts(calls))
 
     def _run_scripts(self, calls: Sequence[_ScriptCall]) -> list[Any]:
         """Run the scripts in one pipeline with EVALSHA (loading them once per process).
@@ -478,15 +543,16 @@ class DedupIndex:
 
     @staticmethod
     def _outcomes(
-        refs: Sequence[str], facts: Sequence[tuple[bytes, ...]], replies: Sequence[Any]
+        refs: Sequence[str], calls: Sequence[_ScriptCall], replies: Sequence[Any]
     ) -> list[Outcome]:
         outcomes = []
-        for ref, sent, reply in zip(refs, facts, replies, strict=True):
+        for ref, call, reply in zip(refs, calls, replies, strict=True):
             kind = as_text(reply[0])
             if len(reply) < 7:  # 'already', or a dead-letter reply
                 outcomes.append(Outcome(ref, kind))
                 continue
-            common = tuple(sent[i] for i in struct.unpack(f">{len(reply[5]) // 2}H", reply[5]))
+            indexes = struct.unpack(f">{len(reply[5]) // 2}H", reply[5])
+            common = tuple(call.cells[i] for i in indexes)
             similarity = float(as_text(reply[3])) if kind in ("exact", "near") else 0.0
             original = as_text(reply[2]) if kind in ("exact", "near") else ""
             outcomes.append(Outcome(ref, kind, original, similarity, common, as_text(reply[6])))

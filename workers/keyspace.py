@@ -47,6 +47,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 STREAM_NAMES = ("docs", "duplicates", "dead")
 JOB_TTL_SECONDS = 7 * 24 * 3600
 
@@ -62,6 +64,9 @@ class Keys:
     @property
     def duplicates(self) -> str:
         return f"{self.prefix}duplicates"
+
+    def lsh_shard(self, shard: int) -> str:
+        return f"{self.prefix}ix:l:{shard}"
 
     def stream(self, name: str) -> str:
         if name not in STREAM_NAMES:
@@ -121,6 +126,55 @@ def fact_operation(cell: int) -> tuple[bytes, bytes, bytes, bytes]:
     """The BITFIELD operation that counts a fact in its frequency counter `cell` (the index
     script passes these from its arguments to BITFIELD as they are)."""
     return (b"INCRBY", b"u16", b"#%d" % cell, b"1")
+
+
+def lsh_buckets(
+    signatures: np.ndarray, bands: int, rows: int, shards: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The LSH bucket of every band of every signature (uint16 array, one row each), as
+    the index script's `band_hashes` computes it from a stored signature: (shard numbers,
+    4-byte fields as uint32), each of shape (signatures, bands). The script relies on the
+    two agreeing (tests/test_index.py checks they do)."""
+    values = signatures[:, : bands * rows].astype(np.uint64).reshape(len(signatures), bands, rows)
+    band = np.arange(bands, dtype=np.uint64)
+    h1 = np.broadcast_to(band * np.uint64(40503) + np.uint64(1), values.shape[:2]).copy()
+    h2 = np.broadcast_to(band * np.uint64(2654435) + np.uint64(7), values.shape[:2]).copy()
+    modulus = np.uint64(1 << 32)
+    for row in range(rows):  # h < 2^32, so h * 65599 + v < 2^49: exact in uint64
+        h1 = (h1 * np.uint64(65599) + values[:, :, row]) % modulus
+        h2 = (h2 * np.uint64(31337) + values[:, :, row]) % modulus
+    return h1 % np.uint64(shards), h2.astype(np.uint32)
+
+
+_OPERATION_HEAD = np.frombuffer(b"$6\r\nINCRBY\r\n$3\r\nu16\r\n$", dtype=np.uint8)
+_OPERATION_TAIL = np.frombuffer(b"\r\n$1\r\n1\r\n", dtype=np.uint8)
+_CELL_DIGITS = 8  # cells are below 2^24
+
+
+def packed_fact_operations(cells: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """`fact_operation` of every cell, packed in the Redis protocol as
+    `connection.packed_arguments` would, all at once: the bytes, and each operation's
+    length in them. Per-fact work in Python cost more than the index's work on them."""
+    cells = cells.astype(np.int64)
+    if len(cells) and (cells.min() < 0 or cells.max() >= 10**_CELL_DIGITS):
+        raise ValueError("fact cells must be below 10^8")
+    digits = np.ones(len(cells), dtype=np.int64)
+    for power in range(1, _CELL_DIGITS):
+        digits += cells >= 10**power
+    head, tail = len(_OPERATION_HEAD), len(_OPERATION_TAIL)
+    width = head + 4 + _CELL_DIGITS + tail  # head, length digit, CR LF #, digits, tail
+    rows = np.empty((len(cells), width), dtype=np.uint8)
+    rows[:, :head] = _OPERATION_HEAD
+    rows[:, head] = ord("1") + digits  # the length of "#<cell>": 2..9, one digit
+    rows[:, head + 1 : head + 4] = np.frombuffer(b"\r\n#", dtype=np.uint8)
+    first_digit = head + 4
+    for k in range(_CELL_DIGITS):  # right-aligned; the unused leading columns are dropped
+        rows[:, first_digit + k] = ord("0") + cells // 10 ** (_CELL_DIGITS - 1 - k) % 10
+    rows[:, first_digit + _CELL_DIGITS :] = _OPERATION_TAIL
+    keep = np.ones((len(cells), width), dtype=bool)
+    columns = np.arange(_CELL_DIGITS)
+    keep[:, first_digit : first_digit + _CELL_DIGITS] = columns >= (_CELL_DIGITS - digits)[:, None]
+    return rows[keep].tobytes(), width - _CELL_DIGITS + digits
 
 
 # Shared Lua: the redelivery guard and the counters every outcome updates.
@@ -459,9 +513,11 @@ end
 #   INDEX_SETTINGS), 8 doc id, 9 content key (8 bytes), 10 URL key (8 bytes or ''),
 #   11 signature (2*num_perm bytes or ''), 12 shingles, 13 retention timestamp (s),
 #   14 hour, 15 fact hashes (2 bytes each, ascending), 16 stripped lines, 17 N = number
-#   of docs-stream arguments, 18 M = number of duplicates-stream arguments, 19..18+N the
-#   docs-stream field/value pairs, then M duplicates-stream ones, then each fact's
-#   frequency-counter operation (4 arguments, see `fact_operation`), in hash order.
+#   of docs-stream arguments, 18 M = number of duplicates-stream arguments, 19 B = number
+#   of LSH bucket arguments (2 * bands, or 0 without a signature), 20..19+N the
+#   docs-stream field/value pairs, then M duplicates-stream ones, then the B/2 bucket keys
+#   and B/2 bucket fields (`lsh_buckets`), then each fact's frequency-counter operation
+#   (4 arguments, see `fact_operation`), in hash order.
 #
 # The decision for an LSH candidate X with estimated Jaccard J and containment C
 # (see bench/NEARDUP_RESEARCH.md for how each part was measured):
@@ -486,10 +542,11 @@ local ts = tonumber(ARGV[13])
 local hour = tonumber(ARGV[14])
 local fact_hashes = ARGV[15]
 local stripped = tonumber(ARGV[16])
-local ndoc, ndup = tonumber(ARGV[17]), tonumber(ARGV[18])
+local ndoc, ndup, nband = tonumber(ARGV[17]), tonumber(ARGV[18]), tonumber(ARGV[19])
 local doc_fields, dup_fields = {}, {}
-for i = 19, 18 + ndoc do doc_fields[#doc_fields + 1] = ARGV[i] end
-for i = 19 + ndoc, 18 + ndoc + ndup do dup_fields[#dup_fields + 1] = ARGV[i] end
+for i = 20, 19 + ndoc do doc_fields[#doc_fields + 1] = ARGV[i] end
+for i = 20 + ndoc, 19 + ndoc + ndup do dup_fields[#dup_fields + 1] = ARGV[i] end
+local band_first = 20 + ndoc + ndup
 
 -- The retention clock only moves forward; documents older than the window stop matching
 -- at once and are freed a few per call, so memory stays flat under a steady stream.
@@ -511,7 +568,7 @@ local function live(num)
 end
 
 -- Every document is counted, duplicates included: a wire story's facts become common.
-local sketch, fcount, common, facts_tag = rare_facts(fact_hashes, 19 + ndoc + ndup)
+local sketch, fcount, common, facts_tag = rare_facts(fact_hashes, band_first + nband)
 
 -- A story's latest appearance keeps its cluster open for later re-publications.
 local function touch_root(rec)
@@ -523,10 +580,14 @@ local function touch_root(rec)
   end
 end
 
+-- The document's LSH buckets, computed by the worker (`lsh_buckets`: the same hashes as
+-- band_key_field, which `expire` uses on stored signatures).
 local band_keys, band_fields = {}, {}
-local near_ok = sig ~= '' and nsh >= MIN_SHINGLES
+local near_ok = sig ~= '' and nsh >= MIN_SHINGLES and nband == 2 * BANDS
 if near_ok then
-  for b = 0, BANDS - 1 do band_keys[b], band_fields[b] = band_key_field(sig, b) end
+  for b = 0, BANDS - 1 do
+    band_keys[b], band_fields[b] = ARGV[band_first + b], ARGV[band_first + BANDS + b]
+  end
 end
 
 local function index_document(root, stands_for)

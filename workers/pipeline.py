@@ -157,7 +157,7 @@ def learn_common_facts(fingerprinter: Fingerprinter, outcomes: Iterable[Outcome]
     """Feed the index's reports of common facts back to the fingerprinter."""
     for outcome in outcomes:
         if outcome.facts_tag:
-            fingerprinter.learn_common(outcome.facts_tag, outcome.common_facts)
+            fingerprinter.learn_common(outcome.facts_tag, outcome.common_cells)
 
 
 def rebuild_index(runtime: Runtime, *, batch_size: int = 500) -> dict[str, int]:

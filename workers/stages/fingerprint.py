@@ -6,17 +6,19 @@ published text, so diacritics, letter variants and punctuation do not hide a cop
 The MinHash is datasketch's `affine32` scheme (its permutations for the seed, its fmix
 pre-mix, `a*h+b mod 2^32`, column minimum), applied to a whole batch of documents in one
 numpy pass; `tests/test_fingerprint.py` checks it value for value against
-`datasketch.MinHash.update_batch`. The shingle hash combines per-token xxh32 values, so a
-token is hashed once per process, not once per shingle it appears in. The index keeps
-the high 16 bits of each value: two different minima then collide with probability
-2^-16, a negligible bias in the Jaccard estimate for half the memory.
+`datasketch.MinHash.update_batch`. The shingle hash combines per-token hashes, and the
+token hash (`token_hash`, a polynomial over the token's UTF-8 bytes, then fmix32) is
+computed for a whole batch in numpy from the joined text: per-token work in Python costs
+more than everything else here together. The index keeps the high 16 bits of each MinHash
+value: two different minima then collide with probability 2^-16, a negligible bias in the
+Jaccard estimate for half the memory.
 
 Beside the signature each document carries its *facts*: the distinct tokens, with numbers
-reduced to their digit runs, each as a 2-byte hash and the cell of its counter in the index's
-table of document frequencies. The index keeps the rare ones (see
-`keyspace`): copies of one story share them, same-template articles (a cable to another
-country, another day's weather) differ exactly there. bench/NEARDUP_RESEARCH.md has the
-measurements behind this.
+reduced to their digit runs (`fact_tokens`), each as its 32-bit `token_hash`. The index
+counts them in a table of document frequencies (a fact's counter cell is `fact_cells`) and
+keeps the rare ones (see `keyspace`): copies of one story share them, same-template
+articles (a cable to another country, another day's weather) differ exactly there.
+bench/NEARDUP_RESEARCH.md has the measurements behind this.
 
 Everything that changes stored values is pinned in `FingerprintParams` and recorded in
 the index, which refuses documents fingerprinted any other way.
@@ -33,15 +35,19 @@ from itertools import chain
 
 import datasketch
 import numpy as np
-import xxhash
 from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 from datasketch.minhash import _fmix
 
-SCHEME = "datasketch-affine32/xxh32-token-poly/hi16"
-FACTS_SCHEME = "digit-runs/xxh32-hi16/xxh64-cell"
-# Bytes per fact in `Fingerprint.facts`: 2-byte hash, then its 3-byte frequency counter.
-FACT_BYTES = 5
+SCHEME = "datasketch-affine32/poly32-fmix-token/xor-mul-shingle/hi16"
+FACTS_SCHEME = "digit-runs/poly32-fmix/fmix-salted-cell"
+# Bytes per fact in `Fingerprint.facts`: its token hash, big-endian.
+FACT_BYTES = 4
+_MASK32 = 0xFFFFFFFF
+_TOKEN_PRIME = 0x01000193  # the polynomial's base (FNV's prime): odd, so no bit is lost
+_LENGTH_MIX = 0x9E3779B1  # mixes the byte length in: "ab" and "\0ab" differ
+_CELL_SALT = 0x5BD1E995  # a fact's counter cell comes from other bits than its hash
+_DIGIT_0, _DIGIT_9, _SPACE = ord("0"), ord("9"), ord(" ")
 _DIGIT_RUNS = re.compile(r"[0-9]+")
 SIGNATURE_BITS = 16
 # Multipliers of the shingle hash: odd, so each token position is a bijection mod 2^32.
@@ -108,7 +114,7 @@ class Fingerprint:
     content_hash: str  # hex, published with the document
     signature: bytes  # num_perm big-endian uint16; b"" when too short for near matching
     shingles: int  # distinct shingles
-    facts: tuple[bytes, ...] = ()  # one FACT_BYTES code per distinct fact, ascending
+    facts: bytes = b""  # distinct facts not known to be common: uint32 hashes, ascending
 
     @property
     def content_key(self) -> bytes:
@@ -118,7 +124,11 @@ class Fingerprint:
 
 def content_hash(tokens: Sequence[str]) -> str:
     """Hash of the token sequence: equal for texts that differ only in normalised-away detail."""
-    return hashlib.blake2b(" ".join(tokens).encode("utf-8"), digest_size=16).hexdigest()
+    return _content_hash_of(" ".join(tokens).encode("utf-8"))
+
+
+def _content_hash_of(joined: bytes) -> str:
+    return hashlib.blake2b(joined, digest_size=16).hexdigest()
 
 
 def url_key(canonical_url: str) -> bytes:
@@ -138,31 +148,70 @@ def fact_tokens(tokens: Sequence[str]) -> set[str]:
         runs = _DIGIT_RUNS.findall(token)
         if runs:
             facts.discard(token)
-            facts.update("#" + (run.lstrip("0") or "0") for run in runs)
+            facts.update(_run_fact(run) for run in runs)
     return facts
 
 
-class _FactCodes(dict[str, bytes]):
-    """Fact -> its FACT_BYTES code, computed on first sight (news reuses its vocabulary)."""
-
-    def __init__(self, bits: int) -> None:
-        super().__init__()
-        self._mask = (1 << bits) - 1
-
-    def __missing__(self, fact: str) -> bytes:
-        raw = fact.encode("utf-8")
-        cell = xxhash.xxh64_intdigest(raw) & self._mask
-        code = (xxhash.xxh32_intdigest(raw) >> 16).to_bytes(2, "big") + cell.to_bytes(3, "big")
-        self[fact] = code
-        return code
+def _run_fact(run: str) -> str:
+    return "#" + (run.lstrip("0") or "0")
 
 
-class _TokenHashes(dict[str, int]):
-    """Token -> xxh32, filled on first sight; lookups stay in C via dict.__getitem__."""
+def _fmix32(value: int) -> int:
+    value ^= value >> 16
+    value = (value * 0x85EBCA6B) & _MASK32
+    value ^= value >> 13
+    value = (value * 0xC2B2AE35) & _MASK32
+    return value ^ (value >> 16)
 
-    def __missing__(self, token: str) -> int:
-        value = self[token] = xxhash.xxh32_intdigest(token.encode("utf-8"))
-        return value
+
+def _fmix32_array(values: np.ndarray) -> np.ndarray:
+    """`_fmix32` on a uint32 array (multiplication wraps mod 2^32)."""
+    values = values ^ (values >> np.uint32(16))
+    values = values * np.uint32(0x85EBCA6B)
+    values ^= values >> np.uint32(13)
+    values *= np.uint32(0xC2B2AE35)
+    mixed: np.ndarray = values ^ (values >> np.uint32(16))
+    return mixed
+
+
+def token_hash(token: str) -> int:
+    """32-bit hash of a token: sum of its UTF-8 bytes b_i * P^(n-1-i) mod 2^32, the length
+    mixed in, through fmix32. `hash_tokens` computes the same for a whole text in numpy."""
+    data = token.encode("utf-8")
+    poly = 0
+    for byte in data:
+        poly = (poly * _TOKEN_PRIME + byte) & _MASK32
+    return _fmix32(poly ^ ((len(data) * _LENGTH_MIX) & _MASK32))
+
+
+def hash_tokens(text: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """`token_hash` of every space-separated token of `text` (UTF-8), in order, and whether
+    each token has an ASCII digit."""
+    data = np.frombuffer(text, dtype=np.uint8)
+    inside = data != _SPACE
+    starts = inside & np.concatenate(([True], ~inside[:-1]))
+    raw = data[inside].astype(np.uint32)
+    if not len(raw):
+        return np.empty(0, dtype=np.uint32), np.empty(0, dtype=bool)
+    token_of = np.cumsum(starts[inside]) - 1  # token number of every byte
+    lengths = np.bincount(token_of)
+    first = np.cumsum(lengths) - lengths
+    exponent = (lengths - 1)[token_of] - (np.arange(len(raw)) - first[token_of])
+    powers = np.full(int(lengths.max()), _TOKEN_PRIME, dtype=np.uint32)
+    powers[0] = 1
+    powers = np.cumprod(powers, dtype=np.uint32)  # P^k mod 2^32 (uint32 wraps)
+    poly = np.add.reduceat(raw * powers[exponent], first).astype(np.uint32)
+    mixed = _fmix32_array(poly ^ (lengths.astype(np.uint32) * np.uint32(_LENGTH_MIX)))
+    digits = ((raw >= _DIGIT_0) & (raw <= _DIGIT_9)).astype(np.uint32)
+    return mixed, np.add.reduceat(digits, first) > 0
+
+
+def fact_cells(fact_hashes: np.ndarray, bits: int) -> np.ndarray:
+    """The frequency-table cell of each fact hash (uint32 array): other bits than the 16
+    the index's sketch keeps, so two facts sharing a cell rarely share a sketch entry."""
+    mixed = _fmix32_array(fact_hashes ^ np.uint32(_CELL_SALT))
+    cells: np.ndarray = mixed & np.uint32((1 << bits) - 1)
+    return cells
 
 
 class Fingerprinter:
@@ -179,42 +228,83 @@ class Fingerprinter:
         self._multipliers = np.array(
             _SHINGLE_MULTIPLIERS[: params.shingle_size - 1], dtype=np.uint32
         )
-        self._token_hashes = _TokenHashes()
-        self._fact_codes = _FactCodes(params.facts_bits)
-        # Codes the index reported as far too frequent to be rare, valid while its tag
-        # holds: not sending them spares most of the index's counting work.
-        self._common: set[bytes] = set()
+        self._run_hashes: dict[str, int] = {}
+        # Counter cells the index reported as too frequent to be rare while its tag holds:
+        # facts counted there are not sent, which spares most of the index's counting.
+        self._common_cells = np.zeros(1 << params.facts_bits, dtype=bool)
         self._common_tag = ""
 
-    def facts(self, tokens: Sequence[str]) -> tuple[bytes, ...]:
-        """The document's facts, encoded for the index: sorted codes, so ascending hash."""
-        codes = self._fact_codes
-        if len(codes) > 2_000_000:
-            codes.clear()
-        # difference() walks the document's few hundred codes, not the common set.
-        wanted = set(map(codes.__getitem__, fact_tokens(tokens))).difference(self._common)
-        return tuple(sorted(wanted))
+    def facts(self, tokens: Sequence[str]) -> bytes:
+        """One document's facts as sent to the index (see `fingerprint_many`)."""
+        return self.fingerprint_many([tokens])[0].facts
 
-    def learn_common(self, tag: str, codes: Iterable[bytes]) -> None:
-        """Remember the fact codes the index found common under `tag`."""
-        if tag != self._common_tag or len(self._common) > 1_000_000:
-            self._common.clear()
+    def learn_common(self, tag: str, cells: Iterable[int]) -> None:
+        """Remember the counter cells the index found common under `tag`."""
+        if tag != self._common_tag:
+            self._common_cells[:] = False
             self._common_tag = tag
-        self._common.update(codes)
+        self._common_cells[list(cells)] = True
+
+    def _batch_tokens(
+        self, token_lists: Sequence[Sequence[str]]
+    ) -> tuple[list[bytes], np.ndarray, np.ndarray, np.ndarray]:
+        """Each document's joined text, then per token of the batch: hash, document, and
+        whether it has digits."""
+        joined = [" ".join(tokens).encode("utf-8") for tokens in token_lists]
+        lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
+        hashes, has_digit = hash_tokens(b" ".join(joined))
+        if len(hashes) != int(lengths.sum()):
+            raise ValueError("tokens must be non-empty and free of spaces")
+        doc_of = np.repeat(np.arange(len(token_lists), dtype=np.uint64), lengths)
+        return joined, hashes, doc_of, has_digit
+
+    def _batch_facts(
+        self,
+        token_lists: Sequence[Sequence[str]],
+        hashes: np.ndarray,
+        doc_of: np.ndarray,
+        has_digit: np.ndarray,
+    ) -> list[bytes]:
+        """Each document's distinct fact hashes not known to be common, ascending, as
+        big-endian uint32 bytes (`fact_tokens`, hashed with `token_hash`)."""
+        words = ~has_digit
+        keys = [(doc_of[words] << np.uint64(32)) | hashes[words]]
+        numbered = np.flatnonzero(has_digit)
+        if len(numbered):
+            # Tokens with digits stand for their digit runs: few, so done one by one.
+            flat = list(chain.from_iterable(token_lists))
+            runs = self._run_hashes
+            if len(runs) > 1_000_000:
+                runs.clear()
+            extra: list[int] = []
+            for position, doc in zip(numbered.tolist(), doc_of[numbered].tolist(), strict=True):
+                for run in _DIGIT_RUNS.findall(flat[position]):
+                    value = runs.get(run)
+                    if value is None:
+                        value = runs[run] = token_hash(_run_fact(run))
+                    extra.append((doc << 32) | value)
+            keys.append(np.array(extra, dtype=np.uint64))
+        distinct = _sorted_distinct(np.concatenate(keys))
+        values = (distinct & np.uint64(_MASK32)).astype(np.uint32)
+        keep = ~self._common_cells[fact_cells(values, self.params.facts_bits)]
+        kept_docs = (distinct[keep] >> np.uint64(32)).astype(np.int64)
+        kept = values[keep].astype(">u4")
+        ends = np.cumsum(np.bincount(kept_docs, minlength=len(token_lists))).tolist()
+        starts = [0, *ends[:-1]]
+        return [kept[lo:hi].tobytes() for lo, hi in zip(starts, ends, strict=True)]
 
     def batch_shingles(self, token_lists: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
         """Distinct 32-bit hashes of the word n-gram shingles of each document (a document
-        shorter than n is one shingle), for a whole batch in a few numpy passes: the hashes
-        of all documents concatenated, each document's ascending, and their counts."""
-        cache = self._token_hashes
-        if len(cache) > 2_000_000:  # a long-running worker must not grow without bound
-            cache.clear()
-        lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
-        total = int(lengths.sum())
-        hashes = np.fromiter(
-            map(cache.__getitem__, chain.from_iterable(token_lists)), dtype=np.uint32, count=total
-        )
-        doc_of = np.repeat(np.arange(len(token_lists), dtype=np.uint64), lengths)
+        shorter than n is one shingle): the hashes of all documents concatenated, each
+        document's ascending, and their counts."""
+        _, hashes, doc_of, _ = self._batch_tokens(token_lists)
+        return self._shingles(hashes, doc_of, len(token_lists))
+
+    def _shingles(
+        self, hashes: np.ndarray, doc_of: np.ndarray, documents: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        lengths = np.bincount(doc_of.astype(np.int64), minlength=documents)
+        total = len(hashes)
         size = self.params.shingle_size
         keys = [np.empty(0, dtype=np.uint64)]
         if total >= size:
@@ -231,13 +321,11 @@ class Fingerprinter:
             start, length = int(starts[doc]), int(lengths[doc])
             value = int(hashes[start + length - 1])
             for offset in range(length - 1):
-                value ^= int(hashes[start + offset]) * int(self._multipliers[offset]) & 0xFFFFFFFF
+                value ^= int(hashes[start + offset]) * int(self._multipliers[offset]) & _MASK32
             keys.append(np.array([(int(doc) << 32) | value], dtype=np.uint64))
         distinct = _sorted_distinct(np.concatenate(keys))  # by document, then by hash
-        counts = np.bincount(
-            (distinct >> np.uint64(32)).astype(np.int64), minlength=len(token_lists)
-        )
-        return (distinct & np.uint64(0xFFFFFFFF)).astype(np.uint32), counts
+        counts = np.bincount((distinct >> np.uint64(32)).astype(np.int64), minlength=documents)
+        return (distinct & np.uint64(_MASK32)).astype(np.uint32), counts
 
     def shingle_hashes(self, tokens: Sequence[str]) -> np.ndarray:
         """Distinct 32-bit hashes of one document's shingles, ascending."""
@@ -277,18 +365,23 @@ class Fingerprinter:
         return self._minhash_concatenated(hashes, counts)
 
     def fingerprint_many(self, token_lists: Sequence[Sequence[str]]) -> list[Fingerprint]:
-        hashes, counts = self.batch_shingles(token_lists)
+        joined, hashes, doc_of, has_digit = self._batch_tokens(token_lists)
+        shingle_hashes, counts = self._shingles(hashes, doc_of, len(token_lists))
         wanted = counts >= self.min_shingles
         signatures: list[bytes] = [b""] * len(token_lists)
         if wanted.any():
-            values = self._minhash_concatenated(hashes[np.repeat(wanted, counts)], counts[wanted])
+            values = self._minhash_concatenated(
+                shingle_hashes[np.repeat(wanted, counts)], counts[wanted]
+            )
             high = (values >> 16).astype(">u2")
             for row, i in enumerate(np.flatnonzero(wanted).tolist()):
                 signatures[i] = high[row].tobytes()
-        shingle_counts = counts.tolist()
+        facts = self._batch_facts(token_lists, hashes, doc_of, has_digit)
         return [
-            Fingerprint(content_hash(tokens), signatures[i], shingle_counts[i], self.facts(tokens))
-            for i, tokens in enumerate(token_lists)
+            Fingerprint(_content_hash_of(text), signature, shingles, document_facts)
+            for text, signature, shingles, document_facts in zip(
+                joined, signatures, counts.tolist(), facts, strict=True
+            )
         ]
 
     def fingerprint(self, tokens: Sequence[str]) -> Fingerprint:
