@@ -19,6 +19,8 @@ from pathlib import Path
 from types import TracebackType
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 # Passed to every server, project and baseline alike: the project's compact index hashes
 # rely on hashes up to this size staying in the ziplist encoding.
@@ -72,7 +74,11 @@ class RedisServer:
     def client(self) -> redis.Redis:
         """The bench's own control connection (measurements, MEMORY USAGE, CLIENT KILL)."""
         if self._client is None:
-            self._client = redis.Redis(unix_socket_path=self.socket_path)
+            # No retries: redis-py's default retry backs off for seconds on SHUTDOWN, whose
+            # closed connection is the expected answer.
+            self._client = redis.Redis(
+                unix_socket_path=self.socket_path, retry=Retry(NoBackoff(), 0)
+            )
         return self._client
 
     def start(self) -> RedisServer:
