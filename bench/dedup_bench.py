@@ -39,7 +39,7 @@ from rich.table import Table
 
 from workers.config import Settings, load_settings
 from workers.document import DeadInput, Document
-from workers.index import Accepted, Outcome
+from workers.index import Accepted, Outcome, PreparedBatch
 from workers.pipeline import SUBMIT_CHUNK, clean_document, learn_common_facts, overlapped
 from workers.runtime import Runtime, build_runtime
 from workers.stages.fingerprint import Fingerprint
@@ -226,25 +226,23 @@ def run_project(server: RedisServer, corpus: Corpus, prefix: str, label: str = "
     outcomes: list[Outcome] = []
     fp_seconds = 0.0
 
-    def fingerprinted(lo: int) -> list[Accepted]:
-        # What pipeline.prepare_chunk does after cleaning (cleaning is outside the clock).
+    def prepared(lo: int) -> PreparedBatch:
+        # What pipeline.process_inputs does after cleaning (cleaning is outside the clock).
         nonlocal fp_seconds
         hi = min(lo + SUBMIT_CHUNK, len(corpus.docs))
         t0 = time.perf_counter()
         fps = fingerprint_all(rt, corpus.tokens[lo:hi])
         fp_seconds += time.perf_counter() - t0
-        return [
+        batch = [
             Accepted(doc, fp, nbytes)
             for doc, fp, nbytes in zip(corpus.docs[lo:hi], fps, corpus.bytes_in[lo:hi], strict=True)
         ]
-
-    def send(batch: list[Accepted]) -> list[Outcome]:
-        return rt.index.submit(job_id="", accepted=batch)
+        return rt.index.prepare(job_id="", accepted=batch)
 
     start = time.perf_counter()
     # As pipeline.process_inputs: the next chunk is fingerprinted while Redis runs this one.
-    chunks = (fingerprinted(lo) for lo in range(0, len(corpus.docs), SUBMIT_CHUNK))
-    for submitted in overlapped(chunks, send):
+    chunks = (prepared(lo) for lo in range(0, len(corpus.docs), SUBMIT_CHUNK))
+    for submitted in overlapped(chunks, rt.index.run):
         learn_common_facts(rt.fingerprinter, submitted)
         outcomes.extend(submitted)
         _progress(label, len(outcomes), len(corpus.docs), start)

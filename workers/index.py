@@ -214,6 +214,14 @@ class _ScriptCall:
     cells: list[int] = dataclass_field(default_factory=list)  # the facts' counter cells, in order
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """A batch's script calls, built and ready to send (`DedupIndex.prepare`, `run`)."""
+
+    refs: list[str]  # input_ref of each call, in order
+    calls: list[_ScriptCall]
+
+
 class DedupIndex:
     def __init__(
         self,
@@ -438,6 +446,19 @@ class DedupIndex:
         same relative path under different roots apart. `now` overrides the clock (for
         simulations of the retention window).
         """
+        return self.run(self.prepare(job_id, accepted, dead, guard_prefix=guard_prefix, now=now))
+
+    def prepare(
+        self,
+        job_id: str,
+        accepted: Sequence[Accepted],
+        dead: Sequence[tuple[DeadInput, int]] = (),
+        *,
+        guard_prefix: str = "",
+        now: float | None = None,
+    ) -> PreparedBatch:
+        """`submit`'s CPU work, without I/O: `run` sends the result. Split so a worker can
+        prepare one batch while Redis runs the last (`pipeline.overlapped`)."""
         self.ensure_params()
         clock = time.time() if now is None else now
         ingested_at = utc_now_iso() if now is None else _iso(now)
@@ -448,16 +469,23 @@ class DedupIndex:
         for dead_input, bytes_in in dead:
             calls.append(self._dead_call(job_id, guard_prefix, dead_input, bytes_in))
             refs.append(dead_input.input_ref)
-        return self._outcomes(refs, calls, self._run_scripts(calls))
+        return PreparedBatch(refs, calls)
 
     def reindex(self, items: Sequence[tuple[Accepted, float]]) -> list[Outcome]:
         """Index already-published documents, each with the time it was ingested, without
         publishing or counting them again: kind "indexed", or "skipped" when one duplicates
         another under the new parameters. Used by `newsdedup index rebuild`."""
+        return self.run(self.prepare_reindex(items))
+
+    def prepare_reindex(self, items: Sequence[tuple[Accepted, float]]) -> PreparedBatch:
+        """`reindex`'s CPU work, without I/O (see `prepare`)."""
         self.ensure_params()
         calls = self._accept_calls("rebuild", "", "", [(item, "", at) for item, at in items])
-        refs = [item.doc.input_ref for item, _ in items]
-        return self._outcomes(refs, calls, self._run_scripts(calls))
+        return PreparedBatch([item.doc.input_ref for item, _ in items], calls)
+
+    def run(self, batch: PreparedBatch) -> list[Outcome]:
+        """Send a prepared batch as one pipeline; one Outcome per input, in order."""
+        return self._outcomes(batch.refs, batch.calls, self._run_scripts(batch.calls))
 
     def _run_scripts(self, calls: Sequence[_ScriptCall]) -> list[Any]:
         """Run the scripts in one pipeline with EVALSHA (loading them once per process).

@@ -18,7 +18,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, TypeVar
 
 from workers.document import DeadInput, Document, LoadedInput
-from workers.index import Accepted, DedupIndex, Outcome, iso_to_epoch
+from workers.index import Accepted, DedupIndex, Outcome, PreparedBatch, iso_to_epoch
 from workers.stages.fingerprint import Fingerprinter
 from workers.stages.matching import matching_tokens
 from workers.stages.normalise import normalise_for_publishing
@@ -141,13 +141,15 @@ def process_inputs(
     now: float | None = None,
     chunk_size: int = SUBMIT_CHUNK,
 ) -> BatchResult:
-    def send(prepared: tuple[list[Accepted], list[tuple[DeadInput, int]]]) -> list[Outcome]:
-        accepted, dead = prepared
-        return index.submit(job_id, accepted, dead, guard_prefix=guard_prefix, now=now)
+    def prepared(chunk: list[LoadedInput]) -> PreparedBatch:
+        accepted, dead = prepare_chunk(chunk, rules, fingerprinter)
+        return index.prepare(job_id, accepted, dead, guard_prefix=guard_prefix, now=now)
 
-    chunks = (prepare_chunk(c, rules, fingerprinter) for c in chunked(inputs, chunk_size))
+    # Everything but the round trip happens here, on the caller's thread; the background
+    # thread only sends and waits, so the two never queue for the interpreter lock.
+    chunks = (prepared(chunk) for chunk in chunked(inputs, chunk_size))
     result = BatchResult()
-    for outcomes in overlapped(chunks, send):
+    for outcomes in overlapped(chunks, index.run):
         learn_common_facts(fingerprinter, outcomes)
         result.outcomes.extend(outcomes)
     return result
@@ -186,8 +188,11 @@ def rebuild_index(runtime: Runtime, *, batch_size: int = 500) -> dict[str, int]:
         ]
 
     totals: dict[str, int] = {}
-    chunks = (fingerprinted(batch) for batch in chunked(stored(), batch_size))
-    for outcomes in overlapped(chunks, runtime.index.reindex):
+    chunks = (
+        runtime.index.prepare_reindex(fingerprinted(batch))
+        for batch in chunked(stored(), batch_size)
+    )
+    for outcomes in overlapped(chunks, runtime.index.run):
         learn_common_facts(runtime.fingerprinter, outcomes)
         for outcome in outcomes:
             totals[outcome.kind] = totals.get(outcome.kind, 0) + 1
