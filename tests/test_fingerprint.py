@@ -101,16 +101,16 @@ def test_token_hashes_of_a_whole_text_equal_one_token_at_a_time() -> None:
 def test_facts_are_sorted_hashes_and_common_ones_are_not_sent() -> None:
     fingerprinter = Fingerprinter(PARAMS, min_shingles=5)
     tokens = matching_tokens(TEXT)
-    facts = np.frombuffer(fingerprinter.facts(tokens), dtype=">u4").tolist()
+    facts = np.frombuffer(fingerprinter.fingerprint(tokens).facts, dtype=">u4").tolist()
     assert facts == sorted(token_hash(f) for f in fact_tokens(tokens))
     # Once the index reports two cells as common, their facts are not sent until the tag
     # changes.
     cells = fact_cells(np.array(facts, dtype=np.uint32), PARAMS.facts_bits).tolist()
     fingerprinter.learn_common("0:16", [cells[0], cells[5]])
-    fewer = np.frombuffer(fingerprinter.facts(tokens), dtype=">u4").tolist()
+    fewer = np.frombuffer(fingerprinter.fingerprint(tokens).facts, dtype=">u4").tolist()
     assert fewer == [f for f, c in zip(facts, cells, strict=True) if c not in (cells[0], cells[5])]
     fingerprinter.learn_common("1:16", [])
-    assert np.frombuffer(fingerprinter.facts(tokens), dtype=">u4").tolist() == facts
+    assert np.frombuffer(fingerprinter.fingerprint(tokens).facts, dtype=">u4").tolist() == facts
 
 
 def test_letter_variants_and_diacritics_give_the_same_fingerprint(

@@ -471,14 +471,11 @@ class DedupIndex:
             refs.append(dead_input.input_ref)
         return PreparedBatch(refs, calls)
 
-    def reindex(self, items: Sequence[tuple[Accepted, float]]) -> list[Outcome]:
-        """Index already-published documents, each with the time it was ingested, without
-        publishing or counting them again: kind "indexed", or "skipped" when one duplicates
-        another under the new parameters. Used by `newsdedup index rebuild`."""
-        return self.run(self.prepare_reindex(items))
-
     def prepare_reindex(self, items: Sequence[tuple[Accepted, float]]) -> PreparedBatch:
-        """`reindex`'s CPU work, without I/O (see `prepare`)."""
+        """Calls that index already-published documents, each with the time it was ingested,
+        without publishing or counting them again (`run` sends them): kind "indexed", or
+        "skipped" when one duplicates another under the new parameters. Used by
+        `newsdedup index rebuild`."""
         self.ensure_params()
         calls = self._accept_calls("rebuild", "", "", [(item, "", at) for item, at in items])
         return PreparedBatch([item.doc.input_ref for item, _ in items], calls)

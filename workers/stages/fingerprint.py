@@ -214,6 +214,17 @@ def fact_cells(fact_hashes: np.ndarray, bits: int) -> np.ndarray:
     return cells
 
 
+@dataclass(frozen=True, slots=True)
+class _TokenBatch:
+    """A batch's tokens, hashed once for shingles and facts alike."""
+
+    joined: list[bytes]  # each document's tokens joined by spaces, UTF-8
+    lengths: np.ndarray  # tokens per document
+    hashes: np.ndarray  # `token_hash` of every token, documents concatenated
+    doc_of: np.ndarray  # document number of every token (uint64)
+    has_digit: np.ndarray  # whether every token has an ASCII digit
+
+
 class Fingerprinter:
     """Computes fingerprints with one fixed parameter set; reuse one per process."""
 
@@ -234,10 +245,6 @@ class Fingerprinter:
         self._common_cells = np.zeros(1 << params.facts_bits, dtype=bool)
         self._common_tag = ""
 
-    def facts(self, tokens: Sequence[str]) -> bytes:
-        """One document's facts as sent to the index (see `fingerprint_many`)."""
-        return self.fingerprint_many([tokens])[0].facts
-
     def learn_common(self, tag: str, cells: Iterable[int]) -> None:
         """Remember the counter cells the index found common under `tag`."""
         if tag != self._common_tag:
@@ -245,28 +252,19 @@ class Fingerprinter:
             self._common_tag = tag
         self._common_cells[list(cells)] = True
 
-    def _batch_tokens(
-        self, token_lists: Sequence[Sequence[str]]
-    ) -> tuple[list[bytes], np.ndarray, np.ndarray, np.ndarray]:
-        """Each document's joined text, then per token of the batch: hash, document, and
-        whether it has digits."""
+    def _batch_tokens(self, token_lists: Sequence[Sequence[str]]) -> _TokenBatch:
         joined = [" ".join(tokens).encode("utf-8") for tokens in token_lists]
         lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
         hashes, has_digit = hash_tokens(b" ".join(joined))
         if len(hashes) != int(lengths.sum()):
             raise ValueError("tokens must be non-empty and free of spaces")
         doc_of = np.repeat(np.arange(len(token_lists), dtype=np.uint64), lengths)
-        return joined, hashes, doc_of, has_digit
+        return _TokenBatch(joined, lengths, hashes, doc_of, has_digit)
 
-    def _batch_facts(
-        self,
-        token_lists: Sequence[Sequence[str]],
-        hashes: np.ndarray,
-        doc_of: np.ndarray,
-        has_digit: np.ndarray,
-    ) -> list[bytes]:
+    def _batch_facts(self, token_lists: Sequence[Sequence[str]], batch: _TokenBatch) -> list[bytes]:
         """Each document's distinct fact hashes not known to be common, ascending, as
         big-endian uint32 bytes (`fact_tokens`, hashed with `token_hash`)."""
+        hashes, doc_of, has_digit = batch.hashes, batch.doc_of, batch.has_digit
         words = ~has_digit
         keys = [(doc_of[words] << np.uint64(32)) | hashes[words]]
         numbered = np.flatnonzero(has_digit)
@@ -297,13 +295,10 @@ class Fingerprinter:
         """Distinct 32-bit hashes of the word n-gram shingles of each document (a document
         shorter than n is one shingle): the hashes of all documents concatenated, each
         document's ascending, and their counts."""
-        _, hashes, doc_of, _ = self._batch_tokens(token_lists)
-        return self._shingles(hashes, doc_of, len(token_lists))
+        return self._shingles(self._batch_tokens(token_lists))
 
-    def _shingles(
-        self, hashes: np.ndarray, doc_of: np.ndarray, documents: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        lengths = np.bincount(doc_of.astype(np.int64), minlength=documents)
+    def _shingles(self, batch: _TokenBatch) -> tuple[np.ndarray, np.ndarray]:
+        hashes, doc_of, lengths = batch.hashes, batch.doc_of, batch.lengths
         total = len(hashes)
         size = self.params.shingle_size
         keys = [np.empty(0, dtype=np.uint64)]
@@ -324,7 +319,7 @@ class Fingerprinter:
                 value ^= int(hashes[start + offset]) * int(self._multipliers[offset]) & _MASK32
             keys.append(np.array([(int(doc) << 32) | value], dtype=np.uint64))
         distinct = _sorted_distinct(np.concatenate(keys))  # by document, then by hash
-        counts = np.bincount((distinct >> np.uint64(32)).astype(np.int64), minlength=documents)
+        counts = np.bincount((distinct >> np.uint64(32)).astype(np.int64), minlength=len(lengths))
         return (distinct & np.uint64(_MASK32)).astype(np.uint32), counts
 
     def shingle_hashes(self, tokens: Sequence[str]) -> np.ndarray:
@@ -365,8 +360,8 @@ class Fingerprinter:
         return self._minhash_concatenated(hashes, counts)
 
     def fingerprint_many(self, token_lists: Sequence[Sequence[str]]) -> list[Fingerprint]:
-        joined, hashes, doc_of, has_digit = self._batch_tokens(token_lists)
-        shingle_hashes, counts = self._shingles(hashes, doc_of, len(token_lists))
+        batch = self._batch_tokens(token_lists)
+        shingle_hashes, counts = self._shingles(batch)
         wanted = counts >= self.min_shingles
         signatures: list[bytes] = [b""] * len(token_lists)
         if wanted.any():
@@ -376,11 +371,11 @@ class Fingerprinter:
             high = (values >> 16).astype(">u2")
             for row, i in enumerate(np.flatnonzero(wanted).tolist()):
                 signatures[i] = high[row].tobytes()
-        facts = self._batch_facts(token_lists, hashes, doc_of, has_digit)
+        facts = self._batch_facts(token_lists, batch)
         return [
             Fingerprint(_content_hash_of(text), signature, shingles, document_facts)
             for text, signature, shingles, document_facts in zip(
-                joined, signatures, counts.tolist(), facts, strict=True
+                batch.joined, signatures, counts.tolist(), facts, strict=True
             )
         ]
 
