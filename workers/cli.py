@@ -555,6 +555,74 @@ def index_rebuild(ctx: Context, yes: bool) -> None:
     )
 
 
+# --------------------------------------------------------------------------- boilerplate
+
+
+@cli.group()
+def boilerplate() -> None:
+    """Inspect or reset the boilerplate lines learned per source."""
+
+
+@boilerplate.command("show")
+@click.argument("source", required=False)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@friendly_errors
+def boilerplate_show(ctx: Context, source: str | None, limit: int, as_json: bool) -> None:
+    """List SOURCE's learned lines with the documents each was seen in; without SOURCE,
+    list the sources the learner has counted."""
+    with open_runtime(ctx) as (runtime, _):
+        learner = runtime.learner
+        if source is None:
+            rows = [(name, *learner.learned_lines(name)) for name in learner.sources()]
+            if as_json:
+                listing = [{"source": n, "documents": d, "learned": len(ls)} for n, d, ls in rows]
+                click.echo(json.dumps(listing, ensure_ascii=False, indent=2))
+                return
+            if not rows:
+                click.echo("no source has been counted yet")
+            for name, documents, lines in rows:
+                click.echo(f"{name}: {documents} documents counted, {len(lines)} lines learned")
+            return
+        documents, lines = learner.learned_lines(source)
+    bar = runtime.learner.settings.bar(documents)
+    if as_json:
+        payload = {
+            "source": source,
+            "documents": documents,
+            "learn_at": bar,
+            "lines": [{"count": ln.count, "text": ln.text} for ln in lines[:limit]],
+            "learned": len(lines),
+        }
+        click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    click.echo(
+        f"{source}: {documents} documents counted; a line is learned once seen in "
+        f"{bar:g} of them; {len(lines)} learned"
+    )
+    for line in lines[:limit]:
+        click.echo(f"{line.count:>8}  {line.text}")
+    if len(lines) > limit:
+        click.echo(f"... {len(lines) - limit} more (--limit)")
+
+
+@boilerplate.command("reset")
+@click.argument("source", required=False)
+@click.option("--all", "all_sources", is_flag=True, help="Forget every source.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+@friendly_errors
+def boilerplate_reset(ctx: Context, source: str | None, all_sources: bool, yes: bool) -> None:
+    """Forget the lines learned for SOURCE (or for every source with --all)."""
+    if (source is None) == (not all_sources):
+        fail("name one SOURCE or pass --all", EXIT_USAGE)
+    _confirm(yes, f"forget the boilerplate learned for {source or 'every source'}")
+    with open_runtime(ctx) as (runtime, _):
+        deleted = runtime.learner.reset(source)
+    click.echo(f"forgot the boilerplate learned for {source or 'every source'} ({deleted} keys)")
+
+
 def _confirm(yes: bool, action: str) -> None:
     if yes:
         return

@@ -59,6 +59,14 @@ class IngestSettings(BaseModel):
     boilerplate_rules: str = "boilerplate.toml"
 
 
+class BoilerplateSettings(BaseModel):
+    learn: bool = True
+    min_docs: int = Field(5, ge=2)
+    min_share: float = Field(0.005, ge=0, le=1)
+    prune_every: int = Field(1000, ge=10)
+    zone_lines: int = Field(10, ge=1, le=1000)
+
+
 class WorkerSettings(BaseModel):
     task_time_limit: int = Field(600, ge=1)
     task_soft_time_limit: int = Field(540, ge=1)
@@ -75,6 +83,7 @@ class Settings(BaseSettings):
     streams: StreamSettings = StreamSettings()
     dedup: DedupSettings = DedupSettings()
     ingest: IngestSettings = IngestSettings()
+    boilerplate: BoilerplateSettings = BoilerplateSettings()
     worker: WorkerSettings = WorkerSettings()
     # Not NEWSDEDUP_-prefixed: read from REDIS_URL / BROKER_URL in load_settings.
     redis_url: str | None = None

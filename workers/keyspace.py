@@ -20,6 +20,11 @@ Layout under the configured prefix P (default "newsdedup:"):
   P ix:days                           sorted set: days with a list, oldest first
   P ix:df:<generation>                string: document frequency of facts, a table of
                                       2^facts_bits u16 counters (BITFIELD)
+  P bp:sources                        set: sources the boilerplate learner has counted
+  P bp:<source>                       hash: docs (documents counted), version (bumped
+                                      whenever a line is learned or forgotten)
+  P bp:<source>:c                     hash: line hash -> counter (see LEARN_LINES_LUA)
+  P bp:<source>:l                     hash: learned line hash -> the line's text
   P job:<job>                         hash: one backfill/poll job's totals and counters
   P job:<job>:done                    set: input refs already accounted for (redelivery guard)
   P job:<job>:tasks                   set: task indexes finished
@@ -99,6 +104,23 @@ class Keys:
     @property
     def index_pattern(self) -> str:
         return f"{self.prefix}ix:*"
+
+    @property
+    def learner_sources(self) -> str:
+        return f"{self.prefix}bp:sources"
+
+    def learner_meta(self, source: str) -> str:
+        return f"{self.prefix}bp:{source}"
+
+    def learner_counts(self, source: str) -> str:
+        return f"{self.prefix}bp:{source}:c"
+
+    def learner_lines(self, source: str) -> str:
+        return f"{self.prefix}bp:{source}:l"
+
+    @property
+    def learner_pattern(self) -> str:
+        return f"{self.prefix}bp:*"
 
     @property
     def jobs(self) -> str:
@@ -728,3 +750,75 @@ if job ~= '' then redis.call('HINCRBY', P .. 'job:' .. job, 'published', 1) end
 return {'published', entry, '', '0', '0', common, facts_tag}
 """
 )
+
+
+# ---------------------------------------------------------------------------- boilerplate learner
+
+# A learner counter packs two numbers: count + born * LEARNER_SPLIT, where `born` is the
+# lossy-counting bucket before the one the line was first seen in. HINCRBY by 1 counts.
+LEARNER_SPLIT = 2**32
+
+# Counts the learnable lines of documents that were kept (not duplicates), per source,
+# with lossy counting (Manku & Motwani 2002) so memory stays bounded on an endless stream:
+# every `width` documents of a source, lines whose count + born <= the current bucket are
+# dropped. A line is learned when counted in at least max(min_docs, min_share * docs)
+# documents; a learned line that is dropped is forgotten too.
+#
+# ARGV: prefix, min_docs, min_share, width, ndocs, then per document: source, k, and k
+# pairs (line hash, line text). Returns per distinct source: source, version.
+LEARN_LINES_LUA = r"""
+local prefix = ARGV[1]
+local min_docs, min_share, width = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local ndocs = tonumber(ARGV[5])
+local SPLIT = 4294967296
+local versions, order = {}, {}
+
+local function prune(meta, counts, learned, bucket)
+  local flat = redis.call('HGETALL', counts)
+  local forgotten = 0
+  for i = 1, #flat, 2 do
+    local v = tonumber(flat[i + 1])
+    local count, born = v % SPLIT, math.floor(v / SPLIT)
+    if count + born <= bucket then
+      redis.call('HDEL', counts, flat[i])
+      forgotten = forgotten + redis.call('HDEL', learned, flat[i])
+    end
+  end
+  if forgotten > 0 then redis.call('HINCRBY', meta, 'version', 1) end
+end
+
+local pos = 6
+for _ = 1, ndocs do
+  local source, k = ARGV[pos], tonumber(ARGV[pos + 1])
+  pos = pos + 2
+  local meta = prefix .. 'bp:' .. source
+  local counts, learned = meta .. ':c', meta .. ':l'
+  if not versions[source] then
+    redis.call('SADD', prefix .. 'bp:sources', source)
+    order[#order + 1] = source
+  end
+  local docs = redis.call('HINCRBY', meta, 'docs', 1)
+  local bucket = math.ceil(docs / width)
+  local bar = math.max(min_docs, min_share * docs)
+  for _ = 1, k do
+    local line, text = ARGV[pos], ARGV[pos + 1]
+    pos = pos + 2
+    local v = redis.call('HINCRBY', counts, line, 1)
+    if v == 1 and bucket > 1 then
+      v = redis.call('HINCRBY', counts, line, (bucket - 1) * SPLIT)
+    end
+    if v % SPLIT >= bar and redis.call('HSETNX', learned, line, text) == 1 then
+      redis.call('HINCRBY', meta, 'version', 1)
+    end
+  end
+  if docs % width == 0 then prune(meta, counts, learned, bucket) end
+  versions[source] = true
+end
+
+local reply = {}
+for _, source in ipairs(order) do
+  reply[#reply + 1] = source
+  reply[#reply + 1] = redis.call('HGET', prefix .. 'bp:' .. source, 'version') or '0'
+end
+return reply
+"""

@@ -1,7 +1,9 @@
 """Composition of the stages: input → clean → fingerprint → index/publish.
 
-`clean_document` and `prepare` are pure; `process_inputs` is the one place that touches
-Redis, through `DedupIndex.submit`, once per chunk of `SUBMIT_CHUNK` inputs.
+The stages (`normalise_document`, `strip_document`, fingerprinting) are pure.
+`process_inputs` is the one place that touches Redis: the line learner is read once per
+chunk of `SUBMIT_CHUNK` inputs before stripping and written once the index has decided,
+and the index is called once per chunk.
 
 A chunk's scripts run in the Redis server while the worker loads, cleans and fingerprints
 the next chunk (`overlapped`): the two are on different processes, often different cores,
@@ -14,15 +16,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from itertools import islice
 from typing import TYPE_CHECKING, TypeVar
 
 from workers.document import DeadInput, Document, LoadedInput
 from workers.index import Accepted, DedupIndex, Outcome, PreparedBatch, iso_to_epoch
+from workers.learner import Candidate, LineLearner, Pending
 from workers.stages.fingerprint import Fingerprinter
 from workers.stages.matching import matching_tokens
 from workers.stages.normalise import normalise_for_publishing
-from workers.stages.strip import RuleSet, strip_boilerplate
+from workers.stages.strip import RuleSet, learnable_lines, strip_boilerplate
 from workers.streams import iter_range
 
 if TYPE_CHECKING:
@@ -62,16 +66,43 @@ def overlapped(items: Iterable[_Item], send: Callable[[_Item], _Result]) -> Iter
             yield pending.result()
 
 
-def clean_document(doc: Document, rules: RuleSet) -> Document | DeadInput:
-    """Normalise title and body for publishing and strip boilerplate lines."""
+def normalise_document(doc: Document) -> Document | DeadInput:
+    """Title and body normalised for publishing; a document with no text is dead."""
     title = " ".join(normalise_for_publishing(doc.title).split())
     body = normalise_for_publishing(doc.text)
     if not body:
         return DeadInput(
             doc.input_ref, "empty_text", "the document has no text", doc.id, doc.source
         )
-    result = strip_boilerplate(body, title=title, source=doc.source, rules=rules)
-    return replace(doc, title=title, text=result.text, stripped=result.stripped)
+    return replace(doc, title=title, text=body)
+
+
+def strip_document(
+    doc: Document, rules: RuleSet, learned: frozenset[str] = frozenset()
+) -> Document | DeadInput:
+    """Strip boilerplate lines from a normalised document. One made of nothing but
+    boilerplate (an opinion disclaimer alone, a page of share buttons) is no article: it
+    goes to `dead` as all_boilerplate rather than out as an empty or furniture-only text."""
+    result = strip_boilerplate(
+        doc.text, title=doc.title, source=doc.source, rules=rules, learned=learned
+    )
+    if result.all_boilerplate:
+        return DeadInput(
+            doc.input_ref,
+            "all_boilerplate",
+            "every line of the document is boilerplate",
+            doc.id,
+            doc.source,
+        )
+    return replace(doc, text=result.text, stripped=result.stripped)
+
+
+def clean_document(doc: Document, rules: RuleSet) -> Document | DeadInput:
+    """Normalise and strip one document with the rules alone (no learned lines)."""
+    normalised = normalise_document(doc)
+    if isinstance(normalised, DeadInput):
+        return normalised
+    return strip_document(normalised, rules)
 
 
 def fingerprint_tokens(doc: Document) -> list[str]:
@@ -80,6 +111,7 @@ def fingerprint_tokens(doc: Document) -> list[str]:
 
 
 def prepare(doc: Document, rules: RuleSet, fingerprinter: Fingerprinter) -> Accepted | DeadInput:
+    """One document, rules only: for tests and tools that index a handful by hand."""
     cleaned = clean_document(doc, rules)
     if isinstance(cleaned, DeadInput):
         return cleaned
@@ -87,11 +119,14 @@ def prepare(doc: Document, rules: RuleSet, fingerprinter: Fingerprinter) -> Acce
     return Accepted(cleaned, fingerprint, len(doc.text.encode("utf-8")))
 
 
-def _clean_safely(doc: Document, rules: RuleSet) -> Document | DeadInput:
+_Stage = TypeVar("_Stage", bound=Document | DeadInput)
+
+
+def _safely(doc: Document, stage: Callable[[], _Stage]) -> _Stage | DeadInput:
     # One pathological document must not take its whole batch down (and with it the
     # accounting of 199 good ones): it goes to `dead` with the error instead.
     try:
-        return clean_document(doc, rules)
+        return stage()
     except Exception as exc:
         return DeadInput(
             doc.input_ref, "processing_error", f"{type(exc).__name__}: {exc}", doc.id, doc.source
@@ -109,25 +144,62 @@ class BatchResult:
         return totals
 
 
+@dataclass(slots=True)
+class PreparedChunk:
+    accepted: list[Accepted]
+    dead: list[tuple[DeadInput, int]]  # with the input's size in bytes
+    learning: Pending | None = None  # to hand to `LineLearner.record` once decided
+
+
 def prepare_chunk(
-    inputs: Iterable[LoadedInput], rules: RuleSet, fingerprinter: Fingerprinter
-) -> tuple[list[Accepted], list[tuple[DeadInput, int]]]:
-    """Clean and fingerprint inputs: (accepted documents, dead inputs with their sizes)."""
-    cleaned: list[tuple[Document, int]] = []
+    inputs: Iterable[LoadedInput],
+    rules: RuleSet,
+    fingerprinter: Fingerprinter,
+    learner: LineLearner | None = None,
+) -> PreparedChunk:
+    """Clean and fingerprint inputs, trimming the lines `learner` has learned."""
+    normalised: list[tuple[Document, int]] = []
     dead: list[tuple[DeadInput, int]] = []
     for item in inputs:
-        result = item if isinstance(item, DeadInput) else _clean_safely(item, rules)
+        result = (
+            item
+            if isinstance(item, DeadInput)
+            else _safely(item, partial(normalise_document, item))
+        )
         if isinstance(result, DeadInput):
             dead.append((result, 0))
         else:
             original = item.text if isinstance(item, Document) else ""
-            cleaned.append((result, len(original.encode("utf-8"))))
+            normalised.append((result, len(original.encode("utf-8"))))
+
+    pending: Pending | None = None
+    trims: list[frozenset[str]] = [frozenset()] * len(normalised)
+    if learner is not None:
+        zone = learner.settings.zone_lines
+        candidates = [
+            Candidate(
+                doc.input_ref,
+                doc.source,
+                learnable_lines(doc.text, source=doc.source, rules=rules, zone=zone),
+                doc.text,
+            )
+            for doc, _ in normalised
+        ]
+        trims, pending = learner.plan(candidates)
+
+    cleaned: list[tuple[Document, int]] = []
+    for (doc, nbytes), learned in zip(normalised, trims, strict=True):
+        result = _safely(doc, partial(strip_document, doc, rules, learned))
+        if isinstance(result, DeadInput):
+            dead.append((result, nbytes))
+        else:
+            cleaned.append((result, nbytes))
     # One numpy pass for the whole chunk's MinHashes.
     fingerprints = fingerprinter.fingerprint_many([fingerprint_tokens(d) for d, _ in cleaned])
     accepted = [
         Accepted(doc, fp, nbytes) for (doc, nbytes), fp in zip(cleaned, fingerprints, strict=True)
     ]
-    return accepted, dead
+    return PreparedChunk(accepted, dead, pending)
 
 
 def process_inputs(
@@ -140,16 +212,33 @@ def process_inputs(
     guard_prefix: str = "",
     now: float | None = None,
     chunk_size: int = SUBMIT_CHUNK,
+    learner: LineLearner | None = None,
 ) -> BatchResult:
-    def prepared(chunk: list[LoadedInput]) -> PreparedBatch:
-        accepted, dead = prepare_chunk(chunk, rules, fingerprinter)
-        return index.prepare(job_id, accepted, dead, guard_prefix=guard_prefix, now=now)
+    def prepared(chunk: list[LoadedInput]) -> tuple[PreparedBatch, Pending | None]:
+        ready = prepare_chunk(chunk, rules, fingerprinter, learner)
+        batch = index.prepare(
+            job_id, ready.accepted, ready.dead, guard_prefix=guard_prefix, now=now
+        )
+        return batch, ready.learning
+
+    def send(item: tuple[PreparedBatch, Pending | None]) -> list[Outcome]:
+        batch, learning = item
+        if learner is None or learning is None:
+            return index.run(batch)
+        try:
+            outcomes = index.run(batch)
+        except BaseException:
+            learner.discard(learning)
+            raise
+        # Only documents kept as new teach the learner (see workers/learner.py).
+        learner.record(learning, (o.input_ref for o in outcomes if o.kind == "published"))
+        return outcomes
 
     # Everything but the round trip happens here, on the caller's thread; the background
     # thread only sends and waits, so the two never queue for the interpreter lock.
     chunks = (prepared(chunk) for chunk in chunked(inputs, chunk_size))
     result = BatchResult()
-    for outcomes in overlapped(chunks, index.run):
+    for outcomes in overlapped(chunks, send):
         learn_common_facts(fingerprinter, outcomes)
         result.outcomes.extend(outcomes)
     return result

@@ -16,6 +16,7 @@ from workers.config import Settings, load_settings
 from workers.connection import DEFAULT_REDIS_URL, redis_from_url
 from workers.index import DecisionRule, DedupIndex, IndexLayout
 from workers.keyspace import Keys
+from workers.learner import LearnerSettings, LineLearner
 from workers.stages.fingerprint import Fingerprinter, FingerprintParams
 from workers.stages.strip import RuleSet, load_rules
 
@@ -28,6 +29,7 @@ class Runtime:
     rules: RuleSet
     fingerprinter: Fingerprinter
     index: DedupIndex
+    learner: LineLearner
 
 
 def fingerprint_params(settings: Settings) -> FingerprintParams:
@@ -35,6 +37,11 @@ def fingerprint_params(settings: Settings) -> FingerprintParams:
     return FingerprintParams(
         dedup.num_perm, dedup.seed, dedup.shingle_size, dedup.lsh_threshold, dedup.facts_bits
     )
+
+
+def learner_settings(settings: Settings) -> LearnerSettings:
+    bp = settings.boilerplate
+    return LearnerSettings(bp.learn, bp.min_docs, bp.min_share, bp.prune_every, bp.zone_lines)
 
 
 def decision_rule(settings: Settings) -> DecisionRule:
@@ -66,6 +73,7 @@ def build_runtime(settings: Settings, redis_url: str) -> Runtime:
         rules=load_rules(settings.boilerplate_rules_path()),
         fingerprinter=Fingerprinter(params, dedup.min_shingles),
         index=index,
+        learner=LineLearner(client, keys, learner_settings(settings)),
     )
 
 

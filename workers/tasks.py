@@ -39,6 +39,7 @@ def ingest_batch(
         fingerprinter=runtime.fingerprinter,
         index=runtime.index,
         guard_prefix=task.root.rstrip("/") + "/",
+        learner=runtime.learner,
     )
     keys = runtime.keys
     pipe = runtime.client.pipeline(transaction=False)

@@ -7,10 +7,11 @@ that merely contains a boilerplate phrase. See the TOML file for the schema.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tomllib
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -20,20 +21,42 @@ from workers.document import StrippedLine
 from workers.stages.matching import normalise_for_matching
 from workers.stages.normalise import join_lines, split_lines
 
-Where = Literal["anywhere", "edges"]
+Where = Literal["anywhere", "edges", "top", "bottom"]
 Action = Literal["drop", "truncate_after"]
 
 TITLE_RULE = "title_repeated"
+TITLE_BYLINE_RULE = "title_byline"
+OUTLET_RULE = "outlet_name"
+LEARNED_RULE = "learned"
+LEARNED_BYLINE_RULE = "learned_byline"
+PINNED_RULE = "pinned"
+BUILT_IN_RULES = frozenset(
+    {TITLE_RULE, TITLE_BYLINE_RULE, OUTLET_RULE, LEARNED_RULE, LEARNED_BYLINE_RULE, PINNED_RULE}
+)
+# A byline is short: "منيف الشهراني – الرياض", "عين اليوم - متابعات", "Name | Outlet".
+BYLINE_MAX_WORDS = 6
+BYLINE_PART_LABEL = "byline part: "
 DEFAULT_EDGE_LINES = 3
+# A top line this short that is part of the title is the title's kicker or the columnist's
+# name set as a byline ("ناصر الجديع" over "ناصر الجديع: إنجليزي يقود السوبر").
+TITLE_BYLINE_MAX_WORDS = 4
+# A line naming the outlet with at most this many other words around it is a byline
+# ("عمر إبراهيم – عين اليوم", "عين اليوم – جدة").
+OUTLET_BYLINE_MAX_WORDS = 4
 DEFAULT_RULES_PATH = Path(__file__).resolve().parents[2] / "config" / "boilerplate.toml"
 
-_WHERE: dict[str, Where] = {"anywhere": "anywhere", "edges": "edges"}
+_WHERE: dict[str, Where] = {
+    "anywhere": "anywhere",
+    "edges": "edges",
+    "top": "top",
+    "bottom": "bottom",
+}
 _ACTION: dict[str, Action] = {"drop": "drop", "truncate_after": "truncate_after"}
 _TOP_KEYS = frozenset({"settings", "rule", "protect", "source"})
 _SETTINGS_KEYS = frozenset({"edge_lines"})
 _RULE_KEYS = frozenset({"name", "pattern", "where", "action", "examples"})
 _PROTECT_KEYS = frozenset({"name", "pattern"})
-_SOURCE_KEYS = frozenset({"rule"})
+_SOURCE_KEYS = frozenset({"rule", "names", "boilerplate_lines", "content_lines"})
 _NAME = re.compile(r"[a-z0-9_]+")
 
 
@@ -46,17 +69,40 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class SourceRules:
+    """What the rules file says about one source (`[source.<name>]`)."""
+
+    rules: tuple[Rule, ...] = ()
+    # The outlet's own name and its spellings: a line that is just the name, or a short
+    # byline around it, is furniture.
+    names: tuple[str, ...] = ()
+    # Line hashes (see `line_hash`) pinned as boilerplate: trimmed like learned lines.
+    pinned: frozenset[str] = frozenset()
+    # Line hashes of content lines, whatever the learner counts: never learned or trimmed.
+    content: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class RuleSet:
     rules: tuple[Rule, ...]
     edge_lines: int
-    per_source: Mapping[str, tuple[Rule, ...]]
+    per_source: Mapping[str, SourceRules]
     protect: tuple[re.Pattern[str], ...]
+
+    def for_source(self, source: str) -> SourceRules:
+        return self.per_source.get(source, _NO_SOURCE_RULES)
+
+
+_NO_SOURCE_RULES = SourceRules()
 
 
 @dataclass(slots=True)
 class StripResult:
     text: str
     stripped: list[StrippedLine]
+    # Every non-empty line was boilerplate: `text` is then the body unchanged and the
+    # caller decides (the pipeline sends the document to `dead` as all_boilerplate).
+    all_boilerplate: bool = False
 
 
 # ---------------------------------------------------------------------------- loading
@@ -84,7 +130,7 @@ def parse_rules(data: Mapping[str, Any], origin: str) -> RuleSet:
     rules = _parse_rule_list(data.get("rule", []), origin, "rule")
     seen = {rule.name for rule in rules}
 
-    per_source: dict[str, tuple[Rule, ...]] = {}
+    per_source: dict[str, SourceRules] = {}
     for source, table in _table(data.get("source", {}), origin, "[source]").items():
         where = f"[source.{source}]"
         table = _table(table, origin, where)
@@ -93,7 +139,14 @@ def parse_rules(data: Mapping[str, Any], origin: str) -> RuleSet:
         for rule in source_rules:
             if rule.name in seen:
                 raise ValueError(f"{origin}: {where} rule {rule.name!r}: name already used")
-        per_source[source] = source_rules
+        per_source[source] = SourceRules(
+            rules=source_rules,
+            names=tuple(_strings(table.get("names", []), origin, f"{where} names")),
+            pinned=_line_keys(
+                table.get("boilerplate_lines", []), origin, where, "boilerplate_lines"
+            ),
+            content=_line_keys(table.get("content_lines", []), origin, where, "content_lines"),
+        )
 
     protect: list[re.Pattern[str]] = []
     for i, entry in enumerate(_array(data.get("protect", []), origin, "[[protect]]")):
@@ -112,6 +165,22 @@ def parse_rules(data: Mapping[str, Any], origin: str) -> RuleSet:
     )
 
 
+def _strings(value: object, origin: str, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ValueError(f"{origin}: {where} must be a list of non-empty strings")
+    return [v.strip() for v in value]
+
+
+def _line_keys(value: object, origin: str, where: str, name: str) -> frozenset[str]:
+    keys = set()
+    for line in _strings(value, origin, f"{where} {name}"):
+        key = line_key(line)
+        if not key:
+            raise ValueError(f"{origin}: {where} {name}: {line!r} has no letters or digits")
+        keys.add(_hash_key(key))
+    return frozenset(keys)
+
+
 def _parse_rule_list(raw: object, origin: str, where: str) -> tuple[Rule, ...]:
     rules: list[Rule] = []
     names: set[str] = set()
@@ -124,7 +193,7 @@ def _parse_rule_list(raw: object, origin: str, where: str) -> tuple[Rule, ...]:
             )
         label = f"rule {name!r}"
         _check_keys(entry, _RULE_KEYS, origin, label)
-        if name in names or name == TITLE_RULE:
+        if name in names or name in BUILT_IN_RULES:
             raise ValueError(f"{origin}: {label}: name already used")
         names.add(name)
         pattern = _compile(entry.get("pattern"), origin, label)
@@ -178,31 +247,136 @@ def _array(value: object, origin: str, where: str) -> list[Any]:
     return value
 
 
+# ---------------------------------------------------------------------------- line keys
+
+# Parts of a line that differ between otherwise identical furniture lines: the author's
+# e-mail or handle, a link, a number ("أرسل رسالة تبدأ بالرمز (34)").
+_URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+# ASCII on purpose: extracted text glues an address to the Arabic word after it
+# ("name@yahoo.comللتواصل"), and `\w` would swallow that word too.
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+_HANDLE = re.compile(r"(?<![\w@])@[A-Za-z0-9_]{2,30}")
+_DIGIT_RUN = re.compile(r"\d+")
+
+
+def line_key(line: str) -> str:
+    """A line folded so that copies of one furniture line agree: links, e-mail addresses
+    and handles removed, matching normalisation, every digit run written "0". Empty when
+    nothing is left (a bare address or separator: the rules handle those)."""
+    line = _HANDLE.sub(" ", _EMAIL.sub(" ", _URL.sub(" ", line)))
+    return _DIGIT_RUN.sub("0", normalise_for_matching(line))
+
+
+def line_hash(line: str) -> str | None:
+    """The identity the learner counts a line under (16 hex digits), or None."""
+    key = line_key(line)
+    return _hash_key(key) if key else None
+
+
+def _hash_key(key: str) -> str:
+    return hashlib.blake2b(key.encode("utf-8"), digest_size=8).hexdigest()
+
+
+# "Name – Outlet", "Outlet - City": a separator with a space on at least one side, so
+# hyphenated words ("Al-Madina") do not split.
+_BYLINE_SEPARATOR = re.compile(r"\s+[-–—|/]\s*|\s*[-–—|/]\s+")
+
+
+def byline_parts(line: str) -> list[tuple[str, str]]:
+    """(hash, text) of the parts of a short line made of separated parts, a byline's shape.
+    Bylines vary by reporter and city, but their parts recur ("عين اليوم", "الرياض", a
+    reporter's name), so the learner counts the parts too and a short edge line with a
+    learned part is trimmed as a byline. Part hashes never equal line hashes."""
+    stripped = line.strip()
+    if not 2 <= len(normalise_for_matching(stripped).split()) <= BYLINE_MAX_WORDS:
+        return []
+    parts = [part for part in _BYLINE_SEPARATOR.split(stripped) if part.strip()]
+    if len(parts) < 2:
+        return []
+    found: list[tuple[str, str]] = []
+    for part in parts:
+        key = line_key(part)
+        if key:
+            found.append((_hash_key(BYLINE_PART_LABEL + key), BYLINE_PART_LABEL + part.strip()))
+    return found
+
+
+def learnable_lines(body: str, *, source: str, rules: RuleSet, zone: int) -> list[tuple[str, str]]:
+    """(hash, text) of the distinct lines among the first and last `zone`
+    non-empty lines of a publish-normalised body: what the learner counts for a document.
+    Only edge lines are ever trimmed as learned, so only they need counting; lines pinned
+    as content for the source are left out."""
+    lines = [line for line in split_lines(body) if line.strip()]
+    picked = lines if len(lines) <= 2 * zone else lines[:zone] + lines[-zone:]
+    content = rules.for_source(source).content
+    seen: dict[str, str] = {}
+    for line in picked:
+        key = line_key(line)
+        if not key:
+            continue
+        digest = _hash_key(key)
+        if digest in content:
+            continue
+        seen.setdefault(digest, line.strip())
+        for part_digest, part in byline_parts(line):
+            seen.setdefault(part_digest, part)
+    return list(seen.items())
+
+
 # ---------------------------------------------------------------------------- stripping
 
 
-def strip_boilerplate(body: str, *, title: str, source: str, rules: RuleSet) -> StripResult:
+def strip_boilerplate(
+    body: str,
+    *,
+    title: str,
+    source: str,
+    rules: RuleSet,
+    learned: Collection[str] = frozenset(),
+) -> StripResult:
     """Remove boilerplate lines from a publish-normalised `body`.
 
-    Considers non-empty lines only. A line is removed when it (1) matches an `anywhere`
-    rule, (2) equals the title after comparison-normalisation ("title_repeated"), (3) is
-    matched by a rule of `source` in `rules.per_source`, or (4) matches an `edges` rule
-    while among the first/last `rules.edge_lines` lines, counting only lines no other rule
-    removed (so furniture stacked at the top or bottom peels off layer by layer). A
-    `truncate_after` rule removes its line and every later one. Lines matching a `protect`
-    pattern are never removed.
+    Considers non-empty lines only. Anywhere in the body, a line is removed when it
+    matches an `anywhere` rule (global or of `source`), equals the title
+    ("title_repeated") or is just the outlet's name ("outlet_name"), all compared loosely.
+    Then each edge is peeled, from the top down and from the bottom up, over lines no
+    earlier step removed:
+    - while no line has been kept yet on that side: a line whose `line_hash` is in
+      `learned` ("learned") or pinned for the source ("pinned"); a short byline-shaped
+      line with a part in `learned` ("learned_byline", see `byline_parts`); at the top,
+      a short line
+      that is part of the title ("title_byline"); a short byline around the outlet's name;
+    - among the first `rules.edge_lines` kept lines: `edges` rules (and `top` / `bottom`
+      rules on their side).
+    Learned lines therefore go only in unbroken runs at the edges: a learned sentence in
+    the middle of an article is never touched. A `truncate_after` rule removes its line
+    and every later one. Lines matching a `protect` pattern, or pinned as the source's
+    content, are never removed.
 
-    If every non-empty line would go, the body is returned unchanged with `stripped=[]`:
-    an all-boilerplate input is a caller decision (dead-letter or keep), not a silent
-    empty document. `StrippedLine.line_no` indexes `split_lines(body)`.
+    If every non-empty line would go, the body is returned unchanged with `stripped=[]`
+    and `all_boilerplate=True`. `StrippedLine.line_no` indexes `split_lines(body)`.
     """
     lines = split_lines(body)
     content = [i for i, line in enumerate(lines) if line.strip()]
-    active = rules.rules + rules.per_source.get(source, ())
+    source_rules = rules.for_source(source)
+    active = rules.rules + source_rules.rules
     anywhere = [rule for rule in active if rule.where == "anywhere"]
-    edges = [rule for rule in active if rule.where == "edges"]
+    side_rules = {
+        "top": [rule for rule in active if rule.where in ("edges", "top")],
+        "bottom": [rule for rule in active if rule.where in ("edges", "bottom")],
+    }
     title_key = _comparable(title)
+    title_words = f" {normalise_for_matching(title)} "
+    outlet_names = [
+        name for name in {normalise_for_matching(n) for n in (source, *source_rules.names)} if name
+    ]
+    trimmable = source_rules.pinned | frozenset(learned)
     protected = {i for i in content if any(p.search(lines[i]) for p in rules.protect)}
+    if source_rules.content or trimmable:
+        hashes = {i: line_hash(lines[i]) for i in content}
+        protected |= {i for i in content if hashes[i] in source_rules.content}
+    else:
+        hashes = {}
     removed: dict[int, str] = {}
 
     def truncate(start: int, name: str) -> None:
@@ -217,6 +391,9 @@ def strip_boilerplate(body: str, *, title: str, source: str, rules: RuleSet) -> 
         if title_key and _comparable(line) == title_key:
             removed[i] = TITLE_RULE
             continue
+        if normalise_for_matching(line) in outlet_names:
+            removed[i] = OUTLET_RULE
+            continue
         rule = _first_match(anywhere, _candidates(line))
         if rule is None:
             continue
@@ -225,27 +402,70 @@ def strip_boilerplate(body: str, *, title: str, source: str, rules: RuleSet) -> 
             break
         removed[i] = rule.name
 
-    if edges and rules.edge_lines:
-        for order in (content, content[::-1]):
-            kept = 0
-            for i in order:
-                if kept >= rules.edge_lines:
-                    break
-                if i in removed:
+    for side, order in (("top", content), ("bottom", content[::-1])):
+        kept = 0
+        for i in order:
+            if kept >= rules.edge_lines and kept > 0:
+                break
+            if i in removed:
+                continue
+            digest = hashes.get(i)
+            if kept == 0 and digest in trimmable and digest not in source_rules.content:
+                # Before `protect`: the patterns guard against rules over-matching, while
+                # a learned line was seen verbatim at the edge of many documents, long or not.
+                removed[i] = PINNED_RULE if digest in source_rules.pinned else LEARNED_RULE
+                continue
+            if i in protected:
+                kept += 1
+                continue
+            if kept == 0:
+                name = _edge_furniture(lines[i], side, trimmable, title_words, outlet_names)
+                if name:
+                    removed[i] = name
                     continue
-                rule = None if i in protected else _first_match(edges, _candidates(lines[i]))
-                if rule is None:
-                    kept += 1
-                elif rule.action == "truncate_after":
-                    truncate(i, rule.name)
-                else:
-                    removed[i] = rule.name
+            rule = (
+                _first_match(side_rules[side], _candidates(lines[i]))
+                if kept < rules.edge_lines
+                else None
+            )
+            if rule is None:
+                kept += 1
+            elif rule.action == "truncate_after":
+                truncate(i, rule.name)
+            else:
+                removed[i] = rule.name
 
     if len(removed) == len(content):
-        return StripResult(text=body, stripped=[])
+        return StripResult(text=body, stripped=[], all_boilerplate=bool(content))
     stripped = [StrippedLine(line_no=i, text=lines[i], rule=removed[i]) for i in sorted(removed)]
     text = join_lines([line for i, line in enumerate(lines) if i not in removed])
     return StripResult(text=text, stripped=stripped)
+
+
+def _edge_furniture(
+    line: str, side: str, trimmable: frozenset[str], title_words: str, outlet_names: list[str]
+) -> str | None:
+    """The built-in rule that removes `line` when it is the outermost line left on `side`."""
+    if trimmable and any(part in trimmable for part, _ in byline_parts(line)):
+        return LEARNED_BYLINE_RULE
+    words = normalise_for_matching(line)
+    count = len(words.split())
+    if side == "top" and 0 < count <= TITLE_BYLINE_MAX_WORDS and f" {words} " in title_words:
+        return TITLE_BYLINE_RULE
+    for name in outlet_names:
+        extra = count - len(name.split())
+        if (
+            0 < extra <= OUTLET_BYLINE_MAX_WORDS
+            and f" {name} " in f" {words} "
+            and _BYLINE_DASH.search(line)
+        ):
+            return OUTLET_RULE
+    return None
+
+
+# "Name – Outlet", "Outlet - City": the separator is what makes it a byline, not a sentence
+# that mentions the outlet.
+_BYLINE_DASH = re.compile(r"\s[-–—|/]|[-–—|/]\s")
 
 
 def _candidates(line: str) -> tuple[str, ...]:

@@ -1,0 +1,230 @@
+"""Per-source boilerplate learning: which edge lines a source repeats in many documents.
+
+CCNet-style, streaming: every kept (non-duplicate) document adds one count to each
+distinct learnable line (`strip.learnable_lines`: its top and bottom lines) under its
+source, in Redis, so every worker process learns from every other. A line counted in at
+least `min_docs` documents of the source, and in at least `min_share` of them, is learned;
+the strip stage then trims learned lines in unbroken runs at the top and bottom of later
+documents of that source. Duplicates are not counted, so reprints of one story never teach
+that its sentences are furniture. Counting is lossy (see `keyspace.LEARN_LINES_LUA`), so
+Redis memory per source stays bounded on an endless stream.
+
+A chunk of documents is cleaned before the index has decided about any of them, so
+`LineLearner.plan` adds, on top of what Redis holds, tentative counts: from earlier
+documents of the same chunk (exact repeats within the chunk left out) and from chunks
+this process sent whose counts Redis has not taken yet. That is what lets a new source's
+footer go from about its `min_docs`-th document on, even inside one chunk. Only decided,
+kept documents are ever written to Redis (`LineLearner.record`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import threading
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import redis
+
+from workers.connection import as_text
+from workers.index import delete_matching
+from workers.keyspace import LEARN_LINES_LUA, LEARNER_SPLIT, Keys
+
+
+@dataclass(frozen=True, slots=True)
+class LearnerSettings:
+    enabled: bool = True
+    min_docs: int = 5
+    min_share: float = 0.005
+    prune_every: int = 1000
+    zone_lines: int = 10
+
+    def bar(self, docs: int) -> float:
+        """Documents a line must be counted in, when its source has `docs` counted."""
+        return max(self.min_docs, self.min_share * docs)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One cleaned document as the learner sees it."""
+
+    input_ref: str
+    source: str
+    lines: Sequence[tuple[str, str]]  # (line hash, text), distinct: strip.learnable_lines
+    body: str  # the publish-normalised body, for spotting exact repeats within a chunk
+
+
+@dataclass(slots=True)
+class Pending:
+    """A chunk's tentative counts, held until its decided documents are recorded."""
+
+    candidates: list[Candidate]
+    lines: Counter[tuple[str, str]] = field(default_factory=Counter)
+    docs: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True, slots=True)
+class LearnedLine:
+    digest: str
+    text: str
+    count: int
+
+
+class LineLearner:
+    def __init__(self, client: redis.Redis, keys: Keys, settings: LearnerSettings) -> None:
+        self.client = client
+        self.keys = keys
+        self.settings = settings
+        self._script = client.register_script(LEARN_LINES_LUA)
+        # Sends (`record`) and reads (`plan`) hold the lock across their round trip, so a
+        # chunk's counts are either in what a read sees from Redis or in `_inflight`, never
+        # both and never neither.
+        self._lock = threading.Lock()
+        self._inflight: dict[int, Pending] = {}
+        self._ids = itertools.count()
+        self._learned: dict[str, tuple[str, frozenset[str]]] = {}  # source -> (version, set)
+
+    # ------------------------------------------------------------------ reading
+
+    def plan(self, candidates: Sequence[Candidate]) -> tuple[list[frozenset[str]], Pending]:
+        """For each candidate, in order, the line hashes to trim as learned; and the
+        chunk's tentative counts, to be passed to `record` once the index has decided."""
+        pending = Pending(list(candidates))
+        if not self.settings.enabled or not candidates:
+            return [frozenset() for _ in candidates], pending
+        wanted: dict[str, set[str]] = {}
+        for candidate in candidates:
+            wanted.setdefault(candidate.source, set()).update(h for h, _ in candidate.lines)
+        with self._lock:
+            docs, counts, learned = self._read(wanted)
+            for earlier in self._inflight.values():
+                docs.update(earlier.docs)
+                counts.update(earlier.lines)
+            self._inflight[id(pending)] = pending
+
+        trims: list[frozenset[str]] = []
+        seen_bodies: set[bytes] = set()
+        for candidate in candidates:
+            source = candidate.source
+            bar = self.settings.bar(docs[source])
+            known = learned.get(source, frozenset())
+            trims.append(
+                frozenset(h for h, _ in candidate.lines if h in known or counts[(source, h)] >= bar)
+            )
+            body_key = hashlib.blake2b(candidate.body.encode("utf-8"), digest_size=16).digest()
+            if body_key in seen_bodies:
+                continue  # an exact repeat within the chunk: the index will call it one
+            seen_bodies.add(body_key)
+            docs[source] += 1
+            pending.docs[source] += 1
+            for digest, _ in candidate.lines:
+                counts[(source, digest)] += 1
+                pending.lines[(source, digest)] += 1
+        return trims, pending
+
+    def _read(
+        self, wanted: dict[str, set[str]]
+    ) -> tuple[Counter[str], Counter[tuple[str, str]], dict[str, frozenset[str]]]:
+        sources = list(wanted)
+        asked = {source: sorted(wanted[source]) for source in sources}
+        pipe = self.client.pipeline(transaction=False)
+        for source in sources:
+            pipe.hmget(self.keys.learner_meta(source), "docs", "version")
+            if asked[source]:
+                pipe.hmget(self.keys.learner_counts(source), asked[source])
+        replies = iter(pipe.execute())
+        docs: Counter[str] = Counter()
+        counts: Counter[tuple[str, str]] = Counter()
+        stale: list[tuple[str, str]] = []
+        for source in sources:
+            doc_count, version = next(replies)
+            docs[source] = int(doc_count or 0)
+            values = next(replies) if asked[source] else []
+            for digest, value in zip(asked[source], values, strict=True):
+                if value is not None:
+                    counts[(source, digest)] = int(value) % LEARNER_SPLIT
+            version_text = as_text(version) if version is not None else "0"
+            cached = self._learned.get(source)
+            if cached is None or cached[0] != version_text:
+                stale.append((source, version_text))
+        if stale:
+            pipe = self.client.pipeline(transaction=False)
+            for source, _ in stale:
+                pipe.hkeys(self.keys.learner_lines(source))
+            for (source, version_text), digests in zip(stale, pipe.execute(), strict=True):
+                self._learned[source] = (version_text, frozenset(map(as_text, digests)))
+        return docs, counts, {source: self._learned[source][1] for source in sources}
+
+    # ------------------------------------------------------------------ writing
+
+    def record(self, pending: Pending, kept_refs: Iterable[str]) -> None:
+        """Count the lines of the chunk's documents the index kept, and drop the chunk's
+        tentative counts."""
+        kept = set(kept_refs)
+        with self._lock:
+            try:
+                args: list[str | int | float] = []
+                ndocs = 0
+                for candidate in pending.candidates:
+                    if candidate.input_ref not in kept:
+                        continue
+                    ndocs += 1
+                    args += [candidate.source, len(candidate.lines)]
+                    for digest, text in candidate.lines:
+                        args += [digest, text]
+                if ndocs and self.settings.enabled:
+                    s = self.settings
+                    head: list[str | int | float] = [
+                        self.keys.prefix,
+                        s.min_docs,
+                        s.min_share,
+                        s.prune_every,
+                        ndocs,
+                    ]
+                    self._script(args=[*head, *args])
+            finally:
+                self._inflight.pop(id(pending), None)
+
+    def discard(self, pending: Pending) -> None:
+        """Forget a chunk that will not be recorded (its batch failed and will be retried)."""
+        with self._lock:
+            self._inflight.pop(id(pending), None)
+
+    # ------------------------------------------------------------------ inspecting
+
+    def learned_lines(self, source: str) -> tuple[int, list[LearnedLine]]:
+        """(documents counted for `source`, its learned lines, most counted first)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hget(self.keys.learner_meta(source), "docs")
+        pipe.hgetall(self.keys.learner_lines(source))
+        doc_count, texts = pipe.execute()
+        digests = [as_text(d) for d in texts]
+        values = self.client.hmget(self.keys.learner_counts(source), digests) if digests else []
+        lines = [
+            LearnedLine(digest, as_text(texts[raw]), int(value or 0) % LEARNER_SPLIT)
+            for digest, raw, value in zip(digests, texts, values, strict=True)
+        ]
+        lines.sort(key=lambda line: (-line.count, line.text))
+        return int(doc_count or 0), lines
+
+    def sources(self) -> list[str]:
+        return sorted(as_text(s) for s in self.client.smembers(self.keys.learner_sources))
+
+    def reset(self, source: str | None = None) -> int:
+        """Forget what was learned for `source` (or for every source); returns keys deleted.
+        Worker processes notice on their next chunk: the learned set's version changes."""
+        with self._lock:
+            self._learned.clear()
+            if source is None:
+                return delete_matching(self.client, self.keys.learner_pattern)
+            pipe = self.client.pipeline(transaction=True)
+            pipe.delete(
+                self.keys.learner_meta(source),
+                self.keys.learner_counts(source),
+                self.keys.learner_lines(source),
+            )
+            pipe.srem(self.keys.learner_sources, source)
+            deleted, _ = pipe.execute()
+            return int(deleted)
