@@ -10,6 +10,10 @@ from workers.stages.normalise import normalise_for_publishing, split_lines
 from workers.stages.strip import (
     DEFAULT_RULES_PATH,
     RuleSet,
+    byline_parts,
+    learnable_lines,
+    line_hash,
+    line_key,
     load_rules,
     parse_rules,
     strip_boilerplate,
@@ -139,6 +143,8 @@ def wrap(line: str, *, at: str = "middle") -> str:
         "المزيد من الأخبار",
         "Hot Topics",
         "Related Articles",
+        "@T_algashgari",
+        "تويتر: @arfaj",
     ],
 )
 def test_furniture_removed_anywhere(line: str, rules: RuleSet) -> None:
@@ -147,7 +153,17 @@ def test_furniture_removed_anywhere(line: str, rules: RuleSet) -> None:
     assert content_lines(result.text) == CONTENT
 
 
-@pytest.mark.parametrize("line", ["12", "متابعات", "عين اليوم - متابعات", "منذ 3 ساعات"])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "12",
+        "متابعات",
+        "عين اليوم - متابعات",
+        "منذ 3 ساعات",
+        "للاطلاع على المشروع كاملا: عن التحدي والحب والاختلاف، رسائل من رسامات شابات",
+        "للمزيد: ضربات جوية تستهدف مطار التيفور العسكري السوري",
+    ],
+)
 @pytest.mark.parametrize("at", ["top", "bottom"])
 def test_edge_furniture_removed_at_edges(line: str, at: str, rules: RuleSet) -> None:
     result = strip_boilerplate(wrap(line, at=at), title="", source="", rules=rules)
@@ -174,6 +190,8 @@ def test_lone_number_in_the_middle_is_kept(rules: RuleSet) -> None:
         "12 قتيلا في هجوم انتحاري",
         "نقلا عن مصادر مطلعة، قال المسؤول إن الاجتماع تأجل",
         "رويترز: الجيش يتقدم نحو المدينة",
+        "للاطلاع على التقرير قال الوزير إن الخطة جاهزة",
+        "Contact @support for help with the app.",
     ],
 )
 @pytest.mark.parametrize("at", ["top", "middle", "bottom"])
@@ -380,3 +398,110 @@ def test_default_rules_shape(rules: RuleSet) -> None:
     assert {r.name for r in rules.rules if r.where == "edges"} >= {"lone_number", "followup_credit"}
     assert [r.name for r in rules.rules if r.action == "truncate_after"] == ["end_marker"]
     assert rules.protect
+
+
+def test_top_and_bottom_rules() -> None:
+    rules = make_rules(
+        rule=[
+            {"name": "kicker", "pattern": "عاجل", "where": "top"},
+            {"name": "signoff", "pattern": "تحرير", "where": "bottom"},
+        ]
+    )
+    top = strip_boilerplate(body_with((0, "عاجل"), (5, "تحرير")), title="", source="", rules=rules)
+    assert [(s.text, s.rule) for s in top.stripped] == [("عاجل", "kicker"), ("تحرير", "signoff")]
+    wrong_side = strip_boilerplate(
+        body_with((0, "تحرير"), (5, "عاجل")), title="", source="", rules=rules
+    )
+    assert wrong_side.stripped == []
+
+
+def test_outlet_name_and_bylines_around_it() -> None:
+    rules = make_rules(source={"outlet": {"names": ["عين اليوم"]}})
+    alone = strip_boilerplate(body_with((3, "عين اليوم")), title="", source="outlet", rules=rules)
+    assert [(s.text, s.rule) for s in alone.stripped] == [("عين اليوم", "outlet_name")]
+    for byline in ("أميرة المولد – عين اليوم", "عين اليوم - الطوال"):
+        top = strip_boilerplate(body_with((0, byline)), title="", source="outlet", rules=rules)
+        assert [(s.text, s.rule) for s in top.stripped] == [(byline, "outlet_name")]
+    # The source id itself counts as a name; a sentence naming the outlet stays.
+    sentence = "وقالت عين اليوم إن المصادر أكدت الخبر"
+    kept = strip_boilerplate(body_with((0, sentence)), title="", source="outlet", rules=rules)
+    assert kept.stripped == []
+    own = strip_boilerplate(body_with((4, "outlet")), title="", source="outlet", rules=rules)
+    assert [s.rule for s in own.stripped] == ["outlet_name"]
+
+
+def test_title_byline_at_the_top_only() -> None:
+    title = "ناصر الجديع: إنجليزي يقود السوبر .. والرؤساء بعيداً عن الدكة!"
+    rules = make_rules()
+    top = strip_boilerplate(body_with((0, "ناصر الجديع")), title=title, source="", rules=rules)
+    assert [(s.text, s.rule) for s in top.stripped] == [("ناصر الجديع", "title_byline")]
+    bottom = strip_boilerplate(body_with((5, "ناصر الجديع")), title=title, source="", rules=rules)
+    assert bottom.stripped == []
+    partial_word = strip_boilerplate(body_with((0, "ناصر")), title="ناصري", source="", rules=rules)
+    assert partial_word.stripped == []
+
+
+def test_learned_lines_trim_edge_runs_even_when_long() -> None:
+    promo = " ".join(["يمكنكم استلام إشعارات بأهم الموضوعات"] * 4)  # 20+ words: long_line
+    rules = make_rules(protect=[{"pattern": r"(?:\S+\s+){19}\S+"}])
+    learned = {line_hash(promo) or ""}
+    bottom = strip_boilerplate(
+        body_with((5, "-----"), (6, promo)), title="", source="", rules=rules, learned=learned
+    )
+    assert [s.rule for s in bottom.stripped] == ["learned"]
+    assert promo not in bottom.text
+    middle = strip_boilerplate(
+        body_with((2, promo)), title="", source="", rules=rules, learned=learned
+    )
+    assert middle.stripped == []
+
+
+def test_line_keys_fold_addresses_and_numbers() -> None:
+    glued = "a.b@yahoo.comللتواصل مع الكاتب ارسل رسالة SMS تبدأ بالرمز (3)"
+    plain = "للتواصل مع الكاتب أرسل رسالة sms تبدأ بالرمز (٨٤)"
+    assert line_key(glued) == line_key(plain) == "للتواصل مع الكاتب ارسل رساله sms تبدا بالرمز 0"
+    assert line_hash("news@example.com") is None
+    assert line_hash("-----") is None
+
+
+def test_pinned_and_content_lines_per_source() -> None:
+    rules = make_rules(
+        source={
+            "outlet": {
+                "boilerplate_lines": ["حمّل تطبيق الصحيفة"],
+                "content_lines": ["فقرة خامسة."],
+            }
+        }
+    )
+    body = body_with((5, "حمل تطبيق الصحيفة"))
+    pinned = strip_boilerplate(body, title="", source="outlet", rules=rules)
+    assert [(s.text, s.rule) for s in pinned.stripped] == [("حمل تطبيق الصحيفة", "pinned")]
+    # A content line is never trimmed, even when the learner reports it.
+    guarded = strip_boilerplate(
+        body_with(),
+        title="",
+        source="outlet",
+        rules=rules,
+        learned={line_hash("فقرة خامسة.") or ""},
+    )
+    assert guarded.stripped == []
+    lines = learnable_lines(body_with(), source="outlet", rules=rules, zone=10)
+    assert "فقرة خامسة." not in [text for _, text in lines]
+
+
+def test_learnable_lines_zone_and_byline_parts() -> None:
+    lines = [f"سطر رقم {chr(0x0627 + i)} من المقال" for i in range(30)]
+    found = learnable_lines("\n".join(lines), source="", rules=make_rules(), zone=3)
+    assert [text for _, text in found] == lines[:3] + lines[-3:]
+    parts = [
+        text
+        for _, text in learnable_lines("سارة الأحمد – جدة", source="", rules=make_rules(), zone=3)
+    ]
+    assert parts == ["سارة الأحمد – جدة", "byline part: سارة الأحمد", "byline part: جدة"]
+    assert byline_parts("Al-Madina reports") == []  # a hyphenated word is not a separator
+
+
+def test_all_boilerplate_flag() -> None:
+    result = strip_boilerplate("أخبار ليبيا24\n\n12", title="", source="", rules=make_rules())
+    assert result.all_boilerplate
+    assert not strip_boilerplate("", title="", source="", rules=make_rules()).all_boilerplate
