@@ -217,6 +217,11 @@ def run_project(outlet: str, docs: list[Document], labelled: set[str], learn: bo
         }
     )
     result = OutletRun()
+    order = {doc.id: n for n, doc in enumerate(docs)}  # ids are input refs here
+
+    def raw(doc_id: str) -> list[str]:
+        return docs[order[doc_id]].text.split("\n")
+
     with RedisServer() as server:
         rt: Runtime = build_runtime(settings, server.url)
         learner: LineLearner | None = rt.learner if learn else None
@@ -224,16 +229,16 @@ def run_project(outlet: str, docs: list[Document], labelled: set[str], learn: bo
         for start in range(0, len(docs), SUBMIT_CHUNK):
             chunk = docs[start : start + SUBMIT_CHUNK]
             ready = prepare_chunk(chunk, rt.rules, rt.fingerprinter, learner)
-            for position, accepted in enumerate(ready.accepted):
+            for accepted in ready.accepted:
                 doc = accepted.doc
                 if result.first_learned is None and any(s.rule == "learned" for s in doc.stripped):
-                    result.first_learned = start + 1 + _position(chunk, doc.input_ref, position)
+                    result.first_learned = order[doc.id] + 1
                 if doc.id in labelled:
-                    result.verdicts[doc.id] = verdict_from_text(_raw(chunk, doc.id), doc.text)
+                    result.verdicts[doc.id] = verdict_from_text(raw(doc.id), doc.text)
             for dead, _ in ready.dead:
                 # all_boilerplate: every line removed; empty_text: no line to score.
                 if dead.id in labelled and dead.reason in ("all_boilerplate", "empty_text"):
-                    result.verdicts[dead.id] = verdict_from_text(_raw(chunk, dead.id), None)
+                    result.verdicts[dead.id] = verdict_from_text(raw(dead.id), None)
             batch = rt.index.prepare(f"bench-{outlet}", ready.accepted, ready.dead)
             outcomes = rt.index.run(batch)
             if learner is not None and ready.learning is not None:
@@ -248,24 +253,13 @@ def run_project(outlet: str, docs: list[Document], labelled: set[str], learn: bo
             learner.discard(ready.learning)  # scored, not counted again
         for accepted in ready.accepted:
             result.final[accepted.doc.id] = verdict_from_text(
-                _raw(chosen, accepted.doc.id), accepted.doc.text
+                raw(accepted.doc.id), accepted.doc.text
             )
         for dead, _ in ready.dead:
-            result.final[dead.id] = verdict_from_text(_raw(chosen, dead.id), None)
+            result.final[dead.id] = verdict_from_text(raw(dead.id), None)
         if learner is not None:
             result.learned_lines = len(learner.learned_lines(outlet)[1])
     return result
-
-
-def _raw(chunk: Sequence[Document], doc_id: str) -> list[str]:
-    return next(d for d in chunk if d.id == doc_id).text.split("\n")
-
-
-def _position(chunk: Sequence[Document], input_ref: str, fallback: int) -> int:
-    for i, doc in enumerate(chunk):
-        if doc.input_ref == input_ref:
-            return i
-    return fallback
 
 
 def run_ccnet(docs: list[Document], labelled: set[str]) -> dict[str, Verdict]:

@@ -765,13 +765,12 @@ LEARNER_SPLIT = 2**32
 # documents; a learned line that is dropped is forgotten too.
 #
 # ARGV: prefix, min_docs, min_share, width, ndocs, then per document: source, k, and k
-# pairs (line hash, line text). Returns per distinct source: source, version.
+# pairs (line hash, line text). Returns the number of documents counted.
 LEARN_LINES_LUA = r"""
 local prefix = ARGV[1]
 local min_docs, min_share, width = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local ndocs = tonumber(ARGV[5])
 local SPLIT = 4294967296
-local versions, order = {}, {}
 
 local function prune(meta, counts, learned, bucket)
   local flat = redis.call('HGETALL', counts)
@@ -793,10 +792,7 @@ for _ = 1, ndocs do
   pos = pos + 2
   local meta = prefix .. 'bp:' .. source
   local counts, learned = meta .. ':c', meta .. ':l'
-  if not versions[source] then
-    redis.call('SADD', prefix .. 'bp:sources', source)
-    order[#order + 1] = source
-  end
+  redis.call('SADD', prefix .. 'bp:sources', source)
   local docs = redis.call('HINCRBY', meta, 'docs', 1)
   local bucket = math.ceil(docs / width)
   local bar = math.max(min_docs, min_share * docs)
@@ -812,13 +808,6 @@ for _ = 1, ndocs do
     end
   end
   if docs % width == 0 then prune(meta, counts, learned, bucket) end
-  versions[source] = true
 end
-
-local reply = {}
-for _, source in ipairs(order) do
-  reply[#reply + 1] = source
-  reply[#reply + 1] = redis.call('HGET', prefix .. 'bp:' .. source, 'version') or '0'
-end
-return reply
+return ndocs
 """

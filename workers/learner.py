@@ -20,7 +20,6 @@ kept documents are ever written to Redis (`LineLearner.record`).
 from __future__ import annotations
 
 import hashlib
-import itertools
 import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -83,7 +82,6 @@ class LineLearner:
         # both and never neither.
         self._lock = threading.Lock()
         self._inflight: dict[int, Pending] = {}
-        self._ids = itertools.count()
         self._learned: dict[str, tuple[str, frozenset[str]]] = {}  # source -> (version, set)
 
     # ------------------------------------------------------------------ reading

@@ -174,7 +174,7 @@ def prepare_chunk(
 
     pending: Pending | None = None
     trims: list[frozenset[str]] = [frozenset()] * len(normalised)
-    if learner is not None:
+    if learner is not None and learner.settings.enabled:
         zone = learner.settings.zone_lines
         candidates = [
             Candidate(

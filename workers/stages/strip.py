@@ -344,8 +344,9 @@ def strip_boilerplate(
     - while no line has been kept yet on that side: a line whose `line_hash` is in
       `learned` ("learned") or pinned for the source ("pinned"); a short byline-shaped
       line with a part in `learned` ("learned_byline", see `byline_parts`); at the top,
-      a short line
-      that is part of the title ("title_byline"); a short byline around the outlet's name;
+      a short line that is part of the title ("title_byline"); a short byline around
+      the outlet's name (the separator is what makes it a byline, not a sentence that
+      mentions the outlet);
     - among the first `rules.edge_lines` kept lines: `edges` rules (and `top` / `bottom`
       rules on their side).
     Learned lines therefore go only in unbroken runs at the edges: a learned sentence in
@@ -372,11 +373,16 @@ def strip_boilerplate(
     ]
     trimmable = source_rules.pinned | frozenset(learned)
     protected = {i for i in content if any(p.search(lines[i]) for p in rules.protect)}
-    if source_rules.content or trimmable:
-        hashes = {i: line_hash(lines[i]) for i in content}
-        protected |= {i for i in content if hashes[i] in source_rules.content}
-    else:
-        hashes = {}
+    hashes: dict[int, str | None] = {}
+
+    def digest_of(i: int) -> str | None:
+        # Lazily: only edge lines need one unless the source protects content lines.
+        if i not in hashes:
+            hashes[i] = line_hash(lines[i])
+        return hashes[i]
+
+    if source_rules.content:
+        protected |= {i for i in content if digest_of(i) in source_rules.content}
     removed: dict[int, str] = {}
 
     def truncate(start: int, name: str) -> None:
@@ -388,10 +394,11 @@ def strip_boilerplate(
         if i in protected or i in removed:
             continue
         line = lines[i].strip()
-        if title_key and _comparable(line) == title_key:
+        words = normalise_for_matching(line)
+        if title_key and words.replace(" ", "") == title_key:
             removed[i] = TITLE_RULE
             continue
-        if normalise_for_matching(line) in outlet_names:
+        if words in outlet_names:
             removed[i] = OUTLET_RULE
             continue
         rule = _first_match(anywhere, _candidates(line))
@@ -409,8 +416,8 @@ def strip_boilerplate(
                 break
             if i in removed:
                 continue
-            digest = hashes.get(i)
-            if kept == 0 and digest in trimmable and digest not in source_rules.content:
+            digest = digest_of(i) if kept == 0 and trimmable else None
+            if digest in trimmable and digest not in source_rules.content:
                 # Before `protect`: the patterns guard against rules over-matching, while
                 # a learned line was seen verbatim at the edge of many documents, long or not.
                 removed[i] = PINNED_RULE if digest in source_rules.pinned else LEARNED_RULE
@@ -457,15 +464,10 @@ def _edge_furniture(
         if (
             0 < extra <= OUTLET_BYLINE_MAX_WORDS
             and f" {name} " in f" {words} "
-            and _BYLINE_DASH.search(line)
+            and _BYLINE_SEPARATOR.search(line)
         ):
             return OUTLET_RULE
     return None
-
-
-# "Name – Outlet", "Outlet - City": the separator is what makes it a byline, not a sentence
-# that mentions the outlet.
-_BYLINE_DASH = re.compile(r"\s[-–—|/]|[-–—|/]\s")
 
 
 def _candidates(line: str) -> tuple[str, ...]:
