@@ -67,6 +67,25 @@ class BoilerplateSettings(BaseModel):
     zone_lines: int = Field(10, ge=1, le=1000)
 
 
+class FeedSettings(BaseModel):
+    """Feed polling and HTTP (see the [feeds] section of config/default.toml)."""
+
+    config: str = "feeds.toml"
+    default_interval: int = Field(900, ge=10)
+    fetch_below_chars: int = Field(800, ge=0)
+    max_articles_per_poll: int = Field(50, ge=0)
+    seen_days: float = Field(90, ge=0)
+    user_agent: str = "newsdedup/0.1 (+https://github.com/newsdedup/newsdedup)"
+    connect_timeout: float = Field(5, gt=0)
+    read_timeout: float = Field(20, gt=0)
+    retries: int = Field(3, ge=0, le=20)
+    backoff_base: float = Field(0.5, ge=0)
+    backoff_max: float = Field(30, ge=0)
+    max_redirects: int = Field(5, ge=0, le=50)
+    max_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    host_delay: float = Field(1.0, ge=0)
+
+
 class WorkerSettings(BaseModel):
     task_time_limit: int = Field(600, ge=1)
     task_soft_time_limit: int = Field(540, ge=1)
@@ -85,6 +104,11 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     boilerplate: BoilerplateSettings = BoilerplateSettings()
     worker: WorkerSettings = WorkerSettings()
+    feeds: FeedSettings = FeedSettings()
+    # Feeds and article links may point at loopback, private or link-local addresses only
+    # when this is on (NEWSDEDUP_ALLOW_PRIVATE_NETWORKS=1): a feed must not reach internal
+    # services (SSRF).
+    allow_private_networks: bool = False
     # Not NEWSDEDUP_-prefixed: read from REDIS_URL / BROKER_URL in load_settings.
     redis_url: str | None = None
     broker_url: str | None = None
@@ -110,7 +134,13 @@ class Settings(BaseSettings):
         return (env_settings, init_settings)
 
     def boilerplate_rules_path(self) -> Path:
-        path = Path(self.ingest.boilerplate_rules)
+        return self._config_path(self.ingest.boilerplate_rules)
+
+    def feeds_config_path(self) -> Path:
+        return self._config_path(self.feeds.config)
+
+    def _config_path(self, name: str) -> Path:
+        path = Path(name)
         return path if path.is_absolute() else self.config_dir / path
 
 

@@ -33,6 +33,8 @@ class Document:
     title: str = ""
     url: str = ""
     published_at: str = ""  # ISO 8601 when the input had a parseable date, else ""
+    author: str = ""
+    language: str = ""  # as the input or its feed's config declares it; not detected
     stripped: list[StrippedLine] = field(default_factory=list)
 
 

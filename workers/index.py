@@ -356,6 +356,8 @@ class DedupIndex:
             "title": doc.title,
             "text": doc.text,
             "published_at": doc.published_at,
+            "author": doc.author,
+            "language": doc.language,
             "ingested_at": ingested_at,
             "content_hash": fp.content_hash,
             "stripped_lines": str(len(doc.stripped)),

@@ -26,9 +26,20 @@ Layout under the configured prefix P (default "newsdedup:"):
   P bp:<source>:c                     hash: line hash -> counter (see LEARN_LINES_LUA)
   P bp:<source>:l                     hash: learned line hash -> the line's text
   P job:<job>                         hash: one backfill/poll job's totals and counters
-  P job:<job>:done                    set: input refs already accounted for (redelivery guard)
+  P job:<job>:done                    sorted set: input refs already accounted for
+                                      (redelivery guard), scored by when (server time)
   P job:<job>:tasks                   set: task indexes finished
   P jobs                              sorted set: job ids by creation time
+  P feeds                             set: keys of the feeds polled so far (see feed_key)
+  P feed:<feed>                       hash: one feed's poll state and status (url, etag,
+                                      last_modified, last_polled, last_status, ...)
+  P feed:<feed>:lock                  string: the poll task holding the feed (one at a time)
+  P job:feed-<feed> / ...:done        a feed's outcome counters / entries accounted for
+                                      (a feed is one never-ending job; trimmed by age)
+  P poll:<task id>                    hash: one poll's state and report (for `newsdedup poll`)
+  P host:<host>                       string: held while a request to <host> runs and for
+                                      the politeness delay after it
+  P beat:lock                         string: the one running beat (refuses a second)
 
 RECORD (2*num_perm + 66 bytes), one fixed slot per document in its page string:
   signature       2*num_perm   high 16 bits of each MinHash value, big-endian
@@ -136,6 +147,26 @@ class Keys:
         return f"{self.prefix}job:{job_id}:tasks"
 
     @property
+    def feeds(self) -> str:
+        return f"{self.prefix}feeds"
+
+    def feed(self, feed: str) -> str:
+        return f"{self.prefix}feed:{feed}"
+
+    def feed_lock(self, feed: str) -> str:
+        return f"{self.prefix}feed:{feed}:lock"
+
+    def poll(self, task_id: str) -> str:
+        return f"{self.prefix}poll:{task_id}"
+
+    def host_gate(self, host: str) -> str:
+        return f"{self.prefix}host:{host}"
+
+    @property
+    def beat_lock(self) -> str:
+        return f"{self.prefix}beat:lock"
+
+    @property
     def all_pattern(self) -> str:
         return f"{self.prefix}*"
 
@@ -200,8 +231,9 @@ def packed_fact_operations(cells: np.ndarray) -> tuple[bytes, np.ndarray]:
 
 
 # Shared Lua: the redelivery guard and the counters every outcome updates.
-# A task redelivered after a crash (acks_late) re-runs its inputs; SADD on the job's done
-# set makes each input count and publish at most once per job.
+# A task redelivered after a crash (acks_late) re-runs its inputs; ZADD NX on the job's
+# done set makes each input count and publish at most once per job. The score (server
+# time) lets a never-ending job, a feed, forget entries by age.
 _LUA_PRELUDE = r"""
 local P = ARGV[1]
 -- 'publish': decide, index, publish, count. 'rebuild': only (re)index a published doc.
@@ -225,7 +257,8 @@ local function xadd(stream, maxlen, fields)
 end
 
 if job ~= '' then
-  if redis.call('SADD', P .. 'job:' .. job .. ':done', guard) == 0 then
+  local now = redis.call('TIME')
+  if redis.call('ZADD', P .. 'job:' .. job .. ':done', 'NX', now[1], guard) == 0 then
     return {'already'}
   end
 end
@@ -750,6 +783,24 @@ if job ~= '' then redis.call('HINCRBY', P .. 'job:' .. job, 'published', 1) end
 return {'published', entry, '', '0', '0', common, facts_tag}
 """
 )
+
+
+# ---------------------------------------------------------------------------- locks
+
+# KEYS[1] lock; ARGV[1] owner token. Delete the lock only if the caller still owns it.
+RELEASE_LOCK_LUA = r"""
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS[1] lock; ARGV[1] owner token, ARGV[2] milliseconds. The owner keeps the lock for
+# ARGV[2] ms more (a host's politeness delay after a request, or a lease renewal);
+# 0 releases it at once.
+HOLD_LOCK_LUA = r"""
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if tonumber(ARGV[2]) <= 0 then return redis.call('DEL', KEYS[1]) end
+return redis.call('SET', KEYS[1], ARGV[1], 'XX', 'PX', ARGV[2]) and 1 or 0
+"""
 
 
 # ---------------------------------------------------------------------------- boilerplate learner

@@ -264,6 +264,8 @@ def rebuild_index(runtime: Runtime, *, batch_size: int = 500) -> dict[str, int]:
                 title=fields.get("title", ""),
                 url=fields.get("url", ""),
                 published_at=fields.get("published_at", ""),
+                author=fields.get("author", ""),
+                language=fields.get("language", ""),
             )
             yield doc, _ingested_seconds(fields.get("ingested_at", ""), entry_id)
 

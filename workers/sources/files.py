@@ -631,6 +631,8 @@ def _record(ctx: _Ctx, obj: object, ref: str) -> LoadedInput:
         title=_scalar(obj.get("title")),
         url=next((u for k in _URL_FIELDS if (u := _scalar(obj.get(k)))), ""),
         published_at=parse_date(date),
+        author=_scalar(obj.get("author")),
+        language=_scalar(obj.get("language")) or _scalar(obj.get("lang")),
     )
 
 
