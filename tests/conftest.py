@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from loopback import LoopbackServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -105,3 +106,13 @@ def run_cli(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+@pytest.fixture
+def loopback() -> Iterator[LoopbackServer]:
+    """A started HTTP server on 127.0.0.1 (see tests/loopback.py), closed afterwards."""
+    server = LoopbackServer()
+    try:
+        yield server
+    finally:
+        server.close()

@@ -41,7 +41,12 @@ def make_app(settings: Settings) -> Celery:
         task_queues=(Queue(INGEST_QUEUE), Queue(FETCH_QUEUE)),
         task_routes={
             "newsdedup.ingest_batch": {"queue": INGEST_QUEUE},
+            "newsdedup.poll_feed": {"queue": FETCH_QUEUE},
         },
+        # The schedule is built from config/feeds.toml and kept in memory (no shelve file,
+        # so nothing is pickled); a Redis lock refuses a second beat (workers/schedule.py).
+        beat_scheduler="workers.schedule:FeedScheduler",
+        beat_max_loop_interval=15,
         broker_connection_retry_on_startup=True,
         broker_transport_options={
             # Longer than the hard time limit, or Redis would hand a running task to a

@@ -12,11 +12,13 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TypeVar
+from urllib.parse import urlsplit
 
 import click
 import redis
@@ -36,7 +38,16 @@ from workers.index import IndexMismatch, delete_matching
 from workers.jobs import JobProgress, enqueue_plan, new_job_id, read_progress, record_job
 from workers.keyspace import STREAM_NAMES
 from workers.pipeline import rebuild_index
+from workers.polling import (
+    PollReport,
+    ad_hoc_feed,
+    feed_key,
+    feed_statuses,
+    read_poll,
+    record_poll_queued,
+)
 from workers.runtime import Runtime, build_runtime
+from workers.sources.feeds import FeedSpec
 from workers.sources.files import PlanError, plan_backfill
 from workers.stats import collect_stats, render_stats
 
@@ -163,7 +174,7 @@ def _follow(
 
 
 def _start_local_worker(
-    ends: Endpoints, settings: Settings, concurrency: int
+    ends: Endpoints, settings: Settings, concurrency: int, queues: str = "ingest"
 ) -> tuple[subprocess.Popen[bytes], Path]:
     log_path = settings.data_dir / "worker.log"
     log_file = log_path.open("ab")
@@ -175,7 +186,7 @@ def _start_local_worker(
         "workers",
         "worker",
         "--queues",
-        "ingest",
+        queues,
         "--concurrency",
         str(concurrency),
         "--pool",
@@ -336,39 +347,308 @@ def _progress_dict(progress: JobProgress) -> dict[str, Any]:
     return {**asdict(progress), "processed": progress.processed, "finished": progress.finished}
 
 
+# --------------------------------------------------------------------------- feeds
+
+
+def _feed_spec(
+    runtime: Runtime, target: str, source: str | None, fetch_article: str | None
+) -> FeedSpec:
+    """The configured feed named or located by `target`, else an ad-hoc one for the URL;
+    --source and --fetch-article override either."""
+    match = next(
+        (
+            spec
+            for spec in runtime.feeds
+            if target == spec.name or feed_key(target) == feed_key(spec.url)
+        ),
+        None,
+    )
+    if match is None:
+        if urlsplit(target).scheme not in ("http", "https") or not urlsplit(target).hostname:
+            fail(f"{target!r} is neither an http(s) URL nor a feed in the feeds config", EXIT_USAGE)
+        return ad_hoc_feed(
+            target,
+            source=source,
+            fetch_article=fetch_article,
+            interval=runtime.settings.feeds.default_interval,
+        )
+    overrides: dict[str, Any] = {}
+    if source:
+        overrides["source"] = source
+    if fetch_article:
+        overrides["fetch_article"] = fetch_article
+    return FeedSpec.from_json({**match.to_json(), **overrides}) if overrides else match
+
+
+def _wait_for_polls(
+    runtime: Runtime,
+    task_ids: list[str],
+    worker: subprocess.Popen[bytes] | None,
+    log_path: Path | None,
+    timeout: float | None,
+) -> list[tuple[str, dict[str, str]]]:
+    from rich.console import Console
+
+    started = time.monotonic()
+    records: dict[str, dict[str, str]] = {}
+    with Console(stderr=True).status(f"polling {len(task_ids)} feed(s)"):
+        while True:
+            for task_id in task_ids:
+                if task_id not in records:
+                    record = read_poll(runtime.client, runtime.keys, task_id)
+                    if record.get("state") in ("done", "crashed"):
+                        records[task_id] = record
+            if len(records) == len(task_ids):
+                return [(task_id, records[task_id]) for task_id in task_ids]
+            if worker is not None and worker.poll() is not None:
+                where = f"; see {log_path}" if log_path else ""
+                fail(f"the worker process exited with code {worker.returncode}{where}")
+            if timeout is not None and time.monotonic() - started > timeout:
+                fail(f"polls not finished after {timeout:.0f}s ({len(records)}/{len(task_ids)})")
+            time.sleep(0.2)
+
+
+@cli.command()
+@click.argument("targets", metavar="URL_OR_FEED...", nargs=-1, required=True)
+@click.option("--source", help="Source name for the documents (default: the feed's, or the host).")
+@click.option(
+    "--fetch-article",
+    type=click.Choice(["auto", "always", "never"]),
+    help="Fetch article pages: auto = for entries that carry only a summary (default: the "
+    "feed's setting, else auto).",
+)
+@click.option(
+    "--wait/--no-wait",
+    default=None,
+    help="Wait until the polls are processed (always on with the embedded Redis).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print each poll's report as JSON.")
+@click.option("--timeout", type=float, help="Give up waiting after this many seconds.")
+@click.pass_obj
+@friendly_errors
+def poll(
+    ctx: Context,
+    targets: tuple[str, ...],
+    source: str | None,
+    fetch_article: str | None,
+    wait: bool | None,
+    as_json: bool,
+    timeout: float | None,
+) -> None:
+    """Poll feeds once by hand: fetch each feed, keep its entries not seen before, fetch
+    their articles where needed, then clean, deduplicate and publish them.
+
+    Each target is a feed URL or the name of a feed in the feeds config. Exits 1 when a
+    poll failed (the reason is printed and the feed's status records it).
+    """
+    with open_runtime(ctx) as (runtime, ends):
+        specs = [_feed_spec(runtime, target, source, fetch_article) for target in targets]
+        runtime.index.ensure_params()
+        from workers.celery_app import app
+        from workers.tasks import poll_feed
+
+        app.conf.broker_url = ends.broker_url
+        task_ids = []
+        try:
+            for spec in specs:
+                task_id = str(uuid.uuid4())
+                record_poll_queued(runtime.client, runtime.keys, task_id, spec)
+                poll_feed.apply_async(args=(spec.to_json(),), task_id=task_id)
+                task_ids.append(task_id)
+        finally:
+            app.pool.force_close_all()  # see `backfill`: the embedded server must be free to stop
+        if not ends.embedded and not wait:
+            for spec, task_id in zip(specs, task_ids, strict=True):
+                click.echo(f"enqueued a poll of {spec.url} (task {task_id})")
+            return
+        worker = log_path = None
+        if ends.embedded:
+            worker, log_path = _start_local_worker(
+                ends, ctx.settings, min(len(specs), 4), queues="fetch,ingest"
+            )
+        try:
+            records = _wait_for_polls(runtime, task_ids, worker, log_path, timeout)
+        finally:
+            if worker is not None:
+                _stop_local_worker(worker)
+    failed = False
+    for spec, (_, record) in zip(specs, records, strict=True):
+        if record.get("state") != "done":
+            failed = True
+            click.echo(f"{spec.name} ({spec.url}): crashed: {record.get('error', '?')}", err=True)
+            continue
+        report = PollReport.from_json(json.loads(record["report"]))
+        failed = failed or report.outcome == "failed"
+        click.echo(
+            json.dumps(report.to_json(), ensure_ascii=False) if as_json else report.summary()
+        )
+    if failed:
+        sys.exit(EXIT_FAILURE)
+
+
+def _ago(stamp: float | None, now: float) -> str:
+    if stamp is None:
+        return "never"
+    seconds = now - stamp
+    future = seconds < 0
+    seconds = abs(seconds)
+    text = (
+        f"{seconds:.0f}s"
+        if seconds < 120
+        else f"{seconds / 60:.0f}m"
+        if seconds < 7200
+        else f"{seconds / 3600:.1f}h"
+    )
+    return f"in {text}" if future else f"{text} ago"
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@friendly_errors
+def feeds(ctx: Context, as_json: bool) -> None:
+    """Each feed's status: the configured ones and any polled by hand."""
+    with open_runtime(ctx) as (runtime, _):
+        statuses = feed_statuses(runtime.client, runtime.keys, list(runtime.feeds))
+        enabled = {spec.name: spec.enabled for spec in runtime.feeds}
+    if as_json:
+        click.echo(json.dumps([asdict(s) for s in statuses], ensure_ascii=False, indent=2))
+        return
+    if not statuses:
+        click.echo(f"no feeds configured in {ctx.settings.feeds_config_path()} or polled yet")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    now = time.time()
+    table = Table(title="feeds")
+    for name, justify in (
+        ("feed", "left"),
+        ("last polled", "right"),
+        ("status", "left"),
+        ("entries", "right"),
+        ("new", "right"),
+        ("published", "right"),
+        ("dups", "right"),
+        ("dead", "right"),
+        ("errors", "right"),
+        ("next poll", "right"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for s in statuses:
+        status = s.last_outcome if not s.last_status else f"{s.last_status} {s.last_outcome}"
+        if s.last_error:
+            status += f": {s.last_error}"
+        if s.configured and not enabled.get(s.name, True):
+            next_poll = "disabled"
+        elif not s.configured:
+            next_poll = "by hand"
+        else:
+            next_poll = _ago(s.next_poll, now) if s.next_poll else "at beat start"
+        table.add_row(
+            f"{s.name}\n[dim]{s.url}",
+            _ago(s.last_polled, now),
+            status,
+            str(s.last_entries),
+            f"{s.last_new} ({s.new_total} in all)",
+            str(s.published),
+            str(s.exact + s.near),
+            str(s.dead),
+            str(s.failures) + (f" ({s.failures_in_row} in a row)" if s.failures_in_row else ""),
+            next_poll,
+        )
+    Console().print(table)
+
+
 # --------------------------------------------------------------------------- worker
 
 
-@cli.command(context_settings={"ignore_unknown_options": True})
-@click.option(
-    "--concurrency", "-c", type=click.IntRange(1, 256), help="Pool processes (default: CPU count)."
-)
-@click.option("--queues", "-Q", default="ingest,fetch", show_default=True)
-@click.option("--loglevel", "-l", default="INFO", show_default=True)
-@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
-@click.pass_obj
-@friendly_errors
-def worker(
-    ctx: Context, concurrency: int | None, queues: str, loglevel: str, celery_args: tuple[str, ...]
-) -> None:
-    """Run a Celery worker with the newsdedup app (extra args go to `celery worker`)."""
+def _run_celery(ctx: Context, what: str, argv: list[str]) -> None:
+    """Run a Celery program (worker, beat) with the newsdedup app in this process."""
     with open_runtime(ctx) as (runtime, ends):
         runtime.index.ensure_params()
-        # Pool children build their own runtime from the environment.
+        # Pool children and the beat build their own runtime from the environment.
         os.environ["REDIS_URL"] = ends.redis_url
         os.environ["BROKER_URL"] = ends.broker_url
         from workers.celery_app import app
 
         app.conf.broker_url = ends.broker_url
         click.echo(
-            f"newsdedup worker: Redis {redact(ends.redis_url)}"
+            f"newsdedup {what}: Redis {redact(ends.redis_url)}"
             + (" (embedded)" if ends.embedded else ""),
             err=True,
         )
-        argv = ["worker", "--queues", queues, "--loglevel", loglevel]
-        if concurrency:
-            argv += ["--concurrency", str(concurrency)]
-        app.worker_main([*argv, *celery_args])
+        app.start(argv)
+
+
+_WORKER_OPTIONS = (
+    click.option(
+        "--concurrency",
+        "-c",
+        type=click.IntRange(1, 256),
+        help="Pool processes (default: CPU count).",
+    ),
+    click.option("--queues", "-Q", default="ingest,fetch", show_default=True),
+    click.option("--loglevel", "-l", default="INFO", show_default=True),
+    click.argument("celery_args", nargs=-1, type=click.UNPROCESSED),
+)
+
+
+def _worker_options(func: Callable[P, R]) -> Callable[P, R]:
+    for option in reversed(_WORKER_OPTIONS):
+        func = option(func)
+    return func
+
+
+def _worker_argv(
+    concurrency: int | None, queues: str, loglevel: str, celery_args: tuple[str, ...]
+) -> list[str]:
+    argv = ["worker", "--queues", queues, "--loglevel", loglevel]
+    if concurrency:
+        argv += ["--concurrency", str(concurrency)]
+    return [*argv, *celery_args]
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@_worker_options
+@click.pass_obj
+@friendly_errors
+def worker(
+    ctx: Context, concurrency: int | None, queues: str, loglevel: str, celery_args: tuple[str, ...]
+) -> None:
+    """Run a Celery worker with the newsdedup app (extra args go to `celery worker`).
+
+    It runs backfill batches (queue `ingest`) and feed polls (queue `fetch`); the polls
+    are sent by `newsdedup beat`, of which exactly one must run.
+    """
+    _run_celery(ctx, "worker", _worker_argv(concurrency, queues, loglevel, celery_args))
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.option("--loglevel", "-l", default="INFO", show_default=True)
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+@friendly_errors
+def beat(ctx: Context, loglevel: str, celery_args: tuple[str, ...]) -> None:
+    """Run the one Celery beat that sends each configured feed's poll on schedule.
+
+    Run exactly one per Redis and prefix, next to any number of workers; a second beat
+    refuses to start. The schedule comes from the feeds config and is re-read at start.
+    """
+    _run_celery(ctx, "beat", ["beat", "--loglevel", loglevel, *celery_args])
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@_worker_options
+@click.pass_obj
+@friendly_errors
+def run(
+    ctx: Context, concurrency: int | None, queues: str, loglevel: str, celery_args: tuple[str, ...]
+) -> None:
+    """Worker and beat in one process, for development: poll the configured feeds and
+    process everything until stopped (Ctrl-C). In production run `worker` and `beat`."""
+    argv = _worker_argv(concurrency, queues, loglevel, celery_args)
+    _run_celery(ctx, "worker + beat", [*argv, "--beat"])
 
 
 # --------------------------------------------------------------------------- stats/tail

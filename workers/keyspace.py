@@ -34,6 +34,7 @@ Layout under the configured prefix P (default "newsdedup:"):
   P feed:<feed>                       hash: one feed's poll state and status (url, etag,
                                       last_modified, last_polled, last_status, ...)
   P feed:<feed>:lock                  string: the poll task holding the feed (one at a time)
+  P feed:<feed>:tries                 hash: entry key -> failed article fetches so far
   P job:feed-<feed> / ...:done        a feed's outcome counters / entries accounted for
                                       (a feed is one never-ending job; trimmed by age)
   P poll:<task id>                    hash: one poll's state and report (for `newsdedup poll`)
@@ -155,6 +156,9 @@ class Keys:
 
     def feed_lock(self, feed: str) -> str:
         return f"{self.prefix}feed:{feed}:lock"
+
+    def feed_tries(self, feed: str) -> str:
+        return f"{self.prefix}feed:{feed}:tries"
 
     def poll(self, task_id: str) -> str:
         return f"{self.prefix}poll:{task_id}"

@@ -12,13 +12,15 @@ from functools import cache
 
 import redis
 
-from workers.config import Settings, load_settings
+from workers.config import ConfigError, Settings, load_settings
 from workers.connection import DEFAULT_REDIS_URL, redis_from_url
+from workers.fetch import Fetcher, HttpPolicy, RedisHostGate
 from workers.index import DecisionRule, DedupIndex, IndexLayout
 from workers.keyspace import Keys
 from workers.learner import LearnerSettings, LineLearner
+from workers.sources.feeds import FeedSpec, load_feeds
 from workers.stages.fingerprint import Fingerprinter, FingerprintParams
-from workers.stages.strip import RuleSet, load_rules
+from workers.stages.strip import RuleSet, load_rules, parse_source_rules
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,7 @@ class Runtime:
     fingerprinter: Fingerprinter
     index: DedupIndex
     learner: LineLearner
+    feeds: tuple[FeedSpec, ...]  # from the feeds config, enabled or not
 
 
 def fingerprint_params(settings: Settings) -> FingerprintParams:
@@ -49,7 +52,26 @@ def decision_rule(settings: Settings) -> DecisionRule:
     return DecisionRule(**settings.dedup.model_dump(include=names))
 
 
+def load_feeds_and_rules(settings: Settings) -> tuple[tuple[FeedSpec, ...], RuleSet]:
+    """The feeds config and the boilerplate rules, with each feed's own rules added to its
+    source's. A problem in either file is a ConfigError naming the file."""
+    feeds_path = settings.feeds_config_path()
+    try:
+        feeds = tuple(load_feeds(feeds_path, default_interval=settings.feeds.default_interval))
+        rules = load_rules(settings.boilerplate_rules_path())
+        taken = {rule.name for rule in rules.rules}
+        for spec in feeds:
+            if spec.boilerplate:
+                where = f"feed {spec.name!r} boilerplate"
+                more = parse_source_rules(spec.boilerplate, str(feeds_path), where, taken)
+                rules = rules.with_source_rules({spec.source: more})
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return feeds, rules
+
+
 def build_runtime(settings: Settings, redis_url: str) -> Runtime:
+    feeds, rules = load_feeds_and_rules(settings)
     client = redis_from_url(redis_url)
     keys = Keys(settings.prefix)
     params = fingerprint_params(settings)
@@ -70,11 +92,28 @@ def build_runtime(settings: Settings, redis_url: str) -> Runtime:
         settings=settings,
         client=client,
         keys=keys,
-        rules=load_rules(settings.boilerplate_rules_path()),
+        rules=rules,
         fingerprinter=Fingerprinter(params, dedup.min_shingles),
         index=index,
         learner=LineLearner(client, keys, learner_settings(settings)),
+        feeds=feeds,
     )
+
+
+def build_fetcher(runtime: Runtime) -> Fetcher:
+    """The HTTP client for feeds and articles, polite per host across every worker."""
+    feeds = runtime.settings.feeds
+    # The gate is held for one request: at most connect + read timeouts, plus the body.
+    lease = 2 * (feeds.connect_timeout + feeds.read_timeout) + 10
+    gate = RedisHostGate(
+        runtime.client, runtime.keys, delay=feeds.host_delay, lease=lease, wait=2 * lease
+    )
+    return Fetcher(HttpPolicy.from_settings(runtime.settings), gate)
+
+
+@cache
+def worker_fetcher() -> Fetcher:
+    return build_fetcher(worker_runtime())
 
 
 @cache

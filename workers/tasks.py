@@ -10,7 +10,10 @@ from celery.utils.log import get_task_logger
 from workers.celery_app import app
 from workers.keyspace import JOB_TTL_SECONDS
 from workers.pipeline import process_inputs
-from workers.runtime import worker_runtime
+from workers.polling import poll_feed as poll_once
+from workers.polling import record_poll_result
+from workers.runtime import worker_fetcher, worker_runtime
+from workers.sources.feeds import FeedSpec
 from workers.sources.files import TaskSpec, load_task
 
 log = get_task_logger(__name__)
@@ -50,3 +53,34 @@ def ingest_batch(
     counts = result.counts()
     log.info("job %s task %d: %s", job_id, task_index, counts)
     return counts
+
+
+@app.task(
+    name="newsdedup.poll_feed",
+    bind=True,
+    # Redis going away mid-poll: retry with the same task id, which takes the feed's lock
+    # back and finds the entries it already accounted for in the feed's done set.
+    autoretry_for=(redis.ConnectionError, redis.TimeoutError),
+    retry_backoff=True,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=10,
+)
+def poll_feed(self: Any, spec: dict[str, Any]) -> dict[str, Any]:
+    runtime = worker_runtime()
+    task_id: str = self.request.id
+    try:
+        report = poll_once(
+            runtime, FeedSpec.from_json(spec), task_id=task_id, fetcher=worker_fetcher()
+        )
+    except (redis.ConnectionError, redis.TimeoutError):
+        raise
+    except Exception as exc:
+        # A bug, not an expected failure: the waiting `poll` command must hear of it.
+        record_poll_result(
+            runtime.client, runtime.keys, task_id, None, f"{type(exc).__name__}: {exc}"
+        )
+        raise
+    record_poll_result(runtime.client, runtime.keys, task_id, report)
+    log.info("poll %s: %s", spec.get("name"), report.summary())
+    return report.to_json()

@@ -25,11 +25,10 @@ from itertools import islice
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-import trafilatura
-
 from workers.document import DeadInput, Document, LoadedInput
 from workers.sources.dates import parse_date
 from workers.stages.decode import DecodeError, decode_bytes
+from workers.stages.html import ArticleError, read_article
 
 MAX_FILE_BYTES = 50 * 1024 * 1024  # cap for files read whole (.txt, .html, .json); JSONL streams
 
@@ -512,28 +511,19 @@ def _txt_document(text: str, rel: str, source: str) -> Document:
 
 def _html_document(html: str, rel: str, source: str) -> Document:
     try:
-        tree = trafilatura.load_html(html)
-        if tree is None:
-            raise _Reject("no_text", "not parseable as HTML", id=rel)
-        fallback_title = (tree.findtext(".//title") or "").strip()
-        text = trafilatura.extract(
-            tree, include_comments=False, include_tables=True, favor_recall=True
-        )
-        meta = trafilatura.extract_metadata(tree)
-    except _Reject:
-        raise
-    except Exception as exc:  # third-party parser on arbitrary HTML: never kill the batch
-        raise _Reject("extract_error", f"{type(exc).__name__}: {exc}", id=rel) from None
-    if not text or not text.strip():
+        article = read_article(html)
+    except ArticleError as exc:  # the third-party parser failed: never kill the batch
+        raise _Reject("extract_error", str(exc), id=rel) from None
+    if article is None:
         raise _Reject("no_text", "no main text found in the HTML page", id=rel)
     return Document(
         id=rel,
         source=source,
-        text=text,
+        text=article.text,
         input_ref=rel,
-        title=(meta.title or "").strip() or fallback_title,
-        url=meta.url or "",
-        published_at=parse_date(meta.date),
+        title=article.title,
+        url=article.url,
+        published_at=article.published_at,
     )
 
 

@@ -360,6 +360,8 @@ class Fingerprinter:
         return self._minhash_concatenated(hashes, counts)
 
     def fingerprint_many(self, token_lists: Sequence[Sequence[str]]) -> list[Fingerprint]:
+        if not token_lists:  # a chunk of nothing but dead inputs
+            return []
         batch = self._batch_tokens(token_lists)
         shingle_hashes, counts = self._shingles(batch)
         wanted = counts >= self.min_shingles

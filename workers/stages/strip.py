@@ -12,7 +12,7 @@ import re
 import tomllib
 import unicodedata
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -92,6 +92,20 @@ class RuleSet:
     def for_source(self, source: str) -> SourceRules:
         return self.per_source.get(source, _NO_SOURCE_RULES)
 
+    def with_source_rules(self, extra: Mapping[str, SourceRules]) -> RuleSet:
+        """These rules plus more per-source ones (a feed's own), added to any the rules
+        file has for the same source."""
+        merged = dict(self.per_source)
+        for source, more in extra.items():
+            have = merged.get(source, _NO_SOURCE_RULES)
+            merged[source] = SourceRules(
+                rules=have.rules + more.rules,
+                names=have.names + more.names,
+                pinned=have.pinned | more.pinned,
+                content=have.content | more.content,
+            )
+        return replace(self, per_source=MappingProxyType(merged))
+
 
 _NO_SOURCE_RULES = SourceRules()
 
@@ -132,21 +146,7 @@ def parse_rules(data: Mapping[str, Any], origin: str) -> RuleSet:
 
     per_source: dict[str, SourceRules] = {}
     for source, table in _table(data.get("source", {}), origin, "[source]").items():
-        where = f"[source.{source}]"
-        table = _table(table, origin, where)
-        _check_keys(table, _SOURCE_KEYS, origin, where)
-        source_rules = _parse_rule_list(table.get("rule", []), origin, f"source.{source}.rule")
-        for rule in source_rules:
-            if rule.name in seen:
-                raise ValueError(f"{origin}: {where} rule {rule.name!r}: name already used")
-        per_source[source] = SourceRules(
-            rules=source_rules,
-            names=tuple(_strings(table.get("names", []), origin, f"{where} names")),
-            pinned=_line_keys(
-                table.get("boilerplate_lines", []), origin, where, "boilerplate_lines"
-            ),
-            content=_line_keys(table.get("content_lines", []), origin, where, "content_lines"),
-        )
+        per_source[source] = parse_source_rules(table, origin, f"[source.{source}]", seen)
 
     protect: list[re.Pattern[str]] = []
     for i, entry in enumerate(_array(data.get("protect", []), origin, "[[protect]]")):
@@ -162,6 +162,25 @@ def parse_rules(data: Mapping[str, Any], origin: str) -> RuleSet:
         edge_lines=edge_lines,
         per_source=MappingProxyType(per_source),
         protect=tuple(protect),
+    )
+
+
+def parse_source_rules(
+    table: object, origin: str, where: str, taken: Collection[str] = frozenset()
+) -> SourceRules:
+    """One source's table (`[source.<name>]`, or a feed's `boilerplate` table in
+    feeds.toml); rule names must not repeat those in `taken` (the global rules)."""
+    table = _table(table, origin, where)
+    _check_keys(table, _SOURCE_KEYS, origin, where)
+    source_rules = _parse_rule_list(table.get("rule", []), origin, where.strip("[]") + ".rule")
+    for rule in source_rules:
+        if rule.name in taken:
+            raise ValueError(f"{origin}: {where} rule {rule.name!r}: name already used")
+    return SourceRules(
+        rules=source_rules,
+        names=tuple(_strings(table.get("names", []), origin, f"{where} names")),
+        pinned=_line_keys(table.get("boilerplate_lines", []), origin, where, "boilerplate_lines"),
+        content=_line_keys(table.get("content_lines", []), origin, where, "content_lines"),
     )
 
 
