@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from workers.sources.feeds import FeedSpec, parse_feed
-
 from conftest import ROOT, RedisTarget, cli_env, run_cli, shared_path
 from loopback import LoopbackServer, Scripted
+
 from workers.config import ConfigError, load_settings
 from workers.fetch import Fetcher
 from workers.polling import (
@@ -31,6 +30,7 @@ from workers.polling import (
 )
 from workers.runtime import Runtime, build_fetcher, build_runtime, load_feeds_and_rules
 from workers.schedule import schedule_entries
+from workers.sources.feeds import FeedSpec, parse_feed
 from workers.streams import iter_range
 
 SNAPSHOT_FEEDS = (
@@ -801,7 +801,7 @@ fetch_article = "never"
         assert set(rows) == {"one", "two"}
         assert all(row["polls"] >= 2 and row["next_poll"] for row in rows.values())
         assert rows["one"]["published"] == 2 and rows["two"]["published"] == 1
-        table = run_cli(["feeds"], env)
+        table = run_cli(["feeds"], {**env, "COLUMNS": "200"})
         assert table.returncode == 0 and "one" in table.stdout and "next poll" in table.stdout
         second = run_cli(["beat"], env, timeout=60)
         assert second.returncode != 0

@@ -505,3 +505,22 @@ def test_all_boilerplate_flag() -> None:
     result = strip_boilerplate("أخبار ليبيا24\n\n12", title="", source="", rules=make_rules())
     assert result.all_boilerplate
     assert not strip_boilerplate("", title="", source="", rules=make_rules()).all_boilerplate
+
+
+def test_headline_only_document_is_not_all_boilerplate() -> None:
+    rules = load_rules()
+    result = strip_boilerplate(
+        "Storm hits the coast", title="Storm hits the coast", source="x", rules=rules
+    )
+    assert (result.all_boilerplate, result.stripped, result.text) == (
+        False,
+        [],
+        "Storm hits the coast",
+    )
+    furniture = strip_boilerplate(
+        "Storm hits the coast\n\nShare on Facebook",
+        title="Storm hits the coast",
+        source="x",
+        rules=rules,
+    )
+    assert furniture.all_boilerplate

@@ -524,10 +524,10 @@ def feeds(ctx: Context, as_json: bool) -> None:
     table = Table(title="feeds")
     for name, justify in (
         ("feed", "left"),
-        ("last polled", "right"),
+        ("polled", "right"),
         ("status", "left"),
         ("entries", "right"),
-        ("new", "right"),
+        ("new: last/all", "right"),
         ("published", "right"),
         ("dups", "right"),
         ("dead", "right"),
@@ -536,9 +536,11 @@ def feeds(ctx: Context, as_json: bool) -> None:
     ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for s in statuses:
-        status = s.last_outcome if not s.last_status else f"{s.last_status} {s.last_outcome}"
+        status = {"polled": str(s.last_status), "not_modified": "304"}.get(
+            s.last_outcome, s.last_outcome
+        )
         if s.last_error:
-            status += f": {s.last_error}"
+            status += f"\n[red]{s.last_error}"
         if s.configured and not enabled.get(s.name, True):
             next_poll = "disabled"
         elif not s.configured:
@@ -550,7 +552,7 @@ def feeds(ctx: Context, as_json: bool) -> None:
             _ago(s.last_polled, now),
             status,
             str(s.last_entries),
-            f"{s.last_new} ({s.new_total} in all)",
+            f"{s.last_new}/{s.new_total}",
             str(s.published),
             str(s.exact + s.near),
             str(s.dead),

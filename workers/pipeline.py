@@ -86,10 +86,6 @@ def strip_document(
     result = strip_boilerplate(
         doc.text, title=doc.title, source=doc.source, rules=rules, learned=learned
     )
-    if result.all_boilerplate and all(s.rule == "title_repeated" for s in result.stripped):
-        # Nothing but the headline (a feed's video or live entry): a headline-only
-        # document, published as such, not furniture.
-        return doc
     if result.all_boilerplate:
         return DeadInput(
             doc.input_ref,

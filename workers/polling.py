@@ -66,11 +66,13 @@ def feed_job(key: str) -> str:
 def ad_hoc_feed(
     url: str, *, source: str | None, fetch_article: str | None, interval: int
 ) -> FeedSpec:
-    """A spec for a URL that is not in feeds.toml: named after its host."""
-    host = (urlsplit(url).hostname or "feed").lower().removeprefix("www.")
+    """A spec for a URL that is not in feeds.toml: named after its host and path, its
+    documents' source named after its host."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "feed").lower().removeprefix("www.")
     return FeedSpec.from_json(
         {
-            "name": host,
+            "name": host + parts.path.rstrip("/"),
             "url": url,
             "source": source or host,
             "interval": interval,
@@ -165,9 +167,10 @@ def _poll_locked(
     runtime: Runtime, spec: FeedSpec, task_id: str, fetcher: Fetcher, report: PollReport
 ) -> None:
     client, keys, key = runtime.client, runtime.keys, report.key
-    state = {as_text(k): as_text(v) for k, v in client.hgetall(keys.feed(key)).items()}  # type: ignore[union-attr]
+    raw: Any = client.hgetall(keys.feed(key))
+    state = {as_text(k): as_text(v) for k, v in raw.items()}
     now = time.time()
-    status: dict[str, Any] = {}
+    status: dict[str, str] = {}
     try:
         response = fetcher.get(
             spec.url,
@@ -346,7 +349,7 @@ def _record_status(
     spec: FeedSpec,
     report: PollReport,
     now: float,
-    extra: Mapping[str, Any],
+    extra: Mapping[Any, Any],
 ) -> None:
     key = keys.feed(report.key)
     failed = report.outcome == "failed"
@@ -363,13 +366,14 @@ def _record_status(
             "next_poll": now + spec.interval,
             "last_outcome": report.outcome,
             "last_status": report.http_status,
-            "last_entries": report.entries,
             "last_new": report.new,
             "last_error": report.error,
             "deferred": report.deferred,
             **extra,
         },
     )
+    if report.outcome == "polled":  # otherwise the feed's entries are as last seen
+        pipe.hset(key, "last_entries", report.entries)
     pipe.hincrby(key, "polls", 1)
     pipe.hincrby(key, "new_total", report.new)
     if report.outcome in ("not_modified", "unchanged"):
@@ -420,6 +424,7 @@ def feed_statuses(client: redis.Redis, keys: Keys, configured: list[FeedSpec]) -
         pipe.hgetall(keys.feed(key))
         pipe.hgetall(keys.job(feed_job(key)))
     replies: list[Any] = pipe.execute()
+
     def number(state: Mapping[str, str], name: str) -> int:
         value = state.get(name, "")
         return int(float(value)) if value else 0
@@ -472,7 +477,7 @@ def record_poll_result(
 ) -> None:
     """What a poll did, for the `poll` command that is waiting on it."""
     key = keys.poll(task_id)
-    fields_: dict[str, str] = {"state": "done" if report is not None else "crashed"}
+    fields_: dict[Any, Any] = {"state": "done" if report is not None else "crashed"}
     if report is not None:
         fields_["report"] = json.dumps(report.to_json(), ensure_ascii=False)
     if error:

@@ -462,7 +462,12 @@ def strip_boilerplate(
                 removed[i] = rule.name
 
     if len(removed) == len(content):
-        return StripResult(text=body, stripped=[], all_boilerplate=bool(content))
+        # Nothing but the headline repeated (a feed's video or live entry) is a
+        # headline-only document, not furniture: kept as it is.
+        headline_only = all(rule == "title_repeated" for rule in removed.values())
+        return StripResult(
+            text=body, stripped=[], all_boilerplate=bool(content) and not headline_only
+        )
     stripped = [StrippedLine(line_no=i, text=lines[i], rule=removed[i]) for i in sorted(removed)]
     text = join_lines([line for i, line in enumerate(lines) if i not in removed])
     return StripResult(text=text, stripped=stripped)
