@@ -810,3 +810,47 @@ fetch_article = "never"
         proc.terminate()
         proc.wait(timeout=60)
         log.close()
+
+
+@pytest.mark.shared
+def test_real_saved_feeds_poll_without_loss(loopback: LoopbackServer, make_poller: Any) -> None:
+    """Every real saved feed served over HTTP: each new entry is accounted for once
+    (docs, duplicates or dead), and a second poll is a 304."""
+    poller = make_poller()
+    folder = shared_path("feeds", "real-samples")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "LICENSE")
+    assert len(files) > 30
+    accounted = 0
+    for i, path in enumerate(files):
+        loopback.serve(f"/real/{i}", path.read_bytes(), content_type="application/xml")
+        spec = spec_for(loopback.url(f"/real/{i}"))
+        report = poller(spec)
+        assert report.outcome in ("polled", "failed"), (path.name, report.summary())
+        if report.outcome == "polled":
+            assert report.published + report.exact + report.near + report.dead == report.new
+            accounted += report.new
+            assert poller(spec).outcome == "not_modified", path.name
+        else:
+            assert report.dead == 1  # the unusable document itself, once
+            accounted += 1
+    counted = sum(len(poller.stream(name)) for name in ("docs", "duplicates", "dead"))
+    assert counted == accounted > 100
+
+
+def test_encoding_from_http_header_reaches_the_published_text(
+    loopback: LoopbackServer, make_poller: Any
+) -> None:
+    """An Arabic feed in windows-1256 that declares its charset only in Content-Type."""
+    poller = make_poller()
+    title = "وزير الخارجية يلتقي نظيره"
+    text = "التقى وزير الخارجية اليوم نظيره في العاصمة لبحث العلاقات الثنائية بين البلدين."
+    feed = (
+        "<rss version='2.0'><channel><title>قناة</title><link>http://example.org/</link>"
+        f"<description>d</description><item><guid isPermaLink='false'>1</guid>"
+        f"<title>{title}</title><description>{text}</description></item></channel></rss>"
+    ).encode("windows-1256")
+    loopback.serve("/f.xml", feed, content_type="application/rss+xml; charset=windows-1256")
+    report = poller(spec_for(loopback.url("/f.xml")))
+    assert report.published == 1, report.summary()
+    [doc] = poller.stream("docs")
+    assert (doc["title"], doc["text"]) == (title, text)

@@ -66,8 +66,23 @@ def overlapped(items: Iterable[_Item], send: Callable[[_Item], _Result]) -> Iter
             yield pending.result()
 
 
+# A line (paragraph) longer than this is not prose: minified markup, a base64 blob, a
+# table dumped on one line. Such a document goes to `dead` as line_too_long.
+MAX_LINE_CHARS = 100_000
+
+
 def normalise_document(doc: Document) -> Document | DeadInput:
-    """Title and body normalised for publishing; a document with no text is dead."""
+    """Title and body normalised for publishing; a document with no text, or with an
+    extremely long line, is dead."""
+    longest = max((len(line) for line in doc.text.split("\n")), default=0)
+    if longest > MAX_LINE_CHARS:
+        return DeadInput(
+            doc.input_ref,
+            "line_too_long",
+            f"a line of {longest} characters (at most {MAX_LINE_CHARS})",
+            doc.id,
+            doc.source,
+        )
     title = " ".join(normalise_for_publishing(doc.title).split())
     body = normalise_for_publishing(doc.text)
     if not body:
@@ -78,14 +93,22 @@ def normalise_document(doc: Document) -> Document | DeadInput:
 
 
 def strip_document(
-    doc: Document, rules: RuleSet, learned: frozenset[str] = frozenset()
+    doc: Document,
+    rules: RuleSet,
+    learned: frozenset[str] = frozenset(),
+    keep_headlines: bool = False,
 ) -> Document | DeadInput:
     """Strip boilerplate lines from a normalised document. One made of nothing but
     boilerplate (an opinion disclaimer alone, a page of share buttons) is no article: it
-    goes to `dead` as all_boilerplate rather than out as an empty or furniture-only text."""
+    goes to `dead` as all_boilerplate rather than out as an empty or furniture-only text.
+    With `keep_headlines` (feed entries, where the headline is the news: a video, a live
+    page, a price ticker whose summary is a template) it goes out as a headline-only
+    document instead, its text the headline, when it has one."""
     result = strip_boilerplate(
         doc.text, title=doc.title, source=doc.source, rules=rules, learned=learned
     )
+    if result.all_boilerplate and keep_headlines and doc.title:
+        return replace(doc, text=doc.title, stripped=[])
     if result.all_boilerplate:
         return DeadInput(
             doc.input_ref,
@@ -156,6 +179,7 @@ def prepare_chunk(
     rules: RuleSet,
     fingerprinter: Fingerprinter,
     learner: LineLearner | None = None,
+    keep_headlines: bool = False,
 ) -> PreparedChunk:
     """Clean and fingerprint inputs, trimming the lines `learner` has learned."""
     normalised: list[tuple[Document, int]] = []
@@ -189,7 +213,7 @@ def prepare_chunk(
 
     cleaned: list[tuple[Document, int]] = []
     for (doc, nbytes), learned in zip(normalised, trims, strict=True):
-        result = _safely(doc, partial(strip_document, doc, rules, learned))
+        result = _safely(doc, partial(strip_document, doc, rules, learned, keep_headlines))
         if isinstance(result, DeadInput):
             dead.append((result, nbytes))
         else:
@@ -213,9 +237,10 @@ def process_inputs(
     now: float | None = None,
     chunk_size: int = SUBMIT_CHUNK,
     learner: LineLearner | None = None,
+    keep_headlines: bool = False,
 ) -> BatchResult:
     def prepared(chunk: list[LoadedInput]) -> tuple[PreparedBatch, Pending | None]:
-        ready = prepare_chunk(chunk, rules, fingerprinter, learner)
+        ready = prepare_chunk(chunk, rules, fingerprinter, learner, keep_headlines)
         batch = index.prepare(
             job_id, ready.accepted, ready.dead, guard_prefix=guard_prefix, now=now
         )

@@ -332,6 +332,7 @@ def _process(runtime: Runtime, key: str, inputs: list[LoadedInput]) -> dict[str,
         fingerprinter=runtime.fingerprinter,
         index=runtime.index,
         learner=runtime.learner,
+        keep_headlines=True,
     )
     return result.counts()
 

@@ -59,6 +59,11 @@ _PROTECT_KEYS = frozenset({"name", "pattern"})
 _SOURCE_KEYS = frozenset({"rule", "names", "boilerplate_lines", "content_lines"})
 _NAME = re.compile(r"[a-z0-9_]+")
 
+# Lines longer than this are content without asking the rules: no furniture line is
+# that long, and patterns like `\S+\s+...` backtrack quadratically on one huge token
+# (a 40,000-character line took 18 s), which would let one bad input stall a worker.
+MAX_RULE_LINE_CHARS = 1000
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -281,7 +286,10 @@ _DIGIT_RUN = re.compile(r"\d+")
 def line_key(line: str) -> str:
     """A line folded so that copies of one furniture line agree: links, e-mail addresses
     and handles removed, matching normalisation, every digit run written "0". Empty when
-    nothing is left (a bare address or separator: the rules handle those)."""
+    nothing is left (a bare address or separator: the rules handle those), and for a
+    line over MAX_RULE_LINE_CHARS, which is never learned or pinned (see there)."""
+    if len(line) > MAX_RULE_LINE_CHARS:
+        return ""
     line = _HANDLE.sub(" ", _EMAIL.sub(" ", _URL.sub(" ", line)))
     return _DIGIT_RUN.sub("0", normalise_for_matching(line))
 
@@ -391,7 +399,11 @@ def strip_boilerplate(
         name for name in {normalise_for_matching(n) for n in (source, *source_rules.names)} if name
     ]
     trimmable = source_rules.pinned | frozenset(learned)
-    protected = {i for i in content if any(p.search(lines[i]) for p in rules.protect)}
+    protected = {
+        i
+        for i in content
+        if len(lines[i]) > MAX_RULE_LINE_CHARS or any(p.search(lines[i]) for p in rules.protect)
+    }
     hashes: dict[int, str | None] = {}
 
     def digest_of(i: int) -> str | None:
