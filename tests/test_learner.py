@@ -207,3 +207,12 @@ def test_boilerplate_show_and_reset_cli(redis_target: RedisTarget, prefix: str) 
     assert reset.returncode == 0, reset.stderr
     assert rt.learner.learned_lines("outlet") == (0, [])
     assert LineLearner(rt.client, rt.keys, rt.learner.settings).sources() == []
+
+
+def test_document_with_an_extremely_long_line_is_dead() -> None:
+    from workers.document import Document
+    from workers.pipeline import MAX_LINE_CHARS, normalise_document
+
+    doc = Document(id="d", source="s", text="ok\n" + "y" * (MAX_LINE_CHARS + 1), input_ref="r")
+    dead = normalise_document(doc)
+    assert not isinstance(dead, Document) and dead.reason == "line_too_long"

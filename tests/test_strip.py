@@ -524,3 +524,15 @@ def test_headline_only_document_is_not_all_boilerplate() -> None:
         rules=rules,
     )
     assert furniture.all_boilerplate
+
+
+def test_overlong_lines_are_content_and_never_learned() -> None:
+    # Rule patterns backtrack quadratically on one huge token; such lines skip them.
+    rules = load_rules()
+    token = "x" * 200_000
+    result = strip_boilerplate(
+        f"Share on Facebook\n\n{token}", title="t", source="s", rules=rules, learned=frozenset()
+    )
+    assert result.text.endswith(token)
+    assert [s.rule for s in result.stripped] != []  # the short share line still goes
+    assert learnable_lines(token, source="s", rules=rules, zone=10) == []
