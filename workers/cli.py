@@ -656,18 +656,116 @@ def run(
 # --------------------------------------------------------------------------- stats/tail
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM end a long-running display or server with KeyboardInterrupt,
+    also when the process started with SIGINT ignored (a shell's background job)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
+def _watch_stats(read: Callable[[], dict[str, Any]], seconds: float, as_json: bool) -> None:
+    """Show the stats again every `seconds` until Ctrl-C: tables refreshed in place on a
+    terminal, else printed one after the other; or one JSON object per line."""
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    from workers.stats import stats_renderable
+
+    _stop_on_signals()
+    console = Console()
+    try:
+        if as_json or not console.is_terminal:
+            while True:
+                data = read()
+                if as_json:
+                    click.echo(json.dumps(data, ensure_ascii=False))
+                else:
+                    console.print(stats_renderable(data), "")
+                time.sleep(seconds)
+        with Live(stats_renderable(read()), console=console, auto_refresh=False) as live:
+            while True:
+                time.sleep(seconds)
+                try:
+                    view = stats_renderable(read())
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    view = Text(f"cannot read Redis: {redact(str(exc))}; retrying", style="red")
+                live.update(view, refresh=True)
+    except KeyboardInterrupt:
+        return
+
+
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.option(
+    "--watch",
+    type=click.FloatRange(min=0.2),
+    is_flag=False,
+    flag_value=2.0,
+    default=None,
+    metavar="[SECONDS]",
+    help="Refresh every SECONDS (default 2) until Ctrl-C; with --json, one line each time.",
+)
 @click.pass_obj
 @friendly_errors
-def stats(ctx: Context, as_json: bool) -> None:
-    """Dedup counters, overall and per source, and the streams' lengths."""
+def stats(ctx: Context, as_json: bool, watch: float | None) -> None:
+    """Counters overall and per source, rates over 1/5/15 minutes, streams and their
+    consumer groups (pending, lag), dead reasons, index size, Redis memory, feeds."""
     with open_runtime(ctx) as (runtime, _):
-        data = collect_stats(runtime.client, runtime.keys)
+
+        def read() -> dict[str, Any]:
+            return collect_stats(runtime.client, runtime.keys, runtime.feeds)
+
+        if watch is not None:
+            _watch_stats(read, watch, as_json)
+            return
+        data = read()
     if as_json:
         click.echo(json.dumps(data, ensure_ascii=False, indent=2))
     else:
         render_stats(data)
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=9808, show_default=True)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (0.0.0.0 or :: for every interface).",
+)
+@click.pass_obj
+@friendly_errors
+def metrics(ctx: Context, port: int, host: str) -> None:
+    """Serve Prometheus metrics at http://HOST:PORT/metrics until Ctrl-C.
+
+    Each scrape reads the counters, streams, index and Redis memory from Redis, so one
+    server shows every worker's numbers; Redis unreachable during a scrape answers
+    newsdedup_up 0.
+    """
+    from workers.metrics import MetricsServer, Scraper, scrape_client
+
+    with open_runtime(ctx) as (runtime, ends):
+        client = scrape_client(ends.redis_url)
+        try:
+            try:
+                server = MetricsServer(host, port, Scraper(client, runtime.keys, runtime.feeds))
+            except OSError as exc:
+                fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+            _stop_on_signals()
+            click.echo(
+                f"newsdedup metrics: serving {server.url} from Redis {redact(ends.redis_url)}"
+                + (" (embedded)" if ends.embedded else "")
+                + "; Ctrl-C to stop"
+            )
+            try:
+                server.serve_forever()
+            except KeyboardInterrupt:
+                pass
+            finally:
+                server.server_close()
+        finally:
+            client.close()
 
 
 def _print_entry(stream: str, record: dict[str, Any], as_json: bool) -> None:

@@ -7,6 +7,9 @@ Layout under the configured prefix P (default "newsdedup:"):
   P stats:source:<source>             hash: the same counters per source
   P stats:dead_reasons                hash: dead-letter reason -> count
   P stats:sources                     set: sources seen (to enumerate the per-source hashes)
+  P stats:m:<minute>                  hash: published/exact/near/dead counted in one minute
+                                      (unix time // 60, Redis server clock); expires after
+                                      RATE_BUCKET_TTL (rates over 1/5/15 minutes)
   P ix:meta                           hash: index parameters (refuse to mix schemes), watermark
   P ix:next / P ix:count              counters: last doc number given out / docs indexed now
   P ix:r:<n // 256>                   string: fixed-size records of 256 docs (see RECORD below)
@@ -68,6 +71,14 @@ import numpy as np
 
 STREAM_NAMES = ("docs", "duplicates", "dead")
 JOB_TTL_SECONDS = 7 * 24 * 3600
+# Rates over the last minutes are reported for these; the outcomes (all but "seen") are
+# also counted per minute (P stats:m:<minute>). Every input counted ends in exactly one
+# outcome, so "seen" is their sum and costs the per-document script nothing more.
+RATE_KINDS = ("seen", "published", "exact", "near", "dead")
+MINUTE_KINDS = RATE_KINDS[1:]
+# A minute's bucket lives this long after its first count: the 15-minute window reads
+# the current minute and the 15 before it.
+RATE_BUCKET_TTL = 20 * 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +115,10 @@ class Keys:
     @property
     def sources(self) -> str:
         return f"{self.prefix}stats:sources"
+
+    def stats_minute(self, minute: int) -> str:
+        """The counts of one minute (unix time // 60 on the Redis server's clock)."""
+        return f"{self.prefix}stats:m:{minute}"
 
     @property
     def index_meta(self) -> str:
@@ -238,7 +253,11 @@ def packed_fact_operations(cells: np.ndarray) -> tuple[bytes, np.ndarray]:
 # A task redelivered after a crash (acks_late) re-runs its inputs; ZADD NX on the job's
 # done set makes each input count and publish at most once per job. The score (server
 # time) lets a never-ending job, a feed, forget entries by age.
-_LUA_PRELUDE = r"""
+# The outcome (MINUTE_KINDS) also goes to the current minute's bucket (server clock, so
+# every worker on every machine adds to the same one): one HINCRBY per document, and an
+# EXPIRE only when it is the first of its kind in the bucket.
+_LUA_PRELUDE = (
+    r"""
 local P = ARGV[1]
 -- 'publish': decide, index, publish, count. 'rebuild': only (re)index a published doc.
 local mode = ARGV[2]
@@ -246,11 +265,26 @@ local job = ARGV[3]
 local guard = ARGV[4]
 local source = ARGV[5]
 local nbytes = tonumber(ARGV[6])
+"""
+    + f"local RATE_TTL = {RATE_BUCKET_TTL}\n"
+    + f"local MINUTE_KINDS = {{{', '.join(f'{kind} = true' for kind in MINUTE_KINDS)}}}\n"
+    + r"""
+local clock
+local function server_time()
+  if not clock then clock = redis.call('TIME') end
+  return clock
+end
 
 local function bump(field, by)
   if mode ~= 'publish' then return end
   redis.call('HINCRBY', P .. 'stats', field, by)
   redis.call('HINCRBY', P .. 'stats:source:' .. source, field, by)
+  if MINUTE_KINDS[field] then
+    local minute = P .. 'stats:m:' .. math.floor(tonumber(server_time()[1]) / 60)
+    if redis.call('HINCRBY', minute, field, by) == by then
+      redis.call('EXPIRE', minute, RATE_TTL)
+    end
+  end
 end
 
 local function xadd(stream, maxlen, fields)
@@ -261,8 +295,7 @@ local function xadd(stream, maxlen, fields)
 end
 
 if job ~= '' then
-  local now = redis.call('TIME')
-  if redis.call('ZADD', P .. 'job:' .. job .. ':done', 'NX', now[1], guard) == 0 then
+  if redis.call('ZADD', P .. 'job:' .. job .. ':done', 'NX', server_time()[1], guard) == 0 then
     return {'already'}
   end
 end
@@ -270,6 +303,7 @@ if mode == 'publish' then redis.call('SADD', P .. 'stats:sources', source) end
 bump('seen', 1)
 bump('bytes_in', nbytes)
 """
+)
 
 # ARGV: 1 prefix, 2 mode, 3 job, 4 guard, 5 source, 6 bytes, 7 maxlen, 8 reason,
 #       then the dead stream's field/value pairs.
