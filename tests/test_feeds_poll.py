@@ -810,6 +810,27 @@ fetch_article = "never"
         proc.terminate()
         proc.wait(timeout=60)
         log.close()
+    # The embedded server stops with the command (nothing is left running in the data dir).
+    data_dir = str((tmp_path / "data").resolve())
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and _servers_in(data_dir):
+        time.sleep(0.5)
+    assert not _servers_in(data_dir)
+
+
+def _servers_in(data_dir: str) -> list[int]:
+    pids = []
+    for proc_dir in Path("/proc").iterdir():
+        if not proc_dir.name.isdigit():
+            continue
+        try:
+            if "redis-server" in (proc_dir / "cmdline").read_text(errors="replace") and (
+                str(Path(proc_dir / "cwd").resolve()) == data_dir
+            ):
+                pids.append(int(proc_dir.name))
+        except OSError:
+            continue
+    return pids
 
 
 @pytest.mark.shared

@@ -580,7 +580,12 @@ def _run_celery(ctx: Context, what: str, argv: list[str]) -> None:
             + (" (embedded)" if ends.embedded else ""),
             err=True,
         )
-        app.start(argv)
+        try:
+            app.start(argv)
+        finally:
+            # This process's broker connections count as clients of the embedded server,
+            # which stops only with its last client (see `backfill`).
+            app.pool.force_close_all()
 
 
 _WORKER_OPTIONS = (
