@@ -230,6 +230,9 @@ def _summary(progress: JobProgress, seconds: float | None = None) -> str:
         f"{progress.near} near duplicates",
         f"{progress.dead} dead",
     ]
+    if progress.dead_reasons:
+        detail = ", ".join(f"{n} {why}" for why, n in sorted(progress.dead_reasons.items()))
+        parts[-1] += f" ({detail})"
     if skipped:
         detail = ", ".join(f"{n} {reason}" for reason, n in sorted(progress.skipped.items()))
         parts.append(f"{skipped} skipped ({detail})")

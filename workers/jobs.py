@@ -30,6 +30,7 @@ class JobProgress:
     tasks_total: int
     tasks_done: int
     skipped: dict[str, int]
+    dead_reasons: dict[str, int]
 
     @property
     def processed(self) -> int:
@@ -91,6 +92,11 @@ def read_progress(client: redis.Redis, keys: Keys, job_id: str) -> JobProgress:
         tasks_total=number("tasks_total"),
         tasks_done=int(tasks_done),
         skipped=json.loads(fields.get("skipped", "{}")),
+        dead_reasons={
+            name.removeprefix("dead:"): int(value)
+            for name, value in fields.items()
+            if name.startswith("dead:")
+        },
     )
 
 

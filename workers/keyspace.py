@@ -29,6 +29,7 @@ Layout under the configured prefix P (default "newsdedup:"):
   P bp:<source>:c                     hash: line hash -> counter (see LEARN_LINES_LUA)
   P bp:<source>:l                     hash: learned line hash -> the line's text
   P job:<job>                         hash: one backfill/poll job's totals and counters
+                                      (published, exact, near, dead, dead:<reason>)
   P job:<job>:done                    sorted set: input refs already accounted for
                                       (redelivery guard), scored by when (server time)
   P job:<job>:tasks                   set: task indexes finished
@@ -316,7 +317,10 @@ local fields = {}
 for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
 bump('dead', 1)
 redis.call('HINCRBY', P .. 'stats:dead_reasons', reason, 1)
-if job ~= '' then redis.call('HINCRBY', P .. 'job:' .. job, 'dead', 1) end
+if job ~= '' then
+  redis.call('HINCRBY', P .. 'job:' .. job, 'dead', 1)
+  redis.call('HINCRBY', P .. 'job:' .. job, 'dead:' .. reason, 1)
+end
 local entry = xadd('dead', maxlen, fields)
 return {'dead', entry}
 """
