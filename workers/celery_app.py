@@ -11,7 +11,7 @@ from celery import Celery
 from kombu.entity import Queue
 
 from workers.config import Settings, load_settings
-from workers.connection import DEFAULT_REDIS_URL, broker_for
+from workers.connection import DEFAULT_REDIS_URL, broker_for, broker_ssl_options
 
 INGEST_QUEUE = "ingest"
 FETCH_QUEUE = "fetch"
@@ -48,6 +48,9 @@ def make_app(settings: Settings) -> Celery:
         beat_scheduler="workers.schedule:FeedScheduler",
         beat_max_loop_interval=15,
         broker_connection_retry_on_startup=True,
+        # rediss://: TLS options from the URL's ssl_* parameters, the certificate checked
+        # unless ssl_cert_reqs says otherwise (kombu alone would not check it).
+        broker_use_ssl=broker_ssl_options(broker),
         broker_transport_options={
             # Longer than the hard time limit, or Redis would hand a running task to a
             # second worker.

@@ -21,6 +21,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import click
+import kombu.exceptions
 import redis
 
 from workers import streams
@@ -74,7 +75,9 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
         except PlanError as exc:
             fail(str(exc), EXIT_USAGE)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            fail(f"lost the connection to Redis: {exc}")
+            fail(f"lost the connection to Redis: {redact(str(exc))}")
+        except kombu.exceptions.OperationalError as exc:  # sending to the broker failed
+            fail(f"cannot reach the Celery broker: {redact(str(exc))}")
         except KeyboardInterrupt:
             fail("interrupted", 130)
 

@@ -6,11 +6,13 @@ import contextlib
 import logging
 import os
 import re
+import ssl
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 import hiredis
 import redis
@@ -21,6 +23,8 @@ from redis.retry import Retry
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 _PASSWORD_IN_URL = re.compile(r"(?<=://)([^:/@]*):([^@]*)@")
+
+T = TypeVar("T")
 
 
 def as_text(value: Any) -> str:
@@ -37,9 +41,33 @@ def redact(url: str) -> str:
     return _PASSWORD_IN_URL.sub(lambda m: f"{m.group(1)}:***@", url)
 
 
+def _transient(error: Exception) -> bool:
+    """Refused credentials and an untrusted TLS certificate stay so: no point retrying."""
+    if isinstance(error, redis.AuthenticationError):
+        return False
+    # redis-py raises ConnectionError from within its handler of the ssl error.
+    return not isinstance(error.__context__, ssl.SSLCertVerificationError)
+
+
+class _Retry(Retry):
+    """redis-py's Retry, giving up at once on errors that retrying cannot fix."""
+
+    def call_with_retry(
+        self,
+        do: Callable[[], T],
+        fail: Callable[[Exception], Any] | Callable[[Exception, int], Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> T:
+        def retryable(error: Exception) -> bool:
+            return _transient(error) and (is_retryable is None or is_retryable(error))
+
+        return super().call_with_retry(do, fail, retryable, with_failure_count)
+
+
 def redis_from_url(url: str) -> redis.Redis:
     # Retries with backoff ride out a Redis restart or a failover of a few seconds.
-    retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=8)
+    retry = _Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=8)
     options: dict[str, Any] = {}
     if not url.startswith("unix://"):
         options = {"socket_connect_timeout": 5, "socket_keepalive": True}
@@ -98,10 +126,10 @@ def run_packed(client: redis.Redis, commands: Sequence[bytes]) -> list[Any]:
 def ping(client: redis.Redis, url: str) -> None:
     try:
         client.ping()
+    except redis.AuthenticationError as exc:  # a ConnectionError: catch it first
+        raise RedisUnavailable(f"Redis at {redact(url)} refused the credentials: {exc}") from None
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         raise RedisUnavailable(f"cannot reach Redis at {redact(url)}: {exc}") from None
-    except redis.AuthenticationError as exc:
-        raise RedisUnavailable(f"Redis at {redact(url)} refused the credentials: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +146,34 @@ def broker_for(redis_url: str) -> str:
     if redis_url.startswith("unix://"):
         return "redis+socket://" + redis_url[len("unix://") :]
     return redis_url
+
+
+_CERT_REQS = {
+    "none": ssl.CERT_NONE,
+    "optional": ssl.CERT_OPTIONAL,
+    "required": ssl.CERT_REQUIRED,
+    "CERT_NONE": ssl.CERT_NONE,
+    "CERT_OPTIONAL": ssl.CERT_OPTIONAL,
+    "CERT_REQUIRED": ssl.CERT_REQUIRED,
+}
+
+
+def broker_ssl_options(broker_url: str) -> dict[str, Any] | None:
+    """Celery's `broker_use_ssl` for a rediss:// broker URL: its ssl_* query parameters
+    (ssl_cert_reqs, ssl_ca_certs, ssl_certfile, ssl_keyfile, ...) with ssl_cert_reqs
+    `required` unless given, as redis-py does for REDIS_URL. Without this, kombu would
+    connect to a rediss:// URL naming no ssl_cert_reqs without checking the certificate."""
+    parts = urlsplit(broker_url)
+    if parts.scheme != "rediss":
+        return None
+    options: dict[str, Any] = {
+        name: value for name, value in parse_qsl(parts.query) if name.startswith("ssl_")
+    }
+    reqs = options.get("ssl_cert_reqs", "required")
+    options["ssl_cert_reqs"] = _CERT_REQS.get(reqs, reqs)  # redis-py rejects a bad value
+    if "ssl_check_hostname" in options:
+        options["ssl_check_hostname"] = options["ssl_check_hostname"].lower() != "false"
+    return options
 
 
 class EmbeddedRedis:
