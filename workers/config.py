@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
@@ -90,6 +90,22 @@ class WorkerSettings(BaseModel):
     task_time_limit: int = Field(600, ge=1)
     task_soft_time_limit: int = Field(540, ge=1)
     visibility_timeout: int = Field(3600, ge=1)
+
+    @model_validator(mode="after")
+    def _limits_in_order(self) -> WorkerSettings:
+        if self.task_soft_time_limit > self.task_time_limit:
+            raise ValueError(
+                f"worker.task_soft_time_limit ({self.task_soft_time_limit} s) must not exceed "
+                f"worker.task_time_limit ({self.task_time_limit} s)"
+            )
+        # Redis hands a message not acknowledged within the visibility timeout to another
+        # worker: shorter than a task may run, and a slow batch would run twice at once.
+        if self.visibility_timeout <= self.task_time_limit:
+            raise ValueError(
+                f"worker.visibility_timeout ({self.visibility_timeout} s) must be longer "
+                f"than worker.task_time_limit ({self.task_time_limit} s)"
+            )
+        return self
 
 
 class Settings(BaseSettings):

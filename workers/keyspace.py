@@ -163,6 +163,14 @@ class Keys:
     def job_tasks(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}:tasks"
 
+    def job_attempts(self, job_id: str) -> str:
+        """Hash: task index -> how many times that batch has been started."""
+        return f"{self.prefix}job:{job_id}:attempts"
+
+    def job_cursor(self, job_id: str) -> str:
+        """Hash: task index -> the input a careful run of that batch is working on (JSON)."""
+        return f"{self.prefix}job:{job_id}:cursor"
+
     @property
     def feeds(self) -> str:
         return f"{self.prefix}feeds"

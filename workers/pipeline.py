@@ -20,6 +20,8 @@ from functools import partial
 from itertools import islice
 from typing import TYPE_CHECKING, TypeVar
 
+from celery.exceptions import SoftTimeLimitExceeded
+
 from workers.document import DeadInput, Document, LoadedInput
 from workers.index import Accepted, DedupIndex, Outcome, PreparedBatch, iso_to_epoch
 from workers.learner import Candidate, LineLearner, Pending
@@ -150,6 +152,8 @@ def _safely(doc: Document, stage: Callable[[], _Stage]) -> _Stage | DeadInput:
     # accounting of 199 good ones): it goes to `dead` with the error instead.
     try:
         return stage()
+    except SoftTimeLimitExceeded:  # the task's clock, not this document's fault (yet)
+        raise
     except Exception as exc:
         return DeadInput(
             doc.input_ref, "processing_error", f"{type(exc).__name__}: {exc}", doc.id, doc.source

@@ -5,16 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import redis
+from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 
+from workers.batches import BatchRun
 from workers.celery_app import app
 from workers.keyspace import JOB_TTL_SECONDS
-from workers.pipeline import process_inputs
 from workers.polling import poll_feed as poll_once
 from workers.polling import record_poll_result
 from workers.runtime import worker_fetcher, worker_runtime
 from workers.sources.feeds import FeedSpec
-from workers.sources.files import TaskSpec, load_task
+from workers.sources.files import TaskSpec
 
 log = get_task_logger(__name__)
 
@@ -29,21 +30,31 @@ log = get_task_logger(__name__)
     retry_backoff_max=60,
     retry_jitter=True,
     max_retries=20,
+    # A batch that hits the hard time limit goes back to the queue instead of being
+    # acknowledged with its unprocessed inputs; the next start runs it carefully
+    # (workers/batches.py) and finds the input that took the time.
+    acks_on_failure_or_timeout=False,
 )
 def ingest_batch(
     self: Any, job_id: str, task_index: int, spec: dict[str, Any], default_source: str | None
 ) -> dict[str, int]:
     runtime = worker_runtime()
-    task = TaskSpec.from_json(spec)
-    result = process_inputs(
-        load_task(task, default_source=default_source),
-        job_id=job_id,
-        rules=runtime.rules,
-        fingerprinter=runtime.fingerprinter,
-        index=runtime.index,
-        guard_prefix=task.root.rstrip("/") + "/",
-        learner=runtime.learner,
-    )
+    batch = BatchRun(runtime, job_id, task_index, TaskSpec.from_json(spec), default_source)
+    batch.begin()
+    try:
+        result = batch.run()
+    except SoftTimeLimitExceeded:
+        batch.on_soft_time_limit()
+        raise self.retry(countdown=0) from None
+    except (redis.ConnectionError, redis.TimeoutError):
+        raise
+    except Exception as exc:
+        if batch.careful:
+            raise
+        # Not one input's fault as far as we know (those go to dead one by one): run the
+        # batch again carefully, which pins it on an input if it is one.
+        log.warning("job %s task %d: %s; retrying carefully", job_id, task_index, exc)
+        raise self.retry(countdown=0) from None
     keys = runtime.keys
     pipe = runtime.client.pipeline(transaction=False)
     pipe.sadd(keys.job_tasks(job_id), task_index)
@@ -51,7 +62,13 @@ def ingest_batch(
         pipe.expire(key, JOB_TTL_SECONDS)
     pipe.execute()
     counts = result.counts()
-    log.info("job %s task %d: %s", job_id, task_index, counts)
+    log.info(
+        "job %s task %d%s: %s",
+        job_id,
+        task_index,
+        f" (start {batch.attempt}, careful)" if batch.careful else "",
+        counts,
+    )
     return counts
 
 

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import feedparser
+from celery.exceptions import SoftTimeLimitExceeded
 
 from workers.document import Document
 from workers.sources.dates import parse_date
@@ -263,6 +264,8 @@ def parse_feed(content: bytes, headers: Mapping[str, str], url: str) -> ParsedFe
     """
     try:
         return _parse_feed(content, headers, url)
+    except SoftTimeLimitExceeded:
+        raise
     except Exception as exc:  # feedparser on arbitrary bytes: a bad feed, never a crash
         return _not_a_feed(f"{type(exc).__name__}: {exc}")
 
@@ -289,6 +292,8 @@ def _parse_feed(content: bytes, headers: Mapping[str, str], url: str) -> ParsedF
     for raw in parsed.get("entries", []):
         try:
             entry = _entry(raw)
+        except SoftTimeLimitExceeded:
+            raise
         except Exception:  # one odd entry must not cost the feed's others
             entry = None
         if entry is None:

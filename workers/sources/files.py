@@ -456,6 +456,19 @@ def load_location(
         yield _load_single(ctx, kind, max_file_bytes)
 
 
+def single_input_ref(loc: Location) -> str | None:
+    """The input_ref of a range that holds exactly one input, known before reading it (the
+    loaders name inputs the same way), or None for a range of several."""
+    if loc.inputs != 1 or loc.count != 1:
+        return None
+    kind = file_kind(loc.path)
+    if kind in ("jsonl", "jsonl_gz"):
+        return f"{loc.path}:{loc.start + 1}"
+    if kind == "json":  # element 0 is named `path#0` in an array, `path` for an object
+        return f"{loc.path}#{loc.start}" if loc.start else None
+    return loc.path
+
+
 @dataclass(frozen=True, slots=True)
 class _Ctx:
     path: Path

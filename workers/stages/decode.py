@@ -9,6 +9,7 @@ so a file with a few corrupt bytes keeps its text instead of being dead-lettered
 from __future__ import annotations
 
 import codecs
+import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -34,7 +35,8 @@ _BOMS: tuple[tuple[bytes, str, str], ...] = (
 
 # C0 controls and DEL, minus the whitespace ones text legitimately contains.
 _CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 11, 12, 13)) + b"\x7f"
-_TEXT_CONTROLS = frozenset("\t\n\v\f\r")
+# C0 controls other than the text ones (tab, newlines, vertical tab, form feed), DEL, C1.
+_CONTROL_CHAR = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 # Invisible characters that do not make a document non-empty.
 _INVISIBLE = "\ufeff\u200b\u2060"
 
@@ -133,9 +135,8 @@ def _looks_cp1256(data: bytes) -> bool:
 
 
 def _control_chars(text: str) -> int:
-    return sum(
-        1 for ch in text if (ch < "\x20" or "\x7f" <= ch <= "\x9f") and ch not in _TEXT_CONTROLS
-    )
+    # A regex scan: a Python loop over the characters took 9 s on a 20 MB file.
+    return sum(1 for _ in _CONTROL_CHAR.finditer(text))
 
 
 def _finish(text: str, encoding: str, replaced: int) -> Decoded:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import lxml.html
 import trafilatura
+from celery.exceptions import SoftTimeLimitExceeded
 
 from workers.sources.dates import parse_date
 
@@ -116,6 +117,8 @@ def html_to_text(markup: str) -> str:
             if not _TAG.search(markup):
                 return _join(markup.splitlines())
         return _join(_tree_lines(markup))
+    except SoftTimeLimitExceeded:
+        raise
     except Exception:  # lxml on arbitrary input: a fragment without text, never an error
         return ""
 
@@ -235,6 +238,8 @@ def read_article(html: str | bytes, url: str = "") -> ArticleText | None:
         text = trafilatura.extract(
             tree, url=url or None, include_comments=False, include_tables=True, favor_recall=True
         )
+    except SoftTimeLimitExceeded:
+        raise
     except Exception as exc:  # third-party parser on arbitrary HTML
         raise ArticleError(f"{type(exc).__name__}: {exc}") from None
     if not text or not text.strip():
