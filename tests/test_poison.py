@@ -18,10 +18,15 @@ from pathlib import Path
 
 import psutil
 from conftest import SEEDS, RedisTarget, cli_env, run_cli
+from test_index import settings_for
 from test_workers_external import start_worker
 
+from workers.batches import MAX_ATTEMPTS, BatchRun, Suspect
 from workers.connection import as_text
+from workers.jobs import read_progress
 from workers.keyspace import Keys
+from workers.runtime import Runtime, build_runtime
+from workers.sources.files import plan_backfill
 
 
 def make_folder(folder: Path) -> int:
@@ -177,3 +182,85 @@ def test_hard_time_limit_puts_the_batch_back_and_the_input_goes_to_dead(
     dead = check_accounting(redis_target, prefix, progress)
     assert dead["reason"] in ("worker_lost", "time_limit"), dead
     assert "Hard time limit" in log, log[-3000:]
+
+
+# In-process: the careful run's bookkeeping, without Celery.
+
+
+def batch_for(runtime: Runtime, folder: Path, job_id: str) -> BatchRun:
+    (task,) = plan_backfill([folder], batch_size=100).tasks
+    return BatchRun(runtime, job_id, 0, task, None)
+
+
+def seeds_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "seeds"
+    folder.mkdir()
+    for path in sorted(SEEDS.glob("*.txt")):
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+def test_a_second_start_runs_carefully_and_redoes_nothing(
+    tmp_path: Path, redis_target: RedisTarget, prefix: str
+) -> None:
+    runtime = build_runtime(settings_for(prefix), redis_target.url)
+    folder = seeds_folder(tmp_path)
+    first = batch_for(runtime, folder, "j1")
+    first.begin()
+    assert (first.attempt, first.careful) == (1, False)
+    assert first.run().counts() == {"published": 5}
+    again = batch_for(runtime, folder, "j1")
+    again.begin()
+    assert (again.attempt, again.careful) == (2, True)
+    assert again.run().outcomes == []  # every input found in the done set, none re-read
+    assert redis_target.client.hget(Keys(prefix).job_cursor("j1"), "0") is None
+    assert redis_target.client.xlen(Keys(prefix).docs) == 5
+
+
+def test_the_input_named_by_the_cursor_twice_goes_to_dead(
+    tmp_path: Path, redis_target: RedisTarget, prefix: str
+) -> None:
+    runtime = build_runtime(settings_for(prefix), redis_target.url)
+    keys, client = Keys(prefix), redis_target.client
+    folder = seeds_folder(tmp_path)
+    victim = sorted(p.name for p in folder.iterdir())[2]
+    # Two earlier starts: the second, careful, died with the cursor on `victim`, which a
+    # careful start before it had also died on once.
+    client.hset(keys.job_attempts("j2"), "0", 2)
+    client.hset(keys.job_cursor("j2"), "0", Suspect(victim, "", "", 1).to_json())
+    batch = batch_for(runtime, folder, "j2")
+    batch.begin()
+    assert batch.suspect == Suspect(victim, "", "", 2)
+    counts = batch.run().counts()
+    assert counts == {"published": 4, "dead": 1}
+    (dead,) = client.xrange(keys.stream("dead"))
+    assert as_text(dead[1][b"input_ref"]) == victim
+    assert as_text(dead[1][b"reason"]) == "worker_lost"
+
+
+def test_one_death_on_an_input_gives_it_another_chance(
+    tmp_path: Path, redis_target: RedisTarget, prefix: str
+) -> None:
+    runtime = build_runtime(settings_for(prefix), redis_target.url)
+    keys, client = Keys(prefix), redis_target.client
+    folder = seeds_folder(tmp_path)
+    victim = sorted(p.name for p in folder.iterdir())[2]
+    client.hset(keys.job_attempts("j3"), "0", 1)
+    client.hset(keys.job_cursor("j3"), "0", Suspect(victim, "", "", 0).to_json())
+    batch = batch_for(runtime, folder, "j3")
+    batch.begin()
+    assert batch.run().counts() == {"published": 5}
+
+
+def test_a_batch_started_too_often_is_given_up_and_says_so(
+    tmp_path: Path, redis_target: RedisTarget, prefix: str
+) -> None:
+    runtime = build_runtime(settings_for(prefix), redis_target.url)
+    keys, client = Keys(prefix), redis_target.client
+    client.hset(keys.job("j4"), mapping={"total": 5, "tasks_total": 1})
+    client.hset(keys.job_attempts("j4"), "0", MAX_ATTEMPTS)
+    batch = batch_for(runtime, seeds_folder(tmp_path), "j4")
+    batch.begin()
+    assert batch.run().outcomes == []
+    progress = read_progress(client, keys, "j4")
+    assert (progress.abandoned_tasks, progress.tasks_done, progress.finished) == (1, 1, False)

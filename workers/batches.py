@@ -112,7 +112,11 @@ class BatchRun:
                 self.task_index,
                 self.attempt - 1,
             )
-            self.runtime.client.hincrby(self.runtime.keys.job(self.job_id), "abandoned_tasks")
+            keys, pipe = self.runtime.keys, self.runtime.client.pipeline(transaction=False)
+            pipe.hincrby(keys.job(self.job_id), "abandoned_tasks")
+            # Counted as ended, so a waiting `job --wait` stops and says so.
+            pipe.sadd(keys.job_tasks(self.job_id), self.task_index)
+            pipe.execute()
             return self.result
         if not self.careful:
             self.result = self._process(load_task(self.task, default_source=self.default_source))

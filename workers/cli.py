@@ -165,6 +165,12 @@ def _follow(
             )
             if progress.finished:
                 return progress
+            if progress.abandoned_tasks and progress.tasks_done >= progress.tasks_total:
+                fail(
+                    f"job {job_id}: {progress.abandoned_tasks} task(s) given up after "
+                    f"repeated failures, {progress.total - progress.processed} inputs not "
+                    "accounted for; see the worker logs"
+                )
             if worker is not None and worker.poll() is not None:
                 where = f"; see {log_path}" if log_path else ""
                 fail(f"the worker process exited with code {worker.returncode}{where}")

@@ -31,6 +31,7 @@ class JobProgress:
     tasks_done: int
     skipped: dict[str, int]
     dead_reasons: dict[str, int]
+    abandoned_tasks: int = 0  # batches given up after too many starts (workers/batches.py)
 
     @property
     def processed(self) -> int:
@@ -97,6 +98,7 @@ def read_progress(client: redis.Redis, keys: Keys, job_id: str) -> JobProgress:
             for name, value in fields.items()
             if name.startswith("dead:")
         },
+        abandoned_tasks=number("abandoned_tasks"),
     )
 
 
