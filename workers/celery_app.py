@@ -47,7 +47,26 @@ def make_app(settings: Settings) -> Celery:
         # so nothing is pickled); a Redis lock refuses a second beat (workers/schedule.py).
         beat_scheduler="workers.schedule:FeedScheduler",
         beat_max_loop_interval=15,
+        # Redis restarting or failing over (README "Faults and persistence"): a worker that
+        # loses the broker reconnects (2 s, 4 s, ... then every 30 s) and never gives up,
+        # however long Redis is away; exiting after Celery's default 100 attempts (about
+        # 45 minutes) would leave the queue to whatever restarts workers.
         broker_connection_retry_on_startup=True,
+        broker_connection_retry=True,
+        broker_connection_max_retries=None,
+        # Tasks running when the connection drops finish and are acknowledged on the new
+        # connection. Cancelling them instead (Celery 6's default) would leave their
+        # messages in Redis's unacked hash until the visibility timeout, an hour.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        # Sending waits for the broker for about two minutes, not Celery's 0.6 s: a task's
+        # autoretry sends its retry while Redis may still be down, and a retry that cannot
+        # be sent makes Celery drop the message (Reject, requeue=False) and its inputs.
+        task_publish_retry_policy={
+            "max_retries": 30,
+            "interval_start": 0,
+            "interval_step": 1,
+            "interval_max": 5,
+        },
         # rediss://: TLS options from the URL's ssl_* parameters, the certificate checked
         # unless ssl_cert_reqs says otherwise (kombu alone would not check it).
         broker_use_ssl=broker_ssl_options(broker),

@@ -1,0 +1,528 @@
+"""Faults: Redis restarting under running workers, and Redis unreachable when a command starts.
+
+The restart tests run their own redis-server (never the machine's) on a free port, with
+the persistence settings the README asks for: `appendonly yes` with `appendfsync
+everysec`, no RDB snapshots, `maxmemory-policy noeviction`. Two workers process a
+backfill; once a tenth of it is done Redis is stopped and started again on the same port
+and folder, and it must come back with everything it acknowledged: Celery's queues and
+unacked hash, the job counters and done sets, the index and the streams.
+
+- SIGTERM (a clean shutdown, which fsyncs the AOF) and SIGKILL (a crash: no shutdown; the
+  AOF as the process left it, every acknowledged write already written to the file, so
+  `everysec` loses nothing here; only a host crash could lose its last second);
+- down 4 s (inside redis-py's retry window: running tasks wait inside their Redis calls)
+  and 15 s (past it: the tasks fail and retry through Celery).
+
+Afterwards every input is in exactly one of docs, duplicates and dead, none twice, no
+dead letter comes from the outage, the job's counters agree, every message is
+acknowledged (nothing waits for the visibility timeout) and both workers still run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+import redis
+from conftest import ROOT, SEEDS, cli_env, run_cli
+from edit_copies import lightly_edit
+
+from workers import streams
+from workers.connection import RedisUnavailable, ping, redis_from_url
+from workers.jobs import JobProgress, read_progress
+from workers.keyspace import STREAM_NAMES, Keys
+
+# Dead-letter reasons that depend on an input's content only, never on a fault.
+CONTENT_REASONS = {"missing_text", "all_boilerplate"}
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+needs_redis_server = pytest.mark.skipif(
+    sys.platform != "linux" or not Path(REDIS_SERVER).exists(),
+    reason="needs a redis-server binary and Linux process semantics",
+)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class PrivateRedis:
+    """A redis-server of our own in `folder`, stopped and started again on the same port."""
+
+    def __init__(self, folder: Path, appendfsync: str = "everysec") -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.appendfsync = appendfsync
+        self.process: subprocess.Popen[bytes] | None = None
+        folder.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        assert self.process is None or self.process.poll() is not None
+        self.process = subprocess.Popen(
+            [
+                REDIS_SERVER,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.folder),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                self.appendfsync,
+                "--save",
+                "",
+                "--maxmemory-policy",
+                "noeviction",
+                "--daemonize",
+                "no",
+                "--logfile",
+                str(self.folder / "redis.log"),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                # PING answers LOADING while the AOF is replayed: wait for a real reply.
+                client.ping()
+                break
+            except (redis.ConnectionError, redis.BusyLoadingError):
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"redis-server did not start; see {self.folder}/redis.log"
+                    ) from None
+                time.sleep(0.05)
+            finally:
+                client.close()
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        assert not _running(server.pid), "redis-server still running"
+
+
+def _running(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+# ------------------------------------------------------------------------------ inputs
+
+
+@dataclass(frozen=True)
+class Inputs:
+    folder: Path
+    refs: frozenset[str]  # input_ref of every input
+    dead: frozenset[str]  # the inputs that are meant to be dead (records without text)
+
+
+def write_inputs(folder: Path, count: int, *, seed: int, files: int = 4) -> Inputs:
+    """`count` JSONL records over `files` files: new articles made of the seeds' words,
+    exact and lightly edited copies of them and of the seeds, and every 97th record one
+    without text (dead as missing_text, on purpose)."""
+    seeds = [p.read_text("utf-8").partition("\n")[::2] for p in sorted(SEEDS.glob("*.txt"))]
+    words = sorted({w for _, body in seeds for w in body.split() if len(w) > 2})
+    rng = random.Random(seed)
+    originals: list[tuple[str, str]] = []
+    folder.mkdir(parents=True)
+    handles = [(folder / f"part{k}.jsonl").open("w", encoding="utf-8") for k in range(files)]
+    refs: set[str] = set()
+    dead: set[str] = set()
+    lines = [0] * files
+    try:
+        for i in range(count):
+            k = i % files
+            lines[k] += 1
+            ref = f"part{k}.jsonl:{lines[k]}"
+            refs.add(ref)
+            record: dict[str, str] = {"id": f"s{seed}-{i}", "source": f"src{i % 3}"}
+            if i % 97 == 96:
+                dead.add(ref)
+                record["title"] = "no text"
+            else:
+                kind = i % 4
+                if kind == 0 or not originals:
+                    paragraphs = [" ".join(rng.choices(words, k=60)) for _ in range(5)]
+                    title, body = f"article {seed}-{i}", "\n".join(paragraphs)
+                    originals.append((title, body))
+                elif kind == 1:
+                    title, body = rng.choice(originals)
+                elif kind == 2:
+                    title, text = seeds[i % len(seeds)]
+                    body = lightly_edit(text, i)
+                else:
+                    title, text = rng.choice(originals)
+                    body = lightly_edit(text, i)
+                record.update(title=title, text=body)
+            handles[k].write(json.dumps(record, ensure_ascii=False) + "\n")
+    finally:
+        for handle in handles:
+            handle.close()
+    return Inputs(folder, frozenset(refs), frozenset(dead))
+
+
+# ------------------------------------------------------------------------------ workers
+
+
+def start_worker(
+    env: dict[str, str], name: str, log: Path, loglevel: str = "WARNING"
+) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "workers.cli",
+                "worker",
+                "--concurrency",
+                "1",
+                "--loglevel",
+                loglevel,
+                "--hostname",
+                f"{name}@%h",
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+
+def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    for w in workers:
+        if w.poll() is None:
+            w.send_signal(signal.SIGTERM)
+    for w in workers:
+        try:
+            w.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            w.kill()
+            w.wait()
+
+
+def _descendants(pid: int) -> list[int]:
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+@contextlib.contextmanager
+def running_workers(
+    env: dict[str, str], folder: Path, n: int, loglevel: str
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    workers = [start_worker(env, f"w{i}", folder / f"w{i}.log", loglevel) for i in range(n)]
+    children: set[int] = set()
+    try:
+        yield workers
+    finally:
+        for w in workers:
+            children.update(_descendants(w.pid))
+        stop_workers(workers)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(_running(pid) for pid in children):
+            time.sleep(0.1)
+        left = [pid for pid in children if _running(pid)]
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        assert not left, f"worker pool processes left running: {left}"
+
+
+def worker_logs(folder: Path) -> str:
+    return "".join(
+        f"\n----- {p.name}\n" + p.read_text("utf-8", "replace")
+        for p in sorted(folder.glob("w*.log"))
+    )
+
+
+# ------------------------------------------------------------------------------ checks
+
+
+def enqueue(inputs: Inputs, env: dict[str, str]) -> str:
+    result = run_cli(["backfill", str(inputs.folder)], env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"enqueued {len(inputs.refs)} inputs" in result.stdout, result.stdout
+    match = re.match(r"job (\S+): enqueued", result.stdout)
+    assert match, result.stdout
+    return match.group(1)
+
+
+def progress_or_none(client: redis.Redis, keys: Keys, job_id: str) -> JobProgress | None:
+    try:
+        return read_progress(client, keys, job_id)
+    except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+        return None
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout: float, what: str, logs: Callable[[], str]
+) -> float:
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            pytest.fail(f"{what} not reached within {timeout:.0f}s" + logs())
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def stream_refs(client: redis.Redis, keys: Keys) -> dict[str, list[dict[str, str]]]:
+    return {
+        name: [fields for _, fields in streams.iter_range(client, keys.stream(name), limit=None)]
+        for name in STREAM_NAMES
+    }
+
+
+def check_accounting(
+    client: redis.Redis,
+    keys: Keys,
+    job_id: str,
+    inputs: Inputs,
+    env: dict[str, str],
+) -> None:
+    """Every input in exactly one stream, once; the job's counters agree with the streams."""
+    new = stream_refs(client, keys)
+    seen = Counter(fields["input_ref"] for name in STREAM_NAMES for fields in new[name])
+    twice = sorted(ref for ref, n in seen.items() if n > 1)
+    assert not twice, f"{len(twice)} inputs accounted more than once, e.g. {twice[:5]}"
+    missing = sorted(inputs.refs - set(seen))
+    assert not missing, f"{len(missing)} inputs not accounted for, e.g. {missing[:5]}"
+    assert set(seen) == inputs.refs
+    ids = Counter(fields["id"] for fields in new["docs"])
+    assert not [i for i, n in ids.items() if n > 1], "a document published twice"
+    # The restart caused no dead letter: the records without text are dead, and besides
+    # them at most a copy the boilerplate learner reads as nothing but learned lines (the
+    # generated copies repeat their originals' paragraphs within a source).
+    dead = {fields["input_ref"]: fields["reason"] for fields in new["dead"]}
+    assert {r for r, why in dead.items() if why == "missing_text"} == inputs.dead
+    assert set(dead.values()) <= CONTENT_REASONS, dead
+
+    result = run_cli(["job", job_id, "--json"], env)
+    assert result.returncode == 0, result.stderr
+    job = json.loads(result.stdout)
+    assert job["finished"] and job["total"] == job["processed"] == len(inputs.refs), job
+    assert job["published"] == len(new["docs"]), job
+    assert job["exact"] + job["near"] == len(new["duplicates"]), job
+    assert job["dead"] == len(new["dead"]), job
+    assert job["dead_reasons"] == dict(Counter(dead.values())), job
+    assert job["tasks_done"] == job["tasks_total"], job
+
+
+@dataclass(frozen=True)
+class Outage:
+    processed: int  # inputs processed when Redis was stopped
+    stopped_after: float  # seconds from the enqueue to the stop
+
+
+def outage(
+    server: PrivateRedis,
+    client: redis.Redis,
+    keys: Keys,
+    job_id: str,
+    total: int,
+    seconds: float,
+    how: signal.Signals,
+    logs: Callable[[], str],
+) -> Outage:
+    """Once a tenth of the job is processed, stop Redis with `how` (SIGTERM: a clean
+    shutdown; SIGKILL: a crash), wait `seconds`, start it again on the same port and
+    folder."""
+    started = time.monotonic()
+
+    def some_done() -> bool:
+        progress = progress_or_none(client, keys, job_id)
+        return progress is not None and progress.processed >= total // 10
+
+    wait_until(some_done, 120, "a tenth of the job processed", logs)
+    progress = read_progress(client, keys, job_id)
+    assert progress.processed < total, "the job finished before Redis could be stopped"
+    stopped_after = time.monotonic() - started
+    server.stop(how)
+    time.sleep(seconds)
+    server.start()
+    return Outage(progress.processed, stopped_after)
+
+
+# ------------------------------------------------------------------------------ tests
+
+
+def run_outage(
+    tmp_path: Path,
+    server: PrivateRedis,
+    count: int,
+    down_seconds: float,
+    how: signal.Signals = signal.SIGTERM,
+    loglevel: str = "WARNING",
+) -> str:
+    """Two workers, a backfill of `count` generated inputs, Redis stopped for
+    `down_seconds` once a tenth is processed; every input checked afterwards. Returns the
+    workers' logs."""
+    prefix = "faults:"
+    keys = Keys(prefix)
+    # Small tasks: several running and many queued when Redis goes away.
+    env = cli_env(redis_url=server.url, prefix=prefix, NEWSDEDUP_INGEST__BATCH_SIZE="50")
+    client = redis.Redis.from_url(server.url, socket_connect_timeout=1)
+
+    def logs() -> str:
+        return worker_logs(tmp_path)
+
+    def settled() -> bool:
+        """Every input counted, every task's end recorded, every message acknowledged."""
+        progress = progress_or_none(client, keys, job_id)
+        if progress is None or not progress.finished:
+            return False
+        if progress.tasks_done < progress.tasks_total:
+            return False
+        try:
+            return not client.hlen(f"{prefix}unacked") and not client.llen(f"{prefix}ingest")
+        except redis.ConnectionError:
+            return False
+
+    try:
+        with running_workers(env, tmp_path, 2, loglevel) as workers:
+            inputs = write_inputs(tmp_path / "in", count, seed=1)  # while the workers start
+            job_id = enqueue(inputs, env)
+            gap = outage(server, client, keys, job_id, count, down_seconds, how, logs)
+            # Acknowledged in the end, on the workers' new connections: no message is left
+            # in the unacked hash to come back after the visibility timeout (an hour).
+            took = wait_until(settled, 300, f"job {job_id} finished and acknowledged", logs)
+            assert all(w.poll() is None for w in workers), "a worker exited" + logs()
+            check_accounting(client, keys, job_id, inputs, env)
+        print(
+            f"Redis stopped ({how.name}) {gap.stopped_after:.1f}s after the enqueue, at "
+            f"{gap.processed}/{count} inputs, for {down_seconds:g}s; "
+            f"job finished {took:.1f}s after Redis was back"
+        )
+        return logs()
+    finally:
+        client.close()
+
+
+@needs_redis_server
+@pytest.mark.parametrize(
+    "how",
+    [
+        pytest.param(signal.SIGTERM, id="shutdown"),
+        # A crash: no shutdown save, the restarted server replays the AOF as the killed one
+        # left it. Every write it acknowledged was already written to the AOF file (the OS
+        # keeps it when the process dies; only a host crash can lose the last second).
+        pytest.param(signal.SIGKILL, id="crash"),
+    ],
+)
+def test_redis_restart_mid_stream(
+    tmp_path: Path, private_redis: PrivateRedis, how: signal.Signals
+) -> None:
+    """Down for 4 s, inside redis-py's retry window (about 9 s): running tasks wait inside
+    their Redis calls, and the Celery consumers reconnect to the broker."""
+    logs = run_outage(tmp_path, private_redis, 3000, 4, how)
+    assert "Connection to broker lost" in logs  # the restart really hit the workers
+
+
+@needs_redis_server
+def test_redis_down_longer_than_client_retries(tmp_path: Path, private_redis: PrivateRedis) -> None:
+    """Down for 15 s, past redis-py's retries: the running tasks fail with ConnectionError
+    and their autoretry sends the retry once the broker is back (task_publish_retry_policy
+    waits for it), so no batch is dropped."""
+    logs = run_outage(tmp_path, private_redis, 3000, 15, loglevel="INFO")
+    assert "Connection to broker lost" in logs
+    assert re.search(r"ingest_batch\[[^]]+\] retry: Retry in", logs), "no task was retried"
+    assert "reject requeue=False" not in logs
+
+
+# ------------------------------------------------------------------------------ unreachable
+
+# Redis refuses connections on port 1; the password must never be printed.
+DOWN_URL = "redis://:s3cret@127.0.0.1:1/0"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["backfill", "seeds/"],
+        ["stats"],
+        ["job"],
+        ["job", "--wait"],
+        ["worker", "--concurrency", "1"],
+        ["beat"],
+        ["run", "--concurrency", "1"],
+        ["metrics", "--port", "0"],
+        ["poll", "https://example.com/feed.xml"],
+        ["feeds"],
+        ["tail", "--follow"],
+        ["index", "stats"],
+    ],
+    ids=" ".join,
+)
+def test_unreachable_redis_at_start_is_one_line(tmp_path: Path, args: list[str]) -> None:
+    env = cli_env(data_dir=tmp_path, redis_url=DOWN_URL)
+    result = run_cli(args, env, timeout=60)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith(
+        "newsdedup: error: cannot reach Redis at redis://:***@127.0.0.1:1/0: "
+    ), result.stderr
+    assert "s3cret" not in result.stderr
+
+
+def test_start_check_does_not_wait_out_the_retry_window() -> None:
+    """A command started while Redis is down fails within about a second, not after the
+    client's retries for running processes (about 9 s)."""
+    client = redis_from_url(DOWN_URL)
+    started = time.monotonic()
+    with pytest.raises(RedisUnavailable, match="cannot reach Redis"):
+        ping(client, DOWN_URL)
+    assert time.monotonic() - started < 3
+    client.close()
