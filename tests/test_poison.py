@@ -264,3 +264,21 @@ def test_a_batch_started_too_often_is_given_up_and_says_so(
     assert batch.run().outcomes == []
     progress = read_progress(client, keys, "j4")
     assert (progress.abandoned_tasks, progress.tasks_done, progress.finished) == (1, 1, False)
+
+
+def test_a_run_that_ended_in_a_retry_is_no_strike(
+    tmp_path: Path, redis_target: RedisTarget, prefix: str
+) -> None:
+    # The careful run before this one was at retry 1 and ended by sending retry 2 (Redis
+    # went away under it): the input its cursor names did not kill it.
+    runtime = build_runtime(settings_for(prefix), redis_target.url)
+    keys, client = Keys(prefix), redis_target.client
+    folder = seeds_folder(tmp_path)
+    victim = sorted(p.name for p in folder.iterdir())[2]
+    client.hset(keys.job_attempts("j5"), "0", 3)
+    client.hset(keys.job_cursor("j5"), "0", Suspect(victim, "", "", 1, retries=1).to_json())
+    (task,) = plan_backfill([folder], batch_size=100).tasks
+    batch = BatchRun(runtime, "j5", 0, task, None, retries=2)
+    batch.begin()
+    assert batch.suspect == Suspect(victim, "", "", 1, retries=2)
+    assert batch.run().counts() == {"published": 5}

@@ -27,7 +27,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,17 +55,30 @@ class Suspect:
     id: str
     source: str
     strikes: int  # careful runs that died on it, counting the last one
+    retries: int = 0  # the Celery retry count of the run that named it
 
     def to_json(self) -> str:
         return json.dumps(
-            {"ref": self.input_ref, "id": self.id, "source": self.source, "strikes": self.strikes},
+            {
+                "ref": self.input_ref,
+                "id": self.id,
+                "source": self.source,
+                "strikes": self.strikes,
+                "retries": self.retries,
+            },
             ensure_ascii=False,
         )
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Suspect:
         data: dict[str, Any] = json.loads(raw)
-        return cls(str(data["ref"]), str(data["id"]), str(data["source"]), int(data["strikes"]))
+        return cls(
+            str(data["ref"]),
+            str(data["id"]),
+            str(data["source"]),
+            int(data["strikes"]),
+            int(data.get("retries", 0)),
+        )
 
 
 @dataclass(slots=True)
@@ -77,6 +90,7 @@ class BatchRun:
     task_index: int
     task: TaskSpec
     default_source: str | None
+    retries: int = 0  # Celery's count of this message's retries (not of redeliveries)
     attempt: int = 0
     suspect: Suspect | None = None
     current: Suspect | None = None  # careful runs: the input being worked on
@@ -102,7 +116,13 @@ class BatchRun:
         self.attempt = int(attempt)
         if cursor is not None:
             left = Suspect.from_json(cursor)
-            self.suspect = Suspect(left.input_ref, left.id, left.source, left.strikes + 1)
+            # Only a redelivery (the same retry count: that run never sent a retry of its
+            # own) means its worker died; a run that ended in a retry (Redis went away)
+            # was not killed by the input it was on.
+            died = left.retries == self.retries
+            self.suspect = replace(
+                left, strikes=left.strikes + (1 if died else 0), retries=self.retries
+            )
 
     def run(self) -> BatchResult:
         if self.attempt > MAX_ATTEMPTS:
@@ -191,7 +211,7 @@ class BatchRun:
         strikes = 0
         if self.suspect is not None and self.suspect.input_ref == item.input_ref:
             strikes = self.suspect.strikes
-        cursor = Suspect(item.input_ref, item.id, item.source, strikes)
+        cursor = Suspect(item.input_ref, item.id, item.source, strikes, self.retries)
         pipe = self.runtime.client.pipeline(transaction=False)
         pipe.hset(keys.job_cursor(self.job_id), str(self.task_index), cursor.to_json())
         pipe.expire(keys.job_cursor(self.job_id), JOB_TTL_SECONDS)

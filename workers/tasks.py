@@ -39,7 +39,14 @@ def ingest_batch(
     self: Any, job_id: str, task_index: int, spec: dict[str, Any], default_source: str | None
 ) -> dict[str, int]:
     runtime = worker_runtime()
-    batch = BatchRun(runtime, job_id, task_index, TaskSpec.from_json(spec), default_source)
+    batch = BatchRun(
+        runtime,
+        job_id,
+        task_index,
+        TaskSpec.from_json(spec),
+        default_source,
+        retries=self.request.retries or 0,
+    )
     batch.begin()
     try:
         result = batch.run()
