@@ -8,7 +8,7 @@ the same inputs.
 from __future__ import annotations
 
 from celery import Celery
-from kombu.entity import Queue
+from kombu.entity import Exchange, Queue
 
 from workers.config import Settings, load_settings
 from workers.connection import DEFAULT_REDIS_URL, broker_for, broker_ssl_options
@@ -38,7 +38,13 @@ def make_app(settings: Settings) -> Celery:
         task_time_limit=limits.task_time_limit,
         task_soft_time_limit=limits.task_soft_time_limit,
         task_default_queue=INGEST_QUEUE,
-        task_queues=(Queue(INGEST_QUEUE), Queue(FETCH_QUEUE)),
+        # Each queue bound to its own exchange and key: declared bare, both took the
+        # default exchange's key ("ingest"), so a message published to that exchange and
+        # key would have landed in both.
+        task_queues=tuple(
+            Queue(name, Exchange(name, type="direct"), routing_key=name)
+            for name in (INGEST_QUEUE, FETCH_QUEUE)
+        ),
         task_routes={
             "newsdedup.ingest_batch": {"queue": INGEST_QUEUE},
             "newsdedup.poll_feed": {"queue": FETCH_QUEUE},
