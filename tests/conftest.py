@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -106,6 +108,42 @@ def run_cli(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_worker(
+    env: dict[str, str], name: str, log: Path, loglevel: str = "WARNING"
+) -> subprocess.Popen[bytes]:
+    """`newsdedup worker --concurrency 1` as a separate process, its output in `log`."""
+    command = [
+        sys.executable, "-m", "workers.cli", "worker",
+        "--concurrency", "1", "--loglevel", loglevel, "--hostname", f"{name}@%h",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+
+def stop_workers(workers: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
+    """Warm shutdown (SIGTERM) for each worker, then SIGKILL for any that hangs."""
+    for worker in workers:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
 
 
 @pytest.fixture

@@ -27,7 +27,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -39,7 +38,7 @@ from pathlib import Path
 import psutil
 import pytest
 import redis
-from conftest import ROOT, SEEDS, cli_env, run_cli
+from conftest import SEEDS, cli_env, free_port, run_cli, start_worker, stop_workers
 from edit_copies import lightly_edit
 
 from workers import streams
@@ -55,13 +54,6 @@ needs_redis_server = pytest.mark.skipif(
     sys.platform != "linux" or not Path(REDIS_SERVER).exists(),
     reason="needs a redis-server binary and Linux process semantics",
 )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class PrivateRedis:
@@ -213,43 +205,6 @@ def write_inputs(folder: Path, count: int, *, seed: int, files: int = 4) -> Inpu
 
 
 # ------------------------------------------------------------------------------ workers
-
-
-def start_worker(
-    env: dict[str, str], name: str, log: Path, loglevel: str = "WARNING"
-) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "workers.cli",
-                "worker",
-                "--concurrency",
-                "1",
-                "--loglevel",
-                loglevel,
-                "--hostname",
-                f"{name}@%h",
-            ],
-            env=env,
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-
-
-def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
-    for w in workers:
-        if w.poll() is None:
-            w.send_signal(signal.SIGTERM)
-    for w in workers:
-        try:
-            w.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            w.kill()
-            w.wait()
 
 
 def _descendants(pid: int) -> list[int]:

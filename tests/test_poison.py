@@ -12,14 +12,15 @@ import json
 import random
 import shutil
 import signal
-import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-from conftest import SEEDS, RedisTarget, cli_env, run_cli
+import pytest
+import redis
+from conftest import SEEDS, RedisTarget, cli_env, run_cli, start_worker, stop_workers
 from test_index import settings_for
-from test_workers_external import start_worker
 
 from workers.batches import MAX_ATTEMPTS, BatchRun, Suspect
 from workers.connection import as_text
@@ -61,11 +62,7 @@ def run_poisoned_backfill(
         assert waited.returncode == 0, waited.stderr + log.read_text()
         progress = json.loads(run_cli(["job", "--json"], env).stdout)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_workers([worker])
     return progress, log.read_text()
 
 
@@ -154,11 +151,7 @@ def test_worker_killed_on_the_same_input_twice_sends_it_to_dead(
         assert waited.returncode == 0, waited.stderr + log.read_text()[-3000:]
         progress = json.loads(run_cli(["job", "--json"], env).stdout)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_workers([worker])
     assert inputs == 6
     dead = check_accounting(redis_target, prefix, progress)
     assert dead["reason"] == "worker_lost", (dead, kills)
@@ -187,98 +180,80 @@ def test_hard_time_limit_puts_the_batch_back_and_the_input_goes_to_dead(
 # In-process: the careful run's bookkeeping, without Celery.
 
 
-def batch_for(runtime: Runtime, folder: Path, job_id: str) -> BatchRun:
-    (task,) = plan_backfill([folder], batch_size=100).tasks
-    return BatchRun(runtime, job_id, 0, task, None)
+@dataclass
+class Careful:
+    """A runtime on the test Redis and a folder of the five seeds, one of them `victim`."""
+
+    runtime: Runtime
+    keys: Keys
+    client: redis.Redis
+    folder: Path
+    victim: str
+
+    def left_behind(self, job_id: str, attempts: int, cursor: Suspect | None = None) -> None:
+        """What earlier starts of task 0 left: their count and the cursor."""
+        self.client.hset(self.keys.job_attempts(job_id), "0", attempts)
+        if cursor is not None:
+            self.client.hset(self.keys.job_cursor(job_id), "0", cursor.to_json())
+
+    def start(self, job_id: str, retries: int = 0) -> BatchRun:
+        (task,) = plan_backfill([self.folder], batch_size=100).tasks
+        batch = BatchRun(self.runtime, job_id, 0, task, None, retries=retries)
+        batch.begin()
+        return batch
 
 
-def seeds_folder(tmp_path: Path) -> Path:
+@pytest.fixture
+def careful(tmp_path: Path, redis_target: RedisTarget, prefix: str) -> Careful:
     folder = tmp_path / "seeds"
     folder.mkdir()
     for path in sorted(SEEDS.glob("*.txt")):
         shutil.copy(path, folder / path.name)
-    return folder
-
-
-def test_a_second_start_runs_carefully_and_redoes_nothing(
-    tmp_path: Path, redis_target: RedisTarget, prefix: str
-) -> None:
     runtime = build_runtime(settings_for(prefix), redis_target.url)
-    folder = seeds_folder(tmp_path)
-    first = batch_for(runtime, folder, "j1")
-    first.begin()
+    victim = sorted(p.name for p in folder.iterdir())[2]
+    return Careful(runtime, Keys(prefix), redis_target.client, folder, victim)
+
+
+def test_a_second_start_runs_carefully_and_redoes_nothing(careful: Careful) -> None:
+    first = careful.start("j1")
     assert (first.attempt, first.careful) == (1, False)
     assert first.run().counts() == {"published": 5}
-    again = batch_for(runtime, folder, "j1")
-    again.begin()
+    again = careful.start("j1")
     assert (again.attempt, again.careful) == (2, True)
     assert again.run().outcomes == []  # every input found in the done set, none re-read
-    assert redis_target.client.hget(Keys(prefix).job_cursor("j1"), "0") is None
-    assert redis_target.client.xlen(Keys(prefix).docs) == 5
+    assert careful.client.hget(careful.keys.job_cursor("j1"), "0") is None
+    assert careful.client.xlen(careful.keys.docs) == 5
 
 
-def test_the_input_named_by_the_cursor_twice_goes_to_dead(
-    tmp_path: Path, redis_target: RedisTarget, prefix: str
-) -> None:
-    runtime = build_runtime(settings_for(prefix), redis_target.url)
-    keys, client = Keys(prefix), redis_target.client
-    folder = seeds_folder(tmp_path)
-    victim = sorted(p.name for p in folder.iterdir())[2]
+def test_the_input_named_by_the_cursor_twice_goes_to_dead(careful: Careful) -> None:
     # Two earlier starts: the second, careful, died with the cursor on `victim`, which a
     # careful start before it had also died on once.
-    client.hset(keys.job_attempts("j2"), "0", 2)
-    client.hset(keys.job_cursor("j2"), "0", Suspect(victim, "", "", 1).to_json())
-    batch = batch_for(runtime, folder, "j2")
-    batch.begin()
-    assert batch.suspect == Suspect(victim, "", "", 2)
-    counts = batch.run().counts()
-    assert counts == {"published": 4, "dead": 1}
-    (dead,) = client.xrange(keys.stream("dead"))
-    assert as_text(dead[1][b"input_ref"]) == victim
+    careful.left_behind("j2", 2, Suspect(careful.victim, "", "", 1))
+    batch = careful.start("j2")
+    assert batch.suspect == Suspect(careful.victim, "", "", 2)
+    assert batch.run().counts() == {"published": 4, "dead": 1}
+    (dead,) = careful.client.xrange(careful.keys.stream("dead"))
+    assert as_text(dead[1][b"input_ref"]) == careful.victim
     assert as_text(dead[1][b"reason"]) == "worker_lost"
 
 
-def test_one_death_on_an_input_gives_it_another_chance(
-    tmp_path: Path, redis_target: RedisTarget, prefix: str
-) -> None:
-    runtime = build_runtime(settings_for(prefix), redis_target.url)
-    keys, client = Keys(prefix), redis_target.client
-    folder = seeds_folder(tmp_path)
-    victim = sorted(p.name for p in folder.iterdir())[2]
-    client.hset(keys.job_attempts("j3"), "0", 1)
-    client.hset(keys.job_cursor("j3"), "0", Suspect(victim, "", "", 0).to_json())
-    batch = batch_for(runtime, folder, "j3")
-    batch.begin()
-    assert batch.run().counts() == {"published": 5}
+def test_one_death_on_an_input_gives_it_another_chance(careful: Careful) -> None:
+    careful.left_behind("j3", 1, Suspect(careful.victim, "", "", 0))
+    assert careful.start("j3").run().counts() == {"published": 5}
 
 
-def test_a_batch_started_too_often_is_given_up_and_says_so(
-    tmp_path: Path, redis_target: RedisTarget, prefix: str
-) -> None:
-    runtime = build_runtime(settings_for(prefix), redis_target.url)
-    keys, client = Keys(prefix), redis_target.client
-    client.hset(keys.job("j4"), mapping={"total": 5, "tasks_total": 1})
-    client.hset(keys.job_attempts("j4"), "0", MAX_ATTEMPTS)
-    batch = batch_for(runtime, seeds_folder(tmp_path), "j4")
-    batch.begin()
-    assert batch.run().outcomes == []
-    progress = read_progress(client, keys, "j4")
+def test_a_batch_started_too_often_is_given_up_and_says_so(careful: Careful) -> None:
+    careful.client.hset(careful.keys.job("j4"), mapping={"total": 5, "tasks_total": 1})
+    careful.left_behind("j4", MAX_ATTEMPTS)
+    assert careful.start("j4").run().outcomes == []
+    progress = read_progress(careful.client, careful.keys, "j4")
     assert (progress.abandoned_tasks, progress.tasks_done, progress.finished) == (1, 1, False)
 
 
-def test_a_run_that_ended_in_a_retry_is_no_strike(
-    tmp_path: Path, redis_target: RedisTarget, prefix: str
-) -> None:
+def test_a_run_that_ended_in_a_retry_is_no_strike(careful: Careful) -> None:
     # The careful run before this one was at retry 1 and ended by sending retry 2 (Redis
     # went away under it): the input its cursor names did not kill it.
-    runtime = build_runtime(settings_for(prefix), redis_target.url)
-    keys, client = Keys(prefix), redis_target.client
-    folder = seeds_folder(tmp_path)
-    victim = sorted(p.name for p in folder.iterdir())[2]
-    client.hset(keys.job_attempts("j5"), "0", 3)
-    client.hset(keys.job_cursor("j5"), "0", Suspect(victim, "", "", 1, retries=1).to_json())
-    (task,) = plan_backfill([folder], batch_size=100).tasks
-    batch = BatchRun(runtime, "j5", 0, task, None, retries=2)
-    batch.begin()
-    assert batch.suspect == Suspect(victim, "", "", 1, retries=2)
+    careful.left_behind("j5", 3, Suspect(careful.victim, "", "", 1, retries=1))
+    batch = careful.start("j5", retries=2)
+    assert batch.suspect == Suspect(careful.victim, "", "", 1, retries=2)
     assert batch.run().counts() == {"published": 5}

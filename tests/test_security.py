@@ -19,7 +19,6 @@ import secrets
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ from typing import Any
 
 import pytest
 import redis
-from conftest import ROOT, cli_env, run_cli
+from conftest import ROOT, cli_env, free_port, run_cli, start_worker
 
 PREFIX = "ndsec:"
 SUMMARY = "5 inputs, 5 published"
@@ -52,13 +51,6 @@ def redis_server_binary() -> str:
     if exe and os.access(exe, os.X_OK):
         return exe
     pytest.skip("no redis-server binary available")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)
@@ -187,19 +179,6 @@ def env_for(url: str, tmp_path: Path) -> dict[str, str]:
     return cli_env(data_dir=tmp_path / "data", redis_url=url, prefix=PREFIX)
 
 
-def start_worker(env: dict[str, str], name: str, log: Path) -> subprocess.Popen[bytes]:
-    """`newsdedup worker` at INFO, so the log holds Celery's banner with the broker URL."""
-    command = [
-        sys.executable, "-m", "workers.cli", "worker",
-        "--concurrency", "1", "--loglevel", "INFO", "--hostname", f"{name}@%h",
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-
-
 def stop(process: subprocess.Popen[Any]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -311,7 +290,7 @@ def backfill_through_worker(server: Server, tmp_path: Path) -> None:
     """`backfill --wait seeds/` processed by a separate worker; then check for secrets."""
     env = env_for(server.url, tmp_path)
     log = tmp_path / "worker.log"
-    worker = start_worker(env, "sec", log)
+    worker = start_worker(env, "sec", log, loglevel="INFO")
     try:
         wait_for_log(log, r"\bready\.", worker)
         result = run_cli(["backfill", "--wait", "--timeout", "120", "seeds/"], env, timeout=180)
@@ -406,7 +385,7 @@ def test_pickled_task_message_is_refused(plain_redis: Server, tmp_path: Path) ->
     marker = tmp_path / "marker"
     env = env_for(plain_redis.url, tmp_path)
     log = tmp_path / "worker.log"
-    worker = start_worker(env, "victim", log)
+    worker = start_worker(env, "victim", log, loglevel="INFO")
     try:
         wait_for_log(log, r"\bready\.", worker)
         from celery import Celery

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SEEDS, RedisTarget, cli_env, run_cli
+from conftest import SEEDS, RedisTarget, cli_env, run_cli, start_worker, stop_workers
 from edit_copies import lightly_edit
 
 
@@ -33,28 +31,6 @@ def make_corpus(folder: Path) -> Path:
 
 def counts(stats: dict[str, int]) -> tuple[int, ...]:
     return tuple(stats[k] for k in ("seen", "published", "exact", "near", "dead"))
-
-
-def start_worker(env: dict[str, str], name: str, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "workers.cli",
-            "worker",
-            "--concurrency",
-            "1",
-            "--loglevel",
-            "WARNING",
-            "--hostname",
-            f"{name}@%h",
-        ],
-        env=env,
-        cwd=ROOT,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def test_two_separate_workers_match_embedded_run(
@@ -89,13 +65,7 @@ def test_two_separate_workers_match_embedded_run(
             time.sleep(0.1)
         assert all(w.poll() is None for w in workers), "a worker exited early"
     finally:
-        for w in workers:
-            w.send_signal(signal.SIGTERM)
-        for w in workers:
-            try:
-                w.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                w.kill()
+        stop_workers(workers)
 
 
 def test_backfill_wait_against_redis_url(
@@ -108,8 +78,7 @@ def test_backfill_wait_against_redis_url(
         assert result.returncode == 0, result.stderr
         assert "5 inputs, 5 published" in result.stdout
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=30)
+        stop_workers([worker])
     # Everything we wrote is under the private prefix (the fixture deletes it).
     assert redis_target.client.exists(f"{prefix}docs")
 
