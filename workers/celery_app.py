@@ -80,6 +80,9 @@ def make_app(settings: Settings) -> Celery:
             # Longer than the hard time limit, or Redis would hand a running task to a
             # second worker.
             "visibility_timeout": limits.visibility_timeout,
+            # Look for messages whose visibility timeout has passed every 10 s, not
+            # kombu's default of every 10th 10-second tick (100 s).
+            "unacked_restore_throttle": 1,
             # Queue keys live under our prefix so `newsdedup reset` and tests stay scoped.
             "global_keyprefix": settings.prefix,
         },

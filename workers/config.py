@@ -89,7 +89,7 @@ class FeedSettings(BaseModel):
 class WorkerSettings(BaseModel):
     task_time_limit: int = Field(600, ge=1)
     task_soft_time_limit: int = Field(540, ge=1)
-    visibility_timeout: int = Field(3600, ge=1)
+    visibility_timeout: int = Field(900, ge=1)
 
     @model_validator(mode="after")
     def _limits_in_order(self) -> WorkerSettings:
