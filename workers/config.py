@@ -32,7 +32,7 @@ class StreamSettings(BaseModel):
 class DedupSettings(BaseModel):
     threshold: float = Field(0.5, gt=0, le=1)
     containment_threshold: float = Field(0.8, gt=0, le=1)
-    lsh_threshold: float = Field(0.3, gt=0, le=1)
+    lsh_threshold: float = Field(0.25, gt=0, le=1)
     num_perm: int = Field(128, ge=16, le=1024)
     shingle_size: int = Field(3, ge=1, le=10)
     min_shingles: int = Field(5, ge=1)
