@@ -27,13 +27,12 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
-import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
+from workers.connection import REDIS_OUTAGE
 from workers.document import DeadInput, LoadedInput
 from workers.keyspace import JOB_TTL_SECONDS
 from workers.pipeline import BatchResult, process_inputs
@@ -44,7 +43,6 @@ log = logging.getLogger(__name__)
 
 POISON_STRIKES = 2
 MAX_ATTEMPTS = 25
-_REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,27 +56,11 @@ class Suspect:
     retries: int = 0  # the Celery retry count of the run that named it
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "ref": self.input_ref,
-                "id": self.id,
-                "source": self.source,
-                "strikes": self.strikes,
-                "retries": self.retries,
-            },
-            ensure_ascii=False,
-        )
+        return json.dumps(asdict(self), ensure_ascii=False)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Suspect:
-        data: dict[str, Any] = json.loads(raw)
-        return cls(
-            str(data["ref"]),
-            str(data["id"]),
-            str(data["source"]),
-            int(data["strikes"]),
-            int(data.get("retries", 0)),
-        )
+        return cls(**json.loads(raw))
 
 
 @dataclass(slots=True)
@@ -143,9 +125,7 @@ class BatchRun:
             return self.result
         if self.suspect is not None and self.suspect.strikes >= POISON_STRIKES:
             self._kill(
-                self.suspect.input_ref,
-                self.suspect.id,
-                self.suspect.source,
+                self.suspect,
                 "worker_lost",
                 f"its worker died {self.suspect.strikes} times while processing it "
                 "(hard time limit, out of memory or a crash)",
@@ -155,7 +135,7 @@ class BatchRun:
             # A file holding one input is named before it is read: reading and decoding a
             # huge file can be what takes the time.
             ref = single_input_ref(loc)
-            if ref is not None and self._begin_input(Suspect(ref, "", "", 0)):
+            if ref is not None and self._begin_input(ref):
                 continue
             items = load_location(
                 root,
@@ -164,14 +144,13 @@ class BatchRun:
                 max_file_bytes=self.task.max_file_bytes,
             )
             for item in items:
-                if ref is None and self._begin_input(
-                    Suspect(item.input_ref, item.id, item.source, 0)
-                ):
+                if ref is None and self._begin_input(item.input_ref, item.id, item.source):
                     continue
+                # With the id and source read from the input, for its dead entry if need be.
                 self.current = Suspect(item.input_ref, item.id, item.source, 0)
                 try:
                     self.result.outcomes.extend(self._process([item]).outcomes)
-                except (*_REDIS_ERRORS, SoftTimeLimitExceeded):
+                except (*REDIS_OUTAGE, SoftTimeLimitExceeded):
                     raise
                 except Exception as exc:
                     self._kill_current("processing_error", f"{type(exc).__name__}: {exc}")
@@ -204,32 +183,31 @@ class BatchRun:
             learner=runtime.learner,
         )
 
-    def _begin_input(self, item: Suspect) -> bool:
-        """Name `item` in the cursor and make it current; True if the job has already
+    def _begin_input(self, input_ref: str, doc_id: str = "", source: str = "") -> bool:
+        """Name the input in the cursor and make it current; True if the job has already
         accounted for it (then there is nothing to do)."""
         keys = self.runtime.keys
         strikes = 0
-        if self.suspect is not None and self.suspect.input_ref == item.input_ref:
+        if self.suspect is not None and self.suspect.input_ref == input_ref:
             strikes = self.suspect.strikes
-        cursor = Suspect(item.input_ref, item.id, item.source, strikes, self.retries)
+        cursor = Suspect(input_ref, doc_id, source, strikes, self.retries)
         pipe = self.runtime.client.pipeline(transaction=False)
         pipe.hset(keys.job_cursor(self.job_id), str(self.task_index), cursor.to_json())
         pipe.expire(keys.job_cursor(self.job_id), JOB_TTL_SECONDS)
-        pipe.zscore(keys.job_done(self.job_id), self.guard_prefix + item.input_ref)
+        pipe.zscore(keys.job_done(self.job_id), self.guard_prefix + input_ref)
         _, _, score = pipe.execute()
         self.current, self.current_since = cursor, time.monotonic()
         return score is not None
 
     def _kill_current(self, reason: str, error: str) -> None:
-        item = self.current
-        if item is not None:
-            self._kill(item.input_ref, item.id, item.source, reason, error)
+        if self.current is not None:
+            self._kill(self.current, reason, error)
 
-    def _kill(self, input_ref: str, doc_id: str, source: str, reason: str, error: str) -> None:
+    def _kill(self, item: Suspect, reason: str, error: str) -> None:
         """Send one input to `dead`; a no-op if the job already accounted for it."""
-        dead = DeadInput(input_ref, reason, error, doc_id, source)
+        dead = DeadInput(item.input_ref, reason, error, item.id, item.source)
         log.warning(
-            "job %s task %d: %s -> dead (%s)", self.job_id, self.task_index, input_ref, reason
+            "job %s task %d: %s -> dead (%s)", self.job_id, self.task_index, item.input_ref, reason
         )
         self.result.outcomes.extend(
             self.runtime.index.submit(self.job_id, [], [(dead, 0)], guard_prefix=self.guard_prefix)

@@ -22,11 +22,11 @@ from urllib.parse import urlsplit
 
 import click
 import kombu.exceptions
-import redis
 
 from workers import streams
 from workers.config import ConfigError, Settings, load_settings
 from workers.connection import (
+    REDIS_OUTAGE,
     Endpoints,
     RedisUnavailable,
     as_text,
@@ -74,7 +74,7 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
             fail(str(exc))
         except PlanError as exc:
             fail(str(exc), EXIT_USAGE)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except REDIS_OUTAGE as exc:
             fail(f"lost the connection to Redis: {redact(str(exc))}")
         except kombu.exceptions.OperationalError as exc:  # sending to the broker failed
             fail(f"cannot reach the Celery broker: {redact(str(exc))}")
@@ -705,7 +705,7 @@ def _watch_stats(read: Callable[[], dict[str, Any]], seconds: float, as_json: bo
                 time.sleep(seconds)
                 try:
                     view = stats_renderable(read())
-                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                except REDIS_OUTAGE as exc:
                     view = Text(f"cannot read Redis: {redact(str(exc))}; retrying", style="red")
                 live.update(view, refresh=True)
     except KeyboardInterrupt:

@@ -19,6 +19,9 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+# Redis gone for a while (restart, failover, network): wait and retry, never a verdict.
+REDIS_OUTAGE: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
+
 # What `celery -A workers worker` and the workers use when nothing is configured.
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -74,7 +77,7 @@ def redis_from_url(url: str) -> redis.Redis:
     return redis.Redis.from_url(
         url,
         retry=retry,
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        retry_on_error=list(REDIS_OUTAGE),
         health_check_interval=30,
         **options,
     )

@@ -21,7 +21,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from workers.connection import redact
+from workers.connection import REDIS_OUTAGE, redact
 from workers.keyspace import Keys
 from workers.stats import collect_stats
 
@@ -218,7 +218,7 @@ def scrape_client(url: str) -> redis.Redis:
         socket_connect_timeout=2,
         socket_timeout=5,
         retry=Retry(NoBackoff(), 1),
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        retry_on_error=list(REDIS_OUTAGE),
     )
 
 

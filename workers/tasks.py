@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 
 from workers.batches import BatchRun
 from workers.celery_app import app
+from workers.connection import REDIS_OUTAGE
 from workers.keyspace import JOB_TTL_SECONDS
 from workers.polling import poll_feed as poll_once
 from workers.polling import record_poll_result
@@ -20,15 +20,22 @@ from workers.sources.files import TaskSpec
 log = get_task_logger(__name__)
 
 
+# Redis restarting or failing over: wait and retry. Both tasks are idempotent: a batch's
+# done set makes a retry after a partial batch publish nothing twice; a poll retries with
+# the same task id, which takes the feed's lock back and finds the entries it already
+# accounted for in the feed's done set.
+RETRY_ON_OUTAGE: dict[str, Any] = {
+    "autoretry_for": REDIS_OUTAGE,
+    "retry_backoff": True,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+}
+
+
 @app.task(
     name="newsdedup.ingest_batch",
     bind=True,
-    # Redis restarting or failing over: wait and retry; the done set makes a retry
-    # after a partial batch publish nothing twice.
-    autoretry_for=(redis.ConnectionError, redis.TimeoutError),
-    retry_backoff=True,
-    retry_backoff_max=60,
-    retry_jitter=True,
+    **RETRY_ON_OUTAGE,
     max_retries=20,
     # A batch that hits the hard time limit goes back to the queue instead of being
     # acknowledged with its unprocessed inputs; the next start runs it carefully
@@ -53,7 +60,7 @@ def ingest_batch(
     except SoftTimeLimitExceeded:
         batch.on_soft_time_limit()
         raise self.retry(countdown=0) from None
-    except (redis.ConnectionError, redis.TimeoutError):
+    except REDIS_OUTAGE:
         raise
     except Exception as exc:
         if batch.careful:
@@ -82,12 +89,7 @@ def ingest_batch(
 @app.task(
     name="newsdedup.poll_feed",
     bind=True,
-    # Redis going away mid-poll: retry with the same task id, which takes the feed's lock
-    # back and finds the entries it already accounted for in the feed's done set.
-    autoretry_for=(redis.ConnectionError, redis.TimeoutError),
-    retry_backoff=True,
-    retry_backoff_max=60,
-    retry_jitter=True,
+    **RETRY_ON_OUTAGE,
     max_retries=10,
 )
 def poll_feed(self: Any, spec: dict[str, Any]) -> dict[str, Any]:
@@ -97,7 +99,7 @@ def poll_feed(self: Any, spec: dict[str, Any]) -> dict[str, Any]:
         report = poll_once(
             runtime, FeedSpec.from_json(spec), task_id=task_id, fetcher=worker_fetcher()
         )
-    except (redis.ConnectionError, redis.TimeoutError):
+    except REDIS_OUTAGE:
         raise
     except Exception as exc:
         # A bug, not an expected failure: the waiting `poll` command must hear of it.

@@ -456,6 +456,16 @@ def load_location(
         yield _load_single(ctx, kind, max_file_bytes)
 
 
+def jsonl_ref(rel: str, line_no: int) -> str:
+    """The input_ref of a JSONL record: its path and 1-based line number."""
+    return f"{rel}:{line_no + 1}"
+
+
+def element_ref(rel: str, index: int) -> str:
+    """The input_ref of a JSON array's element."""
+    return f"{rel}#{index}"
+
+
 def single_input_ref(loc: Location) -> str | None:
     """The input_ref of a range that holds exactly one input, known before reading it (the
     loaders name inputs the same way), or None for a range of several."""
@@ -463,9 +473,9 @@ def single_input_ref(loc: Location) -> str | None:
         return None
     kind = file_kind(loc.path)
     if kind in ("jsonl", "jsonl_gz"):
-        return f"{loc.path}:{loc.start + 1}"
+        return jsonl_ref(loc.path, loc.start)
     if kind == "json":  # element 0 is named `path#0` in an array, `path` for an object
-        return f"{loc.path}#{loc.start}" if loc.start else None
+        return element_ref(loc.path, loc.start) if loc.start else None
     return loc.path
 
 
@@ -546,7 +556,7 @@ def _load_json(ctx: _Ctx, max_file_bytes: int) -> Iterator[LoadedInput]:
 
     def ref(i: int) -> str:
         # Planned as a whole-file object (or the file failed): the bare path names it.
-        return rel if loc.start == 0 and loc.count == 1 else f"{rel}#{i}"
+        return rel if loc.start == 0 and loc.count == 1 else element_ref(rel, i)
 
     try:
         parsed = _loads(_decode(_read_capped(ctx.path, max_file_bytes)))
@@ -557,7 +567,7 @@ def _load_json(ctx: _Ctx, max_file_bytes: int) -> Iterator[LoadedInput]:
     if isinstance(parsed, list):
         for i in indexes:
             if i < len(parsed):
-                yield _record(ctx, parsed[i], f"{rel}#{i}")
+                yield _record(ctx, parsed[i], element_ref(rel, i))
             else:
                 yield ctx.dead(_Reject("missing", f"array has no element {i} any more"), ref(i))
         return
@@ -597,11 +607,11 @@ def _load_jsonl(ctx: _Ctx, *, gz: bool) -> Iterator[LoadedInput]:
         reject = failure or _Reject("missing", "file has fewer records than when planned")
         free = (n for n in range(loc.start, end) if n not in used)
         for n in islice(free, loc.inputs - len(used)):
-            yield ctx.dead(reject, f"{rel}:{n + 1}")
+            yield ctx.dead(reject, jsonl_ref(rel, n))
 
 
 def _jsonl_record(ctx: _Ctx, line: bytes, line_no: int) -> LoadedInput:
-    ref = f"{ctx.loc.path}:{line_no + 1}"
+    ref = jsonl_ref(ctx.loc.path, line_no)
     if line_no == 0:
         line = line.removeprefix(_BOM)
     try:
