@@ -75,9 +75,7 @@ def measure_retention(window_days: int = 5, docs_per_day: int = 1000) -> Retenti
     total_days = 3 * window_days
     docs = load_documents(total_days * docs_per_day)
     base = load_settings()
-    dedup = base.dedup.model_copy(
-        update={"retention_days": window_days, "capacity": window_days * docs_per_day}
-    )
+    dedup = base.dedup.model_copy(update={"retention_days": window_days})
     settings = base.model_copy(update={"prefix": "retention:", "dedup": dedup})
     memory: dict[int, int] = {}
     indexed: dict[int, int] = {}

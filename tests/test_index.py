@@ -15,7 +15,12 @@ from edit_copies import WORDLESS_EDITS, lightly_edit, mutual_copies
 from workers.config import Settings, load_settings
 from workers.document import Document
 from workers.index import IndexMismatch
-from workers.keyspace import _LUA_INDEX, fact_operation, lsh_buckets, packed_fact_operations
+from workers.keyspace import (
+    _LUA_INDEX,
+    fact_operation,
+    lsh_bucket_fields,
+    packed_fact_operations,
+)
 from workers.pipeline import prepare
 from workers.runtime import Runtime, build_runtime
 
@@ -332,26 +337,65 @@ def test_fact_operations_are_packed_as_redis_protocol_arguments() -> None:
 
 
 def test_worker_lsh_buckets_equal_the_scripts_own(runtime: Runtime) -> None:
-    # The worker sends each document's buckets; the script recomputes them from stored
-    # signatures to free expired documents. A disagreement would leave entries behind.
+    # The worker sends each document's bucket fields; the script recomputes them from
+    # stored signatures to free expired documents. A disagreement would leave entries behind.
     bands, rows = runtime.fingerprinter.params.bands_rows
-    shards = runtime.index.layout.lsh_shards
     rng = np.random.default_rng(7)
     signatures = rng.integers(0, 1 << 16, size=(20, 128), dtype=np.uint64).astype(np.uint16)
     signatures[0] = 0
     signatures[1] = 0xFFFF
-    ours_shards, ours_fields = lsh_buckets(signatures, bands, rows, shards)
+    ours = lsh_bucket_fields(signatures, bands, rows)
     settings = runtime.index._index_settings()
     script = (
         "local P = 'p:'\n"
         + _LUA_INDEX
         + "\nlocal out = {}\nfor b = 0, BANDS - 1 do\n"
-        + "  local key, field = band_key_field(ARGV[8], b)\n"
-        + "  out[#out + 1] = key\n  out[#out + 1] = field\nend\nreturn out\n"
+        + "  out[#out + 1] = band_field(ARGV[8], b)\nend\nreturn out\n"
     )
-    for signature, shard_row, field_row in zip(signatures, ours_shards, ours_fields, strict=True):
+    for signature, field_row in zip(signatures, ours, strict=True):
         reply = runtime.client.eval(
             script, 0, "", "", "", "", "", "", settings, signature.astype(">u2").tobytes()
         )
-        assert [k.decode() for k in reply[0::2]] == [f"p:ix:l:{s}" for s in shard_row]
-        assert list(reply[1::2]) == [int(f).to_bytes(4, "big") for f in field_row]
+        assert list(reply) == [int(f).to_bytes(4, "big") for f in field_row]
+
+
+def test_growing_tables_split_without_losing_an_entry(runtime: Runtime) -> None:
+    # Linear hashing in the script: insert fields one by one, growing the table after each,
+    # and every field must still be found in the shard the address function names.
+    settings = runtime.index._index_settings()
+    prefix = runtime.keys.prefix
+    grow = (
+        f"local P = '{prefix}'\n"
+        + _LUA_INDEX
+        + "\nfor i = 8, #ARGV do\n"
+        + "  redis.call('HSET', lh_key('z', ARGV[i]), ARGV[i], i)\n"
+        + "  lh_grow('z', tonumber(redis.call('HINCRBY', P .. 'ix:zn', 'n', 1)))\nend\n"
+        + "local found = 0\nfor i = 8, #ARGV do\n"
+        + "  if redis.call('HGET', lh_key('z', ARGV[i]), ARGV[i]) then found = found + 1 end\n"
+        + "end\nreturn {found, tonumber(redis.call('HGET', P .. 'ix:meta', 'shards:z'))}\n"
+    )
+    rng = np.random.default_rng(11)
+    total = 0
+    for _ in range(6):  # six calls: the shard count is read back from the index's metadata
+        fields = [int(v).to_bytes(4, "big") for v in rng.integers(0, 1 << 32, 1000)]
+        total += len(fields)
+        found, shards = runtime.client.eval(grow, 0, "", "", "", "", "", "", settings, *fields)
+        assert found == len(fields)
+    assert shards == -(-total // 48)  # the mean load: 48 entries per shard
+    sizes = [runtime.client.hlen(key) for key in runtime.client.scan_iter(match=f"{prefix}ix:z:*")]
+    assert len(sizes) == shards and sum(sizes) == total
+    assert max(sizes) <= 128  # every shard stays in Redis's compact listpack encoding
+    for key in runtime.client.scan_iter(match=f"{prefix}ix:z:*"):
+        # listpack since Redis 7, ziplist before: the compact encodings either way
+        assert runtime.client.object("encoding", key) in (b"listpack", b"ziplist")
+
+
+def test_index_laid_out_by_an_older_version_is_refused(
+    redis_target: RedisTarget, prefix: str
+) -> None:
+    submit(build_runtime(settings_for(prefix), redis_target.url), doc("a", article(9)))
+    # As an index from before growing tables: no `tables` field in its metadata.
+    redis_target.client.hdel(f"{prefix}ix:meta", "tables")
+    later = build_runtime(settings_for(prefix), redis_target.url)
+    with pytest.raises(IndexMismatch, match="tables: index has None"):
+        later.index.ensure_params()

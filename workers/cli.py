@@ -900,7 +900,7 @@ def index_stats(ctx: Context, as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2))
         return
     per_doc = data["bytes_per_document"]
-    click.echo(f"documents indexed: {data['documents']} (capacity {data['capacity']})")
+    click.echo(f"documents indexed: {data['documents']}")
     click.echo(
         f"index memory: {data['memory_bytes']} bytes in {data['keys']} keys"
         + (f", {per_doc} bytes per document" if per_doc else "")
@@ -912,11 +912,6 @@ def index_stats(ctx: Context, as_json: bool) -> None:
     params = data["parameters"]
     if params:
         click.echo("parameters: " + ", ".join(f"{k}={v}" for k, v in sorted(params.items())))
-    if data["over_capacity"]:
-        click.echo(
-            "warning: more than twice the configured capacity is indexed; raise "
-            "dedup.capacity and run `newsdedup index rebuild` to keep memory compact"
-        )
 
 
 @index.command("reset")
@@ -938,7 +933,7 @@ def index_reset(ctx: Context, yes: bool) -> None:
 def index_rebuild(ctx: Context, yes: bool) -> None:
     """Rebuild the index from the `docs` stream with the current parameters.
 
-    For a parameter change (num_perm, shingle_size, seed, lsh_threshold, capacity): nothing
+    For a parameter change (num_perm, shingle_size, seed, lsh_threshold, facts_bits): nothing
     is published again; documents that duplicate an earlier one under the new parameters
     are left out of the index.
     """

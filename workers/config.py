@@ -38,7 +38,6 @@ class DedupSettings(BaseModel):
     min_shingles: int = Field(5, ge=1)
     seed: int = 1
     max_candidates: int = Field(64, ge=1)
-    capacity: int = Field(100_000, ge=1_000)
     retention_days: float = Field(30, ge=0)
     retention_clock: Literal["ingested", "published"] = "ingested"
     sweep_limit: int = Field(4, ge=1, le=1000)
@@ -49,7 +48,7 @@ class DedupSettings(BaseModel):
     stale_threshold: float = Field(0.7, gt=0, le=1)
     rare_floor: int = Field(10, ge=0)
     rare_ratio: float = Field(0.001, ge=0, le=1)
-    facts_bits: int = Field(21, ge=10, le=24)
+    facts_bits: int = Field(20, ge=10, le=24)
     facts_generation: int = Field(50_000, ge=0)
 
 

@@ -8,7 +8,6 @@ so a task of 200 documents is one round trip.
 from __future__ import annotations
 
 import json
-import math
 import struct
 import time
 from collections.abc import Sequence
@@ -28,7 +27,7 @@ from workers.keyspace import (
     INDEX_SETTINGS,
     RECORD_DEAD_LUA,
     Keys,
-    lsh_buckets,
+    lsh_bucket_fields,
     packed_fact_operations,
 )
 from workers.stages.fingerprint import (
@@ -76,32 +75,24 @@ def utc_now_iso() -> str:
     return _iso(time.time())
 
 
+# How the sharded tables grow (GROWING TABLES in `keyspace`); recorded so an index laid out
+# otherwise (earlier fixed shard counts) is refused rather than misread.
+TABLE_LAYOUT = "linear-hash-v1"
+# The fact frequency table's counters (see `keyspace.fact_operation`).
+FACT_COUNTERS = "u8-saturating"
+
+
 @dataclass(frozen=True, slots=True)
 class IndexLayout:
     """How the index is laid out in Redis; fixed when the index is created."""
 
     params: FingerprintParams
-    capacity: int
-
-    @property
-    def lsh_shards(self) -> int:
-        # ~64 bucket entries per hash at capacity (45 to 90 after rounding to a power of
-        # two): compact (listpack, up to 128 entries) up to about 1.4-2.8x capacity. The
-        # nearest power, not the next: rounding 42 bands' 65,625 up to 131,072 shards
-        # doubled the fixed cost of the shard keys for 1.6% more entries per shard.
-        bands, _ = self.params.bands_rows
-        return _nearest_power_of_two(self.capacity * bands / 64)
-
-    @property
-    def key_shards(self) -> int:
-        return _next_power_of_two(self.capacity // 64)
 
     def as_metadata(self) -> dict[str, str]:
         return {
             **self.params.as_metadata(),
-            "capacity": str(self.capacity),
-            "lsh_shards": str(self.lsh_shards),
-            "key_shards": str(self.key_shards),
+            "tables": TABLE_LAYOUT,
+            "fact_counters": FACT_COUNTERS,
             "signature_bits": str(SIGNATURE_BITS),
         }
 
@@ -118,14 +109,6 @@ def delete_matching(client: redis.Redis, pattern: str) -> int:
     if batch:
         deleted += int(client.unlink(*batch))
     return deleted
-
-
-def _nearest_power_of_two(value: float) -> int:
-    return 1 << max(0, round(math.log2(max(value, 1))))
-
-
-def _next_power_of_two(value: int) -> int:
-    return 1 << max(0, math.ceil(math.log2(max(value, 1))))
 
 
 def iso_to_epoch(text: str) -> float | None:
@@ -266,10 +249,17 @@ class DedupIndex:
         wanted = self.layout.as_metadata()
         meta_key = self.keys.index_meta
         pipe = self.client.pipeline()
+        pipe.hgetall(meta_key)
         for field, value in wanted.items():
             pipe.hsetnx(meta_key, field, value)
         pipe.hgetall(meta_key)
-        stored = {as_text(k): as_text(v) for k, v in pipe.execute()[-1].items()}
+        replies = pipe.execute()
+        before, after = (
+            {as_text(k): as_text(v) for k, v in r.items()} for r in (replies[0], replies[-1])
+        )
+        # An index recorded by an older version lacks the newer fields: compare with what it
+        # had, so a field it never recorded reads as a mismatch, not as agreement.
+        stored = before if "num_perm" in before else after
         # The datasketch version is informative; the hash values depend on the rest.
         differing = {
             field: (stored.get(field), value)
@@ -293,8 +283,6 @@ class DedupIndex:
             "num_perm": self.params.num_perm,
             "bands": bands,
             "rows": rows,
-            "lsh_shards": self.layout.lsh_shards,
-            "key_shards": self.layout.key_shards,
             "retention_seconds": self.retention_seconds,
             "sweep_limit": self.sweep_limit,
             "docs_maxlen": self.docs_maxlen,
@@ -324,24 +312,21 @@ class DedupIndex:
             )
         ]
 
-    def _bucket_arguments(self, fingerprints: Sequence[Fingerprint]) -> list[list[Any]]:
-        """Each document's LSH bucket keys then fields (none without a signature)."""
+    def _bucket_arguments(self, fingerprints: Sequence[Fingerprint]) -> list[list[bytes]]:
+        """Each document's LSH bucket fields (none without a signature)."""
         signed = [i for i, fp in enumerate(fingerprints) if fp.signature]
-        out: list[list[Any]] = [[] for _ in fingerprints]
+        out: list[list[bytes]] = [[] for _ in fingerprints]
         if not signed:
             return out
         bands, rows = self.params.bands_rows
         signatures = np.frombuffer(
             b"".join(fingerprints[i].signature for i in signed), dtype=">u2"
         ).reshape(len(signed), self.params.num_perm)
-        shards, fields = lsh_buckets(signatures, bands, rows, self.layout.lsh_shards)
-        packed_fields = fields.astype(">u4").tobytes()
+        packed_fields = lsh_bucket_fields(signatures, bands, rows).astype(">u4").tobytes()
         width = 4 * bands
-        for row, (i, shard_row) in enumerate(zip(signed, shards.tolist(), strict=True)):
+        for row, i in enumerate(signed):
             document_fields = packed_fields[row * width : (row + 1) * width]
-            out[i] = [self.keys.lsh_shard(shard) for shard in shard_row] + [
-                document_fields[k : k + 4] for k in range(0, width, 4)
-            ]
+            out[i] = [document_fields[k : k + 4] for k in range(0, width, 4)]
         return out
 
     def _accept_call(
@@ -353,7 +338,7 @@ class DedupIndex:
         ingested_at: str,
         now: float,
         facts: _FactArguments,
-        buckets: list[Any],
+        buckets: list[bytes],
     ) -> _ScriptCall:
         doc, fp = item.doc, item.fingerprint
         doc_fields = {
@@ -564,8 +549,6 @@ class DedupIndex:
             "memory_bytes": used,
             "bytes_per_document": round(used / documents, 1) if documents else None,
             "keys": keys,
-            "capacity": self.layout.capacity,
-            "over_capacity": documents > 2 * self.layout.capacity,
             "retention_days": self.retention_seconds / 86400,
             "retention_clock": self.retention_clock,
             "watermark": _iso(watermark) if watermark else None,

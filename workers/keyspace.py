@@ -19,10 +19,11 @@ Layout under the configured prefix P (default "newsdedup:"):
   P ix:l:<shard>                      hash: LSH bucket (4-byte hash of band number and the
                                       band's values) -> packed 4-byte doc numbers
   P ix:x:<shard> / P ix:u:<shard>     hash: 8-byte content / canonical-URL key -> doc number
+                                      (l, x and u are GROWING TABLES, below)
   P ix:t:<day>                        list: doc numbers whose retention clock falls on <day>
   P ix:days                           sorted set: days with a list, oldest first
   P ix:df:<generation>                string: document frequency of facts, a table of
-                                      2^facts_bits u16 counters (BITFIELD)
+                                      2^facts_bits u8 counters (BITFIELD, saturating)
   P bp:sources                        set: sources the boilerplate learner has counted
   P bp:<source>                       hash: docs (documents counted), version (bumped
                                       whenever a line is learned or forgotten)
@@ -57,9 +58,18 @@ RECORD (2*num_perm + 66 bytes), one fixed slot per document in its page string:
   root            u32          doc number of the original this record stands for
   facts count     u16          distinct rare facts (hashes)
   facts sketch    16 x u16     the smallest rare-fact hashes, ascending, zero-padded
-Fixed-size slots in page strings cost no per-key overhead, and the hashes stay small
-enough for Redis's compact listpack encoding (up to 128 entries of up to 64 bytes each by
-default): shard counts are sized from `dedup.capacity`.
+Fixed-size slots in page strings cost no per-key overhead.
+
+GROWING TABLES: the LSH buckets (l), content keys (x) and URL keys (u) are each one
+logical hash spread over shard hashes small enough for Redis's compact listpack encoding
+(up to 128 entries by default; a shard past it converts for good and costs ~5x per
+entry). The number of shards grows with the index by linear hashing (Litwin 1980): with S
+shards (meta field `shards:<table>`) and 2^L <= S < 2^(L+1), a field whose first four
+bytes read h (big-endian) lives in shard h mod 2^(L+1), or h mod 2^L when that is >= S.
+When the table's entries pass LH_LOAD per shard, shard S - 2^L is split: the fields with
+h mod 2^(L+1) = S move to the new shard S. Each split moves about LH_LOAD / 2 fields,
+so the work is spread evenly over inserts and a small index has few keys; the field alone
+says where it lives, so no stored value has to be re-read to move it.
 
 Redis Cluster is not supported: the scripts touch keys they discover while running.
 """
@@ -93,9 +103,6 @@ class Keys:
     @property
     def duplicates(self) -> str:
         return f"{self.prefix}duplicates"
-
-    def lsh_shard(self, shard: int) -> str:
-        return f"{self.prefix}ix:l:{shard}"
 
     def stream(self, name: str) -> str:
         if name not in STREAM_NAMES:
@@ -206,28 +213,25 @@ FACT_OPERATION_ARGS = 4
 def fact_operation(cell: int) -> tuple[bytes, bytes, bytes, bytes]:
     """The BITFIELD operation that counts a fact in its frequency counter `cell` (the index
     script passes these from its arguments to BITFIELD as they are)."""
-    return (b"INCRBY", b"u16", b"#%d" % cell, b"1")
+    return (b"INCRBY", b"u8", b"#%d" % cell, b"1")
 
 
-def lsh_buckets(
-    signatures: np.ndarray, bands: int, rows: int, shards: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The LSH bucket of every band of every signature (uint16 array, one row each), as
-    the index script's `band_hashes` computes it from a stored signature: (shard numbers,
-    4-byte fields as uint32), each of shape (signatures, bands). The script relies on the
-    two agreeing (tests/test_index.py checks they do)."""
+def lsh_bucket_fields(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """The LSH bucket field of every band of every signature (uint16 array, one row each),
+    as the index script's `band_field` computes it from a stored signature: uint32 of
+    shape (signatures, bands). The script relies on the two agreeing (tests/test_index.py
+    checks they do)."""
     values = signatures[:, : bands * rows].astype(np.uint64).reshape(len(signatures), bands, rows)
     band = np.arange(bands, dtype=np.uint64)
-    h1 = np.broadcast_to(band * np.uint64(40503) + np.uint64(1), values.shape[:2]).copy()
-    h2 = np.broadcast_to(band * np.uint64(2654435) + np.uint64(7), values.shape[:2]).copy()
+    h = np.broadcast_to(band * np.uint64(2654435) + np.uint64(7), values.shape[:2]).copy()
     modulus = np.uint64(1 << 32)
-    for row in range(rows):  # h < 2^32, so h * 65599 + v < 2^49: exact in uint64
-        h1 = (h1 * np.uint64(65599) + values[:, :, row]) % modulus
-        h2 = (h2 * np.uint64(31337) + values[:, :, row]) % modulus
-    return h1 % np.uint64(shards), h2.astype(np.uint32)
+    for row in range(rows):  # h < 2^32, so h * 31337 + v < 2^47: exact in uint64
+        h = (h * np.uint64(31337) + values[:, :, row]) % modulus
+    fields: np.ndarray = h.astype(np.uint32)
+    return fields
 
 
-_OPERATION_HEAD = np.frombuffer(b"$6\r\nINCRBY\r\n$3\r\nu16\r\n$", dtype=np.uint8)
+_OPERATION_HEAD = np.frombuffer(b"$6\r\nINCRBY\r\n$2\r\nu8\r\n$", dtype=np.uint8)
 _OPERATION_TAIL = np.frombuffer(b"\r\n$1\r\n1\r\n", dtype=np.uint8)
 _CELL_DIGITS = 8  # cells are below 2^24
 
@@ -345,8 +349,6 @@ INDEX_SETTINGS = (
     "num_perm",
     "bands",
     "rows",
-    "lsh_shards",
-    "key_shards",
     "threshold",  # J bar when the facts do not settle it
     "containment_threshold",
     "min_shingles",
@@ -369,11 +371,11 @@ INDEX_SETTINGS = (
 _LUA_INDEX = r"""
 local CFG = {}
 for value in string.gmatch(ARGV[7], '%S+') do CFG[#CFG + 1] = tonumber(value) end
-local NUM_PERM, BANDS, ROWS, LSH_SHARDS, KEY_SHARDS = CFG[1], CFG[2], CFG[3], CFG[4], CFG[5]
-local J_WEAK, C_MIN, MIN_SHINGLES, MAX_CANDIDATES = CFG[6], CFG[7], CFG[8], CFG[9]
-local RETENTION, SWEEP_LIMIT, DOCS_MAXLEN, DUPS_MAXLEN = CFG[10], CFG[11], CFG[12], CFG[13]
-local J_LO, F_MIN, N_MIN, MAX_GAP, J_STALE = CFG[14], CFG[15], CFG[16], CFG[17], CFG[18]
-local RARE_FLOOR, RARE_RATIO, FACTS_BITS, FACTS_GENERATION = CFG[19], CFG[20], CFG[21], CFG[22]
+local NUM_PERM, BANDS, ROWS = CFG[1], CFG[2], CFG[3]
+local J_WEAK, C_MIN, MIN_SHINGLES, MAX_CANDIDATES = CFG[4], CFG[5], CFG[6], CFG[7]
+local RETENTION, SWEEP_LIMIT, DOCS_MAXLEN, DUPS_MAXLEN = CFG[8], CFG[9], CFG[10], CFG[11]
+local J_LO, F_MIN, N_MIN, MAX_GAP, J_STALE = CFG[12], CFG[13], CFG[14], CFG[15], CFG[16]
+local RARE_FLOOR, RARE_RATIO, FACTS_BITS, FACTS_GENERATION = CFG[17], CFG[18], CFG[19], CFG[20]
 local SIGLEN = 2 * NUM_PERM
 local FACTS_K = 16
 local RECLEN = SIGLEN + 34 + 2 * FACTS_K
@@ -401,27 +403,74 @@ local function pack32(n)
                      math.floor(n / 256) % 256, n % 256)
 end
 
--- Two polynomial hashes of a band's 16-bit values (exact in Lua's doubles: h < 2^32, so
--- h * 65599 < 2^49): one picks the shard, the other is the 4-byte field. Candidates are
--- verified against stored signatures, so a rare collision costs a check, not a decision.
-local function band_hashes(sig, band)
-  local start = band * ROWS * 2 + 1
-  local h1, h2 = band * 40503 + 1, band * 2654435 + 7
-  for r = 0, ROWS - 1 do
-    local v = u16(sig, start + 2 * r)
-    h1 = (h1 * 65599 + v) % 4294967296
-    h2 = (h2 * 31337 + v) % 4294967296
+-- GROWING TABLES (module docstring). Each call reads a table's shard count once.
+local LH_LOAD = 48  -- mean entries per shard: the unsplit ones hold up to twice that
+local LH_SHARDS, LH_HALF = {}, {}  -- table -> S, and 2^L <= S
+
+local function lh_state(tbl)
+  local shards = LH_SHARDS[tbl]
+  if not shards then
+    shards = tonumber(redis.call('HGET', P .. 'ix:meta', 'shards:' .. tbl) or '1')
+    local half = 1
+    while half * 2 <= shards do half = half * 2 end
+    LH_SHARDS[tbl], LH_HALF[tbl] = shards, half
   end
-  return h1, h2
+  return shards, LH_HALF[tbl]
+end
+
+-- The shard key of `field` (at least 4 bytes) in table `tbl`.
+local function lh_key(tbl, field)
+  local shards, half = lh_state(tbl)
+  local h = u32(field, 1)
+  local shard = h % (2 * half)
+  if shard >= shards then shard = h % half end
+  return P .. 'ix:' .. tbl .. ':' .. shard
+end
+
+-- Split shards until table `tbl` holds at most LH_LOAD entries per shard on average.
+local function lh_grow(tbl, entries)
+  local shards, half = lh_state(tbl)
+  local grown = false
+  while shards * LH_LOAD < entries do
+    local from, to = P .. 'ix:' .. tbl .. ':' .. (shards - half), P .. 'ix:' .. tbl .. ':' .. shards
+    local all = redis.call('HGETALL', from)
+    local moved, gone = {}, {}
+    for i = 1, #all, 2 do
+      if u32(all[i], 1) % (2 * half) == shards then
+        moved[#moved + 1], moved[#moved + 2] = all[i], all[i + 1]
+        gone[#gone + 1] = all[i]
+      end
+    end
+    if #gone > 0 then
+      redis.call('HSET', to, unpack(moved))
+      redis.call('HDEL', from, unpack(gone))
+    end
+    shards = shards + 1
+    if shards == 2 * half then half = 2 * half end
+    grown = true
+  end
+  if grown then
+    LH_SHARDS[tbl], LH_HALF[tbl] = shards, half
+    redis.call('HSET', P .. 'ix:meta', 'shards:' .. tbl, shards)
+  end
+end
+
+-- A band's bucket field: a polynomial hash of the band number and its 16-bit values
+-- (exact in Lua's doubles: h < 2^32, so h * 31337 < 2^47), 4 bytes. It also picks the
+-- shard. Candidates are verified against stored signatures, so a rare collision costs a
+-- check, not a decision.
+local function band_field(sig, band)
+  local start = band * ROWS * 2 + 1
+  local h = band * 2654435 + 7
+  for r = 0, ROWS - 1 do
+    h = (h * 31337 + u16(sig, start + 2 * r)) % 4294967296
+  end
+  return pack32(h)
 end
 
 local function band_key_field(sig, band)
-  local h1, h2 = band_hashes(sig, band)
-  return P .. 'ix:l:' .. (h1 % LSH_SHARDS), pack32(h2)
-end
-
-local function key_shard(kind, key8)
-  return P .. 'ix:' .. kind .. ':' .. (u32(key8, 1) % KEY_SHARDS)
+  local field = band_field(sig, band)
+  return lh_key('l', field), field
 end
 
 local function page_key(num) return P .. 'ix:r:' .. math.floor(num / 256) end
@@ -472,7 +521,7 @@ local function expire(num)
   local me = pack32(num)
   for _, kind_key in ipairs({{'x', rec.ckey}, {'u', rec.ukey}}) do
     if kind_key[2] ~= ZERO8 then
-      local shard = key_shard(kind_key[1], kind_key[2])
+      local shard = lh_key(kind_key[1], kind_key[2])
       if redis.call('HGET', shard, kind_key[2]) == me then
         redis.call('HDEL', shard, kind_key[2])
       end
@@ -515,30 +564,38 @@ local function original_id(num)
   return redis.call('HGET', id_key(num), num % 128)
 end
 
--- Document frequency of facts: one string per generation of 2^FACTS_BITS u16 counters
+-- Document frequency of facts: one string per generation of 2^FACTS_BITS u8 counters
 -- (a one-row count-min sketch: a collision can only make a rare fact look common, and
 -- then for every document alike). The counts are those of the last one or two
 -- generations, so an endless stream neither saturates the sketch nor remembers forever.
+-- A byte is enough: the counters saturate at 255 (OVERFLOW SAT) and no fact counted
+-- RARE_CAP times is rare, however many documents there are.
 --
 -- The worker sends each fact twice: its 2-byte hash in one string (ascending), and its
--- counter's BITFIELD operation as four arguments, 'INCRBY' 'u16' '#<cell>' '1', at the end
+-- counter's BITFIELD operation as four arguments, 'INCRBY' 'u8' '#<cell>' '1', at the end
 -- of ARGV. The operations go to BITFIELD straight from ARGV: building them here cost
 -- several times the counting itself.
 local FACT_CHUNK = 1000  -- facts per BITFIELD call: unpack's stack limit is 8000 values
+local RARE_CAP = 250  -- below the saturated 255, so a saturated counter is never rare
 
 -- Counts of ARGV's facts (operations from ARGV[first]) in the current generation's table,
 -- incremented by one, plus their counts in the previous table when there is one.
 local function count_facts(gen, previous, first, nfacts)
   local counts = {}
+  local table_key = P .. 'ix:df:' .. gen
+  if redis.call('EXISTS', table_key) == 0 then
+    -- Allocated once at full size: BITFIELD growing it would over-allocate by up to 2x.
+    redis.call('SET', table_key, string.rep('\0', 2 ^ FACTS_BITS))
+  end
   for lo = 0, nfacts - 1, FACT_CHUNK do
     local hi = math.min(nfacts, lo + FACT_CHUNK) - 1
-    local values = redis.call('BITFIELD', P .. 'ix:df:' .. gen, 'OVERFLOW', 'SAT',
+    local values = redis.call('BITFIELD', table_key, 'OVERFLOW', 'SAT',
                               unpack(ARGV, first + 4 * lo, first + 4 * hi + 3))
     for i = 1, #values do counts[lo + i] = values[i] - 1 end
     if previous > 0 then
       local gets, n = {}, 0
       for i = lo, hi do
-        gets[n + 1], gets[n + 2], gets[n + 3] = 'GET', 'u16', ARGV[first + 4 * i + 2]
+        gets[n + 1], gets[n + 2], gets[n + 3] = 'GET', 'u8', ARGV[first + 4 * i + 2]
         n = n + 3
       end
       local old = redis.call('BITFIELD_RO', P .. 'ix:df:' .. (gen - 1), unpack(gets))
@@ -562,7 +619,7 @@ local function rare_facts(hashes, first)
     redis.call('HSET', meta, 'df_generation', gen, 'df_previous_docs', previous)
   end
   redis.call('HSET', meta, 'df_docs', docs + 1)
-  local limit = math.max(RARE_FLOOR, RARE_RATIO * (docs + previous))
+  local limit = math.min(RARE_CAP, math.max(RARE_FLOOR, RARE_RATIO * (docs + previous)))
   -- The limit only grows within a generation, but stays below the next power of two
   -- for a while: a fact counted at least that often is common for as long as the
   -- generation and that power last. The tag names both; the worker stops sending the
@@ -619,9 +676,9 @@ end
 #   11 signature (2*num_perm bytes or ''), 12 shingles, 13 retention timestamp (s),
 #   14 hour, 15 fact hashes (2 bytes each, ascending), 16 stripped lines, 17 N = number
 #   of docs-stream arguments, 18 M = number of duplicates-stream arguments, 19 B = number
-#   of LSH bucket arguments (2 * bands, or 0 without a signature), 20..19+N the
-#   docs-stream field/value pairs, then M duplicates-stream ones, then the B/2 bucket keys
-#   and B/2 bucket fields (`lsh_buckets`), then each fact's frequency-counter operation
+#   of LSH bucket fields (bands, or 0 without a signature), 20..19+N the docs-stream
+#   field/value pairs, then M duplicates-stream ones, then the B bucket fields
+#   (`lsh_bucket_fields`), then each fact's frequency-counter operation
 #   (4 arguments, see `fact_operation`), in hash order.
 #
 # The decision for an LSH candidate X with estimated Jaccard J and containment C
@@ -685,13 +742,14 @@ local function touch_root(rec)
   end
 end
 
--- The document's LSH buckets, computed by the worker (`lsh_buckets`: the same hashes as
--- band_key_field, which `expire` uses on stored signatures).
+-- The document's LSH buckets, fields computed by the worker (`lsh_bucket_fields`: the
+-- same hash as band_field, which `expire` uses on stored signatures).
 local band_keys, band_fields = {}, {}
-local near_ok = sig ~= '' and nsh >= MIN_SHINGLES and nband == 2 * BANDS
+local near_ok = sig ~= '' and nsh >= MIN_SHINGLES and nband == BANDS
 if near_ok then
   for b = 0, BANDS - 1 do
-    band_keys[b], band_fields[b] = ARGV[band_first + b], ARGV[band_first + BANDS + b]
+    band_fields[b] = ARGV[band_first + b]
+    band_keys[b] = lh_key('l', band_fields[b])
   end
 end
 
@@ -724,12 +782,17 @@ local function index_document(root, stands_for)
       end
     end
   end
-  redis.call('HSET', key_shard('x', ckey), ckey, me)
-  if ukey ~= '' then redis.call('HSET', key_shard('u', ukey), ukey, me) end
+  redis.call('HSET', lh_key('x', ckey), ckey, me)
+  if ukey ~= '' then redis.call('HSET', lh_key('u', ukey), ukey, me) end
   local day = math.floor(ts / 86400)
   redis.call('RPUSH', P .. 'ix:t:' .. day, num)
   redis.call('ZADD', P .. 'ix:days', day, day)
-  redis.call('INCR', P .. 'ix:count')
+  -- Live documents bound each table's entries (shared buckets and documents without a
+  -- signature or URL make fewer): tables grow with the index, never shrink.
+  local count = redis.call('INCR', P .. 'ix:count')
+  if near_ok then lh_grow('l', count * BANDS) end
+  lh_grow('x', count)
+  if ukey ~= '' then lh_grow('u', count) end
 end
 
 local function duplicate(kind, match, original, similarity, containment)
@@ -749,7 +812,7 @@ end
 -- 1. Exact: the same canonical URL, or the same matching-normalised content.
 for _, kind_key in ipairs({{'u', ukey, 'url'}, {'x', ckey, 'content'}}) do
   if kind_key[2] ~= '' then
-    local packed = redis.call('HGET', key_shard(kind_key[1], kind_key[2]), kind_key[2])
+    local packed = redis.call('HGET', lh_key(kind_key[1], kind_key[2]), kind_key[2])
     if packed then
       local rec = live(u32(packed, 1))
       if rec then

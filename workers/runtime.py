@@ -79,7 +79,7 @@ def build_runtime(settings: Settings, redis_url: str) -> Runtime:
     index = DedupIndex(
         client,
         keys,
-        IndexLayout(params, dedup.capacity),
+        IndexLayout(params),
         decision_rule(settings),
         retention_seconds=int(dedup.retention_days * 86400),
         retention_clock=dedup.retention_clock,

@@ -82,7 +82,7 @@ class FingerprintParams:
     seed: int
     shingle_size: int
     lsh_threshold: float
-    facts_bits: int = 21  # the fact frequency table has 2^facts_bits counters
+    facts_bits: int = 20  # the fact frequency table has 2^facts_bits counters
 
     def __post_init__(self) -> None:
         if not 1 <= self.shingle_size <= _MAX_SHINGLE:
