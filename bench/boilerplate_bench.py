@@ -26,7 +26,13 @@ removed. Systems, on the same documents in the same run:
 Also: the seeds (every listed boilerplate line removed, no other line lost), and how soon
 learning starts paying: per outlet, the first document a learned line was trimmed from.
 
-    .venv/bin/python bench/boilerplate_bench.py [--shared ../shared] [--json out.json]
+`--labels FILE` scores another labels file of the same shape instead of footer-dev, e.g.
+bench/footer-proxy.jsonl (hand labels for the outlets footer-dev does not cover: the
+held-out proxy). Its rows may omit `lines`: the text is then read from the corpus (never
+stored in this repository) and its line count must equal the number of labels.
+
+    .venv/bin/python bench/boilerplate_bench.py [--shared ../shared] [--labels FILE]
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -124,14 +131,27 @@ class Score:
 # --------------------------------------------------------------------------- data
 
 
+def _timestamp(stamp: str) -> float | None:
+    """Seconds since the epoch of a corpus time stamp: RFC 2822 (ANT multisource), ISO
+    8601 or dd/mm/yyyy (Jawhara FM has both), else None."""
+    try:
+        return parsedate_to_datetime(stamp).timestamp()
+    except (TypeError, ValueError, IndexError):
+        pass
+    for parse in (datetime.fromisoformat, lambda s: datetime.strptime(s, "%d/%m/%Y")):
+        try:
+            when = parse(stamp)
+        except ValueError:
+            continue
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    return None
+
+
 def _order_key(record: dict[str, Any]) -> tuple[float, str]:
     stamp = record.get("time")
-    if stamp:
-        try:
-            return parsedate_to_datetime(str(stamp)).timestamp(), str(record["id"])
-        except (TypeError, ValueError):
-            pass
-    return 0.0, str(record["id"])  # SaudiNewsNet ids are date + sequence
+    when = _timestamp(str(stamp)) if stamp else None
+    # SaudiNewsNet has no time: its ids are date + sequence.
+    return (when if when is not None else 0.0), str(record["id"])
 
 
 def load_outlets(shared: Path, outlets: set[str]) -> dict[str, list[Document]]:
@@ -157,6 +177,25 @@ def load_outlets(shared: Path, outlets: set[str]) -> dict[str, list[Document]]:
             for r in rows
         ]
     return docs
+
+
+def attach_lines(rows: list[dict[str, Any]], archives: dict[str, list[Document]]) -> None:
+    """Give each labelled row without `lines` its text's lines from the corpus; the
+    number of lines must equal the number of labels (the labels were made on them)."""
+    by_id = {(doc.source, doc.id): doc for docs in archives.values() for doc in docs}
+    for row in rows:
+        doc = by_id.get((row["source"], row["id"]))
+        if doc is None:
+            raise SystemExit(f"{row['source']} {row['id']}: not in the corpus")
+        lines = doc.text.split("\n")
+        if "lines" in row:
+            if row["lines"] != lines:
+                raise SystemExit(f"{row['id']}: the labelled lines differ from the corpus text")
+        elif len(lines) != len(row["labels"]):
+            raise SystemExit(
+                f"{row['id']}: {len(row['labels'])} labels for {len(lines)} lines in the corpus"
+            )
+        row["lines"] = lines
 
 
 # --------------------------------------------------------------------------- verdicts
@@ -348,50 +387,68 @@ def pct(value: float) -> str:
     return f"{100 * value:.2f}%"
 
 
-def render(scores: dict[str, dict[str, Score]], outlets: Iterable[str]) -> Table:
+def render(
+    scores: dict[str, dict[str, Score]], outlets: Iterable[str], name: str, extra: Iterable[str]
+) -> Table:
     table = Table(
-        title="Boilerplate line removal on footer-dev: precision / recall / content chars lost"
+        title=f"Boilerplate line removal on {name}: precision / recall / content chars lost"
     )
     table.add_column("outlet")
     for system in SYSTEMS:
         table.add_column(system, justify="right")
-    for outlet in [*outlets, "all"]:
+    for outlet in [*outlets, "all", *extra]:
         cells = []
         for system in SYSTEMS:
             s = scores[system][outlet]
             cells.append(f"{s.precision:.3f} / {s.recall:.3f} / {pct(s.lost)}")
-        table.add_row(outlet, *cells, style="bold" if outlet == "all" else None)
+        label = f"{outlet} ({scores['project'][outlet].boiler} boilerplate lines)"
+        table.add_row(label, *cells, style="bold" if outlet == "all" else None)
     return table
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED)
+    parser.add_argument(
+        "--labels",
+        type=Path,
+        help="labels file to score (default: ../shared/eval/footer-dev.jsonl); rows without "
+        "`lines` get them from the corpus, e.g. bench/footer-proxy.jsonl",
+    )
+    parser.add_argument("--outlets", help="comma-separated: score only these outlets")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     parser.add_argument(
         "--silver",
         action="store_true",
-        help="also score footer-silver.jsonl.gz on the outlets footer-dev does not cover "
+        help="also score footer-silver.jsonl.gz on the outlets the labels do not cover "
         "(automatic labels: a recall check, and content lines removed to read by hand)",
     )
     args = parser.parse_args(argv)
     shared = args.shared.resolve()
-    needed = [shared / FOOTER_DEV, *(shared / c for c in CORPORA)]
+    labels_path = args.labels.resolve() if args.labels else shared / FOOTER_DEV
+    needed = [labels_path, *(shared / c for c in CORPORA)]
     missing = [str(p) for p in needed if not p.exists()]
     if missing:
         print(f"boilerplate_bench: error: missing {', '.join(missing)}", file=sys.stderr)
         return 2
 
-    rows = [json.loads(line) for line in (shared / FOOTER_DEV).open(encoding="utf-8")]
+    rows = [json.loads(line) for line in labels_path.open(encoding="utf-8") if line.strip()]
+    if args.outlets:
+        wanted = {name.strip() for name in args.outlets.split(",")}
+        rows = [r for r in rows if r["source"] in wanted]
     outlets = sorted({r["source"] for r in rows})
     by_outlet: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_outlet[row["source"]].append(row)
     with console.status("loading the outlets' archives"):
         archives = load_outlets(shared, set(outlets))
+    attach_lines(rows, archives)
+    # Rows may say how they were sampled (footer-proxy: "random" or "enriched").
+    samples = sorted({str(r["sample"]) for r in rows if "sample" in r})
+    extra = [f"all, {sample} sample" for sample in samples] if len(samples) > 1 else []
 
     scores: dict[str, dict[str, Score]] = {s: defaultdict(Score) for s in SYSTEMS}
-    raw: dict[str, Any] = {"outlets": {}}
+    raw: dict[str, Any] = {"labels": str(labels_path), "outlets": {}}
     for outlet in outlets:
         docs = archives[outlet]
         labelled = {r["id"] for r in by_outlet[outlet]}
@@ -414,9 +471,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "C4 line filter": c4_verdict(row["lines"]),
                 "CCNet line dedup": ccnet[row["id"]],
             }
+            groups = [outlet, "all"]
+            if extra:
+                groups.append(f"all, {row['sample']} sample")
             for system, v in verdicts.items():
-                scores[system][outlet].add(row["labels"], row["lines"], v)
-                scores[system]["all"].add(row["labels"], row["lines"], v)
+                for group in groups:
+                    scores[system][group].add(row["labels"], row["lines"], v)
                 if system == "project":
                     for line, label, gone in zip(row["lines"], row["labels"], v, strict=True):
                         if line.strip() and bool(label) != gone:
@@ -435,8 +495,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = seeds_check()
     raw["scores"] = {s: {o: v.summary() for o, v in scores[s].items()} for s in SYSTEMS}
     raw["seeds"] = seeds
-    out = Console()
-    out.print(render(scores, outlets))
+    out = Console(width=None if sys.stdout.isatty() else 200)
+    out.print(render(scores, outlets, labels_path.name, extra))
     out.print(
         f"Seeds: {seeds['removed']} lines removed of {seeds['listed']} listed; "
         f"missed {len(seeds['missed'])}, content lines lost {len(seeds['content_lost'])}"
@@ -447,13 +507,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"learned, first learned trim at document {info['first_learned_trim_at_doc']}"
         )
     for error in raw.get("errors", []):
-        out.print(f"  project {error}")
+        out.print(f"  project {error}", markup=False)
     for outlet, info in raw.get("silver", {}).items():
         out.print(
             f"silver {outlet}: {info['documents']} docs, labelled lines removed "
             f"{info['removed_boilerplate']}/{info['boilerplate_lines']}, other lines removed "
             f"{info['removed_content_lines']} ({pct(info['content_lost'])} of their chars): "
-            f"{info['other_removed'][:3]}"
+            f"{info['other_removed'][:3]}",
+            markup=False,
         )
     if args.json:
         args.json.write_text(json.dumps(raw, ensure_ascii=False, indent=2), encoding="utf-8")

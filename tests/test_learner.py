@@ -15,7 +15,7 @@ from workers.document import Document
 from workers.learner import Candidate, LineLearner
 from workers.pipeline import process_inputs
 from workers.runtime import Runtime, build_runtime
-from workers.stages.strip import learnable_lines
+from workers.stages.strip import learnable_lines, link_targets
 from workers.streams import iter_range
 
 FOOTER = "حمّل تطبيق الصحيفة على هاتفك لتصلك آخر الأخبار أولاً بأول"
@@ -207,6 +207,61 @@ def test_boilerplate_show_and_reset_cli(redis_target: RedisTarget, prefix: str) 
     assert reset.returncode == 0, reset.stderr
     assert rt.learner.learned_lines("outlet") == (0, [])
     assert LineLearner(rt.client, rt.keys, rt.learner.settings).sources() == []
+
+
+def titled(n: int, text: str, title: str) -> Document:
+    return Document(
+        id=f"outlet-{n:03d}", source="outlet", text=text, input_ref=f"outlet-{n:03d}", title=title
+    )
+
+
+def test_links_to_other_articles_of_the_source(redis_target: RedisTarget, prefix: str) -> None:
+    # Articles 0-5; then one whose bottom is teasers of three of them (their leads, as a
+    # "more from this section" box) and which links a fourth by its headline mid-text; and
+    # one that quotes an earlier lead in its middle as background: that stays.
+    rt = runtime_for(redis_target, prefix)
+    earlier = [
+        titled(n, f"(وكالة)-- {article(n, 24)}", f"عنوان الخبر رقم {n} عن تطورات المنطقة")
+        for n in range(6)
+    ]
+    leads = [article(n, 24).split("\n\n")[0] for n in range(6)]
+    body = article(100, 48).split("\n\n")
+    teasers = leads[:3]
+    linking = titled(100, "\n\n".join([body[0], earlier[4].title, *body[1:], *teasers]), "")
+    quoting = titled(101, "\n\n".join([*body[:2], leads[5], *article(101, 36).split("\n\n")]), "")
+    run(rt, [*earlier, linking, quoting], chunk_size=3)
+    out = published(rt)
+    stripped = json.loads(out[linking.id]["stripped"])
+    assert stripped == [
+        {"line": line, "rule": "related_link"} for line in [earlier[4].title, *teasers]
+    ]
+    assert out[linking.id]["text"] == "\n\n".join(body)
+    assert out[quoting.id]["stripped_lines"] == "0"
+    # Titles and leads are kept to spot links, never learned as boilerplate.
+    assert rt.learner.learned_lines("outlet") == (8, [])
+    assert rt.client.hlen(rt.keys.learner_lines("outlet")) == 0
+
+
+def test_link_targets_of_duplicates_are_kept_too(redis_target: RedisTarget, prefix: str) -> None:
+    # A duplicate teaches no furniture, but other pages still link to it: its title rides
+    # with a kept document of its source, counted `link_memory` times (kept that many
+    # buckets by lossy counting), once however often it is seen.
+    rt = runtime_for(redis_target, prefix)
+    learner = rt.learner
+    kept = Candidate("a", "s", [], "a", link_targets("عنوان الخبر الأول عن المدينة", ""))
+    copy_title = "عنوان الخبر الثاني عن المدينة"
+    copy = Candidate("b", "s", [], "b", link_targets(copy_title, ""))
+    for _ in range(2):
+        _, pending = learner.plan([kept, copy])
+        learner.record(pending, ["a"])
+    counts = rt.client.hgetall(rt.keys.learner_counts("s"))
+    boost = learner.settings.link_memory
+    assert sorted(int(v) % 2**32 for v in counts.values()) == [boost, boost]
+    assert rt.client.hlen(rt.keys.learner_lines("s")) == 0
+    probe = copy.targets[0][0]  # a later line equal to the duplicate's title
+    trims, pending = learner.plan([Candidate("c", "s", [], "c", probes=[probe])])
+    learner.discard(pending)
+    assert trims == [frozenset({probe})]
 
 
 def test_document_with_an_extremely_long_line_is_dead() -> None:

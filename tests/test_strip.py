@@ -14,6 +14,8 @@ from workers.stages.strip import (
     learnable_lines,
     line_hash,
     line_key,
+    link_probes,
+    link_targets,
     load_rules,
     parse_rules,
     strip_boilerplate,
@@ -145,6 +147,12 @@ def wrap(line: str, *, at: str = "middle") -> str:
         "Related Articles",
         "@T_algashgari",
         "تويتر: @arfaj",
+        "لقراءة الحوار كاملا أنقر هنــا",  # tatweel and hamza do not hide a prompt
+        "لمراسلة الكاتب: writer@example.net",
+        "للتواصل أرسل sms إلى 88548 الاتصالات ,636250 موبايلي, 738303 زين تبدأ بالرمز 262 مسافة",
+        "165 مسافة ثم الرسالة",
+        "(تصوير: علي الشهري)",
+        "Photo: AFP",
     ],
 )
 def test_furniture_removed_anywhere(line: str, rules: RuleSet) -> None:
@@ -162,6 +170,8 @@ def test_furniture_removed_anywhere(line: str, rules: RuleSet) -> None:
         "منذ 3 ساعات",
         "للاطلاع على المشروع كاملا: عن التحدي والحب والاختلاف، رسائل من رسامات شابات",
         "للمزيد: ضربات جوية تستهدف مطار التيفور العسكري السوري",
+        "مقالات أخرى للكاتبعنوان المقال الأول!عنوان المقال الثاني",
+        "www.example.com",
     ],
 )
 @pytest.mark.parametrize("at", ["top", "bottom"])
@@ -192,12 +202,35 @@ def test_lone_number_in_the_middle_is_kept(rules: RuleSet) -> None:
         "رويترز: الجيش يتقدم نحو المدينة",
         "للاطلاع على التقرير قال الوزير إن الخطة جاهزة",
         "Contact @support for help with the app.",
+        "https://twitter.com/example_committee",  # a page the article gives out
+        ".",  # the sentence above's full stop, split off
+        "تصوير الفيلم يبدأ الشهر المقبل في جدة",
+        "مقالات الرأي تعبر عن كتابها",
     ],
 )
 @pytest.mark.parametrize("at", ["top", "middle", "bottom"])
 def test_content_sentences_are_kept(line: str, at: str, rules: RuleSet) -> None:
     result = strip_boilerplate(wrap(line, at=at), title="", source="", rules=rules)
     assert result.stripped == []
+
+
+@pytest.mark.parametrize(
+    ("line", "where"),
+    [
+        ("المنامة 25 شوال 1436 هـ الموافق 10 اغسطس 2015 م واس", "top"),  # wire dateline
+        ("* أكاديمي سعودي", "bottom"),  # the writer's description
+    ],
+)
+def test_one_sided_rules(line: str, where: str, rules: RuleSet) -> None:
+    placed = {
+        "top": [line, *CONTENT, *CONTENT],
+        "middle": [*CONTENT, line, *CONTENT],
+        "bottom": [*CONTENT, *CONTENT, line],
+    }
+    for at, lines in placed.items():
+        body = normalise_for_publishing("\n\n".join(lines))
+        result = strip_boilerplate(body, title="", source="", rules=rules)
+        assert [s.text for s in result.stripped] == ([line] if at == where else []), at
 
 
 def test_end_marker_truncates(rules: RuleSet) -> None:
@@ -536,3 +569,94 @@ def test_overlong_lines_are_content_and_never_learned() -> None:
     assert result.text.endswith(token)
     assert [s.rule for s in result.stripped] != []  # the short share line still goes
     assert learnable_lines(token, source="s", rules=rules, zone=10) == []
+
+
+# ---------------------------------------------------------------------------- links
+
+
+def test_tatweel_after_a_space_separates_byline_parts() -> None:
+    assert [text for _, text in byline_parts("الرياضي ـ الكويت")] == [
+        "byline part: الرياضي",
+        "byline part: الكويت",
+    ]
+    assert byline_parts("المباراة الـ 11 للفريق") == []  # a stretched letter is no dash
+    rules = parse_rules({"source": {"outlet": {"names": ["الرياضي"]}}}, "test")
+    result = strip_boilerplate(
+        body_with((0, "الرياضي ـ جدة")), title="", source="outlet", rules=rules
+    )
+    assert [(s.text, s.rule) for s in result.stripped] == [("الرياضي ـ جدة", "outlet_name")]
+
+
+TITLE = "الكويت: ارتفاع معدل التضخم المحلي بنسبة 3.5 في المائة"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [f"رابط الخبر بصحيفة المثال: {TITLE}", f"{TITLE} - صحيفة المثال"],
+)
+def test_own_title_with_a_link_prompt_at_an_edge(line: str) -> None:
+    rules = make_rules()
+    bottom = strip_boilerplate(body_with((5, line)), title=TITLE, source="", rules=rules)
+    assert [(s.text, s.rule) for s in bottom.stripped] == [(line, "title_link")]
+    middle = strip_boilerplate(body_with((2, line)), title=TITLE, source="", rules=rules)
+    assert middle.stripped == []
+    # Without a separator, the title followed by more words is a lead sentence.
+    lead = f"{TITLE} خلال الشهر الماضي"
+    plain = strip_boilerplate(body_with((5, lead)), title=TITLE, source="", rules=rules)
+    assert plain.stripped == []
+
+
+HEADLINE = "وزير الخارجية يبحث مع نظيره الفرنسي تطورات المنطقة"
+LEAD = (
+    "بحث وزير الخارجية مع نظيره الفرنسي في اتصال هاتفي اليوم تطورات الأوضاع في المنطقة "
+    "وسبل تعزيز العلاقات الثنائية بين البلدين."
+)
+
+
+def test_link_targets_are_the_title_and_the_lead_without_its_dateline() -> None:
+    body = f"دبي، الإمارات العربية المتحدة (CNN)-- {LEAD}\n\nفقرة ثانية من الخبر."
+    texts = [text for _, text in link_targets(HEADLINE, body)]
+    assert texts == [
+        "link title: " + HEADLINE,
+        "link lead: دبي، الإمارات العربية المتحدة (CNN)-- " + LEAD,
+        "link lead: " + LEAD,
+    ]
+    assert link_targets("خبر", "قصير.") == []  # too short to be linked by
+
+
+def links_of(title: str, body: str) -> frozenset[str]:
+    """The link hashes another document with this title and body lets its peers match."""
+    return frozenset(digest for digest, _ in link_targets(title, body))
+
+
+def test_another_articles_headline_is_a_related_link_anywhere() -> None:
+    rules = make_rules()
+    links = links_of(HEADLINE, LEAD)
+    body = body_with((2, HEADLINE))
+    result = strip_boilerplate(body, title="", source="s", rules=rules, links=links)
+    assert [(s.text, s.rule) for s in result.stripped] == [(HEADLINE, "related_link")]
+    assert strip_boilerplate(body, title="", source="s", rules=rules).stripped == []
+    # A digest made mostly of other articles' headlines keeps them: they are its content.
+    others = [f"{HEADLINE} رقم {n}" for n in range(4)]
+    digest_links = frozenset().union(*(links_of(h, LEAD) for h in others))
+    digest = "\n\n".join(["موجز أخبار اليوم كما نشرت في الموقع خلال الساعات الماضية.", *others])
+    kept = strip_boilerplate(digest, title="", source="s", rules=rules, links=digest_links)
+    assert kept.stripped == []
+
+
+def test_another_articles_lead_is_a_link_only_in_the_bottom_run() -> None:
+    rules = make_rules()
+    links = links_of(HEADLINE, LEAD)
+    bottom = strip_boilerplate(body_with((5, LEAD)), title="", source="s", rules=rules, links=links)
+    assert [(s.text, s.rule) for s in bottom.stripped] == [(LEAD, "related_link")]
+    middle = strip_boilerplate(body_with((3, LEAD)), title="", source="s", rules=rules, links=links)
+    assert middle.stripped == []
+
+
+def test_link_probes_cover_headlines_and_the_tail() -> None:
+    body = "\n\n".join([LEAD, HEADLINE, *BODY_LINES, LEAD])
+    probes = set(link_probes(body, zone=3))
+    assert links_of(HEADLINE, "") <= probes  # the headline-sized line
+    lead_hash = next(h for h, t in link_targets("", LEAD) if t == "link lead: " + LEAD)
+    assert lead_hash in probes  # the last line, as a lead (the first, its own lead, is not)
+    assert len(probes) == 3  # and the last line as a headline (it is short enough)

@@ -64,6 +64,7 @@ class BoilerplateSettings(BaseModel):
     min_share: float = Field(0.005, ge=0, le=1)
     prune_every: int = Field(1000, ge=10)
     zone_lines: int = Field(10, ge=1, le=1000)
+    link_memory: int = Field(4, ge=0, le=100)
 
 
 class FeedSettings(BaseModel):

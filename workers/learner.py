@@ -30,6 +30,7 @@ import redis
 from workers.connection import as_text
 from workers.index import delete_matching
 from workers.keyspace import LEARN_LINES_LUA, LEARNER_SPLIT, Keys
+from workers.stages.strip import LINK_LABELS
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,9 @@ class LearnerSettings:
     min_share: float = 0.005
     prune_every: int = 1000
     zone_lines: int = 10
+    # A title or lead (strip.link_targets) is counted this many times at once, so lossy
+    # counting keeps it for about link_memory x prune_every documents; 0: no links.
+    link_memory: int = 4
 
     def bar(self, docs: int) -> float:
         """Documents a line must be counted in, when its source has `docs` counted."""
@@ -53,6 +57,10 @@ class Candidate:
     source: str
     lines: Sequence[tuple[str, str]]  # (line hash, text), distinct: strip.learnable_lines
     body: str  # the publish-normalised body, for spotting exact repeats within a chunk
+    # (hash, text) other documents may link to it by: strip.link_targets; counted like lines.
+    targets: Sequence[tuple[str, str]] = ()
+    # Link hashes of its own lines: strip.link_probes; looked up, never counted.
+    probes: Sequence[str] = ()
 
 
 @dataclass(slots=True)
@@ -62,6 +70,8 @@ class Pending:
     candidates: list[Candidate]
     lines: Counter[tuple[str, str]] = field(default_factory=Counter)
     docs: Counter[str] = field(default_factory=Counter)
+    # Per candidate, its link targets nothing had counted yet: the ones `record` sends.
+    fresh_targets: list[list[tuple[str, str]]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,14 +97,18 @@ class LineLearner:
     # ------------------------------------------------------------------ reading
 
     def plan(self, candidates: Sequence[Candidate]) -> tuple[list[frozenset[str]], Pending]:
-        """For each candidate, in order, the line hashes to trim as learned; and the
-        chunk's tentative counts, to be passed to `record` once the index has decided."""
+        """For each candidate, in order, the line hashes to trim as learned, plus the link
+        hashes among its probes that another document of the source has as a target (a
+        title or lead seen before: see `strip.link_targets`); and the chunk's tentative
+        counts, to be passed to `record` once the index has decided."""
         pending = Pending(list(candidates))
         if not self.settings.enabled or not candidates:
             return [frozenset() for _ in candidates], pending
         wanted: dict[str, set[str]] = {}
         for candidate in candidates:
             wanted.setdefault(candidate.source, set()).update(h for h, _ in candidate.lines)
+            wanted[candidate.source].update(candidate.probes)
+            wanted[candidate.source].update(h for h, _ in candidate.targets)
         with self._lock:
             docs, counts, learned = self._read(wanted)
             for earlier in self._inflight.values():
@@ -108,16 +122,20 @@ class LineLearner:
             source = candidate.source
             bar = self.settings.bar(docs[source])
             known = learned.get(source, frozenset())
+            own = {h for h, _ in candidate.targets}
             trims.append(
                 frozenset(h for h, _ in candidate.lines if h in known or counts[(source, h)] >= bar)
+                | frozenset(h for h in candidate.probes if h not in own and counts[(source, h)])
             )
+            fresh = [(h, text) for h, text in candidate.targets if not counts[(source, h)]]
+            pending.fresh_targets.append(fresh)
             body_key = hashlib.blake2b(candidate.body.encode("utf-8"), digest_size=16).digest()
             if body_key in seen_bodies:
                 continue  # an exact repeat within the chunk: the index will call it one
             seen_bodies.add(body_key)
             docs[source] += 1
             pending.docs[source] += 1
-            for digest, _ in candidate.lines:
+            for digest, _ in (*candidate.lines, *candidate.targets):
                 counts[(source, digest)] += 1
                 pending.lines[(source, digest)] += 1
         return trims, pending
@@ -159,18 +177,32 @@ class LineLearner:
 
     def record(self, pending: Pending, kept_refs: Iterable[str]) -> None:
         """Count the lines of the chunk's documents the index kept, and drop the chunk's
-        tentative counts."""
+        tentative counts. The link targets (titles, leads) of the chunk's other documents,
+        duplicates included, are counted too: a copy of a story is still an article other
+        pages link to, and a target teaches nothing about furniture. They go with a kept
+        document of their source (the script counts documents by the entries it is sent),
+        or not at all when the chunk kept none of that source."""
         kept = set(kept_refs)
+        # A target is sent once, `boost` times over, when first seen: lossy counting then
+        # keeps it about `boost` buckets, and it stays below the learning bar.
+        boost = min(self.settings.link_memory, self.settings.min_docs - 1)
+        fresh = pending.fresh_targets or [[] for _ in pending.candidates]
         with self._lock:
             try:
+                riders: dict[str, list[tuple[str, str]]] = {}
+                for candidate, targets in zip(pending.candidates, fresh, strict=True):
+                    if candidate.input_ref not in kept:
+                        riders.setdefault(candidate.source, []).extend(targets)
                 args: list[str | int | float] = []
                 ndocs = 0
-                for candidate in pending.candidates:
+                for candidate, targets in zip(pending.candidates, fresh, strict=True):
                     if candidate.input_ref not in kept:
                         continue
                     ndocs += 1
-                    args += [candidate.source, len(candidate.lines)]
-                    for digest, text in candidate.lines:
+                    sent = dict([*targets, *riders.pop(candidate.source, [])])
+                    counted = [*candidate.lines, *[t for t in sent.items() for _ in range(boost)]]
+                    args += [candidate.source, len(counted)]
+                    for digest, text in counted:
                         args += [digest, text]
                 if ndocs and self.settings.enabled:
                     s = self.settings
@@ -204,6 +236,8 @@ class LineLearner:
             LearnedLine(digest, as_text(texts[raw]), int(value or 0) % LEARNER_SPLIT)
             for digest, raw, value in zip(digests, texts, values, strict=True)
         ]
+        # Titles and leads kept for spotting links to them are not boilerplate lines.
+        lines = [line for line in lines if not line.text.startswith(LINK_LABELS)]
         lines.sort(key=lambda line: (-line.count, line.text))
         return int(doc_count or 0), lines
 

@@ -28,7 +28,13 @@ from workers.learner import Candidate, LineLearner, Pending
 from workers.stages.fingerprint import Fingerprinter
 from workers.stages.matching import matching_tokens
 from workers.stages.normalise import normalise_for_publishing
-from workers.stages.strip import RuleSet, learnable_lines, strip_boilerplate
+from workers.stages.strip import (
+    RuleSet,
+    learnable_lines,
+    link_probes,
+    link_targets,
+    strip_boilerplate,
+)
 from workers.streams import iter_range
 
 if TYPE_CHECKING:
@@ -99,6 +105,7 @@ def strip_document(
     rules: RuleSet,
     learned: frozenset[str] = frozenset(),
     keep_headlines: bool = False,
+    link_zone: int = 10,
 ) -> Document | DeadInput:
     """Strip boilerplate lines from a normalised document. One made of nothing but
     boilerplate (an opinion disclaimer alone, a page of share buttons) is no article: it
@@ -106,8 +113,16 @@ def strip_document(
     With `keep_headlines` (feed entries, where the headline is the news: a video, a live
     page, a price ticker whose summary is a template) it goes out as a headline-only
     document instead, its text the headline, when it has one."""
+    # `learned` (from LineLearner.plan) holds learned line hashes and the link hashes
+    # found; the two never collide (link hashes are labelled), so it serves as both.
     result = strip_boilerplate(
-        doc.text, title=doc.title, source=doc.source, rules=rules, learned=learned
+        doc.text,
+        title=doc.title,
+        source=doc.source,
+        rules=rules,
+        learned=learned,
+        links=learned,
+        link_zone=link_zone,
     )
     if result.all_boilerplate and keep_headlines and doc.title:
         return replace(doc, text=doc.title, stripped=[])
@@ -202,6 +217,7 @@ def prepare_chunk(
 
     pending: Pending | None = None
     trims: list[frozenset[str]] = [frozenset()] * len(normalised)
+    zone = 10
     if learner is not None and learner.settings.enabled:
         zone = learner.settings.zone_lines
         candidates = [
@@ -210,6 +226,8 @@ def prepare_chunk(
                 doc.source,
                 learnable_lines(doc.text, source=doc.source, rules=rules, zone=zone),
                 doc.text,
+                link_targets(doc.title, doc.text) if learner.settings.link_memory else [],
+                link_probes(doc.text, zone) if learner.settings.link_memory else [],
             )
             for doc, _ in normalised
         ]
@@ -217,7 +235,7 @@ def prepare_chunk(
 
     cleaned: list[tuple[Document, int]] = []
     for (doc, nbytes), learned in zip(normalised, trims, strict=True):
-        result = _safely(doc, partial(strip_document, doc, rules, learned, keep_headlines))
+        result = _safely(doc, partial(strip_document, doc, rules, learned, keep_headlines, zone))
         if isinstance(result, DeadInput):
             dead.append((result, nbytes))
         else:

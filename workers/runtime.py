@@ -44,7 +44,9 @@ def fingerprint_params(settings: Settings) -> FingerprintParams:
 
 def learner_settings(settings: Settings) -> LearnerSettings:
     bp = settings.boilerplate
-    return LearnerSettings(bp.learn, bp.min_docs, bp.min_share, bp.prune_every, bp.zone_lines)
+    return LearnerSettings(
+        bp.learn, bp.min_docs, bp.min_share, bp.prune_every, bp.zone_lines, bp.link_memory
+    )
 
 
 def decision_rule(settings: Settings) -> DecisionRule:

@@ -30,8 +30,19 @@ OUTLET_RULE = "outlet_name"
 LEARNED_RULE = "learned"
 LEARNED_BYLINE_RULE = "learned_byline"
 PINNED_RULE = "pinned"
+TITLE_LINK_RULE = "title_link"
+RELATED_RULE = "related_link"
 BUILT_IN_RULES = frozenset(
-    {TITLE_RULE, TITLE_BYLINE_RULE, OUTLET_RULE, LEARNED_RULE, LEARNED_BYLINE_RULE, PINNED_RULE}
+    {
+        TITLE_RULE,
+        TITLE_BYLINE_RULE,
+        OUTLET_RULE,
+        LEARNED_RULE,
+        LEARNED_BYLINE_RULE,
+        PINNED_RULE,
+        TITLE_LINK_RULE,
+        RELATED_RULE,
+    }
 )
 # A byline is short: "منيف الشهراني – الرياض", "عين اليوم - متابعات", "Name | Outlet".
 BYLINE_MAX_WORDS = 6
@@ -43,6 +54,21 @@ TITLE_BYLINE_MAX_WORDS = 4
 # A line naming the outlet with at most this many other words around it is a byline
 # ("عمر إبراهيم – عين اليوم", "عين اليوم – جدة").
 OUTLET_BYLINE_MAX_WORDS = 4
+# An edge line that is the document's own title with at most this many words before or
+# after it is a link to the article itself ("رابط الخبر بصحيفة الوئام: <title>",
+# "<title> - <outlet>"); titles shorter than TITLE_LINK_MIN_WORDS are too generic to tell.
+TITLE_LINK_MAX_WORDS = 6
+TITLE_LINK_MIN_WORDS = 3
+# Links to other articles of the same source (see `link_targets`): a body line equal to
+# the title of another recent document of the source, or, in the bottom run, to its lead
+# paragraph ("more from this section" teasers), is a link, not this article's content.
+LINK_TITLE_LABEL = "link title: "
+LINK_LEAD_LABEL = "link lead: "
+LINK_LABELS = (LINK_TITLE_LABEL, LINK_LEAD_LABEL)
+LINK_TITLE_MIN_WORDS = 3
+LINK_TITLE_MAX_WORDS = 25
+LINK_LEAD_MIN_WORDS = 8
+LEAD_SEARCH_LINES = 3
 DEFAULT_RULES_PATH = Path(__file__).resolve().parents[2] / "config" / "boilerplate.toml"
 
 _WHERE: dict[str, Where] = {
@@ -305,8 +331,11 @@ def _hash_key(key: str) -> str:
 
 
 # "Name – Outlet", "Outlet - City": a separator with a space on at least one side, so
-# hyphenated words ("Al-Madina") do not split.
-_BYLINE_SEPARATOR = re.compile(r"\s+[-–—|/]\s*|\s*[-–—|/]\s+")
+# hyphenated words ("Al-Madina") do not split. Arabic typesetting also uses a tatweel
+# after a space as the dash ("الرياضي ـ جدة"); after a letter it only stretches the word
+# ("الـ 11").
+TATWEEL = "\u0640"
+_BYLINE_SEPARATOR = re.compile(r"\s+[-–—|/ـ]\s*|\s*[-–—|/]\s+")
 
 
 def byline_parts(line: str) -> list[tuple[str, str]]:
@@ -350,6 +379,93 @@ def learnable_lines(body: str, *, source: str, rules: RuleSet, zone: int) -> lis
     return list(seen.items())
 
 
+# A dateline opening a lead: "دبي، الإمارات العربية المتحدة (CNN)-- ", "(CNN)— ": a short
+# place, an outlet or agency in brackets, a dash. Teasers of the article quote its lead
+# without it.
+_DATELINE = re.compile(r"[^.!?؟:\n]{0,80}?\([^()\n]{1,30}\)\s*[-–—]+\s*")
+
+
+def _link_key(text: str) -> str:
+    # Exact wording matters for links (two headlines can differ by a number only), so no
+    # digit folding: matching normalisation only.
+    return normalise_for_matching(text) if len(text) <= MAX_RULE_LINE_CHARS else ""
+
+
+def _link_hash(label: str, text: str) -> str | None:
+    key = _link_key(text)
+    return _hash_key(label + key) if key else None
+
+
+def _lead_index(lines: list[str]) -> int | None:
+    """Index in `lines` of the document's lead: the first of its first LEAD_SEARCH_LINES
+    non-empty lines long enough to be a paragraph (a byline or kicker may come first)."""
+    seen = 0
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        if len(_link_key(line).split()) >= LINK_LEAD_MIN_WORDS:
+            return i
+        seen += 1
+        if seen >= LEAD_SEARCH_LINES:
+            return None
+    return None
+
+
+def link_targets(title: str, body: str) -> list[tuple[str, str]]:
+    """(hash, text) under which other documents of the same source may link to this one:
+    its title (at least LINK_TITLE_MIN_WORDS words) and its lead paragraph, also without
+    a leading dateline. The learner keeps them, per source, for as long as its lossy
+    counting keeps rare lines (at most about 2 x `prune_every` documents): recent
+    articles, the ones others link to."""
+    found: dict[str, str] = {}
+    if len(_link_key(title).split()) >= LINK_TITLE_MIN_WORDS:
+        digest = _link_hash(LINK_TITLE_LABEL, title)
+        if digest:
+            found[digest] = LINK_TITLE_LABEL + title.strip()
+    lines = split_lines(body)
+    lead = _lead_index(lines)
+    if lead is not None:
+        text = lines[lead].strip()
+        for form in (text, _DATELINE.sub("", text, count=1)):
+            if len(_link_key(form).split()) >= LINK_LEAD_MIN_WORDS:
+                digest = _link_hash(LINK_LEAD_LABEL, form)
+                if digest:
+                    found.setdefault(digest, LINK_LEAD_LABEL + form)
+    return list(found.items())
+
+
+def _link_probes(lines: list[str], zone: int) -> dict[int, tuple[str | None, str | None]]:
+    """Line index -> (title hash, lead hash) the line would have if it linked to another
+    article: a title hash for a headline-sized line anywhere, a lead hash for a
+    paragraph among the last `zone` non-empty lines but the document's own lead (a short
+    update of a story opens with the story's lead: that is no link)."""
+    lead = _lead_index(lines)
+    content = [i for i, line in enumerate(lines) if line.strip()]
+    tail = set(content[-zone:]) if zone > 0 else set()
+    probes: dict[int, tuple[str | None, str | None]] = {}
+    for i in content:
+        key = _link_key(lines[i].strip())
+        count = len(key.split())
+        as_title = LINK_TITLE_MIN_WORDS <= count <= LINK_TITLE_MAX_WORDS
+        as_lead = i in tail and i != lead and count >= LINK_LEAD_MIN_WORDS
+        if as_title or as_lead:
+            probes[i] = (
+                _hash_key(LINK_TITLE_LABEL + key) if as_title else None,
+                _hash_key(LINK_LEAD_LABEL + key) if as_lead else None,
+            )
+    return probes
+
+
+def link_probes(body: str, zone: int) -> list[str]:
+    """The link hashes (see `link_targets`) to look up for a publish-normalised body."""
+    return [
+        digest
+        for pair in _link_probes(split_lines(body), zone).values()
+        for digest in pair
+        if digest is not None
+    ]
+
+
 # ---------------------------------------------------------------------------- stripping
 
 
@@ -360,6 +476,8 @@ def strip_boilerplate(
     source: str,
     rules: RuleSet,
     learned: Collection[str] = frozenset(),
+    links: Collection[str] = frozenset(),
+    link_zone: int = 10,
 ) -> StripResult:
     """Remove boilerplate lines from a publish-normalised `body`.
 
@@ -378,7 +496,16 @@ def strip_boilerplate(
       rules on their side).
     Learned lines therefore go only in unbroken runs at the edges: a learned sentence in
     the middle of an article is never touched. A `truncate_after` rule removes its line
-    and every later one. Lines matching a `protect` pattern, or pinned as the source's
+    and every later one.
+
+    `links` holds the link hashes (see `link_targets`, `link_probes`) found among other
+    recent documents of the source. A headline-sized line equal to another article's
+    title is a related-article link wherever it is ("related_link"), unless such lines
+    are half the document or more (a digest of headlines is its own content); a line
+    equal to another article's lead is one only in the unbroken run at the bottom (the
+    "more from this section" teasers), among the last `link_zone` lines. An edge line
+    that is the document's own title with a few words around it is a link to itself
+    ("title_link"). Lines matching a `protect` pattern, or pinned as the source's
     content, are never removed.
 
     If every non-empty line would go, the body is returned unchanged with `stripped=[]`
@@ -415,6 +542,16 @@ def strip_boilerplate(
     if source_rules.content:
         protected |= {i for i in content if digest_of(i) in source_rules.content}
     removed: dict[int, str] = {}
+    title_links: set[int] = set()
+    lead_links: set[int] = set()
+    if links:
+        for i, (as_title, as_lead) in _link_probes(lines, link_zone).items():
+            if as_title in links:
+                title_links.add(i)
+            if as_lead in links:
+                lead_links.add(i)
+        if 2 * len(title_links) >= len(content):
+            title_links = set()  # a digest of headlines
 
     def truncate(start: int, name: str) -> None:
         for j in content:
@@ -431,6 +568,9 @@ def strip_boilerplate(
             continue
         if words in outlet_names:
             removed[i] = OUTLET_RULE
+            continue
+        if i in title_links:
+            removed[i] = RELATED_RULE
             continue
         rule = _first_match(anywhere, _candidates(line))
         if rule is None:
@@ -452,6 +592,10 @@ def strip_boilerplate(
                 # Before `protect`: the patterns guard against rules over-matching, while
                 # a learned line was seen verbatim at the edge of many documents, long or not.
                 removed[i] = PINNED_RULE if digest in source_rules.pinned else LEARNED_RULE
+                continue
+            if kept == 0 and side == "bottom" and i in lead_links:
+                # Before `protect` too: a teaser is a whole lead paragraph, long.
+                removed[i] = RELATED_RULE
                 continue
             if i in protected:
                 kept += 1
@@ -495,6 +639,8 @@ def _edge_furniture(
     count = len(words.split())
     if side == "top" and 0 < count <= TITLE_BYLINE_MAX_WORDS and f" {words} " in title_words:
         return TITLE_BYLINE_RULE
+    if _is_title_link(line, title_words):
+        return TITLE_LINK_RULE
     for name in outlet_names:
         extra = count - len(name.split())
         if (
@@ -506,17 +652,41 @@ def _edge_furniture(
     return None
 
 
+# What joins a link prompt to the headline it links: "رابط الخبر: <title>", "<title> | X".
+_LINK_SEPARATOR = re.compile(r"[:：|–—]|\s-|-\s")
+
+
+def _is_title_link(line: str, title_words: str) -> bool:
+    """`line` is the document's own title (as `title_words`, matching-normalised) joined by
+    a separator to at most TITLE_LINK_MAX_WORDS other words: a link to the article itself.
+    Without the separator, the title followed by more words is a lead sentence."""
+    title = title_words.replace(" ", "")
+    if not title or len(title_words.split()) < TITLE_LINK_MIN_WORDS:
+        return False
+    for match in _LINK_SEPARATOR.finditer(line):
+        left, right = line[: match.start()], line[match.end() :]
+        for inside, outside in ((right, left), (left, right)):
+            extra = len(normalise_for_matching(outside).split())
+            if 0 < extra <= TITLE_LINK_MAX_WORDS and _comparable(inside) == title:
+                return True
+    return False
+
+
 def _candidates(line: str) -> tuple[str, ...]:
     """The stripped line, plus the line without leading/trailing punctuation and symbols,
-    so "(واس)", "// انتهى //" or "Share this:" need no decoration in their patterns."""
-    line = line.strip()
-    start, end = 0, len(line)
-    while start < end and _is_decoration(line[start]):
-        start += 1
-    while end > start and _is_decoration(line[end - 1]):
-        end -= 1
-    trimmed = line[start:end]
-    return (line, trimmed) if trimmed and trimmed != line else (line,)
+    so "(واس)", "// انتهى //" or "Share this:" need no decoration in their patterns; and
+    both without tatweel (ـ), which only stretches letters ("أنقر هنــا")."""
+    found: list[str] = []
+    for form in (line.strip(), line.strip().replace(TATWEEL, "")):
+        start, end = 0, len(form)
+        while start < end and _is_decoration(form[start]):
+            start += 1
+        while end > start and _is_decoration(form[end - 1]):
+            end -= 1
+        for candidate in (form, form[start:end]):
+            if candidate and candidate not in found:
+                found.append(candidate)
+    return tuple(found) if found else (line.strip(),)
 
 
 def _is_decoration(ch: str) -> bool:
