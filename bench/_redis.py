@@ -22,9 +22,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-# Passed to every server, project and baseline alike: the project's compact index hashes
-# rely on hashes up to this size staying in the ziplist encoding.
-COMMON_ARGS = ("--hash-max-ziplist-entries", "1024")
+# Passed to every server, project and baseline alike: none, so both run on Redis's default
+# encodings (the project's index shards stay under the default 128 hash entries).
+COMMON_ARGS: tuple[str, ...] = ()
 
 
 def redis_executable() -> str:

@@ -936,7 +936,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.raw["environment"]["ping_us"] = {"start": ping_before, "end": ping_after}
     bench.footnotes.append(
         f"Machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, Redis "
-        f"{redis_version}, every server with {' '.join(COMMON_ARGS)}, Unix socket. PING round "
+        f"{redis_version}, every server with {' '.join(COMMON_ARGS) or 'default settings'}, "
+        "Unix socket. PING round "
         f"trip {ping_before:,.0f} us at start, {ping_after:,.0f} us at end: the baseline makes "
         "b round trips per query and 2b+3 per insert (78 for a new document at b=25), so its "
         "rate follows this; the project's one pipeline "

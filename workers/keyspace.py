@@ -758,9 +758,13 @@ if near_ok then
   end
 end
 
+local indexable = not (RETENTION > 0 and ts < cutoff)  -- else already outside the window
+-- The doc number taken while querying the LSH buckets, its bands already inserted.
+local reserved = nil
+
 local function index_document(root, stands_for)
-  if RETENTION > 0 and ts < cutoff then return end  -- already outside the window
-  local num = redis.call('INCR', P .. 'ix:next')
+  if not indexable then return end
+  local num = reserved or redis.call('INCR', P .. 'ix:next')
   local me = pack32(num)
   local stored_sig = sig
   if not near_ok then stored_sig = ZERO_SIG end
@@ -778,7 +782,7 @@ local function index_document(root, stands_for)
              .. pack32(root or num) .. pack16(fcount) .. table.concat(fsk))
   redis.call('HINCRBY', P .. 'ix:pages', math.floor(num / 256), 1)
   redis.call('HSET', id_key(num), num % 128, stands_for or doc_id)
-  if near_ok then
+  if near_ok and not reserved then
     for b = 0, BANDS - 1 do
       local key, field = band_keys[b], band_fields[b]
       -- Most buckets are new: one call; a shared bucket appends to its packed list.
@@ -829,10 +833,24 @@ for _, kind_key in ipairs({{'u', ukey, 'url'}, {'x', ckey, 'content'}}) do
 end
 
 -- 2. Near: LSH candidates, most shared bands first, verified against stored signatures.
+-- Not an exact duplicate, so the document will be indexed (as new, or standing for its
+-- original): its bands go in while they are looked up. A lookup and an insert each scan
+-- the compact shard; most buckets are new, and HSETNX alone does both.
 if near_ok then
   local hits, order = {}, {}
+  local me
+  if indexable then
+    reserved = redis.call('INCR', P .. 'ix:next')
+    me = pack32(reserved)
+  end
   for b = 0, BANDS - 1 do
-    local packed = redis.call('HGET', band_keys[b], band_fields[b])
+    local key, field, packed = band_keys[b], band_fields[b], nil
+    if not me then
+      packed = redis.call('HGET', key, field)
+    elseif redis.call('HSETNX', key, field, me) == 0 then
+      packed = redis.call('HGET', key, field)
+      redis.call('HSET', key, field, packed .. me)
+    end
     if packed then
       for k = 1, string.len(packed), 4 do
         local num = u32(packed, k)
