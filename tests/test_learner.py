@@ -79,6 +79,20 @@ def test_shared_footer_is_stripped_from_the_20th_document_on(
     assert [(line.text, line.count) for line in lines] == [(FOOTER, 30)]
 
 
+def test_a_line_started_late_is_learned_on_its_share_since(
+    redis_target: RedisTarget, prefix: str
+) -> None:
+    # 200 documents without the footer, then 20 with it. Against all 205 documents counted
+    # a 10% share would take 21 of them; since the footer's first bucket, it takes 5.
+    rt = runtime_for(redis_target, prefix, min_share=0.1, prune_every=20)
+    run(rt, [make_doc(n, article(n)) for n in range(200)])
+    later = [make_doc(n, article(n) + "\n\n" + FOOTER) for n in range(200, 220)]
+    run(rt, later, chunk_size=1)
+    out = published(rt)
+    kept = [FOOTER in out[doc.id]["text"] for doc in later]
+    assert kept == [True] * 5 + [False] * 15
+
+
 def test_sentence_repeated_in_the_middle_is_never_stripped(
     redis_target: RedisTarget, prefix: str
 ) -> None:
@@ -259,9 +273,9 @@ def test_link_targets_of_duplicates_are_kept_too(redis_target: RedisTarget, pref
     assert sorted(int(v) % 2**32 for v in counts.values()) == [boost, boost]
     assert rt.client.hlen(rt.keys.learner_lines("s")) == 0
     probe = copy.targets[0][0]  # a later line equal to the duplicate's title
-    trims, pending = learner.plan([Candidate("c", "s", [], "c", probes=[probe])])
+    _, pending = learner.plan([Candidate("c", "s", [], "c", probes=[probe])])
     learner.discard(pending)
-    assert trims == [frozenset({probe})]
+    assert pending.links == [frozenset({probe})]
 
 
 def test_document_with_an_extremely_long_line_is_dead() -> None:

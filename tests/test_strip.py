@@ -153,6 +153,9 @@ def wrap(line: str, *, at: str = "middle") -> str:
         "165 مسافة ثم الرسالة",
         "(تصوير: علي الشهري)",
         "Photo: AFP",
+        "زين تبدأ بالرمز 158 مسافة ثم الرسالة",
+        "88591 - Stc",
+        "// يتبع //",
     ],
 )
 def test_furniture_removed_anywhere(line: str, rules: RuleSet) -> None:
@@ -172,6 +175,8 @@ def test_furniture_removed_anywhere(line: str, rules: RuleSet) -> None:
         "للمزيد: ضربات جوية تستهدف مطار التيفور العسكري السوري",
         "مقالات أخرى للكاتبعنوان المقال الأول!عنوان المقال الثاني",
         "www.example.com",
+        "هذا التقرير بقلم محرر الموقع ولا يعكس بالضرورة رأي أو توجهات الشبكة.",
+        "نشر هذا المقال بالتعاون مع موقع التوظيف الإلكتروني مثال.كوم",
     ],
 )
 @pytest.mark.parametrize("at", ["top", "bottom"])
@@ -206,6 +211,8 @@ def test_lone_number_in_the_middle_is_kept(rules: RuleSet) -> None:
         ".",  # the sentence above's full stop, split off
         "تصوير الفيلم يبدأ الشهر المقبل في جدة",
         "مقالات الرأي تعبر عن كتابها",
+        "وقال إن التصريحات لا تعكس موقف الحكومة الرسمي من الاتفاق الأخير بين البلدين",
+        "خدمة العملاء متاحة على مدار الساعة في جميع الفروع",
     ],
 )
 @pytest.mark.parametrize("at", ["top", "middle", "bottom"])
@@ -219,6 +226,9 @@ def test_content_sentences_are_kept(line: str, at: str, rules: RuleSet) -> None:
     [
         ("المنامة 25 شوال 1436 هـ الموافق 10 اغسطس 2015 م واس", "top"),  # wire dateline
         ("* أكاديمي سعودي", "bottom"),  # the writer's description
+        ("* خدمة «نيويورك تايمز»", "bottom"),  # syndication credit
+        ("أو الفاكس رقم: 0114871070", "bottom"),
+        ("20:26 ت م", "bottom"),  # the wire's transmission time
     ],
 )
 def test_one_sided_rules(line: str, where: str, rules: RuleSet) -> None:
@@ -651,6 +661,22 @@ def test_another_articles_lead_is_a_link_only_in_the_bottom_run() -> None:
     assert [(s.text, s.rule) for s in bottom.stripped] == [(LEAD, "related_link")]
     middle = strip_boilerplate(body_with((3, LEAD)), title="", source="s", rules=rules, links=links)
     assert middle.stripped == []
+
+
+def test_a_box_of_other_articles_leads_at_the_bottom() -> None:
+    # Two teasers match leads seen; the box's other entries link articles not seen.
+    rules = make_rules()
+    teasers = [f"{LEAD[:-1]} رقم {n}." for n in range(4)]
+    links = links_of("", teasers[0]) | links_of("", teasers[2])
+    body = "\n\n".join([*BODY_LINES, *teasers])
+    result = strip_boilerplate(body, title="", source="s", rules=rules, links=links)
+    assert [s.text for s in result.stripped] == teasers
+    assert all(s.rule == "related_link" for s in result.stripped)
+    # One match is no box: the unmatched line under it keeps it.
+    alone = strip_boilerplate(
+        body, title="", source="s", rules=rules, links=links_of("", teasers[2])
+    )
+    assert alone.stripped == []
 
 
 def test_link_probes_cover_headlines_and_the_tail() -> None:

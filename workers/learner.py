@@ -3,11 +3,19 @@
 CCNet-style, streaming: every kept (non-duplicate) document adds one count to each
 distinct learnable line (`strip.learnable_lines`: its top and bottom lines) under its
 source, in Redis, so every worker process learns from every other. A line counted in at
-least `min_docs` documents of the source, and in at least `min_share` of them, is learned;
-the strip stage then trims learned lines in unbroken runs at the top and bottom of later
-documents of that source. Duplicates are not counted, so reprints of one story never teach
-that its sentences are furniture. Counting is lossy (see `keyspace.LEARN_LINES_LUA`), so
-Redis memory per source stays bounded on an endless stream.
+least `min_docs` documents of the source, and in at least `min_share` of the documents
+counted since its counting began (`LearnerSettings.bar`), is learned; the strip stage then
+trims learned lines in unbroken runs at the top and bottom of later documents of that
+source. Duplicates are not counted, so reprints of one story never teach that its
+sentences are furniture. Counting is lossy (see `keyspace.LEARN_LINES_LUA`), so Redis
+memory per source stays bounded on an endless stream. (The script still marks a line
+learned, for `boilerplate show`, against the share of all the source's documents; the
+trimming decision here uses the share since the line's birth bucket.)
+
+Each document's title and lead paragraph (`strip.link_targets`) are counted the same way,
+once, `link_memory` times over, so that they outlive one-off lines for about
+`link_memory` buckets without ever reaching the learning bar; a later line equal to one of
+them is a link to that article (`Pending.links`, used by `strip.strip_boilerplate`).
 
 A chunk of documents is cleaned before the index has decided about any of them, so
 `LineLearner.plan` adds, on top of what Redis holds, tentative counts: from earlier
@@ -32,6 +40,8 @@ from workers.index import delete_matching
 from workers.keyspace import LEARN_LINES_LUA, LEARNER_SPLIT, Keys
 from workers.stages.strip import LINK_LABELS
 
+LineKey = tuple[str, str]  # (source, line hash)
+
 
 @dataclass(frozen=True, slots=True)
 class LearnerSettings:
@@ -44,9 +54,12 @@ class LearnerSettings:
     # counting keeps it for about link_memory x prune_every documents; 0: no links.
     link_memory: int = 4
 
-    def bar(self, docs: int) -> float:
-        """Documents a line must be counted in, when its source has `docs` counted."""
-        return max(self.min_docs, self.min_share * docs)
+    def bar(self, docs: int, since: int = 0) -> float:
+        """Documents a line must be counted in, when its source has `docs` counted and the
+        line was first counted at about document `since` of the source: the share is of
+        the documents since then, so a line an outlet starts using late in a long stream
+        (a new programme's standing intro) is learned as soon as one that was always there."""
+        return max(self.min_docs, self.min_share * max(docs - since, 0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +85,8 @@ class Pending:
     docs: Counter[str] = field(default_factory=Counter)
     # Per candidate, its link targets nothing had counted yet: the ones `record` sends.
     fresh_targets: list[list[tuple[str, str]]] = field(default_factory=list)
+    # Per candidate, its probes that another document of the source has as a target.
+    links: list[frozenset[str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +112,14 @@ class LineLearner:
     # ------------------------------------------------------------------ reading
 
     def plan(self, candidates: Sequence[Candidate]) -> tuple[list[frozenset[str]], Pending]:
-        """For each candidate, in order, the line hashes to trim as learned, plus the link
-        hashes among its probes that another document of the source has as a target (a
-        title or lead seen before: see `strip.link_targets`); and the chunk's tentative
-        counts, to be passed to `record` once the index has decided."""
+        """For each candidate, in order, the line hashes to trim as learned; and the chunk's
+        tentative counts, to be passed to `record` once the index has decided. The
+        returned `Pending.links` holds, per candidate, the link hashes among its probes
+        that another document of the source has as a target (a title or lead seen before:
+        see `strip.link_targets`)."""
         pending = Pending(list(candidates))
         if not self.settings.enabled or not candidates:
+            pending.links = [frozenset() for _ in candidates]
             return [frozenset() for _ in candidates], pending
         wanted: dict[str, set[str]] = {}
         for candidate in candidates:
@@ -110,7 +127,7 @@ class LineLearner:
             wanted[candidate.source].update(candidate.probes)
             wanted[candidate.source].update(h for h, _ in candidate.targets)
         with self._lock:
-            docs, counts, learned = self._read(wanted)
+            docs, counts, born, learned = self._read(wanted)
             for earlier in self._inflight.values():
                 docs.update(earlier.docs)
                 counts.update(earlier.lines)
@@ -120,12 +137,22 @@ class LineLearner:
         seen_bodies: set[bytes] = set()
         for candidate in candidates:
             source = candidate.source
-            bar = self.settings.bar(docs[source])
+            # A line not counted in Redis yet would be born in the current bucket.
+            width = self.settings.prune_every
+            fresh_since = max(docs[source] - 1, 0) // width * width
             known = learned.get(source, frozenset())
             own = {h for h, _ in candidate.targets}
             trims.append(
-                frozenset(h for h, _ in candidate.lines if h in known or counts[(source, h)] >= bar)
-                | frozenset(h for h in candidate.probes if h not in own and counts[(source, h)])
+                frozenset(
+                    h
+                    for h, _ in candidate.lines
+                    if h in known
+                    or counts[(source, h)]
+                    >= self.settings.bar(docs[source], born.get((source, h), fresh_since))
+                )
+            )
+            pending.links.append(
+                frozenset(h for h in candidate.probes if h not in own and counts[(source, h)])
             )
             fresh = [(h, text) for h, text in candidate.targets if not counts[(source, h)]]
             pending.fresh_targets.append(fresh)
@@ -142,7 +169,9 @@ class LineLearner:
 
     def _read(
         self, wanted: dict[str, set[str]]
-    ) -> tuple[Counter[str], Counter[tuple[str, str]], dict[str, frozenset[str]]]:
+    ) -> tuple[Counter[str], Counter[LineKey], dict[LineKey, int], dict[str, frozenset[str]]]:
+        """Documents counted per source; each wanted line's count and the document its
+        counting began at (lossy counting's birth bucket x prune_every); learned sets."""
         sources = list(wanted)
         asked = {source: sorted(wanted[source]) for source in sources}
         pipe = self.client.pipeline(transaction=False)
@@ -153,6 +182,7 @@ class LineLearner:
         replies = iter(pipe.execute())
         docs: Counter[str] = Counter()
         counts: Counter[tuple[str, str]] = Counter()
+        born: dict[tuple[str, str], int] = {}
         stale: list[tuple[str, str]] = []
         for source in sources:
             doc_count, version = next(replies)
@@ -161,6 +191,7 @@ class LineLearner:
             for digest, value in zip(asked[source], values, strict=True):
                 if value is not None:
                     counts[(source, digest)] = int(value) % LEARNER_SPLIT
+                    born[(source, digest)] = int(value) // LEARNER_SPLIT * self.settings.prune_every
             version_text = as_text(version) if version is not None else "0"
             cached = self._learned.get(source)
             if cached is None or cached[0] != version_text:
@@ -171,7 +202,7 @@ class LineLearner:
                 pipe.hkeys(self.keys.learner_lines(source))
             for (source, version_text), digests in zip(stale, pipe.execute(), strict=True):
                 self._learned[source] = (version_text, frozenset(map(as_text, digests)))
-        return docs, counts, {source: self._learned[source][1] for source in sources}
+        return docs, counts, born, {source: self._learned[source][1] for source in sources}
 
     # ------------------------------------------------------------------ writing
 

@@ -106,6 +106,7 @@ def strip_document(
     learned: frozenset[str] = frozenset(),
     keep_headlines: bool = False,
     link_zone: int = 10,
+    links: frozenset[str] = frozenset(),
 ) -> Document | DeadInput:
     """Strip boilerplate lines from a normalised document. One made of nothing but
     boilerplate (an opinion disclaimer alone, a page of share buttons) is no article: it
@@ -113,15 +114,13 @@ def strip_document(
     With `keep_headlines` (feed entries, where the headline is the news: a video, a live
     page, a price ticker whose summary is a template) it goes out as a headline-only
     document instead, its text the headline, when it has one."""
-    # `learned` (from LineLearner.plan) holds learned line hashes and the link hashes
-    # found; the two never collide (link hashes are labelled), so it serves as both.
     result = strip_boilerplate(
         doc.text,
         title=doc.title,
         source=doc.source,
         rules=rules,
         learned=learned,
-        links=learned,
+        links=links,
         link_zone=link_zone,
     )
     if result.all_boilerplate and keep_headlines and doc.title:
@@ -217,6 +216,7 @@ def prepare_chunk(
 
     pending: Pending | None = None
     trims: list[frozenset[str]] = [frozenset()] * len(normalised)
+    links: list[frozenset[str]] = [frozenset()] * len(normalised)
     zone = 10
     if learner is not None and learner.settings.enabled:
         zone = learner.settings.zone_lines
@@ -232,10 +232,13 @@ def prepare_chunk(
             for doc, _ in normalised
         ]
         trims, pending = learner.plan(candidates)
+        links = pending.links
 
     cleaned: list[tuple[Document, int]] = []
-    for (doc, nbytes), learned in zip(normalised, trims, strict=True):
-        result = _safely(doc, partial(strip_document, doc, rules, learned, keep_headlines, zone))
+    for (doc, nbytes), learned, found in zip(normalised, trims, links, strict=True):
+        result = _safely(
+            doc, partial(strip_document, doc, rules, learned, keep_headlines, zone, found)
+        )
         if isinstance(result, DeadInput):
             dead.append((result, nbytes))
         else:

@@ -426,7 +426,8 @@ def link_targets(title: str, body: str) -> list[tuple[str, str]]:
     lead = _lead_index(lines)
     if lead is not None:
         text = lines[lead].strip()
-        for form in (text, _DATELINE.sub("", text, count=1)):
+        dateline = _DATELINE.match(text)
+        for form in (text, text[dateline.end() :] if dateline else text):
             if len(_link_key(form).split()) >= LINK_LEAD_MIN_WORDS:
                 digest = _link_hash(LINK_LEAD_LABEL, form)
                 if digest:
@@ -503,7 +504,9 @@ def strip_boilerplate(
     title is a related-article link wherever it is ("related_link"), unless such lines
     are half the document or more (a digest of headlines is its own content); a line
     equal to another article's lead is one only in the unbroken run at the bottom (the
-    "more from this section" teasers), among the last `link_zone` lines. An edge line
+    "more from this section" teasers), among the last `link_zone` lines; when two or more
+    of those lines are such leads, every paragraph from the first of them down is taken
+    for the box's entries (the others link articles not seen). An edge line
     that is the document's own title with a few words around it is a link to itself
     ("title_link"). Lines matching a `protect` pattern, or pinned as the source's
     content, are never removed.
@@ -552,6 +555,14 @@ def strip_boilerplate(
                 lead_links.add(i)
         if 2 * len(title_links) >= len(content):
             title_links = set()  # a digest of headlines
+        # Two or more leads of other articles among the last lines make a "more stories"
+        # box: from the first of them down, paragraph-sized lines are its entries, also
+        # those linking articles not seen here.
+        tail_leads = [i for i in content[-link_zone:] if i in lead_links] if link_zone else []
+        if len(tail_leads) >= 2:
+            box = [i for i in content if i >= tail_leads[0]]
+            if all(len(_link_key(lines[i]).split()) >= LINK_LEAD_MIN_WORDS for i in box):
+                lead_links.update(box)
 
     def truncate(start: int, name: str) -> None:
         for j in content:
