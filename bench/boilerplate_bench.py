@@ -173,6 +173,7 @@ def load_outlets(shared: Path, outlets: set[str]) -> dict[str, list[Document]]:
                 input_ref=str(r["id"]),
                 title=str(r.get("title") or ""),
                 url=str(r.get("url") or ""),
+                author=str(r.get("author") or ""),
             )
             for r in rows
         ]

@@ -212,6 +212,7 @@ def test_lone_number_in_the_middle_is_kept(rules: RuleSet) -> None:
         "تصوير الفيلم يبدأ الشهر المقبل في جدة",
         "مقالات الرأي تعبر عن كتابها",
         "وقال إن التصريحات لا تعكس موقف الحكومة الرسمي من الاتفاق الأخير بين البلدين",
+        "وقال إن التصريحات لا تعكس موقف الحكومة.",
         "خدمة العملاء متاحة على مدار الساعة في جميع الفروع",
     ],
 )
@@ -652,15 +653,23 @@ def test_another_articles_headline_is_a_related_link_anywhere() -> None:
     digest = "\n\n".join(["موجز أخبار اليوم كما نشرت في الموقع خلال الساعات الماضية.", *others])
     kept = strip_boilerplate(digest, title="", source="s", rules=rules, links=digest_links)
     assert kept.stripped == []
+    # A sentence that happens to be another article's title is no headline.
+    sentence = strip_boilerplate(
+        body_with((2, HEADLINE + ".")), title="", source="s", rules=rules, links=links
+    )
+    assert sentence.stripped == []
 
 
-def test_another_articles_lead_is_a_link_only_in_the_bottom_run() -> None:
+def test_one_other_articles_lead_is_background_not_a_link() -> None:
+    # A story's last paragraph can recall an earlier story by its lead; only a box of
+    # two or more (below) is taken for links.
     rules = make_rules()
     links = links_of(HEADLINE, LEAD)
-    bottom = strip_boilerplate(body_with((5, LEAD)), title="", source="s", rules=rules, links=links)
-    assert [(s.text, s.rule) for s in bottom.stripped] == [(LEAD, "related_link")]
-    middle = strip_boilerplate(body_with((3, LEAD)), title="", source="s", rules=rules, links=links)
-    assert middle.stripped == []
+    for at in (5, 3):
+        result = strip_boilerplate(
+            body_with((at, LEAD)), title="", source="s", rules=rules, links=links
+        )
+        assert result.stripped == []
 
 
 def test_a_box_of_other_articles_leads_at_the_bottom() -> None:
@@ -685,4 +694,28 @@ def test_link_probes_cover_headlines_and_the_tail() -> None:
     assert links_of(HEADLINE, "") <= probes  # the headline-sized line
     lead_hash = next(h for h, t in link_targets("", LEAD) if t == "link lead: " + LEAD)
     assert lead_hash in probes  # the last line, as a lead (the first, its own lead, is not)
-    assert len(probes) == 3  # and the last line as a headline (it is short enough)
+    assert len(probes) == 2  # not the last line as a headline: it ends with a full stop
+
+
+def test_an_edge_line_equal_to_the_author_metadata_is_its_byline() -> None:
+    rules = make_rules()
+    top = strip_boilerplate(
+        body_with((0, "ســيد حــكم")), title="", source="", rules=rules, author="سيد حكم"
+    )
+    assert [(s.text, s.rule) for s in top.stripped] == [("ســيد حــكم", "author_byline")]
+    middle = strip_boilerplate(
+        body_with((2, "سيد حكم")), title="", source="", rules=rules, author="سيد حكم"
+    )
+    assert middle.stripped == []
+    assert (
+        strip_boilerplate(body_with((0, "سيد حكم")), title="", source="", rules=rules).stripped
+        == []
+    )
+
+
+def test_a_number_is_no_byline_part() -> None:
+    # Numbered list items ("1 - <name> <points>") share their "0" part with every list:
+    # learning it would trim list items at the edges as bylines.
+    assert [text for _, text in byline_parts("1 - الأميركية سيرينا ويليامس 12371 نقطة")] == [
+        "byline part: الأميركية سيرينا ويليامس 12371 نقطة"
+    ]

@@ -122,6 +122,7 @@ def strip_document(
         learned=learned,
         links=links,
         link_zone=link_zone,
+        author=doc.author,
     )
     if result.all_boilerplate and keep_headlines and doc.title:
         return replace(doc, text=doc.title, stripped=[])

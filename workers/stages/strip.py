@@ -32,6 +32,7 @@ LEARNED_BYLINE_RULE = "learned_byline"
 PINNED_RULE = "pinned"
 TITLE_LINK_RULE = "title_link"
 RELATED_RULE = "related_link"
+AUTHOR_RULE = "author_byline"
 BUILT_IN_RULES = frozenset(
     {
         TITLE_RULE,
@@ -42,6 +43,7 @@ BUILT_IN_RULES = frozenset(
         PINNED_RULE,
         TITLE_LINK_RULE,
         RELATED_RULE,
+        AUTHOR_RULE,
     }
 )
 # A byline is short: "منيف الشهراني – الرياض", "عين اليوم - متابعات", "Name | Outlet".
@@ -54,6 +56,8 @@ TITLE_BYLINE_MAX_WORDS = 4
 # A line naming the outlet with at most this many other words around it is a byline
 # ("عمر إبراهيم – عين اليوم", "عين اليوم – جدة").
 OUTLET_BYLINE_MAX_WORDS = 4
+# An edge line this short equal to the document's author metadata is its byline.
+AUTHOR_BYLINE_MAX_WORDS = 8
 # An edge line that is the document's own title with at most this many words before or
 # after it is a link to the article itself ("رابط الخبر بصحيفة الوئام: <title>",
 # "<title> - <outlet>"); titles shorter than TITLE_LINK_MIN_WORDS are too generic to tell.
@@ -352,7 +356,8 @@ def byline_parts(line: str) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     for part in parts:
         key = line_key(part)
-        if key:
+        # A part without letters ("1 - ..." in a numbered list, a year) names no one.
+        if key and any(ch.isalpha() for ch in key):
             found.append((_hash_key(BYLINE_PART_LABEL + key), BYLINE_PART_LABEL + part.strip()))
     return found
 
@@ -394,6 +399,9 @@ def _link_key(text: str) -> str:
 def _link_hash(label: str, text: str) -> str | None:
     key = _link_key(text)
     return _hash_key(label + key) if key else None
+
+
+_FULL_STOP = re.compile(r"(?<!\.)\.\s*$")
 
 
 def _lead_index(lines: list[str]) -> int | None:
@@ -447,7 +455,11 @@ def _link_probes(lines: list[str], zone: int) -> dict[int, tuple[str | None, str
     for i in content:
         key = _link_key(lines[i].strip())
         count = len(key.split())
-        as_title = LINK_TITLE_MIN_WORDS <= count <= LINK_TITLE_MAX_WORDS
+        # A headline has no closing full stop: "إن من الشعر لحكمة." is a sentence that
+        # happens to be another column's title.
+        as_title = LINK_TITLE_MIN_WORDS <= count <= LINK_TITLE_MAX_WORDS and not _FULL_STOP.search(
+            lines[i]
+        )
         as_lead = i in tail and i != lead and count >= LINK_LEAD_MIN_WORDS
         if as_title or as_lead:
             probes[i] = (
@@ -479,6 +491,7 @@ def strip_boilerplate(
     learned: Collection[str] = frozenset(),
     links: Collection[str] = frozenset(),
     link_zone: int = 10,
+    author: str = "",
 ) -> StripResult:
     """Remove boilerplate lines from a publish-normalised `body`.
 
@@ -503,12 +516,12 @@ def strip_boilerplate(
     recent documents of the source. A headline-sized line equal to another article's
     title is a related-article link wherever it is ("related_link"), unless such lines
     are half the document or more (a digest of headlines is its own content); a line
-    equal to another article's lead is one only in the unbroken run at the bottom (the
-    "more from this section" teasers), among the last `link_zone` lines; when two or more
-    of those lines are such leads, every paragraph from the first of them down is taken
-    for the box's entries (the others link articles not seen). An edge line
+    equal to another article's lead is one only in a "more from this section" box at the
+    bottom: two or more such lines among the last `link_zone`, and every paragraph from
+    the first of them down (the box's other entries link articles not seen). An edge line
     that is the document's own title with a few words around it is a link to itself
-    ("title_link"). Lines matching a `protect` pattern, or pinned as the source's
+    ("title_link"); so is one equal to the document's `author` metadata, its byline
+    ("author_byline"). Lines matching a `protect` pattern, or pinned as the source's
     content, are never removed.
 
     If every non-empty line would go, the body is returned unchanged with `stripped=[]`
@@ -525,6 +538,7 @@ def strip_boilerplate(
     }
     title_key = _comparable(title)
     title_words = f" {normalise_for_matching(title)} "
+    author_key = _comparable(author) if len(author) <= MAX_RULE_LINE_CHARS else ""
     outlet_names = [
         name for name in {normalise_for_matching(n) for n in (source, *source_rules.names)} if name
     ]
@@ -557,12 +571,15 @@ def strip_boilerplate(
             title_links = set()  # a digest of headlines
         # Two or more leads of other articles among the last lines make a "more stories"
         # box: from the first of them down, paragraph-sized lines are its entries, also
-        # those linking articles not seen here.
+        # those linking articles not seen here. One alone is no box: a story's last
+        # paragraph can be an earlier story's lead, recalled as background.
         tail_leads = [i for i in content[-link_zone:] if i in lead_links] if link_zone else []
-        if len(tail_leads) >= 2:
-            box = [i for i in content if i >= tail_leads[0]]
-            if all(len(_link_key(lines[i]).split()) >= LINK_LEAD_MIN_WORDS for i in box):
-                lead_links.update(box)
+        box = [i for i in content if tail_leads and i >= tail_leads[0]]
+        lead_links = set()
+        if len(tail_leads) >= 2 and all(
+            len(_link_key(lines[i]).split()) >= LINK_LEAD_MIN_WORDS for i in box
+        ):
+            lead_links = set(box)
 
     def truncate(start: int, name: str) -> None:
         for j in content:
@@ -612,7 +629,9 @@ def strip_boilerplate(
                 kept += 1
                 continue
             if kept == 0:
-                name = _edge_furniture(lines[i], side, trimmable, title_words, outlet_names)
+                name = _edge_furniture(
+                    lines[i], side, trimmable, title_words, outlet_names, author_key
+                )
                 if name:
                     removed[i] = name
                     continue
@@ -641,13 +660,20 @@ def strip_boilerplate(
 
 
 def _edge_furniture(
-    line: str, side: str, trimmable: frozenset[str], title_words: str, outlet_names: list[str]
+    line: str,
+    side: str,
+    trimmable: frozenset[str],
+    title_words: str,
+    outlet_names: list[str],
+    author_key: str = "",
 ) -> str | None:
     """The built-in rule that removes `line` when it is the outermost line left on `side`."""
     if trimmable and any(part in trimmable for part, _ in byline_parts(line)):
         return LEARNED_BYLINE_RULE
     words = normalise_for_matching(line)
     count = len(words.split())
+    if author_key and count <= AUTHOR_BYLINE_MAX_WORDS and words.replace(" ", "") == author_key:
+        return AUTHOR_RULE
     if side == "top" and 0 < count <= TITLE_BYLINE_MAX_WORDS and f" {words} " in title_words:
         return TITLE_BYLINE_RULE
     if _is_title_link(line, title_words):
