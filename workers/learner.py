@@ -8,9 +8,9 @@ counted since its counting began (`LearnerSettings.bar`), is learned; the strip 
 trims learned lines in unbroken runs at the top and bottom of later documents of that
 source. Duplicates are not counted, so reprints of one story never teach that its
 sentences are furniture. Counting is lossy (see `keyspace.LEARN_LINES_LUA`), so Redis
-memory per source stays bounded on an endless stream. The share is of the documents
-counted since the line's birth bucket, in the script (which marks lines learned, as
-`boilerplate show` lists them) as in `plan`'s tentative counts.
+memory per source stays bounded on an endless stream. (The script still marks a line
+learned, for `boilerplate show`, against the share of all the source's documents; the
+trimming decision here uses the share since the line's birth bucket.)
 
 Each document's title and lead paragraph (`strip.link_targets`) are counted the same way,
 once, `link_memory` times over, so that they outlive one-off lines for about
