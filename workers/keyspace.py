@@ -948,9 +948,8 @@ LEARNER_SPLIT = 2**32
 # Counts the learnable lines of documents that were kept (not duplicates), per source,
 # with lossy counting (Manku & Motwani 2002) so memory stays bounded on an endless stream:
 # every `width` documents of a source, lines whose count + born <= the current bucket are
-# dropped. A line is learned when counted in at least max(min_docs, min_share * docs
-# counted since its birth bucket began) documents; a learned line that is dropped is
-# forgotten too.
+# dropped. A line is learned when counted in at least max(min_docs, min_share * docs)
+# documents; a learned line that is dropped is forgotten too.
 #
 # ARGV: prefix, min_docs, min_share, width, ndocs, then per document: source, k, and k
 # pairs (line hash, line text). Returns the number of documents counted.
@@ -983,6 +982,7 @@ for _ = 1, ndocs do
   redis.call('SADD', prefix .. 'bp:sources', source)
   local docs = redis.call('HINCRBY', meta, 'docs', 1)
   local bucket = math.ceil(docs / width)
+  local bar = math.max(min_docs, min_share * docs)
   for _ = 1, k do
     local line, text = ARGV[pos], ARGV[pos + 1]
     pos = pos + 2
@@ -990,10 +990,6 @@ for _ = 1, ndocs do
     if v == 1 and bucket > 1 then
       v = redis.call('HINCRBY', counts, line, (bucket - 1) * SPLIT)
     end
-    -- The share is of the documents since the line's counting began (its birth bucket),
-    -- as LearnerSettings.bar(docs, since) computes it for the workers' trimming.
-    local since = math.floor(v / SPLIT) * width
-    local bar = math.max(min_docs, min_share * math.max(docs - since, 0))
     if v % SPLIT >= bar and redis.call('HSETNX', learned, line, text) == 1 then
       redis.call('HINCRBY', meta, 'version', 1)
     end
