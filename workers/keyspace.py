@@ -747,19 +747,10 @@ local function touch_root(rec)
   end
 end
 
--- The document's LSH buckets, fields computed by the worker (`lsh_bucket_fields`: the
--- same hash as band_field, which `expire` uses on stored signatures).
-local band_keys, band_fields = {}, {}
 local near_ok = sig ~= '' and nsh >= MIN_SHINGLES and nband == BANDS
-if near_ok then
-  for b = 0, BANDS - 1 do
-    band_fields[b] = ARGV[band_first + b]
-    band_keys[b] = lh_key('l', band_fields[b])
-  end
-end
-
 local indexable = not (RETENTION > 0 and ts < cutoff)  -- else already outside the window
--- The doc number taken while querying the LSH buckets, its bands already inserted.
+-- The doc number taken while looking up the LSH buckets (step 2), which also inserts the
+-- document's bands: a document with near_ok that is indexed always has one.
 local reserved = nil
 
 local function index_document(root, stands_for)
@@ -782,15 +773,6 @@ local function index_document(root, stands_for)
              .. pack32(root or num) .. pack16(fcount) .. table.concat(fsk))
   redis.call('HINCRBY', P .. 'ix:pages', math.floor(num / 256), 1)
   redis.call('HSET', id_key(num), num % 128, stands_for or doc_id)
-  if near_ok and not reserved then
-    for b = 0, BANDS - 1 do
-      local key, field = band_keys[b], band_fields[b]
-      -- Most buckets are new: one call; a shared bucket appends to its packed list.
-      if redis.call('HSETNX', key, field, me) == 0 then
-        redis.call('HSET', key, field, redis.call('HGET', key, field) .. me)
-      end
-    end
-  end
   redis.call('HSET', lh_key('x', ckey), ckey, me)
   if ukey ~= '' then redis.call('HSET', lh_key('u', ukey), ukey, me) end
   local day = math.floor(ts / 86400)
@@ -844,7 +826,10 @@ if near_ok then
     me = pack32(reserved)
   end
   for b = 0, BANDS - 1 do
-    local key, field, packed = band_keys[b], band_fields[b], nil
+    -- The bucket fields come from the worker (`lsh_bucket_fields`: the same hash as
+    -- band_field, which `expire` uses on stored signatures).
+    local field, packed = ARGV[band_first + b], nil
+    local key = lh_key('l', field)
     if not me then
       packed = redis.call('HGET', key, field)
     elseif redis.call('HSETNX', key, field, me) == 0 then
