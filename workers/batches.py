@@ -32,7 +32,7 @@ from pathlib import Path
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from workers.connection import REDIS_OUTAGE
+from workers.connection import is_outage
 from workers.document import DeadInput, LoadedInput
 from workers.keyspace import JOB_TTL_SECONDS
 from workers.pipeline import BatchResult, process_inputs
@@ -150,13 +150,41 @@ class BatchRun:
                 self.current = Suspect(item.input_ref, item.id, item.source, 0)
                 try:
                     self.result.outcomes.extend(self._process([item]).outcomes)
-                except (*REDIS_OUTAGE, SoftTimeLimitExceeded):
+                except SoftTimeLimitExceeded:
                     raise
                 except Exception as exc:
+                    if is_outage(exc):  # Redis's trouble, not the input's
+                        raise
                     self._kill_current("processing_error", f"{type(exc).__name__}: {exc}")
                 self.current = None
         self._clear_cursor()
         return self.result
+
+    def finish(self) -> None:
+        """Count the batch as ended (for `job --wait` and the summary)."""
+        keys = self.runtime.keys
+        pipe = self.runtime.client.pipeline(transaction=False)
+        pipe.sadd(keys.job_tasks(self.job_id), self.task_index)
+        for key in (keys.job_tasks(self.job_id), keys.job_done(self.job_id)):
+            pipe.expire(key, JOB_TTL_SECONDS)
+        pipe.execute()
+
+    def on_outage(self) -> None:
+        """This start ends because Redis refuses work (full, away, read-only), which is no
+        input's fault: forget the start and the cursor, so the next start runs at full
+        speed and strikes no input as a suspect. Best effort and without waiting: HDEL is
+        one of the writes a full Redis still takes; an unreachable one takes none, and
+        then the next start is merely careful."""
+        keys, field_name = self.runtime.keys, str(self.task_index)
+        try:
+            with self.runtime.hold.holding(until=0.0):
+                pipe = self.runtime.client.pipeline(transaction=False)
+                pipe.hdel(keys.job_cursor(self.job_id), field_name)
+                pipe.hdel(keys.job_attempts(self.job_id), field_name)
+                pipe.execute()
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
 
     def on_soft_time_limit(self) -> None:
         """The soft time limit struck. In a careful run, the input being worked on is the

@@ -7,6 +7,7 @@ the same inputs.
 
 from __future__ import annotations
 
+import kombu.transport
 from celery import Celery
 from kombu.entity import Exchange, Queue
 
@@ -15,6 +16,12 @@ from workers.connection import DEFAULT_REDIS_URL, broker_for, broker_ssl_options
 
 INGEST_QUEUE = "ingest"
 FETCH_QUEUE = "fetch"
+
+
+# A Redis broker keeps every message while Redis refuses writes (workers/broker.py).
+kombu.transport.TRANSPORT_ALIASES.update(
+    redis="workers.broker:Transport", rediss="workers.broker:Transport"
+)
 
 
 def make_app(settings: Settings) -> Celery:

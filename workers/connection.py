@@ -17,10 +17,33 @@ from urllib.parse import parse_qsl, urlsplit
 import hiredis
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import (
+    BusyLoadingError,
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    TryAgainError,
+)
 from redis.retry import Retry
 
-# Redis gone for a while (restart, failover, network): wait and retry, never a verdict.
-REDIS_OUTAGE: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
+# Redis refusing work for a while: unreachable or restarting (connection errors, timeouts,
+# LOADING), full under `noeviction` (OOM), a read-only replica after a failover (READONLY),
+# a failover in progress (MASTERDOWN, TRYAGAIN). None of these is an input's fault: wait
+# and try again, never a verdict. `outage_reason` also knows the refusals redis-py has no
+# class for (MISCONF, BUSY, NOREPLICAS).
+REDIS_OUTAGE: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    TryAgainError,
+    MasterDownError,
+)
+_REFUSALS = {
+    "MISCONF": "refusing writes: its last snapshot failed (MISCONF)",
+    "BUSY": "busy running a script (BUSY)",
+    "NOREPLICAS": "refusing writes: not enough replicas (NOREPLICAS)",
+}
 
 # What `celery -A workers worker` and the workers use when nothing is configured.
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -44,7 +67,7 @@ def redact(url: str) -> str:
     return _PASSWORD_IN_URL.sub(lambda m: f"{m.group(1)}:***@", url)
 
 
-def _transient(error: Exception) -> bool:
+def _transient(error: BaseException) -> bool:
     """Refused credentials and an untrusted TLS certificate stay so: no point retrying."""
     if isinstance(error, redis.AuthenticationError):
         return False
@@ -52,8 +75,95 @@ def _transient(error: Exception) -> bool:
     return not isinstance(error.__context__, ssl.SSLCertVerificationError)
 
 
-class _Retry(Retry):
-    """redis-py's Retry, giving up at once on errors that retrying cannot fix."""
+def outage_reason(error: BaseException | None) -> str | None:
+    """Why Redis refuses work for now, in a few words; None when `error` (or what it wraps:
+    kombu re-raises Redis errors as its own) is no outage but a real failure."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, redis.AuthenticationError) or not _transient(error):
+            return None  # a ConnectionError that waiting cannot fix
+        if isinstance(error, OutOfMemoryError):
+            return "full: used memory is over maxmemory (OOM)"
+        if isinstance(error, ReadOnlyError):
+            return "read-only: a replica, not the primary (READONLY)"
+        if isinstance(error, BusyLoadingError):
+            return "loading its data into memory (LOADING)"
+        if isinstance(error, MasterDownError | TryAgainError):
+            return f"failing over ({type(error).__name__})"
+        if isinstance(error, redis.ConnectionError | redis.TimeoutError):
+            return f"unreachable: {redact(str(error)) or type(error).__name__}"
+        if isinstance(error, redis.ResponseError):
+            code = str(error).split(" ", 1)[0]
+            return _REFUSALS.get(code)
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def is_outage(error: BaseException) -> bool:
+    return outage_reason(error) is not None
+
+
+def retry_while_outage(call: Callable[[], T], wait: Callable[[BaseException], None]) -> T:
+    """`call()`, tried again after `wait(error)` returns whenever an outage refused it (for
+    as long as `wait` returns rather than raises); any other error is raised."""
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            wait(exc)
+
+
+class HoldingRetry(Retry):
+    """redis-py's retry policy for every client newsdedup opens: an outage (`outage_reason`)
+    is waited out with exponential backoff; anything else is raised at once.
+
+    How long: `window` seconds from the first failure (a command riding out a restart or a
+    failover), or until the deadline of `holding()` when that is later: a worker holds its
+    batch, unacknowledged, while Redis is full or away, rather than give up on it.
+    One object serves every connection of a client (redis-py deep-copies the policy into
+    each connection), so a deadline set by a task reaches the connection its thread uses.
+    """
+
+    def __init__(
+        self,
+        window: float = 10.0,
+        *,
+        cap: float = 5.0,
+        base: float = 0.1,
+        on_wait: Callable[[str, float], None] | None = None,
+    ) -> None:
+        super().__init__(ExponentialBackoff(cap=cap, base=base), retries=-1)
+        self.update_supported_errors([Exception])  # sorted out by outage_reason
+        self.window, self.cap, self.base = window, cap, base
+        self.on_wait = on_wait  # called with (reason, seconds waited so far) while waiting
+        self.hold_until: float | None = None  # time.monotonic() deadline of `holding`
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> HoldingRetry:
+        return self
+
+    @contextlib.contextmanager
+    def holding(self, until: float) -> Iterator[None]:
+        """Wait out outages until `until` (time.monotonic()) within the block."""
+        previous, self.hold_until = self.hold_until, until
+        try:
+            yield
+        finally:
+            self.hold_until = previous
+
+    def deadline(self, first_failure: float) -> float:
+        if self.hold_until is not None:
+            return self.hold_until
+        return first_failure + self.window
+
+    def pause(self, failures: int, deadline: float) -> float:
+        """The wait before attempt `failures` + 1, never past `deadline`; 0 means give up."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return 0.0
+        return float(min(self.cap, self.base * 2.0 ** min(failures, 30), remaining))
 
     def call_with_retry(
         self,
@@ -62,21 +172,43 @@ class _Retry(Retry):
         is_retryable: Callable[[Exception], bool] | None = None,
         with_failure_count: bool = False,
     ) -> T:
-        def retryable(error: Exception) -> bool:
-            return _transient(error) and (is_retryable is None or is_retryable(error))
+        failures, first, deadline = 0, 0.0, 0.0
+        while True:
+            try:
+                return do()
+            except Exception as error:
+                reason = outage_reason(error)
+                retryable = reason is not None and (is_retryable is None or is_retryable(error))
+                if not retryable and not isinstance(error, redis.ConnectionError):
+                    raise  # an error reply: the connection is fine as it is
+                failures += 1
+                # redis-py's handler: drop the connection (a new one is made for the retry).
+                if with_failure_count:
+                    fail(error, failures)  # type: ignore[call-arg]
+                else:
+                    fail(error)  # type: ignore[call-arg]
+                if not retryable:
+                    raise
+                if failures == 1:
+                    first = time.monotonic()
+                    deadline = self.deadline(first)
+                seconds = self.pause(failures, deadline)
+                if seconds <= 0:
+                    raise
+                if self.on_wait is not None and reason is not None:
+                    self.on_wait(reason, time.monotonic() - first)
+                time.sleep(seconds)
 
-        return super().call_with_retry(do, fail, retryable, with_failure_count)
 
-
-def redis_from_url(url: str) -> redis.Redis:
-    # Retries with backoff ride out a Redis restart or a failover of a few seconds.
-    retry = _Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=8)
+def redis_from_url(url: str, retry: HoldingRetry | None = None) -> redis.Redis:
+    """A client whose commands wait out an outage (`HoldingRetry`, about 10 s by default:
+    a Redis restart or a failover) and fail at once on anything else."""
     options: dict[str, Any] = {}
     if not url.startswith("unix://"):
         options = {"socket_connect_timeout": 5, "socket_keepalive": True}
     return redis.Redis.from_url(
         url,
-        retry=retry,
+        retry=retry or HoldingRetry(),
         retry_on_error=list(REDIS_OUTAGE),
         health_check_interval=30,
         **options,
@@ -131,7 +263,7 @@ def ping(client: redis.Redis, url: str) -> None:
     retries (about 9 s) are for a running process riding out a restart; a command started
     while Redis is down says so within a second instead."""
     pool = client.connection_pool
-    quick = _Retry(ExponentialBackoff(cap=0.5, base=0.1), retries=1)
+    quick = HoldingRetry(window=0.3)
     probe = redis.Redis(
         connection_pool=redis.ConnectionPool(
             connection_class=pool.connection_class, **{**pool.connection_kwargs, "retry": quick}

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import redis
 
-from workers.connection import as_text, pack_command, run_packed
+from workers.connection import HoldingRetry, as_text, is_outage, pack_command, run_packed
 from workers.document import DeadInput, Document
 from workers.keyspace import (
     ACCEPT_DOCUMENT_LUA,
@@ -484,36 +484,54 @@ class DedupIndex:
         redis-py's registered scripts send SCRIPT EXISTS before every pipeline: a second
         round trip per batch. After a Redis restart or SCRIPT FLUSH the server answers
         NOSCRIPT; those calls (and only those, so nothing runs twice) are re-sent after
-        loading the scripts again.
+        loading the scripts again. Calls refused by an outage (Redis full, read-only,
+        loading) are re-sent the same way, for as long as the client's `HoldingRetry`
+        waits: a refused script wrote nothing (Redis refuses a script at its first write).
         """
         replies: list[Any] = [None] * len(calls)
         todo = list(range(len(calls)))
-        for _ in range(3):
-            if not todo:
-                return replies
-            for source, sha in self._scripts.items():
-                if not sha:
-                    self._scripts[source] = as_text(self.client.script_load(source))
-            packed = [
-                pack_command(
-                    ["EVALSHA", self._scripts[calls[i].source], 0, *calls[i].args],
-                    calls[i].packed_tail,
-                    calls[i].tail_args,
-                )
-                for i in todo
-            ]
-            retry = []
-            for i, reply in zip(todo, run_packed(self.client, packed), strict=True):
-                if isinstance(reply, redis.exceptions.NoScriptError):
-                    retry.append(i)
-                elif isinstance(reply, Exception):
-                    raise reply
-                else:
-                    replies[i] = reply
-            if retry:
-                self._scripts = dict.fromkeys(self._scripts, "")
-            todo = retry
-        raise redis.exceptions.NoScriptError("the index scripts could not be loaded")
+
+        def attempt() -> None:
+            nonlocal todo
+            for _ in range(3):
+                if not todo:
+                    return
+                for source, sha in self._scripts.items():
+                    if not sha:
+                        self._scripts[source] = as_text(self.client.script_load(source))
+                packed = [
+                    pack_command(
+                        ["EVALSHA", self._scripts[calls[i].source], 0, *calls[i].args],
+                        calls[i].packed_tail,
+                        calls[i].tail_args,
+                    )
+                    for i in todo
+                ]
+                again: list[int] = []
+                refused: Exception | None = None
+                for i, reply in zip(todo, run_packed(self.client, packed), strict=True):
+                    if isinstance(reply, redis.exceptions.NoScriptError):
+                        again.append(i)
+                        self._scripts = dict.fromkeys(self._scripts, "")
+                    elif isinstance(reply, Exception) and is_outage(reply):
+                        again.append(i)
+                        refused = refused or reply
+                    elif isinstance(reply, Exception):
+                        raise reply
+                    else:
+                        replies[i] = reply
+                todo = again
+                if refused is not None:
+                    raise refused
+            if todo:
+                raise redis.exceptions.NoScriptError("the index scripts could not be loaded")
+
+        retry = self.client.get_retry()
+        if isinstance(retry, HoldingRetry):
+            retry.call_with_retry(attempt, lambda _error: None)
+        else:
+            attempt()
+        return replies
 
     def reset(self) -> int:
         """Delete the whole index (not the streams or stats); returns the keys deleted."""

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 import redis
 
-from workers.connection import as_text
+from workers.connection import as_text, retry_while_outage
 from workers.keyspace import JOB_TTL_SECONDS, Keys
 from workers.sources.files import Plan
 
@@ -102,8 +104,22 @@ def read_progress(client: redis.Redis, keys: Keys, job_id: str) -> JobProgress:
     )
 
 
-def enqueue_plan(job_id: str, plan: Plan, default_source: str | None) -> None:
+def enqueue_plan(
+    job_id: str,
+    plan: Plan,
+    default_source: str | None,
+    *,
+    wait: Callable[[BaseException], None] | None = None,
+) -> None:
+    """Send every task of the plan. A send refused by an outage (Redis full, away) is tried
+    again after `wait(error)` returns, for as long as it returns: a job left with some of
+    its tasks unsent would never finish. Sending one twice is harmless (the job's done set
+    makes the second run publish nothing)."""
     from workers.tasks import ingest_batch  # the Celery app is only needed to send
 
     for task_index, spec in enumerate(plan.tasks):
-        ingest_batch.apply_async(args=(job_id, task_index, spec.to_json(), default_source))
+        args = (job_id, task_index, spec.to_json(), default_source)
+        if wait is None:
+            ingest_batch.apply_async(args=args)
+        else:
+            retry_while_outage(partial(ingest_batch.apply_async, args=args), wait)

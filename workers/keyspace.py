@@ -46,6 +46,8 @@ Layout under the configured prefix P (default "newsdedup:"):
   P host:<host>                       string: held while a request to <host> runs and for
                                       the politeness delay after it
   P beat:lock                         string: the one running beat (refuses a second)
+  P probe                             string: written (and expiring at once) to find out
+                                      whether Redis takes writes (`stats`, `--wait`)
 
 RECORD (2*num_perm + 66 bytes), one fixed slot per document in its page string:
   signature       2*num_perm   high 16 bits of each MinHash value, big-endian
@@ -200,6 +202,11 @@ class Keys:
     @property
     def beat_lock(self) -> str:
         return f"{self.prefix}beat:lock"
+
+    @property
+    def write_probe(self) -> str:
+        """A short-lived string written to find out whether Redis takes writes."""
+        return f"{self.prefix}probe"
 
     @property
     def all_pattern(self) -> str:
@@ -904,6 +911,18 @@ if job ~= '' then redis.call('HINCRBY', P .. 'job:' .. job, 'published', 1) end
 return {'published', entry, '', '0', '0', common, facts_tag}
 """
 )
+
+
+# ---------------------------------------------------------------------------- write probe
+
+# KEYS[1] the write probe; ARGV[1] padding, never stored. A write that arrives with as many
+# bytes as a worker's chunk of script calls: Redis counts a command's arguments against
+# maxmemory while it runs it, so a bare SET can pass while the workers' writes are refused.
+PROBE_WRITE_LUA = r"""
+redis.call('SET', KEYS[1], '1', 'PX', 1000)
+return 1
+"""
+PROBE_PADDING = 256 * 1024
 
 
 # ---------------------------------------------------------------------------- locks

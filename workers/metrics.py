@@ -194,6 +194,12 @@ def render_prometheus(
         "Redis maxmemory; 0 means no limit.",
         [({}, stats["redis"]["maxmemory"])],
     )
+    out.family(
+        "newsdedup_redis_refusing_writes",
+        "gauge",
+        "1 while Redis refuses writes (full, read-only, loading): the workers wait.",
+        [({}, 1 if stats.get("blocked") else 0)],
+    )
     feeds = stats["feeds"]
     out.family(
         "newsdedup_feeds",

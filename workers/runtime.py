@@ -6,14 +6,16 @@ so rule files are parsed and MinHash permutations generated once, not per batch.
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from dataclasses import dataclass, fields
 from functools import cache
 
 import redis
 
 from workers.config import ConfigError, Settings, load_settings
-from workers.connection import DEFAULT_REDIS_URL, redis_from_url
+from workers.connection import DEFAULT_REDIS_URL, HoldingRetry, redis_from_url
 from workers.fetch import Fetcher, HttpPolicy, RedisHostGate
 from workers.index import DecisionRule, DedupIndex, IndexLayout
 from workers.keyspace import Keys
@@ -22,11 +24,14 @@ from workers.sources.feeds import FeedSpec, load_feeds
 from workers.stages.fingerprint import Fingerprinter, FingerprintParams
 from workers.stages.strip import RuleSet, load_rules, parse_source_rules
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
     settings: Settings
     client: redis.Redis
+    hold: HoldingRetry  # the client's retry policy: how long its commands wait out an outage
     keys: Keys
     rules: RuleSet
     fingerprinter: Fingerprinter
@@ -72,9 +77,25 @@ def load_feeds_and_rules(settings: Settings) -> tuple[tuple[FeedSpec, ...], Rule
     return feeds, rules
 
 
+class OutageLog:
+    """Logs that Redis refuses work while a command waits for it: the first time, then at
+    most every `every` seconds, so a long outage is visible but does not flood the log."""
+
+    def __init__(self, every: float = 30.0) -> None:
+        self.every = every
+        self._last = -float("inf")
+
+    def __call__(self, reason: str, waited: float) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.every:
+            self._last = now
+            log.warning("Redis is %s: waiting (%.0f s so far)", reason, waited)
+
+
 def build_runtime(settings: Settings, redis_url: str) -> Runtime:
     feeds, rules = load_feeds_and_rules(settings)
-    client = redis_from_url(redis_url)
+    hold = HoldingRetry(on_wait=OutageLog())
+    client = redis_from_url(redis_url, hold)
     keys = Keys(settings.prefix)
     params = fingerprint_params(settings)
     dedup, streams = settings.dedup, settings.streams
@@ -93,6 +114,7 @@ def build_runtime(settings: Settings, redis_url: str) -> Runtime:
     return Runtime(
         settings=settings,
         client=client,
+        hold=hold,
         keys=keys,
         rules=rules,
         fingerprinter=Fingerprinter(params, dedup.min_shingles),

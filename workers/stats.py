@@ -19,12 +19,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import redis
 
-from workers.connection import as_text
-from workers.keyspace import MINUTE_KINDS, RATE_KINDS, STREAM_NAMES, Keys
+from workers.connection import HoldingRetry, as_text, is_outage, outage_reason
+from workers.keyspace import (
+    MINUTE_KINDS,
+    PROBE_PADDING,
+    PROBE_WRITE_LUA,
+    RATE_KINDS,
+    STREAM_NAMES,
+    Keys,
+)
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -124,6 +132,40 @@ def _feeds_summary(client: redis.Redis, keys: Keys, feeds: Sequence[FeedSpec]) -
     }
 
 
+def write_refusal(client: redis.Redis, keys: Keys) -> str | None:
+    """Why Redis refuses writes right now (full, read-only, loading, away, ...), in one line
+    with what to do; None when it takes them. Found out by writing (`PROBE_WRITE_LUA`: as
+    large as a worker's writes, stored small and briefly), so every cause the workers would
+    meet is seen, whatever the server's configuration."""
+    retry = client.get_retry()
+
+    def waiting() -> AbstractContextManager[None]:  # none: the answer is wanted now
+        return retry.holding(until=0.0) if isinstance(retry, HoldingRetry) else nullcontext()
+
+    try:
+        with waiting():
+            client.eval(PROBE_WRITE_LUA, 1, keys.write_probe, bytes(PROBE_PADDING))
+        return None
+    except Exception as exc:
+        reason = outage_reason(exc)
+        if reason is None:
+            raise
+    advice = "the workers hold their batches and go on by themselves once it takes writes"
+    if reason.startswith("full"):
+        try:
+            with waiting():
+                memory: Any = client.info("memory")
+            reason = (
+                f"full ({memory.get('used_memory_human')} used of maxmemory "
+                f"{memory.get('maxmemory_human')}, policy {memory.get('maxmemory_policy')})"
+            )
+            advice = "raise maxmemory or free memory (docs/operations.md, Memory); " + advice
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+    return f"Redis is {reason}: {advice}"
+
+
 def collect_stats(
     client: redis.Redis, keys: Keys, feeds: Sequence[FeedSpec] = ()
 ) -> dict[str, Any]:
@@ -202,6 +244,7 @@ def collect_stats(
             "maxmemory_policy": str(memory.get("maxmemory_policy", "")),
         },
         "feeds": _feeds_summary(client, keys, feeds),
+        "blocked": write_refusal(client, keys),
     }
 
 
@@ -232,6 +275,7 @@ def _rate(per_second: float) -> str:
 def stats_renderable(data: dict[str, Any]) -> RenderableType:
     """Everything `collect_stats` read, as rich tables."""
     from rich.console import Group
+    from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
@@ -297,6 +341,8 @@ def stats_renderable(data: dict[str, Any]) -> RenderableType:
         lines.append(
             f"feeds: {feeds['total']} ({feeds['polled']} polled, {feeds['failing']} failing)"
         )
+    if data.get("blocked"):
+        lines.append(f"[bold red]blocked: {escape(data['blocked'])}")
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(data["time"]))
     lines.append(f"[dim]at {stamp}")
     parts.append(Text.from_markup("\n".join(lines)))

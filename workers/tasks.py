@@ -2,41 +2,48 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 
 from workers.batches import BatchRun
 from workers.celery_app import app
-from workers.connection import REDIS_OUTAGE
-from workers.keyspace import JOB_TTL_SECONDS
+from workers.connection import is_outage, outage_reason
 from workers.polling import poll_feed as poll_once
 from workers.polling import record_poll_result
-from workers.runtime import worker_fetcher, worker_runtime
+from workers.runtime import Runtime, worker_fetcher, worker_runtime
 from workers.sources.feeds import FeedSpec
 from workers.sources.files import TaskSpec
 
 log = get_task_logger(__name__)
 
 
-# Redis restarting or failing over: wait and retry. Both tasks are idempotent: a batch's
-# done set makes a retry after a partial batch publish nothing twice; a poll retries with
-# the same task id, which takes the feed's lock back and finds the entries it already
-# accounted for in the feed's done set.
-RETRY_ON_OUTAGE: dict[str, Any] = {
-    "autoretry_for": REDIS_OUTAGE,
-    "retry_backoff": True,
-    "retry_backoff_max": 60,
-    "retry_jitter": True,
-}
+# Redis refusing work (restarting, failing over, full under noeviction, loading): each
+# task holds its message, unacknowledged, and waits inside its Redis calls (the runtime's
+# HoldingRetry) for up to HOLD_SHARE of the soft time limit. Past that it hands the message
+# back (Reject, requeue): pushed back onto the queue when Redis takes it, else left in the
+# broker's unacked hash, which hands it out again after the visibility timeout. Never a
+# Celery retry: sending one needs the same Redis to accept a write, and a retry that
+# cannot be sent makes Celery drop the message and its inputs. Both tasks are idempotent:
+# a batch's done set makes a second run publish nothing twice; a poll takes the feed's
+# lock back and finds the entries it already accounted for in the feed's done set.
+HOLD_SHARE = 0.8
+
+
+def _hold_deadline(runtime: Runtime) -> float:
+    return time.monotonic() + HOLD_SHARE * runtime.settings.worker.task_soft_time_limit
+
+
+def _hand_back(what: str, exc: BaseException) -> Reject:
+    log.warning("%s: Redis is %s; handing the message back", what, outage_reason(exc))
+    return Reject(str(exc), requeue=True)
 
 
 @app.task(
     name="newsdedup.ingest_batch",
     bind=True,
-    **RETRY_ON_OUTAGE,
-    max_retries=20,
     # A batch that hits the hard time limit goes back to the queue instead of being
     # acknowledged with its unprocessed inputs; the next start runs it carefully
     # (workers/batches.py) and finds the input that took the time.
@@ -46,6 +53,7 @@ def ingest_batch(
     self: Any, job_id: str, task_index: int, spec: dict[str, Any], default_source: str | None
 ) -> dict[str, int]:
     runtime = worker_runtime()
+    what = f"job {job_id} task {task_index}"
     batch = BatchRun(
         runtime,
         job_id,
@@ -54,54 +62,47 @@ def ingest_batch(
         default_source,
         retries=self.request.retries or 0,
     )
-    batch.begin()
-    try:
-        result = batch.run()
-    except SoftTimeLimitExceeded:
-        batch.on_soft_time_limit()
-        raise self.retry(countdown=0) from None
-    except REDIS_OUTAGE:
-        raise
-    except Exception as exc:
-        if batch.careful:
-            raise
-        # Not one input's fault as far as we know (those go to dead one by one): run the
-        # batch again carefully, which pins it on an input if it is one.
-        log.warning("job %s task %d: %s; retrying carefully", job_id, task_index, exc)
-        raise self.retry(countdown=0) from None
-    keys = runtime.keys
-    pipe = runtime.client.pipeline(transaction=False)
-    pipe.sadd(keys.job_tasks(job_id), task_index)
-    for key in (keys.job_tasks(job_id), keys.job_done(job_id)):
-        pipe.expire(key, JOB_TTL_SECONDS)
-    pipe.execute()
+    with runtime.hold.holding(until=_hold_deadline(runtime)):
+        try:
+            batch.begin()
+            result = batch.run()
+            batch.finish()
+        except SoftTimeLimitExceeded:
+            try:
+                batch.on_soft_time_limit()
+            except Exception as exc:  # Redis refusing, most likely: the message goes back
+                log.warning("%s: after the soft time limit: %s", what, exc)
+                batch.on_outage()
+            raise Reject("soft time limit", requeue=True) from None
+        except Exception as exc:
+            if is_outage(exc):
+                batch.on_outage()
+                raise _hand_back(what, exc) from None
+            if batch.careful:
+                raise
+            # Not one input's fault as far as we know (those go to dead one by one): run
+            # the batch again carefully, which pins it on an input if it is one.
+            log.warning("%s: %s; retrying carefully", what, exc)
+            raise self.retry(countdown=0) from None
     counts = result.counts()
     log.info(
-        "job %s task %d%s: %s",
-        job_id,
-        task_index,
-        f" (start {batch.attempt}, careful)" if batch.careful else "",
-        counts,
+        "%s%s: %s", what, f" (start {batch.attempt}, careful)" if batch.careful else "", counts
     )
     return counts
 
 
-@app.task(
-    name="newsdedup.poll_feed",
-    bind=True,
-    **RETRY_ON_OUTAGE,
-    max_retries=10,
-)
+@app.task(name="newsdedup.poll_feed", bind=True)
 def poll_feed(self: Any, spec: dict[str, Any]) -> dict[str, Any]:
     runtime = worker_runtime()
     task_id: str = self.request.id
     try:
-        report = poll_once(
-            runtime, FeedSpec.from_json(spec), task_id=task_id, fetcher=worker_fetcher()
-        )
-    except REDIS_OUTAGE:
-        raise
+        with runtime.hold.holding(until=_hold_deadline(runtime)):
+            report = poll_once(
+                runtime, FeedSpec.from_json(spec), task_id=task_id, fetcher=worker_fetcher()
+            )
     except Exception as exc:
+        if is_outage(exc):
+            raise _hand_back(f"poll {spec.get('name')}", exc) from None
         # A bug, not an expected failure: the waiting `poll` command must hear of it.
         record_poll_result(
             runtime.client, runtime.keys, task_id, None, f"{type(exc).__name__}: {exc}"
