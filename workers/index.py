@@ -3,6 +3,12 @@
 Each document costs one EVALSHA that decides (exact / near / new), indexes, publishes to
 exactly one stream and updates the counters atomically; a batch is sent as one pipeline,
 so a task of 200 documents is one round trip.
+
+Ids are unique in `docs` among the documents published within the retention window: a
+new document whose input id a live indexed document already holds is published as
+`<id>~<n>` (the first n = 2, 3, ... free), with its input's id in the field `input_id`
+(UNIQUE IDS at `keyspace.ACCEPT_DOCUMENT_LUA`). Duplicates keep their input's id in
+`duplicates`; their `duplicate_of` is the original's published id.
 """
 
 from __future__ import annotations
