@@ -22,6 +22,7 @@ from conftest import RedisTarget
 from loopback import LoopbackServer, Scripted
 
 from workers.config import Settings
+from workers.connection import redact
 from workers.fetch import (
     Fetcher,
     FetchError,
@@ -29,7 +30,6 @@ from workers.fetch import (
     NoHostGate,
     RedisHostGate,
     check_url,
-    redact_url,
 )
 from workers.keyspace import Keys
 
@@ -629,10 +629,11 @@ def test_fetch_error_transience() -> None:
 
 
 def test_credentials_never_appear_in_errors(loopback: LoopbackServer, fetcher: Fetcher) -> None:
-    assert redact_url("https://user:s3cret@host.example/feed?a=b@c") == (
-        "https://***@host.example/feed?a=b@c"
+    assert redact("https://user:s3cret@host.example/feed?a=b@c") == (
+        "https://user:***@host.example/feed?a=b@c"
     )
-    assert redact_url("http://host.example/p@th") == "http://host.example/p@th"
+    assert redact("https://t0ken@host.example/feed") == "https://***@host.example/feed"
+    assert redact("http://host.example/p@th") == "http://host.example/p@th"
     url = f"http://reader:s3cret@127.0.0.1:{loopback.port}/private"
     error = fetch_error(fetcher, url)
     assert "s3cret" not in str(error) and "s3cret" not in error.url

@@ -390,12 +390,60 @@ def test_growing_tables_split_without_losing_an_entry(runtime: Runtime) -> None:
         assert runtime.client.object("encoding", key) in (b"listpack", b"ziplist")
 
 
+@pytest.mark.parametrize("field", ["tables", "ids"])
 def test_index_laid_out_by_an_older_version_is_refused(
-    redis_target: RedisTarget, prefix: str
+    redis_target: RedisTarget, prefix: str, field: str
 ) -> None:
     submit(build_runtime(settings_for(prefix), redis_target.url), doc("a", article(9)))
-    # As an index from before growing tables: no `tables` field in its metadata.
-    redis_target.client.hdel(f"{prefix}ix:meta", "tables")
+    # As an index from before growing tables, or before the id table: no such field.
+    redis_target.client.hdel(f"{prefix}ix:meta", field)
     later = build_runtime(settings_for(prefix), redis_target.url)
-    with pytest.raises(IndexMismatch, match="tables: index has None"):
+    with pytest.raises(IndexMismatch, match=f"{field}: index has None.*index rebuild"):
         later.index.ensure_params()
+
+
+def published_ids(rt: Runtime) -> list[tuple[str, str]]:
+    """(id, input_id or "") of every docs entry, in order."""
+    entries = rt.client.xrange(rt.keys.docs)
+    return [
+        (fields[b"id"].decode(), fields.get(b"input_id", b"").decode())
+        for _, fields in entries  # type: ignore[union-attr]
+    ]
+
+
+def held_ids(rt: Runtime) -> int:
+    return sum(rt.client.hlen(k) for k in rt.client.scan_iter(match=f"{rt.keys.prefix}ix:d:*"))
+
+
+def test_an_id_is_held_while_its_document_is_in_the_window(
+    redis_target: RedisTarget, prefix: str
+) -> None:
+    rt = build_runtime(settings_for(prefix, retention_days=1, sweep_limit=50), redis_target.url)
+    start = 1_700_000_000.0
+    submit(rt, doc("x", article(300)), doc("x", article(301)), now=start)
+    submit(rt, doc("x~2", article(302)), doc("x", article(303)), now=start + 0.5 * DAY)
+    assert published_ids(rt) == [("x", ""), ("x~2", "x"), ("x~2~2", "x~2"), ("x~3", "x")]
+    assert held_ids(rt) == 4
+    # A day and a half later the first three have left the window: their ids are free
+    # again, and their entries are freed as they are swept.
+    submit(rt, doc("x", article(304)), now=start + 1.2 * DAY)
+    assert published_ids(rt)[-1] == ("x", "")
+    assert held_ids(rt) == 3  # x again, x~2~2 and x~3 (still in the window)
+    # A steady stream: the id table holds about one window's documents.
+    for day in range(3, 6):
+        submit(
+            rt,
+            *(doc(f"d{i}", article(400 + 10 * day + i)) for i in range(10)),
+            now=start + day * DAY,
+        )
+    indexed = int(rt.client.get(rt.keys.index_count) or 0)
+    assert held_ids(rt) == indexed <= 20  # the last two days
+
+
+def test_near_duplicate_names_the_published_id(runtime: Runtime) -> None:
+    text = article(310)
+    submit(runtime, doc("s", article(311)), doc("s", text))
+    assert published_ids(runtime) == [("s", ""), ("s~2", "s")]
+    assert submit(runtime, doc("copy", lightly_edit(text, 1))) == [("near", "s~2")]
+    assert submit(runtime, doc("s", text)) == [("exact", "s~2")]
+    assert len(published_ids(runtime)) == 2

@@ -101,10 +101,13 @@ class Server:
 
 
 @contextlib.contextmanager
-def redis_server(folder: Path, args: list[str], *, tls: Certs | None = None) -> Iterator[Server]:
-    """A private redis-server with a random password, nothing saved, killed at the end."""
+def redis_server(
+    folder: Path, args: list[str], *, tls: Certs | None = None, password: str = ""
+) -> Iterator[Server]:
+    """A private redis-server with `password` (default: a random one), nothing saved,
+    killed at the end."""
     folder.mkdir(parents=True, exist_ok=True)
-    password = secrets.token_hex(16)
+    password = password or secrets.token_hex(16)
     port = free_port()
     listen = ["--port", "0", "--tls-port", str(port)] if tls else ["--port", str(port)]
     log = folder / "redis.log"
@@ -331,6 +334,37 @@ def test_wrong_password_fails_with_one_line(plain_redis: Server, tmp_path: Path)
     enqueue = run_cli(["backfill", "seeds/"], broker_env, timeout=120)
     line = one_line_failure(enqueue, wrong, plain_redis.password)
     assert "broker" in line, line
+
+
+def test_password_with_raw_at_signs_is_never_printed(tmp_path: Path) -> None:
+    """A password holding raw "@" (as users paste it) is read whole by redis-py; every
+    place the CLI names the URL hides all of it, not just the part before the first "@"."""
+    parts = [secrets.token_hex(6) for _ in range(3)]
+    password = "@".join(parts)
+
+    def assert_hidden(text: str, where: str) -> None:
+        for part in parts:
+            assert part not in text, f"part of the password appears in {where}: {text}"
+
+    # The "cannot reach" error, for a server that is not there.
+    unreachable = f"redis://:{password}@127.0.0.1:1/0"
+    for command in (["stats"], ["metrics", "--port", "0"], ["worker"]):
+        result = run_cli(command, env_for(unreachable, tmp_path), timeout=60)
+        line = one_line_failure(result, *parts)
+        assert "redis://:***@127.0.0.1:1/0" in line, line
+    # A server that wants that password: the worker's start line and Celery's banner, and
+    # the metrics server's start line.
+    with redis_server(tmp_path / "redis", [], password=password) as server:
+        env = env_for(f"redis://:{password}@localhost:{server.port}/0", tmp_path)
+        log = tmp_path / "worker.log"
+        worker = start_worker(env, "at", log, loglevel="INFO")
+        try:
+            text = wait_for_log(log, r"\bready\.", worker)
+        finally:
+            stop(worker)
+        assert f"newsdedup worker: Redis redis://:***@localhost:{server.port}/0" in text, text
+        assert_hidden(log.read_text(errors="replace"), "the worker log")
+        assert_hidden(scrape_metrics(env, tmp_path / "metrics.out"), "metrics")
 
 
 # --------------------------------------------------------------------------- TLS

@@ -54,7 +54,7 @@ from workers.polling import (
 from workers.runtime import Runtime, build_runtime
 from workers.sources.feeds import FeedSpec
 from workers.sources.files import PlanError, plan_backfill
-from workers.stats import collect_stats, render_stats, write_refusal
+from workers.stats import collect_stats, printable, render_stats, write_refusal
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -852,18 +852,21 @@ def _print_entry(stream: str, record: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(record, ensure_ascii=False))
         return
+    # Every field shown comes from an input: escaped, one entry stays one line.
+    shown = {name: printable(str(value)) for name, value in record.items()}
     if stream == "docs":
+        renamed = f" (input id {shown['input_id']})" if "input_id" in shown else ""
         click.echo(
-            f"{record['stream_id']}  {record['id']}  [{record['source']}]  {record['title']}"
+            f"{shown['stream_id']}  {shown['id']}{renamed}  [{shown['source']}]  {shown['title']}"
         )
     elif stream == "duplicates":
         click.echo(
-            f"{record['stream_id']}  {record['id']}  {record['kind']} of "
-            f"{record['duplicate_of']}  (similarity {record['similarity']:.2f})"
+            f"{shown['stream_id']}  {shown['id']}  {shown['kind']} of "
+            f"{shown['duplicate_of']}  (similarity {record['similarity']:.2f})"
         )
     else:
         click.echo(
-            f"{record['stream_id']}  {record['input_ref']}  {record['reason']}: {record['error']}"
+            f"{shown['stream_id']}  {shown['input_ref']}  {shown['reason']}: {shown['error']}"
         )
 
 
@@ -939,7 +942,7 @@ def reset(ctx: Context, yes: bool) -> None:
     prefix = ctx.settings.prefix
     _confirm(yes, f"delete every key under {prefix!r}")
     with open_runtime(ctx) as (runtime, _):
-        deleted = delete_matching(runtime.client, runtime.keys.all_pattern)
+        deleted = delete_matching(runtime.client, runtime.keys, runtime.keys.all_pattern)
     click.echo(f"deleted {deleted} keys under {prefix!r}")
 
 
@@ -1038,7 +1041,9 @@ def boilerplate_show(ctx: Context, source: str | None, limit: int, as_json: bool
             if not rows:
                 click.echo("no source has been counted yet")
             for name, documents, lines in rows:
-                click.echo(f"{name}: {documents} documents counted, {len(lines)} lines learned")
+                click.echo(
+                    f"{printable(name)}: {documents} documents counted, {len(lines)} lines learned"
+                )
             return
         documents, lines = learner.learned_lines(source)
     bar = runtime.learner.settings.bar(documents)
@@ -1053,11 +1058,11 @@ def boilerplate_show(ctx: Context, source: str | None, limit: int, as_json: bool
         click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
         return
     click.echo(
-        f"{source}: {documents} documents counted; a line is learned once seen in "
+        f"{printable(source)}: {documents} documents counted; a line is learned once seen in "
         f"{bar:g} of them; {len(lines)} learned"
     )
     for line in lines[:limit]:
-        click.echo(f"{line.count:>8}  {line.text}")
+        click.echo(f"{line.count:>8}  {printable(line.text)}")
     if len(lines) > limit:
         click.echo(f"... {len(lines) - limit} more (--limit)")
 
@@ -1072,10 +1077,11 @@ def boilerplate_reset(ctx: Context, source: str | None, all_sources: bool, yes: 
     """Forget the lines learned for SOURCE (or for every source with --all)."""
     if (source is None) == (not all_sources):
         fail("name one SOURCE or pass --all", EXIT_USAGE)
-    _confirm(yes, f"forget the boilerplate learned for {source or 'every source'}")
+    which = "every source" if source is None else printable(source)
+    _confirm(yes, f"forget the boilerplate learned for {which}")
     with open_runtime(ctx) as (runtime, _):
         deleted = runtime.learner.reset(source)
-    click.echo(f"forgot the boilerplate learned for {source or 'every source'} ({deleted} keys)")
+    click.echo(f"forgot the boilerplate learned for {which} ({deleted} keys)")
 
 
 def _confirm(yes: bool, action: str) -> None:

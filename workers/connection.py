@@ -48,7 +48,10 @@ _REFUSALS = {
 # What `celery -A workers worker` and the workers use when nothing is configured.
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
-_PASSWORD_IN_URL = re.compile(r"(?<=://)([^:/@]*):([^@]*)@")
+# A URL's userinfo: from "://" to the LAST "@" of the netloc (which ends at the first "/",
+# "?" or "#", or at whitespace in a message). A password may hold a raw "@", and urllib and
+# redis-py read it whole that way, so everything up to the last one is secret.
+_USERINFO = re.compile(r"(?<=://)([^/?#\s]*)@")
 
 T = TypeVar("T")
 
@@ -62,9 +65,16 @@ class RedisUnavailable(Exception):
     """Redis cannot be reached; the message is one line with the (redacted) URL."""
 
 
-def redact(url: str) -> str:
-    """The URL with any password replaced, safe for logs and error messages."""
-    return _PASSWORD_IN_URL.sub(lambda m: f"{m.group(1)}:***@", url)
+def redact(text: str) -> str:
+    """`text`, a URL or a message naming URLs, safe for logs and error messages: each URL's
+    password replaced (`user:***@host`), or its whole userinfo when it has no password
+    (`***@host`: a lone token may be the secret)."""
+
+    def hide(match: re.Match[str]) -> str:
+        user, colon, _ = match.group(1).partition(":")
+        return f"{user}:***@" if colon else "***@"
+
+    return _USERINFO.sub(hide, text)
 
 
 def _transient(error: BaseException) -> bool:

@@ -23,7 +23,8 @@ class Document:
     """One article on its way through the pipeline.
 
     `input_ref` names where it came from (a path, `path:line`, or a feed entry) and is
-    unique within one backfill job; `id` is the input's own id and is what consumers see.
+    unique within one backfill job; `id` is the input's own id (published as is, or as
+    `<id>~<n>` when a document in the index already holds it: see `index`).
     """
 
     id: str

@@ -13,7 +13,6 @@ import email.utils
 import ipaddress
 import logging
 import random as _random
-import re
 import secrets
 import socket
 import time
@@ -27,6 +26,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpx
 import redis
 
+from workers.connection import redact
 from workers.keyspace import HOLD_LOCK_LUA, Keys
 
 if TYPE_CHECKING:
@@ -50,12 +50,6 @@ REASONS = frozenset(
 )
 _TRANSIENT = frozenset({"timeout", "connect_error", "dns_error", "host_busy"})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_USERINFO = re.compile(r"(?<=://)[^/?#@]*@")
-
-
-def redact_url(url: str) -> str:
-    """The URL without any user:password@, safe for logs and error messages."""
-    return _USERINFO.sub("***@", url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +117,7 @@ class FetchError(Exception):
         if reason not in REASONS:
             raise ValueError(f"unknown fetch failure reason {reason!r}")
         self.reason = reason
-        self.url = redact_url(url)
+        self.url = redact(url)
         self.detail = detail
         self.status = status
         self.attempts = attempts
@@ -492,7 +486,7 @@ class Fetcher:
                     "bad_url",
                     url,
                     hop,
-                    f"redirect to an invalid URL {redact_url(outcome.location)!r}: {exc}",
+                    f"redirect to an invalid URL {redact(outcome.location)!r}: {exc}",
                     attempts=attempts,
                 ) from None
             if _without_fragment(target) in seen:
@@ -500,7 +494,7 @@ class Fetcher:
                     "redirect_loop",
                     url,
                     hop,
-                    f"redirect loop: {redact_url(target)} again",
+                    f"redirect loop: {redact(target)} again",
                     attempts=attempts,
                 )
             if redirects >= self.policy.max_redirects:
@@ -512,9 +506,7 @@ class Fetcher:
                     attempts=attempts,
                 )
             redirects += 1
-            log.debug(
-                "%s redirects (%d) to %s", redact_url(hop), outcome.status, redact_url(target)
-            )
+            log.debug("%s redirects (%d) to %s", redact(hop), outcome.status, redact(target))
             hop = target
 
     # ------------------------------------------------------------------ one hop
@@ -543,7 +535,7 @@ class Fetcher:
                 pause = self._backoff(attempt - 1, failure.retry_after)
                 log.info(
                     "GET %s: %s; attempt %d of %d in %.2f s",
-                    redact_url(hop),
+                    redact(hop),
                     failure.detail,
                     attempt + 1,
                     total,
@@ -634,5 +626,5 @@ class Fetcher:
         attempts: int = 0,
     ) -> FetchError:
         if _without_fragment(hop) != _without_fragment(url):
-            detail = f"(redirected to {redact_url(hop)}) {detail}"
+            detail = f"(redirected to {redact(hop)}) {detail}"
         return FetchError(reason, url, detail, status=status, attempts=attempts)

@@ -3,6 +3,12 @@
 Each document costs one EVALSHA that decides (exact / near / new), indexes, publishes to
 exactly one stream and updates the counters atomically; a batch is sent as one pipeline,
 so a task of 200 documents is one round trip.
+
+Ids are unique in `docs` among the documents published within the retention window: a
+new document whose input id a live indexed document already holds is published as
+`<id>~<n>` (the first n = 2, 3, ... free), with its input's id in the field `input_id`
+(UNIQUE IDS at `keyspace.ACCEPT_DOCUMENT_LUA`). Duplicates keep their input's id in
+`duplicates`; their `duplicate_of` is the original's published id.
 """
 
 from __future__ import annotations
@@ -80,6 +86,9 @@ def utc_now_iso() -> str:
 TABLE_LAYOUT = "linear-hash-v1"
 # The fact frequency table's counters (see `keyspace.fact_operation`).
 FACT_COUNTERS = "u8-saturating"
+# Published ids are held in the id table (UNIQUE IDS in `keyspace`); an index without one
+# would let a new document take the id of one it already holds.
+ID_TABLE = "sha1-64-v1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,19 +102,24 @@ class IndexLayout:
             **self.params.as_metadata(),
             "tables": TABLE_LAYOUT,
             "fact_counters": FACT_COUNTERS,
+            "ids": ID_TABLE,
             "signature_bits": str(SIGNATURE_BITS),
         }
 
 
-def delete_matching(client: redis.Redis, pattern: str) -> int:
-    """UNLINK every key matching `pattern` (SCAN, so the server is never blocked)."""
+def delete_matching(client: redis.Redis, keys: Keys, *patterns: str) -> int:
+    """UNLINK every key matching one of `patterns` (`Keys` builds them) that newsdedup owns
+    under `keys.prefix` (`Keys.owns`), with SCAN, so the server is never blocked."""
     deleted = 0
     batch: list[Any] = []
-    for key in client.scan_iter(match=pattern, count=1000):
-        batch.append(key)
-        if len(batch) >= 1000:
-            deleted += int(client.unlink(*batch))
-            batch.clear()
+    for pattern in patterns:
+        for key in client.scan_iter(match=pattern, count=1000):
+            if not keys.owns(key):
+                continue
+            batch.append(key)
+            if len(batch) >= 1000:
+                deleted += int(client.unlink(*batch))
+                batch.clear()
     if batch:
         deleted += int(client.unlink(*batch))
     return deleted
@@ -198,6 +212,7 @@ def _fact_arguments(fingerprints: Sequence[Fingerprint], bits: int) -> list[_Fac
 @dataclass(frozen=True, slots=True)
 class _ScriptCall:
     source: str  # the Lua source; sent as EVALSHA of its SHA1
+    keys: list[str]
     args: list[Any]
     packed_tail: bytes = b""  # more arguments, already packed (see connection.pack_command)
     tail_args: int = 0
@@ -342,7 +357,7 @@ class DedupIndex:
     ) -> _ScriptCall:
         doc, fp = item.doc, item.fingerprint
         doc_fields = {
-            "id": doc.id,
+            "id": doc.id,  # first: the script may publish it under another (UNIQUE IDS)
             "source": doc.source,
             "url": doc.url,
             "title": doc.title,
@@ -395,6 +410,7 @@ class DedupIndex:
         args.extend(buckets)
         return _ScriptCall(
             ACCEPT_DOCUMENT_LUA,
+            [self.keys.source_stats(doc.source)],
             args,
             facts.operations,
             FACT_OPERATION_ARGS * len(facts.cells),
@@ -410,19 +426,20 @@ class DedupIndex:
             "error": dead.error,
             "failed_at": utc_now_iso(),
         }
+        source = dead.source or "(unknown)"
         args: list[Any] = [
             self.keys.prefix,
             "publish",
             job_id,
             guard + dead.input_ref,
-            dead.source or "(unknown)",
+            source,
             bytes_in,
             self.dead_maxlen,
             dead.reason,
         ]
         for key, value in fields.items():
             args.extend((key, value))
-        return _ScriptCall(RECORD_DEAD_LUA, args)
+        return _ScriptCall(RECORD_DEAD_LUA, [self.keys.source_stats(source)], args)
 
     def submit(
         self,
@@ -501,7 +518,13 @@ class DedupIndex:
                         self._scripts[source] = as_text(self.client.script_load(source))
                 packed = [
                     pack_command(
-                        ["EVALSHA", self._scripts[calls[i].source], 0, *calls[i].args],
+                        [
+                            "EVALSHA",
+                            self._scripts[calls[i].source],
+                            len(calls[i].keys),
+                            *calls[i].keys,
+                            *calls[i].args,
+                        ],
                         calls[i].packed_tail,
                         calls[i].tail_args,
                     )
@@ -536,7 +559,7 @@ class DedupIndex:
     def reset(self) -> int:
         """Delete the whole index (not the streams or stats); returns the keys deleted."""
         self._checked = False
-        return delete_matching(self.client, self.keys.index_pattern)
+        return delete_matching(self.client, self.keys, self.keys.index_pattern)
 
     def describe(self) -> dict[str, Any]:
         """Documents indexed, the memory the index uses, its parameters and settings."""

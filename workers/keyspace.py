@@ -4,9 +4,7 @@ Layout under the configured prefix P (default "newsdedup:"):
 
   P docs | P duplicates | P dead      output streams
   P stats                             hash: global counters (seen, published, exact, near, ...)
-  P stats:source:<source>             hash: the same counters per source
   P stats:dead_reasons                hash: dead-letter reason -> count
-  P stats:sources                     set: sources seen (to enumerate the per-source hashes)
   P stats:m:<minute>                  hash: published/exact/near/dead counted in one minute
                                       (unix time // 60, Redis server clock); expires after
                                       RATE_BUCKET_TTL (rates over 1/5/15 minutes)
@@ -19,16 +17,22 @@ Layout under the configured prefix P (default "newsdedup:"):
   P ix:l:<shard>                      hash: LSH bucket (4-byte hash of band number and the
                                       band's values) -> packed 4-byte doc numbers
   P ix:x:<shard> / P ix:u:<shard>     hash: 8-byte content / canonical-URL key -> doc number
-                                      (l, x and u are GROWING TABLES, below)
+  P ix:d:<shard>                      hash: 8-byte id key (SHA-1 of a published id) -> the
+                                      doc number holding it (u32), then, once the id was
+                                      given again with a suffix, the last suffix (u32):
+                                      see "UNIQUE IDS" at ACCEPT_DOCUMENT_LUA
+                                      (l, x, u and d are GROWING TABLES, below)
   P ix:t:<day>                        list: doc numbers whose retention clock falls on <day>
   P ix:days                           sorted set: days with a list, oldest first
   P ix:df:<generation>                string: document frequency of facts, a table of
                                       2^facts_bits u8 counters (BITFIELD, saturating)
-  P bp:sources                        set: sources the boilerplate learner has counted
-  P bp:<source>                       hash: docs (documents counted), version (bumped
+  P src:names:stats                   set: source names counted (to enumerate src:<s>:stats)
+  P src:names:bp                      set: source names the boilerplate learner has counted
+  P src:<s>:stats                     hash: the global counters, for one source
+  P src:<s>:bp                        hash: docs (documents counted), version (bumped
                                       whenever a line is learned or forgotten)
-  P bp:<source>:c                     hash: line hash -> counter (see LEARN_LINES_LUA)
-  P bp:<source>:l                     hash: learned line hash -> the line's text
+  P src:<s>:bp:c                      hash: line hash -> counter (see LEARN_LINES_LUA)
+  P src:<s>:bp:l                      hash: learned line hash -> the line's text
   P job:<job>                         hash: one backfill/poll job's totals and counters
                                       (published, exact, near, dead, dead:<reason>)
   P job:<job>:done                    sorted set: input refs already accounted for
@@ -49,6 +53,15 @@ Layout under the configured prefix P (default "newsdedup:"):
   P probe                             string: written (and expiring at once) to find out
                                       whether Redis takes writes (`stats`, `--wait`)
 
+SOURCES: a source name comes from the input (a record's `source`), so it is never pasted
+into a key name: <s> is `source_tag(name)`, 32 hex digits of its BLAKE2b-128 digest. No
+name can then reach a key of another kind or another source's keys (`sources`, `x:c`,
+`*`, newlines: all become 32 hex digits), and key names stay short whatever the name's
+length. The names themselves are kept as members of the src:names sets, for display.
+The scripts receive per-source keys built here (KEYS), never build them from a name.
+Keys of the layout before this one (P stats:sources, P stats:source:<name>, P bp:*) are
+never read or written; `newsdedup reset` deletes them.
+
 RECORD (2*num_perm + 66 bytes), one fixed slot per document in its page string:
   signature       2*num_perm   high 16 bits of each MinHash value, big-endian
   content key     8            first 8 bytes of the content hash
@@ -62,7 +75,7 @@ RECORD (2*num_perm + 66 bytes), one fixed slot per document in its page string:
   facts sketch    16 x u16     the smallest rare-fact hashes, ascending, zero-padded
 Fixed-size slots in page strings cost no per-key overhead.
 
-GROWING TABLES: the LSH buckets (l), content keys (x) and URL keys (u) are each one
+GROWING TABLES: the LSH buckets (l), content keys (x), URL keys (u) and ids (d) are each one
 logical hash spread over shard hashes small enough for Redis's compact listpack encoding
 (up to 128 entries by default; a shard past it converts for good and costs ~5x per
 entry). The number of shards grows with the index by linear hashing (Litwin 1980): with S
@@ -73,11 +86,18 @@ h mod 2^(L+1) = S move to the new shard S. Each split moves about LH_LOAD / 2 fi
 so the work is spread evenly over inserts and a small index has few keys; the field alone
 says where it lives, so no stored value has to be re-read to move it.
 
+OWNED KEYS: `newsdedup reset` deletes only keys of the families above (and Celery's
+queue keys, also under P), matched exactly (`Keys.owns`): another deployment whose prefix
+merely starts with P (P = "nd:", its own "nd:b:") keeps its keys. The one overlap left is a
+prefix that continues P with one of these names ("nd:ix:" under "nd:"): do not choose one.
+
 Redis Cluster is not supported: the scripts touch keys they discover while running.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,9 +114,62 @@ MINUTE_KINDS = RATE_KINDS[1:]
 RATE_BUCKET_TTL = 20 * 60
 
 
+def source_tag(source: str) -> str:
+    """The fixed-length stand-in for a source name in key names (see SOURCES above): 32
+    lowercase hex digits, so no name can produce another kind of key."""
+    name = source.encode("utf-8", "surrogatepass")  # any str, even one from a bad file name
+    return hashlib.blake2b(name, digest_size=16).hexdigest()
+
+
+# Redis's glob (SCAN MATCH) treats these as patterns unless escaped with a backslash.
+_GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
+
+
+def glob_escape(text: str) -> str:
+    """`text` as a SCAN MATCH pattern that matches only itself."""
+    return _GLOB_SPECIAL.sub(r"\\\1", text)
+
+
+# Job ids (`jobs.new_job_id`, and `polling.feed_job` for a feed's never-ending job), feed
+# keys (`polling.feed_key`) and poll task ids (uuid4), as key names hold them.
+_JOB_ID = rb"(?:\d{8}T\d{6}-[0-9a-f]{6}|feed-[0-9a-f]{16})"
+_FEED = rb"[0-9a-f]{16}"
+_TASK_ID = rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+# Every key name newsdedup writes under its prefix, without the prefix (module docstring:
+# the layout, OWNED KEYS), Celery/kombu's queue keys included.
+_OWNED = re.compile(
+    rb"|".join(
+        [
+            rb"docs|duplicates|dead|stats|stats:dead_reasons|stats:m:\d+",
+            rb"ix:(?:meta|next|count|pages|days)|ix:[rilxudt]:\d+|ix:df:\d+",
+            rb"src:names:(?:stats|bp)|src:[0-9a-f]{32}:(?:stats|bp|bp:c|bp:l)",
+            rb"jobs|job:" + _JOB_ID + rb"(?::done|:tasks|:attempts|:cursor)?",
+            rb"feeds|feed:" + _FEED + rb"(?::lock|:tries)?|poll:" + _TASK_ID,
+            rb"host:.+|beat:lock|probe",
+            # The layout before SOURCES: never used, deleted by `reset`.
+            rb"stats:sources|stats:source:.*|bp:.*",
+            # Celery's queues (celery_app's INGEST_QUEUE, FETCH_QUEUE; kombu adds a
+            # separator and a digit for priorities) and kombu's bookkeeping.
+            rb"(?:ingest|fetch)(?:\x06\x16\d)?|_kombu\..+|unacked|unacked_index|unacked_mutex",
+        ]
+    ),
+    re.DOTALL,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     prefix: str
+
+    def owns(self, key: bytes | str) -> bool:
+        """Whether `key` is one newsdedup writes under this prefix (OWNED KEYS)."""
+        raw = key.encode("utf-8", "surrogateescape") if isinstance(key, str) else key
+        head = self.prefix.encode("utf-8")
+        return raw.startswith(head) and _OWNED.fullmatch(raw, len(head)) is not None
+
+    def _pattern(self, glob: str) -> str:
+        """A SCAN MATCH pattern: the prefix taken literally, then `glob`."""
+        return glob_escape(self.prefix) + glob
 
     @property
     def docs(self) -> str:
@@ -116,7 +189,7 @@ class Keys:
         return f"{self.prefix}stats"
 
     def source_stats(self, source: str) -> str:
-        return f"{self.prefix}stats:source:{source}"
+        return f"{self.prefix}src:{source_tag(source)}:stats"
 
     @property
     def dead_reasons(self) -> str:
@@ -124,7 +197,8 @@ class Keys:
 
     @property
     def sources(self) -> str:
-        return f"{self.prefix}stats:sources"
+        """Set: the names of the sources with counters (`source_stats`)."""
+        return f"{self.prefix}src:names:stats"
 
     def stats_minute(self, minute: int) -> str:
         """The counts of one minute (unix time // 60 on the Redis server's clock)."""
@@ -140,24 +214,31 @@ class Keys:
 
     @property
     def index_pattern(self) -> str:
-        return f"{self.prefix}ix:*"
+        return self._pattern("ix:*")
 
     @property
     def learner_sources(self) -> str:
-        return f"{self.prefix}bp:sources"
+        """Set: the names of the sources the boilerplate learner has counted."""
+        return f"{self.prefix}src:names:bp"
 
     def learner_meta(self, source: str) -> str:
-        return f"{self.prefix}bp:{source}"
+        return f"{self.prefix}src:{source_tag(source)}:bp"
 
     def learner_counts(self, source: str) -> str:
-        return f"{self.prefix}bp:{source}:c"
+        return f"{self.prefix}src:{source_tag(source)}:bp:c"
 
     def learner_lines(self, source: str) -> str:
-        return f"{self.prefix}bp:{source}:l"
+        return f"{self.prefix}src:{source_tag(source)}:bp:l"
+
+    def learner_keys(self, source: str) -> tuple[str, str, str]:
+        """A source's learner keys as LEARN_LINES_LUA takes them: meta, counts, lines."""
+        return self.learner_meta(source), self.learner_counts(source), self.learner_lines(source)
 
     @property
-    def learner_pattern(self) -> str:
-        return f"{self.prefix}bp:*"
+    def learner_patterns(self) -> tuple[str, ...]:
+        """SCAN patterns covering every learner key (the sources set included), and the
+        previous layout's (P bp:*)."""
+        return self._pattern("src:*:bp*"), self._pattern("bp:*")
 
     @property
     def jobs(self) -> str:
@@ -210,7 +291,7 @@ class Keys:
 
     @property
     def all_pattern(self) -> str:
-        return f"{self.prefix}*"
+        return self._pattern("*")
 
 
 # Arguments per fact operation: see `fact_operation`.
@@ -270,6 +351,8 @@ def packed_fact_operations(cells: np.ndarray) -> tuple[bytes, np.ndarray]:
 
 
 # Shared Lua: the redelivery guard and the counters every outcome updates.
+# KEYS[1] is the source's counters (`Keys.source_stats`); ARGV[5] its name, only ever a
+# member of the sources set, never part of a key name (SOURCES above).
 # A task redelivered after a crash (acks_late) re-runs its inputs; ZADD NX on the job's
 # done set makes each input count and publish at most once per job. The score (server
 # time) lets a never-ending job, a feed, forget entries by age.
@@ -284,6 +367,7 @@ local mode = ARGV[2]
 local job = ARGV[3]
 local guard = ARGV[4]
 local source = ARGV[5]
+local source_stats = KEYS[1]
 local nbytes = tonumber(ARGV[6])
 """
     + f"local RATE_TTL = {RATE_BUCKET_TTL}\n"
@@ -298,7 +382,7 @@ end
 local function bump(field, by)
   if mode ~= 'publish' then return end
   redis.call('HINCRBY', P .. 'stats', field, by)
-  redis.call('HINCRBY', P .. 'stats:source:' .. source, field, by)
+  redis.call('HINCRBY', source_stats, field, by)
   if MINUTE_KINDS[field] then
     local minute = P .. 'stats:m:' .. math.floor(tonumber(server_time()[1]) / 60)
     if redis.call('HINCRBY', minute, field, by) == by then
@@ -319,14 +403,14 @@ if job ~= '' then
     return {'already'}
   end
 end
-if mode == 'publish' then redis.call('SADD', P .. 'stats:sources', source) end
+if mode == 'publish' then redis.call('SADD', P .. 'src:names:stats', source) end
 bump('seen', 1)
 bump('bytes_in', nbytes)
 """
 )
 
-# ARGV: 1 prefix, 2 mode, 3 job, 4 guard, 5 source, 6 bytes, 7 maxlen, 8 reason,
-#       then the dead stream's field/value pairs.
+# KEYS: 1 the source's counters. ARGV: 1 prefix, 2 mode, 3 job, 4 guard, 5 source, 6 bytes,
+#       7 maxlen, 8 reason, then the dead stream's field/value pairs.
 RECORD_DEAD_LUA = (
     _LUA_PRELUDE
     + r"""
@@ -416,7 +500,7 @@ local LH_LOAD = 48  -- mean entries per shard: the unsplit ones hold up to twice
 -- LH_LOAD entries each: a split moves about LH_LOAD / 2 fields, one by one in Lua, which
 -- costs a growing index ~0.15 ms per document; below ~4,700 documents the LSH table
 -- (42 bands) does not split at all.
-local LH_START = {l = 4096, x = 64, u = 64}
+local LH_START = {l = 4096, x = 64, u = 64, d = 64}
 local LH_SHARDS, LH_HALF, LH_PREFIX = {}, {}, {}  -- table -> S, 2^L <= S, key prefix
 
 local function lh_state(tbl)
@@ -488,6 +572,14 @@ end
 local function page_key(num) return P .. 'ix:r:' .. math.floor(num / 256) end
 local function id_key(num) return P .. 'ix:i:' .. math.floor(num / 128) end
 
+-- An id's field in the id table (d): the first 8 bytes of its SHA-1. Two ids sharing them
+-- (about one pair in 2^64) only cost the later one a needless suffix (UNIQUE IDS).
+local function id_field(id)
+  return (string.gsub(string.sub(redis.sha1hex(id), 1, 16), '..', function(hex)
+    return string.char(tonumber(hex, 16))
+  end))
+end
+
 -- A live record (see RECORD in the module docstring), or nil once freed.
 local function read_record(num)
   local offset = (num % 256) * RECLEN
@@ -537,6 +629,15 @@ local function expire(num)
       if redis.call('HGET', shard, kind_key[2]) == me then
         redis.call('HDEL', shard, kind_key[2])
       end
+    end
+  end
+  if rec.root == num then  -- published as new: it holds its id (UNIQUE IDS)
+    local id = redis.call('HGET', id_key(num), num % 128)
+    if id then
+      local field = id_field(id)
+      local shard = lh_key('d', field)
+      local held = redis.call('HGET', shard, field)
+      if held and u32(held, 1) == num then redis.call('HDEL', shard, field) end
     end
   end
   redis.call('HDEL', id_key(num), num % 128)
@@ -683,13 +784,15 @@ end
 """
 
 
+# KEYS: 1 the source's counters (`Keys.source_stats`).
 # ARGV: 1 prefix, 2 mode, 3 job, 4 guard, 5 source, 6 bytes, 7 index settings (see
 #   INDEX_SETTINGS), 8 doc id, 9 content key (8 bytes), 10 URL key (8 bytes or ''),
 #   11 signature (2*num_perm bytes or ''), 12 shingles, 13 retention timestamp (s),
 #   14 hour, 15 fact hashes (2 bytes each, ascending), 16 stripped lines, 17 N = number
 #   of docs-stream arguments, 18 M = number of duplicates-stream arguments, 19 B = number
 #   of LSH bucket fields (bands, or 0 without a signature), 20..19+N the docs-stream
-#   field/value pairs, then M duplicates-stream ones, then the B bucket fields
+#   field/value pairs (starting with id, which the script may change: UNIQUE IDS), then M
+#   duplicates-stream ones, then the B bucket fields
 #   (`lsh_bucket_fields`), then each fact's frequency-counter operation
 #   (4 arguments, see `fact_operation`), in hash order.
 #
@@ -703,6 +806,18 @@ end
 #   otherwise                      -> J >= threshold or contained
 # A near-duplicate is indexed too, standing for its original, so a later copy that is
 # closer to an earlier copy than to the original still finds the original.
+#
+# UNIQUE IDS: consumers key on `id`, and inputs from different files or outlets may share
+# one. A document published as new takes its input's id when no live document of the
+# index holds that id, else the first `<id>~<n>` (n = 2, 3, ...) none holds, with the
+# input's id in the docs field `input_id`. So no two documents published within the
+# retention window (by the retention clock; for ever with retention 0) share an id in
+# `docs`; once its holder has left the window, an id can be given again. A document
+# already outside the window when it arrives (only with the "published" clock) gets a
+# free id but is not indexed, so does not hold it. The id table (d) maps each held id's
+# 8-byte key to its holder, freed with it; the input id's entry also remembers the last
+# suffix given, so the k-th copy of an id costs one probe, not k. Duplicates keep their
+# input's id in `duplicates`, and `duplicate_of` names the original's published id.
 ACCEPT_DOCUMENT_LUA = (
     _LUA_PRELUDE
     + _LUA_INDEX
@@ -760,6 +875,8 @@ local indexable = not (RETENTION > 0 and ts < cutoff)  -- else already outside t
 -- document's bands: a document with near_ok that is indexed always has one.
 local reserved = nil
 
+-- Index the document: standing for its original (root, stands_for: the original's id) or
+-- as new (root nil), under its published id `stands_for`, which it then holds.
 local function index_document(root, stands_for)
   if not indexable then return end
   local num = reserved or redis.call('INCR', P .. 'ix:next')
@@ -779,7 +896,11 @@ local function index_document(root, stands_for)
              stored_sig .. ckey .. stored_ukey .. pack32(nsh) .. pack32(ts) .. pack32(hour)
              .. pack32(root or num) .. pack16(fcount) .. table.concat(fsk))
   redis.call('HINCRBY', P .. 'ix:pages', math.floor(num / 256), 1)
-  redis.call('HSET', id_key(num), num % 128, stands_for or doc_id)
+  redis.call('HSET', id_key(num), num % 128, stands_for)
+  if not root then
+    local field = id_field(stands_for)
+    redis.call('HSET', lh_key('d', field), field, me)
+  end
   redis.call('HSET', lh_key('x', ckey), ckey, me)
   if ukey ~= '' then redis.call('HSET', lh_key('u', ukey), ukey, me) end
   local day = math.floor(ts / 86400)
@@ -791,6 +912,26 @@ local function index_document(root, stands_for)
   if near_ok then lh_grow('l', count * BANDS) end
   lh_grow('x', count)
   if ukey ~= '' then lh_grow('u', count) end
+  if not root then lh_grow('d', count) end
+end
+
+-- The id to publish a new document under (UNIQUE IDS).
+local function claim_id()
+  local field = id_field(doc_id)
+  local shard = lh_key('d', field)
+  local held = redis.call('HGET', shard, field)
+  if not held or not live(u32(held, 1)) then return doc_id end
+  local n = 1
+  if string.len(held) >= 8 then n = u32(held, 5) end
+  local candidate
+  repeat
+    n = n + 1
+    candidate = doc_id .. '~' .. n
+    local other = id_field(candidate)
+    local taken = redis.call('HGET', lh_key('d', other), other)
+  until not taken or not live(u32(taken, 1))
+  redis.call('HSET', shard, field, string.sub(held, 1, 4) .. pack32(n))
+  return candidate
 end
 
 local function duplicate(kind, match, original, similarity, containment)
@@ -901,9 +1042,16 @@ if near_ok then
   end
 end
 
--- 3. New: index it and publish.
-index_document(nil, nil)
+-- 3. New: index it and publish, under an id no live document holds.
+local published_id = doc_id
+if mode == 'publish' then published_id = claim_id() end
+index_document(nil, published_id)
 if mode ~= 'publish' then return {'indexed', '', '', '0', '0', common, facts_tag} end
+if published_id ~= doc_id then
+  doc_fields[2] = published_id  -- the docs-stream fields start with id (see ARGV)
+  doc_fields[#doc_fields + 1] = 'input_id'
+  doc_fields[#doc_fields + 1] = doc_id
+end
 local entry = xadd('docs', DOCS_MAXLEN, doc_fields)
 bump('published', 1)
 bump('stripped_lines', stripped)
@@ -955,12 +1103,13 @@ LEARNER_SPLIT = 2**32
 # dropped. A line is learned when counted in at least max(min_docs, min_share * docs)
 # documents; a learned line that is dropped is forgotten too.
 #
-# ARGV: prefix, min_docs, min_share, width, ndocs, then per document: source, k, and k
-# pairs (line hash, line text). Returns the number of documents counted.
+# KEYS: the sources set (`Keys.learner_sources`), then per document its source's
+# `Keys.learner_keys` (meta, counts, lines).
+# ARGV: min_docs, min_share, width, ndocs, then per document: source, k, and k pairs
+# (line hash, line text). Returns the number of documents counted.
 LEARN_LINES_LUA = r"""
-local prefix = ARGV[1]
-local min_docs, min_share, width = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local ndocs = tonumber(ARGV[5])
+local min_docs, min_share, width = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local ndocs = tonumber(ARGV[4])
 local SPLIT = 4294967296
 
 local function prune(meta, counts, learned, bucket)
@@ -977,13 +1126,12 @@ local function prune(meta, counts, learned, bucket)
   if forgotten > 0 then redis.call('HINCRBY', meta, 'version', 1) end
 end
 
-local pos = 6
-for _ = 1, ndocs do
+local pos = 5
+for d = 1, ndocs do
   local source, k = ARGV[pos], tonumber(ARGV[pos + 1])
   pos = pos + 2
-  local meta = prefix .. 'bp:' .. source
-  local counts, learned = meta .. ':c', meta .. ':l'
-  redis.call('SADD', prefix .. 'bp:sources', source)
+  local meta, counts, learned = KEYS[3 * d - 1], KEYS[3 * d], KEYS[3 * d + 1]
+  redis.call('SADD', KEYS[1], source)
   local docs = redis.call('HINCRBY', meta, 'docs', 1)
   local bucket = math.ceil(docs / width)
   local bar = math.max(min_docs, min_share * docs)

@@ -224,6 +224,7 @@ class LineLearner:
                 for candidate, targets in zip(pending.candidates, fresh, strict=True):
                     if candidate.input_ref not in kept:
                         riders.setdefault(candidate.source, []).extend(targets)
+                keys = [self.keys.learner_sources]
                 args: list[str | int | float] = []
                 ndocs = 0
                 for candidate, targets in zip(pending.candidates, fresh, strict=True):
@@ -232,19 +233,14 @@ class LineLearner:
                     ndocs += 1
                     sent = dict([*targets, *riders.pop(candidate.source, [])])
                     counted = [*candidate.lines, *[t for t in sent.items() for _ in range(boost)]]
+                    keys += self.keys.learner_keys(candidate.source)
                     args += [candidate.source, len(counted)]
                     for digest, text in counted:
                         args += [digest, text]
                 if ndocs and self.settings.enabled:
                     s = self.settings
-                    head: list[str | int | float] = [
-                        self.keys.prefix,
-                        s.min_docs,
-                        s.min_share,
-                        s.prune_every,
-                        ndocs,
-                    ]
-                    self._script(args=[*head, *args])
+                    head: list[str | int | float] = [s.min_docs, s.min_share, s.prune_every, ndocs]
+                    self._script(keys=keys, args=[*head, *args])
             finally:
                 self._inflight.pop(id(pending), None)
 
@@ -281,13 +277,9 @@ class LineLearner:
         with self._lock:
             self._learned.clear()
             if source is None:
-                return delete_matching(self.client, self.keys.learner_pattern)
+                return delete_matching(self.client, self.keys, *self.keys.learner_patterns)
             pipe = self.client.pipeline(transaction=True)
-            pipe.delete(
-                self.keys.learner_meta(source),
-                self.keys.learner_counts(source),
-                self.keys.learner_lines(source),
-            )
+            pipe.delete(*self.keys.learner_keys(source))
             pipe.srem(self.keys.learner_sources, source)
             deleted, _ = pipe.execute()
             return int(deleted)

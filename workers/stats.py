@@ -253,6 +253,16 @@ def collect_stats(
 _TABLE_COUNTERS = ("seen", "published", "exact", "near", "dead", "stripped_lines", "bytes_in")
 
 
+def printable(text: str) -> str:
+    """`text` safe to print on a terminal: every character `str.isprintable` refuses
+    (control characters such as ESC and newline, bidi overrides, separators) shown as its
+    Python escape, e.g. \\x1b or \\n, so input-controlled names cannot move the cursor,
+    recolour or rewrite the operator's screen. JSON output keeps the real value."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def _human_bytes(n: int) -> str:
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -284,7 +294,9 @@ def stats_renderable(data: dict[str, Any]) -> RenderableType:
     for name in _TABLE_COUNTERS:
         counts.add_column(name.replace("_", " "), justify="right")
     for source, values in data["sources"].items():
-        counts.add_row(source, *(_cell(n, values[n]) for n in _TABLE_COUNTERS))
+        # Text, not a str: a name is not rich markup ("[bold]" or "[/]" stay as they are).
+        label = Text(printable(source), overflow="fold")
+        counts.add_row(label, *(_cell(n, values[n]) for n in _TABLE_COUNTERS))
     counts.add_row(
         "[bold]all", *(f"[bold]{_cell(n, data[n])}" for n in _TABLE_COUNTERS), end_section=True
     )
@@ -327,7 +339,7 @@ def stats_renderable(data: dict[str, Any]) -> RenderableType:
         dead.add_column("reason")
         dead.add_column("documents", justify="right")
         for reason, n in sorted(data["dead_reasons"].items(), key=lambda item: -item[1]):
-            dead.add_row(reason, str(n))
+            dead.add_row(Text(printable(reason)), str(n))
         parts.append(dead)
     mem = data["redis"]
     maxmemory = mem["maxmemory_human"] if mem["maxmemory"] else "no limit"
