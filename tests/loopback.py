@@ -4,6 +4,7 @@
         server.serve("/feed", b"<rss/>")                    # static, with ETag/Last-Modified
         server.script("/flaky", [Scripted(500), Scripted(200, b"ok")])
         server.redirect("/old", "/feed")
+        server.script("/tarpit", [Scripted(200, b"x" * 100, drip=1.0)])  # 1 byte a second
         ...  # fetch server.url("/feed")
         assert server.hits("/feed") == 1
 
@@ -42,6 +43,10 @@ class Scripted:
     # Send the body with Transfer-Encoding: chunked and no Content-Length. Without it the
     # server adds Content-Length: len(body) unless `headers` sets one (which may lie).
     chunked: bool = False
+    # A tarpit: send the response one byte every `drip` seconds, the status line and
+    # headers too unless `drip_headers` is False (then only the body drips).
+    drip: float = 0.0
+    drip_headers: bool = True
 
 
 @dataclass(frozen=True)
@@ -186,7 +191,8 @@ class LoopbackServer:
         # Copied into this module's Scripted: tests may import this file both as `loopback`
         # (what conftest does) and as `tests.loopback`, which makes two distinct classes.
         copies = [
-            Scripted(r.status, r.body, dict(r.headers), r.delay, r.chunked) for r in responses
+            Scripted(r.status, r.body, dict(r.headers), r.delay, r.chunked, r.drip, r.drip_headers)
+            for r in responses
         ]
         with self._lock:
             self._scripts[path] = _Script(copies)
@@ -331,6 +337,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if scripted.delay > 0 and self.server_owner._closing.wait(scripted.delay):
             self.close_connection = True
             return
+        if scripted.drip > 0:
+            self._drip(scripted, head=head)
+            return
         if scripted.chunked:
             self.send_response(scripted.status)
             for name, value in scripted.headers.items():
@@ -344,6 +353,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.wfile.write(b"0\r\n\r\n")
             return
         self._send(scripted.status, scripted.body, scripted.headers, head=head)
+
+    def _drip(self, scripted: Scripted, *, head: bool) -> None:
+        lines = [f"HTTP/1.1 {scripted.status} {self.responses[scripted.status][0]}"]
+        lines += [f"{name}: {value}" for name, value in scripted.headers.items()]
+        if not any(name.lower() == "content-length" for name in scripted.headers):
+            lines.append(f"Content-Length: {len(scripted.body)}")
+        head_bytes = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        body = b"" if head else scripted.body
+        if not scripted.drip_headers:
+            self.wfile.write(head_bytes)
+            self.wfile.flush()
+            head_bytes = b""
+        self.close_connection = True
+        for byte in head_bytes + body:
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+            # On the close event, like delays: close() never waits for a drip.
+            if self.server_owner._closing.wait(scripted.drip):
+                return
 
     def _static(self, route: _Static, request: Mapping[str, str], *, head: bool) -> None:
         headers: dict[str, str] = {"Content-Type": route.content_type}

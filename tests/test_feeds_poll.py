@@ -482,6 +482,32 @@ def test_article_budget_defers_the_rest(loopback: LoopbackServer, make_poller: A
     assert len(poller.stream("docs")) + len(poller.stream("duplicates")) == 5
 
 
+def test_slow_article_pages_leave_the_rest_for_the_next_poll(
+    loopback: LoopbackServer, make_poller: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Article fetches start only while one more (request deadline + extraction timeout)
+    fits in half the soft time limit: here 4 s, 2 s each, every page dripping for its
+    whole 1 s deadline. The poll stops fetching in time instead of hitting the limit and
+    losing its work; the entries left wait for the next poll, which fetches the first."""
+    monkeypatch.setenv("NEWSDEDUP_WORKER__TASK_SOFT_TIME_LIMIT", "8")
+    monkeypatch.setenv("NEWSDEDUP_HTML__EXTRACT_TIMEOUT", "1")
+    poller = make_poller(request_deadline=1.0)
+    page = article_page(ARTICLE_PARAGRAPHS)
+    for i in range(6):
+        loopback.script(f"/a/{i}", [Scripted(200, page, drip=0.2, drip_headers=False)])
+    items = [{"guid": str(i), "link": loopback.url(f"/a/{i}")} for i in range(6)]
+    loopback.serve("/f.xml", rss(items))
+    spec = spec_for(loopback.url("/f.xml"), fetch_article="auto")
+    report = poller(spec)
+    # Those fetched timed out (tried again later), the others were not started: all wait.
+    assert 2 <= report.articles <= 3 and report.deferred == 6, report
+    assert report.article_failures == {"article_timeout": report.articles}
+    assert report.seconds < 5, report
+    again = poller(spec)
+    assert again.new == 6 and again.articles >= 2  # tried again, first ones first
+    assert loopback.hits("/a/0") == 2 and loopback.hits("/a/5") == 0
+
+
 # ---------------------------------------------------------------------------- bad feeds
 
 

@@ -295,6 +295,84 @@ def test_refused_connection_is_a_transient_connect_error(sleeps: Sleeps) -> None
     assert error.reason == "connect_error" and error.transient and error.attempts == 3
 
 
+# ---------------------------------------------------------------------------- deadline
+
+
+def test_dripping_body_ends_at_the_deadline(loopback: LoopbackServer, sleeps: Sleeps) -> None:
+    """One byte every 0.1 s never lets a 0.3 s read time out: only the total deadline
+    stops it, and then no retry is made (none could finish in time)."""
+    loopback.script("/tarpit", [Scripted(200, b"x" * 1000, drip=0.1, drip_headers=False)])
+    with Fetcher(make_policy(deadline=1.5), sleep=sleeps) as f:
+        started = time.monotonic()
+        error = fetch_error(f, loopback.url("/tarpit"))
+        elapsed = time.monotonic() - started
+        assert error.reason == "timeout" and error.attempts == 1
+        assert "within the 1.5 s request deadline" in str(error)
+        assert 1.5 <= elapsed < 2.5, elapsed
+        assert loopback.hits("/tarpit") == 1 and sleeps == []
+        # The same client goes on working for the next request.
+        loopback.serve("/ok", b"fine")
+        assert f.get(loopback.url("/ok")).content == b"fine"
+
+
+def test_dripping_status_line_and_headers_end_at_the_deadline(loopback: LoopbackServer) -> None:
+    loopback.script("/tarpit", [Scripted(200, b"<rss/>", drip=0.1)])
+    with Fetcher(make_policy(deadline=1.0)) as f:
+        started = time.monotonic()
+        error = fetch_error(f, loopback.url("/tarpit"))
+        assert error.reason == "timeout" and "deadline" in str(error)
+        assert time.monotonic() - started < 2.0
+
+
+def test_one_read_waits_no_longer_than_the_deadline(loopback: LoopbackServer) -> None:
+    """A read timeout longer than the deadline is cut to what is left of it."""
+    loopback.script("/silent", [Scripted(200, b"late", delay=10.0)])
+    with Fetcher(make_policy(read_timeout=30.0, deadline=1.0)) as f:
+        started = time.monotonic()
+        error = fetch_error(f, loopback.url("/silent"))
+        elapsed = time.monotonic() - started
+    assert error.reason == "timeout" and error.attempts == 1
+    assert 1.0 <= elapsed < 1.8, elapsed
+
+
+def test_deadline_spans_redirect_hops(loopback: LoopbackServer) -> None:
+    """Each hop alone is within the deadline; together they are not."""
+    loopback.script(
+        "/old",
+        [Scripted(302, b"", {"Location": "/new"}, drip=0.01)],  # ~0.6 s of headers
+    )
+    loopback.script("/new", [Scripted(200, b"y" * 100, drip=0.01, drip_headers=False)])
+    with Fetcher(make_policy(deadline=1.0)) as f:
+        started = time.monotonic()
+        error = fetch_error(f, loopback.url("/old"))
+        elapsed = time.monotonic() - started
+    assert error.reason == "timeout" and "(redirected to" in str(error)
+    assert loopback.hits("/new") == 1 and 1.0 <= elapsed < 1.8, elapsed
+
+
+def test_no_retry_that_cannot_finish_before_the_deadline(
+    loopback: LoopbackServer, sleeps: Sleeps
+) -> None:
+    loopback.script("/busy", [Scripted(503, headers={"Retry-After": "4"})])
+    with Fetcher(make_policy(deadline=2.0), sleep=sleeps) as f:
+        error = fetch_error(f, loopback.url("/busy"))
+    assert (error.reason, error.status, error.attempts) == ("http_status", 503, 1)
+    assert "no time left for another within the 2 s request deadline" in str(error)
+    assert sleeps == [] and loopback.hits("/busy") == 1
+
+
+def test_waiting_for_a_busy_host_counts_against_the_deadline(
+    loopback: LoopbackServer, redis_target: RedisTarget, prefix: str
+) -> None:
+    gate = RedisHostGate(redis_target.client, Keys(prefix), delay=0, lease=30, wait=30)
+    loopback.serve("/ok", b"fine")
+    with gate.hold(f"127.0.0.1:{loopback.port}"), Fetcher(make_policy(deadline=0.5), gate) as f:
+        started = time.monotonic()
+        error = fetch_error(f, loopback.url("/ok"))
+        assert error.reason == "host_busy" and time.monotonic() - started < 1.5
+    assert loopback.hits("/ok") == 0
+
+
 # ---------------------------------------------------------------------------- redirects
 
 
@@ -652,6 +730,8 @@ def test_policy_from_settings() -> None:
     assert policy.connect_timeout == settings.feeds.connect_timeout
     assert policy.max_redirects == settings.feeds.max_redirects
     assert not HttpPolicy.from_settings(Settings()).allow_private_networks
+    assert HttpPolicy.from_settings(Settings()).deadline == 60
+    assert HttpPolicy.from_settings(Settings(feeds={"request_deadline": 7})).deadline == 7
 
 
 # ---------------------------------------------------------------------------- politeness

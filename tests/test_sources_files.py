@@ -23,6 +23,7 @@ from workers.sources.files import (
     load_task,
     plan_backfill,
 )
+from workers.stages.html import read_article
 
 SHARED_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -67,7 +68,7 @@ def _load_all(plan: Plan, default_source: str | None = None) -> list[LoadedInput
         # Tasks travel as JSON through Celery: round-trip them like the worker sees them.
         wire = TaskSpec.from_json(json.loads(json.dumps(spec.to_json())))
         assert wire == spec
-        got = list(load_task(wire, default_source=default_source))
+        got = list(load_task(wire, default_source=default_source, read_html=read_article))
         assert len(got) == spec.inputs
         items.extend(got)
     assert len(items) == plan.total_inputs
@@ -254,7 +255,7 @@ def test_html_article_extraction(corpus: Path) -> None:
     assert plan.total_inputs == 1
     (spec,) = plan.tasks
     assert spec.root == str((corpus / "site").resolve())
-    page = _doc(next(iter(load_task(spec, default_source=None))))
+    page = _doc(next(iter(load_task(spec, default_source=None, read_html=read_article))))
     assert (page.id, page.input_ref, page.source) == ("page.html", "page.html", "site")
     for paragraph in ARTICLE_PARAGRAPHS:
         assert paragraph in page.text
@@ -290,7 +291,7 @@ def test_jsonl_batches_seek_to_their_offsets(tmp_path: Path) -> None:
             assert (loc.start, loc.count) == (n * 200, spec.inputs)
             f.seek(loc.offset)
             assert json.loads(f.readline())["id"] == f"r{loc.start}"
-    fourth = list(load_task(plan.tasks[3], default_source=None))
+    fourth = list(load_task(plan.tasks[3], default_source=None, read_html=read_article))
     assert [_doc(d).id for d in fourth] == [f"r{i}" for i in range(600, 800)]
     assert fourth[0].input_ref == "big.jsonl:601"
     _load_all(plan)
@@ -316,7 +317,7 @@ def test_gz_batches(tmp_path: Path) -> None:
     plan = plan_backfill([tmp_path], batch_size=10)
     assert [spec.inputs for spec in plan.tasks] == [10, 10, 5]
     assert all(loc.offset == -1 for spec in plan.tasks for loc in spec.locations)
-    last = list(load_task(plan.tasks[-1], default_source=None))
+    last = list(load_task(plan.tasks[-1], default_source=None, read_html=read_article))
     assert [_doc(d).id for d in last] == [f"r{i}" for i in range(20, 25)]
 
 
@@ -448,7 +449,7 @@ def test_location_json_round_trip_and_validation() -> None:
 def test_load_location_directly(tmp_path: Path) -> None:
     (tmp_path / "f.jsonl").write_text(_record(0) + "\n\n" + _record(2) + "\n")
     loc = Location("f.jsonl", start=0, count=3, offset=0, inputs=2)
-    got = list(load_location(tmp_path, loc, default_source="s"))
+    got = list(load_location(tmp_path, loc, default_source="s", read_html=read_article))
     assert [(_doc(d).id, d.input_ref, d.source) for d in got] == [
         ("r0", "f.jsonl:1", "s"),
         ("r2", "f.jsonl:3", "s"),
@@ -497,8 +498,8 @@ def test_shared_saudinewsnet_corpus() -> None:
     assert plan.total_inputs == 31030
     assert len(plan.tasks) == 63
     assert elapsed < 5, f"planning took {elapsed:.2f}s"
-    first = [_doc(d) for d in load_task(plan.tasks[0], default_source=None)]
-    last = [_doc(d) for d in load_task(plan.tasks[-1], default_source=None)]
+    first = [_doc(d) for d in load_task(plan.tasks[0], default_source=None, read_html=read_article)]
+    last = [_doc(d) for d in load_task(plan.tasks[-1], default_source=None, read_html=read_article)]
     assert len(first) == 500
     assert len(last) == plan.tasks[-1].inputs == 31030 - 62 * 500
     assert first[0].id == "2015-07-21-00000"

@@ -121,7 +121,13 @@ class BatchRun:
             pipe.execute()
             return self.result
         if not self.careful:
-            self.result = self._process(load_task(self.task, default_source=self.default_source))
+            self.result = self._process(
+                load_task(
+                    self.task,
+                    default_source=self.default_source,
+                    read_html=self.runtime.extractor.read,
+                )
+            )
             return self.result
         if self.suspect is not None and self.suspect.strikes >= POISON_STRIKES:
             self._kill(
@@ -141,6 +147,7 @@ class BatchRun:
                 root,
                 loc,
                 default_source=self.default_source,
+                read_html=self.runtime.extractor.read,
                 max_file_bytes=self.task.max_file_bytes,
             )
             for item in items:

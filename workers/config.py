@@ -83,7 +83,17 @@ class FeedSettings(BaseModel):
     backoff_max: float = Field(30, ge=0)
     max_redirects: int = Field(5, ge=0, le=50)
     max_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    request_deadline: float = Field(60, gt=0)
     host_delay: float = Field(1.0, ge=0)
+
+
+class HtmlSettings(BaseModel):
+    """Bounds on article extraction (see the [html] section of config/default.toml)."""
+
+    max_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    max_elements: int = Field(100_000, ge=100)
+    extract_timeout: float = Field(20, gt=0)
+    extract_memory_mb: int = Field(2048, ge=0)
 
 
 class WorkerSettings(BaseModel):
@@ -121,6 +131,7 @@ class Settings(BaseSettings):
     boilerplate: BoilerplateSettings = BoilerplateSettings()
     worker: WorkerSettings = WorkerSettings()
     feeds: FeedSettings = FeedSettings()
+    html: HtmlSettings = HtmlSettings()
     # Feeds and article links may point at loopback, private or link-local addresses only
     # when this is on (NEWSDEDUP_ALLOW_PRIVATE_NETWORKS=1): a feed must not reach internal
     # services (SSRF).

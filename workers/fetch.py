@@ -4,25 +4,34 @@ Every hop of a request is checked before it is made (http/https only, no private
 loopback addresses unless allowed), redirects are followed here rather than by httpx so
 that each hop is checked, bodies are capped after decompression, and one request at a
 time goes to a host across all workers (RedisHostGate).
+
+Per-read timeouts do not bound a request: a server sending one byte a second never lets
+a read time out. Each `get()` therefore has a total deadline (`HttpPolicy.deadline`)
+covering the host gate, connecting, TLS, every redirect hop and retry, the headers and
+the body: every socket operation waits at most what is left of it (`_DeadlineBackend`),
+and a request over it ends as FetchError("timeout").
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import email.utils
 import ipaddress
 import logging
 import random as _random
 import secrets
 import socket
+import ssl
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
+import httpcore
 import httpx
 import redis
 
@@ -62,6 +71,8 @@ class HttpPolicy:
     backoff_max: float = 30.0
     max_redirects: int = 5
     max_bytes: int = 10 * 1024 * 1024  # body cap after decompression (gzip bombs)
+    # Seconds for a whole get(): gate wait, redirects, retries, headers and body.
+    deadline: float = 60.0
     allow_private_networks: bool = False
 
     @classmethod
@@ -76,6 +87,7 @@ class HttpPolicy:
             backoff_max=feeds.backoff_max,
             max_redirects=feeds.max_redirects,
             max_bytes=feeds.max_bytes,
+            deadline=feeds.request_deadline,
             allow_private_networks=settings.allow_private_networks,
         )
 
@@ -234,15 +246,16 @@ def _without_fragment(url: str) -> str:
 
 
 class HostGate(Protocol):
-    def hold(self, host: str) -> contextlib.AbstractContextManager[None]:
-        """Blocks until this host may be requested; held for one request."""
+    def hold(self, host: str, wait: float | None = None) -> contextlib.AbstractContextManager[None]:
+        """Blocks until this host may be requested (FetchError host_busy after the gate's
+        own wait, or `wait` seconds if shorter); held for one request."""
         ...
 
 
 class NoHostGate:
     """No politeness at all (tools and tests)."""
 
-    def hold(self, host: str) -> contextlib.AbstractContextManager[None]:
+    def hold(self, host: str, wait: float | None = None) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
 
 
@@ -252,7 +265,7 @@ class RedisHostGate:
 
     The key lives `lease` seconds while a request runs, so a worker that dies holding it
     blocks the host that long at most; a request running longer than `lease` loses the
-    key and may overlap the next one (keep `lease` above connect + read timeouts).
+    key and may overlap the next one (keep `lease` above the request deadline).
     """
 
     _POLL_MAX = 0.25
@@ -268,15 +281,16 @@ class RedisHostGate:
         self._release = client.register_script(HOLD_LOCK_LUA)
 
     @contextlib.contextmanager
-    def hold(self, host: str) -> Iterator[None]:
+    def hold(self, host: str, wait: float | None = None) -> Iterator[None]:
         key = self._keys.host_gate(host)
         token = secrets.token_hex(16)
-        deadline = time.monotonic() + self._wait
+        patience = self._wait if wait is None else max(0.0, min(self._wait, wait))
+        deadline = time.monotonic() + patience
         while not self._client.set(key, token, nx=True, px=self._lease_ms):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise FetchError(
-                    "host_busy", "", f"{host} stayed busy for {self._wait:g} s (another worker)"
+                    "host_busy", "", f"{host} stayed busy for {patience:g} s (another worker)"
                 )
             ttl_ms = int(self._client.pttl(key))
             if ttl_ms == -2:  # just released: try again at once
@@ -299,6 +313,10 @@ class RedisHostGate:
 
 
 class _TooLarge(Exception):
+    pass
+
+
+class _DeadlinePassed(Exception):
     pass
 
 
@@ -355,6 +373,101 @@ class _Decoder:
             if len(data) > limit:
                 raise _TooLarge
         return data
+
+
+# ---------------------------------------------------------------------------- deadline
+
+# When the running request (in this thread) must be over, as time.monotonic(); None
+# outside get(). Read by the network backend below on every socket operation.
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "newsdedup_fetch_deadline", default=None
+)
+
+
+def _bounded(timeout: float | None, expired: type[httpcore.TimeoutException]) -> float | None:
+    """`timeout` cut to what is left of the request's deadline; `expired` once it passed."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise expired("the request deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write waits no longer than the deadline allows.
+    The deadline is read per operation, so a pooled connection serves any later request."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        inner = self._inner.start_tls(
+            ssl_context, server_hostname, _bounded(timeout, httpcore.ConnectTimeout)
+        )
+        return _DeadlineStream(inner)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's own socket backend, with `_DeadlineStream`s. (Name resolution inside
+    connect is not bounded: the resolver's own timeouts apply.)"""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.connect_tcp(
+            host, port, _bounded(timeout, httpcore.ConnectTimeout), local_address, socket_options
+        )
+        return _DeadlineStream(stream)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class _DeadlineTransport(httpx.HTTPTransport):
+    """httpx's transport on a connection pool that uses `_DeadlineBackend`.
+
+    httpx does not take a network backend yet (encode/httpx#3749 proposes it), so the
+    pool it builds is replaced with an equal one that has ours. A transport passed to the
+    client also means no proxy from the environment: requests go where check_url looked.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_DeadlineBackend(),
+        )
 
 
 # ---------------------------------------------------------------------------- fetching
@@ -439,6 +552,7 @@ class Fetcher:
             follow_redirects=False,  # followed in get(), so every hop is checked
             event_hooks={"response": [_take_redirect]},
             headers={"User-Agent": policy.user_agent, "Accept-Encoding": "gzip, deflate"},
+            transport=_DeadlineTransport(),
         )
 
     def __enter__(self) -> Fetcher:
@@ -459,12 +573,21 @@ class Fetcher:
         self, url: str, *, etag: str = "", last_modified: str = "", accept: str = "*/*"
     ) -> Response:
         """The response to GET `url` (2xx, or 304 when the etag / last_modified validators
-        still hold), following redirects; FetchError otherwise."""
+        still hold), following redirects, within the policy's deadline; FetchError
+        otherwise."""
         headers = {"Accept": accept}
         if etag:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
+        deadline = time.monotonic() + self.policy.deadline
+        token = _deadline.set(deadline)
+        try:
+            return self._follow(url, headers, deadline)
+        finally:
+            _deadline.reset(token)
+
+    def _follow(self, url: str, headers: Mapping[str, str], deadline: float) -> Response:
         seen: set[str] = set()
         hop = url
         redirects = 0
@@ -476,7 +599,7 @@ class Fetcher:
             except FetchError as exc:
                 raise self._error(exc.reason, url, hop, exc.detail, attempts=0) from None
             seen.add(_without_fragment(hop))
-            outcome, attempts = self._hop(url, hop, headers)
+            outcome, attempts = self._hop(url, hop, headers, deadline)
             if isinstance(outcome, Response):
                 return outcome
             try:
@@ -512,27 +635,30 @@ class Fetcher:
     # ------------------------------------------------------------------ one hop
 
     def _hop(
-        self, url: str, hop: str, headers: Mapping[str, str]
+        self, url: str, hop: str, headers: Mapping[str, str], deadline: float
     ) -> tuple[Response | _Redirect, int]:
         """One URL, with retries: its response or redirect, and the attempts made."""
         host = _gate_host(hop)
         total = 1 + self.policy.retries
         for attempt in range(1, total + 1):
             try:
-                with self._gate.hold(host):
-                    return self._once(url, hop, headers, attempt), attempt
+                with self._gate.hold(host, wait=deadline - time.monotonic()):
+                    return self._once(url, hop, headers, attempt, deadline), attempt
             except _Retryable as failure:
-                if attempt == total:
-                    plural = "s" if total > 1 else ""
+                pause = 0.0 if attempt == total else self._backoff(attempt - 1, failure.retry_after)
+                if attempt == total or time.monotonic() + pause >= deadline:
+                    plural = "s" if attempt > 1 else ""
+                    detail = f"{failure.detail} after {attempt} attempt{plural}"
+                    if attempt < total:
+                        detail += f" (no time left for another within {self._within})"
                     raise self._error(
                         failure.reason,
                         url,
                         hop,
-                        f"{failure.detail} after {total} attempt{plural}",
+                        detail,
                         status=failure.status,
                         attempts=attempt,
                     ) from None
-                pause = self._backoff(attempt - 1, failure.retry_after)
                 log.info(
                     "GET %s: %s; attempt %d of %d in %.2f s",
                     redact(hop),
@@ -556,8 +682,12 @@ class Fetcher:
         # Full jitter: spreads workers that failed together over the whole window.
         return self._random() * min(cap, self.policy.backoff_base * 2.0**retry)
 
+    @property
+    def _within(self) -> str:
+        return f"the {self.policy.deadline:g} s request deadline"
+
     def _once(
-        self, url: str, hop: str, headers: Mapping[str, str], attempt: int
+        self, url: str, hop: str, headers: Mapping[str, str], attempt: int, deadline: float
     ) -> Response | _Redirect:
         limit = self.policy.max_bytes
         try:
@@ -580,14 +710,24 @@ class Fetcher:
                 length = reply.headers.get("content-length", "")
                 if length.isdigit() and int(length) > limit:
                     raise _TooLarge
-                return Response(str(reply.url), status, received, self._read(reply, limit), attempt)
+                body = self._read(reply, limit, deadline)
+                return Response(str(reply.url), status, received, body, attempt)
         except _RedirectSeen as redirect:
             return _Redirect(redirect.location, redirect.status)
         except _TooLarge:
             raise self._error(
                 "too_large", url, hop, f"body larger than {limit} bytes", attempts=attempt
             ) from None
-        except httpx.TimeoutException as exc:
+        except (httpx.TimeoutException, _DeadlinePassed) as exc:
+            if time.monotonic() >= deadline:
+                # The whole request is over its deadline: no retry could be in time.
+                raise self._error(
+                    "timeout",
+                    url,
+                    hop,
+                    f"no complete response within {self._within}",
+                    attempts=attempt,
+                ) from None
             raise _Retryable("timeout", f"timed out ({type(exc).__name__})", None, None) from None
         except httpx.InvalidURL as exc:
             raise self._error(
@@ -600,11 +740,15 @@ class Fetcher:
             raise _Retryable("connect_error", f"transfer failed: {detail}", None, None) from None
 
     @staticmethod
-    def _read(reply: httpx.Response, limit: int) -> bytes:
+    def _read(reply: httpx.Response, limit: int, deadline: float) -> bytes:
         decoder = _Decoder(reply.headers.get("content-encoding", ""))
         parts: list[bytes] = []
         total = 0
         for raw in reply.iter_raw():
+            # Each read waits no longer than the deadline allows (_DeadlineStream); this
+            # also stops a body that arrives steadily, a little at a time, for too long.
+            if time.monotonic() >= deadline:
+                raise _DeadlinePassed
             piece = decoder.decode(raw, limit - total)
             total += len(piece)
             if total > limit:

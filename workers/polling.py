@@ -19,19 +19,19 @@ import logging
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import redis
 
-from workers.connection import as_text
+from workers.connection import as_text, redact
 from workers.document import DeadInput, LoadedInput
 from workers.fetch import Fetcher, FetchError
 from workers.keyspace import HOLD_LOCK_LUA, RELEASE_LOCK_LUA, Keys
 from workers.pipeline import process_inputs
 from workers.sources.feeds import FeedEntry, FeedSpec, entry_document, needs_article, parse_feed
-from workers.stages.html import ArticleText, extract_article
+from workers.stages.html import ArticleError, ArticleReader, ArticleText
 from workers.stages.urls import canonical_url
 
 if TYPE_CHECKING:
@@ -97,6 +97,9 @@ class PollReport:
     deferred: int = 0  # new entries left for the next poll (article budget, retries)
     articles: int = 0  # article pages fetched
     article_errors: int = 0
+    # Why article pages failed in this poll: `article_<reason>` -> pages (those retried
+    # at the next poll too, and those whose entry went out with its summary instead).
+    article_failures: dict[str, int] = field(default_factory=dict)
     bozo: str = ""  # feedparser's complaint about an ill-formed feed it still read
     error: str = ""
     seconds: float = 0.0
@@ -128,7 +131,11 @@ class PollReport:
             f"{self.dead} dead",
         ]
         if self.articles:
-            parts.append(f"{self.articles} article pages fetched ({self.article_errors} failed)")
+            failures = f"{self.article_errors} failed"
+            if self.article_failures:
+                reasons = sorted(self.article_failures.items())
+                failures += ": " + ", ".join(f"{reason} {n}" for reason, n in reasons)
+            parts.append(f"{self.articles} article pages fetched ({failures})")
         if self.deferred:
             parts.append(f"{self.deferred} left for the next poll")
         line = head + f"HTTP {self.http_status}, " + ", ".join(parts)
@@ -142,11 +149,14 @@ def poll_feed(runtime: Runtime, spec: FeedSpec, *, task_id: str, fetcher: Fetche
     key = feed_key(spec.url)
     report = PollReport(spec.name, spec.url, key)
     lease_ms = (runtime.settings.worker.task_time_limit + 60) * 1000
+    # Article pages are fetched while a poll has time for one more within half the soft
+    # time limit, so that slow article servers defer entries instead of costing the poll.
+    fetch_until = started + runtime.settings.worker.task_soft_time_limit / 2
     with _feed_lock(runtime.client, runtime.keys.feed_lock(key), task_id, lease_ms) as held:
         if not held:
             report.outcome = "locked"
         else:
-            _poll_locked(runtime, spec, task_id, fetcher, report)
+            _poll_locked(runtime, spec, task_id, fetcher, report, fetch_until)
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
@@ -164,7 +174,12 @@ def _feed_lock(client: redis.Redis, lock: str, token: str, lease_ms: int) -> Ite
 
 
 def _poll_locked(
-    runtime: Runtime, spec: FeedSpec, task_id: str, fetcher: Fetcher, report: PollReport
+    runtime: Runtime,
+    spec: FeedSpec,
+    task_id: str,
+    fetcher: Fetcher,
+    report: PollReport,
+    fetch_until: float,
 ) -> None:
     client, keys, key = runtime.client, runtime.keys, report.key
     raw: Any = client.hgetall(keys.feed(key))
@@ -223,7 +238,7 @@ def _poll_locked(
 
     new = _unseen(client, keys, key, parsed.entries)
     report.new = len(new)
-    inputs = _inputs_for(runtime, spec, key, new, fetcher, report)
+    inputs = _inputs_for(runtime, spec, key, new, fetcher, report, fetch_until)
     _count(report, _process(runtime, key, inputs))
     seen_days = runtime.settings.feeds.seen_days
     if seen_days > 0:
@@ -255,9 +270,14 @@ def _inputs_for(
     entries: list[FeedEntry],
     fetcher: Fetcher,
     report: PollReport,
+    fetch_until: float,
 ) -> list[LoadedInput]:
-    """Documents for the new entries, with article pages fetched where needed."""
+    """Documents for the new entries, with article pages fetched where needed (while
+    there is time for one more before `fetch_until`; the first always is, so a feed
+    always moves on)."""
     settings = runtime.settings.feeds
+    # The longest one article can take: its request, then its extraction.
+    longest = settings.request_deadline + runtime.settings.html.extract_timeout
     wanted = [
         e for e in entries if needs_article(e, spec.fetch_article, settings.fetch_below_chars)
     ]
@@ -274,17 +294,20 @@ def _inputs_for(
         if entry.key not in tries:
             inputs.append(entry_document(entry, spec))
             continue
-        if budget <= 0:
+        out_of_time = report.articles > 0 and time.monotonic() + longest > fetch_until
+        if budget <= 0 or out_of_time:
             report.deferred += 1
             continue
         budget -= 1
         report.articles += 1
-        article, error = _fetch_article(fetcher, entry.link)
+        article, error = _fetch_article(fetcher, runtime.extractor.read, entry.link)
         if article is not None:
             inputs.append(entry_document(entry, spec, article))
             settled.append(entry.key)
             continue
         report.article_errors += 1
+        reason = _article_failure(error)
+        report.article_failures[reason] = report.article_failures.get(reason, 0) + 1
         transient = isinstance(error, FetchError) and error.transient
         if transient and tries[entry.key] + 1 < ARTICLE_ATTEMPTS:
             report.deferred += 1
@@ -294,12 +317,11 @@ def _inputs_for(
         message = str(error)
         if entry.text or entry.title:
             # The summary (or the headline) is better than nothing, and the entry is not lost.
-            log.warning("%s: using the summary of %s: %s", spec.name, entry.link, message)
+            log.warning(
+                "%s: using the summary of %s (%s): %s", spec.name, entry.link, reason, message
+            )
             inputs.append(entry_document(entry, spec))
         else:
-            reason = (
-                f"article_{error.reason}" if isinstance(error, FetchError) else "article_no_text"
-            )
             doc = entry_document(entry, spec)
             inputs.append(DeadInput(entry.key, reason, message, doc.id, spec.source))
     pipe = runtime.client.pipeline(transaction=False)
@@ -311,15 +333,33 @@ def _inputs_for(
     return inputs
 
 
-def _fetch_article(fetcher: Fetcher, url: str) -> tuple[ArticleText | None, FetchError | str]:
+ArticleFailure = FetchError | ArticleError | str
+
+
+def _fetch_article(
+    fetcher: Fetcher, read: ArticleReader, url: str
+) -> tuple[ArticleText | None, ArticleFailure]:
+    """The page's main text, or why there is none: the fetch failed (FetchError), the
+    page could not be read (ArticleError: too large or complex, too slow), or it has no
+    main text (a message)."""
     try:
         response = fetcher.get(url, accept=ARTICLE_ACCEPT)
     except FetchError as exc:
         return None, exc
-    article = extract_article(response.content, response.url)
+    try:
+        article = read(response.content, response.url)
+    except ArticleError as exc:
+        return None, ArticleError(f"GET {redact(url)}: {exc}", exc.reason)
     if article is None or not article.text.strip():
-        return None, f"GET {url}: no main text found in the article page"
+        return None, f"GET {redact(url)}: no main text found in the article page"
     return article, ""
+
+
+def _article_failure(error: ArticleFailure) -> str:
+    """The reason an article page failed, as `dead` and the poll report name it."""
+    if isinstance(error, (FetchError, ArticleError)):
+        return f"article_{error.reason}"
+    return "article_no_text"
 
 
 def _process(runtime: Runtime, key: str, inputs: list[LoadedInput]) -> dict[str, int]:

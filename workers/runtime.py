@@ -16,6 +16,7 @@ import redis
 
 from workers.config import ConfigError, Settings, load_settings
 from workers.connection import DEFAULT_REDIS_URL, HoldingRetry, redis_from_url
+from workers.extraction import ArticleExtractor, ExtractLimits
 from workers.fetch import Fetcher, HttpPolicy, RedisHostGate
 from workers.index import DecisionRule, DedupIndex, IndexLayout
 from workers.keyspace import Keys
@@ -38,6 +39,8 @@ class Runtime:
     index: DedupIndex
     learner: LineLearner
     feeds: tuple[FeedSpec, ...]  # from the feeds config, enabled or not
+    # Reads article pages (HTML files, fetched articles); starts its process on first use.
+    extractor: ArticleExtractor
 
 
 def fingerprint_params(settings: Settings) -> FingerprintParams:
@@ -121,14 +124,15 @@ def build_runtime(settings: Settings, redis_url: str) -> Runtime:
         index=index,
         learner=LineLearner(client, keys, learner_settings(settings)),
         feeds=feeds,
+        extractor=ArticleExtractor(ExtractLimits.from_settings(settings)),
     )
 
 
 def build_fetcher(runtime: Runtime) -> Fetcher:
     """The HTTP client for feeds and articles, polite per host across every worker."""
     feeds = runtime.settings.feeds
-    # The gate is held for one request: at most connect + read timeouts, plus the body.
-    lease = 2 * (feeds.connect_timeout + feeds.read_timeout) + 10
+    # The gate is held for one request attempt, which ends by the request deadline.
+    lease = feeds.request_deadline + 10
     gate = RedisHostGate(
         runtime.client, runtime.keys, delay=feeds.host_delay, lease=lease, wait=2 * lease
     )

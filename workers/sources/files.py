@@ -28,7 +28,7 @@ from typing import Any, Literal
 from workers.document import DeadInput, Document, LoadedInput
 from workers.sources.dates import parse_date
 from workers.stages.decode import DecodeError, decode_bytes
-from workers.stages.html import ArticleError, read_article
+from workers.stages.html import ArticleError, ArticleReader
 
 MAX_FILE_BYTES = 50 * 1024 * 1024  # cap for files read whole (.txt, .html, .json); JSONL streams
 
@@ -425,12 +425,19 @@ def _plan_json(packer: _Packer, path: Path, rel: str) -> int:
 # ---------------------------------------------------------------------------- loading
 
 
-def load_task(spec: TaskSpec, *, default_source: str | None) -> Iterator[LoadedInput]:
-    """Yield exactly `spec.inputs` Documents/DeadInputs for one planned task."""
+def load_task(
+    spec: TaskSpec, *, default_source: str | None, read_html: ArticleReader
+) -> Iterator[LoadedInput]:
+    """Yield exactly `spec.inputs` Documents/DeadInputs for one planned task. HTML pages
+    are read with `read_html` (in a worker: the bounded `Runtime.extractor.read`)."""
     root = Path(spec.root)
     for loc in spec.locations:
         yield from load_location(
-            root, loc, default_source=default_source, max_file_bytes=spec.max_file_bytes
+            root,
+            loc,
+            default_source=default_source,
+            read_html=read_html,
+            max_file_bytes=spec.max_file_bytes,
         )
 
 
@@ -439,6 +446,7 @@ def load_location(
     loc: Location,
     *,
     default_source: str | None,
+    read_html: ArticleReader,
     max_file_bytes: int = MAX_FILE_BYTES,
 ) -> Iterator[LoadedInput]:
     """Yield exactly `loc.inputs` Documents/DeadInputs for one planned range."""
@@ -453,7 +461,7 @@ def load_location(
     else:
         if loc.start != 0 or loc.count != 1:
             raise ValueError(f"a {kind} file holds exactly one input: {loc!r}")
-        yield _load_single(ctx, kind, max_file_bytes)
+        yield _load_single(ctx, kind, max_file_bytes, read_html)
 
 
 def jsonl_ref(rel: str, line_no: int) -> str:
@@ -507,13 +515,15 @@ def _folder_source(root: Path, rel: str) -> str:
     return parts[-2] if len(parts) > 1 else root.name
 
 
-def _load_single(ctx: _Ctx, kind: Kind, max_file_bytes: int) -> LoadedInput:
+def _load_single(
+    ctx: _Ctx, kind: Kind, max_file_bytes: int, read_html: ArticleReader
+) -> LoadedInput:
     rel = ctx.loc.path
     try:
         text = _decode(_read_capped(ctx.path, max_file_bytes))
         if kind == "txt":
             return _txt_document(text, rel, ctx.source)
-        return _html_document(text, rel, ctx.source)
+        return _html_document(text, rel, ctx.source, read_html)
     except _Reject as reject:
         return ctx.dead(reject, rel)
 
@@ -532,11 +542,11 @@ def _txt_document(text: str, rel: str, source: str) -> Document:
     return Document(id=rel, source=source, text=body, input_ref=rel, title=title)
 
 
-def _html_document(html: str, rel: str, source: str) -> Document:
+def _html_document(html: str, rel: str, source: str, read_html: ArticleReader) -> Document:
     try:
-        article = read_article(html)
-    except ArticleError as exc:  # the third-party parser failed: never kill the batch
-        raise _Reject("extract_error", str(exc), id=rel) from None
+        article = read_html(html, "")
+    except ArticleError as exc:  # refused, too slow, or the parser failed: never the batch
+        raise _Reject(exc.reason, str(exc), id=rel) from None
     if article is None:
         raise _Reject("no_text", "no main text found in the HTML page", id=rel)
     return Document(

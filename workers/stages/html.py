@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import html as html_lib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import lxml.html
@@ -211,7 +211,39 @@ class ArticleText:
 
 
 class ArticleError(Exception):
-    """The HTML parser failed on the page (its limit or bug, not a page without text)."""
+    """A page whose main text could not be read (not a page without text): `reason` says
+    why, for `dead`: `extract_error` (the parser failed: its limit or bug),
+    `html_too_large` / `html_too_complex` (refused before parsing, see `check_page_size`)
+    or `extract_timeout` (workers/extraction.py)."""
+
+    def __init__(self, message: str, reason: str = "extract_error") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+# Reads an article page (markup, URL): its text, None when it has none, ArticleError when
+# it cannot be read. `read_article` is one; workers/extraction.py bounds it in time.
+ArticleReader = Callable[[str | bytes, str], "ArticleText | None"]
+
+
+def check_page_size(page: bytes, *, max_bytes: int, max_elements: int) -> None:
+    """Refuse, before any parsing, a page the parser would take too long or too much
+    memory on: ArticleError `html_too_large` over `max_bytes`, `html_too_complex` with more
+    than `max_elements` elements. Elements are counted as '<' not followed by '/', two
+    scans in C that never build a tree: comments and a '<' in a script count too, which
+    only errs on the side of refusing (real pages stay far below any sensible cap)."""
+    if len(page) > max_bytes:
+        raise ArticleError(
+            f"page of {len(page)} bytes, over the cap of {max_bytes} (html.max_bytes)",
+            "html_too_large",
+        )
+    elements = page.count(b"<") - page.count(b"</")
+    if elements > max_elements:
+        raise ArticleError(
+            f"page of about {elements} elements, over the cap of {max_elements} "
+            "(html.max_elements)",
+            "html_too_complex",
+        )
 
 
 def extract_article(html: str | bytes, url: str = "") -> ArticleText | None:
