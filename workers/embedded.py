@@ -34,6 +34,7 @@ import fcntl
 import importlib.util
 import json
 import os
+import re
 import signal
 import socket
 import stat
@@ -183,13 +184,20 @@ def probe(socket_path: str, timeout: float = 2.0) -> str:
     return "ready" if reply[:1] in (b"+", b"-") else "down"
 
 
-def _log_tail(data_dir: Path, lines: int = 3) -> str:
+# "pid:role day month year time level message", as redis-server logs.
+_REDIS_LOG_LINE = re.compile(r"^\d+:[XCSM] \d+ \w+ \d+ [\d:.]+ [.*#-] ")
+
+
+def _last_logged(data_dir: Path) -> str:
+    """The log's last line without the pid and time: why the server stopped, usually."""
     try:
-        text = (data_dir / LOG_FILE).read_text("utf-8", "replace")
+        with open(data_dir / LOG_FILE, "rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - 4096))
+            lines = log.read().decode("utf-8", "replace").splitlines()
     except OSError:
         return ""
-    tail = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
-    return " / ".join(tail)
+    last = next((line.strip() for line in reversed(lines) if line.strip()), "")
+    return _REDIS_LOG_LINE.sub("", last)
 
 
 class EmbeddedRedis:
@@ -199,11 +207,13 @@ class EmbeddedRedis:
     def __init__(self, data_dir: Path, start_timeout: float = START_TIMEOUT) -> None:
         from workers.connection import RedisUnavailable  # not at import: see the docstring
 
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.data_dir = data_dir.resolve()
-        self._record_path = self.data_dir / RECORD_FILE
-        self._users: int | None = _open_lock_file(self.data_dir / USERS_FILE)
+        self.data_dir = data_dir.absolute()  # resolved once it exists
+        self._users: int | None = None
         try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            self.data_dir = data_dir.resolve()
+            self._record_path = self.data_dir / RECORD_FILE
+            self._users = _open_lock_file(self.data_dir / USERS_FILE)
             with _flocked(self.data_dir / LOCK_FILE):
                 fcntl.flock(self._users, fcntl.LOCK_SH)
                 record = self._attach(start_timeout) or self._start(start_timeout)
@@ -286,7 +296,7 @@ class EmbeddedRedis:
                 os.rmdir(os.path.dirname(socket_path))
             raise RedisUnavailable(
                 f"could not start the embedded Redis in {self.data_dir}: "
-                f"{_log_tail(self.data_dir) or 'its supervisor failed'}"
+                f"{_last_logged(self.data_dir) or 'its supervisor failed'}"
             ) from None
         record = ServerRecord(pid, supervisor, socket_path)
         _write_record(self._record_path, record)
@@ -297,7 +307,7 @@ class EmbeddedRedis:
             _forget(self._record_path, record)
             raise RedisUnavailable(
                 f"could not start the embedded Redis in {self.data_dir}: "
-                f"{_log_tail(self.data_dir) or 'it did not answer'}"
+                f"{_last_logged(self.data_dir) or 'it did not answer'}"
             )
         return record
 
@@ -315,7 +325,9 @@ class EmbeddedRedis:
         if self._users is None:
             return
         self._let_go()
-        with _flocked(self.data_dir / LOCK_FILE):
+        # The data dir removed under us: nothing to stop here; the supervisor ends the
+        # server once the last user has gone.
+        with contextlib.suppress(FileNotFoundError), _flocked(self.data_dir / LOCK_FILE):
             users = _open_lock_file(self.data_dir / USERS_FILE)
             try:
                 if not _try_lock(users, fcntl.LOCK_EX):
@@ -372,8 +384,8 @@ def supervise(data_dir: Path, socket_path: str) -> int:
     lock = _open_lock_file(data_dir / LOCK_FILE)
     users = _open_lock_file(data_dir / USERS_FILE)
     while True:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            server.wait(timeout=CHECK_INTERVAL)
+        time.sleep(CHECK_INTERVAL)
+        if server.poll() is not None:
             break  # it ended: stopped by a command that was its last user, or crashed
         # Not while a command holds the lock (starting, attaching or stopping): next round.
         if not _try_lock(lock, fcntl.LOCK_EX):
