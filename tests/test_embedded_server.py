@@ -289,3 +289,28 @@ def test_server_no_record_names_is_stopped_before_starting_another(tmp_path: Pat
             orphan.kill()
             orphan.wait()
     assert servers_on(data_dir) == []
+
+
+def test_server_ends_with_its_supervisor(tmp_path: Path) -> None:
+    """The supervisor killed (SIGKILL) while a command uses the server: the server gets
+    SIGTERM from Linux, saves and exits; the next command starts a new one on the same
+    files and finds the data."""
+    data_dir = tmp_path / "data"
+    env = cli_env(data_dir=data_dir)
+    assert run_cli(["backfill", "seeds/"], env).returncode == 0
+    follower = start_cli(["tail", "--follow"], env)
+    try:
+        deadline = time.monotonic() + 60
+        while not (data_dir / "redis.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        record = json.loads((data_dir / "redis.json").read_text())
+        server = psutil.Process(record["pid"])
+        psutil.Process(record["supervisor"]).kill()
+        assert wait_all_gone([server], 30) == []
+    finally:
+        follower.kill()
+        follower.communicate(timeout=30)
+    stats = run_cli(["stats", "--json"], env)
+    assert stats.returncode == 0, stats.stderr
+    assert json.loads(stats.stdout)["published"] == 5
+    assert servers_on(data_dir) == []

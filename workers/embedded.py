@@ -243,7 +243,7 @@ class EmbeddedRedis:
         record = _read_record(self._record_path)
         if record is None:
             return None
-        if is_program(record.pid, SERVER_PROGRAM) and is_running(record.supervisor):
+        if self._is_server(record.pid) and is_running(record.supervisor):
             if self._wait_ready(record, timeout):
                 return record
             raise RedisUnavailable(
@@ -251,10 +251,15 @@ class EmbeddedRedis:
                 f"on {record.socket}; stop it (kill {record.pid}) and try again"
             )
         # Its supervisor is gone (then nobody would ever stop the server) or the server is.
-        if is_program(record.pid, SERVER_PROGRAM):
+        if self._is_server(record.pid):
             terminate(record.pid, STOP_GRACE)
         _forget(self._record_path, record)
         return None
+
+    def _is_server(self, pid: int) -> bool:
+        """`pid` is a redis-server on this data dir's files (not one that took a dead
+        server's pid since)."""
+        return is_program(pid, SERVER_PROGRAM, str(self.data_dir))
 
     def _wait_ready(self, record: ServerRecord, timeout: float) -> bool:
         """Wait until the server answers; as long as it is loading its files, however long
@@ -334,7 +339,7 @@ class EmbeddedRedis:
                     return
                 record = _read_record(self._record_path)
                 if record is not None:
-                    if is_program(record.pid, SERVER_PROGRAM):
+                    if self._is_server(record.pid):
                         terminate(record.pid, STOP_GRACE)
                     _forget(self._record_path, record)
             finally:

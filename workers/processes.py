@@ -51,37 +51,32 @@ def is_running(pid: int) -> bool:
     return fields is None or not fields or fields[0] != b"Z"
 
 
-def is_program(pid: int, program: str) -> bool:
-    """The running process `pid` runs `program` (its name, as in /proc/PID/comm): a pid
-    from a record written earlier may since have been reused by an unrelated process.
-    Where the name cannot be read (no /proc), a running process is trusted to be it."""
+def is_program(pid: int, program: str, cwd: str | None = None) -> bool:
+    """The running process `pid` runs `program` (its name, as in /proc/PID/comm) and, with
+    `cwd`, works in that folder (redis-server changes into the folder of its files): a
+    pid from a record written earlier may since have been reused by another process.
+    Where /proc is missing, a running process is trusted to be the recorded one."""
     if not is_running(pid):
         return False
     try:
         with open(f"/proc/{pid}/comm", "rb") as comm:
             name = os.fsdecode(comm.read().strip())
+        if cwd is not None and os.readlink(f"/proc/{pid}/cwd") != cwd:
+            return False
     except OSError:
         return not os.path.isdir("/proc/self")
     return name == program[:15]  # the kernel keeps 15 characters of the name
 
 
 def processes_with_cwd(program: str, folder: str) -> list[int]:
-    """Running processes of `program` whose working directory is `folder` (Linux only;
-    redis-server changes into its `dir`, the folder holding its files)."""
-    found = []
+    """Running processes of `program` working in `folder` (Linux only)."""
     with contextlib.suppress(OSError):
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            pid = int(entry.name)
-            try:
-                if os.readlink(f"/proc/{pid}/cwd") != folder:
-                    continue
-            except OSError:
-                continue
-            if is_program(pid, program):
-                found.append(pid)
-    return found
+        return [
+            int(entry.name)
+            for entry in os.scandir("/proc")
+            if entry.name.isdigit() and is_program(int(entry.name), program, folder)
+        ]
+    return []
 
 
 def wait_until_gone(pid: int, timeout: float) -> bool:
