@@ -185,7 +185,7 @@ def test_sigkill_of_backfill_leaves_nothing_running(
     server's supervisor are gone within GONE_AFTER_SIGKILL seconds; nothing is lost."""
     data_dir = tmp_path / "data"
     env = cli_env(data_dir=data_dir)
-    folder = write_records(tmp_path / "in", 30_000, seed=3)
+    folder = write_records(tmp_path / "in", 12_000, seed=3)
     cli = start_cli(["backfill", str(folder)], env)
     wait_for_progress(env, cli, at_least=400)
     processes = family(cli, data_dir)
@@ -203,7 +203,7 @@ def test_sigkill_of_backfill_leaves_nothing_running(
     assert servers_on(data_dir) == []
 
     processed = int(str(job_progress(env, job_id)["processed"]))
-    assert 400 <= processed < 30_000
+    assert 400 <= processed < 12_000
     check_data_kept(env, job_id, processed)
 
 
@@ -216,7 +216,7 @@ def test_sigterm_while_the_worker_is_stuck_stops_everything(
     server is stopped with it."""
     data_dir = tmp_path / "data"
     env = cli_env(data_dir=data_dir)
-    folder = write_records(tmp_path / "in", 30_000, seed=4)
+    folder = write_records(tmp_path / "in", 12_000, seed=4)
     cli = start_cli(["backfill", str(folder)], env)
     wait_for_progress(env, cli, at_least=400)
     processes = family(cli, data_dir)
