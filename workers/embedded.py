@@ -284,19 +284,21 @@ class EmbeddedRedis:
             # left behind, say): a second one would overwrite its AOF. It saves on SIGTERM.
             terminate(pid, STOP_GRACE)
         redis_executable()  # missing: say so here rather than in the supervisor's log
-        socket_path = os.path.join(tempfile.mkdtemp(prefix=SOCKET_FOLDER_PREFIX), "redis.sock")
         with open(self.data_dir / LOG_FILE, "ab") as log:
+            socket_path = os.path.join(tempfile.mkdtemp(prefix=SOCKET_FOLDER_PREFIX), "redis.sock")
             starter = subprocess.Popen(
                 [sys.executable, "-m", "workers.embedded", str(self.data_dir), socket_path],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
                 start_new_session=True,
             )  # fmt: skip
+        try:
             # The starter forks the supervisor and exits; the pipe closes once the
             # supervisor has written its pid and the server's.
             output, _ = starter.communicate(timeout=timeout)
-        try:
             supervisor, pid = (int(part) for part in output.split())
-        except ValueError:
+        except (subprocess.TimeoutExpired, ValueError):
+            starter.kill()
+            starter.wait()
             with contextlib.suppress(OSError):
                 os.rmdir(os.path.dirname(socket_path))
             raise RedisUnavailable(
