@@ -44,6 +44,7 @@ from workers.connection import broker_for
 from workers.jobs import JobProgress, read_progress
 from workers.keyspace import Keys
 from workers.sources.files import TaskSpec
+from workers.stats import write_refusal
 from workers.streams import iter_range
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -353,6 +354,18 @@ class Kill:
 
 
 @dataclass(slots=True)
+class FullPhase:
+    """Redis made full part way (--full): maxmemory set just above what it holds."""
+
+    at: float  # seconds since the backfill started
+    processed: int  # inputs accounted for then
+    refused_at: float | None = None  # when the workers' writes were first refused
+    refused: str = ""  # what `stats` said then
+    released_at: float | None = None  # when maxmemory was lifted
+    processed_released: int = 0
+
+
+@dataclass(slots=True)
 class RunResult:
     job_id: str
     progress: JobProgress
@@ -363,6 +376,7 @@ class RunResult:
     unexpected_exits: list[str]
     enqueue_seconds: float
     attempts: dict[int, int] | None  # task index -> starts, when the workers count them
+    full: FullPhase | None = None
 
 
 class Stuck(Exception):
@@ -507,6 +521,7 @@ def run_job(
     due_since: float | None = None  # when the next kill came due
     last_processed, last_change, last_report = -1, started, started
     stall = max(600.0, 5.0 * args.visibility)
+    full: FullPhase | None = None
 
     def stuck(reason: str, progress: JobProgress) -> Stuck:
         waiting, unacked = broker_state(client)
@@ -549,6 +564,10 @@ def run_job(
                 kills.append(kill)
                 if args.kill == "group":
                     pending_restart = (kill, now + RESTART_PAUSE)
+        if args.full is not None:
+            full = full_phase(args, client, keys, full, progress, now - started)
+            if full is not None and full.released_at is None:
+                last_change = now  # a full Redis stalls the job on purpose
         for worker in workers:
             if (
                 worker.proc is not None
@@ -598,8 +617,55 @@ def run_job(
     raw_attempts: dict[Any, Any] = client.hgetall(keys.job_attempts(job_id))
     attempts = {int(k): int(v) for k, v in raw_attempts.items()} if raw_attempts else None
     return RunResult(
-        job_id, progress, wall, drained, drained_ok, kills, unexpected, enqueue_seconds, attempts
+        job_id,
+        progress,
+        wall,
+        drained,
+        drained_ok,
+        kills,
+        unexpected,
+        enqueue_seconds,
+        attempts,
+        full,
     )
+
+
+FULL_HEADROOM = 4 * 2**20  # maxmemory above used_memory when Redis is made full
+
+
+def full_phase(
+    args: argparse.Namespace,
+    client: redis.Redis,
+    keys: Keys,
+    full: FullPhase | None,
+    progress: JobProgress,
+    elapsed: float,
+) -> FullPhase | None:
+    """--full AT:SECONDS: at AT of the job, maxmemory just above what Redis holds; once the
+    workers' writes are refused, SECONDS more; then no limit."""
+    at, seconds = args.full
+    if full is None:
+        if progress.processed < at * progress.total or progress.finished:
+            return None
+        used = int(client.info("memory")["used_memory"])
+        client.config_set("maxmemory", used + FULL_HEADROOM)
+        log(f"full: maxmemory {used + FULL_HEADROOM:,} at {elapsed:.1f}s")
+        return FullPhase(elapsed, progress.processed)
+    if full.released_at is not None:
+        return full
+    if full.refused_at is None:
+        refusal = write_refusal(client, keys)
+        if refusal is not None:
+            full.refused_at, full.refused = elapsed, refusal
+            log(f"full: refused at {elapsed:.1f}s, {progress.processed:,} inputs: {refusal}")
+        elif progress.finished:
+            full.released_at, full.processed_released = elapsed, progress.processed
+        return full
+    if elapsed - full.refused_at >= seconds:
+        client.config_set("maxmemory", 0)
+        full.released_at, full.processed_released = elapsed, progress.processed
+        log(f"full: maxmemory lifted at {elapsed:.1f}s, {progress.processed:,} inputs")
+    return full
 
 
 # --------------------------------------------------------------------------- checks
@@ -744,7 +810,12 @@ def run_checks(
             "kills happened while the job ran",
             len(result.kills) == args.kills,
             f"{len(result.kills)}/{args.kills}",
-        )
+        ),
+        Check(
+            "Redis refused writes while the job ran (--full)",
+            args.full is None or (result.full is not None and result.full.refused_at is not None),
+            "not asked" if args.full is None else full_detail(result.full),
+        ),
     )
     checks.append(
         Check(
@@ -773,6 +844,22 @@ def copy_outcomes(inputs: Inputs, found: StreamContents) -> str:
             detail = ", ".join(f"{n:,} {stream}" for stream, n in where.most_common())
             parts.append(f"{kind} {sum(where.values()):,}: {detail}")
     return "; ".join(parts) or "no copies"
+
+
+def full_detail(full: FullPhase | None) -> str:
+    if full is None:
+        return "the job finished before Redis was made full"
+    if full.refused_at is None:
+        return f"made full at {full.at:.1f}s, but no write was refused"
+    released = (
+        f"; lifted at {full.released_at:.1f}s ({full.processed_released:,} inputs done)"
+        if full.released_at is not None
+        else ""
+    )
+    return (
+        f"made full at {full.at:.1f}s ({full.processed:,} inputs done), writes refused from "
+        f"{full.refused_at:.1f}s{released}: {full.refused}"
+    )
 
 
 def held_detail(kill: Kill) -> str:
@@ -872,6 +959,8 @@ def render(
                 f"process(es){restart}; batches held then: {held_detail(kill)}",
             )
         )
+    if result.full is not None:
+        rows.append(("full Redis", full_detail(result.full)))
     rows.append(
         (
             "wall time",
@@ -923,6 +1012,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=60,
         help="broker visibility timeout, seconds (60); task limits are 10 and 15 s below",
     )
+    parser.add_argument(
+        "--full",
+        type=_full_arg,
+        metavar="AT:SECONDS",
+        help="at AT (a share of the job, e.g. 0.5) set Redis's maxmemory just above what it "
+        "holds; once writes are refused keep it so SECONDS, then lift it",
+    )
     parser.add_argument("--timeout", type=float, help="give up after this many seconds")
     parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED, help="shared data folder")
     parser.add_argument("--keep", action="store_true", help="keep the generated inputs and logs")
@@ -936,6 +1032,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.timeout is None:
         args.timeout = max(1800.0, args.docs * 0.1)
     return args
+
+
+def _full_arg(text: str) -> tuple[float, float]:
+    at, _, seconds = text.partition(":")
+    try:
+        share, hold = float(at), float(seconds or "60")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected AT:SECONDS, got {text!r}") from None
+    if not 0 < share < 1 or hold < 0:
+        raise argparse.ArgumentTypeError("AT must be between 0 and 1, SECONDS not negative")
+    return share, hold
 
 
 def _terminate(signum: int, _frame: object) -> None:

@@ -17,6 +17,11 @@ steps fails in the stock transport, and three of the failures lose or stall work
   message in the unacked hash, where the visibility-timeout restore finds it once Redis
   takes writes again, instead of stopping the worker.
 
+And one that only delays work: an ack cut off by a lost connection leaves a finished
+batch in the unacked hash, to come back after the visibility timeout and be skipped input
+by input. Here the worker sends such acks again on its next connection (the hash is the
+same for every connection).
+
 `celery_app` makes this the transport for redis:// and rediss:// broker URLs.
 """
 
@@ -26,6 +31,7 @@ import logging
 import time
 from typing import Any
 
+from kombu.transport import virtual
 from kombu.transport.redis import Channel as RedisChannel
 from kombu.transport.redis import QoS as RedisQoS
 from kombu.transport.redis import Transport as RedisTransport
@@ -37,9 +43,33 @@ log = logging.getLogger(__name__)
 # The longest pause between tries of a delivery that Redis refused.
 DELIVERY_PAUSE_MAX = 5.0
 
+# Acks a lost connection cut off: (unacked hash, its index, delivery tag). Process-wide,
+# because the channel that took the message is gone by the time a new one can send them.
+_unsent_acks: set[tuple[str, str, str]] = set()
+
 
 class QoS(RedisQoS):
+    def ack(self, delivery_tag: str) -> None:
+        try:
+            super().ack(delivery_tag)
+        except self.channel.connection_errors as exc:
+            _unsent_acks.add((self.unacked_key, self.unacked_index_key, delivery_tag))
+            virtual.QoS.ack(self, delivery_tag)  # this consumer is done with it either way
+            log.warning("ack of %s cut off (%s): sent again once reconnected", delivery_tag, exc)
+
+    def _send_unsent_acks(self) -> None:
+        if not _unsent_acks:
+            return
+        with self.channel.conn_or_acquire() as client:
+            pipe = client.pipeline(transaction=False)
+            sent = list(_unsent_acks)
+            for unacked, index, tag in sent:
+                pipe.hdel(unacked, tag).zrem(index, tag)
+            pipe.execute()
+        _unsent_acks.difference_update(sent)
+
     def append(self, message: Any, delivery_tag: str) -> None:
+        self._send_unsent_acks()
         tries = 0
         while True:
             try:
@@ -80,6 +110,7 @@ class QoS(RedisQoS):
 
     def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
         try:
+            self._send_unsent_acks()
             super().restore_visible(start, num, interval)
         except Exception as exc:
             if not is_outage(exc):
