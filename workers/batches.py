@@ -141,7 +141,7 @@ class BatchRun:
                 root,
                 loc,
                 default_source=self.default_source,
-                max_file_bytes=self.task.max_file_bytes,
+                limits=self.task.limits,
             )
             for item in items:
                 if ref is None and self._begin_input(item.input_ref, item.id, item.source):

@@ -49,7 +49,8 @@ from workers.polling import (
 )
 from workers.runtime import Runtime, build_runtime
 from workers.sources.feeds import FeedSpec
-from workers.sources.files import PlanError, plan_backfill
+from workers.sources.files import Limits, PlanError, plan_backfill
+from workers.sources.paths import escape_name
 from workers.stats import collect_stats, render_stats
 
 EXIT_FAILURE = 1
@@ -279,11 +280,14 @@ def backfill(
 ) -> None:
     """Clean, deduplicate and publish every article under PATHS (folders or files)."""
     settings = ctx.settings
-    plan = plan_backfill(
-        list(paths),
-        batch_size=settings.ingest.batch_size,
-        max_file_bytes=settings.ingest.max_file_bytes,
+    ingest = settings.ingest
+    limits = Limits(
+        max_file_bytes=ingest.max_file_bytes,
+        max_record_bytes=ingest.max_record_bytes,
+        max_decompressed_bytes=ingest.max_decompressed_bytes,
+        max_title_chars=ingest.max_title_chars,
     )
+    plan = plan_backfill(list(paths), batch_size=ingest.batch_size, limits=limits)
     with open_runtime(ctx) as (runtime, ends):
         runtime.index.ensure_params()
         job_id = new_job_id()
@@ -292,7 +296,7 @@ def backfill(
             runtime.keys,
             job_id,
             plan,
-            [str(p.resolve()) for p in paths],
+            [escape_name(str(p.resolve())) for p in paths],
             "backfill",
         )
         from workers.celery_app import app
