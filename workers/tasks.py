@@ -10,6 +10,7 @@ from celery.utils.log import get_task_logger
 from workers.batches import BatchRun
 from workers.celery_app import app
 from workers.connection import REDIS_OUTAGE
+from workers.jobs import task_refusal
 from workers.keyspace import JOB_TTL_SECONDS
 from workers.polling import poll_feed as poll_once
 from workers.polling import record_poll_result
@@ -46,13 +47,18 @@ def ingest_batch(
     self: Any, job_id: str, task_index: int, spec: dict[str, Any], default_source: str | None
 ) -> dict[str, int]:
     runtime = worker_runtime()
+    # Only batches a backfill planned are run: see workers/jobs.py.
+    try:
+        task = TaskSpec.from_json(spec)
+    except (KeyError, TypeError, ValueError) as exc:
+        log.error("job %s task %s refused: malformed batch (%s)", job_id, task_index, exc)
+        return {}
+    refusal = task_refusal(runtime.client, runtime.keys, job_id, task.root)
+    if refusal is not None:
+        log.error("job %s task %s refused, no file read: %s", job_id, task_index, refusal)
+        return {}
     batch = BatchRun(
-        runtime,
-        job_id,
-        task_index,
-        TaskSpec.from_json(spec),
-        default_source,
-        retries=self.request.retries or 0,
+        runtime, job_id, task_index, task, default_source, retries=self.request.retries or 0
     )
     batch.begin()
     try:
