@@ -137,6 +137,23 @@ def test_names_that_are_not_utf8_survive_a_careful_rerun(tmp_path: Path) -> None
     assert "UnicodeEncodeError" not in log, log[-3000:]
 
 
+def test_lone_surrogates_in_json_fields_do_not_lose_the_batch(tmp_path: Path) -> None:
+    """JSON can spell what no UTF-8 can carry: "\\udcff" without its pair. In an id or a
+    source it would reach the job's cursor and its dead entry, and lose the whole batch."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    fields = '"id": "lone-\\udcff", "source": "src\\ud800", "title": "t\\udfff"'
+    lines = ["{" + fields + ', "text": "' + article(1) + ' \\ud800"}', record("fine", article(2))]
+    (folder / "odd.jsonl").write_text("\n".join(lines) + "\n")
+    env = cli_env(data_dir=tmp_path / "data")
+    line = summary(run_cli(["backfill", "--timeout", "90", str(folder)], env, timeout=180))
+    assert "2 inputs, 2 published" in line, line
+    docs = {doc["input_ref"]: doc for doc in stream(env, "docs")}
+    odd = docs["odd.jsonl:1"]
+    assert (odd["id"], odd["source"], odd["title"]) == ("lone-\ufffd", "src\ufffd", "t\ufffd")
+    assert odd["text"].endswith("\ufffd")
+
+
 # ----------------------------------------------------------- symlinks swapped later
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import stat
 import zlib
 from collections import Counter
@@ -66,6 +67,7 @@ _TEXT_FIELDS = ("text", "content", "body")
 _URL_FIELDS = ("url", "link")
 _DATE_FIELDS = ("published", "published_at", "date", "time", "date_extracted", "pubDate")
 _READ_ERRORS = (OSError, EOFError, zlib.error)  # what a truncated or corrupt .gz raises
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class PlanError(Exception):
@@ -691,6 +693,7 @@ def _record(ctx: _Ctx, obj: object, ref: str) -> LoadedInput:
     doc_id = _scalar(obj.get("id")) or ref
     source = _scalar(obj.get("source")) or ctx.source
     text = next((v for k in _TEXT_FIELDS if isinstance(v := obj.get(k), str) and v.strip()), "")
+    text = _encodable(text)
     if not text:
         message = "record has no text, content or body"
         return ctx.dead(_Reject("missing_text", message, id=doc_id, source=source), ref)
@@ -757,7 +760,8 @@ def _os_reject(exc: BaseException) -> _Reject:
     if isinstance(exc, FileNotFoundError):
         return _Reject("missing", "file no longer exists")
     if isinstance(exc, PermissionError):
-        return _Reject("unreadable", f"permission denied: {exc.filename or ''}".strip())
+        where = escape_name(str(exc.filename or ""))
+        return _Reject("unreadable", f"permission denied: {where}".strip())
     return _Reject("read_error", f"{type(exc).__name__}: {exc}")
 
 
@@ -778,7 +782,7 @@ def _loads(text: str) -> Any:
 def _scalar(value: object) -> str:
     """A record field as a stripped string; containers and null count as absent."""
     if isinstance(value, str):
-        return value.strip()
+        return _encodable(value.strip())
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     return ""
@@ -789,5 +793,16 @@ def _json_type(value: object) -> str:
     return names.get(type(value), "a number")
 
 
+def _encodable(text: str) -> str:
+    """`text` with each lone surrogate (a JSON "\\ud800" escape without its pair, or an OS
+    path's undecodable byte) as U+FFFD: no UTF-8 can carry one, so it would fail every
+    write of the input to Redis, its `dead` entry and its cursor included."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
+
+
 def _one_line(message: str) -> str:
-    return " ".join(message.split())[:500]
+    return _encodable(" ".join(message.split())[:500])
