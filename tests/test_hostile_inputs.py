@@ -28,6 +28,7 @@ from conftest import ROOT, SEEDS, RedisTarget, cli_env, run_cli, start_worker, s
 from workers.celery_app import make_app
 from workers.config import Settings
 from workers.sources.files import Location, TaskSpec
+from workers.sources.paths import escape_name, os_path
 from workers.sources.scan import LineScanner, count_json_array
 
 SEED_FILES = sorted(SEEDS.glob("*.txt"))
@@ -429,3 +430,21 @@ def test_json_array_count_agrees_with_json_loads() -> None:
             assert count_json_array(io.BytesIO(text.encode(encoding))) == len(array), text
         assert count_json_array(io.BytesIO(json.dumps({"a": array}).encode())) is None
         assert count_json_array(io.BytesIO(text.encode()[:-1])) is None  # never closed
+
+
+def test_escaped_names_round_trip_and_never_collide() -> None:
+    rng = random.Random(5)
+    # ASCII, a backslash, the letters of an escape, bytes that are not UTF-8 (a lone 0xff,
+    # a cut sequence, an encoded surrogate) and real UTF-8 (é, ع).
+    alphabet = [b"a", b"\\", b"x", b"f", b"\xff", b"\xc3", b"\xed\xa0\x80"]
+    alphabet += [b"\xc3\xa9", b"\xd8\xb9"]
+    seen: dict[str, bytes] = {}
+    for _ in range(3000):
+        raw = b"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8)))
+        escaped = escape_name(os.fsdecode(raw))
+        escaped.encode("utf-8")  # always encodable: Redis, JSON and terminals take it
+        assert os.fsencode(os_path(escaped)) == raw
+        assert seen.setdefault(escaped, raw) == raw, (escaped, raw)
+    assert escape_name(os.fsdecode(b"bad\xff.txt")) == "bad\\xff.txt"
+    assert escape_name("a\\xff.txt") == "a\\\\xff.txt"  # a real backslash stays apart
+    assert escape_name("عربي.txt") == "عربي.txt"
