@@ -364,7 +364,7 @@ def seeds_check() -> dict[str, Any]:
     with RedisServer() as server:
         rt = build_runtime(settings.model_copy(update={"prefix": "bench:seeds:"}), server.url)
         for spec in plan.tasks:
-            inputs = list(load_task(spec, default_source=None))
+            inputs = list(load_task(spec, default_source=None, read_html=rt.extractor.read))
             ready = prepare_chunk(inputs, rt.rules, rt.fingerprinter, rt.learner)
             for accepted in ready.accepted:
                 name = Path(accepted.doc.input_ref).name

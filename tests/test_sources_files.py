@@ -15,6 +15,7 @@ import pytest
 from workers.document import DeadInput, Document, LoadedInput
 from workers.sources.dates import parse_date
 from workers.sources.files import (
+    Limits,
     Location,
     Plan,
     PlanError,
@@ -365,7 +366,7 @@ def test_too_large_file(tmp_path: Path) -> None:
     (tmp_path / "big.txt").write_text("title\n" + "x" * 5000)
     (tmp_path / "big.json").write_text(json.dumps([{"text": "x" * 3000}, {"text": "y"}]))
     (tmp_path / "ok.jsonl").write_text(_record(1, text="z" * 5000) + "\n")  # JSONL is exempt
-    plan = plan_backfill([tmp_path], batch_size=10, max_file_bytes=1000)
+    plan = plan_backfill([tmp_path], batch_size=10, limits=Limits(max_file_bytes=1000))
     items = _by_ref(_load_all(plan))
     assert plan.total_inputs == 3
     assert _dead(items["big.txt"]).reason == "too_large"
@@ -399,14 +400,14 @@ def test_permission_denied_maps_to_unreadable(
     # Runs even as root: simulate EACCES at open() instead of relying on chmod.
     (tmp_path / "secret.txt").write_text("title\nbody\n")
     (tmp_path / "secret.jsonl").write_text(_record(1) + "\n" + _record(2) + "\n")
-    real_open = Path.open
+    real_open = os.open
 
-    def guarded_open(self: Path, *args: Any, **kwargs: Any) -> Any:
-        if self.name.startswith("secret"):
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_open(self, *args, **kwargs)
+    def guarded_open(path: str, *args: Any, **kwargs: Any) -> Any:
+        if os.path.basename(path).startswith("secret"):
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "open", guarded_open)
+    monkeypatch.setattr(os, "open", guarded_open)
     plan = plan_backfill([tmp_path], batch_size=10)
     items = _by_ref(_load_all(plan))
     assert plan.total_inputs == 2  # the JSONL could not be counted: one input

@@ -148,7 +148,7 @@ class BatchRun:
                 loc,
                 default_source=self.default_source,
                 read_html=self.runtime.extractor.read,
-                max_file_bytes=self.task.max_file_bytes,
+                limits=self.task.limits,
             )
             for item in items:
                 if ref is None and self._begin_input(item.input_ref, item.id, item.source):

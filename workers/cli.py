@@ -54,7 +54,8 @@ from workers.polling import (
 from workers.processes import PARENT_PID_ENV, kill_group
 from workers.runtime import Runtime, build_runtime
 from workers.sources.feeds import FeedSpec
-from workers.sources.files import PlanError, plan_backfill
+from workers.sources.files import Limits, PlanError, plan_backfill
+from workers.sources.paths import escape_name
 from workers.stats import collect_stats, printable, render_stats, write_refusal
 
 EXIT_FAILURE = 1
@@ -378,16 +379,19 @@ def backfill(
 ) -> None:
     """Clean, deduplicate and publish every article under PATHS (folders or files)."""
     settings = ctx.settings
-    plan = plan_backfill(
-        list(paths),
-        batch_size=settings.ingest.batch_size,
-        max_file_bytes=settings.ingest.max_file_bytes,
+    ingest = settings.ingest
+    limits = Limits(
+        max_file_bytes=ingest.max_file_bytes,
+        max_record_bytes=ingest.max_record_bytes,
+        max_decompressed_bytes=ingest.max_decompressed_bytes,
+        max_title_chars=ingest.max_title_chars,
     )
+    plan = plan_backfill(list(paths), batch_size=ingest.batch_size, limits=limits)
     with open_runtime(ctx) as (runtime, ends):
         blocked = _BlockedWait(runtime)
         retry_while_outage(runtime.index.ensure_params, blocked)
         job_id = new_job_id()
-        roots = [str(p.resolve()) for p in paths]
+        roots = [escape_name(str(p.resolve())) for p in paths]
         retry_while_outage(
             partial(record_job, runtime.client, runtime.keys, job_id, plan, roots, "backfill"),
             blocked,

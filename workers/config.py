@@ -53,8 +53,13 @@ class DedupSettings(BaseModel):
 
 
 class IngestSettings(BaseModel):
+    """Backfill batching and the caps on what one input may cost (config/default.toml)."""
+
     batch_size: int = Field(200, ge=1, le=100_000)
     max_file_bytes: int = Field(50 * 1024 * 1024, ge=1)
+    max_record_bytes: int = Field(10 * 1024 * 1024, ge=1)
+    max_decompressed_bytes: int = Field(2 * 1024**3, ge=1)
+    max_title_chars: int = Field(1000, ge=2)
     boilerplate_rules: str = "boilerplate.toml"
 
 

@@ -1,4 +1,13 @@
-"""Backfill jobs: record a plan in Redis, enqueue its tasks, read its progress."""
+"""Backfill jobs: record a plan in Redis, enqueue its tasks, read its progress.
+
+A job records the roots its plan reads under (`roots` in the job hash: resolved,
+escaped folders, as in TaskSpec.root). A worker runs a batch only when its job exists
+and registered the batch's root (`task_refusal`); anything else is a message nobody
+planned, such as one forged by whoever can write to the broker, and is refused without
+reading a file: logged as an error and acknowledged. It is not sent to `dead`: its
+inputs were never part of any job's total, so counting them would corrupt the job's
+accounting (a forged batch could make a running job look finished).
+"""
 
 from __future__ import annotations
 
@@ -58,6 +67,7 @@ def record_job(
         mapping={
             "kind": kind,
             "paths": json.dumps(paths, ensure_ascii=False),
+            "roots": json.dumps(sorted({spec.root for spec in plan.tasks}), ensure_ascii=False),
             "total": plan.total_inputs,
             "tasks_total": len(plan.tasks),
             "skipped": json.dumps(plan.skipped),
@@ -71,6 +81,19 @@ def record_job(
     pipe.expire(keys.job(job_id), JOB_TTL_SECONDS)
     pipe.zadd(keys.jobs, {job_id: created})
     pipe.execute()
+
+
+def task_refusal(client: redis.Redis, keys: Keys, job_id: str, root: str) -> str | None:
+    """Why a batch of `job_id` reading under `root` must not run, or None when it may."""
+    pipe = client.pipeline(transaction=False)
+    pipe.exists(keys.job(job_id))
+    pipe.hget(keys.job(job_id), "roots")
+    exists, roots = pipe.execute()
+    if not exists:
+        return f"no job {job_id!r} (expired, reset, or never planned)"
+    if roots is None or root not in json.loads(roots):
+        return f"job {job_id} registered no root {root!r}"
+    return None
 
 
 def read_progress(client: redis.Redis, keys: Keys, job_id: str) -> JobProgress:

@@ -27,7 +27,7 @@ from workers.index import Accepted, DedupIndex, Outcome, PreparedBatch, iso_to_e
 from workers.learner import Candidate, LineLearner, Pending
 from workers.stages.fingerprint import Fingerprinter
 from workers.stages.matching import matching_tokens
-from workers.stages.normalise import normalise_for_publishing
+from workers.stages.normalise import has_visible_text, normalise_for_publishing
 from workers.stages.strip import (
     RuleSet,
     learnable_lines,
@@ -93,9 +93,13 @@ def normalise_document(doc: Document) -> Document | DeadInput:
         )
     title = " ".join(normalise_for_publishing(doc.title).split())
     body = normalise_for_publishing(doc.text)
-    if not body:
+    if not body or not has_visible_text(body):
         return DeadInput(
-            doc.input_ref, "empty_text", "the document has no text", doc.id, doc.source
+            doc.input_ref,
+            "empty_text",
+            "the document has no visible text" if body else "the document has no text",
+            doc.id,
+            doc.source,
         )
     return replace(doc, title=title, text=body)
 
@@ -150,12 +154,32 @@ def fingerprint_tokens(doc: Document) -> list[str]:
     return matching_tokens(doc.text)
 
 
+def keyed_tokens(doc: Document) -> list[str] | DeadInput:
+    """The tokens a cleaned document is fingerprinted and keyed on, or its DeadInput when
+    it has none: a text of only emoji, punctuation or symbols has no word (matching folds
+    all of those away), and is no article. Indexed, every such text would share the one
+    empty exact-content key, so two different emoji strings would be "exact duplicates"."""
+    tokens = fingerprint_tokens(doc)
+    if tokens:
+        return tokens
+    return DeadInput(
+        doc.input_ref,
+        "no_words",
+        "the text has no letter or digit (only symbols, emoji or punctuation)",
+        doc.id,
+        doc.source,
+    )
+
+
 def prepare(doc: Document, rules: RuleSet, fingerprinter: Fingerprinter) -> Accepted | DeadInput:
     """One document, rules only: for tests and tools that index a handful by hand."""
     cleaned = clean_document(doc, rules)
     if isinstance(cleaned, DeadInput):
         return cleaned
-    fingerprint = fingerprinter.fingerprint(fingerprint_tokens(cleaned))
+    tokens = keyed_tokens(cleaned)
+    if isinstance(tokens, DeadInput):
+        return tokens
+    fingerprint = fingerprinter.fingerprint(tokens)
     return Accepted(cleaned, fingerprint, len(doc.text.encode("utf-8")))
 
 
@@ -236,16 +260,19 @@ def prepare_chunk(
         links = pending.links
 
     cleaned: list[tuple[Document, int]] = []
+    tokens: list[list[str]] = []
     for (doc, nbytes), learned, found in zip(normalised, trims, links, strict=True):
         result = _safely(
             doc, partial(strip_document, doc, rules, learned, keep_headlines, zone, found)
         )
-        if isinstance(result, DeadInput):
-            dead.append((result, nbytes))
-        else:
+        keyed = result if isinstance(result, DeadInput) else keyed_tokens(result)
+        if isinstance(keyed, DeadInput):
+            dead.append((keyed, nbytes))
+        elif isinstance(result, Document):
             cleaned.append((result, nbytes))
+            tokens.append(keyed)
     # One numpy pass for the whole chunk's MinHashes.
-    fingerprints = fingerprinter.fingerprint_many([fingerprint_tokens(d) for d, _ in cleaned])
+    fingerprints = fingerprinter.fingerprint_many(tokens)
     accepted = [
         Accepted(doc, fp, nbytes) for (doc, nbytes), fp in zip(cleaned, fingerprints, strict=True)
     ]

@@ -11,6 +11,7 @@ from celery.utils.log import get_task_logger
 from workers.batches import BatchRun
 from workers.celery_app import app
 from workers.connection import is_outage, outage_reason
+from workers.jobs import task_refusal
 from workers.polling import poll_feed as poll_once
 from workers.polling import record_poll_result
 from workers.runtime import Runtime, worker_fetcher, worker_runtime
@@ -54,16 +55,21 @@ def ingest_batch(
 ) -> dict[str, int]:
     runtime = worker_runtime()
     what = f"job {job_id} task {task_index}"
+    try:
+        task = TaskSpec.from_json(spec)
+    except (KeyError, TypeError, ValueError) as exc:
+        log.error("%s refused: malformed batch (%s)", what, exc)
+        return {}
     batch = BatchRun(
-        runtime,
-        job_id,
-        task_index,
-        TaskSpec.from_json(spec),
-        default_source,
-        retries=self.request.retries or 0,
+        runtime, job_id, task_index, task, default_source, retries=self.request.retries or 0
     )
     with runtime.hold.holding(until=_hold_deadline(runtime)):
         try:
+            # Only batches a backfill planned are run: see workers/jobs.py.
+            refusal = task_refusal(runtime.client, runtime.keys, job_id, task.root)
+            if refusal is not None:
+                log.error("%s refused, no file read: %s", what, refusal)
+                return {}
             batch.begin()
             result = batch.run()
             batch.finish()

@@ -8,29 +8,47 @@ turns one `TaskSpec` back into `Document`s and `DeadInput`s.
 The contract between the two halves is exact accounting: every planned input is yielded
 exactly once, as a `Document` or a `DeadInput`, even when the file went missing, shrank
 or broke between planning and loading ("missing", "unreadable", "read_error").
+
+Paths travel escaped (workers/sources/paths.py), so a file name that is not UTF-8 is an
+input like any other. Loading opens each file with `open_in_root`: a file swapped for a
+symlink leading out of the root since planning is `symlink_outside_root`.
+
+Both halves stream and cap what one input may cost (`Limits`, from config [ingest]):
+a JSONL line over `max_record_bytes` is `record_too_large` (never held in memory: only
+its size is counted), a .gz stops at `max_decompressed_bytes` (the rest of the file is one
+`decompressed_too_large` input), a file read whole is at most `max_file_bytes`
+(`too_large`), and a title over `max_title_chars` is cut at a word boundary and ends in
+"…": the article is kept, and the ellipsis says the headline was cut.
 """
 
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import os
+import re
 import stat
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
 from itertools import islice
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from workers.document import DeadInput, Document, LoadedInput
 from workers.sources.dates import parse_date
+from workers.sources.paths import PathRefused, escape_name, open_in_root, os_path
+from workers.sources.scan import Line, LineScanner, TotalCapExceeded, count_json_array
 from workers.stages.decode import DecodeError, decode_bytes
 from workers.stages.html import ArticleError, ArticleReader
 
+# The defaults of config [ingest]: see config/default.toml.
 MAX_FILE_BYTES = 50 * 1024 * 1024  # cap for files read whole (.txt, .html, .json); JSONL streams
+MAX_RECORD_BYTES = 10 * 1024 * 1024  # one JSONL line
+MAX_DECOMPRESSED_BYTES = 2 * 1024**3  # one .jsonl.gz, decompressed
+MAX_TITLE_CHARS = 1000
 
 Kind = Literal["txt", "html", "json", "jsonl", "jsonl_gz"]
 
@@ -48,12 +66,35 @@ _SUFFIXES: dict[str, Kind] = {
 _TEXT_FIELDS = ("text", "content", "body")
 _URL_FIELDS = ("url", "link")
 _DATE_FIELDS = ("published", "published_at", "date", "time", "date_extracted", "pubDate")
-_BOM = b"\xef\xbb\xbf"
 _READ_ERRORS = (OSError, EOFError, zlib.error)  # what a truncated or corrupt .gz raises
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class PlanError(Exception):
     """A user error in the backfill paths (missing, unreadable); the message says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one input may cost (config [ingest]). The plan's limits travel with its tasks,
+    so planning and loading count the same inputs."""
+
+    max_file_bytes: int = MAX_FILE_BYTES
+    max_record_bytes: int = MAX_RECORD_BYTES
+    max_decompressed_bytes: int = MAX_DECOMPRESSED_BYTES
+    max_title_chars: int = MAX_TITLE_CHARS
+
+    def __post_init__(self) -> None:
+        if min(asdict(self).values()) < 1:
+            raise ValueError(f"every limit must be at least 1: {self!r}")
+
+    def to_json(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Limits:
+        # A missing limit (a task planned by an older version) takes its default.
+        return cls(**{f.name: int(d[f.name]) for f in fields(cls) if f.name in d})
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +152,10 @@ class Location:
 class TaskSpec:
     """One Celery task's worth of inputs: ranges of files under one root folder."""
 
-    root: str  # absolute
+    root: str  # absolute, resolved when planned, escaped (workers/sources/paths.py)
     locations: tuple[Location, ...]
     inputs: int  # exactly how many LoadedInputs `load_task` yields
-    max_file_bytes: int = MAX_FILE_BYTES  # the cap the plan used, so loading agrees
+    limits: Limits = Limits()  # the caps the plan used, so loading agrees
 
     def __post_init__(self) -> None:
         if not Path(self.root).is_absolute():
@@ -126,7 +167,7 @@ class TaskSpec:
         return {
             "root": self.root,
             "inputs": self.inputs,
-            "max_file_bytes": self.max_file_bytes,
+            **self.limits.to_json(),
             "locations": [loc.to_json() for loc in self.locations],
         }
 
@@ -136,7 +177,7 @@ class TaskSpec:
             root=str(d["root"]),
             locations=tuple(Location.from_json(loc) for loc in d["locations"]),
             inputs=int(d["inputs"]),
-            max_file_bytes=int(d.get("max_file_bytes", MAX_FILE_BYTES)),
+            limits=Limits.from_json(d),
         )
 
 
@@ -161,9 +202,7 @@ def file_kind(name: str) -> Kind | None:
 # --------------------------------------------------------------------------- planning
 
 
-def plan_backfill(
-    paths: Sequence[Path], *, batch_size: int, max_file_bytes: int = MAX_FILE_BYTES
-) -> Plan:
+def plan_backfill(paths: Sequence[Path], *, batch_size: int, limits: Limits = Limits()) -> Plan:
     """Walk `paths` (folders recursively, or single files) and pack their inputs into tasks.
 
     Raises PlanError when a given path does not exist or cannot be read; problems with
@@ -173,7 +212,7 @@ def plan_backfill(
         raise ValueError("batch_size must be at least 1")
     if not paths:
         raise PlanError("no input paths given")
-    planner = _Planner(batch_size, max_file_bytes)
+    planner = _Planner(batch_size, limits)
     for given in paths:
         path = Path(given)
         try:
@@ -189,8 +228,10 @@ def plan_backfill(
         elif stat.S_ISREG(st.st_mode):
             if not os.access(path, os.R_OK):
                 raise PlanError(f"{path}: permission denied (cannot read the file)")
-            # An explicitly named file is taken as given: no hidden/symlink rules apply.
-            planner.plan_file(path.absolute().parent.resolve(), path.name, st)
+            # An explicitly named file is taken as given: no hidden/symlink rules apply. It
+            # is planned under its real path, which is where the worker will find it.
+            real = path.resolve()
+            planner.plan_file(real.parent, escape_name(real.name), st)
         else:
             raise PlanError(f"{path}: not a regular file or folder")
     return planner.finish()
@@ -199,10 +240,10 @@ def plan_backfill(
 class _Packer:
     """Fills tasks for one root up to `batch_size` inputs; ranged files are cut to fit."""
 
-    def __init__(self, root: str, batch_size: int, max_file_bytes: int, out: list[TaskSpec]):
+    def __init__(self, root: str, batch_size: int, limits: Limits, out: list[TaskSpec]):
         self.root = root
         self.batch_size = batch_size
-        self.max_file_bytes = max_file_bytes
+        self.limits = limits
         self.out = out
         self.locations: list[Location] = []
         self.inputs = 0
@@ -219,15 +260,15 @@ class _Packer:
 
     def flush(self) -> None:
         if self.locations:
-            spec = TaskSpec(self.root, tuple(self.locations), self.inputs, self.max_file_bytes)
+            spec = TaskSpec(self.root, tuple(self.locations), self.inputs, self.limits)
             self.out.append(spec)
         self.locations, self.inputs = [], 0
 
 
 class _Planner:
-    def __init__(self, batch_size: int, max_file_bytes: int):
+    def __init__(self, batch_size: int, limits: Limits):
         self.batch_size = batch_size
-        self.max_file_bytes = max_file_bytes
+        self.limits = limits
         self.tasks: list[TaskSpec] = []
         self.packers: dict[str, _Packer] = {}
         self.skipped: Counter[str] = Counter()
@@ -285,7 +326,8 @@ class _Planner:
         for entry in entries:
             if entry.name.startswith("."):
                 continue
-            entry_rel = f"{rel}/{entry.name}" if rel else entry.name
+            name = escape_name(entry.name)
+            entry_rel = f"{rel}/{name}" if rel else name
             is_link = entry.is_symlink()
             if is_link and (problem := _symlink_problem(root, entry.path)):
                 self.skipped[problem] += 1
@@ -313,6 +355,7 @@ class _Planner:
                 self.skipped["not_a_regular_file"] += 1
 
     def plan_file(self, root: Path, rel: str, st: os.stat_result) -> None:
+        """Plan one file: `root` an OS path, `rel` escaped."""
         kind = file_kind(rel)
         if kind is None:
             self.skipped["unknown_extension"] += 1
@@ -322,16 +365,17 @@ class _Planner:
             self.skipped["duplicate_path"] += 1
             return
         self.seen_files.add(_key(st))
-        packer = self.packers.get(str(root))
+        spec_root = escape_name(str(root))
+        packer = self.packers.get(spec_root)
         if packer is None:
-            packer = _Packer(str(root), self.batch_size, self.max_file_bytes, self.tasks)
-            self.packers[str(root)] = packer
-        path = root / rel
+            packer = _Packer(spec_root, self.batch_size, self.limits, self.tasks)
+            self.packers[spec_root] = packer
         if kind in ("jsonl", "jsonl_gz"):
             gz = kind == "jsonl_gz"
-            n = _pack_ranges(packer, rel, _scan_jsonl(path, gz=gz), seekable=not gz)
-        elif kind == "json" and st.st_size <= self.max_file_bytes:
-            n = _plan_json(packer, path, rel)
+            records = _scan_jsonl(str(root), rel, gz=gz, limits=self.limits)
+            n = _pack_ranges(packer, rel, records, seekable=not gz)
+        elif kind == "json" and st.st_size <= self.limits.max_file_bytes:
+            n = _plan_json(packer, str(root), rel)
         else:  # one input: a document, or a dead input (unreadable, too large) when loaded
             packer.add(Location(rel))
             n = 1
@@ -384,42 +428,35 @@ def _range(rel: str, first: tuple[int, int], last: int, n: int, seekable: bool) 
     return Location(rel, start, last - start + 1, offset if seekable else -1, n)
 
 
-def _scan_jsonl(path: Path, *, gz: bool) -> Iterator[tuple[int, int]]:
-    """Yield (line index, byte offset) of each non-blank line.
+def _scan_jsonl(root: str, rel: str, *, gz: bool, limits: Limits) -> Iterator[tuple[int, int]]:
+    """Yield (line index, byte offset) of each non-blank line, in bounded memory.
 
-    A read failure (unreadable file, truncated .gz) becomes one final pseudo-record at the
-    failing line: loading hits the same failure there and reports it as a DeadInput.
+    A read failure (unreadable file, truncated .gz) or the decompressed cap becomes one
+    final pseudo-record at the line it struck in: loading hits the same failure there and
+    reports it as a DeadInput.
     """
-    line_no = offset = 0
+    scanner: LineScanner | None = None
     try:
-        with _open_lines(path, gz=gz) as f:
-            for line in f:
-                if not _is_blank(line, line_no):
-                    yield line_no, offset
-                line_no += 1
-                offset += len(line)
-    except _READ_ERRORS:
-        yield line_no, offset
+        with _open_jsonl(root, os_path(rel), gz=gz) as stream:
+            scanner = _line_scanner(stream, limits, gz=gz)
+            for line in scanner:
+                yield line.index, line.offset
+    except (TotalCapExceeded, *_READ_ERRORS):
+        yield (scanner.index, scanner.offset) if scanner is not None else (0, 0)
 
 
-def _plan_json(packer: _Packer, path: Path, rel: str) -> int:
-    """A JSON object is one input; an array of N values is N (split into ranges)."""
+def _plan_json(packer: _Packer, root: str, rel: str) -> int:
+    """A JSON object is one input; an array of N values is N (split into ranges). The
+    array is counted in chunks, never parsed whole."""
     try:
-        with path.open("rb") as f:
-            head = f.read(4096)
-            # Cheap path: a file opening with "{" can never parse to an array.
-            if head.removeprefix(_BOM).lstrip(b" \t\r\n").startswith(b"{"):
-                packer.add(Location(rel))
-                return 1
-            data = head + f.read()
-        parsed = _loads(_decode(data))
-    except (OSError, _Reject):
-        packer.add(Location(rel))  # loads as the matching DeadInput
-        return 1
-    if not isinstance(parsed, list):
+        with open_in_root(root, os_path(rel)) as f:
+            count = count_json_array(f)
+    except OSError:
+        count = None
+    if count is None:  # not an array, or unreadable: loads as one input or its DeadInput
         packer.add(Location(rel))
         return 1
-    return _pack_ranges(packer, rel, ((i, -1) for i in range(len(parsed))), seekable=False)
+    return _pack_ranges(packer, rel, ((i, -1) for i in range(count)), seekable=False)
 
 
 # ---------------------------------------------------------------------------- loading
@@ -430,38 +467,36 @@ def load_task(
 ) -> Iterator[LoadedInput]:
     """Yield exactly `spec.inputs` Documents/DeadInputs for one planned task. HTML pages
     are read with `read_html` (in a worker: the bounded `Runtime.extractor.read`)."""
-    root = Path(spec.root)
     for loc in spec.locations:
         yield from load_location(
-            root,
-            loc,
-            default_source=default_source,
-            read_html=read_html,
-            max_file_bytes=spec.max_file_bytes,
+            spec.root, loc, default_source=default_source, read_html=read_html, limits=spec.limits
         )
 
 
 def load_location(
-    root: Path,
+    root: Path | str,
     loc: Location,
     *,
     default_source: str | None,
     read_html: ArticleReader,
-    max_file_bytes: int = MAX_FILE_BYTES,
+    limits: Limits = Limits(),
 ) -> Iterator[LoadedInput]:
-    """Yield exactly `loc.inputs` Documents/DeadInputs for one planned range."""
+    """Yield exactly `loc.inputs` Documents/DeadInputs for one planned range of the task
+    root `root` (escaped, as in TaskSpec.root)."""
     kind = file_kind(loc.path)
     if kind is None:
         raise ValueError(f"not a supported input file: {loc.path!r}")
-    ctx = _Ctx(root / loc.path, loc, default_source or _folder_source(root, loc.path))
+    root = str(root)
+    source = default_source or _folder_source(root, loc.path)
+    ctx = _Ctx(os_path(root), os_path(loc.path), loc, source, limits, read_html)
     if kind in ("jsonl", "jsonl_gz"):
         yield from _load_jsonl(ctx, gz=kind == "jsonl_gz")
     elif kind == "json":
-        yield from _load_json(ctx, max_file_bytes)
+        yield from _load_json(ctx)
     else:
         if loc.start != 0 or loc.count != 1:
             raise ValueError(f"a {kind} file holds exactly one input: {loc!r}")
-        yield _load_single(ctx, kind, max_file_bytes, read_html)
+        yield _load_single(ctx, kind)
 
 
 def jsonl_ref(rel: str, line_no: int) -> str:
@@ -489,9 +524,18 @@ def single_input_ref(loc: Location) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class _Ctx:
-    path: Path
+    root: str  # OS paths (not escaped)
+    rel: str
     loc: Location
     source: str  # used when a record names no source of its own
+    limits: Limits
+    read_html: ArticleReader
+
+    def open(self) -> BinaryIO:
+        return open_in_root(self.root, self.rel)
+
+    def title(self, title: str) -> str:
+        return cap_title(title, self.limits.max_title_chars)
 
     def dead(self, reject: _Reject, ref: str) -> DeadInput:
         return DeadInput(
@@ -510,25 +554,36 @@ class _Reject(Exception):
         self.source = source
 
 
-def _folder_source(root: Path, rel: str) -> str:
+def _folder_source(root: str, rel: str) -> str:
     parts = PurePosixPath(rel).parts
-    return parts[-2] if len(parts) > 1 else root.name
+    return parts[-2] if len(parts) > 1 else PurePosixPath(root).name
 
 
-def _load_single(
-    ctx: _Ctx, kind: Kind, max_file_bytes: int, read_html: ArticleReader
-) -> LoadedInput:
+def cap_title(title: str, max_chars: int) -> str:
+    """`title` if it fits in `max_chars`, else cut at a word boundary (unless that would
+    lose more than half of it) and ended with "…", so readers see it was cut."""
+    if len(title) <= max_chars:
+        return title
+    cut = title[: max_chars - 1]
+    head = cut.rsplit(maxsplit=1)[0] if cut.strip() else ""
+    if len(head) >= max_chars // 2:
+        cut = head
+    return cut.rstrip() + "…"
+
+
+def _load_single(ctx: _Ctx, kind: Kind) -> LoadedInput:
     rel = ctx.loc.path
     try:
-        text = _decode(_read_capped(ctx.path, max_file_bytes))
+        text = _decode(_read_capped(ctx))
         if kind == "txt":
-            return _txt_document(text, rel, ctx.source)
-        return _html_document(text, rel, ctx.source, read_html)
+            return _txt_document(text, ctx)
+        return _html_document(text, ctx)
     except _Reject as reject:
         return ctx.dead(reject, rel)
 
 
-def _txt_document(text: str, rel: str, source: str) -> Document:
+def _txt_document(text: str, ctx: _Ctx) -> Document:
+    rel, source = ctx.loc.path, ctx.source
     # The first non-empty line is the headline; the body is kept raw for later stages.
     lines = text.split("\n")
     for i, line in enumerate(lines):
@@ -539,12 +594,13 @@ def _txt_document(text: str, rel: str, source: str) -> Document:
         title, body = "", ""
     if not body.strip():
         raise _Reject("missing_text", "text file has no body after its title line", id=rel)
-    return Document(id=rel, source=source, text=body, input_ref=rel, title=title)
+    return Document(id=rel, source=source, text=body, input_ref=rel, title=ctx.title(title))
 
 
-def _html_document(html: str, rel: str, source: str, read_html: ArticleReader) -> Document:
+def _html_document(html: str, ctx: _Ctx) -> Document:
+    rel, source = ctx.loc.path, ctx.source
     try:
-        article = read_html(html, "")
+        article = ctx.read_html(html, "")
     except ArticleError as exc:  # refused, too slow, or the parser failed: never the batch
         raise _Reject(exc.reason, str(exc), id=rel) from None
     if article is None:
@@ -554,13 +610,13 @@ def _html_document(html: str, rel: str, source: str, read_html: ArticleReader) -
         source=source,
         text=article.text,
         input_ref=rel,
-        title=article.title,
+        title=ctx.title(article.title),
         url=article.url,
         published_at=article.published_at,
     )
 
 
-def _load_json(ctx: _Ctx, max_file_bytes: int) -> Iterator[LoadedInput]:
+def _load_json(ctx: _Ctx) -> Iterator[LoadedInput]:
     loc, rel = ctx.loc, ctx.loc.path
     indexes = range(loc.start, loc.start + loc.count)
 
@@ -569,7 +625,7 @@ def _load_json(ctx: _Ctx, max_file_bytes: int) -> Iterator[LoadedInput]:
         return rel if loc.start == 0 and loc.count == 1 else element_ref(rel, i)
 
     try:
-        parsed = _loads(_decode(_read_capped(ctx.path, max_file_bytes)))
+        parsed = _loads(_decode(_read_capped(ctx)))
     except _Reject as reject:
         for i in indexes:
             yield ctx.dead(reject, ref(i))
@@ -593,22 +649,22 @@ def _load_jsonl(ctx: _Ctx, *, gz: bool) -> Iterator[LoadedInput]:
     end = loc.start + loc.count
     used: set[int] = set()
     failure: _Reject | None = None
+    seek = loc.offset >= 0 and not gz  # a .gz cannot seek: its lines are skipped
     try:
-        with _open_lines(ctx.path, gz=gz) as f:
-            line_no = 0
-            if loc.offset >= 0 and not gz:
-                f.seek(loc.offset)
-                line_no = loc.start
-            while line_no < loc.start and f.readline():  # .gz cannot seek: skip lines
-                line_no += 1
-            while line_no < end and len(used) < loc.inputs:
-                line = f.readline()
-                if not line:
+        with _open_jsonl(ctx.root, ctx.rel, gz=gz, seek=loc.offset if seek else 0) as stream:
+            start = (loc.start, loc.offset) if seek else (0, 0)
+            for line in _line_scanner(stream, ctx.limits, gz=gz, start=start):
+                if line.index < loc.start:
+                    continue
+                if line.index >= end:
                     break
-                if not _is_blank(line, line_no):
-                    used.add(line_no)
-                    yield _jsonl_record(ctx, line, line_no)
-                line_no += 1
+                used.add(line.index)
+                yield _jsonl_record(ctx, line)
+                if len(used) >= loc.inputs:
+                    break
+    except TotalCapExceeded:
+        cap = ctx.limits.max_decompressed_bytes
+        failure = _Reject("decompressed_too_large", f"decompresses to more than {cap} bytes")
     except _READ_ERRORS as exc:
         failure = _os_reject(exc)
     if len(used) < loc.inputs:
@@ -620,15 +676,17 @@ def _load_jsonl(ctx: _Ctx, *, gz: bool) -> Iterator[LoadedInput]:
             yield ctx.dead(reject, jsonl_ref(rel, n))
 
 
-def _jsonl_record(ctx: _Ctx, line: bytes, line_no: int) -> LoadedInput:
-    ref = jsonl_ref(ctx.loc.path, line_no)
-    if line_no == 0:
-        line = line.removeprefix(_BOM)
+def _jsonl_record(ctx: _Ctx, line: Line) -> LoadedInput:
+    ref = jsonl_ref(ctx.loc.path, line.index)
+    if line.data is None:
+        cap = ctx.limits.max_record_bytes
+        reject = _Reject("record_too_large", f"a line of {line.size} bytes (at most {cap})")
+        return ctx.dead(reject, ref)
     try:
         try:
-            text = line.decode("utf-8")
+            text = line.data.decode("utf-8")
         except UnicodeDecodeError:  # rare: let the shared decoder guess the legacy charset
-            text = _decode(line)
+            text = _decode(line.data)
         return _record(ctx, _loads(text), ref)
     except _Reject as reject:
         return ctx.dead(reject, ref)
@@ -642,6 +700,7 @@ def _record(ctx: _Ctx, obj: object, ref: str) -> LoadedInput:
     doc_id = _scalar(obj.get("id")) or ref
     source = _scalar(obj.get("source")) or ctx.source
     text = next((v for k in _TEXT_FIELDS if isinstance(v := obj.get(k), str) and v.strip()), "")
+    text = _encodable(text)
     if not text:
         message = "record has no text, content or body"
         return ctx.dead(_Reject("missing_text", message, id=doc_id, source=source), ref)
@@ -651,7 +710,7 @@ def _record(ctx: _Ctx, obj: object, ref: str) -> LoadedInput:
         source=source,
         text=text,
         input_ref=ref,
-        title=_scalar(obj.get("title")),
+        title=ctx.title(_scalar(obj.get("title"))),
         url=next((u for k in _URL_FIELDS if (u := _scalar(obj.get(k)))), ""),
         published_at=parse_date(date),
         author=_scalar(obj.get("author")),
@@ -662,20 +721,37 @@ def _record(ctx: _Ctx, obj: object, ref: str) -> LoadedInput:
 # ------------------------------------------------------------------------------ helpers
 
 
-def _open_lines(path: Path, *, gz: bool) -> io.BufferedIOBase:
-    return gzip.open(path, "rb") if gz else path.open("rb")
+@contextmanager
+def _open_jsonl(root: str, rel: str, *, gz: bool, seek: int = 0) -> Iterator[BinaryIO]:
+    """The (decompressed) bytes of the JSONL file `rel` under `root` (OS paths, not
+    escaped), from byte `seek`."""
+    with open_in_root(root, rel) as raw:
+        if seek:
+            raw.seek(seek)
+        if not gz:
+            yield raw
+            return
+        with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
+            yield unzipped  # type: ignore[misc]  # GzipFile is a binary file, typeshed aside
 
 
-def _is_blank(line: bytes, line_no: int) -> bool:
+def _line_scanner(
+    stream: BinaryIO, limits: Limits, *, gz: bool, start: tuple[int, int] = (0, 0)
+) -> LineScanner:
     # Shared by planner and loader: they must agree on what counts as an input.
-    if line_no == 0:
-        line = line.removeprefix(_BOM)
-    return not line.strip()
+    return LineScanner(
+        stream,
+        max_line_bytes=limits.max_record_bytes,
+        max_total_bytes=limits.max_decompressed_bytes if gz else None,
+        start_index=start[0],
+        start_offset=start[1],
+    )
 
 
-def _read_capped(path: Path, max_bytes: int) -> bytes:
+def _read_capped(ctx: _Ctx) -> bytes:
+    max_bytes = ctx.limits.max_file_bytes
     try:
-        with path.open("rb") as f:
+        with ctx.open() as f:
             size = os.fstat(f.fileno()).st_size
             data = f.read(max_bytes + 1)
     except _READ_ERRORS as exc:
@@ -686,10 +762,13 @@ def _read_capped(path: Path, max_bytes: int) -> bytes:
 
 
 def _os_reject(exc: BaseException) -> _Reject:
+    if isinstance(exc, PathRefused):
+        return _Reject(exc.reason, str(exc))
     if isinstance(exc, FileNotFoundError):
         return _Reject("missing", "file no longer exists")
     if isinstance(exc, PermissionError):
-        return _Reject("unreadable", f"permission denied: {exc.filename or ''}".strip())
+        where = escape_name(str(exc.filename or ""))
+        return _Reject("unreadable", f"permission denied: {where}".strip())
     return _Reject("read_error", f"{type(exc).__name__}: {exc}")
 
 
@@ -710,7 +789,7 @@ def _loads(text: str) -> Any:
 def _scalar(value: object) -> str:
     """A record field as a stripped string; containers and null count as absent."""
     if isinstance(value, str):
-        return value.strip()
+        return _encodable(value.strip())
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     return ""
@@ -721,5 +800,16 @@ def _json_type(value: object) -> str:
     return names.get(type(value), "a number")
 
 
+def _encodable(text: str) -> str:
+    """`text` with each lone surrogate (a JSON "\\ud800" escape without its pair, or an OS
+    path's undecodable byte) as U+FFFD: no UTF-8 can carry one, so it would fail every
+    write of the input to Redis, its `dead` entry and its cursor included."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
+
+
 def _one_line(message: str) -> str:
-    return " ".join(message.split())[:500]
+    return _encodable(" ".join(message.split())[:500])

@@ -33,6 +33,13 @@ del _PUBLISH_TABLE[0x0A]  # "\n" stays as it is
 
 _SPACE_RUN = re.compile(" {2,}")
 
+# Characters that draw nothing by themselves: format characters (bidi marks, ZWJ/ZWNJ,
+# soft hyphen, tags), controls, separators, combining marks with no base (variation
+# selectors are marks too), surrogates, and the blank letters and symbols that render as
+# space (Hangul fillers, the braille blank, the Mongolian vowel separator).
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp", "Mn", "Me"})
+_BLANK_GLYPHS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u180e")
+
 
 def normalise_for_publishing(text: str) -> str:
     """NFC, LF line ends, no control/invisible characters, single spaces, stripped lines,
@@ -42,6 +49,17 @@ def normalise_for_publishing(text: str) -> str:
     """
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").translate(_PUBLISH_TABLE)
     return join_lines([_SPACE_RUN.sub(" ", line).strip(" ") for line in text.split("\n")])
+
+
+def has_visible_text(text: str) -> bool:
+    """Whether `text` has at least one character that draws something (see above)."""
+    # Each distinct character is classified once: a 10 MB text of zero-width joiners is
+    # one lookup, not ten million.
+    return any(_visible(char) for char in set(text))
+
+
+def _visible(char: str) -> bool:
+    return unicodedata.category(char) not in _INVISIBLE_CATEGORIES and char not in _BLANK_GLYPHS
 
 
 def split_lines(text: str) -> list[str]:

@@ -1,0 +1,242 @@
+"""Streaming reads of input files in bounded memory, however the file is shaped.
+
+`LineScanner` reads JSONL in chunks: runs of blank lines are skipped inside a chunk by C
+code (a regex search and a newline count), never line by line in Python, so half a GiB
+of newlines goes by in seconds; a line never takes more than `max_line_bytes` of memory
+(a longer one is reported with its size and no data), and with `max_total_bytes` reading
+stops at that many bytes (decompressed, for a .gz).
+
+`count_json_array` counts the elements of a top-level JSON array in chunks, so planning
+never holds a JSON file in memory either.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+CHUNK_BYTES = 1 << 20
+_BOM = codecs.BOM_UTF8
+# What bytes.strip() strips: a line of nothing else is blank.
+_CONTENT = re.compile(rb"[^ \t\n\r\x0b\x0c]")
+
+
+class TotalCapExceeded(Exception):
+    """The stream holds more than `max_total_bytes`; the scanner's `index`/`offset` name
+    the line it was in."""
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One non-blank line. `data` (without the newline) is None when it is longer than the
+    scanner's `max_line_bytes`; `size` is its length either way."""
+
+    index: int  # 0-based physical line number, blank lines included
+    offset: int  # byte offset of the line's first byte in the (decompressed) stream
+    data: bytes | None
+    size: int
+
+
+class LineScanner:
+    """Iterate the non-blank lines of `stream` from `start_index`/`start_offset` (where the
+    stream is positioned; a UTF-8 BOM at offset 0 does not count as content).
+
+    After an exception (a read error, TotalCapExceeded), `index` and `offset` name the
+    line being read when it struck.
+    """
+
+    def __init__(
+        self,
+        stream: BinaryIO,
+        *,
+        max_line_bytes: int,
+        max_total_bytes: int | None = None,
+        start_index: int = 0,
+        start_offset: int = 0,
+    ) -> None:
+        self.stream = stream
+        self.max_line_bytes = max_line_bytes
+        self.max_total_bytes = max_total_bytes
+        self.index = start_index
+        self.offset = start_offset  # of the line being read
+        self._read = start_offset  # bytes of the stream consumed so far
+
+    def __iter__(self) -> Iterator[Line]:
+        parts: list[bytes] | None = []  # the current line's bytes, None once over the cap
+        size = 0
+        content = False  # the current line has a non-blank byte
+        first = self._read == 0
+        cap = self.max_total_bytes
+        # read1: what one read of the file (or one step of decompression) gives, so that a
+        # truncated .gz still yields the lines before the point where it breaks.
+        read = getattr(self.stream, "read1", self.stream.read)
+        while True:
+            want = CHUNK_BYTES if cap is None else min(CHUNK_BYTES, cap - self._read + 1)
+            chunk: bytes = read(want)
+            while first and chunk and len(chunk) < len(_BOM) and (more := read(len(_BOM))):
+                chunk += more  # a short first read: make sure a BOM is seen whole
+            if not chunk:
+                break
+            base = self._read
+            self._read += len(chunk)
+            over = cap is not None and self._read > cap
+            if cap is not None and over:
+                chunk = chunk[: len(chunk) - (self._read - cap)]
+            pos, end = 0, len(chunk)
+            if first:
+                first = False
+                if chunk.startswith(_BOM):
+                    pos = len(_BOM)
+            while pos < end:
+                if not content:
+                    found = _CONTENT.search(chunk, pos)
+                    stop = end if found is None else found.start()
+                    newlines = chunk.count(b"\n", pos, stop)
+                    if newlines:
+                        self.index += newlines
+                        self.offset = base + chunk.rindex(b"\n", pos, stop) + 1
+                    if found is None:
+                        break
+                    content, pos = True, stop
+                newline = chunk.find(b"\n", pos)
+                stop = end if newline < 0 else newline
+                size += stop - pos
+                if parts is not None:
+                    if size <= self.max_line_bytes:
+                        parts.append(chunk[pos:stop])
+                    else:
+                        parts = None  # too long to keep: only its size is counted on
+                if newline < 0:
+                    break
+                data = None if parts is None else b"".join(parts)
+                yield Line(self.index, self.offset, data, size)
+                self.index += 1
+                self.offset = base + newline + 1
+                parts, size, content = [], 0, False
+                pos = newline + 1
+            if over:
+                raise TotalCapExceeded
+        if content:  # a last line without a newline
+            yield Line(self.index, self.offset, None if parts is None else b"".join(parts), size)
+
+
+# ------------------------------------------------------------------------- JSON arrays
+
+_JSON_SPACE = " \t\r\n"
+# Outside strings, at the array's own level: every non-space character matters (a value
+# starts, a comma, the closing bracket). Deeper: only brackets and string quotes.
+_TOP = re.compile(r"[^ \t\r\n]")
+_NESTED = re.compile(r'["\[\]{}]')
+_IN_STRING = re.compile(r'["\\]')
+
+
+def count_json_array(stream: BinaryIO) -> int | None:
+    """The number of elements of the JSON array `stream` holds, read in chunks; None when
+    it does not hold one (an object, a scalar, or an array never closed). For valid JSON
+    the count is exact; for invalid JSON it is a count that parsing will reject anyway."""
+    head = stream.read(CHUNK_BYTES)
+    while head and len(head) < 4 and (more := stream.read(CHUNK_BYTES)):
+        head += more  # enough to recognise the encoding
+    decoder = codecs.getincrementaldecoder(_json_encoding(head))("replace")
+    counter = _ArrayCounter()
+    chunk = head
+    while chunk:
+        if not counter.feed(decoder.decode(chunk)):
+            return None
+        chunk = stream.read(CHUNK_BYTES)
+    counter.feed(decoder.decode(b"", final=True))
+    return counter.result()
+
+
+def _json_encoding(head: bytes) -> str:
+    """UTF-8 (BOM or not), or UTF-16/32 by BOM or by where the NULs of "[" fall."""
+    for bom, name in (
+        (codecs.BOM_UTF32_LE, "utf-32"),
+        (codecs.BOM_UTF32_BE, "utf-32"),
+        (codecs.BOM_UTF8, "utf-8-sig"),
+        (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"),
+    ):
+        if head.startswith(bom):
+            return name
+    start = head[:4]
+    if len(start) == 4 and start[1:] == b"\x00\x00\x00":
+        return "utf-32-le"
+    if len(start) == 4 and start[:3] == b"\x00\x00\x00":
+        return "utf-32-be"
+    if start[1:2] == b"\x00":
+        return "utf-16-le"
+    if start[:1] == b"\x00":
+        return "utf-16-be"
+    return "utf-8"
+
+
+class _ArrayCounter:
+    def __init__(self) -> None:
+        self.started = False
+        self.closed = False
+        self.trailing = False  # something after the closing bracket
+        self.depth = 0
+        self.in_string = False
+        self.escaped = False  # the last chunk ended inside a string on a backslash
+        self.expect_value = False  # at depth 1, after "[" or ","
+        self.count = 0
+
+    def result(self) -> int | None:
+        return self.count if self.closed and not self.trailing else None
+
+    def feed(self, text: str) -> bool:
+        """Scan `text`; False as soon as the document is known not to be an array."""
+        pos, end = 0, len(text)
+        while pos < end:
+            if self.closed:
+                self.trailing = self.trailing or bool(text[pos:].strip(_JSON_SPACE))
+                return True
+            if self.in_string:
+                if self.escaped:
+                    self.escaped, pos = False, pos + 1
+                    continue
+                found = _IN_STRING.search(text, pos)
+                if found is None:
+                    return True
+                pos = found.end()
+                if found.group() == "\\":
+                    self.escaped = True
+                else:
+                    self.in_string = False
+                continue
+            if not self.started:
+                found = _TOP.search(text, pos)
+                if found is None:
+                    return True
+                if found.group() != "[":
+                    return False
+                self.started, self.depth, self.expect_value = True, 1, True
+                pos = found.end()
+                continue
+            found = (_TOP if self.depth == 1 else _NESTED).search(text, pos)
+            if found is None:
+                return True
+            char, pos = found.group(), found.end()
+            if self.depth == 1:
+                if char == ",":
+                    self.expect_value = True
+                    continue
+                if char == "]":
+                    self.depth, self.closed = 0, True
+                    continue
+                if self.expect_value:
+                    self.count += 1
+                    self.expect_value = False
+            if char == '"':
+                self.in_string = True
+            elif char in "[{":
+                self.depth += 1
+            elif char in "]}":
+                self.depth -= 1
+                if self.depth == 0:
+                    self.closed = True
+        return True
