@@ -38,11 +38,19 @@ REDIS_OUTAGE: tuple[type[Exception], ...] = (
     TryAgainError,
     MasterDownError,
 )
-_REFUSALS = {
+_OUTAGE_CODES = {
+    "OOM": "full: used memory is over maxmemory (OOM)",
+    "READONLY": "read-only: a replica, not the primary (READONLY)",
+    "LOADING": "loading its data into memory (LOADING)",
+    "MASTERDOWN": "failing over (MASTERDOWN)",
+    "TRYAGAIN": "failing over (TRYAGAIN)",
     "MISCONF": "refusing writes: its last snapshot failed (MISCONF)",
     "BUSY": "busy running a script (BUSY)",
     "NOREPLICAS": "refusing writes: not enough replicas (NOREPLICAS)",
 }
+# Redis before 7 wraps the error a script's command met: "Error running script (call to
+# f_...): @user_script:2: @user_script: 2: -OOM command not allowed ...".
+_SCRIPT_ERROR_CODE = re.compile(r"-(" + "|".join(_OUTAGE_CODES) + r") ")
 
 # What `celery -A workers worker` and the workers use when nothing is configured.
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -84,6 +92,16 @@ def _transient(error: BaseException) -> bool:
     return not isinstance(error.__context__, ssl.SSLCertVerificationError)
 
 
+# redis-py turns these replies into classes and drops the code from the message.
+_ERROR_CLASS_CODES: dict[type[Exception], str] = {
+    OutOfMemoryError: "OOM",
+    ReadOnlyError: "READONLY",
+    BusyLoadingError: "LOADING",
+    MasterDownError: "MASTERDOWN",
+    TryAgainError: "TRYAGAIN",
+}
+
+
 def outage_reason(error: BaseException | None) -> str | None:
     """Why Redis refuses work for now, in a few words; None when `error` (or what it wraps:
     kombu re-raises Redis errors as its own) is no outage but a real failure."""
@@ -92,19 +110,18 @@ def outage_reason(error: BaseException | None) -> str | None:
         seen.add(id(error))
         if isinstance(error, redis.AuthenticationError) or not _transient(error):
             return None  # a ConnectionError that waiting cannot fix
-        if isinstance(error, OutOfMemoryError):
-            return "full: used memory is over maxmemory (OOM)"
-        if isinstance(error, ReadOnlyError):
-            return "read-only: a replica, not the primary (READONLY)"
-        if isinstance(error, BusyLoadingError):
-            return "loading its data into memory (LOADING)"
-        if isinstance(error, MasterDownError | TryAgainError):
-            return f"failing over ({type(error).__name__})"
-        if isinstance(error, redis.ConnectionError | redis.TimeoutError):
+        if isinstance(error, redis.ConnectionError | redis.TimeoutError) and not isinstance(
+            error, BusyLoadingError
+        ):
             return f"unreachable: {redact(str(error)) or type(error).__name__}"
-        if isinstance(error, redis.ResponseError):
-            code = str(error).split(" ", 1)[0]
-            return _REFUSALS.get(code)
+        if isinstance(error, redis.RedisError):
+            text = str(error)
+            code = _ERROR_CLASS_CODES.get(type(error)) or text.split(" ", 1)[0]
+            if code not in _OUTAGE_CODES and (found := _SCRIPT_ERROR_CODE.search(text)):
+                code = found.group(1)
+            if code in _OUTAGE_CODES:
+                return _OUTAGE_CODES[code]
+            return None
         error = error.__cause__ or error.__context__
     return None
 
