@@ -16,7 +16,7 @@ documents before it. Per document:
 A document the project sends to `dead` as all_boilerplate counts as all its lines
 removed. Systems, on the same documents in the same run:
 
-- project: rules (config/boilerplate.toml) + learned lines (workers/learner.py);
+- project: rules (config/boilerplate.toml) + learned lines (workers/clean/boilerplate/learner.py);
 - rules only: the same rules, learning off;
 - C4 line filter: keep only lines that end in terminal punctuation (. ! ? " ') and have
   at least 5 words (Raffel et al. 2020), the common plain-text heuristic;
@@ -58,14 +58,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._redis import RedisServer  # noqa: E402
+from workers.clean.boilerplate.learner import LineLearner  # noqa: E402
+from workers.clean.boilerplate.strip import line_hash  # noqa: E402
+from workers.clean.normalise import normalise_for_publishing, split_lines  # noqa: E402
 from workers.config import load_settings  # noqa: E402
 from workers.document import Document  # noqa: E402
-from workers.learner import LineLearner  # noqa: E402
-from workers.pipeline import SUBMIT_CHUNK, prepare_chunk  # noqa: E402
-from workers.runtime import Runtime, build_runtime  # noqa: E402
-from workers.sources.files import load_task, plan_backfill  # noqa: E402
-from workers.stages.normalise import normalise_for_publishing, split_lines  # noqa: E402
-from workers.stages.strip import line_hash  # noqa: E402
+from workers.ingest.files import load_task, plan_backfill  # noqa: E402
+from workers.pipeline.process import SUBMIT_CHUNK, prepare_chunk  # noqa: E402
+from workers.worker.runtime import Runtime, build_runtime  # noqa: E402
 
 DEFAULT_SHARED = ROOT.parent / "shared"
 FOOTER_DEV = "eval/footer-dev.jsonl"

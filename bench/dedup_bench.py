@@ -37,13 +37,13 @@ from datasketch import MinHash, MinHashLSH
 from rich.console import Console
 from rich.table import Table
 
+from workers.clean.fingerprint import Fingerprint
+from workers.clean.matching import matching_tokens
 from workers.config import Settings, load_settings
 from workers.document import DeadInput, Document
-from workers.index import Accepted, Outcome, PreparedBatch
-from workers.pipeline import SUBMIT_CHUNK, clean_document, learn_common_facts, overlapped
-from workers.runtime import Runtime, build_runtime
-from workers.stages.fingerprint import Fingerprint
-from workers.stages.matching import matching_tokens
+from workers.index.dedup import Accepted, Outcome, PreparedBatch
+from workers.pipeline.process import SUBMIT_CHUNK, clean_document, learn_common_facts, overlapped
+from workers.worker.runtime import Runtime, build_runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SHARED = ROOT.parent / "shared"

@@ -32,7 +32,7 @@ from dedup_bench import (
     score_pairs,
 )
 
-from workers.runtime import build_runtime, fingerprint_params
+from workers.worker.runtime import build_runtime, fingerprint_params
 
 
 def shingle_set(tokens: Sequence[str]) -> set[str]:

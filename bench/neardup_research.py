@@ -38,10 +38,10 @@ import numpy as np
 import xxhash
 from datasketch import MinHash, MinHashLSH
 
+from workers.clean.boilerplate.strip import RuleSet, load_rules
+from workers.clean.matching import matching_tokens
 from workers.document import DeadInput, Document
-from workers.pipeline import clean_document
-from workers.stages.matching import matching_tokens
-from workers.stages.strip import RuleSet, load_rules
+from workers.pipeline.process import clean_document
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 NUM_PERM = 128

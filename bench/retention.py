@@ -24,9 +24,9 @@ from _redis import RedisServer  # noqa: E402
 
 from workers.config import load_settings  # noqa: E402
 from workers.document import Document  # noqa: E402
-from workers.index import Accepted  # noqa: E402
-from workers.pipeline import clean_document, fingerprint_tokens  # noqa: E402
-from workers.runtime import build_runtime  # noqa: E402
+from workers.index.dedup import Accepted  # noqa: E402
+from workers.pipeline.process import clean_document, fingerprint_tokens  # noqa: E402
+from workers.worker.runtime import build_runtime  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "saudinewsnet.jsonl.gz"
 DAY = 86400.0

@@ -40,12 +40,12 @@ from typing import IO, Any
 import redis
 from _redis import RedisServer, _die_with_parent
 
-from workers.connection import broker_for
-from workers.jobs import JobProgress, read_progress
-from workers.keyspace import Keys
-from workers.sources.files import TaskSpec
-from workers.stats import write_refusal
-from workers.streams import iter_range
+from workers.index.keys import Keys
+from workers.ingest.files import TaskSpec
+from workers.ops.connection import broker_for
+from workers.ops.stats import write_refusal
+from workers.ops.streams import iter_range
+from workers.worker.jobs import JobProgress, read_progress
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SHARED = ROOT.parent / "shared"

@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from workers.document import Document
-from workers.pipeline import clean_document, fingerprint_tokens
+from workers.pipeline.process import clean_document, fingerprint_tokens
 
 if TYPE_CHECKING:
-    from workers.runtime import Runtime
+    from workers.worker.runtime import Runtime
 
 TASHKEEL = "\u064e\u064f\u0650\u0651\u0652\u064b\u064c\u064d"
 ADDED_SENTENCES = (

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import SEEDS, cli_env, run_cli
 
-from workers.stages.normalise import normalise_for_publishing
+from workers.clean.normalise import normalise_for_publishing
 
 BOILERPLATE = (
     "أخبار ليبيا24",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.stages.decode import DecodeError, decode_bytes
+from workers.ingest.decode import DecodeError, decode_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = (ROOT / "seeds" / "000_b1ab6303fef3538a.txt").read_text(encoding="utf-8")

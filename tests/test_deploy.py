@@ -22,8 +22,8 @@ import pytest
 import yaml
 from conftest import ROOT, RedisTarget
 
-from workers.celery_app import FETCH_QUEUE, INGEST_QUEUE, make_app
 from workers.config import Settings
+from workers.worker.app import FETCH_QUEUE, INGEST_QUEUE, make_app
 
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"

@@ -268,7 +268,7 @@ def test_server_no_record_names_is_stopped_before_starting_another(tmp_path: Pat
     """A redis-server already running on the data dir's files without a record (left by
     an older version, which daemonized it) is stopped, saving, before a new one starts:
     two servers on one AOF would lose writes."""
-    from workers.embedded import redis_executable
+    from workers.ops.embedded import redis_executable
 
     data_dir = tmp_path / "data"
     env = cli_env(data_dir=data_dir)

@@ -1,4 +1,4 @@
-"""Bounded article extraction (workers/extraction.py): real child processes, real pages.
+"""Bounded article extraction (workers/ingest/extraction.py): real child processes, real pages.
 
 The hostile pages are the ones that hold trafilatura in C code, where no signal reaches:
 a million sibling paragraphs (minutes and gigabytes unbounded) and one element with
@@ -19,8 +19,8 @@ import pytest
 from test_html import ARTICLE_PAGE, PARAGRAPHS
 
 from workers.config import Settings
-from workers.extraction import ArticleExtractor, ExtractLimits
-from workers.stages.html import ArticleError, check_page_size, read_article
+from workers.ingest.extraction import ArticleExtractor, ExtractLimits
+from workers.ingest.html import ArticleError, check_page_size, read_article
 
 SIBLINGS = "<html><body>" + "<p>x</p>" * 1_000_000 + "</body></html>"
 ATTRIBUTES = (
@@ -160,7 +160,7 @@ def test_the_child_dies_with_its_parent_even_while_parsing() -> None:
     extraction process behind, even one busy in C code that reads no input."""
     script = (
         "import threading, time\n"
-        "from workers.extraction import ArticleExtractor, ExtractLimits\n"
+        "from workers.ingest.extraction import ArticleExtractor, ExtractLimits\n"
         "e = ArticleExtractor(ExtractLimits(timeout=300))\n"
         "e.read('<p>hello there</p>', '')\n"
         "assert e._child is not None\n"

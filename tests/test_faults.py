@@ -41,10 +41,10 @@ import redis
 from conftest import SEEDS, cli_env, free_port, run_cli, start_worker, stop_workers
 from edit_copies import lightly_edit
 
-from workers import streams
-from workers.connection import RedisUnavailable, ping, redis_from_url
-from workers.jobs import JobProgress, read_progress
-from workers.keyspace import STREAM_NAMES, Keys
+from workers.index.keys import STREAM_NAMES, Keys
+from workers.ops import streams
+from workers.ops.connection import RedisUnavailable, ping, redis_from_url
+from workers.worker.jobs import JobProgress, read_progress
 
 # Dead-letter reasons that depend on an input's content only, never on a fault.
 CONTENT_REASONS = {"missing_text", "all_boilerplate"}

@@ -13,7 +13,8 @@ import feedparser
 import pytest
 
 from tests.conftest import ROOT, shared_path
-from workers.sources.feeds import (
+from workers.clean.boilerplate.strip import load_rules, parse_source_rules
+from workers.feeds.spec import (
     FeedEntry,
     FeedSpec,
     ParsedFeed,
@@ -22,8 +23,7 @@ from workers.sources.feeds import (
     needs_article,
     parse_feed,
 )
-from workers.stages.html import ArticleText
-from workers.stages.strip import load_rules, parse_source_rules
+from workers.ingest.html import ArticleText
 
 RSS = {"content-type": "application/rss+xml"}
 FEED_URL = "https://news.example.com/feeds/all.xml"

@@ -19,8 +19,8 @@ from conftest import ROOT, RedisTarget, cli_env, run_cli, shared_path
 from loopback import LoopbackServer, Scripted
 
 from workers.config import ConfigError, load_settings
-from workers.fetch import Fetcher
-from workers.polling import (
+from workers.feeds.fetch import Fetcher
+from workers.feeds.poll import (
     ARTICLE_ATTEMPTS,
     PollReport,
     feed_job,
@@ -28,10 +28,10 @@ from workers.polling import (
     feed_statuses,
     poll_feed,
 )
-from workers.runtime import Runtime, build_fetcher, build_runtime, load_feeds_and_rules
-from workers.schedule import schedule_entries
-from workers.sources.feeds import FeedSpec, parse_feed
-from workers.streams import iter_range
+from workers.feeds.schedule import schedule_entries
+from workers.feeds.spec import FeedSpec, parse_feed
+from workers.ops.streams import iter_range
+from workers.worker.runtime import Runtime, build_fetcher, build_runtime, load_feeds_and_rules
 
 SNAPSHOT_FEEDS = (
     "aljazeera",

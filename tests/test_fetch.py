@@ -1,4 +1,4 @@
-"""workers.fetch against a real HTTP server on 127.0.0.1 (tests/loopback.py), no mocks.
+"""workers.feeds.fetch against a real HTTP server on 127.0.0.1 (tests/loopback.py), no mocks.
 
 Backoff sleeps go to a recorder instead of the clock, except where real timing is what
 is tested (read timeouts, the host gate).
@@ -22,8 +22,7 @@ from conftest import RedisTarget
 from loopback import LoopbackServer, Scripted
 
 from workers.config import Settings
-from workers.connection import redact
-from workers.fetch import (
+from workers.feeds.fetch import (
     Fetcher,
     FetchError,
     HttpPolicy,
@@ -31,7 +30,8 @@ from workers.fetch import (
     RedisHostGate,
     check_url,
 )
-from workers.keyspace import Keys
+from workers.index.keys import Keys
+from workers.ops.connection import redact
 
 UA = "newsdedup-test/1.0 (+https://example.org/bot)"
 CAP = 64 * 1024

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 
-from workers.stages.fingerprint import (
+from workers.clean.fingerprint import (
     Fingerprinter,
     FingerprintParams,
     fact_cells,
@@ -14,7 +14,7 @@ from workers.stages.fingerprint import (
     hash_tokens,
     token_hash,
 )
-from workers.stages.matching import matching_tokens
+from workers.clean.matching import matching_tokens
 
 PARAMS = FingerprintParams(num_perm=128, seed=1, shingle_size=3, lsh_threshold=0.3)
 TEXT = (

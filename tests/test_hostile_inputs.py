@@ -25,11 +25,11 @@ from typing import Any
 import pytest
 from conftest import ROOT, SEEDS, RedisTarget, cli_env, run_cli, start_worker, stop_workers
 
-from workers.celery_app import make_app
 from workers.config import Settings
-from workers.sources.files import Location, TaskSpec
-from workers.sources.paths import escape_name, os_path
-from workers.sources.scan import LineScanner, count_json_array
+from workers.ingest.files import Location, TaskSpec
+from workers.ingest.paths import escape_name, os_path
+from workers.ingest.scan import LineScanner, count_json_array
+from workers.worker.app import make_app
 
 SEED_FILES = sorted(SEEDS.glob("*.txt"))
 MiB = 1024 * 1024
@@ -110,7 +110,7 @@ def test_a_file_name_that_is_not_utf8_is_accounted_for(tmp_path: Path) -> None:
 def test_names_that_are_not_utf8_survive_a_careful_rerun(tmp_path: Path) -> None:
     """A giant article makes the first run of the batch hit the soft time limit; the
     careful reruns name each input in the job's cursor and look it up in the done set
-    (workers/batches.py). Files and a folder whose names are not UTF-8 go through them."""
+    (workers/worker/batches.py). Files and a folder whose names are not UTF-8 go through them."""
     folder = tmp_path / "in"
     copy_seeds(folder, 4)
     words = " ".join(p.read_text("utf-8") for p in SEED_FILES).split()
@@ -394,7 +394,7 @@ def test_invisible_and_wordless_texts_are_dead_not_duplicates(tmp_path: Path) ->
 def test_line_scanner_agrees_with_splitting_lines(
     chunk: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("workers.sources.scan.CHUNK_BYTES", chunk)
+    monkeypatch.setattr("workers.ingest.scan.CHUNK_BYTES", chunk)
     rng = random.Random(chunk)
     pieces = [b"", b" ", b"\t \r", b'{"a": 1}', b"  x  ", b"\x0b", b"abc def", b"0123456789"]
     for _ in range(200):

@@ -12,7 +12,7 @@ import pytest
 import trafilatura
 
 from tests.conftest import shared_path
-from workers.stages.html import ArticleError, extract_article, html_to_text, read_article
+from workers.ingest.html import ArticleError, extract_article, html_to_text, read_article
 
 # ------------------------------------------------------------------------- html_to_text
 

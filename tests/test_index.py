@@ -14,15 +14,15 @@ from edit_copies import WORDLESS_EDITS, lightly_edit, mutual_copies
 
 from workers.config import Settings, load_settings
 from workers.document import Document
-from workers.index import IndexMismatch
-from workers.keyspace import (
+from workers.index.dedup import IndexMismatch
+from workers.index.keys import (
     _LUA_INDEX,
     fact_operation,
     lsh_bucket_fields,
     packed_fact_operations,
 )
-from workers.pipeline import prepare
-from workers.runtime import Runtime, build_runtime
+from workers.pipeline.process import prepare
+from workers.worker.runtime import Runtime, build_runtime
 
 DAY = 86400.0
 WORDS = [
@@ -214,7 +214,7 @@ def test_writes_nothing_outside_its_prefix(runtime: Runtime, redis_target: Redis
 def test_rebuild_reindexes_published_docs_under_new_parameters(
     redis_target: RedisTarget, prefix: str
 ) -> None:
-    from workers.pipeline import rebuild_index
+    from workers.pipeline.process import rebuild_index
 
     old = build_runtime(settings_for(prefix), redis_target.url)
     texts = [article(200 + i) for i in range(4)]

@@ -11,12 +11,12 @@ from conftest import RedisTarget, cli_env, run_cli
 from edit_copies import lightly_edit
 from test_index import article, settings_for
 
+from workers.clean.boilerplate.learner import Candidate, LineLearner
+from workers.clean.boilerplate.strip import learnable_lines, link_targets
 from workers.document import Document
-from workers.learner import Candidate, LineLearner
-from workers.pipeline import process_inputs
-from workers.runtime import Runtime, build_runtime
-from workers.stages.strip import learnable_lines, link_targets
-from workers.streams import iter_range
+from workers.ops.streams import iter_range
+from workers.pipeline.process import process_inputs
+from workers.worker.runtime import Runtime, build_runtime
 
 FOOTER = "حمّل تطبيق الصحيفة على هاتفك لتصلك آخر الأخبار أولاً بأول"
 MIDDLE = "وأكد المتحدث الرسمي أن العمل مستمر وفق الخطة المعتمدة دون أي تأخير"
@@ -280,7 +280,7 @@ def test_link_targets_of_duplicates_are_kept_too(redis_target: RedisTarget, pref
 
 def test_document_with_an_extremely_long_line_is_dead() -> None:
     from workers.document import Document
-    from workers.pipeline import MAX_LINE_CHARS, normalise_document
+    from workers.pipeline.process import MAX_LINE_CHARS, normalise_document
 
     doc = Document(id="d", source="s", text="ok\n" + "y" * (MAX_LINE_CHARS + 1), input_ref="r")
     dead = normalise_document(doc)

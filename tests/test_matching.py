@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.stages.matching import matching_tokens, normalise_for_matching
+from workers.clean.matching import matching_tokens, normalise_for_matching
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.stages.normalise import join_lines, normalise_for_publishing, split_lines
+from workers.clean.normalise import join_lines, normalise_for_publishing, split_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = sorted((ROOT / "seeds").glob("*.txt"))

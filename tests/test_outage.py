@@ -7,7 +7,7 @@ import redis
 from kombu.exceptions import OperationalError
 from redis.exceptions import BusyLoadingError, OutOfMemoryError, ReadOnlyError
 
-from workers.connection import outage_reason
+from workers.ops.connection import outage_reason
 
 
 @pytest.mark.parametrize(

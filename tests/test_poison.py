@@ -22,12 +22,12 @@ import redis
 from conftest import SEEDS, RedisTarget, cli_env, run_cli, start_worker, stop_workers
 from test_index import settings_for
 
-from workers.batches import MAX_ATTEMPTS, BatchRun, Suspect
-from workers.connection import as_text
-from workers.jobs import read_progress
-from workers.keyspace import Keys
-from workers.runtime import Runtime, build_runtime
-from workers.sources.files import plan_backfill
+from workers.index.keys import Keys
+from workers.ingest.files import plan_backfill
+from workers.ops.connection import as_text
+from workers.worker.batches import MAX_ATTEMPTS, BatchRun, Suspect
+from workers.worker.jobs import read_progress
+from workers.worker.runtime import Runtime, build_runtime
 
 
 def make_folder(folder: Path) -> int:

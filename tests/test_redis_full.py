@@ -34,7 +34,7 @@ from test_faults import (
     write_inputs,
 )
 
-from workers.keyspace import Keys
+from workers.index.keys import Keys
 
 __all__ = ["private_redis"]  # the fixture, imported for the tests below
 

@@ -20,7 +20,7 @@ import pytest
 import redis
 from conftest import RedisTarget, cli_env, run_cli, start_worker, stop_workers
 
-from workers.keyspace import Keys, glob_escape
+from workers.index.keys import Keys, glob_escape
 
 
 @pytest.fixture
@@ -110,9 +110,9 @@ def test_reset_deletes_exactly_its_own_keys(
 def test_owns_every_key_newsdedup_names_and_no_neighbours() -> None:
     import uuid
 
-    from workers.celery_app import FETCH_QUEUE, INGEST_QUEUE
-    from workers.jobs import new_job_id
-    from workers.polling import feed_job, feed_key
+    from workers.feeds.poll import feed_job, feed_key
+    from workers.worker.app import FETCH_QUEUE, INGEST_QUEUE
+    from workers.worker.jobs import new_job_id
 
     keys = Keys("nd:")
     feed = feed_key("https://example.org/feed")

@@ -481,7 +481,7 @@ def test_no_pickle_like_module_is_imported_under_workers() -> None:
 
 def test_celery_app_accepts_json_only() -> None:
     code = (
-        "from workers.celery_app import app; c = app.conf; "
+        "from workers.worker.app import app; c = app.conf; "
         "print(c.accept_content, c.result_accept_content, c.task_serializer, "
         "c.result_serializer, c.event_serializer, c.beat_scheduler)"
     )
@@ -500,5 +500,5 @@ def test_celery_app_accepts_json_only() -> None:
         "json",
         "json",
         "json",
-        "workers.schedule:FeedScheduler",  # not Celery's shelve-backed scheduler
+        "workers.feeds.schedule:FeedScheduler",  # not Celery's shelve-backed scheduler
     ]

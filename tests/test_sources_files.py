@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from workers.document import DeadInput, Document, LoadedInput
-from workers.sources.dates import parse_date
-from workers.sources.files import (
+from workers.ingest.dates import parse_date
+from workers.ingest.files import (
     Limits,
     Location,
     Plan,
@@ -24,7 +24,7 @@ from workers.sources.files import (
     load_task,
     plan_backfill,
 )
-from workers.stages.html import read_article
+from workers.ingest.html import read_article
 
 SHARED_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0

@@ -22,14 +22,20 @@ import pytest
 from conftest import ROOT, RedisTarget, cli_env, run_cli
 from test_index import article, settings_for
 
-import workers.stats
+import workers.ops.stats
 from workers.document import DeadInput, Document, LoadedInput
-from workers.keyspace import MINUTE_KINDS, RATE_BUCKET_TTL, RATE_KINDS, Keys
-from workers.metrics import CONTENT_TYPE, MetricsServer, Scraper, render_prometheus, scrape_client
-from workers.pipeline import process_inputs
-from workers.runtime import Runtime, build_runtime
-from workers.stats import collect_stats, window_rates
-from workers.streams import ensure_group, read_group
+from workers.index.keys import MINUTE_KINDS, RATE_BUCKET_TTL, RATE_KINDS, Keys
+from workers.ops.metrics import (
+    CONTENT_TYPE,
+    MetricsServer,
+    Scraper,
+    render_prometheus,
+    scrape_client,
+)
+from workers.ops.stats import collect_stats, window_rates
+from workers.ops.streams import ensure_group, read_group
+from workers.pipeline.process import process_inputs
+from workers.worker.runtime import Runtime, build_runtime
 
 
 def make_doc(n: int, source: str, text: str | None = None) -> Document:
@@ -129,7 +135,7 @@ def test_counts_rates_streams_groups_and_memory(
     assert stats["consumer_groups"]["duplicates"] == []
 
     # Beyond the scan limit, Redis < 7 cannot tell: unknown (None), never a crash.
-    monkeypatch.setattr(workers.stats, "LAG_SCAN_LIMIT", 3)
+    monkeypatch.setattr(workers.ops.stats, "LAG_SCAN_LIMIT", 3)
     stats = collect_stats(rt.client, rt.keys)
     groups = {g["name"]: g for g in stats["consumer_groups"]["docs"]}
     assert groups["indexer"]["lag"] == (7 if redis_major(stats) >= 7 else None)
@@ -184,7 +190,7 @@ def test_window_rates_weigh_the_oldest_minute_by_its_share_inside() -> None:
 
 
 def test_rebuild_does_not_count(rt: Runtime) -> None:
-    from workers.pipeline import rebuild_index
+    from workers.pipeline.process import rebuild_index
 
     run(rt, [make_doc(n, "alpha") for n in range(4)])
     before = collect_stats(rt.client, rt.keys)

@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from workers.stages.normalise import normalise_for_publishing, split_lines
-from workers.stages.strip import (
+from workers.clean.boilerplate.strip import (
     DEFAULT_RULES_PATH,
     RuleSet,
     byline_parts,
@@ -20,6 +19,7 @@ from workers.stages.strip import (
     parse_rules,
     strip_boilerplate,
 )
+from workers.clean.normalise import normalise_for_publishing, split_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES_PATH = ROOT / "config" / "boilerplate.toml"

@@ -2,7 +2,7 @@
 
 Consumers key on `id`, but two files (or two outlets) may use the same ids. A document
 published as new whose id a live document already holds is published as `<id>~<n>`, its
-input's id in `input_id` (UNIQUE IDS in workers/keyspace.py); duplicates are unaffected
+input's id in `input_id` (UNIQUE IDS in workers/index/keys.py); duplicates are unaffected
 and name the original by its published id. The ids held survive `index rebuild`.
 """
 

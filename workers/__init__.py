@@ -19,7 +19,7 @@ __all__ = ["app"]
 
 def __getattr__(name: str) -> Any:
     if name == "app":
-        from workers.celery_app import app
+        from workers.worker.app import app
 
         return app
     raise AttributeError(f"module 'workers' has no attribute {name!r}")

@@ -1,0 +1,534 @@
+"""Polling one feed: the I/O edge that turns a feed URL into pipeline inputs.
+
+A poll is: take the feed's lock, conditional GET, parse, keep the entries not accounted
+for before, fetch article pages where the entries are only summaries, then the same
+strip -> dedup -> publish stages as files (`process_inputs`), and record the feed's status.
+
+Exactly once per entry: a feed is one never-ending job, `feed-<key>`, whose done set
+(see workers/index/keys.py) holds every entry key accounted for, added by the same Lua
+script that publishes the entry, so an entry is in `docs`, `duplicates` or `dead` once
+whatever crashes or redeliveries happen. Before fetching anything, a poll drops the
+entries already in that set. The set forgets entries after `feeds.seen_days`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+import redis
+
+from workers.clean.urls import canonical_url
+from workers.document import DeadInput, LoadedInput
+from workers.feeds.fetch import Fetcher, FetchError
+from workers.feeds.spec import FeedEntry, FeedSpec, entry_document, needs_article, parse_feed
+from workers.index.keys import HOLD_LOCK_LUA, RELEASE_LOCK_LUA, Keys
+from workers.ingest.html import ArticleError, ArticleReader, ArticleText
+from workers.ops.connection import as_text, redact
+from workers.pipeline.process import process_inputs
+
+if TYPE_CHECKING:
+    from workers.worker.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+FEED_ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, "
+    "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+)
+ARTICLE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
+# Polls in a row an entry's article page may fail transiently (timeout, 5xx) before the
+# entry goes ahead with its summary, or to `dead` when it has none.
+ARTICLE_ATTEMPTS = 3
+POLL_RECORD_TTL = 24 * 3600
+
+Outcome = Literal["polled", "not_modified", "unchanged", "locked", "failed"]
+
+
+def feed_key(url: str) -> str:
+    """A feed's id in Redis keys: a hash of its canonical URL, so `http://www.x/feed` and
+    `https://x/feed/` share state and key names stay short and safe."""
+    canonical = canonical_url(url) or url.strip()
+    return hashlib.blake2b(canonical.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def feed_job(key: str) -> str:
+    return f"feed-{key}"
+
+
+def ad_hoc_feed(
+    url: str, *, source: str | None, fetch_article: str | None, interval: int
+) -> FeedSpec:
+    """A spec for a URL that is not in feeds.toml: named after its host and path, its
+    documents' source named after its host."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "feed").lower().removeprefix("www.")
+    return FeedSpec.from_json(
+        {
+            "name": host + parts.path.rstrip("/"),
+            "url": url,
+            "source": source or host,
+            "interval": interval,
+            "fetch_article": fetch_article or "auto",
+        }
+    )
+
+
+@dataclass(slots=True)
+class PollReport:
+    feed: str
+    url: str
+    key: str
+    outcome: Outcome = "polled"
+    http_status: int = 0
+    entries: int = 0  # in the feed document
+    new: int = 0  # not accounted for before this poll
+    published: int = 0
+    exact: int = 0
+    near: int = 0
+    dead: int = 0
+    deferred: int = 0  # new entries left for the next poll (article budget, retries)
+    articles: int = 0  # article pages fetched
+    article_errors: int = 0
+    # Why article pages failed in this poll: `article_<reason>` -> pages (those retried
+    # at the next poll too, and those whose entry went out with its summary instead).
+    article_failures: dict[str, int] = field(default_factory=dict)
+    bozo: str = ""  # feedparser's complaint about an ill-formed feed it still read
+    error: str = ""
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PollReport:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def summary(self) -> str:
+        """One line for the `poll` command."""
+        head = f"{self.feed} ({self.url}): "
+        if self.outcome == "failed":
+            return head + f"failed: {self.error}"
+        if self.outcome == "locked":
+            return head + "skipped: another poll of this feed is running"
+        if self.outcome in ("not_modified", "unchanged"):
+            why = "304 not modified" if self.outcome == "not_modified" else "content unchanged"
+            return head + f"{why}, nothing new"
+        parts = [
+            f"{self.entries} entries",
+            f"{self.new} new",
+            f"{self.published} published",
+            f"{self.exact} exact duplicates",
+            f"{self.near} near duplicates",
+            f"{self.dead} dead",
+        ]
+        if self.articles:
+            failures = f"{self.article_errors} failed"
+            if self.article_failures:
+                reasons = sorted(self.article_failures.items())
+                failures += ": " + ", ".join(f"{reason} {n}" for reason, n in reasons)
+            parts.append(f"{self.articles} article pages fetched ({failures})")
+        if self.deferred:
+            parts.append(f"{self.deferred} left for the next poll")
+        line = head + f"HTTP {self.http_status}, " + ", ".join(parts)
+        return line + (f" (ill-formed feed: {self.bozo})" if self.bozo else "")
+
+
+def poll_feed(runtime: Runtime, spec: FeedSpec, *, task_id: str, fetcher: Fetcher) -> PollReport:
+    """Poll `spec` once. `task_id` owns the feed's lock; a redelivered task with the same
+    id takes its own lock back instead of waiting for it to expire."""
+    started = time.monotonic()
+    key = feed_key(spec.url)
+    report = PollReport(spec.name, spec.url, key)
+    lease_ms = (runtime.settings.worker.task_time_limit + 60) * 1000
+    # Article pages are fetched while a poll has time for one more within half the soft
+    # time limit, so that slow article servers defer entries instead of costing the poll.
+    fetch_until = started + runtime.settings.worker.task_soft_time_limit / 2
+    with _feed_lock(runtime.client, runtime.keys.feed_lock(key), task_id, lease_ms) as held:
+        if not held:
+            report.outcome = "locked"
+        else:
+            _poll_locked(runtime, spec, task_id, fetcher, report, fetch_until)
+    report.seconds = round(time.monotonic() - started, 3)
+    return report
+
+
+@contextmanager
+def _feed_lock(client: redis.Redis, lock: str, token: str, lease_ms: int) -> Iterator[bool]:
+    held = bool(client.set(lock, token, nx=True, px=lease_ms))
+    if not held and as_text(client.get(lock) or b"") == token:
+        held = bool(client.eval(HOLD_LOCK_LUA, 1, lock, token, lease_ms))
+    try:
+        yield held
+    finally:
+        if held:
+            client.eval(RELEASE_LOCK_LUA, 1, lock, token)
+
+
+def _poll_locked(
+    runtime: Runtime,
+    spec: FeedSpec,
+    task_id: str,
+    fetcher: Fetcher,
+    report: PollReport,
+    fetch_until: float,
+) -> None:
+    client, keys, key = runtime.client, runtime.keys, report.key
+    raw: Any = client.hgetall(keys.feed(key))
+    state = {as_text(k): as_text(v) for k, v in raw.items()}
+    now = time.time()
+    status: dict[str, str] = {}
+    try:
+        response = fetcher.get(
+            spec.url,
+            etag=state.get("etag", ""),
+            last_modified=state.get("last_modified", ""),
+            accept=FEED_ACCEPT,
+        )
+    except FetchError as exc:
+        report.outcome, report.error, report.http_status = "failed", str(exc), exc.status or 0
+        # Only the first failure of a streak is dead-lettered: a feed that is down for a
+        # day must not bury the dead stream; `newsdedup feeds` shows the streak.
+        if int(state.get("failures_in_row", "0")) == 0:
+            dead = DeadInput(
+                f"poll:{task_id}", f"feed_{exc.reason}", str(exc), spec.url, spec.source
+            )
+            _count(report, _process(runtime, key, [dead]))
+        _record_status(client, keys, spec, report, now, status)
+        return
+
+    report.http_status = response.status
+    if response.not_modified:
+        report.outcome = "not_modified"
+        _record_status(client, keys, spec, report, now, status)
+        return
+    body_hash = hashlib.blake2b(response.content, digest_size=16).hexdigest()
+    conditional = {
+        "etag": response.etag,
+        "last_modified": response.last_modified,
+        "body_hash": body_hash,
+    }
+    # A server that ignores conditional GET but sends the same bytes costs no parsing
+    # either, unless entries were left for this poll.
+    if body_hash == state.get("body_hash") and state.get("deferred", "0") == "0":
+        report.outcome = "unchanged"
+        _record_status(client, keys, spec, report, now, conditional)
+        return
+
+    parsed = parse_feed(response.content, response.headers, response.url)
+    report.entries = len(parsed.entries)
+    report.bozo = parsed.bozo_message if parsed.bozo else ""
+    if not parsed.entries and parsed.bozo:
+        report.outcome, report.error = "failed", f"not a usable feed: {parsed.bozo_message}"
+        # Keyed by the body: the same broken document is dead-lettered once.
+        dead = DeadInput(
+            f"body:{body_hash}", "feed_unparseable", report.error, spec.url, spec.source
+        )
+        _count(report, _process(runtime, key, [dead]))
+        _record_status(client, keys, spec, report, now, status)
+        return
+
+    new = _unseen(client, keys, key, parsed.entries)
+    report.new = len(new)
+    inputs = _inputs_for(runtime, spec, key, new, fetcher, report, fetch_until)
+    _count(report, _process(runtime, key, inputs))
+    seen_days = runtime.settings.feeds.seen_days
+    if seen_days > 0:
+        client.zremrangebyscore(keys.job_done(feed_job(key)), "-inf", now - seen_days * 86400)
+    # With entries left over, the next poll must get the whole feed again, not a 304.
+    _record_status(
+        client,
+        keys,
+        spec,
+        report,
+        now,
+        {**conditional, "etag": "", "last_modified": "", "body_hash": ""}
+        if report.deferred
+        else conditional,
+    )
+
+
+def _unseen(client: redis.Redis, keys: Keys, key: str, entries: list[FeedEntry]) -> list[FeedEntry]:
+    if not entries:
+        return []
+    scores: Any = client.zmscore(keys.job_done(feed_job(key)), [e.key for e in entries])
+    return [entry for entry, score in zip(entries, scores, strict=True) if score is None]
+
+
+def _inputs_for(
+    runtime: Runtime,
+    spec: FeedSpec,
+    key: str,
+    entries: list[FeedEntry],
+    fetcher: Fetcher,
+    report: PollReport,
+    fetch_until: float,
+) -> list[LoadedInput]:
+    """Documents for the new entries, with article pages fetched where needed (while
+    there is time for one more before `fetch_until`; the first always is, so a feed
+    always moves on)."""
+    settings = runtime.settings.feeds
+    # The longest one article can take: its request, then its extraction.
+    longest = settings.request_deadline + runtime.settings.html.extract_timeout
+    wanted = [
+        e for e in entries if needs_article(e, spec.fetch_article, settings.fetch_below_chars)
+    ]
+    tries_key = runtime.keys.feed_tries(key)
+    tries: dict[str, int] = {}
+    if wanted:
+        counts: Any = runtime.client.hmget(tries_key, [e.key for e in wanted])
+        tries = {e.key: int(c or 0) for e, c in zip(wanted, counts, strict=True)}
+    budget = settings.max_articles_per_poll
+    inputs: list[LoadedInput] = []
+    failed_again: list[str] = []
+    settled: list[str] = []
+    for entry in entries:
+        if entry.key not in tries:
+            inputs.append(entry_document(entry, spec))
+            continue
+        out_of_time = report.articles > 0 and time.monotonic() + longest > fetch_until
+        if budget <= 0 or out_of_time:
+            report.deferred += 1
+            continue
+        budget -= 1
+        report.articles += 1
+        article, error = _fetch_article(fetcher, runtime.extractor.read, entry.link)
+        if article is not None:
+            inputs.append(entry_document(entry, spec, article))
+            settled.append(entry.key)
+            continue
+        report.article_errors += 1
+        reason = _article_failure(error)
+        report.article_failures[reason] = report.article_failures.get(reason, 0) + 1
+        transient = isinstance(error, FetchError) and error.transient
+        if transient and tries[entry.key] + 1 < ARTICLE_ATTEMPTS:
+            report.deferred += 1
+            failed_again.append(entry.key)
+            continue
+        settled.append(entry.key)
+        message = str(error)
+        if entry.text or entry.title:
+            # The summary (or the headline) is better than nothing, and the entry is not lost.
+            log.warning(
+                "%s: using the summary of %s (%s): %s", spec.name, entry.link, reason, message
+            )
+            inputs.append(entry_document(entry, spec))
+        else:
+            doc = entry_document(entry, spec)
+            inputs.append(DeadInput(entry.key, reason, message, doc.id, spec.source))
+    pipe = runtime.client.pipeline(transaction=False)
+    for entry_key in failed_again:
+        pipe.hincrby(tries_key, entry_key, 1)
+    if settled:
+        pipe.hdel(tries_key, *settled)
+    pipe.execute()
+    return inputs
+
+
+ArticleFailure = FetchError | ArticleError | str
+
+
+def _fetch_article(
+    fetcher: Fetcher, read: ArticleReader, url: str
+) -> tuple[ArticleText | None, ArticleFailure]:
+    """The page's main text, or why there is none: the fetch failed (FetchError), the
+    page could not be read (ArticleError: too large or complex, too slow), or it has no
+    main text (a message)."""
+    try:
+        response = fetcher.get(url, accept=ARTICLE_ACCEPT)
+    except FetchError as exc:
+        return None, exc
+    try:
+        article = read(response.content, response.url)
+    except ArticleError as exc:
+        return None, ArticleError(f"GET {redact(url)}: {exc}", exc.reason)
+    if article is None or not article.text.strip():
+        return None, f"GET {redact(url)}: no main text found in the article page"
+    return article, ""
+
+
+def _article_failure(error: ArticleFailure) -> str:
+    """The reason an article page failed, as `dead` and the poll report name it."""
+    if isinstance(error, (FetchError, ArticleError)):
+        return f"article_{error.reason}"
+    return "article_no_text"
+
+
+def _process(runtime: Runtime, key: str, inputs: list[LoadedInput]) -> dict[str, int]:
+    if not inputs:
+        return {}
+    result = process_inputs(
+        inputs,
+        job_id=feed_job(key),
+        rules=runtime.rules,
+        fingerprinter=runtime.fingerprinter,
+        index=runtime.index,
+        learner=runtime.learner,
+        keep_headlines=True,
+    )
+    return result.counts()
+
+
+def _count(report: PollReport, counts: Mapping[str, int]) -> None:
+    report.published += counts.get("published", 0)
+    report.exact += counts.get("exact", 0)
+    report.near += counts.get("near", 0)
+    report.dead += counts.get("dead", 0)
+
+
+def _record_status(
+    client: redis.Redis,
+    keys: Keys,
+    spec: FeedSpec,
+    report: PollReport,
+    now: float,
+    extra: Mapping[Any, Any],
+) -> None:
+    key = keys.feed(report.key)
+    failed = report.outcome == "failed"
+    pipe = client.pipeline(transaction=True)
+    pipe.sadd(keys.feeds, report.key)
+    pipe.hset(
+        key,
+        mapping={
+            "name": spec.name,
+            "url": spec.url,
+            "source": spec.source,
+            "interval": spec.interval,
+            "last_polled": now,
+            "next_poll": now + spec.interval,
+            "last_outcome": report.outcome,
+            "last_status": report.http_status,
+            "last_new": report.new,
+            "last_error": report.error,
+            "deferred": report.deferred,
+            **extra,
+        },
+    )
+    if report.outcome == "polled":  # otherwise the feed's entries are as last seen
+        pipe.hset(key, "last_entries", report.entries)
+    pipe.hincrby(key, "polls", 1)
+    pipe.hincrby(key, "new_total", report.new)
+    if report.outcome in ("not_modified", "unchanged"):
+        pipe.hincrby(key, "not_modified", 1)
+    if failed:
+        pipe.hincrby(key, "failures", 1)
+        pipe.hincrby(key, "failures_in_row", 1)
+    else:
+        pipe.hset(key, "failures_in_row", 0)
+    pipe.execute()
+
+
+# ---------------------------------------------------------------------------- status
+
+
+@dataclass(frozen=True, slots=True)
+class FeedStatus:
+    key: str
+    name: str
+    url: str
+    source: str
+    interval: int
+    last_polled: float | None
+    next_poll: float | None
+    last_outcome: str
+    last_status: int
+    last_entries: int
+    last_new: int
+    last_error: str
+    polls: int
+    new_total: int
+    published: int
+    exact: int
+    near: int
+    dead: int
+    failures: int
+    failures_in_row: int
+    configured: bool
+
+
+def feed_statuses(client: redis.Redis, keys: Keys, configured: list[FeedSpec]) -> list[FeedStatus]:
+    """Every configured feed (polled or not) and every other feed polled by hand."""
+    known: Any = client.smembers(keys.feeds)
+    by_key = {feed_key(spec.url): spec for spec in configured}
+    order = list(by_key) + sorted(as_text(k) for k in known if as_text(k) not in by_key)
+    pipe = client.pipeline(transaction=False)
+    for key in order:
+        pipe.hgetall(keys.feed(key))
+        pipe.hgetall(keys.job(feed_job(key)))
+    replies: list[Any] = pipe.execute()
+
+    def number(state: Mapping[str, str], name: str) -> int:
+        value = state.get(name, "")
+        return int(float(value)) if value else 0
+
+    statuses = []
+    for i, key in enumerate(order):
+        state = {as_text(k): as_text(v) for k, v in replies[2 * i].items()}
+        totals = {as_text(k): int(v) for k, v in replies[2 * i + 1].items()}
+        spec = by_key.get(key)
+
+        statuses.append(
+            FeedStatus(
+                key=key,
+                name=spec.name if spec else state.get("name", key),
+                url=spec.url if spec else state.get("url", ""),
+                source=spec.source if spec else state.get("source", ""),
+                interval=spec.interval if spec else number(state, "interval"),
+                last_polled=float(state["last_polled"]) if state.get("last_polled") else None,
+                next_poll=float(state["next_poll"]) if state.get("next_poll") else None,
+                last_outcome=state.get("last_outcome", "never polled"),
+                last_status=number(state, "last_status"),
+                last_entries=number(state, "last_entries"),
+                last_new=number(state, "last_new"),
+                last_error=state.get("last_error", ""),
+                polls=number(state, "polls"),
+                new_total=number(state, "new_total"),
+                published=totals.get("published", 0),
+                exact=totals.get("exact", 0),
+                near=totals.get("near", 0),
+                dead=totals.get("dead", 0),
+                failures=number(state, "failures"),
+                failures_in_row=number(state, "failures_in_row"),
+                configured=spec is not None,
+            )
+        )
+    return statuses
+
+
+# ---------------------------------------------------------------------------- poll records
+
+
+def record_poll_queued(client: redis.Redis, keys: Keys, task_id: str, spec: FeedSpec) -> None:
+    key = keys.poll(task_id)
+    client.hset(key, mapping={"state": "queued", "url": spec.url, "feed": spec.name})
+    client.expire(key, POLL_RECORD_TTL)
+
+
+def record_poll_result(
+    client: redis.Redis, keys: Keys, task_id: str, report: PollReport | None, error: str = ""
+) -> None:
+    """What a poll did, for the `poll` command that is waiting on it."""
+    key = keys.poll(task_id)
+    fields_: dict[Any, Any] = {"state": "done" if report is not None else "crashed"}
+    if report is not None:
+        fields_["report"] = json.dumps(report.to_json(), ensure_ascii=False)
+    if error:
+        fields_["error"] = error
+    pipe = client.pipeline(transaction=True)
+    pipe.hset(key, mapping=fields_)
+    pipe.expire(key, POLL_RECORD_TTL)
+    pipe.execute()
+
+
+def read_poll(client: redis.Redis, keys: Keys, task_id: str) -> dict[str, str]:
+    raw: Any = client.hgetall(keys.poll(task_id))
+    return {as_text(k): as_text(v) for k, v in raw.items()}

@@ -1,0 +1,123 @@
+"""Celery beat's schedule, built from config/feeds.toml.
+
+Exactly one beat may run: two would send every poll twice. The per-feed lock would keep
+the polls themselves from overlapping, but not from doubling the traffic, so the
+scheduler also takes a Redis lock (`beat:lock`) at start and refreshes it on every tick;
+a second beat refuses to start with one clear line.
+
+The schedule lives in memory (Celery's default scheduler keeps it in a shelve file,
+which pickles); when each feed was last polled is read back from the feed's status in
+Redis, so a restarted beat does not poll every feed at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+from celery.beat import Scheduler
+
+from workers.config import load_settings
+from workers.feeds.poll import feed_key
+from workers.feeds.spec import FeedSpec
+from workers.index.keys import HOLD_LOCK_LUA, RELEASE_LOCK_LUA, Keys
+from workers.ops.connection import DEFAULT_REDIS_URL, as_text, redis_from_url
+from workers.worker.app import FETCH_QUEUE
+from workers.worker.runtime import load_feeds_and_rules
+
+log = logging.getLogger(__name__)
+
+POLL_TASK = "newsdedup.poll_feed"
+BEAT_LOCK_SECONDS = 60
+
+
+class BeatAlreadyRunning(SystemExit):
+    pass
+
+
+def schedule_entries(
+    feeds: tuple[FeedSpec, ...], last_polled: dict[str, float], now: datetime
+) -> dict[str, dict[str, Any]]:
+    """Beat entries for the enabled feeds: each due `interval` after its last poll, at
+    once if it was never polled. A poll message expires after one interval: with workers
+    down for a day, they find one poll per feed waiting, not a day of them."""
+    entries = {}
+    for spec in feeds:
+        if not spec.enabled:
+            continue
+        polled = last_polled.get(feed_key(spec.url))
+        interval = timedelta(seconds=spec.interval)
+        last_run = datetime.fromtimestamp(polled, UTC) if polled else now - interval
+        entries[f"poll {spec.name}"] = {
+            "task": POLL_TASK,
+            "schedule": interval,
+            "args": (spec.to_json(),),
+            "options": {"queue": FETCH_QUEUE, "expires": spec.interval},
+            "last_run_at": min(last_run, now),
+        }
+    return entries
+
+
+class FeedScheduler(Scheduler):  # type: ignore[misc]
+    def setup_schedule(self) -> None:
+        settings = load_settings()
+        url = settings.redis_url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+        self._client: redis.Redis = redis_from_url(url)
+        self._keys = Keys(settings.prefix)
+        self._token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        if not self._client.set(self._keys.beat_lock, self._token, nx=True, ex=BEAT_LOCK_SECONDS):
+            holder = as_text(self._client.get(self._keys.beat_lock) or b"?")
+            raise BeatAlreadyRunning(
+                f"newsdedup: error: another beat is running ({holder}); exactly one beat "
+                f"may run against a Redis and prefix (it expires {BEAT_LOCK_SECONDS}s after "
+                "that beat stops)"
+            )
+        feeds, _ = load_feeds_and_rules(settings)
+        last_polled = self._last_polled(feeds)
+        entries = schedule_entries(feeds, last_polled, self.app.now())
+        self.merge_inplace(entries)
+        log.info("beat: polling %d feeds: %s", len(entries), ", ".join(sorted(entries)))
+
+    def _last_polled(self, feeds: tuple[FeedSpec, ...]) -> dict[str, float]:
+        keys = [feed_key(spec.url) for spec in feeds]
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hget(self._keys.feed(key), "last_polled")
+        values = pipe.execute()
+        return {key: float(v) for key, v in zip(keys, values, strict=True) if v}
+
+    def install_default_entries(self, data: Any) -> None:
+        # No result backend, so Celery's backend_cleanup entry has nothing to clean.
+        return
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        self._keep_lock()
+        delay: float = super().tick(*args, **kwargs)
+        return min(delay, BEAT_LOCK_SECONDS / 3)
+
+    def _keep_lock(self) -> None:
+        renewed = self._client.eval(
+            HOLD_LOCK_LUA, 1, self._keys.beat_lock, self._token, BEAT_LOCK_SECONDS * 1000
+        )
+        if renewed:
+            return
+        # Lost it (Redis restarted without persistence, or this beat stalled past the
+        # expiry): take it again unless another beat has.
+        if not self._client.set(self._keys.beat_lock, self._token, nx=True, ex=BEAT_LOCK_SECONDS):
+            raise BeatAlreadyRunning("newsdedup: error: another beat took over; stopping this one")
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            client = getattr(self, "_client", None)
+            if client is not None:
+                with contextlib.suppress(redis.RedisError):
+                    client.eval(RELEASE_LOCK_LUA, 1, self._keys.beat_lock, self._token)
+                client.close()

@@ -1,0 +1,457 @@
+"""RSS/Atom feeds: the feeds config, parsing a fetched feed body, entries to Documents.
+
+Pure: no network and no Redis. The poller fetches the bytes and hands them here with the
+response headers; everything below is a function of its arguments.
+
+Identity: an entry's `key` names it within its feed across polls, so a re-polled entry is
+recognised and not processed twice. The feed's own guid/id is the best name; else the
+canonical link (tracking parameters dropped, so utm_ variants are one entry); else a hash
+of its text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import time
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import feedparser
+from celery.exceptions import SoftTimeLimitExceeded
+
+from workers.clean.urls import canonical_url
+from workers.document import Document
+from workers.ingest.dates import parse_date
+from workers.ingest.html import ArticleText, html_to_text
+
+FetchArticle = Literal["auto", "always", "never"]
+
+_FETCH_MODES: dict[str, FetchArticle] = {"auto": "auto", "always": "always", "never": "never"}
+_FEED_KEYS = frozenset(
+    {"name", "url", "source", "interval", "language", "fetch_article", "enabled", "boilerplate"}
+)
+_DEFAULT_KEYS = _FEED_KEYS - {"name", "url"}
+_TOP_KEYS = frozenset({"defaults", "feed"})
+_NAME = re.compile(r"[a-z0-9_-]+")
+_LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*")  # "ar", "en-GB", "zh-Hant"
+MIN_INTERVAL = 10
+_MESSAGE_CHARS = 300  # a bozo message is for a log line and a report, not a traceback
+
+
+# ------------------------------------------------------------------------------ config
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSpec:
+    """One feed to poll, as configured in feeds.toml (or made up for an ad-hoc URL)."""
+
+    name: str
+    url: str
+    source: str  # Document.source of its entries; feeds.toml defaults it to the name
+    interval: int  # seconds between polls
+    language: str = ""
+    fetch_article: FetchArticle = "auto"
+    enabled: bool = True
+    # Raw [source.<name>]-style table of boilerplate rules for this feed's source (rule,
+    # names, boilerplate_lines, content_lines); the strip stage validates it.
+    boilerplate: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "url": self.url,
+            "source": self.source,
+            "interval": self.interval,
+            "language": self.language,
+            "fetch_article": self.fetch_article,
+            "enabled": self.enabled,
+            "boilerplate": dict(self.boilerplate),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FeedSpec:
+        """Rebuild a spec from `to_json` output (a Celery argument). Only types are checked
+        here; feeds.toml is validated by `load_feeds`."""
+        mode = str(data.get("fetch_article", "auto"))
+        if mode not in _FETCH_MODES:
+            raise ValueError(f"fetch_article must be auto, always or never, not {mode!r}")
+        name = str(data["name"])
+        return cls(
+            name=name,
+            url=str(data["url"]),
+            source=str(data.get("source") or name),
+            interval=int(data["interval"]),
+            language=str(data.get("language") or ""),
+            fetch_article=_FETCH_MODES[mode],
+            enabled=bool(data.get("enabled", True)),
+            boilerplate=dict(data.get("boilerplate") or {}),
+        )
+
+
+def load_feeds(path: Path, *, default_interval: int) -> list[FeedSpec]:
+    """Read and validate the feeds config. A missing file is no feeds; any problem is one
+    ValueError line naming the file and the feed."""
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        return []
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: invalid TOML: {_one_line(str(exc))}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read: {_one_line(str(exc))}") from None
+    return parse_feeds(data, str(path), default_interval=default_interval)
+
+
+def parse_feeds(data: Mapping[str, Any], origin: str, *, default_interval: int) -> list[FeedSpec]:
+    """Validate already-parsed TOML data; `origin` names it in error messages."""
+    if unknown := sorted(set(data) - _TOP_KEYS):
+        raise ValueError(
+            f"{origin}: unknown top-level key {unknown[0]!r} (expected defaults, feed)"
+        )
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise ValueError(f"{origin}: [defaults] must be a table")
+    if defaults:  # checked on their own, so a bad default is not blamed on feed #1
+        probe = {"name": "defaults", "url": "https://example.org/", "interval": default_interval}
+        probe.update(defaults)
+        _feed_spec(probe, f"{origin}: [defaults]", set(defaults), _DEFAULT_KEYS)
+    defaults = {"interval": default_interval, **defaults}
+    feeds = data.get("feed", [])
+    if not isinstance(feeds, list):
+        raise ValueError(f"{origin}: feed must be an array of tables ([[feed]])")
+
+    specs: list[FeedSpec] = []
+    names: set[str] = set()
+    urls: dict[str, str] = {}
+    for i, table in enumerate(feeds):
+        where = f"{origin}: feed #{i + 1}"
+        if not isinstance(table, dict):
+            raise ValueError(f"{where}: must be a table")
+        if isinstance(table.get("name"), str):
+            where += f" {table['name']!r}"
+        spec = _feed_spec({**defaults, **table}, where, set(table), _FEED_KEYS)
+        if spec.name in names:
+            raise ValueError(f"{where}: duplicate name (feed names must be unique)")
+        same = _url_identity(spec.url)
+        if same in urls:
+            raise ValueError(f"{where}: same url as feed {urls[same]!r}")
+        names.add(spec.name)
+        urls[same] = spec.name
+        specs.append(spec)
+    return specs
+
+
+def _feed_spec(
+    table: Mapping[str, Any], where: str, given: set[str], allowed: frozenset[str]
+) -> FeedSpec:
+    """One [[feed]] table merged over the defaults; `given` are the keys it set itself."""
+    _check_keys(given, allowed, where)
+    name = table.get("name")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"{where}: name must be a slug of a-z, 0-9, _ and - (got {name!r})")
+    url = table.get("url")
+    if not isinstance(url, str) or not _is_http_url(url):
+        raise ValueError(f"{where}: url must be an absolute http(s) URL (got {url!r})")
+    source = table.get("source", name)
+    if not isinstance(source, str) or not source.strip() or source != source.strip():
+        raise ValueError(f"{where}: source must be a non-empty string without outer spaces")
+    interval = table.get("interval")
+    if not isinstance(interval, int) or isinstance(interval, bool) or interval < MIN_INTERVAL:
+        raise ValueError(f"{where}: interval must be an integer >= {MIN_INTERVAL} (seconds)")
+    language = table.get("language", "")
+    if not isinstance(language, str) or (language and not _LANGUAGE.fullmatch(language)):
+        raise ValueError(f"{where}: language must be a language code like 'ar' or 'en-GB'")
+    mode = table.get("fetch_article", "auto")
+    if not isinstance(mode, str) or mode not in _FETCH_MODES:
+        raise ValueError(f"{where}: fetch_article must be auto, always or never (got {mode!r})")
+    enabled = table.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ValueError(f"{where}: enabled must be true or false")
+    boilerplate = table.get("boilerplate", {})
+    if not isinstance(boilerplate, dict):
+        raise ValueError(f"{where}: boilerplate must be a table ([feed.boilerplate])")
+    if not _json_safe(boilerplate):
+        # The spec travels as a JSON task argument; TOML dates would not survive.
+        raise ValueError(f"{where}: boilerplate holds a value JSON cannot carry (a date?)")
+    return FeedSpec(
+        name=name,
+        url=url,
+        source=source,
+        interval=interval,
+        language=language,
+        fetch_article=_FETCH_MODES[mode],
+        enabled=enabled,
+        boilerplate=boilerplate,
+    )
+
+
+def _check_keys(keys: Mapping[str, Any] | set[str], allowed: frozenset[str], where: str) -> None:
+    if unknown := sorted(set(keys) - allowed):
+        raise ValueError(
+            f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})"
+        )
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not any(c.isspace() for c in url)
+    )
+
+
+def _url_identity(url: str) -> str:
+    # The same feed spelled twice: scheme, host case, www. and a default port aside. Not
+    # canonical_url: that drops query parameters (src, ref...) that may select the feed.
+    parts = urlsplit(url)
+    host = (parts.hostname or "").removeprefix("www.")
+    if parts.port not in (None, 80, 443):
+        host = f"{host}:{parts.port}"
+    return f"{host}{parts.path.rstrip('/')}?{parts.query}"
+
+
+def _json_safe(value: object) -> bool:
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_safe(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_json_safe(v) for v in value)
+    return isinstance(value, str | int | float | bool)
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEntry:
+    key: str  # identity within its feed: "guid:...", "url:<canonical link>" or "hash:..."
+    guid: str  # the feed's own guid/id element (RSS 1.0: rdf:about), or ""
+    link: str  # absolute http(s) link as given (relative ones resolved), or ""
+    title: str  # plain text, one line
+    text: str  # plain text, one paragraph per line
+    full_content: bool  # text came from a content element, not a summary/description
+    published_at: str  # ISO 8601, or ""
+    author: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    entries: list[FeedEntry]  # feed order, duplicates by key removed (first kept)
+    bozo: bool  # ill-formed, or not a feed at all
+    bozo_message: str  # one line, "" when not bozo
+    title: str
+    version: str  # feedparser's: "rss20", "atom10", "rss10"...; "" when not a feed
+    dropped: int  # entries with no guid, no link and no text (nothing to process or name)
+
+
+def parse_feed(content: bytes, headers: Mapping[str, str], url: str) -> ParsedFeed:
+    """Parse a fetched feed body. `headers` are the HTTP response headers (the charset of
+    content-type decides the encoding together with the XML declaration); relative links
+    resolve against content-location, else `url`. Never raises: unreadable input is a
+    ParsedFeed without entries, bozo and saying why.
+    """
+    try:
+        return _parse_feed(content, headers, url)
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception as exc:  # feedparser on arbitrary bytes: a bad feed, never a crash
+        return _not_a_feed(f"{type(exc).__name__}: {exc}")
+
+
+def _parse_feed(content: bytes, headers: Mapping[str, str], url: str) -> ParsedFeed:
+    if not isinstance(content, bytes | bytearray):
+        return _not_a_feed(f"expected bytes, got {type(content).__name__}")
+    if not content.strip():
+        return _not_a_feed("empty document")
+    response_headers = {name.lower(): value for name, value in headers.items()}
+    if url:
+        response_headers.setdefault("content-location", url)
+    # Without a content-type feedparser would take headers as "no type declared": decode
+    # as iso-8859-1 and complain. Declaring generic XML keeps its no-headers behaviour:
+    # the XML declaration's encoding, else UTF-8.
+    response_headers.setdefault("content-type", "application/xml")
+    # A stream, never bytes or str: feedparser fetches a str that looks like a URL and
+    # opens bytes that name a local file, and a feed body must do neither.
+    parsed = feedparser.parse(io.BytesIO(bytes(content)), response_headers=response_headers)
+
+    entries: list[FeedEntry] = []
+    seen: set[str] = set()
+    dropped = 0
+    for raw in parsed.get("entries", []):
+        try:
+            entry = _entry(raw)
+        except SoftTimeLimitExceeded:
+            raise
+        except Exception:  # one odd entry must not cost the feed's others
+            entry = None
+        if entry is None:
+            dropped += 1
+        elif entry.key not in seen:
+            seen.add(entry.key)
+            entries.append(entry)
+
+    version = str(parsed.get("version") or "")
+    bozo = bool(parsed.get("bozo"))
+    message = _exception_line(parsed.get("bozo_exception")) if bozo else ""
+    if not version and not parsed.get("entries"):
+        # feedparser calls a well-formed HTML or XML page "not bozo": for us it is no feed.
+        bozo, message = True, message or "not an RSS, Atom or RDF feed"
+    feed = dict(parsed.get("feed", {}))
+    return ParsedFeed(
+        entries=entries,
+        bozo=bozo,
+        bozo_message=message,
+        title=_one_line(_plain(feed.get("title_detail"), feed.get("title"))),
+        version=version,
+        dropped=dropped,
+    )
+
+
+def _not_a_feed(message: str) -> ParsedFeed:
+    return ParsedFeed([], True, _one_line(message)[:_MESSAGE_CHARS], "", "", 0)
+
+
+def _entry(entry: Mapping[str, Any]) -> FeedEntry | None:
+    # A plain dict: FeedParserDict maps missing keys to look-alikes (updated_parsed to
+    # published_parsed, with a DeprecationWarning); only what the feed has counts here.
+    raw = dict(entry)
+    guid = _string(raw.get("id"))
+    link = _http_link(_string(raw.get("link")))
+    title = _one_line(_plain(raw.get("title_detail"), raw.get("title")))
+    text, full_content = _body(raw)
+    if not guid and not link and not text:
+        return None
+    if guid:
+        key = f"guid:{guid}"
+    elif url_key := canonical_url(link):
+        key = f"url:{url_key}"
+    else:
+        digest = hashlib.blake2b(f"{title}\n{text}".encode(), digest_size=16)
+        key = f"hash:{digest.hexdigest()}"
+    return FeedEntry(
+        key=key,
+        guid=guid,
+        link=link,
+        title=title,
+        text=text,
+        full_content=full_content,
+        published_at=_entry_date(raw),
+        author=_author(raw),
+    )
+
+
+def _http_link(link: str) -> str:
+    # Not javascript:, mailto:, or a relative link with no base to resolve it against.
+    try:
+        parts = urlsplit(link)
+    except ValueError:  # "http://[broken"
+        return ""
+    return link if parts.scheme.lower() in ("http", "https") and parts.netloc else ""
+
+
+def _body(raw: Mapping[str, Any]) -> tuple[str, bool]:
+    """The longest text among the content elements, else the summary's."""
+    best = ""
+    for content in raw.get("content") or []:
+        if isinstance(content, Mapping) and _readable_type(content.get("type")):
+            text = _plain(content, content.get("value"))
+            if len(text) > len(best):
+                best = text
+    if best:
+        return best, True
+    return _plain(raw.get("summary_detail"), raw.get("summary")), False
+
+
+def _readable_type(kind: object) -> bool:
+    # text/html, application/xhtml+xml, text/plain; not base64 blobs or other media.
+    kind = str(kind or "text/html").lower()
+    return kind.startswith("text/") or kind.endswith(("html", "xml"))
+
+
+def _plain(detail: object, value: object) -> str:
+    """Plain text of a feedparser text construct. feedparser already decoded the entities
+    of a text/plain one, so only HTML (the default guess) goes through html_to_text."""
+    if not isinstance(value, str):
+        return ""
+    kind = detail.get("type") if isinstance(detail, Mapping) else None
+    if kind == "text/plain":
+        return "\n".join(line for line in (" ".join(x.split()) for x in value.splitlines()) if line)
+    return html_to_text(value)
+
+
+def _entry_date(raw: Mapping[str, Any]) -> str:
+    for name in ("published", "updated"):
+        parsed = raw.get(f"{name}_parsed")
+        if isinstance(parsed, time.struct_time):
+            try:  # feedparser's struct_time is UTC
+                return datetime(*parsed[:6], tzinfo=UTC).isoformat()
+            except ValueError:
+                pass
+        if when := parse_date(raw.get(name)):  # spellings feedparser does not read
+            return when
+    return ""
+
+
+def _author(raw: Mapping[str, Any]) -> str:
+    detail = raw.get("author_detail")
+    name = detail.get("name") if isinstance(detail, Mapping) else None
+    return _one_line(_plain(None, _string(name) or _string(raw.get("author"))))
+
+
+def _string(value: object) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _exception_line(exc: object) -> str:
+    if exc is None:
+        return "ill-formed feed"
+    text = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else str(exc)
+    return _one_line(text)[:_MESSAGE_CHARS]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+# ---------------------------------------------------------------------------- entries
+
+
+def needs_article(entry: FeedEntry, mode: FetchArticle, below_chars: int) -> bool:
+    """Whether to fetch the entry's article page instead of using the feed's text."""
+    if mode == "never" or not entry.link:
+        return False
+    if mode == "always":
+        return True
+    return not entry.full_content and len(entry.text) < below_chars
+
+
+def entry_document(
+    entry: FeedEntry, spec: FeedSpec, article: ArticleText | None = None
+) -> Document:
+    """The Document for an entry; the article page, when fetched, supplies the text and
+    whatever the feed left blank. An entry with a headline and no text (a video, a live
+    page, a feed read with fetch_article = "never") is a headline-only document: its
+    text is the headline, which the pipeline publishes as such."""
+    return Document(
+        id=entry.guid or entry.link or entry.key,
+        source=spec.source,
+        text=article.text if article else (entry.text or entry.title),
+        input_ref=entry.key,
+        title=entry.title or (article.title if article else ""),
+        url=entry.link or (article.url if article else ""),
+        published_at=entry.published_at or (article.published_at if article else ""),
+        author=entry.author or (article.author if article else ""),
+        language=spec.language,
+    )

@@ -1,0 +1,617 @@
+"""The shared Redis dedup index and the output streams, driven by the Lua in `keyspace`.
+
+Each document costs one EVALSHA that decides (exact / near / new), indexes, publishes to
+exactly one stream and updates the counters atomically; a batch is sent as one pipeline,
+so a task of 200 documents is one round trip.
+
+Ids are unique in `docs` among the documents published within the retention window: a
+new document whose input id a live indexed document already holds is published as
+`<id>~<n>` (the first n = 2, 3, ... free), with its input's id in the field `input_id`
+(UNIQUE IDS at `keyspace.ACCEPT_DOCUMENT_LUA`). Duplicates keep their input's id in
+`duplicates`; their `duplicate_of` is the original's published id.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from dataclasses import field as dataclass_field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import redis
+
+from workers.clean.fingerprint import (
+    FACT_BYTES,
+    SIGNATURE_BITS,
+    Fingerprint,
+    FingerprintParams,
+    fact_cells,
+    url_key,
+)
+from workers.clean.urls import canonical_url
+from workers.document import DeadInput, Document
+from workers.index.keys import (
+    ACCEPT_DOCUMENT_LUA,
+    FACT_OPERATION_ARGS,
+    INDEX_SETTINGS,
+    RECORD_DEAD_LUA,
+    Keys,
+    lsh_bucket_fields,
+    packed_fact_operations,
+)
+from workers.ops.connection import HoldingRetry, as_text, is_outage, pack_command, run_packed
+
+
+class IndexMismatch(Exception):
+    """The index was built with other fingerprint parameters; mixing them gives nonsense."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    input_ref: str
+    kind: str  # "published" | "exact" | "near" | "dead" | "already"
+    duplicate_of: str = ""
+    similarity: float = 0.0
+    # Fact counter cells the index found common, and the tag they are valid under (see
+    # `Fingerprinter.learn_common`).
+    common_cells: tuple[int, ...] = ()
+    facts_tag: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A document ready for the index: cleaned, fingerprinted, with its input size."""
+
+    doc: Document
+    fingerprint: Fingerprint
+    bytes_in: int
+
+
+def _iso(stamp: float) -> str:
+    moment = datetime.fromtimestamp(stamp, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def utc_now_iso() -> str:
+    return _iso(time.time())
+
+
+# How the sharded tables grow (GROWING TABLES in `keyspace`); recorded so an index laid out
+# otherwise (earlier fixed shard counts) is refused rather than misread.
+TABLE_LAYOUT = "linear-hash-v1"
+# The fact frequency table's counters (see `keyspace.fact_operation`).
+FACT_COUNTERS = "u8-saturating"
+# Published ids are held in the id table (UNIQUE IDS in `keyspace`); an index without one
+# would let a new document take the id of one it already holds.
+ID_TABLE = "sha1-64-v1"
+
+
+@dataclass(frozen=True, slots=True)
+class IndexLayout:
+    """How the index is laid out in Redis; fixed when the index is created."""
+
+    params: FingerprintParams
+
+    def as_metadata(self) -> dict[str, str]:
+        return {
+            **self.params.as_metadata(),
+            "tables": TABLE_LAYOUT,
+            "fact_counters": FACT_COUNTERS,
+            "ids": ID_TABLE,
+            "signature_bits": str(SIGNATURE_BITS),
+        }
+
+
+def delete_matching(client: redis.Redis, keys: Keys, *patterns: str) -> int:
+    """UNLINK every key matching one of `patterns` (`Keys` builds them) that newsdedup owns
+    under `keys.prefix` (`Keys.owns`), with SCAN, so the server is never blocked."""
+    deleted = 0
+    batch: list[Any] = []
+    for pattern in patterns:
+        for key in client.scan_iter(match=pattern, count=1000):
+            if not keys.owns(key):
+                continue
+            batch.append(key)
+            if len(batch) >= 1000:
+                deleted += int(client.unlink(*batch))
+                batch.clear()
+    if batch:
+        deleted += int(client.unlink(*batch))
+    return deleted
+
+
+def iso_to_epoch(text: str) -> float | None:
+    """Seconds since the epoch of an ISO 8601 time (naive means UTC); None if unparseable."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def plausible_published_epoch(doc: Document, now: float) -> float | None:
+    """The document's own date in seconds, when it has one not more than a day ahead."""
+    if doc.published_at:
+        stamp = iso_to_epoch(doc.published_at)
+        if stamp is not None and 0 < stamp <= now + 86400:
+            return stamp
+    return None
+
+
+def document_hour(doc: Document, now: float) -> int:
+    """Hours since the epoch of the document's plausible own date, else of `now`: the clock
+    of the near-duplicate time gap."""
+    stamp = plausible_published_epoch(doc, now)
+    return int((now if stamp is None else stamp) // 3600)
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRule:
+    """When an LSH candidate is the same article (see ACCEPT_DOCUMENT_LUA). The fields
+    are `dedup.*` settings of the same names; their defaults live in the config."""
+
+    threshold: float
+    containment_threshold: float
+    facts_threshold: float
+    facts_agreement: float
+    facts_min_count: int
+    max_gap_hours: float
+    stale_threshold: float
+    rare_floor: int
+    rare_ratio: float
+    facts_generation: int
+    min_shingles: int
+    max_candidates: int
+
+
+def retention_timestamp(doc: Document, clock: str, now: float) -> int:
+    """Seconds on the retention clock: ingestion time, or the document's plausible own date
+    when the clock is "published"."""
+    stamp = plausible_published_epoch(doc, now) if clock == "published" else None
+    return int(now if stamp is None else stamp)
+
+
+@dataclass(frozen=True, slots=True)
+class _FactArguments:
+    """One document's facts as the index script takes them."""
+
+    hashes: bytes  # the 16 bits of each fact hash the index keeps, big-endian
+    operations: bytes  # their counters' BITFIELD operations, packed
+    cells: list[int]  # their counter cells
+
+
+def _fact_arguments(fingerprints: Sequence[Fingerprint], bits: int) -> list[_FactArguments]:
+    """The facts of a whole batch, prepared in a few numpy passes."""
+    hashes = np.frombuffer(b"".join(fp.facts for fp in fingerprints), dtype=">u4")
+    cells = fact_cells(hashes, bits)
+    packed, lengths = packed_fact_operations(cells)
+    kept_bits = (hashes >> 16).astype(">u2").tobytes()
+    fact_ends = np.cumsum([len(fp.facts) // FACT_BYTES for fp in fingerprints]).tolist()
+    byte_offsets = [0, *np.cumsum(lengths).tolist()]
+    cell_list: list[int] = cells.tolist()
+    prepared, start = [], 0
+    for end in fact_ends:
+        prepared.append(
+            _FactArguments(
+                kept_bits[2 * start : 2 * end],
+                packed[byte_offsets[start] : byte_offsets[end]],
+                cell_list[start:end],
+            )
+        )
+        start = end
+    return prepared
+
+
+@dataclass(frozen=True, slots=True)
+class _ScriptCall:
+    source: str  # the Lua source; sent as EVALSHA of its SHA1
+    keys: list[str]
+    args: list[Any]
+    packed_tail: bytes = b""  # more arguments, already packed (see connection.pack_command)
+    tail_args: int = 0
+    cells: list[int] = dataclass_field(default_factory=list)  # the facts' counter cells, in order
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """A batch's script calls, built and ready to send (`DedupIndex.prepare`, `run`)."""
+
+    refs: list[str]  # input_ref of each call, in order
+    calls: list[_ScriptCall]
+
+
+class DedupIndex:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        layout: IndexLayout,
+        rule: DecisionRule,
+        *,
+        retention_seconds: int,
+        retention_clock: str,
+        sweep_limit: int,
+        docs_maxlen: int,
+        duplicates_maxlen: int,
+        dead_maxlen: int,
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.layout = layout
+        self.params = layout.params
+        self.rule = rule
+        self.retention_seconds = retention_seconds
+        self.retention_clock = retention_clock
+        self.sweep_limit = sweep_limit
+        self.docs_maxlen = docs_maxlen
+        self.duplicates_maxlen = duplicates_maxlen
+        self.dead_maxlen = dead_maxlen
+        self._scripts = {name: "" for name in (ACCEPT_DOCUMENT_LUA, RECORD_DEAD_LUA)}
+        self._settings_arg = self._index_settings()
+        self._checked = False
+
+    def ensure_params(self) -> None:
+        """Record the layout on first use; refuse a different one later."""
+        if self._checked:
+            return
+        wanted = self.layout.as_metadata()
+        meta_key = self.keys.index_meta
+        pipe = self.client.pipeline()
+        pipe.hgetall(meta_key)
+        for field, value in wanted.items():
+            pipe.hsetnx(meta_key, field, value)
+        pipe.hgetall(meta_key)
+        replies = pipe.execute()
+        before, after = (
+            {as_text(k): as_text(v) for k, v in r.items()} for r in (replies[0], replies[-1])
+        )
+        # An index recorded by an older version lacks the newer fields: compare with what it
+        # had, so a field it never recorded reads as a mismatch, not as agreement.
+        stored = before if "num_perm" in before else after
+        # The datasketch version is informative; the hash values depend on the rest.
+        differing = {
+            field: (stored.get(field), value)
+            for field, value in wanted.items()
+            if field != "datasketch" and stored.get(field) != value
+        }
+        if differing:
+            details = ", ".join(
+                f"{f}: index has {old}, config wants {new}"
+                for f, (old, new) in sorted(differing.items())
+            )
+            raise IndexMismatch(
+                f"the dedup index was built with other parameters ({details}); "
+                "rebuild it with `newsdedup index rebuild` (or `newsdedup index reset`)"
+            )
+        self._checked = True
+
+    def _index_settings(self) -> str:
+        bands, rows = self.params.bands_rows
+        values: dict[str, float] = {
+            "num_perm": self.params.num_perm,
+            "bands": bands,
+            "rows": rows,
+            "retention_seconds": self.retention_seconds,
+            "sweep_limit": self.sweep_limit,
+            "docs_maxlen": self.docs_maxlen,
+            "duplicates_maxlen": self.duplicates_maxlen,
+            "facts_bits": self.params.facts_bits,
+        }
+        for name in INDEX_SETTINGS:
+            if name not in values:
+                values[name] = getattr(self.rule, name)
+        return " ".join(repr(values[name]) for name in INDEX_SETTINGS)
+
+    def _accept_calls(
+        self,
+        mode: str,
+        job_id: str,
+        guard: str,
+        items: Sequence[tuple[Accepted, str, float]],
+    ) -> list[_ScriptCall]:
+        """Script calls for documents, each with its ingested_at text and clock time."""
+        fingerprints = [item.fingerprint for item, _, _ in items]
+        facts = _fact_arguments(fingerprints, self.params.facts_bits)
+        buckets = self._bucket_arguments(fingerprints)
+        return [
+            self._accept_call(mode, job_id, guard, item, ingested_at, now, item_facts, bucket)
+            for (item, ingested_at, now), item_facts, bucket in zip(
+                items, facts, buckets, strict=True
+            )
+        ]
+
+    def _bucket_arguments(self, fingerprints: Sequence[Fingerprint]) -> list[list[bytes]]:
+        """Each document's LSH bucket fields (none without a signature)."""
+        signed = [i for i, fp in enumerate(fingerprints) if fp.signature]
+        out: list[list[bytes]] = [[] for _ in fingerprints]
+        if not signed:
+            return out
+        bands, rows = self.params.bands_rows
+        signatures = np.frombuffer(
+            b"".join(fingerprints[i].signature for i in signed), dtype=">u2"
+        ).reshape(len(signed), self.params.num_perm)
+        packed_fields = lsh_bucket_fields(signatures, bands, rows).astype(">u4").tobytes()
+        width = 4 * bands
+        for row, i in enumerate(signed):
+            document_fields = packed_fields[row * width : (row + 1) * width]
+            out[i] = [document_fields[k : k + 4] for k in range(0, width, 4)]
+        return out
+
+    def _accept_call(
+        self,
+        mode: str,
+        job_id: str,
+        guard: str,
+        item: Accepted,
+        ingested_at: str,
+        now: float,
+        facts: _FactArguments,
+        buckets: list[bytes],
+    ) -> _ScriptCall:
+        doc, fp = item.doc, item.fingerprint
+        doc_fields = {
+            "id": doc.id,  # first: the script may publish it under another (UNIQUE IDS)
+            "source": doc.source,
+            "url": doc.url,
+            "title": doc.title,
+            "text": doc.text,
+            "published_at": doc.published_at,
+            "author": doc.author,
+            "language": doc.language,
+            "ingested_at": ingested_at,
+            "content_hash": fp.content_hash,
+            "stripped_lines": str(len(doc.stripped)),
+            "stripped": json.dumps(
+                [{"line": s.text, "rule": s.rule} for s in doc.stripped], ensure_ascii=False
+            ),
+            "input_ref": doc.input_ref,
+        }
+        dup_fields = {
+            "id": doc.id,
+            "source": doc.source,
+            "url": doc.url,
+            "title": doc.title,
+            "published_at": doc.published_at,
+            "ingested_at": ingested_at,
+            "content_hash": fp.content_hash,
+            "input_ref": doc.input_ref,
+        }
+        args: list[Any] = [
+            self.keys.prefix,
+            mode,
+            job_id,
+            guard + doc.input_ref,
+            doc.source,
+            item.bytes_in,
+            self._settings_arg,
+            doc.id,
+            fp.content_key,
+            url_key(canonical_url(doc.url)),
+            fp.signature,
+            fp.shingles,
+            retention_timestamp(doc, self.retention_clock, now),
+            document_hour(doc, now),
+            facts.hashes,
+            len(doc.stripped),
+            len(doc_fields) * 2,
+            len(dup_fields) * 2,
+            len(buckets),
+        ]
+        for mapping in (doc_fields, dup_fields):
+            for key, value in mapping.items():
+                args.extend((key, value))
+        args.extend(buckets)
+        return _ScriptCall(
+            ACCEPT_DOCUMENT_LUA,
+            [self.keys.source_stats(doc.source)],
+            args,
+            facts.operations,
+            FACT_OPERATION_ARGS * len(facts.cells),
+            facts.cells,
+        )
+
+    def _dead_call(self, job_id: str, guard: str, dead: DeadInput, bytes_in: int) -> _ScriptCall:
+        fields = {
+            "id": dead.id or dead.input_ref,
+            "input_ref": dead.input_ref,
+            "source": dead.source,
+            "reason": dead.reason,
+            "error": dead.error,
+            "failed_at": utc_now_iso(),
+        }
+        source = dead.source or "(unknown)"
+        args: list[Any] = [
+            self.keys.prefix,
+            "publish",
+            job_id,
+            guard + dead.input_ref,
+            source,
+            bytes_in,
+            self.dead_maxlen,
+            dead.reason,
+        ]
+        for key, value in fields.items():
+            args.extend((key, value))
+        return _ScriptCall(RECORD_DEAD_LUA, [self.keys.source_stats(source)], args)
+
+    def submit(
+        self,
+        job_id: str,
+        accepted: Sequence[Accepted],
+        dead: Sequence[tuple[DeadInput, int]] = (),
+        *,
+        guard_prefix: str = "",
+        now: float | None = None,
+    ) -> list[Outcome]:
+        """Decide, index and publish a batch in one round trip; returns one Outcome each.
+
+        `guard_prefix` + input_ref is the member of the job's done set that makes a
+        redelivered input a no-op; the prefix (the backfill root) keeps inputs with the
+        same relative path under different roots apart. `now` overrides the clock (for
+        simulations of the retention window).
+        """
+        return self.run(self.prepare(job_id, accepted, dead, guard_prefix=guard_prefix, now=now))
+
+    def prepare(
+        self,
+        job_id: str,
+        accepted: Sequence[Accepted],
+        dead: Sequence[tuple[DeadInput, int]] = (),
+        *,
+        guard_prefix: str = "",
+        now: float | None = None,
+    ) -> PreparedBatch:
+        """`submit`'s CPU work, without I/O: `run` sends the result. Split so a worker can
+        prepare one batch while Redis runs the last (`pipeline.overlapped`)."""
+        self.ensure_params()
+        clock = time.time() if now is None else now
+        ingested_at = utc_now_iso() if now is None else _iso(now)
+        calls = self._accept_calls(
+            "publish", job_id, guard_prefix, [(item, ingested_at, clock) for item in accepted]
+        )
+        refs = [item.doc.input_ref for item in accepted]
+        for dead_input, bytes_in in dead:
+            calls.append(self._dead_call(job_id, guard_prefix, dead_input, bytes_in))
+            refs.append(dead_input.input_ref)
+        return PreparedBatch(refs, calls)
+
+    def prepare_reindex(self, items: Sequence[tuple[Accepted, float]]) -> PreparedBatch:
+        """Calls that index already-published documents, each with the time it was ingested,
+        without publishing or counting them again (`run` sends them): kind "indexed", or
+        "skipped" when one duplicates another under the new parameters. Used by
+        `newsdedup index rebuild`."""
+        self.ensure_params()
+        calls = self._accept_calls("rebuild", "", "", [(item, "", at) for item, at in items])
+        return PreparedBatch([item.doc.input_ref for item, _ in items], calls)
+
+    def run(self, batch: PreparedBatch) -> list[Outcome]:
+        """Send a prepared batch as one pipeline; one Outcome per input, in order."""
+        return self._outcomes(batch.refs, batch.calls, self._run_scripts(batch.calls))
+
+    def _run_scripts(self, calls: Sequence[_ScriptCall]) -> list[Any]:
+        """Run the scripts in one pipeline with EVALSHA (loading them once per process).
+
+        redis-py's registered scripts send SCRIPT EXISTS before every pipeline: a second
+        round trip per batch. After a Redis restart or SCRIPT FLUSH the server answers
+        NOSCRIPT; those calls (and only those, so nothing runs twice) are re-sent after
+        loading the scripts again. Calls refused by an outage (Redis full, read-only,
+        loading) are re-sent the same way, for as long as the client's `HoldingRetry`
+        waits: a refused script wrote nothing (Redis refuses a script at its first write).
+        """
+        replies: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+
+        def attempt() -> None:
+            nonlocal todo
+            for _ in range(3):
+                if not todo:
+                    return
+                for source, sha in self._scripts.items():
+                    if not sha:
+                        self._scripts[source] = as_text(self.client.script_load(source))
+                packed = [
+                    pack_command(
+                        [
+                            "EVALSHA",
+                            self._scripts[calls[i].source],
+                            len(calls[i].keys),
+                            *calls[i].keys,
+                            *calls[i].args,
+                        ],
+                        calls[i].packed_tail,
+                        calls[i].tail_args,
+                    )
+                    for i in todo
+                ]
+                again: list[int] = []
+                refused: Exception | None = None
+                for i, reply in zip(todo, run_packed(self.client, packed), strict=True):
+                    if isinstance(reply, redis.exceptions.NoScriptError):
+                        again.append(i)
+                        self._scripts = dict.fromkeys(self._scripts, "")
+                    elif isinstance(reply, Exception) and is_outage(reply):
+                        again.append(i)
+                        refused = refused or reply
+                    elif isinstance(reply, Exception):
+                        raise reply
+                    else:
+                        replies[i] = reply
+                todo = again
+                if refused is not None:
+                    raise refused
+            if todo:
+                raise redis.exceptions.NoScriptError("the index scripts could not be loaded")
+
+        retry = self.client.get_retry()
+        if isinstance(retry, HoldingRetry):
+            retry.call_with_retry(attempt, lambda _error: None)
+        else:
+            attempt()
+        return replies
+
+    def reset(self) -> int:
+        """Delete the whole index (not the streams or stats); returns the keys deleted."""
+        self._checked = False
+        return delete_matching(self.client, self.keys, self.keys.index_pattern)
+
+    def describe(self) -> dict[str, Any]:
+        """Documents indexed, the memory the index uses, its parameters and settings."""
+        client = self.client
+        meta = {as_text(k): as_text(v) for k, v in client.hgetall(self.keys.index_meta).items()}
+        documents = int(client.get(self.keys.index_count) or 0)
+        keys = used = 0
+        batch: list[Any] = []
+
+        def measure() -> int:
+            pipe = client.pipeline(transaction=False)
+            for key in batch:
+                pipe.memory_usage(key, samples=0)
+            return sum(int(n or 0) for n in pipe.execute())
+
+        for key in client.scan_iter(match=self.keys.index_pattern, count=1000):
+            batch.append(key)
+            keys += 1
+            if len(batch) == 1000:
+                used += measure()
+                batch.clear()
+        if batch:
+            used += measure()
+        info: Any = client.info("memory")
+        watermark = int(meta.pop("watermark", "0") or 0)
+        return {
+            "documents": documents,
+            "memory_bytes": used,
+            "bytes_per_document": round(used / documents, 1) if documents else None,
+            "keys": keys,
+            "retention_days": self.retention_seconds / 86400,
+            "retention_clock": self.retention_clock,
+            "watermark": _iso(watermark) if watermark else None,
+            "parameters": meta,
+            "decision": asdict(self.rule),
+            "redis_used_memory": int(info.get("used_memory", 0)),
+            "redis_maxmemory_policy": str(info.get("maxmemory_policy", "")),
+        }
+
+    @staticmethod
+    def _outcomes(
+        refs: Sequence[str], calls: Sequence[_ScriptCall], replies: Sequence[Any]
+    ) -> list[Outcome]:
+        outcomes = []
+        for ref, call, reply in zip(refs, calls, replies, strict=True):
+            kind = as_text(reply[0])
+            if len(reply) < 7:  # 'already', or a dead-letter reply
+                outcomes.append(Outcome(ref, kind))
+                continue
+            indexes = struct.unpack(f">{len(reply[5]) // 2}H", reply[5])
+            common = tuple(call.cells[i] for i in indexes)
+            similarity = float(as_text(reply[3])) if kind in ("exact", "near") else 0.0
+            original = as_text(reply[2]) if kind in ("exact", "near") else ""
+            outcomes.append(Outcome(ref, kind, original, similarity, common, as_text(reply[6])))
+        return outcomes

@@ -1,0 +1,382 @@
+"""Connections: Redis clients from URLs, the embedded server, and readable failures."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import ssl
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit
+
+import hiredis
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import (
+    BusyLoadingError,
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    TryAgainError,
+)
+from redis.retry import Retry
+
+# Redis refusing work for a while: unreachable or restarting (connection errors, timeouts,
+# LOADING), full under `noeviction` (OOM), a read-only replica after a failover (READONLY),
+# a failover in progress (MASTERDOWN, TRYAGAIN). None of these is an input's fault: wait
+# and try again, never a verdict. `outage_reason` also knows the refusals redis-py has no
+# class for (MISCONF, BUSY, NOREPLICAS).
+REDIS_OUTAGE: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    TryAgainError,
+    MasterDownError,
+)
+_OUTAGE_CODES = {
+    "OOM": "full: used memory is over maxmemory (OOM)",
+    "READONLY": "read-only: a replica, not the primary (READONLY)",
+    "LOADING": "loading its data into memory (LOADING)",
+    "MASTERDOWN": "failing over (MASTERDOWN)",
+    "TRYAGAIN": "failing over (TRYAGAIN)",
+    "MISCONF": "refusing writes: its last snapshot failed (MISCONF)",
+    "BUSY": "busy running a script (BUSY)",
+    "NOREPLICAS": "refusing writes: not enough replicas (NOREPLICAS)",
+}
+# Redis before 7 wraps the error a script's command met: "Error running script (call to
+# f_...): @user_script:2: @user_script: 2: -OOM command not allowed ...".
+_SCRIPT_ERROR_CODE = re.compile(r"-(" + "|".join(_OUTAGE_CODES) + r") ")
+
+# What `celery -A workers worker` and the workers use when nothing is configured.
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+# A URL's userinfo: from "://" to the LAST "@" of the netloc (which ends at the first "/",
+# "?" or "#", or at whitespace in a message). A password may hold a raw "@", and urllib and
+# redis-py read it whole that way, so everything up to the last one is secret.
+_USERINFO = re.compile(r"(?<=://)([^/?#\s]*)@")
+
+T = TypeVar("T")
+
+
+def as_text(value: Any) -> str:
+    """A Redis reply value (bytes from redis-py unless decode_responses) as str."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+class RedisUnavailable(Exception):
+    """Redis cannot be reached; the message is one line with the (redacted) URL."""
+
+
+def redact(text: str) -> str:
+    """`text`, a URL or a message naming URLs, safe for logs and error messages: each URL's
+    password replaced (`user:***@host`), or its whole userinfo when it has no password
+    (`***@host`: a lone token may be the secret)."""
+
+    def hide(match: re.Match[str]) -> str:
+        user, colon, _ = match.group(1).partition(":")
+        return f"{user}:***@" if colon else "***@"
+
+    return _USERINFO.sub(hide, text)
+
+
+def _transient(error: BaseException) -> bool:
+    """Refused credentials and an untrusted TLS certificate stay so: no point retrying."""
+    if isinstance(error, redis.AuthenticationError):
+        return False
+    # redis-py raises ConnectionError from within its handler of the ssl error.
+    return not isinstance(error.__context__, ssl.SSLCertVerificationError)
+
+
+# redis-py turns these replies into classes and drops the code from the message.
+_ERROR_CLASS_CODES: dict[type[Exception], str] = {
+    OutOfMemoryError: "OOM",
+    ReadOnlyError: "READONLY",
+    BusyLoadingError: "LOADING",
+    MasterDownError: "MASTERDOWN",
+    TryAgainError: "TRYAGAIN",
+}
+
+
+def outage_reason(error: BaseException | None) -> str | None:
+    """Why Redis refuses work for now, in a few words; None when `error` (or what it wraps:
+    kombu re-raises Redis errors as its own) is no outage but a real failure."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, redis.AuthenticationError) or not _transient(error):
+            return None  # a ConnectionError that waiting cannot fix
+        if isinstance(error, redis.ConnectionError | redis.TimeoutError) and not isinstance(
+            error, BusyLoadingError
+        ):
+            return f"unreachable: {redact(str(error)) or type(error).__name__}"
+        if isinstance(error, redis.RedisError):
+            text = str(error)
+            code = _ERROR_CLASS_CODES.get(type(error)) or text.split(" ", 1)[0]
+            if code not in _OUTAGE_CODES and (found := _SCRIPT_ERROR_CODE.search(text)):
+                code = found.group(1)
+            if code in _OUTAGE_CODES:
+                return _OUTAGE_CODES[code]
+            return None
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def is_outage(error: BaseException) -> bool:
+    return outage_reason(error) is not None
+
+
+def retry_while_outage(call: Callable[[], T], wait: Callable[[BaseException], None]) -> T:
+    """`call()`, tried again after `wait(error)` returns whenever an outage refused it (for
+    as long as `wait` returns rather than raises); any other error is raised."""
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            wait(exc)
+
+
+class HoldingRetry(Retry):
+    """redis-py's retry policy for every client newsdedup opens: an outage (`outage_reason`)
+    is waited out with exponential backoff; anything else is raised at once.
+
+    How long: `window` seconds from the first failure (a command riding out a restart or a
+    failover), or until the deadline of `holding()` when that is later: a worker holds its
+    batch, unacknowledged, while Redis is full or away, rather than give up on it.
+    One object serves every connection of a client (redis-py deep-copies the policy into
+    each connection), so a deadline set by a task reaches the connection its thread uses.
+    """
+
+    def __init__(
+        self,
+        window: float = 10.0,
+        *,
+        cap: float = 5.0,
+        base: float = 0.1,
+        on_wait: Callable[[str, float], None] | None = None,
+    ) -> None:
+        super().__init__(ExponentialBackoff(cap=cap, base=base), retries=-1)
+        self.update_supported_errors([Exception])  # sorted out by outage_reason
+        self.window, self.cap, self.base = window, cap, base
+        self.on_wait = on_wait  # called with (reason, seconds waited so far) while waiting
+        self.hold_until: float | None = None  # time.monotonic() deadline of `holding`
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> HoldingRetry:
+        return self
+
+    @contextlib.contextmanager
+    def holding(self, until: float) -> Iterator[None]:
+        """Wait out outages until `until` (time.monotonic()) within the block."""
+        previous, self.hold_until = self.hold_until, until
+        try:
+            yield
+        finally:
+            self.hold_until = previous
+
+    def deadline(self, first_failure: float) -> float:
+        if self.hold_until is not None:
+            return self.hold_until
+        return first_failure + self.window
+
+    def pause(self, failures: int, deadline: float) -> float:
+        """The wait before attempt `failures` + 1, never past `deadline`; 0 means give up."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return 0.0
+        return float(min(self.cap, self.base * 2.0 ** min(failures, 30), remaining))
+
+    def call_with_retry(
+        self,
+        do: Callable[[], T],
+        fail: Callable[[Exception], Any] | Callable[[Exception, int], Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> T:
+        failures, first, deadline = 0, 0.0, 0.0
+        while True:
+            try:
+                return do()
+            except Exception as error:
+                reason = outage_reason(error)
+                retryable = reason is not None and (is_retryable is None or is_retryable(error))
+                if not retryable and not isinstance(error, redis.ConnectionError):
+                    raise  # an error reply: the connection is fine as it is
+                failures += 1
+                # redis-py's handler: drop the connection (a new one is made for the retry).
+                if with_failure_count:
+                    fail(error, failures)  # type: ignore[call-arg]
+                else:
+                    fail(error)  # type: ignore[call-arg]
+                if not retryable:
+                    raise
+                if failures == 1:
+                    first = time.monotonic()
+                    deadline = self.deadline(first)
+                seconds = self.pause(failures, deadline)
+                if seconds <= 0:
+                    raise
+                if self.on_wait is not None and reason is not None:
+                    self.on_wait(reason, time.monotonic() - first)
+                time.sleep(seconds)
+
+
+def redis_from_url(url: str, retry: HoldingRetry | None = None) -> redis.Redis:
+    """A client whose commands wait out an outage (`HoldingRetry`, about 10 s by default:
+    a Redis restart or a failover) and fail at once on anything else."""
+    options: dict[str, Any] = {}
+    if not url.startswith("unix://"):
+        options = {"socket_connect_timeout": 5, "socket_keepalive": True}
+    return redis.Redis.from_url(
+        url,
+        retry=retry or HoldingRetry(),
+        retry_on_error=list(REDIS_OUTAGE),
+        health_check_interval=30,
+        **options,
+    )
+
+
+def pack_command(
+    args: Sequence[bytes | str | int | float], packed_tail: bytes = b"", tail_args: int = 0
+) -> bytes:
+    """One command in the Redis protocol: `args`, then `tail_args` more arguments already
+    packed in `packed_tail` (each as `$<length>` CRLF `<bytes>` CRLF). hiredis packs in C;
+    redis-py's own packing costs about half a microsecond per argument in Python, which the
+    index's hundreds of arguments per document notice."""
+    packed: bytes = hiredis.pack_command(tuple(args))  # type: ignore[arg-type]
+    if not packed_tail:
+        return packed
+    body = packed[packed.index(b"\r\n") + 2 :]
+    return b"*%d\r\n%b%b" % (len(args) + tail_args, body, packed_tail)
+
+
+def run_packed(client: redis.Redis, commands: Sequence[bytes]) -> list[Any]:
+    """Send packed commands as one pipeline; each reply, or the ResponseError it was.
+
+    Like redis-py's pipelines, a connection error sends the whole batch again on a new
+    connection, within the client's retry policy (the scripts' redelivery guard makes a
+    repeated input a no-op).
+    """
+    pool = client.connection_pool
+    connection: Any = pool.get_connection()  # redis-py's Connection methods are untyped
+
+    def execute() -> list[Any]:
+        connection.send_packed_command(list(commands))
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(connection.read_response())
+            except redis.ResponseError as error:
+                replies.append(error)
+        return replies
+
+    try:
+        result: list[Any] = connection.retry.call_with_retry(
+            execute, lambda _error: connection.disconnect()
+        )
+        return result
+    finally:
+        pool.release(connection)
+
+
+def ping(client: redis.Redis, url: str) -> None:
+    """Check that Redis answers, as a command starting does: quickly. The client's own
+    retries (about 9 s) are for a running process riding out a restart; a command started
+    while Redis is down says so within a second instead."""
+    pool = client.connection_pool
+    quick = HoldingRetry(window=0.3)
+    probe = redis.Redis(
+        connection_pool=redis.ConnectionPool(
+            connection_class=pool.connection_class, **{**pool.connection_kwargs, "retry": quick}
+        )
+    )
+    try:
+        probe.ping()
+    except redis.AuthenticationError as exc:  # a ConnectionError: catch it first
+        raise RedisUnavailable(f"Redis at {redact(url)} refused the credentials: {exc}") from None
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        raise RedisUnavailable(f"cannot reach Redis at {redact(url)}: {exc}") from None
+    finally:
+        probe.close()
+        probe.connection_pool.disconnect()
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """Where the data Redis and the Celery broker are, and whether they are embedded."""
+
+    redis_url: str
+    broker_url: str
+    embedded: bool
+    # Embedded: descriptors that a process started to use this server must inherit
+    # (`pass_fds`), so that the server runs as long as it does (see workers.ops.embedded).
+    inherit_fds: tuple[int, ...] = ()
+
+
+def broker_for(redis_url: str) -> str:
+    """Celery/kombu spell a Unix-socket Redis broker differently from redis-py."""
+    if redis_url.startswith("unix://"):
+        return "redis+socket://" + redis_url[len("unix://") :]
+    return redis_url
+
+
+_CERT_REQS = {
+    "none": ssl.CERT_NONE,
+    "optional": ssl.CERT_OPTIONAL,
+    "required": ssl.CERT_REQUIRED,
+    "CERT_NONE": ssl.CERT_NONE,
+    "CERT_OPTIONAL": ssl.CERT_OPTIONAL,
+    "CERT_REQUIRED": ssl.CERT_REQUIRED,
+}
+
+
+def broker_ssl_options(broker_url: str) -> dict[str, Any] | None:
+    """Celery's `broker_use_ssl` for a rediss:// broker URL: its ssl_* query parameters
+    (ssl_cert_reqs, ssl_ca_certs, ssl_certfile, ssl_keyfile, ...) with ssl_cert_reqs
+    `required` unless given, as redis-py does for REDIS_URL. Without this, kombu would
+    connect to a rediss:// URL naming no ssl_cert_reqs without checking the certificate."""
+    parts = urlsplit(broker_url)
+    if parts.scheme != "rediss":
+        return None
+    options: dict[str, Any] = {
+        name: value for name, value in parse_qsl(parts.query) if name.startswith("ssl_")
+    }
+    reqs = options.get("ssl_cert_reqs", "required")
+    options["ssl_cert_reqs"] = _CERT_REQS.get(reqs, reqs)  # redis-py rejects a bad value
+    if "ssl_check_hostname" in options:
+        options["ssl_check_hostname"] = options["ssl_check_hostname"].lower() != "false"
+    return options
+
+
+@contextlib.contextmanager
+def endpoints(redis_url: str | None, broker_url: str | None, data_dir: Path) -> Iterator[Endpoints]:
+    """The Redis/broker URLs to use: the configured ones, else the embedded server in
+    `data_dir`, started or attached to for the time of the block."""
+    if redis_url:
+        yield Endpoints(redis_url, broker_url or broker_for(redis_url), embedded=False)
+        return
+    from workers.ops.embedded import EmbeddedRedis
+
+    server = EmbeddedRedis(data_dir)
+    try:
+        yield Endpoints(
+            server.url,
+            broker_url or broker_for(server.url),
+            embedded=True,
+            inherit_fds=(server.users_fd,),
+        )
+    finally:
+        server.close()
+
+
+def child_environment(ends: Endpoints) -> dict[str, str]:
+    """Environment for worker processes we start, pointing them at the same Redis."""
+    env = dict(os.environ)
+    env["REDIS_URL"] = ends.redis_url
+    env["BROKER_URL"] = ends.broker_url
+    return env

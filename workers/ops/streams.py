@@ -1,0 +1,93 @@
+"""Reading the output streams: plain (XRANGE/XREAD) or through a consumer group.
+
+Replies are normalised to `(entry_id, {field: value})` with str keys and values, so
+callers (the CLI, tests, consumers) never deal with redis-py's bytes/str unions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+
+from workers.ops.connection import as_text
+
+Entry = tuple[str, dict[str, str]]
+
+# Fields that tail --json turns back into numbers / lists for consumers' convenience.
+_INT_FIELDS = frozenset({"stripped_lines"})
+_FLOAT_FIELDS = frozenset({"similarity", "containment"})
+_JSON_FIELDS = frozenset({"stripped"})
+
+
+def _entries(raw: Any) -> list[Entry]:
+    return [
+        (as_text(entry_id), {as_text(k): as_text(v) for k, v in (fields or {}).items()})
+        for entry_id, fields in raw or []
+    ]
+
+
+def iter_range(
+    client: redis.Redis, key: str, *, limit: int | None, page: int = 500
+) -> Iterator[Entry]:
+    """Entries from the oldest on, paged so a million-entry stream is never one reply."""
+    start, served = "-", 0
+    while limit is None or served < limit:
+        size = page if limit is None else min(page, limit - served)
+        batch = _entries(client.xrange(key, min=start, max="+", count=size))
+        if not batch:
+            return
+        for entry in batch:
+            yield entry
+            served += 1
+        start = "(" + batch[-1][0]  # exclusive range start
+        if len(batch) < size:
+            return
+
+
+def last_entries(client: redis.Redis, key: str, count: int) -> list[Entry]:
+    return list(reversed(_entries(client.xrevrange(key, count=count))))
+
+
+def read_after(
+    client: redis.Redis, key: str, last_id: str, *, block_ms: int, count: int
+) -> list[Entry]:
+    reply: Any = client.xread({key: last_id}, block=block_ms, count=count)
+    return [entry for _, entries in reply or [] for entry in _entries(entries)]
+
+
+def ensure_group(client: redis.Redis, key: str, group: str, *, from_start: bool) -> None:
+    try:
+        client.xgroup_create(key, group, id="0" if from_start else "$", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def read_group(
+    client: redis.Redis, key: str, group: str, consumer: str, *, count: int, block_ms: int | None
+) -> list[Entry]:
+    reply: Any = client.xreadgroup(group, consumer, {key: ">"}, count=count, block=block_ms)
+    return [entry for _, entries in reply or [] for entry in _entries(entries)]
+
+
+def ack(client: redis.Redis, key: str, group: str, entry_id: str) -> None:
+    client.xack(key, group, entry_id)
+
+
+def as_record(entry: Entry) -> dict[str, Any]:
+    """An entry as a JSON-ready dict, with numeric and list fields decoded."""
+    entry_id, fields = entry
+    record: dict[str, Any] = {"stream_id": entry_id}
+    for name, value in fields.items():
+        if name in _INT_FIELDS:
+            record[name] = int(value)
+        elif name in _FLOAT_FIELDS:
+            record[name] = float(value)
+        elif name in _JSON_FIELDS:
+            record[name] = json.loads(value) if value else []
+        else:
+            record[name] = value
+    return record

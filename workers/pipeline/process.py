@@ -1,0 +1,375 @@
+"""Composition of the stages: input → clean → fingerprint → index/publish.
+
+The stages (`normalise_document`, `strip_document`, fingerprinting) are pure.
+`process_inputs` is the one place that touches Redis: the line learner is read once per
+chunk of `SUBMIT_CHUNK` inputs before stripping and written once the index has decided,
+and the index is called once per chunk.
+
+A chunk's scripts run in the Redis server while the worker loads, cleans and fingerprints
+the next chunk (`overlapped`): the two are on different processes, often different cores,
+so neither waits for the other. The index decides in the order chunks are sent, which is
+input order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from functools import partial
+from itertools import islice
+from typing import TYPE_CHECKING, TypeVar
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from workers.clean.boilerplate.learner import Candidate, LineLearner, Pending
+from workers.clean.boilerplate.strip import (
+    RuleSet,
+    learnable_lines,
+    link_probes,
+    link_targets,
+    strip_boilerplate,
+)
+from workers.clean.fingerprint import Fingerprinter
+from workers.clean.matching import matching_tokens
+from workers.clean.normalise import has_visible_text, normalise_for_publishing
+from workers.document import DeadInput, Document, LoadedInput
+from workers.index.dedup import Accepted, DedupIndex, Outcome, PreparedBatch, iso_to_epoch
+from workers.ops.streams import iter_range
+
+if TYPE_CHECKING:
+    from workers.worker.runtime import Runtime
+
+# Inputs per index round trip. Small enough that a task of `ingest.batch_size` inputs is
+# several chunks (the first chunk's wait is the only one not overlapped), large enough
+# that the round trip itself is noise.
+SUBMIT_CHUNK = 50
+
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
+
+
+def chunked(items: Iterable[_Item], size: int) -> Iterator[list[_Item]]:
+    """Consecutive lists of `size` items (the last may be shorter), consumed lazily."""
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def overlapped(items: Iterable[_Item], send: Callable[[_Item], _Result]) -> Iterator[_Result]:
+    """`send(item)` for each item, in order, each on one background thread while the caller's
+    iterable produces the next item: double buffering between CPU work here and I/O (the
+    Redis server's work) there. At most one send is in flight, so sends stay in order; a
+    send's exception is raised here, before anything after it is sent."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="newsdedup-submit") as pool:
+        pending: Future[_Result] | None = None
+        for item in items:  # producing this item overlaps the pending send
+            if pending is not None:
+                result = pending.result()
+                pending = pool.submit(send, item)
+                yield result
+            else:
+                pending = pool.submit(send, item)
+        if pending is not None:
+            yield pending.result()
+
+
+# A line (paragraph) longer than this is not prose: minified markup, a base64 blob, a
+# table dumped on one line. Such a document goes to `dead` as line_too_long.
+MAX_LINE_CHARS = 100_000
+
+
+def normalise_document(doc: Document) -> Document | DeadInput:
+    """Title and body normalised for publishing; a document with no text, or with an
+    extremely long line, is dead."""
+    longest = max((len(line) for line in doc.text.split("\n")), default=0)
+    if longest > MAX_LINE_CHARS:
+        return DeadInput(
+            doc.input_ref,
+            "line_too_long",
+            f"a line of {longest} characters (at most {MAX_LINE_CHARS})",
+            doc.id,
+            doc.source,
+        )
+    title = " ".join(normalise_for_publishing(doc.title).split())
+    body = normalise_for_publishing(doc.text)
+    if not body or not has_visible_text(body):
+        return DeadInput(
+            doc.input_ref,
+            "empty_text",
+            "the document has no visible text" if body else "the document has no text",
+            doc.id,
+            doc.source,
+        )
+    return replace(doc, title=title, text=body)
+
+
+def strip_document(
+    doc: Document,
+    rules: RuleSet,
+    learned: frozenset[str] = frozenset(),
+    keep_headlines: bool = False,
+    link_zone: int = 10,
+    links: frozenset[str] = frozenset(),
+) -> Document | DeadInput:
+    """Strip boilerplate lines from a normalised document. One made of nothing but
+    boilerplate (an opinion disclaimer alone, a page of share buttons) is no article: it
+    goes to `dead` as all_boilerplate rather than out as an empty or furniture-only text.
+    With `keep_headlines` (feed entries, where the headline is the news: a video, a live
+    page, a price ticker whose summary is a template) it goes out as a headline-only
+    document instead, its text the headline, when it has one."""
+    result = strip_boilerplate(
+        doc.text,
+        title=doc.title,
+        source=doc.source,
+        rules=rules,
+        learned=learned,
+        links=links,
+        link_zone=link_zone,
+        author=doc.author,
+    )
+    if result.all_boilerplate and keep_headlines and doc.title:
+        return replace(doc, text=doc.title, stripped=[])
+    if result.all_boilerplate:
+        return DeadInput(
+            doc.input_ref,
+            "all_boilerplate",
+            "every line of the document is boilerplate",
+            doc.id,
+            doc.source,
+        )
+    return replace(doc, text=result.text, stripped=result.stripped)
+
+
+def clean_document(doc: Document, rules: RuleSet) -> Document | DeadInput:
+    """Normalise and strip one document with the rules alone (no learned lines)."""
+    normalised = normalise_document(doc)
+    if isinstance(normalised, DeadInput):
+        return normalised
+    return strip_document(normalised, rules)
+
+
+def fingerprint_tokens(doc: Document) -> list[str]:
+    # The body alone is fingerprinted: a re-headlined copy is still the same article.
+    return matching_tokens(doc.text)
+
+
+def keyed_tokens(doc: Document) -> list[str] | DeadInput:
+    """The tokens a cleaned document is fingerprinted and keyed on, or its DeadInput when
+    it has none: a text of only emoji, punctuation or symbols has no word (matching folds
+    all of those away), and is no article. Indexed, every such text would share the one
+    empty exact-content key, so two different emoji strings would be "exact duplicates"."""
+    tokens = fingerprint_tokens(doc)
+    if tokens:
+        return tokens
+    return DeadInput(
+        doc.input_ref,
+        "no_words",
+        "the text has no letter or digit (only symbols, emoji or punctuation)",
+        doc.id,
+        doc.source,
+    )
+
+
+def prepare(doc: Document, rules: RuleSet, fingerprinter: Fingerprinter) -> Accepted | DeadInput:
+    """One document, rules only: for tests and tools that index a handful by hand."""
+    cleaned = clean_document(doc, rules)
+    if isinstance(cleaned, DeadInput):
+        return cleaned
+    tokens = keyed_tokens(cleaned)
+    if isinstance(tokens, DeadInput):
+        return tokens
+    fingerprint = fingerprinter.fingerprint(tokens)
+    return Accepted(cleaned, fingerprint, len(doc.text.encode("utf-8")))
+
+
+_Stage = TypeVar("_Stage", bound=Document | DeadInput)
+
+
+def _safely(doc: Document, stage: Callable[[], _Stage]) -> _Stage | DeadInput:
+    # One pathological document must not take its whole batch down (and with it the
+    # accounting of 199 good ones): it goes to `dead` with the error instead.
+    try:
+        return stage()
+    except SoftTimeLimitExceeded:  # the task's clock, not this document's fault (yet)
+        raise
+    except Exception as exc:
+        return DeadInput(
+            doc.input_ref, "processing_error", f"{type(exc).__name__}: {exc}", doc.id, doc.source
+        )
+
+
+@dataclass(slots=True)
+class BatchResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for outcome in self.outcomes:
+            totals[outcome.kind] = totals.get(outcome.kind, 0) + 1
+        return totals
+
+
+@dataclass(slots=True)
+class PreparedChunk:
+    accepted: list[Accepted]
+    dead: list[tuple[DeadInput, int]]  # with the input's size in bytes
+    learning: Pending | None = None  # to hand to `LineLearner.record` once decided
+
+
+def prepare_chunk(
+    inputs: Iterable[LoadedInput],
+    rules: RuleSet,
+    fingerprinter: Fingerprinter,
+    learner: LineLearner | None = None,
+    keep_headlines: bool = False,
+) -> PreparedChunk:
+    """Clean and fingerprint inputs, trimming the lines `learner` has learned."""
+    normalised: list[tuple[Document, int]] = []
+    dead: list[tuple[DeadInput, int]] = []
+    for item in inputs:
+        result = (
+            item
+            if isinstance(item, DeadInput)
+            else _safely(item, partial(normalise_document, item))
+        )
+        if isinstance(result, DeadInput):
+            dead.append((result, 0))
+        else:
+            original = item.text if isinstance(item, Document) else ""
+            normalised.append((result, len(original.encode("utf-8"))))
+
+    pending: Pending | None = None
+    trims: list[frozenset[str]] = [frozenset()] * len(normalised)
+    links: list[frozenset[str]] = [frozenset()] * len(normalised)
+    zone = 10
+    if learner is not None and learner.settings.enabled:
+        zone = learner.settings.zone_lines
+        candidates = [
+            Candidate(
+                doc.input_ref,
+                doc.source,
+                learnable_lines(doc.text, source=doc.source, rules=rules, zone=zone),
+                doc.text,
+                link_targets(doc.title, doc.text) if learner.settings.link_memory else [],
+                link_probes(doc.text, zone) if learner.settings.link_memory else [],
+            )
+            for doc, _ in normalised
+        ]
+        trims, pending = learner.plan(candidates)
+        links = pending.links
+
+    cleaned: list[tuple[Document, int]] = []
+    tokens: list[list[str]] = []
+    for (doc, nbytes), learned, found in zip(normalised, trims, links, strict=True):
+        result = _safely(
+            doc, partial(strip_document, doc, rules, learned, keep_headlines, zone, found)
+        )
+        keyed = result if isinstance(result, DeadInput) else keyed_tokens(result)
+        if isinstance(keyed, DeadInput):
+            dead.append((keyed, nbytes))
+        elif isinstance(result, Document):
+            cleaned.append((result, nbytes))
+            tokens.append(keyed)
+    # One numpy pass for the whole chunk's MinHashes.
+    fingerprints = fingerprinter.fingerprint_many(tokens)
+    accepted = [
+        Accepted(doc, fp, nbytes) for (doc, nbytes), fp in zip(cleaned, fingerprints, strict=True)
+    ]
+    return PreparedChunk(accepted, dead, pending)
+
+
+def process_inputs(
+    inputs: Iterable[LoadedInput],
+    *,
+    job_id: str,
+    rules: RuleSet,
+    fingerprinter: Fingerprinter,
+    index: DedupIndex,
+    guard_prefix: str = "",
+    now: float | None = None,
+    chunk_size: int = SUBMIT_CHUNK,
+    learner: LineLearner | None = None,
+    keep_headlines: bool = False,
+) -> BatchResult:
+    def prepared(chunk: list[LoadedInput]) -> tuple[PreparedBatch, Pending | None]:
+        ready = prepare_chunk(chunk, rules, fingerprinter, learner, keep_headlines)
+        batch = index.prepare(
+            job_id, ready.accepted, ready.dead, guard_prefix=guard_prefix, now=now
+        )
+        return batch, ready.learning
+
+    def send(item: tuple[PreparedBatch, Pending | None]) -> list[Outcome]:
+        batch, learning = item
+        if learner is None or learning is None:
+            return index.run(batch)
+        try:
+            outcomes = index.run(batch)
+        except BaseException:
+            learner.discard(learning)
+            raise
+        # Only documents kept as new teach the learner (see workers/clean/boilerplate/learner.py).
+        learner.record(learning, (o.input_ref for o in outcomes if o.kind == "published"))
+        return outcomes
+
+    # Everything but the round trip happens here, on the caller's thread; the background
+    # thread only sends and waits, so the two never queue for the interpreter lock.
+    chunks = (prepared(chunk) for chunk in chunked(inputs, chunk_size))
+    result = BatchResult()
+    for outcomes in overlapped(chunks, send):
+        learn_common_facts(fingerprinter, outcomes)
+        result.outcomes.extend(outcomes)
+    return result
+
+
+def learn_common_facts(fingerprinter: Fingerprinter, outcomes: Iterable[Outcome]) -> None:
+    """Feed the index's reports of common facts back to the fingerprinter."""
+    for outcome in outcomes:
+        if outcome.facts_tag:
+            fingerprinter.learn_common(outcome.facts_tag, outcome.common_cells)
+
+
+def rebuild_index(runtime: Runtime, *, batch_size: int = 500) -> dict[str, int]:
+    """Re-index every document in the `docs` stream (already cleaned) in stream order."""
+
+    def stored() -> Iterator[tuple[Document, float]]:
+        for entry_id, fields in iter_range(runtime.client, runtime.keys.docs, limit=None):
+            doc = Document(
+                id=fields.get("id", ""),
+                source=fields.get("source", ""),
+                text=fields.get("text", ""),
+                input_ref=entry_id,
+                title=fields.get("title", ""),
+                url=fields.get("url", ""),
+                published_at=fields.get("published_at", ""),
+                author=fields.get("author", ""),
+                language=fields.get("language", ""),
+            )
+            yield doc, _ingested_seconds(fields.get("ingested_at", ""), entry_id)
+
+    def fingerprinted(batch: list[tuple[Document, float]]) -> list[tuple[Accepted, float]]:
+        fingerprints = runtime.fingerprinter.fingerprint_many(
+            [fingerprint_tokens(doc) for doc, _ in batch]
+        )
+        return [
+            (Accepted(doc, fp, 0), ingested)
+            for (doc, ingested), fp in zip(batch, fingerprints, strict=True)
+        ]
+
+    totals: dict[str, int] = {}
+    chunks = (
+        runtime.index.prepare_reindex(fingerprinted(batch))
+        for batch in chunked(stored(), batch_size)
+    )
+    for outcomes in overlapped(chunks, runtime.index.run):
+        learn_common_facts(runtime.fingerprinter, outcomes)
+        for outcome in outcomes:
+            totals[outcome.kind] = totals.get(outcome.kind, 0) + 1
+    return totals
+
+
+def _ingested_seconds(ingested_at: str, entry_id: str) -> float:
+    stamp = iso_to_epoch(ingested_at)
+    if stamp is None:
+        return int(entry_id.split("-")[0]) / 1000  # the stream id's own millisecond clock
+    return stamp

@@ -1,1 +1,0 @@
-"""Input adapters: turn files (and, later, feeds) into `Document`s or `DeadInput`s."""

@@ -1,1 +1,0 @@
-"""Pure text-processing stages: decoding, normalisation, matching keys, boilerplate stripping."""

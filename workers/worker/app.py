@@ -1,0 +1,125 @@
+"""The Celery application. Every setting here is deliberate; see the README's worker section.
+
+Documents never travel in messages: a task carries a job id and the locations of a batch
+of inputs (paths, line ranges), so messages stay small and a redelivered task re-reads
+the same inputs.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+import kombu.transport
+from celery import Celery, signals
+from kombu.entity import Exchange, Queue
+
+from workers.config import Settings, load_settings
+from workers.ops.connection import DEFAULT_REDIS_URL, broker_for, broker_ssl_options
+from workers.ops.processes import exit_with_parent, set_parent_death_signal
+
+INGEST_QUEUE = "ingest"
+FETCH_QUEUE = "fetch"
+
+
+# A Redis broker keeps every message while Redis refuses writes (workers/worker/broker.py).
+kombu.transport.TRANSPORT_ALIASES.update(
+    redis="workers.worker.broker:Transport", rediss="workers.worker.broker:Transport"
+)
+
+
+def make_app(settings: Settings) -> Celery:
+    broker = settings.broker_url or broker_for(settings.redis_url or DEFAULT_REDIS_URL)
+    app = Celery("newsdedup", broker=broker, include=["workers.worker.tasks"])
+    limits = settings.worker
+    app.conf.update(
+        # JSON only: a broker message can never make a worker unpickle anything.
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        event_serializer="json",
+        # Progress and outcomes live in Redis (job hashes, streams), not in a result backend.
+        task_ignore_result=True,
+        # Ack after the task ran: a worker killed mid-task leaves the message to be
+        # redelivered; tasks are idempotent per input (the job's done set), so that is safe.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # One message at a time per process: long batches are not hoarded by one worker.
+        worker_prefetch_multiplier=1,
+        task_time_limit=limits.task_time_limit,
+        task_soft_time_limit=limits.task_soft_time_limit,
+        task_default_queue=INGEST_QUEUE,
+        # Each queue bound to its own exchange and key: declared bare, both took the
+        # default exchange's key ("ingest"), so a message published to that exchange and
+        # key would have landed in both.
+        task_queues=tuple(
+            Queue(name, Exchange(name, type="direct"), routing_key=name)
+            for name in (INGEST_QUEUE, FETCH_QUEUE)
+        ),
+        task_routes={
+            "newsdedup.ingest_batch": {"queue": INGEST_QUEUE},
+            "newsdedup.poll_feed": {"queue": FETCH_QUEUE},
+        },
+        # The schedule is built from config/feeds.toml and kept in memory (no shelve file,
+        # so nothing is pickled); a Redis lock refuses a second beat (workers/feeds/schedule.py).
+        beat_scheduler="workers.feeds.schedule:FeedScheduler",
+        beat_max_loop_interval=15,
+        # Redis restarting or failing over (README "Faults and persistence"): a worker that
+        # loses the broker reconnects (2 s, 4 s, ... then every 30 s) and never gives up,
+        # however long Redis is away; exiting after Celery's default 100 attempts (about
+        # 45 minutes) would leave the queue to whatever restarts workers.
+        broker_connection_retry_on_startup=True,
+        broker_connection_retry=True,
+        broker_connection_max_retries=None,
+        # Tasks running when the connection drops finish and are acknowledged on the new
+        # connection. Cancelling them instead (Celery 6's default) would leave their
+        # messages in Redis's unacked hash until the visibility timeout, an hour.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        # Sending waits for the broker for about two minutes, not Celery's 0.6 s: a task's
+        # autoretry sends its retry while Redis may still be down, and a retry that cannot
+        # be sent makes Celery drop the message (Reject, requeue=False) and its inputs.
+        task_publish_retry_policy={
+            "max_retries": 30,
+            "interval_start": 0,
+            "interval_step": 1,
+            "interval_max": 5,
+        },
+        # rediss://: TLS options from the URL's ssl_* parameters, the certificate checked
+        # unless ssl_cert_reqs says otherwise (kombu alone would not check it).
+        broker_use_ssl=broker_ssl_options(broker),
+        broker_transport_options={
+            # Longer than the hard time limit, or Redis would hand a running task to a
+            # second worker.
+            "visibility_timeout": limits.visibility_timeout,
+            # Look for messages whose visibility timeout has passed every 10 s, not
+            # kombu's default of every 10th 10-second tick (100 s).
+            "unacked_restore_throttle": 1,
+            # Queue keys live under our prefix so `newsdedup reset` and tests stay scoped.
+            "global_keyprefix": settings.prefix,
+        },
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+app = make_app(load_settings())
+
+# A worker started by a command (`backfill` and `poll` on the embedded Redis) ends with that
+# command, even one killed with SIGKILL: a warm shutdown, then after this many seconds
+# SIGKILL for its process group. Celery already gives each pool process SIGKILL when
+# its main process dies.
+EXIT_WITH_COMMAND_GRACE = 10.0
+
+
+@signals.worker_init.connect
+def _end_with_the_command(**_: Any) -> None:
+    exit_with_parent(EXIT_WITH_COMMAND_GRACE)
+
+
+@signals.beat_embedded_init.connect
+def _end_with_the_worker(**_: Any) -> None:
+    # `newsdedup run`: the beat runs in a child of the worker's main process and must not
+    # go on sending polls when that process is killed.
+    set_parent_death_signal(signal.SIGKILL)

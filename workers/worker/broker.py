@@ -1,0 +1,126 @@
+"""The Celery broker on Redis: kombu's Redis transport, made to keep every message while
+Redis refuses writes (full under `noeviction`, read-only, loading).
+
+kombu's transport emulates acknowledgements with an "unacked" hash: a message popped from
+its queue is written there before the worker runs it, removed on ack, and pushed back to
+the queue on a requeue or after the visibility timeout. With Redis full, each of those
+steps fails in the stock transport, and three of the failures lose or stall work:
+
+- delivery: the message is already popped (BRPOP takes no memory, so a full Redis allows
+  it) when writing it to the unacked hash is refused; the message is gone. Here the
+  write is retried until Redis takes it: the worker waits, holding the one message.
+- ack: ZREM and HDEL take no memory, but kombu sends them in MULTI, which a full Redis
+  refuses whole; the error stops the worker ("Unrecoverable error"). Here they go without
+  MULTI, the hash entry first: a crash between the two leaves an index entry that names
+  no message, which the restore skips.
+- requeue: pushing the message back needs memory. Here a refused requeue leaves the
+  message in the unacked hash, where the visibility-timeout restore finds it once Redis
+  takes writes again, instead of stopping the worker.
+
+And one that only delays work: an ack cut off by a lost connection leaves a finished
+batch in the unacked hash, to come back after the visibility timeout and be skipped input
+by input. Here the worker sends such acks again on its next connection (the hash is the
+same for every connection).
+
+`celery_app` makes this the transport for redis:// and rediss:// broker URLs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from kombu.transport import virtual
+from kombu.transport.redis import Channel as RedisChannel
+from kombu.transport.redis import QoS as RedisQoS
+from kombu.transport.redis import Transport as RedisTransport
+
+from workers.ops.connection import is_outage, outage_reason
+
+log = logging.getLogger(__name__)
+
+# The longest pause between tries of a delivery that Redis refused.
+DELIVERY_PAUSE_MAX = 5.0
+
+# Acks a lost connection cut off: (unacked hash, its index, delivery tag). Process-wide,
+# because the channel that took the message is gone by the time a new one can send them.
+_unsent_acks: set[tuple[str, str, str]] = set()
+
+
+class QoS(RedisQoS):
+    def ack(self, delivery_tag: str) -> None:
+        try:
+            super().ack(delivery_tag)
+        except self.channel.connection_errors as exc:
+            _unsent_acks.add((self.unacked_key, self.unacked_index_key, delivery_tag))
+            virtual.QoS.ack(self, delivery_tag)  # this consumer is done with it either way
+            log.warning("ack of %s cut off (%s): sent again once reconnected", delivery_tag, exc)
+
+    def _send_unsent_acks(self) -> None:
+        if not _unsent_acks:
+            return
+        with self.channel.conn_or_acquire() as client:
+            pipe = client.pipeline(transaction=False)
+            sent = list(_unsent_acks)
+            for unacked, index, tag in sent:
+                pipe.hdel(unacked, tag).zrem(index, tag)
+            pipe.execute()
+        _unsent_acks.difference_update(sent)
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        self._send_unsent_acks()
+        tries = 0
+        while True:
+            try:
+                super().append(message, delivery_tag)
+                return
+            except Exception as exc:
+                if not is_outage(exc) or isinstance(exc, self.channel.connection_errors):
+                    raise  # a lost connection: kombu reconnects (the message is in flight)
+                if tries % 10 == 0:
+                    log.warning(
+                        "Redis is %s: holding a delivered message until it can be recorded",
+                        outage_reason(exc),
+                    )
+                tries += 1
+                time.sleep(min(DELIVERY_PAUSE_MAX, 0.1 * 2 ** min(tries, 6)))
+
+    def _remove_from_indices(self, delivery_tag: str, pipe: Any = None) -> Any:
+        if pipe is not None:  # within kombu's own transaction (a restore)
+            return super()._remove_from_indices(delivery_tag, pipe)
+        with self.channel.conn_or_acquire() as client:
+            return (
+                client.pipeline(transaction=False)
+                .hdel(self.unacked_key, delivery_tag)
+                .zrem(self.unacked_index_key, delivery_tag)
+            )
+
+    def restore_by_tag(self, tag: str, client: Any = None, leftmost: bool = False) -> None:
+        try:
+            super().restore_by_tag(tag, client, leftmost)
+        except Exception as exc:
+            if not is_outage(exc) or isinstance(exc, self.channel.connection_errors):
+                raise
+            log.warning(
+                "Redis is %s: the message stays unacknowledged and comes back after the "
+                "visibility timeout",
+                outage_reason(exc),
+            )
+
+    def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
+        try:
+            self._send_unsent_acks()
+            super().restore_visible(start, num, interval)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            log.debug("restoring messages past the visibility timeout: %s", exc)
+
+
+class Channel(RedisChannel):
+    QoS = QoS
+
+
+class Transport(RedisTransport):
+    Channel = Channel

@@ -1,0 +1,119 @@
+"""Celery tasks: thin wrappers that load a batch and hand it to the pipeline."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from celery.exceptions import Reject, SoftTimeLimitExceeded
+from celery.utils.log import get_task_logger
+
+from workers.feeds.poll import poll_feed as poll_once
+from workers.feeds.poll import record_poll_result
+from workers.feeds.spec import FeedSpec
+from workers.ingest.files import TaskSpec
+from workers.ops.connection import is_outage, outage_reason
+from workers.worker.app import app
+from workers.worker.batches import BatchRun
+from workers.worker.jobs import task_refusal
+from workers.worker.runtime import Runtime, worker_fetcher, worker_runtime
+
+log = get_task_logger(__name__)
+
+
+# Redis refusing work (restarting, failing over, full under noeviction, loading): each
+# task holds its message, unacknowledged, and waits inside its Redis calls (the runtime's
+# HoldingRetry) for up to HOLD_SHARE of the soft time limit. Past that it hands the message
+# back (Reject, requeue): pushed back onto the queue when Redis takes it, else left in the
+# broker's unacked hash, which hands it out again after the visibility timeout. Never a
+# Celery retry: sending one needs the same Redis to accept a write, and a retry that
+# cannot be sent makes Celery drop the message and its inputs. Both tasks are idempotent:
+# a batch's done set makes a second run publish nothing twice; a poll takes the feed's
+# lock back and finds the entries it already accounted for in the feed's done set.
+HOLD_SHARE = 0.8
+
+
+def _hold_deadline(runtime: Runtime) -> float:
+    return time.monotonic() + HOLD_SHARE * runtime.settings.worker.task_soft_time_limit
+
+
+def _hand_back(what: str, exc: BaseException) -> Reject:
+    log.warning("%s: Redis is %s; handing the message back", what, outage_reason(exc))
+    return Reject(str(exc), requeue=True)
+
+
+@app.task(
+    name="newsdedup.ingest_batch",
+    bind=True,
+    # A batch that hits the hard time limit goes back to the queue instead of being
+    # acknowledged with its unprocessed inputs; the next start runs it carefully
+    # (workers/worker/batches.py) and finds the input that took the time.
+    acks_on_failure_or_timeout=False,
+)
+def ingest_batch(
+    self: Any, job_id: str, task_index: int, spec: dict[str, Any], default_source: str | None
+) -> dict[str, int]:
+    runtime = worker_runtime()
+    what = f"job {job_id} task {task_index}"
+    try:
+        task = TaskSpec.from_json(spec)
+    except (KeyError, TypeError, ValueError) as exc:
+        log.error("%s refused: malformed batch (%s)", what, exc)
+        return {}
+    batch = BatchRun(
+        runtime, job_id, task_index, task, default_source, retries=self.request.retries or 0
+    )
+    with runtime.hold.holding(until=_hold_deadline(runtime)):
+        try:
+            # Only batches a backfill planned are run: see workers/worker/jobs.py.
+            refusal = task_refusal(runtime.client, runtime.keys, job_id, task.root)
+            if refusal is not None:
+                log.error("%s refused, no file read: %s", what, refusal)
+                return {}
+            batch.begin()
+            result = batch.run()
+            batch.finish()
+        except SoftTimeLimitExceeded:
+            try:
+                batch.on_soft_time_limit()
+            except Exception as exc:  # Redis refusing, most likely: the message goes back
+                log.warning("%s: after the soft time limit: %s", what, exc)
+                batch.on_outage()
+            raise Reject("soft time limit", requeue=True) from None
+        except Exception as exc:
+            if is_outage(exc):
+                batch.on_outage()
+                raise _hand_back(what, exc) from None
+            if batch.careful:
+                raise
+            # Not one input's fault as far as we know (those go to dead one by one): run
+            # the batch again carefully, which pins it on an input if it is one.
+            log.warning("%s: %s; retrying carefully", what, exc)
+            raise self.retry(countdown=0) from None
+    counts = result.counts()
+    log.info(
+        "%s%s: %s", what, f" (start {batch.attempt}, careful)" if batch.careful else "", counts
+    )
+    return counts
+
+
+@app.task(name="newsdedup.poll_feed", bind=True)
+def poll_feed(self: Any, spec: dict[str, Any]) -> dict[str, Any]:
+    runtime = worker_runtime()
+    task_id: str = self.request.id
+    try:
+        with runtime.hold.holding(until=_hold_deadline(runtime)):
+            report = poll_once(
+                runtime, FeedSpec.from_json(spec), task_id=task_id, fetcher=worker_fetcher()
+            )
+    except Exception as exc:
+        if is_outage(exc):
+            raise _hand_back(f"poll {spec.get('name')}", exc) from None
+        # A bug, not an expected failure: the waiting `poll` command must hear of it.
+        record_poll_result(
+            runtime.client, runtime.keys, task_id, None, f"{type(exc).__name__}: {exc}"
+        )
+        raise
+    record_poll_result(runtime.client, runtime.keys, task_id, report)
+    log.info("poll %s: %s", spec.get("name"), report.summary())
+    return report.to_json()
