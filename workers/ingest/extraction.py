@@ -47,7 +47,7 @@ _READY = b"R"
 # Starting the child imports lxml and trafilatura; on a loaded machine that can take a
 # few seconds. Not counted in a page's timeout.
 _START_TIMEOUT = 60.0
-_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding `workers`
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from workers.clean.matching import normalise_for_matching
 from workers.clean.normalise import join_lines, split_lines
+from workers.config import CONFIG_DIR
 from workers.document import StrippedLine
 
 Where = Literal["anywhere", "edges", "top", "bottom"]
@@ -73,7 +74,7 @@ LINK_TITLE_MIN_WORDS = 3
 LINK_TITLE_MAX_WORDS = 25
 LINK_LEAD_MIN_WORDS = 8
 LEAD_SEARCH_LINES = 3
-DEFAULT_RULES_PATH = Path(__file__).resolve().parents[2] / "config" / "boilerplate.toml"
+DEFAULT_RULES_PATH = CONFIG_DIR / "boilerplate.toml"
 
 _WHERE: dict[str, Where] = {
     "anywhere": "anywhere",
