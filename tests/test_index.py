@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import random
 from collections import Counter
+from dataclasses import dataclass
 
 import hiredis
 import numpy as np
@@ -14,13 +15,10 @@ from edit_copies import WORDLESS_EDITS, lightly_edit, mutual_copies
 
 from workers.config import Settings, load_settings
 from workers.document import Document
+from workers.index import args as script_args
 from workers.index.dedup import IndexMismatch
-from workers.index.keys import (
-    _LUA_INDEX,
-    fact_operation,
-    lsh_bucket_fields,
-    packed_fact_operations,
-)
+from workers.index.encoding import fact_operation, lsh_bucket_fields, packed_fact_operations
+from workers.index.scripts import Script
 from workers.pipeline.process import prepare
 from workers.worker.runtime import Runtime, build_runtime
 
@@ -336,6 +334,15 @@ def test_fact_operations_are_packed_as_redis_protocol_arguments() -> None:
     assert lengths.tolist() == [len(op) for op in one_by_one]
 
 
+@dataclass(frozen=True, slots=True)
+class _TestArgs(script_args.ScriptArgs):
+    """Arguments of the scripts these tests compose from the index's library."""
+
+    prefix: str = script_args.text()
+    settings: str = script_args.text()
+    values: tuple[bytes, ...] = script_args.items(as_table=True)
+
+
 def test_worker_lsh_buckets_equal_the_scripts_own(runtime: Runtime) -> None:
     # The worker sends each document's bucket fields; the script recomputes them from
     # stored signatures to free expired documents. A disagreement would leave entries behind.
@@ -345,41 +352,45 @@ def test_worker_lsh_buckets_equal_the_scripts_own(runtime: Runtime) -> None:
     signatures[0] = 0
     signatures[1] = 0xFFFF
     ours = lsh_bucket_fields(signatures, bands, rows)
-    settings = runtime.index._index_settings()
-    script = (
-        "local P = 'p:'\n"
-        + _LUA_INDEX
-        + "\nlocal out = {}\nfor b = 0, BANDS - 1 do\n"
-        + "  out[#out + 1] = band_field(ARGV[8], b)\nend\nreturn out\n"
+    script = Script(
+        "test_band_field",
+        _TestArgs,
+        ("tables", "records"),
+        "local out = {}\nfor b = 0, BANDS - 1 do\n"
+        "  out[#out + 1] = band_field(A.values[1], b)\nend\nreturn out\n",
     )
     for signature, field_row in zip(signatures, ours, strict=True):
-        reply = runtime.client.eval(
-            script, 0, "", "", "", "", "", "", settings, signature.astype(">u2").tobytes()
+        args = _TestArgs(
+            "p:", runtime.index._index_settings(), (signature.astype(">u2").tobytes(),)
         )
+        reply = script(runtime.client, [], args)
         assert list(reply) == [int(f).to_bytes(4, "big") for f in field_row]
 
 
 def test_growing_tables_split_without_losing_an_entry(runtime: Runtime) -> None:
     # Linear hashing in the script: insert fields one by one, growing the table after each,
     # and every field must still be found in the shard the address function names.
-    settings = runtime.index._index_settings()
     prefix = runtime.keys.prefix
-    grow = (
-        f"local P = '{prefix}'\n"
-        + _LUA_INDEX
-        + "\nfor i = 8, #ARGV do\n"
-        + "  redis.call('HSET', lh_key('z', ARGV[i]), ARGV[i], i)\n"
-        + "  lh_grow('z', tonumber(redis.call('HINCRBY', P .. 'ix:zn', 'n', 1)))\nend\n"
-        + "local found = 0\nfor i = 8, #ARGV do\n"
-        + "  if redis.call('HGET', lh_key('z', ARGV[i]), ARGV[i]) then found = found + 1 end\n"
-        + "end\nreturn {found, tonumber(redis.call('HGET', P .. 'ix:meta', 'shards:z'))}\n"
+    grow = Script(
+        "test_growing_tables",
+        _TestArgs,
+        ("tables",),
+        "for i = 1, #A.values do\n"
+        "  local field = A.values[i]\n"
+        "  redis.call('HSET', lh_key('z', field), field, i)\n"
+        "  lh_grow('z', tonumber(redis.call('HINCRBY', P .. 'ix:zn', 'n', 1)))\nend\n"
+        "local found = 0\nfor i = 1, #A.values do\n"
+        "  local field = A.values[i]\n"
+        "  if redis.call('HGET', lh_key('z', field), field) then found = found + 1 end\n"
+        "end\nreturn {found, tonumber(redis.call('HGET', K.index_meta, 'shards:z'))}\n",
     )
     rng = np.random.default_rng(11)
     total = 0
     for _ in range(6):  # six calls: the shard count is read back from the index's metadata
-        fields = [int(v).to_bytes(4, "big") for v in rng.integers(0, 1 << 32, 1000)]
+        fields = tuple(int(v).to_bytes(4, "big") for v in rng.integers(0, 1 << 32, 1000))
         total += len(fields)
-        found, shards = runtime.client.eval(grow, 0, "", "", "", "", "", "", settings, *fields)
+        args = _TestArgs(prefix, runtime.index._index_settings(), fields)
+        found, shards = grow(runtime.client, [], args)
         assert found == len(fields)
     assert shards == -(-total // 48)  # the mean load: 48 entries per shard
     sizes = [runtime.client.hlen(key) for key in runtime.client.scan_iter(match=f"{prefix}ix:z:*")]

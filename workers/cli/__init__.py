@@ -1128,4 +1128,3 @@ def _confirm(yes: bool, action: str) -> None:
 
 def main() -> None:
     cli(prog_name="newsdedup")
-

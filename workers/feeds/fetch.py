@@ -35,7 +35,9 @@ import httpcore
 import httpx
 import redis
 
-from workers.index.keys import HOLD_LOCK_LUA, Keys
+from workers.index.args import LockArgs
+from workers.index.keys import Keys
+from workers.index.scripts import LOCK_HOLD
 from workers.ops.connection import redact
 
 if TYPE_CHECKING:
@@ -278,7 +280,6 @@ class RedisHostGate:
         self._delay_ms = max(0, round(delay * 1000))
         self._lease_ms = max(1, round(lease * 1000))
         self._wait = wait
-        self._release = client.register_script(HOLD_LOCK_LUA)
 
     @contextlib.contextmanager
     def hold(self, host: str, wait: float | None = None) -> Iterator[None]:
@@ -303,7 +304,7 @@ class RedisHostGate:
             yield
         finally:
             try:
-                self._release(keys=[key], args=[token, self._delay_ms])
+                LOCK_HOLD(self._client, [key], LockArgs(token, self._delay_ms))
             except redis.RedisError as exc:
                 # The lease expires on its own; a lost release only delays the host.
                 log.warning("could not release the host gate for %s: %s", host, exc)

@@ -29,7 +29,9 @@ from workers.clean.urls import canonical_url
 from workers.document import DeadInput, LoadedInput
 from workers.feeds.fetch import Fetcher, FetchError
 from workers.feeds.spec import FeedEntry, FeedSpec, entry_document, needs_article, parse_feed
-from workers.index.keys import HOLD_LOCK_LUA, RELEASE_LOCK_LUA, Keys
+from workers.index.args import LockArgs
+from workers.index.keys import Keys
+from workers.index.scripts import LOCK_HOLD, LOCK_RELEASE
 from workers.ingest.html import ArticleError, ArticleReader, ArticleText
 from workers.ops.connection import as_text, redact
 from workers.pipeline.process import process_inputs
@@ -165,12 +167,12 @@ def poll_feed(runtime: Runtime, spec: FeedSpec, *, task_id: str, fetcher: Fetche
 def _feed_lock(client: redis.Redis, lock: str, token: str, lease_ms: int) -> Iterator[bool]:
     held = bool(client.set(lock, token, nx=True, px=lease_ms))
     if not held and as_text(client.get(lock) or b"") == token:
-        held = bool(client.eval(HOLD_LOCK_LUA, 1, lock, token, lease_ms))
+        held = bool(LOCK_HOLD(client, [lock], LockArgs(token, lease_ms)))
     try:
         yield held
     finally:
         if held:
-            client.eval(RELEASE_LOCK_LUA, 1, lock, token)
+            LOCK_RELEASE(client, [lock], LockArgs(token, 0))
 
 
 def _poll_locked(

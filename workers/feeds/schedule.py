@@ -26,7 +26,9 @@ from celery.beat import Scheduler
 from workers.config import load_settings
 from workers.feeds.poll import feed_key
 from workers.feeds.spec import FeedSpec
-from workers.index.keys import HOLD_LOCK_LUA, RELEASE_LOCK_LUA, Keys
+from workers.index.args import LockArgs
+from workers.index.keys import Keys
+from workers.index.scripts import LOCK_HOLD, LOCK_RELEASE
 from workers.ops.connection import DEFAULT_REDIS_URL, as_text, redis_from_url
 from workers.worker.app import FETCH_QUEUE
 from workers.worker.runtime import load_feeds_and_rules
@@ -102,8 +104,8 @@ class FeedScheduler(Scheduler):  # type: ignore[misc]
         return min(delay, BEAT_LOCK_SECONDS / 3)
 
     def _keep_lock(self) -> None:
-        renewed = self._client.eval(
-            HOLD_LOCK_LUA, 1, self._keys.beat_lock, self._token, BEAT_LOCK_SECONDS * 1000
+        renewed = LOCK_HOLD(
+            self._client, [self._keys.beat_lock], LockArgs(self._token, BEAT_LOCK_SECONDS * 1000)
         )
         if renewed:
             return
@@ -119,5 +121,5 @@ class FeedScheduler(Scheduler):  # type: ignore[misc]
             client = getattr(self, "_client", None)
             if client is not None:
                 with contextlib.suppress(redis.RedisError):
-                    client.eval(RELEASE_LOCK_LUA, 1, self._keys.beat_lock, self._token)
+                    LOCK_RELEASE(client, [self._keys.beat_lock], LockArgs(self._token, 0))
                 client.close()

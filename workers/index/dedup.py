@@ -1,4 +1,4 @@
-"""The shared Redis dedup index and the output streams, driven by the Lua in `keyspace`.
+"""The shared Redis dedup index and the output streams, driven by the scripts in scripts/.
 
 Each document costs one EVALSHA that decides (exact / near / new), indexes, publishes to
 exactly one stream and updates the counters atomically; a batch is sent as one pipeline,
@@ -7,7 +7,7 @@ so a task of 200 documents is one round trip.
 Ids are unique in `docs` among the documents published within the retention window: a
 new document whose input id a live indexed document already holds is published as
 `<id>~<n>` (the first n = 2, 3, ... free), with its input's id in the field `input_id`
-(UNIQUE IDS at `keyspace.ACCEPT_DOCUMENT_LUA`). Duplicates keep their input's id in
+(UNIQUE IDS in scripts/accept_document.lua). Duplicates keep their input's id in
 `duplicates`; their `duplicate_of` is the original's published id.
 """
 
@@ -18,7 +18,6 @@ import struct
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from dataclasses import field as dataclass_field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,16 +34,11 @@ from workers.clean.fingerprint import (
 )
 from workers.clean.urls import canonical_url
 from workers.document import DeadInput, Document
-from workers.index.keys import (
-    ACCEPT_DOCUMENT_LUA,
-    FACT_OPERATION_ARGS,
-    INDEX_SETTINGS,
-    RECORD_DEAD_LUA,
-    Keys,
-    lsh_bucket_fields,
-    packed_fact_operations,
-)
-from workers.ops.connection import HoldingRetry, as_text, is_outage, pack_command, run_packed
+from workers.index.args import INDEX_SETTINGS, AcceptArgs, DeadArgs, PackedItems
+from workers.index.encoding import FACT_OPERATION_ARGS, lsh_bucket_fields, packed_fact_operations
+from workers.index.keys import Keys
+from workers.index.scripts import ACCEPT_DOCUMENT, RECORD_DEAD, ScriptCall, run_calls
+from workers.ops.connection import as_text
 
 
 class IndexMismatch(Exception):
@@ -210,21 +204,12 @@ def _fact_arguments(fingerprints: Sequence[Fingerprint], bits: int) -> list[_Fac
 
 
 @dataclass(frozen=True, slots=True)
-class _ScriptCall:
-    source: str  # the Lua source; sent as EVALSHA of its SHA1
-    keys: list[str]
-    args: list[Any]
-    packed_tail: bytes = b""  # more arguments, already packed (see connection.pack_command)
-    tail_args: int = 0
-    cells: list[int] = dataclass_field(default_factory=list)  # the facts' counter cells, in order
-
-
-@dataclass(frozen=True, slots=True)
 class PreparedBatch:
     """A batch's script calls, built and ready to send (`DedupIndex.prepare`, `run`)."""
 
     refs: list[str]  # input_ref of each call, in order
-    calls: list[_ScriptCall]
+    calls: list[ScriptCall]
+    cells: list[list[int]]  # each call's facts' counter cells, in order (none for dead)
 
 
 class DedupIndex:
@@ -253,7 +238,6 @@ class DedupIndex:
         self.docs_maxlen = docs_maxlen
         self.duplicates_maxlen = duplicates_maxlen
         self.dead_maxlen = dead_maxlen
-        self._scripts = {name: "" for name in (ACCEPT_DOCUMENT_LUA, RECORD_DEAD_LUA)}
         self._settings_arg = self._index_settings()
         self._checked = False
 
@@ -315,17 +299,19 @@ class DedupIndex:
         job_id: str,
         guard: str,
         items: Sequence[tuple[Accepted, str, float]],
-    ) -> list[_ScriptCall]:
-        """Script calls for documents, each with its ingested_at text and clock time."""
+    ) -> tuple[list[ScriptCall], list[list[int]]]:
+        """Script calls for documents, each with its ingested_at text and clock time, and
+        each one's facts' counter cells."""
         fingerprints = [item.fingerprint for item, _, _ in items]
         facts = _fact_arguments(fingerprints, self.params.facts_bits)
         buckets = self._bucket_arguments(fingerprints)
-        return [
+        calls = [
             self._accept_call(mode, job_id, guard, item, ingested_at, now, item_facts, bucket)
             for (item, ingested_at, now), item_facts, bucket in zip(
                 items, facts, buckets, strict=True
             )
         ]
+        return calls, [item_facts.cells for item_facts in facts]
 
     def _bucket_arguments(self, fingerprints: Sequence[Fingerprint]) -> list[list[bytes]]:
         """Each document's LSH bucket fields (none without a signature)."""
@@ -354,7 +340,7 @@ class DedupIndex:
         now: float,
         facts: _FactArguments,
         buckets: list[bytes],
-    ) -> _ScriptCall:
+    ) -> ScriptCall:
         doc, fp = item.doc, item.fingerprint
         doc_fields = {
             "id": doc.id,  # first: the script may publish it under another (UNIQUE IDS)
@@ -383,41 +369,31 @@ class DedupIndex:
             "content_hash": fp.content_hash,
             "input_ref": doc.input_ref,
         }
-        args: list[Any] = [
-            self.keys.prefix,
-            mode,
-            job_id,
-            guard + doc.input_ref,
-            doc.source,
-            item.bytes_in,
-            self._settings_arg,
-            doc.id,
-            fp.content_key,
-            url_key(canonical_url(doc.url)),
-            fp.signature,
-            fp.shingles,
-            retention_timestamp(doc, self.retention_clock, now),
-            document_hour(doc, now),
-            facts.hashes,
-            len(doc.stripped),
-            len(doc_fields) * 2,
-            len(dup_fields) * 2,
-            len(buckets),
-        ]
-        for mapping in (doc_fields, dup_fields):
-            for key, value in mapping.items():
-                args.extend((key, value))
-        args.extend(buckets)
-        return _ScriptCall(
-            ACCEPT_DOCUMENT_LUA,
-            [self.keys.source_stats(doc.source)],
-            args,
-            facts.operations,
-            FACT_OPERATION_ARGS * len(facts.cells),
-            facts.cells,
+        args = AcceptArgs(
+            prefix=self.keys.prefix,
+            mode=mode,
+            job=job_id,
+            guard=guard + doc.input_ref,
+            source=doc.source,
+            bytes_in=item.bytes_in,
+            settings=self._settings_arg,
+            doc_id=doc.id,
+            content_key=fp.content_key,
+            url_key=url_key(canonical_url(doc.url)),
+            signature=fp.signature,
+            shingles=fp.shingles,
+            timestamp=retention_timestamp(doc, self.retention_clock, now),
+            hour=document_hour(doc, now),
+            fact_hashes=facts.hashes,
+            stripped=len(doc.stripped),
+            doc_fields=tuple(value for pair in doc_fields.items() for value in pair),
+            dup_fields=tuple(value for pair in dup_fields.items() for value in pair),
+            buckets=tuple(buckets),
+            fact_operations=PackedItems(facts.operations, FACT_OPERATION_ARGS * len(facts.cells)),
         )
+        return ACCEPT_DOCUMENT.call([self.keys.source_stats(doc.source)], args)
 
-    def _dead_call(self, job_id: str, guard: str, dead: DeadInput, bytes_in: int) -> _ScriptCall:
+    def _dead_call(self, job_id: str, guard: str, dead: DeadInput, bytes_in: int) -> ScriptCall:
         fields = {
             "id": dead.id or dead.input_ref,
             "input_ref": dead.input_ref,
@@ -427,19 +403,18 @@ class DedupIndex:
             "failed_at": utc_now_iso(),
         }
         source = dead.source or "(unknown)"
-        args: list[Any] = [
-            self.keys.prefix,
-            "publish",
-            job_id,
-            guard + dead.input_ref,
-            source,
-            bytes_in,
-            self.dead_maxlen,
-            dead.reason,
-        ]
-        for key, value in fields.items():
-            args.extend((key, value))
-        return _ScriptCall(RECORD_DEAD_LUA, [self.keys.source_stats(source)], args)
+        args = DeadArgs(
+            prefix=self.keys.prefix,
+            mode="publish",
+            job=job_id,
+            guard=guard + dead.input_ref,
+            source=source,
+            bytes_in=bytes_in,
+            maxlen=self.dead_maxlen,
+            reason=dead.reason,
+            fields=tuple(value for pair in fields.items() for value in pair),
+        )
+        return RECORD_DEAD.call([self.keys.source_stats(source)], args)
 
     def submit(
         self,
@@ -473,14 +448,15 @@ class DedupIndex:
         self.ensure_params()
         clock = time.time() if now is None else now
         ingested_at = utc_now_iso() if now is None else _iso(now)
-        calls = self._accept_calls(
+        calls, cells = self._accept_calls(
             "publish", job_id, guard_prefix, [(item, ingested_at, clock) for item in accepted]
         )
         refs = [item.doc.input_ref for item in accepted]
         for dead_input, bytes_in in dead:
             calls.append(self._dead_call(job_id, guard_prefix, dead_input, bytes_in))
             refs.append(dead_input.input_ref)
-        return PreparedBatch(refs, calls)
+            cells.append([])
+        return PreparedBatch(refs, calls, cells)
 
     def prepare_reindex(self, items: Sequence[tuple[Accepted, float]]) -> PreparedBatch:
         """Calls that index already-published documents, each with the time it was ingested,
@@ -488,73 +464,12 @@ class DedupIndex:
         "skipped" when one duplicates another under the new parameters. Used by
         `newsdedup index rebuild`."""
         self.ensure_params()
-        calls = self._accept_calls("rebuild", "", "", [(item, "", at) for item, at in items])
-        return PreparedBatch([item.doc.input_ref for item, _ in items], calls)
+        calls, cells = self._accept_calls("rebuild", "", "", [(item, "", at) for item, at in items])
+        return PreparedBatch([item.doc.input_ref for item, _ in items], calls, cells)
 
     def run(self, batch: PreparedBatch) -> list[Outcome]:
         """Send a prepared batch as one pipeline; one Outcome per input, in order."""
-        return self._outcomes(batch.refs, batch.calls, self._run_scripts(batch.calls))
-
-    def _run_scripts(self, calls: Sequence[_ScriptCall]) -> list[Any]:
-        """Run the scripts in one pipeline with EVALSHA (loading them once per process).
-
-        redis-py's registered scripts send SCRIPT EXISTS before every pipeline: a second
-        round trip per batch. After a Redis restart or SCRIPT FLUSH the server answers
-        NOSCRIPT; those calls (and only those, so nothing runs twice) are re-sent after
-        loading the scripts again. Calls refused by an outage (Redis full, read-only,
-        loading) are re-sent the same way, for as long as the client's `HoldingRetry`
-        waits: a refused script wrote nothing (Redis refuses a script at its first write).
-        """
-        replies: list[Any] = [None] * len(calls)
-        todo = list(range(len(calls)))
-
-        def attempt() -> None:
-            nonlocal todo
-            for _ in range(3):
-                if not todo:
-                    return
-                for source, sha in self._scripts.items():
-                    if not sha:
-                        self._scripts[source] = as_text(self.client.script_load(source))
-                packed = [
-                    pack_command(
-                        [
-                            "EVALSHA",
-                            self._scripts[calls[i].source],
-                            len(calls[i].keys),
-                            *calls[i].keys,
-                            *calls[i].args,
-                        ],
-                        calls[i].packed_tail,
-                        calls[i].tail_args,
-                    )
-                    for i in todo
-                ]
-                again: list[int] = []
-                refused: Exception | None = None
-                for i, reply in zip(todo, run_packed(self.client, packed), strict=True):
-                    if isinstance(reply, redis.exceptions.NoScriptError):
-                        again.append(i)
-                        self._scripts = dict.fromkeys(self._scripts, "")
-                    elif isinstance(reply, Exception) and is_outage(reply):
-                        again.append(i)
-                        refused = refused or reply
-                    elif isinstance(reply, Exception):
-                        raise reply
-                    else:
-                        replies[i] = reply
-                todo = again
-                if refused is not None:
-                    raise refused
-            if todo:
-                raise redis.exceptions.NoScriptError("the index scripts could not be loaded")
-
-        retry = self.client.get_retry()
-        if isinstance(retry, HoldingRetry):
-            retry.call_with_retry(attempt, lambda _error: None)
-        else:
-            attempt()
-        return replies
+        return self._outcomes(batch.refs, batch.cells, run_calls(self.client, batch.calls))
 
     def reset(self) -> int:
         """Delete the whole index (not the streams or stats); returns the keys deleted."""
@@ -601,16 +516,16 @@ class DedupIndex:
 
     @staticmethod
     def _outcomes(
-        refs: Sequence[str], calls: Sequence[_ScriptCall], replies: Sequence[Any]
+        refs: Sequence[str], cells: Sequence[list[int]], replies: Sequence[Any]
     ) -> list[Outcome]:
         outcomes = []
-        for ref, call, reply in zip(refs, calls, replies, strict=True):
+        for ref, call_cells, reply in zip(refs, cells, replies, strict=True):
             kind = as_text(reply[0])
             if len(reply) < 7:  # 'already', or a dead-letter reply
                 outcomes.append(Outcome(ref, kind))
                 continue
             indexes = struct.unpack(f">{len(reply[5]) // 2}H", reply[5])
-            common = tuple(call.cells[i] for i in indexes)
+            common = tuple(call_cells[i] for i in indexes)
             similarity = float(as_text(reply[3])) if kind in ("exact", "near") else 0.0
             original = as_text(reply[2]) if kind in ("exact", "near") else ""
             outcomes.append(Outcome(ref, kind, original, similarity, common, as_text(reply[6])))

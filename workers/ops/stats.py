@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from workers.index.args import ProbeArgs
 from workers.index.keys import (
     MINUTE_KINDS,
-    PROBE_PADDING,
-    PROBE_WRITE_LUA,
     RATE_KINDS,
     STREAM_NAMES,
     Keys,
 )
+from workers.index.scripts import PROBE_WRITE
 from workers.ops.connection import HoldingRetry, as_text, is_outage, outage_reason
 
 if TYPE_CHECKING:
@@ -132,9 +132,13 @@ def _feeds_summary(client: redis.Redis, keys: Keys, feeds: Sequence[FeedSpec]) -
     }
 
 
+# The probe's size: about a worker's chunk of script calls (scripts/probe_write.lua).
+PROBE_PADDING = 256 * 1024
+
+
 def write_refusal(client: redis.Redis, keys: Keys) -> str | None:
     """Why Redis refuses writes right now (full, read-only, loading, away, ...), in one line
-    with what to do; None when it takes them. Found out by writing (`PROBE_WRITE_LUA`: as
+    with what to do; None when it takes them. Found out by writing (scripts/probe_write.lua: as
     large as a worker's writes, stored small and briefly), so every cause the workers would
     meet is seen, whatever the server's configuration."""
     retry = client.get_retry()
@@ -144,7 +148,7 @@ def write_refusal(client: redis.Redis, keys: Keys) -> str | None:
 
     try:
         with waiting():
-            client.eval(PROBE_WRITE_LUA, 1, keys.write_probe, bytes(PROBE_PADDING))
+            PROBE_WRITE(client, [keys.write_probe], ProbeArgs(bytes(PROBE_PADDING)))
         return None
     except Exception as exc:
         reason = outage_reason(exc)

@@ -7,7 +7,7 @@ least `min_docs` documents of the source, and in at least `min_share` of the doc
 counted since its counting began (`LearnerSettings.bar`), is learned; the strip stage then
 trims learned lines in unbroken runs at the top and bottom of later documents of that
 source. Duplicates are not counted, so reprints of one story never teach that its
-sentences are furniture. Counting is lossy (see `keyspace.LEARN_LINES_LUA`), so Redis
+sentences are furniture. Counting is lossy (see workers/index/scripts/learn_lines.lua), so Redis
 memory per source stays bounded on an endless stream. (The script still marks a line
 learned, for `boilerplate show`, against the share of all the source's documents; the
 trimming decision here uses the share since the line's birth bucket.)
@@ -36,8 +36,11 @@ from dataclasses import dataclass, field
 import redis
 
 from workers.clean.boilerplate.strip import LINK_LABELS
+from workers.index.args import LearnArgs
 from workers.index.dedup import delete_matching
-from workers.index.keys import LEARN_LINES_LUA, LEARNER_SPLIT, Keys
+from workers.index.encoding import LEARNER_SPLIT
+from workers.index.keys import Keys
+from workers.index.scripts import LEARN_LINES
 from workers.ops.connection import as_text
 
 LineKey = tuple[str, str]  # (source, line hash)
@@ -101,7 +104,6 @@ class LineLearner:
         self.client = client
         self.keys = keys
         self.settings = settings
-        self._script = client.register_script(LEARN_LINES_LUA)
         # Sends (`record`) and reads (`plan`) hold the lock across their round trip, so a
         # chunk's counts are either in what a read sees from Redis or in `_inflight`, never
         # both and never neither.
@@ -239,8 +241,8 @@ class LineLearner:
                         args += [digest, text]
                 if ndocs and self.settings.enabled:
                     s = self.settings
-                    head: list[str | int | float] = [s.min_docs, s.min_share, s.prune_every, ndocs]
-                    self._script(keys=keys, args=[*head, *args])
+                    learn = LearnArgs(s.min_docs, s.min_share, s.prune_every, ndocs, tuple(args))
+                    LEARN_LINES(self.client, keys, learn)
             finally:
                 self._inflight.pop(id(pending), None)
 

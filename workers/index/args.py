@@ -1,0 +1,228 @@
+"""The arguments of each index script, typed: the only definition of their order.
+
+A script's arguments are a frozen dataclass. Its fields, in declaration order, are the
+script's ARGV: a `text` or `number` field takes one slot; an `items` field takes one slot
+for its count, and its items follow every slot of the single fields, in field order;
+a `packed` field (the last one) is like `items`, but its items arrive already in the
+Redis protocol (`ops.connection.pack_command`'s `packed_tail`).
+
+The scripts never index ARGV themselves: `lua_unpacking` writes, from the same fields,
+the Lua that names every argument (`A.<field>`; for items `A.<field>_n`, the count, and
+`A.<field>_at`, the ARGV position of the first; `A.<field>` is a table of them when the
+field asks for it). `scripts.py` puts it at the top of each script.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Literal
+
+Kind = Literal["text", "number", "items", "packed"]
+
+
+def text() -> Any:
+    """A string (or bytes) argument, as it is."""
+    return field(metadata={"kind": "text"})
+
+
+def number() -> Any:
+    """A number argument (the script gets it through `tonumber`)."""
+    return field(metadata={"kind": "number"})
+
+
+def items(*, as_table: bool = False) -> Any:
+    """A list of arguments: its count in the single slots, its items after them.
+    `as_table`: the script gets them as a Lua table too (for few, small items)."""
+    return field(metadata={"kind": "items", "as_table": as_table})
+
+
+def packed() -> Any:
+    """Items already packed in the Redis protocol, with their count; the last field."""
+    return field(metadata={"kind": "packed"})
+
+
+@dataclass(frozen=True, slots=True)
+class PackedItems:
+    """`count` arguments packed in the Redis protocol (`ops.connection.pack_command`)."""
+
+    data: bytes = b""
+    count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Argv:
+    """A script call's arguments as sent: plain values, then the packed tail."""
+
+    values: list[Any]
+    packed_tail: bytes = b""
+    packed_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptArgs:
+    """Base class of every script's arguments."""
+
+    _kinds: ClassVar[dict[str, tuple[tuple[str, Kind, bool], ...]]] = {}
+
+    @classmethod
+    def _fields(cls) -> tuple[tuple[str, Kind, bool], ...]:
+        known = ScriptArgs._kinds.get(cls.__qualname__)
+        if known is None:
+            known = tuple(
+                (f.name, f.metadata["kind"], bool(f.metadata.get("as_table"))) for f in fields(cls)
+            )
+            kinds = [kind for _, kind, _ in known]
+            if "packed" in kinds[:-1]:
+                raise TypeError(f"{cls.__name__}: a packed field must be the last one")
+            ScriptArgs._kinds[cls.__qualname__] = known
+        return known
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [name for name, _, _ in cls._fields()]
+
+    def argv(self) -> Argv:
+        singles: list[Any] = []
+        lists: list[Any] = []
+        tail = PackedItems()
+        for name, kind, _ in self._fields():
+            value = getattr(self, name)
+            if kind == "items":
+                singles.append(len(value))
+                lists.extend(value)
+            elif kind == "packed":
+                singles.append(value.count)
+                tail = value
+            else:
+                singles.append(value)
+        return Argv(singles + lists, tail.data, tail.count)
+
+    @classmethod
+    def lua_unpacking(cls) -> str:
+        """Lua that names every argument in the table `A`."""
+        out = ["local A = {}"]
+        lists: list[tuple[str, bool]] = []
+        for slot, (name, kind, as_table) in enumerate(cls._fields(), start=1):
+            if kind == "text":
+                out.append(f"A.{name} = ARGV[{slot}]")
+            elif kind == "number":
+                out.append(f"A.{name} = tonumber(ARGV[{slot}])")
+            else:
+                out.append(f"A.{name}_n = tonumber(ARGV[{slot}])")
+                lists.append((name, as_table))
+        out.append(f"local at = {len(cls._fields()) + 1}")
+        for name, as_table in lists:
+            out.append(f"A.{name}_at = at")
+            if as_table:
+                out.append(f"A.{name} = {{unpack(ARGV, at, at + A.{name}_n - 1)}}")
+            out.append(f"at = at + A.{name}_n")
+        return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------------------- the scripts
+
+
+@dataclass(frozen=True, slots=True)
+class CountedArgs(ScriptArgs):
+    """What every script that accounts for an input takes first (scripts/common.lua)."""
+
+    prefix: str = text()
+    mode: str = text()  # "publish": decide, index, publish, count; "rebuild": index only
+    job: str = text()  # "" outside a job (no redelivery guard)
+    guard: str = text()  # the member of the job's done set that makes a redelivery a no-op
+    source: str = text()  # the source's name, only ever a member of the sources set
+    bytes_in: int = number()
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptArgs(CountedArgs):
+    """scripts/accept_document.lua: decide, index and publish one document."""
+
+    settings: str = text()  # the index settings (`INDEX_SETTINGS`), space-separated
+    doc_id: str = text()
+    content_key: bytes = text()  # 8 bytes
+    url_key: bytes = text()  # 8 bytes, or b"" without a URL
+    signature: bytes = text()  # 2 * num_perm bytes, or b"" without one
+    shingles: int = number()
+    timestamp: int = number()  # the retention clock, seconds
+    hour: int = number()  # hours since the epoch of the document
+    fact_hashes: bytes = text()  # 2 bytes each, ascending
+    stripped: int = number()  # boilerplate lines stripped
+    doc_fields: tuple[Any, ...] = items(as_table=True)  # docs-stream pairs, id first
+    dup_fields: tuple[Any, ...] = items(as_table=True)  # duplicates-stream pairs
+    buckets: tuple[bytes, ...] = items()  # LSH bucket fields (`lsh_bucket_fields`)
+    fact_operations: PackedItems = packed()  # noqa: RUF009 (a field); per fact 4 arguments
+
+
+@dataclass(frozen=True, slots=True)
+class DeadArgs(CountedArgs):
+    """scripts/record_dead.lua: one input to the dead stream."""
+
+    maxlen: int = number()
+    reason: str = text()
+    fields: tuple[Any, ...] = items(as_table=True)  # dead-stream pairs
+
+
+@dataclass(frozen=True, slots=True)
+class LearnArgs(ScriptArgs):
+    """scripts/learn_lines.lua: count the learnable lines of kept documents. Each document
+    in `documents` is: its source, k, then k pairs (line hash, line text)."""
+
+    min_docs: int = number()
+    min_share: float = number()
+    width: int = number()  # documents per lossy-counting bucket
+    count: int = number()  # documents
+    documents: tuple[Any, ...] = items()
+
+
+@dataclass(frozen=True, slots=True)
+class LockArgs(ScriptArgs):
+    """scripts/lock_hold.lua and lock_release.lua: a lock held under an owner's token."""
+
+    token: str = text()
+    milliseconds: int = number()  # lock_hold: keep it so much longer; 0 releases it
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeArgs(ScriptArgs):
+    """scripts/probe_write.lua: a write as large as a worker's, stored small."""
+
+    padding: bytes = text()
+
+
+# ARGV `settings` of AcceptArgs: one space-separated string (built once per process by
+# `DedupIndex`; one argument instead of twenty per document), in this order; the scripts
+# get each as a constant of its name in capitals (THRESHOLD, ...).
+INDEX_SETTINGS = (
+    "num_perm",
+    "bands",
+    "rows",
+    "threshold",  # J bar when the facts do not settle it
+    "containment_threshold",
+    "min_shingles",
+    "max_candidates",
+    "retention_seconds",  # 0 = forever
+    "sweep_limit",
+    "docs_maxlen",
+    "duplicates_maxlen",
+    "facts_threshold",  # J bar when the rare facts agree
+    "facts_agreement",  # share of the smaller rare-fact set found in the other
+    "facts_min_count",  # rare facts needed on both sides for agreement or conflict
+    "max_gap_hours",  # 0 = no time condition
+    "stale_threshold",  # J bar beyond max_gap_hours
+    "rare_floor",
+    "rare_ratio",  # a fact is rare when its document frequency <= max(floor, ratio * N)
+    "facts_bits",
+    "facts_generation",  # documents per frequency-table generation; 0 = one forever
+)
+
+
+def settings_unpacking() -> str:
+    """Lua that reads A.settings into one constant per INDEX_SETTINGS name."""
+    names = ", ".join(name.upper() for name in INDEX_SETTINGS)
+    values = ", ".join(f"S[{i}]" for i in range(1, len(INDEX_SETTINGS) + 1))
+    return (
+        "local S = {}\n"
+        "for value in string.gmatch(A.settings, '%S+') do S[#S + 1] = tonumber(value) end\n"
+        f"local {names} =\n  {values}\n"
+    )

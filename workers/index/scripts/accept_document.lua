@@ -1,0 +1,256 @@
+-- Decide, index and publish one document (AcceptArgs; KEYS[1] the source's counters).
+-- Uses common.lua, tables.lua, records.lua and facts.lua.
+--
+-- The decision for an LSH candidate X with estimated Jaccard J and containment C
+-- (see bench/NEARDUP_RESEARCH.md for how each part was measured):
+--   F = facts_containment; agree / conflict = F >= / < facts_agreement, with at least
+--   facts_min_count rare facts on both sides;
+--   more than max_gap_hours from X -> duplicate iff J >= stale_threshold and no conflict
+--   conflict                       -> not a duplicate (same template, other facts)
+--   agree                          -> J >= facts_threshold or contained
+--   otherwise                      -> J >= threshold or contained
+-- A near-duplicate is indexed too, standing for its original, so a later copy that is
+-- closer to an earlier copy than to the original still finds the original.
+--
+-- UNIQUE IDS: consumers key on `id`, and inputs from different files or outlets may share
+-- one. A document published as new takes its input's id when no live document of the
+-- index holds that id, else the first `<id>~<n>` (n = 2, 3, ...) none holds, with the
+-- input's id in the docs field `input_id`. So no two documents published within the
+-- retention window (by the retention clock; for ever with retention 0) share an id in
+-- `docs`; once its holder has left the window, an id can be given again. A document
+-- already outside the window when it arrives (only with the "published" clock) gets a
+-- free id but is not indexed, so does not hold it. The id table (d) maps each held id's
+-- 8-byte key to its holder, freed with it; the input id's entry also remembers the last
+-- suffix given, so the k-th copy of an id costs one probe, not k. Duplicates keep their
+-- input's id in `duplicates`, and `duplicate_of` names the original's published id.
+
+local doc_id = A.doc_id
+local ckey = A.content_key
+local ukey = A.url_key
+local sig = A.signature
+local nsh = A.shingles
+local ts = A.timestamp
+local hour = A.hour
+local doc_fields, dup_fields = A.doc_fields, A.dup_fields
+local nband = A.buckets_n
+
+-- The retention clock only moves forward; documents older than the window stop matching
+-- at once and are freed a few per call, so memory stays flat under a steady stream.
+local watermark = tonumber(redis.call('HGET', K.index_meta, 'watermark') or '0')
+if ts > watermark then
+  watermark = ts
+  redis.call('HSET', K.index_meta, 'watermark', ts)
+end
+local cutoff = 0
+if RETENTION_SECONDS > 0 then
+  cutoff = watermark - RETENTION_SECONDS
+  sweep(cutoff, SWEEP_LIMIT)
+end
+
+local function live(num)
+  local rec = read_record(num)
+  if rec and rec.ts >= cutoff then return rec end
+  return nil
+end
+
+-- Every document is counted, duplicates included: a wire story's facts become common.
+local sketch, fcount, common, facts_tag = rare_facts(A.fact_hashes, A.fact_operations_at)
+
+-- A story's latest appearance keeps its cluster open for later re-publications.
+local function touch_root(rec)
+  local root = rec
+  if rec.root ~= rec.num then root = live(rec.root) end
+  if root and hour > root.hour then
+    redis.call('SETRANGE', page_key(root.num), (root.num % 256) * RECLEN + HOUR_AT,
+               pack32(hour))
+  end
+end
+
+local near_ok = sig ~= '' and nsh >= MIN_SHINGLES and nband == BANDS
+local indexable = not (RETENTION_SECONDS > 0 and ts < cutoff)  -- else already outside the window
+-- The doc number taken while looking up the LSH buckets (step 2), which also inserts the
+-- document's bands: a document with near_ok that is indexed always has one.
+local reserved = nil
+
+-- Index the document: standing for its original (root, stands_for: the original's id) or
+-- as new (root nil), under its published id `stands_for`, which it then holds.
+local function index_document(root, stands_for)
+  if not indexable then return end
+  local num = reserved or redis.call('INCR', K.index_next)
+  local me = pack32(num)
+  local stored_sig = sig
+  if not near_ok then stored_sig = ZERO_SIG end
+  local stored_ukey = ukey
+  if ukey == '' then stored_ukey = ZERO8 end
+  local fsk = {}
+  for k = 1, FACTS_K do fsk[k] = pack16(sketch[k] or 0) end
+  local page = page_key(num)
+  if redis.call('EXISTS', page) == 0 then
+    -- Allocated once at full size: growing it by SETRANGE would over-allocate by up to 2x.
+    redis.call('SET', page, string.rep('\0', 256 * RECLEN))
+  end
+  redis.call('SETRANGE', page, (num % 256) * RECLEN,
+             stored_sig .. ckey .. stored_ukey .. pack32(nsh) .. pack32(ts) .. pack32(hour)
+             .. pack32(root or num) .. pack16(fcount) .. table.concat(fsk))
+  redis.call('HINCRBY', K.record_pages, math.floor(num / 256), 1)
+  redis.call('HSET', id_key(num), num % 128, stands_for)
+  if not root then
+    local field = id_field(stands_for)
+    redis.call('HSET', lh_key('d', field), field, me)
+  end
+  redis.call('HSET', lh_key('x', ckey), ckey, me)
+  if ukey ~= '' then redis.call('HSET', lh_key('u', ukey), ukey, me) end
+  local day = math.floor(ts / 86400)
+  redis.call('RPUSH', K.retention_day(day), num)
+  redis.call('ZADD', K.retention_days, day, day)
+  -- Live documents bound each table's entries (shared buckets and documents without a
+  -- signature or URL make fewer): tables grow with the index, never shrink.
+  local count = redis.call('INCR', K.index_count)
+  if near_ok then lh_grow('l', count * BANDS) end
+  lh_grow('x', count)
+  if ukey ~= '' then lh_grow('u', count) end
+  if not root then lh_grow('d', count) end
+end
+
+-- The id to publish a new document under (UNIQUE IDS).
+local function claim_id()
+  local field = id_field(doc_id)
+  local shard = lh_key('d', field)
+  local held = redis.call('HGET', shard, field)
+  if not held or not live(u32(held, 1)) then return doc_id end
+  local n = 1
+  if string.len(held) >= 8 then n = u32(held, 5) end
+  local candidate
+  repeat
+    n = n + 1
+    candidate = doc_id .. '~' .. n
+    local other = id_field(candidate)
+    local taken = redis.call('HGET', lh_key('d', other), other)
+  until not taken or not live(u32(taken, 1))
+  redis.call('HSET', shard, field, string.sub(held, 1, 4) .. pack32(n))
+  return candidate
+end
+
+local function duplicate(kind, match, original, similarity, containment)
+  if mode ~= 'publish' then
+    return {'skipped', '', original, similarity, containment, common, facts_tag}
+  end
+  for _, v in ipairs({'duplicate_of', original, 'similarity', similarity,
+                      'containment', containment, 'kind', kind, 'match', match}) do
+    dup_fields[#dup_fields + 1] = v
+  end
+  local entry = xadd(K.duplicates, DUPLICATES_MAXLEN, dup_fields)
+  bump(kind, 1)
+  if job ~= '' then redis.call('HINCRBY', K.job(job), kind, 1) end
+  return {kind, entry, original, similarity, containment, common, facts_tag}
+end
+
+-- 1. Exact: the same canonical URL, or the same matching-normalised content.
+for _, kind_key in ipairs({{'u', ukey, 'url'}, {'x', ckey, 'content'}}) do
+  if kind_key[2] ~= '' then
+    local packed = redis.call('HGET', lh_key(kind_key[1], kind_key[2]), kind_key[2])
+    if packed then
+      local rec = live(u32(packed, 1))
+      if rec then
+        touch_root(rec)
+        return duplicate('exact', kind_key[3], original_id(rec.num), '1', '1')
+      end
+    end
+  end
+end
+
+-- 2. Near: LSH candidates, most shared bands first, verified against stored signatures.
+-- Not an exact duplicate, so the document will be indexed (as new, or standing for its
+-- original): its bands go in while they are looked up. A lookup and an insert each scan
+-- the compact shard; most buckets are new, and HSETNX alone does both.
+if near_ok then
+  local hits, order = {}, {}
+  local me
+  if indexable then
+    reserved = redis.call('INCR', K.index_next)
+    me = pack32(reserved)
+  end
+  for b = 0, BANDS - 1 do
+    -- The bucket fields come from the worker (`lsh_bucket_fields`: the same hash as
+    -- band_field, which `expire` uses on stored signatures).
+    local field, packed = ARGV[A.buckets_at + b], nil
+    local key = lh_key('l', field)
+    if not me then
+      packed = redis.call('HGET', key, field)
+    elseif redis.call('HSETNX', key, field, me) == 0 then
+      packed = redis.call('HGET', key, field)
+      redis.call('HSET', key, field, packed .. me)
+    end
+    if packed then
+      for k = 1, string.len(packed), 4 do
+        local num = u32(packed, k)
+        if hits[num] == nil then
+          hits[num] = 0
+          order[#order + 1] = num
+        end
+        hits[num] = hits[num] + 1
+      end
+    end
+  end
+  table.sort(order, function(a, b)
+    if hits[a] ~= hits[b] then return hits[a] > hits[b] end
+    return a < b
+  end)
+  local best, best_score, best_j, best_c = nil, -1, 0, 0
+  local mine = {string.byte(sig, 1, SIGLEN)}  -- numbers: no string allocation per value
+  for i = 1, math.min(#order, MAX_CANDIDATES) do
+    local rec = live(order[i])
+    if rec then
+      local other, equal = {string.byte(rec.sig, 1, SIGLEN)}, 0
+      for k = 1, SIGLEN, 2 do
+        if mine[k] == other[k] and mine[k + 1] == other[k + 1] then equal = equal + 1 end
+      end
+      local j = equal / NUM_PERM
+      local smaller = math.min(nsh, rec.nsh)
+      local c = 0
+      if smaller > 0 then c = math.min(1, (j * (nsh + rec.nsh) / (1 + j)) / smaller) end
+      local contained = c >= CONTAINMENT_THRESHOLD and smaller >= MIN_SHINGLES
+      local f = facts_containment(sketch, fcount, rec.sketch, rec.fcount)
+      local enough = f ~= nil and math.min(fcount, rec.fcount) >= FACTS_MIN_COUNT
+      local agree, conflict = enough and f >= FACTS_AGREEMENT, enough and f < FACTS_AGREEMENT
+      local dup
+      if MAX_GAP_HOURS > 0 and hour > 0 and rec.hour > 0 and math.abs(hour - rec.hour) > MAX_GAP_HOURS then
+        dup = j >= STALE_THRESHOLD and not conflict
+      elseif conflict then
+        dup = false
+      elseif agree then
+        dup = j >= FACTS_THRESHOLD or contained
+      else
+        dup = j >= THRESHOLD or contained
+      end
+      -- The most similar qualifying candidate wins: a high containment alone also
+      -- matches a short piece that a compilation happens to include.
+      if dup and j + c / 1000 > best_score then
+        best, best_score, best_j, best_c = rec, j + c / 1000, j, c
+      end
+    end
+  end
+  if best then
+    local original = original_id(best.num)
+    touch_root(best)
+    index_document(best.root, original)
+    return duplicate('near', 'minhash', original, string.format('%.4f', best_j),
+                     string.format('%.4f', best_c))
+  end
+end
+
+-- 3. New: index it and publish, under an id no live document holds.
+local published_id = doc_id
+if mode == 'publish' then published_id = claim_id() end
+index_document(nil, published_id)
+if mode ~= 'publish' then return {'indexed', '', '', '0', '0', common, facts_tag} end
+if published_id ~= doc_id then
+  doc_fields[2] = published_id  -- the docs-stream fields start with id (AcceptArgs)
+  doc_fields[#doc_fields + 1] = 'input_id'
+  doc_fields[#doc_fields + 1] = doc_id
+end
+local entry = xadd(K.docs, DOCS_MAXLEN, doc_fields)
+bump('published', 1)
+bump('stripped_lines', A.stripped)
+if job ~= '' then redis.call('HINCRBY', K.job(job), 'published', 1) end
+return {'published', entry, '', '0', '0', common, facts_tag}

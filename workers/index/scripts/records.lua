@@ -1,0 +1,156 @@
+-- The index's records (RECORD in workers/index/keys.py), their pages and ids, the byte
+-- helpers, the LSH bucket field, and freeing documents past the retention window.
+-- Uses tables.lua.
+
+local SIGLEN = 2 * NUM_PERM
+local FACTS_K = 16
+local RECLEN = SIGLEN + 34 + 2 * FACTS_K
+local HOUR_AT = SIGLEN + 24  -- 0-based offset of the hour field in a record
+local ZERO8 = string.rep('\0', 8)
+local ZERO_SIG = string.rep('\0', SIGLEN)
+
+local function u16(s, i)
+  local a, b = string.byte(s, i, i + 1)
+  return a * 256 + b
+end
+
+local function u32(s, i)
+  local a, b, c, d = string.byte(s, i, i + 3)
+  return ((a * 256 + b) * 256 + c) * 256 + d
+end
+
+local function pack16(n)
+  return string.char(math.floor(n / 256) % 256, n % 256)
+end
+
+local function pack32(n)
+  n = math.floor(n)
+  return string.char(math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256,
+                     math.floor(n / 256) % 256, n % 256)
+end
+
+-- A band's bucket field: a polynomial hash of the band number and its 16-bit values
+-- (exact in Lua's doubles: h < 2^32, so h * 31337 < 2^47), 4 bytes. It also picks the
+-- shard. Candidates are verified against stored signatures, so a rare collision costs a
+-- check, not a decision.
+local function band_field(sig, band)
+  local start = band * ROWS * 2 + 1
+  local h = band * 2654435 + 7
+  for r = 0, ROWS - 1 do
+    h = (h * 31337 + u16(sig, start + 2 * r)) % 4294967296
+  end
+  return pack32(h)
+end
+
+local function band_key_field(sig, band)
+  local field = band_field(sig, band)
+  return lh_key('l', field), field
+end
+
+local function page_key(num) return K.record_page(math.floor(num / 256)) end
+local function id_key(num) return K.id_block(math.floor(num / 128)) end
+
+-- An id's field in the id table (d): the first 8 bytes of its SHA-1. Two ids sharing them
+-- (about one pair in 2^64) only cost the later one a needless suffix (UNIQUE IDS).
+local function id_field(id)
+  return (string.gsub(string.sub(redis.sha1hex(id), 1, 16), '..', function(hex)
+    return string.char(tonumber(hex, 16))
+  end))
+end
+
+-- A live record (see RECORD in the module docstring), or nil once freed.
+local function read_record(num)
+  local offset = (num % 256) * RECLEN
+  local rec = redis.call('GETRANGE', page_key(num), offset, offset + RECLEN - 1)
+  if string.len(rec) < RECLEN then return nil end
+  local ts = u32(rec, SIGLEN + 21)
+  if ts == 0 then return nil end
+  local fcount = u16(rec, SIGLEN + 33)
+  local sketch = {}
+  for k = 1, math.min(fcount, FACTS_K) do sketch[k] = u16(rec, SIGLEN + 33 + 2 * k) end
+  return {num = num, sig = string.sub(rec, 1, SIGLEN),
+          ckey = string.sub(rec, SIGLEN + 1, SIGLEN + 8),
+          ukey = string.sub(rec, SIGLEN + 9, SIGLEN + 16), nsh = u32(rec, SIGLEN + 17), ts = ts,
+          hour = u32(rec, SIGLEN + 25), root = u32(rec, SIGLEN + 29), fcount = fcount,
+          sketch = sketch}
+end
+
+local function remove_packed(key, field, num)
+  local packed = redis.call('HGET', key, field)
+  if not packed then return end
+  local me, kept = pack32(num), {}
+  for k = 1, string.len(packed), 4 do
+    local item = string.sub(packed, k, k + 3)
+    if item ~= me then kept[#kept + 1] = item end
+  end
+  if #kept == 0 then
+    redis.call('HDEL', key, field)
+  else
+    redis.call('HSET', key, field, table.concat(kept))
+  end
+end
+
+-- Free every trace of one indexed document.
+local function expire(num)
+  local rec = read_record(num)
+  if not rec then return end
+  if rec.sig ~= ZERO_SIG then
+    for b = 0, BANDS - 1 do
+      local key, field = band_key_field(rec.sig, b)
+      remove_packed(key, field, num)
+    end
+  end
+  local me = pack32(num)
+  for _, kind_key in ipairs({{'x', rec.ckey}, {'u', rec.ukey}}) do
+    if kind_key[2] ~= ZERO8 then
+      local shard = lh_key(kind_key[1], kind_key[2])
+      if redis.call('HGET', shard, kind_key[2]) == me then
+        redis.call('HDEL', shard, kind_key[2])
+      end
+    end
+  end
+  if rec.root == num then  -- published as new: it holds its id (UNIQUE IDS)
+    local id = redis.call('HGET', id_key(num), num % 128)
+    if id then
+      local field = id_field(id)
+      local shard = lh_key('d', field)
+      local held = redis.call('HGET', shard, field)
+      if held and u32(held, 1) == num then redis.call('HDEL', shard, field) end
+    end
+  end
+  redis.call('HDEL', id_key(num), num % 128)
+  local page = math.floor(num / 256)
+  redis.call('SETRANGE', page_key(num), (num % 256) * RECLEN, string.rep('\0', RECLEN))
+  if redis.call('HINCRBY', K.record_pages, page, -1) <= 0 then
+    redis.call('DEL', page_key(num))
+    redis.call('HDEL', K.record_pages, page)
+  end
+  redis.call('DECR', K.index_count)
+end
+
+-- Free up to `limit` expired documents, oldest day first. Within a day's list documents
+-- are in insertion order, which is clock order for the ingestion clock: stop at the first
+-- one still inside the window. (Expired ones behind it already no longer match.)
+local function sweep(cutoff, limit)
+  local cutoff_day = math.floor(cutoff / 86400)
+  while limit > 0 do
+    local oldest = redis.call('ZRANGE', K.retention_days, 0, 0)
+    if #oldest == 0 or tonumber(oldest[1]) > cutoff_day then return end
+    local list = K.retention_day(oldest[1])
+    local head = redis.call('LINDEX', list, 0)
+    if not head then
+      redis.call('ZREM', K.retention_days, oldest[1])
+    else
+      local rec = read_record(tonumber(head))
+      if rec and rec.ts >= cutoff then return end
+      redis.call('LPOP', list)
+      expire(tonumber(head))
+      limit = limit - 1
+    end
+  end
+end
+
+-- The id a record stands for: its own, or its original's for an indexed near-duplicate.
+local function original_id(num)
+  return redis.call('HGET', id_key(num), num % 128)
+end
