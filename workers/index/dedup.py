@@ -148,7 +148,7 @@ def document_hour(doc: Document, now: float) -> int:
 
 @dataclass(frozen=True, slots=True)
 class DecisionRule:
-    """When an LSH candidate is the same article (see ACCEPT_DOCUMENT_LUA). The fields
+    """When an LSH candidate is the same article (scripts/accept_document.lua). The fields
     are `dedup.*` settings of the same names; their defaults live in the config."""
 
     threshold: float
