@@ -58,9 +58,18 @@ def _die_with_parent() -> None:
 class RedisServer:
     """A private redis-server on a Unix socket in its own temporary folder."""
 
-    def __init__(self, *extra_args: str, start_timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        *extra_args: str,
+        start_timeout: float = 15.0,
+        tcp_port: int = 0,
+        executable: str | None = None,
+    ) -> None:
         self.extra_args = extra_args
         self.start_timeout = start_timeout
+        # A TCP listener on 127.0.0.1 too, for clients that only speak TCP (0: none).
+        self.tcp_port = tcp_port
+        self.executable = executable
         self._dir = Path(tempfile.mkdtemp(prefix="ndbench-redis-"))
         self.socket_path = str(self._dir / "redis.sock")
         self._proc: subprocess.Popen[bytes] | None = None
@@ -69,6 +78,10 @@ class RedisServer:
     @property
     def url(self) -> str:
         return f"unix://{self.socket_path}"
+
+    @property
+    def tcp_url(self) -> str:
+        return f"redis://127.0.0.1:{self.tcp_port}/0"
 
     @property
     def client(self) -> redis.Redis:
@@ -83,8 +96,9 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         args = [
-            redis_executable(),
-            "--port", "0",  # no TCP listener at all: nothing else can reach it
+            self.executable or redis_executable(),
+            "--port", str(self.tcp_port),  # 0: no TCP listener at all
+            "--bind", "127.0.0.1",
             "--unixsocket", self.socket_path,
             "--unixsocketperm", "700",
             "--save", "",
