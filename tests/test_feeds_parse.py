@@ -13,7 +13,7 @@ import feedparser
 import pytest
 
 from tests.conftest import ROOT, shared_path
-from workers.clean.boilerplate.strip import load_rules, parse_source_rules
+from workers.clean.boilerplate.rules import load_rules, parse_source_rules
 from workers.feeds.spec import (
     FeedEntry,
     FeedSpec,

@@ -12,7 +12,8 @@ from edit_copies import lightly_edit
 from test_index import article, settings_for
 
 from workers.clean.boilerplate.learner import Candidate, LineLearner
-from workers.clean.boilerplate.strip import learnable_lines, link_targets
+from workers.clean.boilerplate.links import link_targets
+from workers.clean.boilerplate.strip import learnable_lines
 from workers.document import Document
 from workers.ops.streams import iter_range
 from workers.pipeline.process import process_inputs

@@ -6,19 +6,10 @@ from typing import Any
 
 import pytest
 
-from workers.clean.boilerplate.strip import (
-    DEFAULT_RULES_PATH,
-    RuleSet,
-    byline_parts,
-    learnable_lines,
-    line_hash,
-    line_key,
-    link_probes,
-    link_targets,
-    load_rules,
-    parse_rules,
-    strip_boilerplate,
-)
+from workers.clean.boilerplate.lines import byline_parts, line_hash, line_key
+from workers.clean.boilerplate.links import link_probes, link_targets
+from workers.clean.boilerplate.rules import DEFAULT_RULES_PATH, RuleSet, load_rules, parse_rules
+from workers.clean.boilerplate.strip import learnable_lines, strip_boilerplate
 from workers.clean.normalise import normalise_for_publishing, split_lines
 
 ROOT = Path(__file__).resolve().parent.parent

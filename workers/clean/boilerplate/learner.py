@@ -12,7 +12,7 @@ memory per source stays bounded on an endless stream. (The script still marks a 
 learned, for `boilerplate show`, against the share of all the source's documents; the
 trimming decision here uses the share since the line's birth bucket.)
 
-Each document's title and lead paragraph (`strip.link_targets`) are counted the same way,
+Each document's title and lead paragraph (`links.link_targets`) are counted the same way,
 once, `link_memory` times over, so that they outlive one-off lines for about
 `link_memory` buckets without ever reaching the learning bar; a later line equal to one of
 them is a link to that article (`Pending.links`, used by `strip.strip_boilerplate`).
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from workers.clean.boilerplate.strip import LINK_LABELS
+from workers.clean.boilerplate.links import LINK_LABELS
 from workers.index.dedup import delete_matching
 from workers.index.keys import LEARN_LINES_LUA, LEARNER_SPLIT, Keys
 from workers.ops.connection import as_text
@@ -50,7 +50,7 @@ class LearnerSettings:
     min_share: float = 0.005
     prune_every: int = 1000
     zone_lines: int = 10
-    # A title or lead (strip.link_targets) is counted this many times at once, so lossy
+    # A title or lead (links.link_targets) is counted this many times at once, so lossy
     # counting keeps it for about link_memory x prune_every documents; 0: no links.
     link_memory: int = 4
 
@@ -70,9 +70,9 @@ class Candidate:
     source: str
     lines: Sequence[tuple[str, str]]  # (line hash, text), distinct: strip.learnable_lines
     body: str  # the publish-normalised body, for spotting exact repeats within a chunk
-    # (hash, text) other documents may link to it by: strip.link_targets; counted like lines.
+    # (hash, text) other documents may link to it by: links.link_targets; counted like lines.
     targets: Sequence[tuple[str, str]] = ()
-    # Link hashes of its own lines: strip.link_probes; looked up, never counted.
+    # Link hashes of its own lines: links.link_probes; looked up, never counted.
     probes: Sequence[str] = ()
 
 
@@ -116,7 +116,7 @@ class LineLearner:
         tentative counts, to be passed to `record` once the index has decided. The
         returned `Pending.links` holds, per candidate, the link hashes among its probes
         that another document of the source has as a target (a title or lead seen before:
-        see `strip.link_targets`)."""
+        see `links.link_targets`)."""
         pending = Pending(list(candidates))
         if not self.settings.enabled or not candidates:
             pending.links = [frozenset() for _ in candidates]
