@@ -12,11 +12,13 @@ from edit_copies import lightly_edit
 from test_index import article, settings_for
 
 from workers.clean.boilerplate.learner import Candidate, LineLearner
+from workers.clean.boilerplate.lines import BYLINE_PART_LABEL
 from workers.clean.boilerplate.links import link_targets
 from workers.clean.boilerplate.strip import learnable_lines
+from workers.clean.normalise import normalise_for_publishing
 from workers.document import Document
 from workers.ops.streams import iter_range
-from workers.pipeline.process import process_inputs
+from workers.pipeline.process import prepare_chunk, process_inputs
 from workers.worker.runtime import Runtime, build_runtime
 
 FOOTER = "حمّل تطبيق الصحيفة على هاتفك لتصلك آخر الأخبار أولاً بأول"
@@ -222,6 +224,68 @@ def test_boilerplate_show_and_reset_cli(redis_target: RedisTarget, prefix: str) 
     assert reset.returncode == 0, reset.stderr
     assert rt.learner.learned_lines("outlet") == (0, [])
     assert LineLearner(rt.client, rt.keys, rt.learner.settings).sources() == []
+
+
+def test_boilerplate_show_lists_exactly_the_lines_trimmed_as_learned(
+    redis_target: RedisTarget, prefix: str
+) -> None:
+    # A stream where the two old definitions of "learned" parted: a line used from the
+    # start, one used only early (learned then, below the share now), one started late
+    # (learned on its share since), one too rare, and bylines whose reporter recurs but
+    # whose cities do not. After it, every line the learner counted is probed: alone at
+    # the top of a new document, planned and stripped as the pipeline does, and never
+    # recorded. `boilerplate show` must list exactly the lines so trimmed.
+    rt = runtime_for(redis_target, prefix, min_share=0.1, prune_every=20)
+    early = "تابعونا على قناتنا الجديدة في منصات التواصل الاجتماعي"
+    late = "استمع إلى النشرة الصوتية اليومية عبر تطبيق الإذاعة"
+    rare = "للاشتراك في النشرة البريدية راسلونا عبر الموقع"
+    cities = ["جدة", "الرياض", "مكة", "الدمام", "أبها", "تبوك", "الطائف", "حائل", "ينبع", "جازان"]
+    stream = []
+    for n in range(120):
+        top = [f"سارة الأحمد – {cities[n % len(cities)]}", *([early] if n < 10 else [])]
+        bottom = [*([late] if n >= 110 else []), *([rare] if n % 15 == 0 else []), FOOTER]
+        stream.append(make_doc(n, "\n\n".join([*top, article(n, 36), *bottom])))
+    run(rt, stream, chunk_size=7)
+    assert len(published(rt)) == len(stream)
+
+    learning = {
+        "NEWSDEDUP_BOILERPLATE__MIN_SHARE": "0.1",
+        "NEWSDEDUP_BOILERPLATE__PRUNE_EVERY": "20",
+    }
+    env = cli_env(redis_url=redis_target.url, prefix=prefix, **learning)
+    shown_run = run_cli(["boilerplate", "show", "outlet", "--json", "--limit", "10000"], env)
+    assert shown_run.returncode == 0, shown_run.stderr
+    shown = json.loads(shown_run.stdout)
+    assert shown["documents"] == len(stream) and shown["learned"] == len(shown["lines"])
+    shown_texts = {line["text"] for line in shown["lines"]}
+
+    counted: dict[str, str] = {}  # everything the learner was sent: hash -> text
+    for doc in stream:
+        body = normalise_for_publishing(doc.text)
+        zone = rt.learner.settings.zone_lines
+        counted.update(learnable_lines(body, source="outlet", rules=rt.rules, zone=zone))
+
+    def trimmed_as(line: str, n: int) -> set[str]:
+        probe = make_doc(1000 + n, f"{line}\n\n{article(1000 + n, 36)}")
+        chunk = prepare_chunk([probe], rt.rules, rt.fingerprinter, rt.learner)
+        assert chunk.learning is not None
+        rt.learner.discard(chunk.learning)
+        (accepted,) = chunk.accepted
+        return {s.rule for s in accepted.doc.stripped if s.text == line}
+
+    trimmed: set[str] = set()
+    for n, text in enumerate(counted.values()):
+        if text.startswith(BYLINE_PART_LABEL):
+            # A part is learned when a byline made of it and a part never seen is trimmed.
+            part = text.removeprefix(BYLINE_PART_LABEL)
+            if "learned_byline" in trimmed_as(f"{part} – قرية لم تذكر", n):
+                trimmed.add(text)
+        elif "learned" in trimmed_as(text, n):
+            trimmed.add(text)
+
+    assert shown_texts == trimmed
+    assert {FOOTER, late, f"{BYLINE_PART_LABEL}سارة الأحمد"} <= shown_texts
+    assert not {early, rare} & shown_texts
 
 
 def titled(n: int, text: str, title: str) -> Document:
