@@ -27,6 +27,15 @@ SHARED = ROOT.parent / "shared"
 SEEDS = ROOT / "seeds"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="rewrite the expected results in tests/golden/boilerplate/*.json from what the "
+        "stripper does now (review the diff)",
+    )
+
+
 def shared_path(*parts: str) -> Path:
     """A path under ../shared, skipping the test with a clear reason when it is absent."""
     path = SHARED.joinpath(*parts)
