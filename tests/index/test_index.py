@@ -10,9 +10,10 @@ import hiredis
 import numpy as np
 import pytest
 from conftest import RedisTarget
-from edit_copies import WORDLESS_EDITS, lightly_edit, mutual_copies
+from support.articles import article
+from support.edit_copies import WORDLESS_EDITS, lightly_edit, mutual_copies
+from support.settings import settings_for
 
-from workers.config import Settings, load_settings
 from workers.document import Document
 from workers.index.dedup import IndexMismatch
 from workers.index.keys import (
@@ -25,60 +26,6 @@ from workers.pipeline.process import prepare
 from workers.worker.runtime import Runtime, build_runtime
 
 DAY = 86400.0
-WORDS = [
-    "الحكومة",
-    "أعلنت",
-    "اليوم",
-    "عن",
-    "خطة",
-    "جديدة",
-    "لتطوير",
-    "البنية",
-    "التحتية",
-    "في",
-    "المدن",
-    "الكبرى",
-    "وتشمل",
-    "الطرق",
-    "والجسور",
-    "والمدارس",
-    "والمستشفيات",
-    "ومحطات",
-    "المياه",
-    "والكهرباء",
-    "وشبكات",
-    "النقل",
-    "العام",
-    "والاتصالات",
-    "كما",
-    "أكد",
-    "الوزير",
-    "أن",
-    "المشروع",
-    "سيوفر",
-    "آلاف",
-    "الوظائف",
-    "للشباب",
-    "خلال",
-    "السنوات",
-    "الخمس",
-    "المقبلة",
-]
-
-
-def article(seed: int, words: int = 120) -> str:
-    rng = random.Random(seed)
-    sentences = []
-    for _ in range(words // 12):
-        sentences.append(
-            " ".join(rng.choice(WORDS) for _ in range(12)) + f" {rng.randrange(10**6)}."
-        )
-    return "\n\n".join(sentences)
-
-
-def settings_for(prefix: str, **dedup: object) -> Settings:
-    base = load_settings()
-    return base.model_copy(update={"prefix": prefix, "dedup": base.dedup.model_copy(update=dedup)})
 
 
 def doc(doc_id: str, text: str, url: str = "", published_at: str = "") -> Document:

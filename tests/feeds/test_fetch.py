@@ -1,4 +1,4 @@
-"""workers.feeds.fetch against a real HTTP server on 127.0.0.1 (tests/loopback.py), no mocks.
+"""workers.feeds.fetch against a real HTTP server on 127.0.0.1 (support/loopback.py), no mocks.
 
 Backoff sleeps go to a recorder instead of the clock, except where real timing is what
 is tested (read timeouts, the host gate).
@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from conftest import RedisTarget
-from loopback import LoopbackServer, Scripted
+from support.loopback import LoopbackServer, Scripted
 
 from workers.config import Settings
 from workers.feeds.fetch import (

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ROOT
 
 from workers.clean.boilerplate.lines import byline_parts, line_hash, line_key
 from workers.clean.boilerplate.links import link_probes, link_targets
@@ -12,7 +13,6 @@ from workers.clean.boilerplate.rules import DEFAULT_RULES_PATH, RuleSet, load_ru
 from workers.clean.boilerplate.strip import learnable_lines, strip_boilerplate
 from workers.clean.normalise import normalise_for_publishing, split_lines
 
-ROOT = Path(__file__).resolve().parent.parent
 RULES_PATH = ROOT / "config" / "boilerplate.toml"
 
 # Exactly the lines the default rules must remove from each seed; everything else stays.

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import redis
 from conftest import ROOT, cli_env, run_cli
-from test_faults import (
+from support.faults import (
     PrivateRedis,
     check_accounting,
     needs_redis_server,

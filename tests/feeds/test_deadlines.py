@@ -17,10 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from conftest import cli_env, run_cli
-from loopback import LoopbackServer, Scripted
-from test_extraction import ATTRIBUTES, SIBLINGS
-from test_feeds_poll import ARTICLE_PARAGRAPHS, article_page, rss
-from test_html import ARTICLE_PAGE
+from support.loopback import LoopbackServer, Scripted
+from support.pages import ARTICLE_PAGE, ARTICLE_PARAGRAPHS, ATTRIBUTES, SIBLINGS, article_page, rss
 
 
 def _lines(stdout: str) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ import psutil
 import pytest
 import redis
 from conftest import SEEDS, RedisTarget, cli_env, run_cli, start_worker, stop_workers
-from test_index import settings_for
+from support.settings import settings_for
 
 from workers.index.keys import Keys
 from workers.ingest.files import plan_backfill

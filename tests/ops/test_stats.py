@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 from conftest import ROOT, RedisTarget, cli_env, run_cli
-from test_index import article, settings_for
+from support.articles import article
+from support.settings import settings_for
 
 import workers.ops.stats
 from workers.document import DeadInput, Document, LoadedInput

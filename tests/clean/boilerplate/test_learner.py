@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 from conftest import RedisTarget, cli_env, run_cli
-from edit_copies import lightly_edit
-from test_index import article, settings_for
+from support.articles import article
+from support.edit_copies import lightly_edit
+from support.settings import settings_for
 
 from workers.clean.boilerplate.learner import Candidate, LineLearner
 from workers.clean.boilerplate.lines import BYLINE_PART_LABEL

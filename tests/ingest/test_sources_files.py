@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import SHARED
 
 from workers.document import DeadInput, Document, LoadedInput
 from workers.ingest.dates import parse_date
@@ -26,7 +27,7 @@ from workers.ingest.files import (
 )
 from workers.ingest.html import read_article
 
-SHARED_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+SHARED_CORPUS = SHARED / "corpus"
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 ARABIC_TITLE = "أمير الرياض يفتتح المعرض"

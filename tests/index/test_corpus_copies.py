@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import cli_env, run_cli, shared_path
-from edit_copies import lightly_edit
+from support.edit_copies import lightly_edit
 
 pytestmark = pytest.mark.shared
 

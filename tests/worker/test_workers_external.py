@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SEEDS, RedisTarget, cli_env, run_cli, start_worker, stop_workers
-from edit_copies import lightly_edit
+from support.edit_copies import lightly_edit
 
 
 def make_corpus(folder: Path) -> Path:

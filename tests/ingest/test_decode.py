@@ -2,13 +2,12 @@ from __future__ import annotations
 
 import codecs
 import random
-from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from workers.ingest.decode import DecodeError, decode_bytes
 
-ROOT = Path(__file__).resolve().parent.parent
 SEED = (ROOT / "seeds" / "000_b1ab6303fef3538a.txt").read_text(encoding="utf-8")
 ARABIC = (
     "أعلنت وزارة الداخلية اليوم عن نجاح العملية الأمنية في مدينة حلب.\n"

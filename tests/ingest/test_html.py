@@ -10,8 +10,9 @@ import feedparser
 import lxml.html
 import pytest
 import trafilatura
+from conftest import shared_path
+from support.pages import ARTICLE_PAGE, FURNITURE, PARAGRAPHS
 
-from tests.conftest import shared_path
 from workers.ingest.html import ArticleError, extract_article, html_to_text, read_article
 
 # ------------------------------------------------------------------------- html_to_text
@@ -204,40 +205,6 @@ def test_trafilatura_loses_fragment_paragraphs() -> None:
 
 
 # ---------------------------------------------------------------------- extract_article
-
-PARAGRAPHS = [
-    "أعلنت وزارة الصحة اليوم عن افتتاح مستشفى جديد في مدينة جدة بسعة خمسمائة سرير، في إطار "
-    "خطة لتوسيع الخدمات الصحية في المنطقة الغربية.",
-    "وقال وزير الصحة في مؤتمر صحفي إن المستشفى سيضم أقساما متخصصة في أمراض القلب والأورام "
-    "وجراحة الأطفال، وسيعمل فيه أكثر من ألفي موظف.",
-    "وأضاف أن المشروع استغرق ثلاث سنوات من العمل المتواصل، وبلغت تكلفته الإجمالية نحو مليار "
-    "ريال، بتمويل كامل من الميزانية العامة للدولة.",
-    "ومن المتوقع أن يستقبل المستشفى أول مرضاه مطلع الشهر المقبل، على أن يبلغ طاقته التشغيلية "
-    "الكاملة قبل نهاية العام الجاري.",
-]
-FURNITURE = ["اشترك الآن", "الأكثر قراءة", "خبر آخر", "جميع الحقوق محفوظة", "سياسة الخصوصية"]
-ARTICLE_PAGE = f"""<!DOCTYPE html>
-<html lang="ar" dir="rtl"><head><meta charset="utf-8">
-<title>افتتاح مستشفى جديد في جدة | صحيفة المثال</title>
-<meta property="og:title" content="افتتاح مستشفى جديد في جدة">
-<meta name="author" content="سارة العتيبي">
-<meta property="article:published_time" content="2024-03-05T09:30:00+03:00">
-<link rel="canonical" href="https://news.example.com/health/2024/03/05/new-hospital">
-<script>window.dataLayer = [];</script>
-</head><body>
-<header><div class="logo">صحيفة المثال</div>
-<nav><ul><li><a href="/">الرئيسية</a></li><li><a href="/local">محليات</a></li>
-<li><a href="/sport">رياضة</a></li><li><a href="/subscribe">اشترك الآن</a></li></ul></nav>
-</header>
-<main><article>
-<h1>افتتاح مستشفى جديد في جدة</h1>
-{"".join(f"<p>{p}</p>" for p in PARAGRAPHS)}
-</article></main>
-<aside><h3>الأكثر قراءة</h3>
-<ul><li><a href="/a">خبر آخر</a></li><li><a href="/b">خبر ثالث</a></li></ul></aside>
-<footer><p>جميع الحقوق محفوظة لصحيفة المثال 2024</p>
-<ul><li><a href="/privacy">سياسة الخصوصية</a></li><li><a href="/terms">الشروط</a></li></ul>
-</footer></body></html>"""
 
 
 def test_extract_article_main_text_and_metadata() -> None:

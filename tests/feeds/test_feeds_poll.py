@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 from conftest import ROOT, RedisTarget, cli_env, run_cli, shared_path
-from loopback import LoopbackServer, Scripted
+from support.loopback import LoopbackServer, Scripted
+from support.pages import ARTICLE_PARAGRAPHS, article_page, rss
 
 from workers.config import ConfigError, load_settings
 from workers.feeds.fetch import Fetcher
@@ -49,51 +50,6 @@ SNAPSHOT_FEEDS = (
     "nyt_home",
     "prothomalo",
 )
-
-ARTICLE_PARAGRAPHS = [
-    "أعلنت وزارة الصحة اليوم عن افتتاح مستشفى جديد في مدينة الرياض بسعة خمسمئة سرير، "
-    "وذلك ضمن خطة لتوسيع الخدمات الطبية في المنطقة الوسطى خلال العامين المقبلين.",
-    "وقال المتحدث الرسمي باسم الوزارة إن المستشفى سيضم أقساما متخصصة في أمراض القلب "
-    "والأورام وطب الأطفال، إضافة إلى مركز للطوارئ يعمل على مدار الساعة.",
-    "وأضاف أن المشروع كلف نحو ملياري ريال، وأن تشغيله سيوفر أكثر من ثلاثة آلاف وظيفة "
-    "للكوادر الوطنية في التخصصات الطبية والفنية والإدارية.",
-    "ومن المتوقع أن يستقبل المستشفى أول مرضاه مطلع العام المقبل بعد استكمال تجهيزاته "
-    "واختبار أنظمته الإلكترونية وربطها بالمنصة الصحية الموحدة.",
-]
-
-
-def article_page(paragraphs: list[str], title: str = "افتتاح مستشفى جديد في الرياض") -> bytes:
-    body = "".join(f"<p>{p}</p>" for p in paragraphs)
-    html = f"""<!doctype html><html lang="ar"><head><meta charset="utf-8"><title>{title}</title>
-<meta property="og:title" content="{title}"></head><body>
-<header><nav><a href="/">الرئيسية</a> | <a href="/world">العالم</a>
- | <a href="/sport">رياضة</a></nav></header>
-<main><article><h1>{title}</h1>{body}</article></main>
-<footer><p>جميع الحقوق محفوظة © 2026</p><a href="/privacy">سياسة الخصوصية</a></footer>
-</body></html>"""
-    return html.encode("utf-8")
-
-
-def element(name: str, value: str) -> str:
-    if name == "content":
-        return f"<content:encoded><![CDATA[{value}]]></content:encoded>"
-    if name == "guid":  # an opaque id, as most feeds mean it
-        return f'<guid isPermaLink="false">{value}</guid>'
-    return f"<{name}>{value}</{name}>"
-
-
-def rss(items: list[dict[str, str]], title: str = "Test feed") -> bytes:
-    parts = []
-    for item in items:
-        fields = "".join(element(k, v) for k, v in item.items())
-        parts.append(f"<item>{fields}</item>")
-    return (
-        '<?xml version="1.0" encoding="utf-8"?>'
-        '<rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/">'
-        f"<channel><title>{title}</title><link>http://example.org/</link>"
-        f"<description>d</description>{''.join(parts)}</channel></rss>"
-    ).encode()
-
 
 # ---------------------------------------------------------------------------- fixtures
 

@@ -16,20 +16,11 @@ from collections.abc import Iterator
 
 import psutil
 import pytest
-from test_html import ARTICLE_PAGE, PARAGRAPHS
+from support.pages import ARTICLE_PAGE, ATTRIBUTES, PARAGRAPHS, SIBLINGS
 
 from workers.config import Settings
 from workers.ingest.extraction import ArticleExtractor, ExtractLimits
 from workers.ingest.html import ArticleError, check_page_size, read_article
-
-SIBLINGS = "<html><body>" + "<p>x</p>" * 1_000_000 + "</body></html>"
-ATTRIBUTES = (
-    "<html><body><p "
-    + " ".join(f"a{i}='v'" for i in range(40_000))
-    + ">"
-    + "A paragraph of text that is long enough to count as the main text. " * 10
-    + "</p></body></html>"
-)
 
 
 @pytest.fixture
