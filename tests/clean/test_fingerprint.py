@@ -16,6 +16,8 @@ from workers.clean.fingerprint import (
 )
 from workers.clean.matching import matching_tokens
 
+pytestmark = pytest.mark.unit
+
 PARAMS = FingerprintParams(num_perm=128, seed=1, shingle_size=3, lsh_threshold=0.3)
 TEXT = (
     "أعلنت وزارة الصحة اليوم تسجيل 1437 حالة جديدة في مدينة الرياض وجدة والدمام، "

@@ -5,6 +5,8 @@ from conftest import ROOT
 
 from workers.clean.matching import matching_tokens, normalise_for_matching
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     ("left", "right"),

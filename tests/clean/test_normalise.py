@@ -7,6 +7,8 @@ from conftest import ROOT
 
 from workers.clean.normalise import join_lines, normalise_for_publishing, split_lines
 
+pytestmark = pytest.mark.unit
+
 SEEDS = sorted((ROOT / "seeds").glob("*.txt"))
 
 

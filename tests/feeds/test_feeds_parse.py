@@ -25,6 +25,8 @@ from workers.feeds.spec import (
 )
 from workers.ingest.html import ArticleText
 
+pytestmark = pytest.mark.unit
+
 RSS = {"content-type": "application/rss+xml"}
 FEED_URL = "https://news.example.com/feeds/all.xml"
 TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]*)?/?>")

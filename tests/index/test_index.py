@@ -6,7 +6,6 @@ import multiprocessing
 import random
 from collections import Counter
 
-import hiredis
 import numpy as np
 import pytest
 from conftest import RedisTarget
@@ -18,9 +17,7 @@ from workers.document import Document
 from workers.index.dedup import IndexMismatch
 from workers.index.keys import (
     _LUA_INDEX,
-    fact_operation,
     lsh_bucket_fields,
-    packed_fact_operations,
 )
 from workers.pipeline.process import prepare
 from workers.worker.runtime import Runtime, build_runtime
@@ -271,16 +268,6 @@ def test_fact_frequencies_keep_two_generations(redis_target: RedisTarget, prefix
     assert generations == [1, 2]  # documents 7-8 count in generation 2; generation 0 is gone
     meta = rt.client.hgetall(rt.keys.index_meta)
     assert meta[b"df_docs"] == b"2" and meta[b"df_previous_docs"] == b"3"
-
-
-def test_fact_operations_are_packed_as_redis_protocol_arguments() -> None:
-    cells = np.array([0, 9, 10, 99, 100, 12345, 2**21 - 1, 2**24 - 1], dtype=np.uint32)
-    packed, lengths = packed_fact_operations(cells)
-    one_by_one = [
-        hiredis.pack_command(fact_operation(int(cell))).split(b"\r\n", 1)[1] for cell in cells
-    ]
-    assert packed == b"".join(one_by_one)
-    assert lengths.tolist() == [len(op) for op in one_by_one]
 
 
 def test_worker_lsh_buckets_equal_the_scripts_own(runtime: Runtime) -> None:

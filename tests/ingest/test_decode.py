@@ -8,6 +8,8 @@ from conftest import ROOT
 
 from workers.ingest.decode import DecodeError, decode_bytes
 
+pytestmark = pytest.mark.unit
+
 SEED = (ROOT / "seeds" / "000_b1ab6303fef3538a.txt").read_text(encoding="utf-8")
 ARABIC = (
     "أعلنت وزارة الداخلية اليوم عن نجاح العملية الأمنية في مدينة حلب.\n"

@@ -15,6 +15,8 @@ from support.pages import ARTICLE_PAGE, FURNITURE, PARAGRAPHS
 
 from workers.ingest.html import ArticleError, extract_article, html_to_text, read_article
 
+pytestmark = pytest.mark.unit
+
 # ------------------------------------------------------------------------- html_to_text
 
 

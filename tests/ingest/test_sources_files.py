@@ -27,6 +27,8 @@ from workers.ingest.files import (
 )
 from workers.ingest.html import read_article
 
+pytestmark = pytest.mark.unit
+
 SHARED_CORPUS = SHARED / "corpus"
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 

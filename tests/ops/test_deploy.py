@@ -25,6 +25,9 @@ from conftest import ROOT, RedisTarget
 from workers.config import Settings
 from workers.worker.app import FETCH_QUEUE, INGEST_QUEUE, make_app
 
+# The recipes read as files are pure checks; the ones running commands or Redis are not.
+unit = pytest.mark.unit
+
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 SYSTEMD = DEPLOY / "systemd"
@@ -184,6 +187,7 @@ def test_recipes_name_real_commands() -> None:
     assert not problems, "\n".join(sorted(problems))
 
 
+@unit
 def test_every_yaml_file_parses() -> None:
     files = _yaml_files()
     assert len(files) >= 10
@@ -193,6 +197,7 @@ def test_every_yaml_file_parses() -> None:
         assert all(isinstance(doc, dict) for doc in docs), path
 
 
+@unit
 def test_k8s_documents_are_named() -> None:
     docs = _k8s_docs()
     assert len(docs) >= 8
@@ -201,6 +206,7 @@ def test_k8s_documents_are_named() -> None:
         assert doc.get("metadata", {}).get("name"), (path, doc["kind"])
 
 
+@unit
 def test_exactly_one_beat_in_k8s() -> None:
     beat = _deployment_running("beat")
     assert beat["spec"]["replicas"] == 1
@@ -214,6 +220,7 @@ def test_exactly_one_beat_in_k8s() -> None:
     assert beat["metadata"]["name"] not in scaled
 
 
+@unit
 def test_keda_scales_the_workers_on_the_queue_lists(monkeypatch: pytest.MonkeyPatch) -> None:
     prefix = _default_settings(monkeypatch).prefix
     worker = _deployment_running("worker")
@@ -274,6 +281,7 @@ def _metric_names(expr: str) -> set[str]:
     return names
 
 
+@unit
 def test_alert_rules_are_complete_and_use_our_metrics() -> None:
     rules = yaml.safe_load(ALERTS.read_text())
     assert rules["groups"]
@@ -306,6 +314,7 @@ def test_alert_rules_are_complete_and_use_our_metrics() -> None:
         assert not missing, f"alert rules use metrics the exporter lacks: {sorted(missing)}"
 
 
+@unit
 def test_metric_name_parser() -> None:
     expr = (
         'sum by (source) (rate(newsdedup_dead_total{reason=~"feed_.*"}[15m])) / ignoring '
@@ -339,6 +348,7 @@ def _seconds(duration: str | int) -> int:
     return sum(int(n) * units[u] for n, u in parts)
 
 
+@unit
 def test_compose_runs_one_beat_and_a_durable_redis() -> None:
     compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
     services = compose["services"]
@@ -359,6 +369,7 @@ def test_compose_runs_one_beat_and_a_durable_redis() -> None:
                 assert (DEPLOY / entry["path"]).is_file(), entry
 
 
+@unit
 def test_worker_stop_timeouts_outlast_the_task_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     """A stopping worker finishes its running tasks (Celery's warm shutdown) before it is
     killed: every recipe waits longer than the hard task time limit."""
@@ -377,6 +388,7 @@ def test_worker_stop_timeouts_outlast_the_task_limit(monkeypatch: pytest.MonkeyP
         assert seconds > limits.task_time_limit, (where, seconds)
 
 
+@unit
 def test_systemd_units() -> None:
     units = _systemd_units()
     names = {path.name for path, _ in units}

@@ -9,6 +9,8 @@ from redis.exceptions import BusyLoadingError, OutOfMemoryError, ReadOnlyError
 
 from workers.ops.connection import outage_reason
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     ("error", "reason"),

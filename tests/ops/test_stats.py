@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from conftest import ROOT, RedisTarget, cli_env, run_cli
 from support.articles import article
+from support.exposition import parse_exposition
 from support.settings import settings_for
 
 import workers.ops.stats
@@ -170,26 +171,6 @@ def test_minute_buckets_expire_and_leave_the_short_windows(rt: Runtime) -> None:
     assert stats["rates"]["1m"]["seen"] * 60 <= 3 + 0.01
 
 
-def test_window_rates_weigh_the_oldest_minute_by_its_share_inside() -> None:
-    now = 1000 * 60 + 30  # half way through minute 1000
-    buckets = {
-        1000: {"published": 30},
-        999: {"published": 50, "exact": 10},
-        995: {"near": 60},
-        985: {"published": 54, "dead": 6},
-        984: {"published": 600},  # outside every window
-    }
-    one = window_rates(buckets, now, 1)
-    assert one["seen"] == pytest.approx((30 + 30) / 60)  # minute 999 half inside
-    assert one["published"] == pytest.approx((30 + 25) / 60)
-    assert one["exact"] == pytest.approx(5 / 60)
-    assert window_rates(buckets, now, 5)["seen"] == pytest.approx((30 + 60 + 30) / 300)
-    fifteen = window_rates(buckets, now, 15)
-    assert fifteen["seen"] == pytest.approx((30 + 60 + 60 + 30) / 900)
-    assert fifteen["dead"] == pytest.approx(3 / 900)
-    assert window_rates({}, now, 15) == dict.fromkeys(RATE_KINDS, 0.0)
-
-
 def test_rebuild_does_not_count(rt: Runtime) -> None:
     from workers.pipeline.process import rebuild_index
 
@@ -201,52 +182,6 @@ def test_rebuild_does_not_count(rt: Runtime) -> None:
     assert after["index"]["documents"] == 4
     assert after["seen"] == before["seen"] == 4
     assert after["rates"]["15m"]["seen"] == pytest.approx(before["rates"]["15m"]["seen"], abs=0.01)
-
-
-# --------------------------------------------------------------------------- Prometheus
-
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
-
-
-def _unescape(value: str) -> str:
-    return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), value)
-
-
-def parse_exposition(text: str) -> dict[str, dict[str, Any]]:
-    """A strict little parser of the text format 0.0.4: families with their type, help
-    and samples (labels, value); fails on any line it does not understand."""
-    assert text.endswith("\n")
-    families: dict[str, dict[str, Any]] = {}
-    for line in text.splitlines():
-        if line.startswith("# HELP "):
-            name, _, help_text = line[7:].partition(" ")
-            families.setdefault(name, {"samples": []})["help"] = help_text
-        elif line.startswith("# TYPE "):
-            name, _, kind = line[7:].partition(" ")
-            assert kind in ("counter", "gauge"), line
-            assert "type" not in families.get(name, {}), f"duplicate TYPE {name}"
-            families.setdefault(name, {"samples": []})["type"] = kind
-        elif line.startswith("#"):
-            continue  # a comment
-        else:
-            match = _SAMPLE.match(line)
-            assert match, f"not a sample line: {line!r}"
-            name, inside, value = match.groups()
-            labels: dict[str, str] = {}
-            rest = inside or ""
-            while rest:
-                label = _LABEL.match(rest)
-                assert label, f"bad labels in {line!r}"
-                labels[label.group(1)] = _unescape(label.group(2))
-                rest = rest[label.end() :]
-            assert name in families and "type" in families[name], f"{name} before its TYPE"
-            families[name]["samples"].append((labels, float(value)))
-    for name, family in families.items():
-        assert family.get("help"), f"{name} has no HELP"
-        if family["type"] == "counter":
-            assert name.endswith("_total"), name
-    return families
 
 
 def test_prometheus_rendering_parses_and_escapes_labels(rt: Runtime) -> None:
@@ -288,29 +223,6 @@ def test_prometheus_rendering_parses_and_escapes_labels(rt: Runtime) -> None:
     ):
         assert name in families
     assert families["newsdedup_stream_length"]["type"] == "gauge"
-
-
-def test_prometheus_escaping_and_unknown_lag() -> None:
-    stats: dict[str, Any] = {
-        "sources": {},
-        "dead_reasons": {'a"b\\c\nd': 2},
-        "streams": {"docs": 1},
-        "consumer_groups": {"docs": [{"name": "g", "consumers": 0, "pending": 0, "lag": None}]},
-        "index": {"documents": 0},
-        "redis": {"used_memory": 1, "maxmemory": 0},
-        "feeds": {"total": 0, "failing": 0},
-    }
-    text = render_prometheus(stats)
-    assert 'newsdedup_dead_by_reason_total{reason="a\\"b\\\\c\\nd"} 2\n' in text
-    families = parse_exposition(text)
-    assert families["newsdedup_dead_by_reason_total"]["samples"] == [({"reason": 'a"b\\c\nd'}, 2)]
-    assert families["newsdedup_consumer_group_lag"]["samples"] == []  # unknown: omitted
-    assert families["newsdedup_consumer_group_pending"]["samples"] == [
-        ({"stream": "docs", "group": "g"}, 0)
-    ]
-    down = parse_exposition(render_prometheus(None, error="ConnectionError: refused\nsecond"))
-    assert list(down) == ["newsdedup_up"]
-    assert down["newsdedup_up"]["samples"] == [({}, 0)]
 
 
 def _closed_port() -> int:

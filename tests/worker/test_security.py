@@ -10,7 +10,6 @@ TCP and TLS), `newsdedup worker` processes and the CLI as a user runs them.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import os
 import pickle
@@ -448,35 +447,6 @@ def test_pickled_task_message_is_refused(plain_redis: Server, tmp_path: Path) ->
     assert not marker.exists(), "the worker unpickled the message"
     assert plain_redis.client.llen(f"{PREFIX}ingest") == 0  # refused, not left to loop
     assert plain_redis.password not in log.read_text(errors="replace")
-
-
-PICKLE_LIKE = {"pickle", "_pickle", "cPickle", "cloudpickle", "dill", "shelve", "marshal"}
-
-
-def test_no_pickle_like_module_is_imported_under_workers() -> None:
-    offenders = []
-    for path in sorted((ROOT / "workers").rglob("*.py")):
-        tree = ast.parse(path.read_text("utf-8"), str(path))
-        for node in ast.walk(tree):
-            names: list[str] = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            elif (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Name)
-                and node.func.id == "__import__"
-                and node.args
-                and isinstance(node.args[0], ast.Constant)
-            ):
-                names = [str(node.args[0].value)]
-            offenders += [
-                f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', 0)} {name}"
-                for name in names
-                if name.split(".")[0] in PICKLE_LIKE
-            ]
-    assert not offenders, offenders
 
 
 def test_celery_app_accepts_json_only() -> None:

@@ -7,6 +7,8 @@ import pytest
 from workers.clean.boilerplate.learner import LearnerSettings, is_learned, unpack_counter
 from workers.index.keys import LEARNER_SPLIT
 
+pytestmark = pytest.mark.unit
+
 SETTINGS = LearnerSettings(min_docs=5, min_share=0.01, prune_every=100)
 
 

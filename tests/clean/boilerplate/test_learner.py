@@ -342,12 +342,3 @@ def test_link_targets_of_duplicates_are_kept_too(redis_target: RedisTarget, pref
     _, pending = learner.plan([Candidate("c", "s", [], "c", probes=[probe])])
     learner.discard(pending)
     assert pending.links == [frozenset({probe})]
-
-
-def test_document_with_an_extremely_long_line_is_dead() -> None:
-    from workers.document import Document
-    from workers.pipeline.process import MAX_LINE_CHARS, normalise_document
-
-    doc = Document(id="d", source="s", text="ok\n" + "y" * (MAX_LINE_CHARS + 1), input_ref="r")
-    dead = normalise_document(doc)
-    assert not isinstance(dead, Document) and dead.reason == "line_too_long"

@@ -13,6 +13,8 @@ from workers.clean.boilerplate.rules import DEFAULT_RULES_PATH, RuleSet, load_ru
 from workers.clean.boilerplate.strip import learnable_lines, strip_boilerplate
 from workers.clean.normalise import normalise_for_publishing, split_lines
 
+pytestmark = pytest.mark.unit
+
 RULES_PATH = ROOT / "config" / "boilerplate.toml"
 
 # Exactly the lines the default rules must remove from each seed; everything else stays.
