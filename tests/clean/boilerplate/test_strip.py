@@ -7,15 +7,14 @@ from typing import Any
 import pytest
 from conftest import ROOT
 
-from workers.clean.boilerplate.lines import byline_parts, line_hash, line_key
+from workers.clean.boilerplate.lines import byline_parts, line_hash
 from workers.clean.boilerplate.links import link_probes, link_targets
-from workers.clean.boilerplate.rules import DEFAULT_RULES_PATH, RuleSet, load_rules, parse_rules
+from workers.clean.boilerplate.rules import RuleSet, load_rules, parse_rules
 from workers.clean.boilerplate.strip import learnable_lines, strip_boilerplate
 from workers.clean.normalise import normalise_for_publishing, split_lines
 
 pytestmark = pytest.mark.unit
 
-RULES_PATH = ROOT / "config" / "boilerplate.toml"
 
 # Exactly the lines the default rules must remove from each seed; everything else stays.
 # Shared with bench/boilerplate_bench.py.
@@ -25,11 +24,6 @@ SEED_BOILERPLATE: dict[str, set[str]] = {
         (ROOT / "tests" / "golden" / "seed_boilerplate.json").read_text(encoding="utf-8")
     )["seeds"].items()
 }
-
-
-@pytest.fixture(scope="module")
-def rules() -> RuleSet:
-    return load_rules(RULES_PATH)
 
 
 def split_seed(path: Path) -> tuple[str, str]:
@@ -44,10 +38,6 @@ def content_lines(text: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- golden seeds
-
-
-def test_default_path_is_the_repo_config() -> None:
-    assert DEFAULT_RULES_PATH == RULES_PATH
 
 
 @pytest.mark.parametrize("name", sorted(SEED_BOILERPLATE))
@@ -370,73 +360,6 @@ def test_no_double_blank_lines_after_removal() -> None:
     assert result.text == "أ\n\nب\nج\n\nد"
 
 
-# ---------------------------------------------------------------------------- loading
-
-
-@pytest.mark.parametrize(
-    ("data", "message"),
-    [
-        ({"rule": [{"name": "x", "pattern": "(["}]}, "rule 'x': bad regex"),
-        (
-            {"rule": [{"name": "x", "pattern": "a", "colour": "red"}]},
-            "rule 'x': unknown key(s) colour",
-        ),
-        ({"rule": [{"name": "x", "pattern": "a", "where": "middle"}]}, "rule 'x': where"),
-        ({"rule": [{"name": "x", "pattern": "a", "action": "delete"}]}, "rule 'x': action"),
-        (
-            {"rule": [{"name": "x", "pattern": "a", "examples": ["b"]}]},
-            "example 'b' does not match",
-        ),
-        ({"rule": [{"name": "x", "pattern": "a*"}]}, "matches an empty line"),
-        ({"rule": [{"name": "x", "pattern": "a"}, {"name": "x", "pattern": "b"}]}, "already used"),
-        ({"rule": [{"name": "title_repeated", "pattern": "a"}]}, "already used"),
-        ({"rule": [{"name": "Bad Name", "pattern": "a"}]}, "name must be a slug"),
-        ({"settings": {"edge_lines": -1}}, "edge_lines"),
-        ({"rules": []}, "unknown key(s) rules"),
-        ({"protect": [{"pattern": "("}]}, "bad regex"),
-        ({"source": {"s": {"rule": [{"name": "y", "pattern": "[z"}]}}}, "rule 'y': bad regex"),
-    ],
-)
-def test_parse_errors(data: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=r"^test: ") as info:
-        parse_rules(data, "test")
-    assert message in str(info.value)
-    assert "\n" not in str(info.value)
-
-
-def test_load_errors_name_the_file(tmp_path: Path) -> None:
-    path = tmp_path / "rules.toml"
-    path.write_text('[[rule]]\nname = "broken"\npattern = "(unclosed"\n', encoding="utf-8")
-    with pytest.raises(ValueError, match=r"rules\.toml: rule 'broken': bad regex"):
-        load_rules(path)
-    path.write_text("[[rule]\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"rules\.toml: invalid TOML"):
-        load_rules(path)
-
-
-def test_load_per_source_from_toml(tmp_path: Path) -> None:
-    path = tmp_path / "rules.toml"
-    path.write_text(
-        "[settings]\nedge_lines = 1\n"
-        '[[source.outlet.rule]]\nname = "promo"\npattern = \'حمل تطبيقنا\'\nwhere = "edges"\n',
-        encoding="utf-8",
-    )
-    rules = load_rules(path)
-    assert rules.edge_lines == 1
-    assert rules.rules == ()
-    assert [r.name for r in rules.per_source["outlet"].rules] == ["promo"]
-
-
-def test_default_rules_shape(rules: RuleSet) -> None:
-    names = [rule.name for rule in rules.rules]
-    assert len(names) == len(set(names))
-    assert rules.edge_lines == 3
-    assert {"end_marker", "agency_credit", "lone_number", "separator"} <= set(names)
-    assert {r.name for r in rules.rules if r.where == "edges"} >= {"lone_number", "followup_credit"}
-    assert [r.name for r in rules.rules if r.action == "truncate_after"] == ["end_marker"]
-    assert rules.protect
-
-
 def test_top_and_bottom_rules() -> None:
     rules = make_rules(
         rule=[
@@ -491,14 +414,6 @@ def test_learned_lines_trim_edge_runs_even_when_long() -> None:
         body_with((2, promo)), title="", source="", rules=rules, learned=learned
     )
     assert middle.stripped == []
-
-
-def test_line_keys_fold_addresses_and_numbers() -> None:
-    glued = "a.b@yahoo.comللتواصل مع الكاتب ارسل رسالة SMS تبدأ بالرمز (3)"
-    plain = "للتواصل مع الكاتب أرسل رسالة sms تبدأ بالرمز (٨٤)"
-    assert line_key(glued) == line_key(plain) == "للتواصل مع الكاتب ارسل رساله sms تبدا بالرمز 0"
-    assert line_hash("news@example.com") is None
-    assert line_hash("-----") is None
 
 
 def test_pinned_and_content_lines_per_source() -> None:
@@ -704,11 +619,3 @@ def test_an_edge_line_equal_to_the_author_metadata_is_its_byline() -> None:
         strip_boilerplate(body_with((0, "سيد حكم")), title="", source="", rules=rules).stripped
         == []
     )
-
-
-def test_a_number_is_no_byline_part() -> None:
-    # Numbered list items ("1 - <name> <points>") share their "0" part with every list:
-    # learning it would trim list items at the edges as bylines.
-    assert [text for _, text in byline_parts("1 - الأميركية سيرينا ويليامس 12371 نقطة")] == [
-        "byline part: الأميركية سيرينا ويليامس 12371 نقطة"
-    ]
