@@ -59,7 +59,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench._redis import RedisServer  # noqa: E402
 from workers.clean.boilerplate.learner import LineLearner  # noqa: E402
-from workers.clean.boilerplate.strip import line_hash  # noqa: E402
+from workers.clean.boilerplate.lines import line_hash  # noqa: E402
 from workers.clean.normalise import normalise_for_publishing, split_lines  # noqa: E402
 from workers.config import load_settings  # noqa: E402
 from workers.document import Document  # noqa: E402

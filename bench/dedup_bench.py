@@ -451,7 +451,7 @@ def race_documents(bench: Bench, rt: Runtime) -> tuple[list[RaceDoc], list[float
     Both checks use exact shingle sets, so neither system's own estimate picks the data.
     """
     sys.path.insert(0, str(ROOT / "tests"))
-    from edit_copies import lightly_edit  # tests/ is not a package
+    from support.edit_copies import lightly_edit  # tests/ is on the path, not a package
 
     corpus = bench.corpus
     raw_by_id = {d.id: d for d in corpus.raw}
@@ -650,9 +650,9 @@ def measure_race(bench: Bench) -> list[Row]:
     bench.footnotes.append(
         f"Race: {RACE_STORIES} real articles (>= {RACE_MIN_WORDS} words; exact shingle "
         f"containment between stories < {RACE_MAX_CROSS}) x {RACE_COPIES} copies (copy 0 "
-        "unedited, others tests/edit_copies.lightly_edit; only stories whose copies all have "
-        f"pairwise exact shingle Jaccard >= {RACE_MIN_PAIR_JACCARD}), shuffled (rep r uses the "
-        f"same shuffle for every P and both systems), split over P processes ({method}) "
+        "unedited, others tests/support/edit_copies.lightly_edit; only stories whose copies "
+        f"all have pairwise exact shingle Jaccard >= {RACE_MIN_PAIR_JACCARD}), shuffled (rep r "
+        f"uses the same shuffle for every P and both systems), split over P processes ({method}) "
         "released by one barrier, one document per submit() / query+insert; fresh prefix or "
         "basename per rep. The P=1 rows are the serial control."
     )

@@ -38,7 +38,7 @@ import numpy as np
 import xxhash
 from datasketch import MinHash, MinHashLSH
 
-from workers.clean.boilerplate.strip import RuleSet, load_rules
+from workers.clean.boilerplate.rules import RuleSet, load_rules
 from workers.clean.matching import matching_tokens
 from workers.document import DeadInput, Document
 from workers.pipeline.process import clean_document

@@ -200,11 +200,11 @@ def generate(shared: Path, folder: Path, docs: int, edit: Edit) -> Inputs:
 
 
 def load_edit() -> Edit:
-    """tests/edit_copies.lightly_edit, the edits the copy tests use."""
+    """tests/support/edit_copies.lightly_edit, the edits the copy tests use."""
     tests = str(ROOT / "tests")
     if tests not in sys.path:
         sys.path.insert(0, tests)
-    from edit_copies import lightly_edit
+    from support.edit_copies import lightly_edit
 
     edit: Edit = lightly_edit
     return edit

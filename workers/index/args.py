@@ -168,8 +168,7 @@ class LearnArgs(ScriptArgs):
     """scripts/learn_lines.lua: count the learnable lines of kept documents. Each document
     in `documents` is: its source, k, then k pairs (line hash, line text)."""
 
-    min_docs: int = number()
-    min_share: float = number()
+    text_at: int = number()  # a line's text is kept once counted in this many documents
     width: int = number()  # documents per lossy-counting bucket
     count: int = number()  # documents
     documents: tuple[Any, ...] = items()

@@ -24,7 +24,7 @@ def fact_operation(cell: int) -> tuple[bytes, bytes, bytes, bytes]:
 def lsh_bucket_fields(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """The LSH bucket field of every band of every signature (uint16 array, one row each),
     as scripts/records.lua's `band_field` computes it from a stored signature: uint32 of
-    shape (signatures, bands). The script relies on the two agreeing (tests/test_index.py
+    shape (signatures, bands). The script relies on the two agreeing (tests/index/test_index.py
     checks they do)."""
     values = signatures[:, : bands * rows].astype(np.uint64).reshape(len(signatures), bands, rows)
     band = np.arange(bands, dtype=np.uint64)

@@ -31,10 +31,10 @@ Layout under the configured prefix P (default "newsdedup:"):
   P src:names:stats                   set: source names counted (to enumerate src:<s>:stats)
   P src:names:bp                      set: source names the boilerplate learner has counted
   P src:<s>:stats                     hash: the global counters, for one source
-  P src:<s>:bp                        hash: docs (documents counted), version (bumped
-                                      whenever a line is learned or forgotten)
+  P src:<s>:bp                        hash: docs (documents counted)
   P src:<s>:bp:c                      hash: line hash -> counter (scripts/learn_lines.lua)
-  P src:<s>:bp:l                      hash: learned line hash -> the line's text
+  P src:<s>:bp:l                      hash: line hash -> the line's text (lines that
+                                      may be learned: `learner.is_learned` decides)
   P job:<job>                         hash: one backfill/poll job's totals and counters
                                       (published, exact, near, dead, dead:<reason>)
   P job:<job>:done                    sorted set: input refs already accounted for

@@ -23,13 +23,9 @@ from typing import TYPE_CHECKING, TypeVar
 from celery.exceptions import SoftTimeLimitExceeded
 
 from workers.clean.boilerplate.learner import Candidate, LineLearner, Pending
-from workers.clean.boilerplate.strip import (
-    RuleSet,
-    learnable_lines,
-    link_probes,
-    link_targets,
-    strip_boilerplate,
-)
+from workers.clean.boilerplate.links import link_probes, link_targets
+from workers.clean.boilerplate.rules import RuleSet
+from workers.clean.boilerplate.strip import learnable_lines, strip_boilerplate
 from workers.clean.fingerprint import Fingerprinter
 from workers.clean.matching import matching_tokens
 from workers.clean.normalise import has_visible_text, normalise_for_publishing

@@ -15,7 +15,7 @@ from functools import cache
 import redis
 
 from workers.clean.boilerplate.learner import LearnerSettings, LineLearner
-from workers.clean.boilerplate.strip import RuleSet, load_rules, parse_source_rules
+from workers.clean.boilerplate.rules import RuleSet, load_rules, parse_source_rules
 from workers.clean.fingerprint import Fingerprinter, FingerprintParams
 from workers.config import ConfigError, Settings, load_settings
 from workers.feeds.fetch import Fetcher, HttpPolicy, RedisHostGate

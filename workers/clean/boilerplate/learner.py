@@ -2,17 +2,18 @@
 
 CCNet-style, streaming: every kept (non-duplicate) document adds one count to each
 distinct learnable line (`strip.learnable_lines`: its top and bottom lines) under its
-source, in Redis, so every worker process learns from every other. A line counted in at
-least `min_docs` documents of the source, and in at least `min_share` of the documents
-counted since its counting began (`LearnerSettings.bar`), is learned; the strip stage then
-trims learned lines in unbroken runs at the top and bottom of later documents of that
-source. Duplicates are not counted, so reprints of one story never teach that its
-sentences are furniture. Counting is lossy (see workers/index/scripts/learn_lines.lua), so Redis
-memory per source stays bounded on an endless stream. (The script still marks a line
-learned, for `boilerplate show`, against the share of all the source's documents; the
-trimming decision here uses the share since the line's birth bucket.)
+source, in Redis, so every worker process learns from every other. Whether a line is
+learned is `is_learned`'s call alone, on the line's counter: counted in at least
+`min_docs` documents of the source, and in at least `min_share` of the documents counted
+since its counting began. The strip stage trims learned lines in unbroken runs at the top
+and bottom of later documents of that source (`LineLearner.plan`), and `boilerplate show`
+lists them (`LineLearner.learned_lines`): the same lines. Duplicates are not counted, so
+reprints of one story never teach that its sentences are furniture. Counting is lossy
+(see workers/index/scripts/learn_lines.lua), so Redis memory per source stays bounded on an
+endless stream; the script also keeps the text of every line counted `min_docs` times,
+for `boilerplate show` to print.
 
-Each document's title and lead paragraph (`strip.link_targets`) are counted the same way,
+Each document's title and lead paragraph (`links.link_targets`) are counted the same way,
 once, `link_memory` times over, so that they outlive one-off lines for about
 `link_memory` buckets without ever reaching the learning bar; a later line equal to one of
 them is a link to that article (`Pending.links`, used by `strip.strip_boilerplate`).
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from workers.clean.boilerplate.strip import LINK_LABELS
+from workers.clean.boilerplate.links import LINK_LABELS
 from workers.index.args import LearnArgs
 from workers.index.dedup import delete_matching
 from workers.index.encoding import LEARNER_SPLIT
@@ -53,7 +54,7 @@ class LearnerSettings:
     min_share: float = 0.005
     prune_every: int = 1000
     zone_lines: int = 10
-    # A title or lead (strip.link_targets) is counted this many times at once, so lossy
+    # A title or lead (links.link_targets) is counted this many times at once, so lossy
     # counting keeps it for about link_memory x prune_every documents; 0: no links.
     link_memory: int = 4
 
@@ -65,6 +66,20 @@ class LearnerSettings:
         return max(self.min_docs, self.min_share * max(docs - since, 0))
 
 
+def is_learned(count: int, since: int, docs: int, settings: LearnerSettings) -> bool:
+    """The one definition of a learned line, for trimming and for `boilerplate show`: a
+    line counted in `count` documents of its source since about document `since` (its
+    counter's birth bucket), when the source has `docs` counted, has reached the bar."""
+    return count >= settings.bar(docs, since)
+
+
+def unpack_counter(value: int, settings: LearnerSettings) -> tuple[int, int]:
+    """(count, since) of a stored line counter (`count + born * LEARNER_SPLIT`, born being
+    the lossy-counting bucket before the one the line was first counted in): `since` is the
+    document its counting began at, about."""
+    return value % LEARNER_SPLIT, value // LEARNER_SPLIT * settings.prune_every
+
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """One cleaned document as the learner sees it."""
@@ -73,9 +88,9 @@ class Candidate:
     source: str
     lines: Sequence[tuple[str, str]]  # (line hash, text), distinct: strip.learnable_lines
     body: str  # the publish-normalised body, for spotting exact repeats within a chunk
-    # (hash, text) other documents may link to it by: strip.link_targets; counted like lines.
+    # (hash, text) other documents may link to it by: links.link_targets; counted like lines.
     targets: Sequence[tuple[str, str]] = ()
-    # Link hashes of its own lines: strip.link_probes; looked up, never counted.
+    # Link hashes of its own lines: links.link_probes; looked up, never counted.
     probes: Sequence[str] = ()
 
 
@@ -109,7 +124,6 @@ class LineLearner:
         # both and never neither.
         self._lock = threading.Lock()
         self._inflight: dict[int, Pending] = {}
-        self._learned: dict[str, tuple[str, frozenset[str]]] = {}  # source -> (version, set)
 
     # ------------------------------------------------------------------ reading
 
@@ -118,7 +132,7 @@ class LineLearner:
         tentative counts, to be passed to `record` once the index has decided. The
         returned `Pending.links` holds, per candidate, the link hashes among its probes
         that another document of the source has as a target (a title or lead seen before:
-        see `strip.link_targets`)."""
+        see `links.link_targets`)."""
         pending = Pending(list(candidates))
         if not self.settings.enabled or not candidates:
             pending.links = [frozenset() for _ in candidates]
@@ -129,7 +143,7 @@ class LineLearner:
             wanted[candidate.source].update(candidate.probes)
             wanted[candidate.source].update(h for h, _ in candidate.targets)
         with self._lock:
-            docs, counts, born, learned = self._read(wanted)
+            docs, counts, born = self._read(wanted)
             for earlier in self._inflight.values():
                 docs.update(earlier.docs)
                 counts.update(earlier.lines)
@@ -142,15 +156,17 @@ class LineLearner:
             # A line not counted in Redis yet would be born in the current bucket.
             width = self.settings.prune_every
             fresh_since = max(docs[source] - 1, 0) // width * width
-            known = learned.get(source, frozenset())
             own = {h for h, _ in candidate.targets}
             trims.append(
                 frozenset(
                     h
                     for h, _ in candidate.lines
-                    if h in known
-                    or counts[(source, h)]
-                    >= self.settings.bar(docs[source], born.get((source, h), fresh_since))
+                    if is_learned(
+                        counts[(source, h)],
+                        born.get((source, h), fresh_since),
+                        docs[source],
+                        self.settings,
+                    )
                 )
             )
             pending.links.append(
@@ -171,40 +187,28 @@ class LineLearner:
 
     def _read(
         self, wanted: dict[str, set[str]]
-    ) -> tuple[Counter[str], Counter[LineKey], dict[LineKey, int], dict[str, frozenset[str]]]:
+    ) -> tuple[Counter[str], Counter[LineKey], dict[LineKey, int]]:
         """Documents counted per source; each wanted line's count and the document its
-        counting began at (lossy counting's birth bucket x prune_every); learned sets."""
+        counting began at (see `unpack_counter`)."""
         sources = list(wanted)
         asked = {source: sorted(wanted[source]) for source in sources}
         pipe = self.client.pipeline(transaction=False)
         for source in sources:
-            pipe.hmget(self.keys.learner_meta(source), "docs", "version")
+            pipe.hget(self.keys.learner_meta(source), "docs")
             if asked[source]:
                 pipe.hmget(self.keys.learner_counts(source), asked[source])
         replies = iter(pipe.execute())
         docs: Counter[str] = Counter()
         counts: Counter[tuple[str, str]] = Counter()
         born: dict[tuple[str, str], int] = {}
-        stale: list[tuple[str, str]] = []
         for source in sources:
-            doc_count, version = next(replies)
-            docs[source] = int(doc_count or 0)
+            docs[source] = int(next(replies) or 0)
             values = next(replies) if asked[source] else []
             for digest, value in zip(asked[source], values, strict=True):
                 if value is not None:
-                    counts[(source, digest)] = int(value) % LEARNER_SPLIT
-                    born[(source, digest)] = int(value) // LEARNER_SPLIT * self.settings.prune_every
-            version_text = as_text(version) if version is not None else "0"
-            cached = self._learned.get(source)
-            if cached is None or cached[0] != version_text:
-                stale.append((source, version_text))
-        if stale:
-            pipe = self.client.pipeline(transaction=False)
-            for source, _ in stale:
-                pipe.hkeys(self.keys.learner_lines(source))
-            for (source, version_text), digests in zip(stale, pipe.execute(), strict=True):
-                self._learned[source] = (version_text, frozenset(map(as_text, digests)))
-        return docs, counts, born, {source: self._learned[source][1] for source in sources}
+                    key = (source, digest)
+                    counts[key], born[key] = unpack_counter(int(value), self.settings)
+        return docs, counts, born
 
     # ------------------------------------------------------------------ writing
 
@@ -241,7 +245,10 @@ class LineLearner:
                         args += [digest, text]
                 if ndocs and self.settings.enabled:
                     s = self.settings
-                    learn = LearnArgs(s.min_docs, s.min_share, s.prune_every, ndocs, tuple(args))
+                    # The script keeps the text of every line counted `min_docs` times (all
+                    # that `is_learned` can ever accept), for `learned_lines`; deciding is
+                    # `is_learned`'s alone.
+                    learn = LearnArgs(s.min_docs, s.prune_every, ndocs, tuple(args))
                     LEARN_LINES(self.client, keys, learn)
             finally:
                 self._inflight.pop(id(pending), None)
@@ -254,30 +261,37 @@ class LineLearner:
     # ------------------------------------------------------------------ inspecting
 
     def learned_lines(self, source: str) -> tuple[int, list[LearnedLine]]:
-        """(documents counted for `source`, its learned lines, most counted first)."""
+        """(documents counted for `source`, its learned lines, most counted first): the
+        lines `plan` trims as learned from the source's next document (`is_learned`)."""
         pipe = self.client.pipeline(transaction=False)
         pipe.hget(self.keys.learner_meta(source), "docs")
+        pipe.hgetall(self.keys.learner_counts(source))
         pipe.hgetall(self.keys.learner_lines(source))
-        doc_count, texts = pipe.execute()
-        digests = [as_text(d) for d in texts]
-        values = self.client.hmget(self.keys.learner_counts(source), digests) if digests else []
-        lines = [
-            LearnedLine(digest, as_text(texts[raw]), int(value or 0) % LEARNER_SPLIT)
-            for digest, raw, value in zip(digests, texts, values, strict=True)
-        ]
-        # Titles and leads kept for spotting links to them are not boilerplate lines.
-        lines = [line for line in lines if not line.text.startswith(LINK_LABELS)]
+        doc_count, counters, raw_texts = pipe.execute()
+        docs = int(doc_count or 0)
+        texts = {as_text(digest): as_text(text) for digest, text in raw_texts.items()}
+        lines: list[LearnedLine] = []
+        for raw_digest, value in counters.items():
+            count, since = unpack_counter(int(value), self.settings)
+            if not is_learned(count, since, docs, self.settings):
+                continue
+            digest = as_text(raw_digest)
+            # The script keeps the text of every line counted `min_docs` times; only a
+            # count made under a larger `min_docs` than today's can lack one.
+            text = texts.get(digest, f"(text not kept; line hash {digest})")
+            # Titles and leads kept for spotting links to them are not boilerplate lines.
+            if not text.startswith(LINK_LABELS):
+                lines.append(LearnedLine(digest, text, count))
         lines.sort(key=lambda line: (-line.count, line.text))
-        return int(doc_count or 0), lines
+        return docs, lines
 
     def sources(self) -> list[str]:
         return sorted(as_text(s) for s in self.client.smembers(self.keys.learner_sources))
 
     def reset(self, source: str | None = None) -> int:
         """Forget what was learned for `source` (or for every source); returns keys deleted.
-        Worker processes notice on their next chunk: the learned set's version changes."""
+        Worker processes notice on their next chunk, which reads the counts afresh."""
         with self._lock:
-            self._learned.clear()
             if source is None:
                 return delete_matching(self.client, self.keys, *self.keys.learner_patterns)
             pipe = self.client.pipeline(transaction=True)

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import pytest
+from conftest import ROOT
+
+from workers.clean.matching import matching_tokens, normalise_for_matching
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("left", "right"),
+    [
+        # diacritics (tashkeel, shadda, superscript alef) and tatweel
+        ("هزائم داعش لا تُعدّ ولا تُحصى", "هزائم داعش لا تعد ولا تحصى"),
+        ("ذٰلِكَ الكِتَابُ", "ذلك الكتاب"),
+        ("الجيـــش الوطنـي", "الجيش الوطني"),
+        # alef maqsura / yeh, teh marbuta / heh
+        ("مستشفى المدينة", "مستشفي المدينه"),
+        # hamza-carrying alefs and seats
+        ("أحمد إبراهيم آمن ٱلله", "احمد ابراهيم امن الله"),
+        ("مسؤول شؤون رئيس", "مسوول شوون رييس"),
+        # Arabic-Indic and Persian digits
+        ("قتل ٣٠ شخصا في ١٢ هجوما عام ۲۰۲۴", "قتل 30 شخصا في 12 هجوما عام 2024"),
+        # punctuation, Arabic and typographic quotes
+        ("بـ«داعش الإسكندرية»، حجم؟ نعم؛ لا!", 'بـ"داعش الاسكندرية" حجم نعم لا'),
+        ('بـ"داعش الإسكندرية", حجم', "بـ”داعش الإسكندرية”, حجم"),
+        # Persian letters, presentation forms (NFKC), case, whitespace and newlines
+        ("کتاب یک", "كتاب يك"),
+        ("\ufefb \ufe8d\ufedf\ufee0\ufeea", "لا الله"),
+        ("Reuters  SAID\n\nToday", "reuters said today"),
+    ],
+)
+def test_equivalences(left: str, right: str) -> None:
+    assert normalise_for_matching(left) == normalise_for_matching(right)
+
+
+def test_exact_output() -> None:
+    text = "«أَخْبَارٌ» لِيبِيَا ٢٤، المُدَرَّسَةُ على مستوى — Hello\tWORLD؟"
+    assert normalise_for_matching(text) == "اخبار ليبيا 24 المدرسه علي مستوي hello world"
+
+
+def test_symbols_and_zero_width() -> None:
+    assert normalise_for_matching("50% $100 +5 a\u200cb x\u200fy") == "50 100 5 ab xy"
+
+
+def test_letters_of_other_scripts_are_kept() -> None:
+    assert normalise_for_matching("Été à Paris — हिन्दी") == "été à paris हिन्दी"
+
+
+def test_seed_variants_match() -> None:
+    # Seed 000 opens a paragraph twice with different quote marks ("..." vs ”...”); the
+    # second copy runs on longer.
+    lines = (ROOT / "seeds" / "000_b1ab6303fef3538a.txt").read_text(encoding="utf-8").split("\n")
+    first, second = matching_tokens(lines[2]), matching_tokens(lines[13])
+    assert lines[2] != lines[13][: len(lines[2])]
+    assert len(first) > 15
+    assert second[: len(first)] == first
+
+
+def test_tokens() -> None:
+    assert matching_tokens("  ،أخبار   ليبيا24 \n ") == ["اخبار", "ليبيا24"]
+    assert matching_tokens("...!!") == []

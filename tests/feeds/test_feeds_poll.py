@@ -1,0 +1,859 @@
+"""Feed polling end to end: a real HTTP server on loopback, real Redis, the real pipeline.
+
+Most tests poll in-process (`poll_feed`, what the Celery task runs); the must-show
+scenarios also go through the CLI, which starts real Celery worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT, RedisTarget, cli_env, run_cli, shared_path
+from support.loopback import LoopbackServer, Scripted
+from support.pages import ARTICLE_PARAGRAPHS, article_page, rss
+
+from workers.config import ConfigError, load_settings
+from workers.feeds.fetch import Fetcher
+from workers.feeds.poll import (
+    ARTICLE_ATTEMPTS,
+    PollReport,
+    feed_job,
+    feed_key,
+    feed_statuses,
+    poll_feed,
+)
+from workers.feeds.schedule import schedule_entries
+from workers.feeds.spec import FeedSpec, parse_feed
+from workers.ops.streams import iter_range
+from workers.worker.runtime import Runtime, build_fetcher, build_runtime, load_feeds_and_rules
+
+SNAPSHOT_FEEDS = (
+    "aljazeera",
+    "amarbanglabd",
+    "banglatribune",
+    "bbc_world",
+    "bd24live",
+    "crypto",
+    "ekattor",
+    "indiatoday",
+    "ittefaq",
+    "jagonews",
+    "mehr",
+    "nyt",
+    "nyt_home",
+    "prothomalo",
+)
+
+# ---------------------------------------------------------------------------- fixtures
+
+
+def write_config(
+    tmp_path: Path, prefix: str, feeds_toml: str = "", allow_private: bool = True, **feeds: Any
+) -> Path:
+    feeds_file = tmp_path / "feeds.toml"
+    feeds_file.write_text(feeds_toml, encoding="utf-8")
+    settings = {
+        "host_delay": 0,
+        "retries": 1,
+        "read_timeout": 1.0,
+        "connect_timeout": 1.0,
+        "backoff_base": 0.05,
+        "backoff_max": 0.2,
+        **feeds,
+    }
+    lines = [
+        f'prefix = "{prefix}"',
+        f"allow_private_networks = {json.dumps(allow_private)}",
+        "[feeds]",
+        f'config = "{feeds_file}"',
+        *(f"{k} = {json.dumps(v)}" for k, v in settings.items()),
+    ]
+    path = tmp_path / "test.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+class Poller:
+    """A runtime and fetcher on the test's Redis prefix, polling in-process."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.fetcher: Fetcher = build_fetcher(runtime)
+        self.calls = 0
+
+    def __call__(self, spec: FeedSpec, task_id: str | None = None) -> PollReport:
+        self.calls += 1
+        return poll_feed(
+            self.runtime, spec, task_id=task_id or f"task-{self.calls}", fetcher=self.fetcher
+        )
+
+    def stream(self, name: str) -> list[dict[str, str]]:
+        return [
+            fields
+            for _, fields in iter_range(
+                self.runtime.client, self.runtime.keys.stream(name), limit=None
+            )
+        ]
+
+
+@pytest.fixture
+def make_poller(
+    redis_target: RedisTarget, prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Any]:
+    for var in ("REDIS_URL", "BROKER_URL", "NEWSDEDUP_CONFIG", "NEWSDEDUP_PREFIX"):
+        monkeypatch.delenv(var, raising=False)
+    made: list[Poller] = []
+
+    def make(feeds_toml: str = "", allow_private: bool = True, **feeds: Any) -> Poller:
+        config = write_config(tmp_path, prefix, feeds_toml, allow_private, **feeds)
+        settings = load_settings(config)
+        poller = Poller(build_runtime(settings, redis_target.url))
+        made.append(poller)
+        return poller
+
+    yield make
+    for poller in made:
+        poller.fetcher.close()
+
+
+def spec_for(url: str, fetch_article: str = "never", **more: Any) -> FeedSpec:
+    return FeedSpec.from_json(
+        {
+            "name": "test",
+            "url": url,
+            "source": "test",
+            "interval": 60,
+            "fetch_article": fetch_article,
+            **more,
+        }
+    )
+
+
+def snapshot_files(feed: str) -> list[Path]:
+    folder = shared_path("feeds", "news-snapshots")
+    files = sorted(folder.glob(f"{feed}__*.xml"))
+    assert files, f"no captures of {feed}"
+    return files
+
+
+def distinct_keys(files: list[Path], url: str) -> set[str]:
+    keys: set[str] = set()
+    for path in files:
+        keys |= {
+            e.key
+            for e in parse_feed(
+                path.read_bytes(), {"content-type": "application/rss+xml"}, url
+            ).entries
+        }
+    return keys
+
+
+# ---------------------------------------------------------------------------- must show 1
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("feed", SNAPSHOT_FEEDS)
+def test_snapshot_captures_each_item_once(
+    feed: str, loopback: LoopbackServer, make_poller: Any
+) -> None:
+    """Each capture of a real feed in turn behind one URL: every distinct item ends in
+    exactly one of docs or duplicates, and items repeated across captures are not
+    processed again."""
+    poller = make_poller()
+    files = snapshot_files(feed)
+    url = loopback.url(f"/{feed}.xml")
+    spec = spec_for(url)
+    new_total = 0
+    for path in files:
+        loopback.serve(f"/{feed}.xml", path.read_bytes())
+        report = poller(spec)
+        # A capture identical to the one before is a 304.
+        assert report.outcome in ("polled", "not_modified"), report.summary()
+        new_total += report.new
+        assert report.published + report.exact + report.near + report.dead == report.new
+    expected = distinct_keys(files, url)
+    docs = [f["input_ref"] for f in poller.stream("docs")]
+    dups = [f["input_ref"] for f in poller.stream("duplicates")]
+    dead = poller.stream("dead")
+    assert not dead, [(d["input_ref"], d["reason"]) for d in dead]
+    assert len(docs) == len(set(docs))
+    assert len(dups) == len(set(dups))
+    assert not set(docs) & set(dups)
+    assert set(docs) | set(dups) == expected
+    assert new_total == len(expected)
+
+
+@pytest.mark.shared
+def test_poll_command_over_five_captures(loopback: LoopbackServer, tmp_path: Path) -> None:
+    """Must show 1 through the CLI on the embedded default: `newsdedup poll URL
+    --fetch-article never` after each capture, with real Celery worker processes."""
+    files = snapshot_files("aljazeera")
+    url = loopback.url("/feed.xml")
+    env = cli_env(
+        data_dir=tmp_path / "data",
+        NEWSDEDUP_ALLOW_PRIVATE_NETWORKS="1",
+        NEWSDEDUP_FEEDS__HOST_DELAY="0",
+    )
+    reports = []
+    for path in files:
+        loopback.serve("/feed.xml", path.read_bytes())
+        done = run_cli(["poll", url, "--fetch-article", "never", "--json"], env, timeout=180)
+        assert done.returncode == 0, done.stderr
+        reports.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    expected = distinct_keys(files, url)
+    assert sum(r["new"] for r in reports) == len(expected)
+    assert reports[0]["new"] == reports[0]["entries"]
+    assert all(r["new"] < r["entries"] for r in reports[1:])  # overlap is skipped
+    seen: dict[str, list[str]] = {}
+    for stream in ("docs", "duplicates", "dead"):
+        out = run_cli(["tail", "--stream", stream, "--from-start", "--json"], env)
+        assert out.returncode == 0, out.stderr
+        for line in out.stdout.splitlines():
+            seen.setdefault(json.loads(line)["input_ref"], []).append(stream)
+    assert set(seen) == expected
+    assert all(len(places) == 1 and places[0] != "dead" for places in seen.values()), seen
+
+    # Must show 2 through the CLI: the same capture again is a 304 and publishes nothing.
+    again = run_cli(["poll", url, "--fetch-article", "never", "--json"], env, timeout=180)
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout.strip().splitlines()[-1])
+    assert report["outcome"] == "not_modified" and report["http_status"] == 304
+    assert loopback.requests("/feed.xml")[-1].headers.get("if-none-match")
+
+    status = run_cli(["feeds", "--json"], env)
+    assert status.returncode == 0, status.stderr
+    [row] = [s for s in json.loads(status.stdout) if s["url"] == url]
+    assert row["polls"] == len(files) + 1
+    assert row["published"] + row["exact"] + row["near"] == len(expected)
+    assert row["last_outcome"] == "not_modified"
+
+
+# ---------------------------------------------------------------------------- must show 2
+
+
+def test_unchanged_feed_gets_304_and_publishes_nothing(
+    loopback: LoopbackServer, make_poller: Any
+) -> None:
+    poller = make_poller()
+    loopback.serve(
+        "/f.xml",
+        rss(
+            [{"guid": "a", "title": "A", "description": "Alpha beta gamma delta epsilon zeta eta."}]
+        ),
+    )
+    spec = spec_for(loopback.url("/f.xml"))
+    first = poller(spec)
+    assert (first.outcome, first.published) == ("polled", 1)
+    second = poller(spec)
+    assert (second.outcome, second.http_status, second.new) == ("not_modified", 304, 0)
+    request = loopback.requests("/f.xml")[-1]
+    assert request.headers.get("if-none-match") and request.headers.get("if-modified-since")
+    assert len(poller.stream("docs")) == 1
+
+
+def test_server_without_validators_costs_no_parsing_when_unchanged(
+    loopback: LoopbackServer, make_poller: Any
+) -> None:
+    poller = make_poller()
+    body = rss(
+        [{"guid": "a", "title": "A", "description": "Alpha beta gamma delta epsilon zeta eta."}]
+    )
+    loopback.serve("/f.xml", body, etag=False, last_modified=False)
+    spec = spec_for(loopback.url("/f.xml"))
+    assert poller(spec).published == 1
+    second = poller(spec)
+    assert (second.outcome, second.http_status) == ("unchanged", 200)
+    loopback.serve(
+        "/f.xml",
+        rss(
+            [
+                {
+                    "guid": "b",
+                    "title": "B",
+                    "description": "Another story entirely about something else now.",
+                }
+            ]
+        ),
+        etag=False,
+        last_modified=False,
+    )
+    third = poller(spec)
+    assert (third.outcome, third.new, third.published) == ("polled", 1, 1)
+
+
+# ---------------------------------------------------------------------------- must show 3
+
+
+def test_summary_only_entry_gets_its_article_page(
+    loopback: LoopbackServer, make_poller: Any
+) -> None:
+    poller = make_poller()
+    loopback.serve(
+        "/article/1", article_page(ARTICLE_PARAGRAPHS), content_type="text/html; charset=utf-8"
+    )
+    summary = "افتتاح مستشفى جديد في الرياض"
+    loopback.serve(
+        "/f.xml",
+        rss(
+            [
+                {
+                    "guid": "1",
+                    "title": "مستشفى جديد",
+                    "link": loopback.url("/article/1"),
+                    "description": summary,
+                }
+            ]
+        ),
+    )
+    report = poller(spec_for(loopback.url("/f.xml"), fetch_article="auto"))
+    assert (report.published, report.articles, report.article_errors) == (1, 1, 0)
+    [doc] = poller.stream("docs")
+    for paragraph in ARTICLE_PARAGRAPHS:
+        assert paragraph[:40] in doc["text"]
+    assert "سياسة الخصوصية" not in doc["text"] and "الرئيسية" not in doc["text"]
+    assert doc["text"].strip() != summary
+    assert doc["url"] == loopback.url("/article/1")
+    assert doc["title"] == "مستشفى جديد"
+
+
+def test_full_content_entries_are_not_fetched(loopback: LoopbackServer, make_poller: Any) -> None:
+    poller = make_poller()
+    content = "".join(f"<p>{p}</p>" for p in ARTICLE_PARAGRAPHS)
+    loopback.serve(
+        "/f.xml",
+        rss(
+            [
+                {
+                    "guid": "1",
+                    "title": "t",
+                    "link": loopback.url("/article/1"),
+                    "description": "short",
+                    "content": content,
+                }
+            ]
+        ),
+    )
+    report = poller(spec_for(loopback.url("/f.xml"), fetch_article="auto"))
+    assert (report.published, report.articles) == (1, 0)
+    assert loopback.hits("/article/1") == 0
+    [doc] = poller.stream("docs")
+    assert len(doc["text"].splitlines()) == len(ARTICLE_PARAGRAPHS)
+
+
+def test_fetch_article_never_and_always(loopback: LoopbackServer, make_poller: Any) -> None:
+    poller = make_poller()
+    loopback.serve("/article/1", article_page(ARTICLE_PARAGRAPHS), content_type="text/html")
+    long_summary = " ".join(ARTICLE_PARAGRAPHS[:1]) * 8  # long enough to pass for full text
+    body = rss(
+        [
+            {
+                "guid": "1",
+                "title": "t",
+                "link": loopback.url("/article/1"),
+                "description": long_summary,
+            }
+        ]
+    )
+    loopback.serve("/never.xml", body)
+    never = poller(spec_for(loopback.url("/never.xml"), fetch_article="never"))
+    assert (never.articles, loopback.hits("/article/1")) == (0, 0)
+    loopback.serve("/auto.xml", body.replace(b">1</guid>", b">2</guid>"))
+    auto = poller(spec_for(loopback.url("/auto.xml"), fetch_article="auto"))
+    assert auto.articles == 0  # a long description is taken as the full text
+    loopback.serve("/always.xml", body.replace(b">1</guid>", b">3</guid>"))
+    always = poller(spec_for(loopback.url("/always.xml"), fetch_article="always"))
+    assert (always.articles, loopback.hits("/article/1")) == (1, 1)
+
+
+def test_article_failures_retry_then_fall_back_or_die(
+    loopback: LoopbackServer, make_poller: Any
+) -> None:
+    poller = make_poller()
+    loopback.script("/down", [Scripted(503)])
+    loopback.script("/gone", [Scripted(404)])
+    loopback.script("/gone2", [Scripted(404)])
+    items = [
+        {
+            "guid": "summary-and-down",
+            "title": "a",
+            "link": loopback.url("/down"),
+            "description": "A short summary of the story here.",
+        },
+        {"guid": "title-only-gone", "title": "b", "link": loopback.url("/gone2")},
+        {"guid": "bare-gone", "link": loopback.url("/gone")},
+        {
+            "guid": "summary-and-gone",
+            "title": "c",
+            "link": loopback.url("/gone"),
+            "description": "Another summary of a different story.",
+        },
+    ]
+    loopback.serve("/f.xml", rss(items))
+    spec = spec_for(loopback.url("/f.xml"), fetch_article="auto")
+    first = poller(spec)
+    # 404 is final: the summary goes out, the title-only entry is dead; 503 waits.
+    # The headline-only entry goes out as a headline; the bare one has nothing to publish.
+    assert (first.published, first.dead, first.deferred) == (2, 1, 1), first.summary()
+    [dead] = poller.stream("dead")
+    assert (dead["input_ref"], dead["reason"]) == ("guid:bare-gone", "article_http_status")
+    for attempt in range(2, ARTICLE_ATTEMPTS + 1):
+        report = poller(spec)
+        assert report.outcome == "polled"  # not a 304: entries were left for this poll
+        if attempt < ARTICLE_ATTEMPTS:
+            assert (report.new, report.deferred, report.published) == (1, 1, 0)
+    assert (report.deferred, report.published) == (0, 1)  # gave up: the summary went out
+    refs = sorted(d["input_ref"] for d in poller.stream("docs"))
+    assert refs == ["guid:summary-and-down", "guid:summary-and-gone", "guid:title-only-gone"]
+    final = poller(spec)
+    assert final.outcome == "not_modified"
+
+
+def test_article_budget_defers_the_rest(loopback: LoopbackServer, make_poller: Any) -> None:
+    poller = make_poller(max_articles_per_poll=2)
+    for i in range(5):
+        loopback.serve(
+            f"/a/{i}",
+            article_page([f"{p} رقم {i}" for p in ARTICLE_PARAGRAPHS], title=f"خبر {i}"),
+            content_type="text/html",
+        )
+    loopback.serve(
+        "/f.xml",
+        rss(
+            [{"guid": str(i), "title": f"t{i}", "link": loopback.url(f"/a/{i}")} for i in range(5)]
+        ),
+    )
+    spec = spec_for(loopback.url("/f.xml"), fetch_article="auto")
+    counts = []
+    for _ in range(3):
+        report = poller(spec)
+        counts.append((report.new, report.articles, report.deferred))
+    assert counts == [(5, 2, 3), (3, 2, 1), (1, 1, 0)]
+    assert len(poller.stream("docs")) + len(poller.stream("duplicates")) == 5
+
+
+def test_slow_article_pages_leave_the_rest_for_the_next_poll(
+    loopback: LoopbackServer, make_poller: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Article fetches start only while one more (request deadline + extraction timeout)
+    fits in half the soft time limit: here 4 s, 2 s each, every page dripping for its
+    whole 1 s deadline. The poll stops fetching in time instead of hitting the limit and
+    losing its work; the entries left wait for the next poll, which fetches the first."""
+    monkeypatch.setenv("NEWSDEDUP_WORKER__TASK_SOFT_TIME_LIMIT", "8")
+    monkeypatch.setenv("NEWSDEDUP_HTML__EXTRACT_TIMEOUT", "1")
+    poller = make_poller(request_deadline=1.0)
+    page = article_page(ARTICLE_PARAGRAPHS)
+    for i in range(6):
+        loopback.script(f"/a/{i}", [Scripted(200, page, drip=0.2, drip_headers=False)])
+    items = [{"guid": str(i), "link": loopback.url(f"/a/{i}")} for i in range(6)]
+    loopback.serve("/f.xml", rss(items))
+    spec = spec_for(loopback.url("/f.xml"), fetch_article="auto")
+    report = poller(spec)
+    # Those fetched timed out (tried again later), the others were not started: all wait.
+    assert 2 <= report.articles <= 3 and report.deferred == 6, report
+    assert report.article_failures == {"article_timeout": report.articles}
+    assert report.seconds < 5, report
+    again = poller(spec)
+    assert again.new == 6 and again.articles >= 2  # tried again, first ones first
+    assert loopback.hits("/a/0") == 2 and loopback.hits("/a/5") == 0
+
+
+# ---------------------------------------------------------------------------- bad feeds
+
+
+def test_bozo_feed_with_entries_is_processed_and_counted(
+    loopback: LoopbackServer, make_poller: Any
+) -> None:
+    poller = make_poller()
+    broken = rss(
+        [
+            {
+                "guid": "x",
+                "title": "Fish &amp; chips",
+                "description": "Cod and chips with salt &amp; vinegar today.",
+            }
+        ]
+    )
+    broken = broken.replace(b"</channel></rss>", b"<unclosed></channel>")  # not well-formed
+    loopback.serve("/f.xml", broken)
+    report = poller(spec_for(loopback.url("/f.xml")))
+    assert report.outcome == "polled" and report.bozo
+    assert report.published == 1
+
+
+@pytest.mark.shared
+def test_illformed_samples_never_crash_a_poll(loopback: LoopbackServer, make_poller: Any) -> None:
+    poller = make_poller()
+    folder = shared_path("feeds", "feedparser-samples", "illformed")
+    for i, path in enumerate(sorted(p for p in folder.rglob("*") if p.is_file())):
+        loopback.serve(f"/ill/{i}", path.read_bytes(), content_type="application/xml")
+        report = poller(spec_for(loopback.url(f"/ill/{i}")))
+        assert report.outcome in ("polled", "failed"), report.summary()
+        assert report.published + report.exact + report.near + report.dead == report.new + (
+            1 if report.outcome == "failed" else 0
+        )
+
+
+def test_unusable_feed_is_dead_once(loopback: LoopbackServer, make_poller: Any) -> None:
+    poller = make_poller()
+    loopback.serve(
+        "/f.xml",
+        b"<html><body><p>Not a feed at all</p></body></html>",
+        content_type="text/html",
+        etag=False,
+        last_modified=False,
+    )
+    spec = spec_for(loopback.url("/f.xml"))
+    first = poller(spec)
+    assert first.outcome == "failed" and "not a usable feed" in first.error
+    [dead] = poller.stream("dead")
+    assert dead["reason"] == "feed_unparseable" and dead["id"] == spec.url
+    poller(spec)  # the same broken document again: counted as a failure, not dead again
+    assert len(poller.stream("dead")) == 1
+
+
+def test_slow_feed_times_out_is_retried_then_dead(
+    loopback: LoopbackServer, make_poller: Any
+) -> None:
+    poller = make_poller(read_timeout=0.3, retries=2)
+    loopback.script("/slow.xml", [Scripted(200, b"<rss/>", delay=2.0)])
+    spec = spec_for(loopback.url("/slow.xml"))
+    report = poller(spec)
+    assert report.outcome == "failed" and "timed out" in report.error
+    assert loopback.hits("/slow.xml") == 3  # 1 + retries
+    [dead] = poller.stream("dead")
+    assert dead["reason"] == "feed_timeout"
+    poller(spec)
+    assert len(poller.stream("dead")) == 1  # one dead entry per failure streak
+    [status] = feed_statuses(poller.runtime.client, poller.runtime.keys, [spec])
+    assert (status.failures, status.failures_in_row) == (2, 2)
+    loopback.script(
+        "/slow.xml",
+        [
+            Scripted(
+                200,
+                rss(
+                    [
+                        {
+                            "guid": "1",
+                            "title": "t",
+                            "description": "Back again with a real story to tell.",
+                        }
+                    ]
+                ),
+            )
+        ],
+    )
+    assert poller(spec).published == 1
+    [status] = feed_statuses(poller.runtime.client, poller.runtime.keys, [spec])
+    assert (status.failures, status.failures_in_row, status.last_outcome) == (2, 0, "polled")
+
+
+def test_500_then_200_is_retried_within_one_poll(
+    loopback: LoopbackServer, make_poller: Any
+) -> None:
+    poller = make_poller()
+    body = rss(
+        [{"guid": "1", "title": "t", "description": "Recovered after one server error today."}]
+    )
+    loopback.script("/f.xml", [Scripted(500), Scripted(200, body)])
+    report = poller(spec_for(loopback.url("/f.xml")))
+    assert (report.outcome, report.published, loopback.hits("/f.xml")) == ("polled", 1, 2)
+
+
+def test_private_addresses_are_refused_unless_allowed(
+    loopback: LoopbackServer, make_poller: Any
+) -> None:
+    poller = make_poller(allow_private=False)
+    loopback.serve(
+        "/f.xml",
+        rss([{"guid": "1", "title": "t", "description": "Should never be fetched from here."}]),
+    )
+    report = poller(spec_for(loopback.url("/f.xml")))
+    assert report.outcome == "failed", report.summary()
+    assert loopback.hits("/f.xml") == 0
+    [dead] = poller.stream("dead")
+    assert dead["reason"] == "feed_blocked_address"
+
+
+# ---------------------------------------------------------------------------- exactly once
+
+
+def test_redelivered_poll_publishes_nothing_twice(
+    loopback: LoopbackServer, make_poller: Any
+) -> None:
+    """A poll whose worker died after publishing (before recording the feed's status) is
+    redelivered with the same task id: it takes its own lock back and re-publishes nothing."""
+    poller = make_poller()
+    items = [
+        {
+            "guid": str(i),
+            "title": f"t{i}",
+            "description": f"Story number {i} about distinct things {i * 7}.",
+        }
+        for i in range(4)
+    ]
+    loopback.serve("/f.xml", rss(items))
+    spec = spec_for(loopback.url("/f.xml"))
+    client, keys = poller.runtime.client, poller.runtime.keys
+    key = feed_key(spec.url)
+    client.set(keys.feed_lock(key), "crashed-task", px=600_000)  # the dead worker's lock
+    assert poller(spec, task_id="other-task").outcome == "locked"
+    first = poller(spec, task_id="crashed-task")  # redelivery: same id, takes the lock back
+    assert first.published == 4
+    assert client.get(keys.feed_lock(key)) is None  # released
+    client.delete(keys.feed(key))  # as if it crashed before recording the status
+    again = poller(spec, task_id="crashed-task")
+    assert (again.outcome, again.new, again.published) == ("polled", 0, 0)
+    assert len(poller.stream("docs")) == 4
+    assert client.zcard(keys.job_done(feed_job(key))) == 4
+
+
+def test_entries_seen_are_forgotten_after_seen_days(
+    loopback: LoopbackServer, make_poller: Any
+) -> None:
+    poller = make_poller(seen_days=1)
+    loopback.serve(
+        "/f.xml",
+        rss(
+            [
+                {
+                    "guid": "1",
+                    "title": "t",
+                    "description": "Something happened somewhere today again.",
+                }
+            ]
+        ),
+    )
+    spec = spec_for(loopback.url("/f.xml"))
+    poller(spec)
+    client, keys = poller.runtime.client, poller.runtime.keys
+    done = keys.job_done(feed_job(feed_key(spec.url)))
+    [first_key] = client.zrange(done, 0, -1)
+    client.zadd(done, {"guid:ancient": time.time() - 3 * 86400})
+    loopback.serve(
+        "/f.xml",
+        rss(
+            [{"guid": "2", "title": "u", "description": "Something else happened elsewhere today."}]
+        ),
+    )
+    poller(spec)
+    assert client.zscore(done, "guid:ancient") is None
+    assert client.zscore(done, first_key) is not None
+    assert client.zcard(done) == 2
+
+
+# ---------------------------------------------------------------------------- config and beat
+
+
+def test_per_feed_boilerplate_rules_apply_to_its_source(
+    tmp_path: Path, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NEWSDEDUP_CONFIG", raising=False)
+    feeds_toml = """
+[[feed]]
+name = "desk"
+url = "http://127.0.0.1:9/feed.xml"
+source = "desk"
+[feed.boilerplate]
+boilerplate_lines = ["Subscribe to the Desk daily briefing"]
+"""
+    settings = load_settings(write_config(tmp_path, prefix, feeds_toml))
+    feeds, rules = load_feeds_and_rules(settings)
+    assert [f.name for f in feeds] == ["desk"]
+    assert rules.for_source("desk").pinned
+    assert not rules.for_source("other").pinned
+    bad = write_config(tmp_path, prefix, feeds_toml.replace("boilerplate_lines", "bogus_key"))
+    with pytest.raises(ConfigError, match=r"feeds\.toml"):
+        load_feeds_and_rules(load_settings(bad))
+
+
+def test_schedule_entries_from_feeds() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    a = spec_for("http://a.example/feed", interval=600)
+    b = FeedSpec.from_json(
+        {**spec_for("http://b.example/feed").to_json(), "name": "b", "interval": 120}
+    )
+    off = FeedSpec.from_json(
+        {**spec_for("http://c.example/feed").to_json(), "name": "off", "enabled": False}
+    )
+    polled = {feed_key(b.url): (now - timedelta(seconds=30)).timestamp()}
+    entries = schedule_entries((a, b, off), polled, now)
+    assert set(entries) == {"poll test", "poll b"}
+    assert entries["poll test"]["last_run_at"] == now - timedelta(seconds=600)  # due at once
+    assert entries["poll b"]["last_run_at"] == now - timedelta(seconds=30)
+    assert entries["poll b"]["options"] == {"queue": "fetch", "expires": 120}
+    assert entries["poll b"]["args"][0]["url"] == "http://b.example/feed"
+
+
+@pytest.mark.slow
+def test_run_keeps_polling_and_feeds_shows_status(loopback: LoopbackServer, tmp_path: Path) -> None:
+    """Must show 4: `newsdedup run` (worker + beat) polls the configured feeds until
+    stopped; `newsdedup feeds` shows their status; a second beat refuses to start."""
+    loopback.serve(
+        "/one.xml",
+        rss(
+            [
+                {
+                    "guid": "1",
+                    "title": "t",
+                    "description": "The first feed's first story is here today.",
+                }
+            ]
+        ),
+    )
+    loopback.serve(
+        "/two.xml",
+        rss(
+            [
+                {
+                    "guid": "1",
+                    "title": "t",
+                    "description": "The second feed's own first story is here.",
+                }
+            ]
+        ),
+    )
+    feeds_file = tmp_path / "feeds.toml"
+    feeds_file.write_text(
+        f"""
+[[feed]]
+name = "one"
+url = "{loopback.url("/one.xml")}"
+interval = 10
+fetch_article = "never"
+
+[[feed]]
+name = "two"
+url = "{loopback.url("/two.xml")}"
+interval = 10
+fetch_article = "never"
+""",
+        encoding="utf-8",
+    )
+    env = cli_env(
+        data_dir=tmp_path / "data",
+        NEWSDEDUP_ALLOW_PRIVATE_NETWORKS="1",
+        NEWSDEDUP_FEEDS__HOST_DELAY="0",
+        NEWSDEDUP_FEEDS__CONFIG=str(feeds_file),
+    )
+    log = (tmp_path / "run.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workers.cli", "run", "--concurrency", "2", "--loglevel", "INFO"],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if loopback.hits("/one.xml") >= 3 and loopback.hits("/two.xml") >= 3:
+                break
+            assert proc.poll() is None, (tmp_path / "run.log").read_text()
+            if loopback.hits("/one.xml") == 1:
+                loopback.serve(
+                    "/one.xml",
+                    rss(
+                        [
+                            {
+                                "guid": "2",
+                                "title": "u",
+                                "description": "A second story arrives in feed one later.",
+                            }
+                        ]
+                    ),
+                )
+            time.sleep(0.5)
+        assert loopback.hits("/one.xml") >= 3 and loopback.hits("/two.xml") >= 3, (
+            tmp_path / "run.log"
+        ).read_text()
+        status = run_cli(["feeds", "--json"], env)
+        assert status.returncode == 0, status.stderr
+        rows = {row["name"]: row for row in json.loads(status.stdout)}
+        assert set(rows) == {"one", "two"}
+        assert all(row["polls"] >= 2 and row["next_poll"] for row in rows.values())
+        assert rows["one"]["published"] == 2 and rows["two"]["published"] == 1
+        table = run_cli(["feeds"], {**env, "COLUMNS": "200"})
+        assert table.returncode == 0 and "one" in table.stdout and "next poll" in table.stdout
+        second = run_cli(["beat"], env, timeout=60)
+        assert second.returncode != 0
+        assert "another beat is running" in (second.stderr + second.stdout)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        log.close()
+    # The embedded server stops with the command (nothing is left running in the data dir).
+    data_dir = str((tmp_path / "data").resolve())
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and _servers_in(data_dir):
+        time.sleep(0.5)
+    assert not _servers_in(data_dir)
+
+
+def _servers_in(data_dir: str) -> list[int]:
+    pids = []
+    for proc_dir in Path("/proc").iterdir():
+        if not proc_dir.name.isdigit():
+            continue
+        try:
+            if "redis-server" in (proc_dir / "cmdline").read_text(errors="replace") and (
+                str(Path(proc_dir / "cwd").resolve()) == data_dir
+            ):
+                pids.append(int(proc_dir.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.shared
+def test_real_saved_feeds_poll_without_loss(loopback: LoopbackServer, make_poller: Any) -> None:
+    """Every real saved feed served over HTTP: each new entry is accounted for once
+    (docs, duplicates or dead), and a second poll is a 304."""
+    poller = make_poller()
+    folder = shared_path("feeds", "real-samples")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "LICENSE")
+    assert len(files) > 30
+    accounted = 0
+    for i, path in enumerate(files):
+        loopback.serve(f"/real/{i}", path.read_bytes(), content_type="application/xml")
+        spec = spec_for(loopback.url(f"/real/{i}"))
+        report = poller(spec)
+        assert report.outcome in ("polled", "failed"), (path.name, report.summary())
+        if report.outcome == "polled":
+            assert report.published + report.exact + report.near + report.dead == report.new
+            accounted += report.new
+            assert poller(spec).outcome == "not_modified", path.name
+        else:
+            assert report.dead == 1  # the unusable document itself, once
+            accounted += 1
+    counted = sum(len(poller.stream(name)) for name in ("docs", "duplicates", "dead"))
+    assert counted == accounted > 100
+
+
+def test_encoding_from_http_header_reaches_the_published_text(
+    loopback: LoopbackServer, make_poller: Any
+) -> None:
+    """An Arabic feed in windows-1256 that declares its charset only in Content-Type."""
+    poller = make_poller()
+    title = "وزير الخارجية يلتقي نظيره"
+    text = "التقى وزير الخارجية اليوم نظيره في العاصمة لبحث العلاقات الثنائية بين البلدين."
+    feed = (
+        "<rss version='2.0'><channel><title>قناة</title><link>http://example.org/</link>"
+        f"<description>d</description><item><guid isPermaLink='false'>1</guid>"
+        f"<title>{title}</title><description>{text}</description></item></channel></rss>"
+    ).encode("windows-1256")
+    loopback.serve("/f.xml", feed, content_type="application/rss+xml; charset=windows-1256")
+    report = poller(spec_for(loopback.url("/f.xml")))
+    assert report.published == 1, report.summary()
+    [doc] = poller.stream("docs")
+    assert (doc["title"], doc["text"]) == (title, text)

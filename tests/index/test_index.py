@@ -1,0 +1,396 @@
+"""The Redis dedup index: decisions, atomicity across processes, parameters, retention."""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from conftest import RedisTarget
+from support.articles import article
+from support.edit_copies import WORDLESS_EDITS, lightly_edit, mutual_copies
+from support.settings import settings_for
+
+from workers.document import Document
+from workers.index import args as script_args
+from workers.index.dedup import IndexMismatch
+from workers.index.encoding import lsh_bucket_fields
+from workers.index.scripts import Script
+from workers.pipeline.process import prepare
+from workers.worker.runtime import Runtime, build_runtime
+
+DAY = 86400.0
+
+
+def doc(doc_id: str, text: str, url: str = "", published_at: str = "") -> Document:
+    return Document(
+        id=doc_id,
+        source="test",
+        text=text,
+        input_ref=doc_id,
+        title=doc_id,
+        url=url,
+        published_at=published_at,
+    )
+
+
+def submit(rt: Runtime, *docs: Document, now: float | None = None) -> list[tuple[str, str]]:
+    items = [prepare(d, rt.rules, rt.fingerprinter) for d in docs]
+    outcomes = rt.index.submit("", items, now=now)  # type: ignore[arg-type]
+    return [(o.kind, o.duplicate_of) for o in outcomes]
+
+
+@pytest.fixture
+def runtime(redis_target: RedisTarget, prefix: str) -> Runtime:
+    return build_runtime(settings_for(prefix), redis_target.url)
+
+
+def test_exact_near_and_new_decisions(runtime: Runtime) -> None:
+    original = article(1)
+    assert submit(runtime, doc("a", original)) == [("published", "")]
+    assert submit(runtime, doc("b", original)) == [("exact", "a")]
+    # Matching normalisation: diacritics and letter variants do not make a new text.
+    variant = original.replace("ة", "ه").replace("ي ", "ى ")
+    assert submit(runtime, doc("c", variant)) == [("exact", "a")]
+    assert submit(runtime, doc("d", lightly_edit(original, 7))) == [("near", "a")]
+    assert submit(runtime, doc("e", article(2))) == [("published", "")]
+    # The near-duplicate is indexed too, standing for its original.
+    assert runtime.client.get(runtime.keys.index_count) == b"3"
+
+
+def test_trimmed_copy_is_found_by_containment(runtime: Runtime) -> None:
+    original = article(3, words=240)
+    paragraphs = original.split("\n\n")
+    trimmed = "\n\n".join(paragraphs[: len(paragraphs) // 2])
+    submit(runtime, doc("long", original))
+    kind, of = submit(runtime, doc("short", trimmed))[0]
+    assert (kind, of) == ("near", "long")
+
+
+def test_same_canonical_url_is_an_exact_duplicate(runtime: Runtime) -> None:
+    submit(runtime, doc("a", article(4), url="https://www.example.com/news/1?utm_source=x"))
+    assert submit(runtime, doc("b", article(5), url="http://example.com/news/1/#top")) == [
+        ("exact", "a")
+    ]
+
+
+def _race_worker(args: tuple[str, str, list[tuple[str, str]]]) -> list[str]:
+    url, prefix, docs = args
+    rt = build_runtime(settings_for(prefix), url)
+    kinds = []
+    for doc_id, text in docs:
+        item = prepare(doc(doc_id, text), rt.rules, rt.fingerprinter)
+        kinds.append(rt.index.submit("", [item])[0].kind)  # type: ignore[list-item]
+    return kinds
+
+
+def test_concurrent_processes_keep_exactly_one_per_story(
+    redis_target: RedisTarget, prefix: str
+) -> None:
+    stories, processes = 10, 8
+    checker = build_runtime(settings_for(prefix + "check:"), redis_target.url)
+    docs = [
+        (f"s{story}-c{c}", text)
+        for story in range(stories)
+        for c, text in enumerate(
+            mutual_copies(checker, article(100 + story, 400), 8, edits=WORDLESS_EDITS)
+        )
+    ]
+    random.Random(0).shuffle(docs)
+    shares = [(redis_target.url, prefix, docs[i::processes]) for i in range(processes)]
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        kinds = Counter(k for result in pool.map(_race_worker, shares) for k in result)
+    assert kinds["published"] == stories, kinds
+    assert kinds["published"] + kinds["near"] + kinds["exact"] == len(docs)
+
+
+def test_index_refuses_other_fingerprint_parameters(redis_target: RedisTarget, prefix: str) -> None:
+    submit(build_runtime(settings_for(prefix), redis_target.url), doc("a", article(6)))
+    other = build_runtime(settings_for(prefix, num_perm=64), redis_target.url)
+    with pytest.raises(IndexMismatch, match="num_perm: index has 128, config wants 64"):
+        submit(other, doc("b", article(7)))
+    shingles = build_runtime(settings_for(prefix, shingle_size=2), redis_target.url)
+    with pytest.raises(IndexMismatch, match="shingle_size"):
+        shingles.index.ensure_params()
+
+
+def test_retention_window_stops_matching_and_frees_memory(
+    redis_target: RedisTarget, prefix: str
+) -> None:
+    rt = build_runtime(settings_for(prefix, retention_days=1, sweep_limit=50), redis_target.url)
+    start = 1_700_000_000.0
+    original = article(8)
+    assert submit(rt, doc("old", original), now=start) == [("published", "")]
+    # Within the window: a duplicate.
+    assert submit(rt, doc("again", original), now=start + 0.5 * DAY)[0] == ("exact", "old")
+    # Two days later the old entry no longer matches: the copy is new again.
+    assert submit(rt, doc("later", original), now=start + 2 * DAY) == [("published", "")]
+    # A steady stream three windows long: the index holds about one window's documents.
+    for day in range(3, 9):
+        batch = [doc(f"d{day}-{i}", article(1000 * day + i)) for i in range(20)]
+        submit(rt, *batch, now=start + day * DAY)
+    indexed = int(rt.client.get(rt.keys.index_count) or 0)
+    assert 20 <= indexed <= 40, indexed
+    pages = [k for k in rt.client.scan_iter(match=f"{prefix}ix:r:*")]
+    assert len(pages) <= 2  # freed pages are deleted, not left as zeros
+    # Every LSH bucket entry left belongs to a live document: expired ones were removed.
+    bands, _ = rt.fingerprinter.params.bands_rows
+    entries = sum(
+        len(value) // 4
+        for key in rt.client.scan_iter(match=f"{prefix}ix:l:*")
+        for value in rt.client.hvals(key)
+    )
+    assert entries == indexed * bands
+
+
+def test_writes_nothing_outside_its_prefix(runtime: Runtime, redis_target: RedisTarget) -> None:
+    before = set(redis_target.client.scan_iter(match="*", count=1000))
+    submit(runtime, doc("a", article(9)), doc("b", article(9)))
+    created = set(redis_target.client.scan_iter(match="*", count=1000)) - before
+    assert created, "the index wrote nothing"
+    outside = sorted(k for k in created if not k.decode().startswith(runtime.keys.prefix))
+    assert outside == []
+
+
+def test_rebuild_reindexes_published_docs_under_new_parameters(
+    redis_target: RedisTarget, prefix: str
+) -> None:
+    from workers.pipeline.process import rebuild_index
+
+    old = build_runtime(settings_for(prefix), redis_target.url)
+    texts = [article(200 + i) for i in range(4)]
+    submit(old, *(doc(f"a{i}", t) for i, t in enumerate(texts)))
+    published = old.client.xlen(old.keys.docs)
+
+    new = build_runtime(settings_for(prefix, shingle_size=2), redis_target.url)
+    with pytest.raises(IndexMismatch):
+        new.index.ensure_params()
+    assert old.index.reset() > 0
+    assert rebuild_index(new) == {"indexed": 4}
+    assert new.client.xlen(new.keys.docs) == published  # nothing published again
+    assert submit(new, doc("copy", lightly_edit(texts[2], 3))) == [("near", "a2")]
+    stats = new.index.describe()
+    assert stats["documents"] == 5  # the near copy is indexed too
+    assert stats["parameters"]["shingle_size"] == "2"
+    assert stats["memory_bytes"] > 0
+
+
+def test_script_cache_flush_is_recovered_without_running_twice(runtime: Runtime) -> None:
+    assert submit(runtime, doc("a", article(300))) == [("published", "")]
+    runtime.client.script_flush()  # what a Redis restart does to the script cache
+    assert submit(runtime, doc("b", article(301)), doc("a2", article(300))) == [
+        ("published", ""),
+        ("exact", "a"),
+    ]
+    assert runtime.client.xlen(runtime.keys.docs) == 2
+
+
+# --------------------------------------------------------------------------- what a duplicate is
+
+CABLE = (
+    "بعث خادم الحرمين الشريفين الملك سلمان بن عبدالعزيز آل سعود برقية تهنئة لفخامة الرئيس "
+    "{name} رئيس جمهورية {country} بمناسبة ذكرى يوم الاستقلال لبلاده الموافق {day} من الشهر "
+    "الجاري. وأعرب الملك في برقيته باسمه واسم شعب وحكومة المملكة العربية السعودية عن أصدق "
+    "التهاني وأطيب التمنيات بموفور الصحة والسعادة لفخامته ولحكومة وشعب {country} الصديق "
+    "المزيد من التقدم والازدهار. كما بعث صاحب السمو الملكي ولي العهد برقية تهنئة مماثلة "
+    "أعرب فيها عن أطيب التهاني وأصدق التمنيات بدوام الصحة والسعادة ولشعب {country} الصديق "
+    "اطراد التقدم والرقي."
+)
+CABLES = [
+    {"name": "جون ماهاما", "country": "غانا", "day": "6"},
+    {"name": "ماكي سال", "country": "السنغال", "day": "4"},
+]
+
+
+def test_same_template_with_other_facts_is_not_a_duplicate(runtime: Runtime) -> None:
+    words = CABLE.format(name="", country="", day="").split()
+    # Other documents use the template's words (in another order, so no shingles are
+    # shared): the template wording becomes common, and only the names and figures
+    # that differ stay rare.
+    for n in range(12):
+        shuffled = words[:]
+        random.Random(n).shuffle(shuffled)
+        assert submit(runtime, doc(f"noise{n}", " ".join(shuffled)))[0][0] == "published"
+    first, second = (CABLE.format(**facts) for facts in CABLES)
+    assert submit(runtime, doc("ghana", first)) == [("published", "")]
+    # Shingle Jaccard alone would call this a copy (about 0.7); the facts conflict.
+    assert submit(runtime, doc("senegal", second)) == [("published", "")]
+    # A real copy of the first cable (a sentence trimmed) shares its facts.
+    trimmed = first.rsplit(". كما", 1)[0]
+    assert submit(runtime, doc("ghana-copy", trimmed)) == [("near", "ghana")]
+
+
+def _sentences(seed: int, count: int) -> list[str]:
+    return article(seed, words=12 * count).split("\n\n")
+
+
+def test_old_candidates_match_only_when_nearly_identical(runtime: Runtime) -> None:
+    sentences = _sentences(40, 20)
+    reworded = sentences[:15] + _sentences(41, 5)  # Jaccard about 0.6: a lighter copy
+    nearly_same = sentences[:19]  # Jaccard about 0.9
+    day0, day4 = "2025-03-01T08:00:00Z", "2025-03-05T08:00:00Z"
+    assert submit(runtime, doc("a", "\n\n".join(sentences), published_at=day0)) == [
+        ("published", "")
+    ]
+    # Four days later a merely similar text is a new story; a near-identical one is a copy.
+    assert submit(runtime, doc("b", "\n\n".join(reworded), published_at=day4)) == [
+        ("published", "")
+    ]
+    assert submit(runtime, doc("c", "\n\n".join(nearly_same), published_at=day4)) == [("near", "a")]
+
+
+def test_same_day_reworded_copy_is_a_duplicate(runtime: Runtime) -> None:
+    sentences = _sentences(50, 20)
+    reworded = sentences[:15] + _sentences(51, 5)
+    when = "2025-03-01T08:00:00Z"
+    submit(runtime, doc("a", "\n\n".join(sentences), published_at=when))
+    assert submit(runtime, doc("b", "\n\n".join(reworded), published_at=when)) == [("near", "a")]
+
+
+def test_copy_of_a_copy_names_the_original(runtime: Runtime) -> None:
+    first, second = _sentences(60, 10), _sentences(61, 10)
+    assert submit(runtime, doc("story", "\n\n".join(first))) == [("published", "")]
+    # An update that adds ten sentences contains the story; a later piece carrying only
+    # the update matches the update, and names the story it stands for.
+    assert submit(runtime, doc("update", "\n\n".join(first + second))) == [("near", "story")]
+    assert submit(runtime, doc("follow-up", "\n\n".join(second))) == [("near", "story")]
+
+
+def test_fact_frequencies_keep_two_generations(redis_target: RedisTarget, prefix: str) -> None:
+    rt = build_runtime(settings_for(prefix, facts_generation=3), redis_target.url)
+    submit(rt, *(doc(f"g{i}", article(500 + i)) for i in range(8)))
+    generations = sorted(
+        int(key.decode().rsplit(":", 1)[1]) for key in rt.client.scan_iter(match=f"{prefix}ix:df:*")
+    )
+    assert generations == [1, 2]  # documents 7-8 count in generation 2; generation 0 is gone
+    meta = rt.client.hgetall(rt.keys.index_meta)
+    assert meta[b"df_docs"] == b"2" and meta[b"df_previous_docs"] == b"3"
+
+
+@dataclass(frozen=True, slots=True)
+class _TestArgs(script_args.ScriptArgs):
+    """Arguments of the scripts these tests compose from the index's library."""
+
+    prefix: str = script_args.text()
+    settings: str = script_args.text()
+    values: tuple[bytes, ...] = script_args.items(as_table=True)
+
+
+def test_worker_lsh_buckets_equal_the_scripts_own(runtime: Runtime) -> None:
+    # The worker sends each document's bucket fields; the script recomputes them from
+    # stored signatures to free expired documents. A disagreement would leave entries behind.
+    bands, rows = runtime.fingerprinter.params.bands_rows
+    rng = np.random.default_rng(7)
+    signatures = rng.integers(0, 1 << 16, size=(20, 128), dtype=np.uint64).astype(np.uint16)
+    signatures[0] = 0
+    signatures[1] = 0xFFFF
+    ours = lsh_bucket_fields(signatures, bands, rows)
+    script = Script(
+        "test_band_field",
+        _TestArgs,
+        ("tables", "records"),
+        "local out = {}\nfor b = 0, BANDS - 1 do\n"
+        "  out[#out + 1] = band_field(A.values[1], b)\nend\nreturn out\n",
+    )
+    for signature, field_row in zip(signatures, ours, strict=True):
+        args = _TestArgs(
+            "p:", runtime.index._index_settings(), (signature.astype(">u2").tobytes(),)
+        )
+        reply = script(runtime.client, [], args)
+        assert list(reply) == [int(f).to_bytes(4, "big") for f in field_row]
+
+
+def test_growing_tables_split_without_losing_an_entry(runtime: Runtime) -> None:
+    # Linear hashing in the script: insert fields one by one, growing the table after each,
+    # and every field must still be found in the shard the address function names.
+    prefix = runtime.keys.prefix
+    grow = Script(
+        "test_growing_tables",
+        _TestArgs,
+        ("tables",),
+        "for i = 1, #A.values do\n"
+        "  local field = A.values[i]\n"
+        "  redis.call('HSET', lh_key('z', field), field, i)\n"
+        "  lh_grow('z', tonumber(redis.call('HINCRBY', P .. 'ix:zn', 'n', 1)))\nend\n"
+        "local found = 0\nfor i = 1, #A.values do\n"
+        "  local field = A.values[i]\n"
+        "  if redis.call('HGET', lh_key('z', field), field) then found = found + 1 end\n"
+        "end\nreturn {found, tonumber(redis.call('HGET', K.index_meta, 'shards:z'))}\n",
+    )
+    rng = np.random.default_rng(11)
+    total = 0
+    for _ in range(6):  # six calls: the shard count is read back from the index's metadata
+        fields = tuple(int(v).to_bytes(4, "big") for v in rng.integers(0, 1 << 32, 1000))
+        total += len(fields)
+        args = _TestArgs(prefix, runtime.index._index_settings(), fields)
+        found, shards = grow(runtime.client, [], args)
+        assert found == len(fields)
+    assert shards == -(-total // 48)  # the mean load: 48 entries per shard
+    sizes = [runtime.client.hlen(key) for key in runtime.client.scan_iter(match=f"{prefix}ix:z:*")]
+    assert len(sizes) == shards and sum(sizes) == total
+    assert max(sizes) <= 128  # every shard stays in Redis's compact listpack encoding
+    for key in runtime.client.scan_iter(match=f"{prefix}ix:z:*"):
+        # listpack since Redis 7, ziplist before: the compact encodings either way
+        assert runtime.client.object("encoding", key) in (b"listpack", b"ziplist")
+
+
+@pytest.mark.parametrize("field", ["tables", "ids"])
+def test_index_laid_out_by_an_older_version_is_refused(
+    redis_target: RedisTarget, prefix: str, field: str
+) -> None:
+    submit(build_runtime(settings_for(prefix), redis_target.url), doc("a", article(9)))
+    # As an index from before growing tables, or before the id table: no such field.
+    redis_target.client.hdel(f"{prefix}ix:meta", field)
+    later = build_runtime(settings_for(prefix), redis_target.url)
+    with pytest.raises(IndexMismatch, match=f"{field}: index has None.*index rebuild"):
+        later.index.ensure_params()
+
+
+def published_ids(rt: Runtime) -> list[tuple[str, str]]:
+    """(id, input_id or "") of every docs entry, in order."""
+    entries = rt.client.xrange(rt.keys.docs)
+    return [
+        (fields[b"id"].decode(), fields.get(b"input_id", b"").decode())
+        for _, fields in entries  # type: ignore[union-attr]
+    ]
+
+
+def held_ids(rt: Runtime) -> int:
+    return sum(rt.client.hlen(k) for k in rt.client.scan_iter(match=f"{rt.keys.prefix}ix:d:*"))
+
+
+def test_an_id_is_held_while_its_document_is_in_the_window(
+    redis_target: RedisTarget, prefix: str
+) -> None:
+    rt = build_runtime(settings_for(prefix, retention_days=1, sweep_limit=50), redis_target.url)
+    start = 1_700_000_000.0
+    submit(rt, doc("x", article(300)), doc("x", article(301)), now=start)
+    submit(rt, doc("x~2", article(302)), doc("x", article(303)), now=start + 0.5 * DAY)
+    assert published_ids(rt) == [("x", ""), ("x~2", "x"), ("x~2~2", "x~2"), ("x~3", "x")]
+    assert held_ids(rt) == 4
+    # A day and a half later the first three have left the window: their ids are free
+    # again, and their entries are freed as they are swept.
+    submit(rt, doc("x", article(304)), now=start + 1.2 * DAY)
+    assert published_ids(rt)[-1] == ("x", "")
+    assert held_ids(rt) == 3  # x again, x~2~2 and x~3 (still in the window)
+    # A steady stream: the id table holds about one window's documents.
+    for day in range(3, 6):
+        submit(
+            rt,
+            *(doc(f"d{i}", article(400 + 10 * day + i)) for i in range(10)),
+            now=start + day * DAY,
+        )
+    indexed = int(rt.client.get(rt.keys.index_count) or 0)
+    assert held_ids(rt) == indexed <= 20  # the last two days
+
+
+def test_near_duplicate_names_the_published_id(runtime: Runtime) -> None:
+    text = article(310)
+    submit(runtime, doc("s", article(311)), doc("s", text))
+    assert published_ids(runtime) == [("s", ""), ("s~2", "s")]
+    assert submit(runtime, doc("copy", lightly_edit(text, 1))) == [("near", "s~2")]
+    assert submit(runtime, doc("s", text)) == [("exact", "s~2")]
+    assert len(published_ids(runtime)) == 2

@@ -1,0 +1,77 @@
+"""Reading hostile files without trusting them: file names that are not UTF-8 escaped
+and back, JSON arrays counted without loading them, lines scanned in bounded chunks."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+from typing import Any
+
+import pytest
+
+from workers.ingest.paths import escape_name, os_path
+from workers.ingest.scan import LineScanner, count_json_array
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64, 1 << 20])
+def test_line_scanner_agrees_with_splitting_lines(
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("workers.ingest.scan.CHUNK_BYTES", chunk)
+    rng = random.Random(chunk)
+    pieces = [b"", b" ", b"\t \r", b'{"a": 1}', b"  x  ", b"\x0b", b"abc def", b"0123456789"]
+    for _ in range(200):
+        data = b"\xef\xbb\xbf" if rng.random() < 0.2 else b""
+        data += b"".join(rng.choice(pieces) + b"\n" for _ in range(rng.randint(0, 12)))
+        data += b"tail" if rng.random() < 0.5 else b""
+        expected, offset = [], 0
+        for index, raw in enumerate(data.split(b"\n")):
+            if (raw.removeprefix(b"\xef\xbb\xbf") if index == 0 else raw).strip():
+                expected.append((index, offset))
+            offset += len(raw) + 1
+        lines = list(LineScanner(io.BytesIO(data), max_line_bytes=5))
+        assert [(line.index, line.offset) for line in lines] == expected, data
+        assert all(line.data is None or len(line.data) <= 5 for line in lines)
+        assert all((line.data is None) == (line.size > 5) for line in lines)
+
+
+def test_json_array_count_agrees_with_json_loads() -> None:
+    rng = random.Random(3)
+
+    def value(depth: int = 0) -> Any:
+        roll = rng.random()
+        if depth > 3 or roll < 0.3:
+            return rng.choice([1, 'q\\"]x,', None, True, 2.5, "a\\", "[{", "", "ن"])
+        if roll < 0.6:
+            return [value(depth + 1) for _ in range(rng.randint(0, 3))]
+        return {f"k{i},]": value(depth + 1) for i in range(rng.randint(0, 3))}
+
+    for _ in range(200):
+        array = [value() for _ in range(rng.randint(0, 6))]
+        text = json.dumps(array, indent=rng.choice([None, 1]), ensure_ascii=rng.random() < 0.5)
+        for encoding in ("utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-32"):
+            assert count_json_array(io.BytesIO(text.encode(encoding))) == len(array), text
+        assert count_json_array(io.BytesIO(json.dumps({"a": array}).encode())) is None
+        assert count_json_array(io.BytesIO(text.encode()[:-1])) is None  # never closed
+
+
+def test_escaped_names_round_trip_and_never_collide() -> None:
+    rng = random.Random(5)
+    # ASCII, a backslash, the letters of an escape, bytes that are not UTF-8 (a lone 0xff,
+    # a cut sequence, an encoded surrogate) and real UTF-8 (é, ع).
+    alphabet = [b"a", b"\\", b"x", b"f", b"\xff", b"\xc3", b"\xed\xa0\x80"]
+    alphabet += [b"\xc3\xa9", b"\xd8\xb9"]
+    seen: dict[str, bytes] = {}
+    for _ in range(3000):
+        raw = b"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8)))
+        escaped = escape_name(os.fsdecode(raw))
+        escaped.encode("utf-8")  # always encodable: Redis, JSON and terminals take it
+        assert os.fsencode(os_path(escaped)) == raw
+        assert seen.setdefault(escaped, raw) == raw, (escaped, raw)
+    assert escape_name(os.fsdecode(b"bad\xff.txt")) == "bad\\xff.txt"
+    assert escape_name("a\\xff.txt") == "a\\\\xff.txt"  # a real backslash stays apart
+    assert escape_name("عربي.txt") == "عربي.txt"

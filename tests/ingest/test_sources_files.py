@@ -1,0 +1,513 @@
+"""Planning and loading backfill files: exact accounting, record mapping, batching."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import SHARED
+
+from workers.document import DeadInput, Document, LoadedInput
+from workers.ingest.dates import parse_date
+from workers.ingest.files import (
+    Limits,
+    Location,
+    Plan,
+    PlanError,
+    TaskSpec,
+    load_location,
+    load_task,
+    plan_backfill,
+)
+from workers.ingest.html import read_article
+
+pytestmark = pytest.mark.unit
+
+SHARED_CORPUS = SHARED / "corpus"
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+ARABIC_TITLE = "أمير الرياض يفتتح المعرض"
+ARABIC_BODY = "افتتح أمير منطقة الرياض اليوم معرض الكتاب الدولي بحضور عدد من المسؤولين."
+
+ARTICLE_PARAGRAPHS = [
+    "The city council approved the new transit plan on Tuesday after a long debate that "
+    "lasted well into the evening and drew hundreds of residents to the hall.",
+    "Under the plan, three bus lines will be extended to the northern suburbs, and a new "
+    "light rail link will connect the airport with the central station by 2027.",
+    "Opponents argued that the cost, estimated at 1.2 billion, would burden taxpayers for "
+    "decades, while supporters said congestion was already costing far more every year.",
+]
+HTML_PAGE = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Council approves transit plan | Daily</title>
+<meta property="article:published_time" content="2018-02-18T21:35:43+04:00"></head>
+<body>
+<nav><ul><li><a href="/">Home</a></li><li><a href="/world">World</a></li>
+<li><a href="/sport">Sport</a></li><li><a href="/subscribe">Subscribe now</a></li></ul></nav>
+<header><div class="menu">Breaking news menu</div></header>
+<main><article>
+<h1>Council approves transit plan</h1>
+{"".join(f"<p>{p}</p>" for p in ARTICLE_PARAGRAPHS)}
+</article></main>
+<footer><p>Copyright 2018 Daily Newspaper Group. All rights reserved.</p>
+<ul><li><a href="/privacy">Privacy policy</a></li><li><a href="/terms">Terms</a></li></ul>
+</footer></body></html>
+"""
+
+
+def _record(i: int, **extra: object) -> str:
+    rec: dict[str, object] = {"id": f"r{i}", "title": f"T{i}", "text": f"body {i}"}
+    rec.update(extra)
+    return json.dumps(rec, ensure_ascii=False)
+
+
+def _load_all(plan: Plan, default_source: str | None = None) -> list[LoadedInput]:
+    items: list[LoadedInput] = []
+    for spec in plan.tasks:
+        # Tasks travel as JSON through Celery: round-trip them like the worker sees them.
+        wire = TaskSpec.from_json(json.loads(json.dumps(spec.to_json())))
+        assert wire == spec
+        got = list(load_task(wire, default_source=default_source, read_html=read_article))
+        assert len(got) == spec.inputs
+        items.extend(got)
+    assert len(items) == plan.total_inputs
+    refs = [item.input_ref for item in items]
+    assert len(refs) == len(set(refs)), "input_ref must be unique within a job"
+    return items
+
+
+def _by_ref(items: Iterable[LoadedInput]) -> dict[str, LoadedInput]:
+    return {item.input_ref: item for item in items}
+
+
+def _doc(item: LoadedInput) -> Document:
+    assert isinstance(item, Document), item
+    return item
+
+
+def _dead(item: LoadedInput) -> DeadInput:
+    assert isinstance(item, DeadInput), item
+    return item
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    root = tmp_path / "corpus"
+    (root / "okaz" / "nested" / "deep").mkdir(parents=True)
+    (root / "feeds").mkdir()
+    (root / "site").mkdir()
+    (root / ".git").mkdir()
+
+    (root / "okaz" / "a.txt").write_text("\n  First headline  \nBody line one.\nBody two.\n")
+    (root / "okaz" / "nested" / "deep" / "b.txt").write_text("Deep title\nDeep body.\n")
+    (root / "okaz" / "legacy.txt").write_bytes(f"{ARABIC_TITLE}\n{ARABIC_BODY}\n".encode("cp1256"))
+    (root / "okaz" / "title_only.txt").write_text("Just a headline\n\n")
+    (root / "okaz" / "empty.txt").write_bytes(b"")
+
+    lines = [
+        _record(1, source="sabq", url="http://x/1", published="2015-07-21 02:51:32"),
+        "",
+        json.dumps({"title": "no id", "content": "content body", "link": "http://x/3"}),
+        "{not json",
+        json.dumps({"id": 5, "title": "empty text", "text": "   "}),
+        "[1, 2]",
+        "   ",
+        json.dumps({"text": "rfc date", "time": "Sun, 18 Feb 2018 21:35:43 +0400"}),
+        "",
+    ]
+    (root / "feeds" / "items.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with gzip.open(root / "feeds" / "more.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.write("\n".join(_record(i) for i in range(10, 14)) + "\n\n")
+    (root / "feeds" / "blank.ndjson").write_text("\n \n\n")
+
+    array = [
+        {"id": "a-0", "text": "zero"},
+        {"text": "one", "date": 1519000000},
+        "not an object",
+        {"title": "no text"},
+    ]
+    (root / "arr.json").write_text(json.dumps(array))
+    (root / "site" / "obj.json").write_text(json.dumps({"text": "an object", "pubDate": "x"}))
+    (root / "site" / "broken.json").write_text("[{]")
+    (root / "site" / "empty_array.json").write_text("[]")
+    (root / "site" / "page.html").write_text(HTML_PAGE, encoding="utf-8")
+
+    (root / "notes.pdf").write_bytes(b"%PDF-1.4")
+    (root / "Makefile").write_text("all:\n")
+    (root / ".hidden.txt").write_text("hidden\nfile\n")
+    (root / ".git" / "config.txt").write_text("hidden\ndir\n")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("outside\nroot\n")
+    (root / "link_out.txt").symlink_to(outside)
+    (root / "link_in.txt").symlink_to(root / "okaz" / "a.txt")  # same file twice
+    (root / "dangling.txt").symlink_to(tmp_path / "nope.txt")
+    return root
+
+
+def test_plan_and_load_agree_exactly(corpus: Path) -> None:
+    plan = plan_backfill([corpus], batch_size=3)
+    assert plan.skipped == {
+        "broken_symlink": 1,
+        "duplicate_path": 1,
+        "no_records": 2,
+        "symlink_outside_root": 1,
+        "unknown_extension": 2,
+    }
+    assert plan.unknown_extensions == {".pdf": 1, "(none)": 1}
+    # 4 array + 2 object/broken json + 5 txt + 1 html + 6 jsonl + 4 jsonl.gz
+    assert plan.total_inputs == 22
+    assert plan.files == 11
+    assert all(spec.inputs <= 3 for spec in plan.tasks)
+    assert sum(spec.inputs for spec in plan.tasks) == plan.total_inputs
+    assert all(spec.root == str(corpus.resolve()) for spec in plan.tasks)
+
+    items = _by_ref(_load_all(plan))
+    assert not any(ref.startswith((".", "link_", "dangling")) for ref in items)
+    assert "notes.pdf" not in items
+
+
+def test_symlinks_inside_root_prefer_real_paths_and_stop_loops(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "x.txt").write_text("title\nbody\n")
+    (tmp_path / "a_link").symlink_to(tmp_path / "real")  # sorts before the real folder
+    (tmp_path / "real" / "loop").symlink_to(tmp_path)
+    plan = plan_backfill([tmp_path], batch_size=10)
+    # The loop is met twice: as real/loop and as a_link/loop.
+    assert plan.skipped == {"duplicate_path": 1, "symlink_loop": 2}
+    assert [d.input_ref for d in _load_all(plan)] == ["real/x.txt"]
+
+
+def test_plan_walks_in_sorted_order_and_is_deterministic(corpus: Path) -> None:
+    first = plan_backfill([corpus], batch_size=5)
+    second = plan_backfill([corpus], batch_size=5)
+    assert first.tasks == second.tasks
+    paths = [loc.path for spec in first.tasks for loc in spec.locations]
+    assert paths.index("arr.json") < paths.index("feeds/items.jsonl")
+    assert paths.index("okaz/a.txt") < paths.index("okaz/nested/deep/b.txt")
+    assert paths.index("okaz/nested/deep/b.txt") < paths.index("site/obj.json")
+
+
+def test_jsonl_records(corpus: Path) -> None:
+    items = _by_ref(_load_all(plan_backfill([corpus], batch_size=4)))
+    first = _doc(items["feeds/items.jsonl:1"])
+    assert (first.id, first.source, first.url, first.title) == ("r1", "sabq", "http://x/1", "T1")
+    assert first.published_at == "2015-07-21T02:51:32"
+
+    no_id = _doc(items["feeds/items.jsonl:3"])
+    assert no_id.id == "feeds/items.jsonl:3"
+    assert (no_id.text, no_id.url, no_id.source) == ("content body", "http://x/3", "feeds")
+
+    assert _dead(items["feeds/items.jsonl:4"]).reason == "malformed_json"
+    missing = _dead(items["feeds/items.jsonl:5"])
+    assert (missing.reason, missing.id, missing.source) == ("missing_text", "5", "feeds")
+    assert _dead(items["feeds/items.jsonl:6"]).reason == "not_an_object"
+    rfc = _doc(items["feeds/items.jsonl:8"])
+    assert rfc.published_at == "2018-02-18T21:35:43+04:00"
+    # Blank lines are not inputs.
+    assert not {"feeds/items.jsonl:2", "feeds/items.jsonl:7", "feeds/items.jsonl:9"} & set(items)
+
+    gz = [items[f"feeds/more.jsonl.gz:{n}"] for n in range(1, 5)]
+    assert [_doc(d).id for d in gz] == ["r10", "r11", "r12", "r13"]
+
+
+def test_json_files(corpus: Path) -> None:
+    items = _by_ref(_load_all(plan_backfill([corpus], batch_size=2)))
+    zero = _doc(items["arr.json#0"])
+    assert (zero.id, zero.source) == ("a-0", "corpus")  # file directly in root: root's name
+    one = _doc(items["arr.json#1"])
+    assert one.id == "arr.json#1"
+    assert one.published_at == "2018-02-19T00:26:40+00:00"
+    assert _dead(items["arr.json#2"]).reason == "not_an_object"
+    assert _dead(items["arr.json#3"]).reason == "missing_text"
+
+    obj = _doc(items["site/obj.json"])
+    assert (obj.id, obj.text, obj.source, obj.published_at) == (
+        "site/obj.json",
+        "an object",
+        "site",
+        "",
+    )
+    assert _dead(items["site/broken.json"]).reason == "malformed_json"
+    assert not any(ref.startswith("site/empty_array.json") for ref in items)
+
+
+def test_txt_files(corpus: Path) -> None:
+    items = _by_ref(_load_all(plan_backfill([corpus], batch_size=50)))
+    a = _doc(items["okaz/a.txt"])
+    assert (a.id, a.source, a.title) == ("okaz/a.txt", "okaz", "First headline")
+    assert a.text == "Body line one.\nBody two.\n"
+    deep = _doc(items["okaz/nested/deep/b.txt"])
+    assert (deep.source, deep.title, deep.text) == ("deep", "Deep title", "Deep body.\n")
+
+    legacy = _doc(items["okaz/legacy.txt"])
+    assert legacy.title == ARABIC_TITLE
+    assert legacy.text.strip() == ARABIC_BODY
+
+    assert _dead(items["okaz/title_only.txt"]).reason == "missing_text"
+    empty = _dead(items["okaz/empty.txt"])
+    assert empty.reason == "decode_empty"
+    assert empty.error and "\n" not in empty.error
+
+
+def test_html_article_extraction(corpus: Path) -> None:
+    plan = plan_backfill([corpus / "site" / "page.html"], batch_size=10)
+    assert plan.total_inputs == 1
+    (spec,) = plan.tasks
+    assert spec.root == str((corpus / "site").resolve())
+    page = _doc(next(iter(load_task(spec, default_source=None, read_html=read_article))))
+    assert (page.id, page.input_ref, page.source) == ("page.html", "page.html", "site")
+    for paragraph in ARTICLE_PARAGRAPHS:
+        assert paragraph in page.text
+    for furniture in ("Subscribe now", "Copyright 2018", "Privacy policy", "Breaking news menu"):
+        assert furniture not in page.text
+    assert "Council approves transit plan" in page.title
+    assert page.published_at.startswith("2018-02-18")
+
+
+def test_html_without_text_is_dead(tmp_path: Path) -> None:
+    (tmp_path / "nav.html").write_text("<html><body><script>var a = 1;</script></body></html>")
+    plan = plan_backfill([tmp_path], batch_size=10)
+    assert _dead(_load_all(plan)[0]).reason == "no_text"
+
+
+def test_source_precedence(corpus: Path) -> None:
+    items = _by_ref(_load_all(plan_backfill([corpus], batch_size=7), default_source="cli"))
+    assert _doc(items["feeds/items.jsonl:1"]).source == "sabq"  # the record's own source wins
+    assert _doc(items["feeds/items.jsonl:3"]).source == "cli"
+    assert _doc(items["okaz/a.txt"]).source == "cli"
+    assert _dead(items["okaz/empty.txt"]).source == "cli"
+
+
+def test_jsonl_batches_seek_to_their_offsets(tmp_path: Path) -> None:
+    path = tmp_path / "big.jsonl"
+    path.write_text("".join(_record(i) + "\n" for i in range(1050)), encoding="utf-8")
+    plan = plan_backfill([path], batch_size=200)
+    assert [spec.inputs for spec in plan.tasks] == [200] * 5 + [50]
+    assert plan.total_inputs == 1050
+    with path.open("rb") as f:
+        for n, spec in enumerate(plan.tasks):
+            (loc,) = spec.locations
+            assert (loc.start, loc.count) == (n * 200, spec.inputs)
+            f.seek(loc.offset)
+            assert json.loads(f.readline())["id"] == f"r{loc.start}"
+    fourth = list(load_task(plan.tasks[3], default_source=None, read_html=read_article))
+    assert [_doc(d).id for d in fourth] == [f"r{i}" for i in range(600, 800)]
+    assert fourth[0].input_ref == "big.jsonl:601"
+    _load_all(plan)
+
+
+def test_jsonl_ranges_with_blank_lines(tmp_path: Path) -> None:
+    # Every third line blank: ranges cover more physical lines than inputs.
+    lines = ["" if i % 3 == 2 else _record(i) for i in range(30)]
+    path = tmp_path / "gaps.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    plan = plan_backfill([tmp_path], batch_size=7)
+    assert plan.total_inputs == 20
+    assert [spec.inputs for spec in plan.tasks] == [7, 7, 6]
+    first = plan.tasks[0].locations[0]
+    assert (first.start, first.count, first.inputs) == (0, 10, 7)
+    items = _load_all(plan)
+    assert [_doc(d).id for d in items] == [f"r{i}" for i in range(30) if i % 3 != 2]
+
+
+def test_gz_batches(tmp_path: Path) -> None:
+    with gzip.open(tmp_path / "x.jsonl.gz", "wt") as f:
+        f.write("".join(_record(i) + "\n" for i in range(25)))
+    plan = plan_backfill([tmp_path], batch_size=10)
+    assert [spec.inputs for spec in plan.tasks] == [10, 10, 5]
+    assert all(loc.offset == -1 for spec in plan.tasks for loc in spec.locations)
+    last = list(load_task(plan.tasks[-1], default_source=None, read_html=read_article))
+    assert [_doc(d).id for d in last] == [f"r{i}" for i in range(20, 25)]
+
+
+def test_small_files_share_tasks_with_jsonl_ranges(tmp_path: Path) -> None:
+    for i in range(3):
+        (tmp_path / f"a{i}.txt").write_text(f"title {i}\nbody {i}\n")
+    (tmp_path / "b.jsonl").write_text("".join(_record(i) + "\n" for i in range(10)))
+    plan = plan_backfill([tmp_path], batch_size=4)
+    # 3 txt + 10 lines = 13 inputs: tasks are filled, the JSONL range cut to fit.
+    assert [spec.inputs for spec in plan.tasks] == [4, 4, 4, 1]
+    assert plan.tasks[0].locations[-1] == Location("b.jsonl", 0, 1, 0)
+    _load_all(plan)
+
+
+def test_vanished_and_shrunk_files_stay_accounted(tmp_path: Path) -> None:
+    (tmp_path / "gone.txt").write_text("t\nbody\n")
+    (tmp_path / "arr.json").write_text(json.dumps([{"text": str(i)} for i in range(5)]))
+    (tmp_path / "s.jsonl").write_text("".join(_record(i) + "\n" for i in range(10)))
+    plan = plan_backfill([tmp_path], batch_size=100)
+    (tmp_path / "gone.txt").unlink()
+    (tmp_path / "arr.json").write_text(json.dumps([{"text": "0"}, {"text": "1"}]))
+    (tmp_path / "s.jsonl").write_text("".join(_record(i) + "\n" for i in range(4)))
+    items = _by_ref(_load_all(plan))
+    assert len(items) == 16
+    assert _dead(items["gone.txt"]).reason == "missing"
+    assert _doc(items["arr.json#1"]).text == "1"
+    assert [_dead(items[f"arr.json#{i}"]).reason for i in (2, 3, 4)] == ["missing"] * 3
+    assert _doc(items["s.jsonl:4"]).id == "r3"
+    assert all(_dead(items[f"s.jsonl:{n}"]).reason == "missing" for n in range(5, 11))
+
+
+def test_truncated_gzip_is_one_dead_input(tmp_path: Path) -> None:
+    data = gzip.compress("".join(_record(i) + "\n" for i in range(2000)).encode())
+    (tmp_path / "cut.jsonl.gz").write_bytes(data[: len(data) // 2])
+    (tmp_path / "fake.jsonl.gz").write_text(_record(1) + "\n")  # not gzip at all
+    plan = plan_backfill([tmp_path], batch_size=300)
+    items = _load_all(plan)
+    dead = [d for d in items if isinstance(d, DeadInput)]
+    assert [d.reason for d in dead] == ["read_error", "read_error"]
+    assert dead[-1].input_ref == "fake.jsonl.gz:1"
+    assert sum(isinstance(d, Document) for d in items) == plan.total_inputs - 2 > 0
+
+
+def test_too_large_file(tmp_path: Path) -> None:
+    (tmp_path / "big.txt").write_text("title\n" + "x" * 5000)
+    (tmp_path / "big.json").write_text(json.dumps([{"text": "x" * 3000}, {"text": "y"}]))
+    (tmp_path / "ok.jsonl").write_text(_record(1, text="z" * 5000) + "\n")  # JSONL is exempt
+    plan = plan_backfill([tmp_path], batch_size=10, limits=Limits(max_file_bytes=1000))
+    items = _by_ref(_load_all(plan))
+    assert plan.total_inputs == 3
+    assert _dead(items["big.txt"]).reason == "too_large"
+    assert _dead(items["big.json"]).reason == "too_large"
+    assert isinstance(items["ok.jsonl:1"], Document)
+
+
+def test_unreadable_file_is_one_dead_input(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("title\nbody\n")
+    locked = tmp_path / "locked.jsonl"
+    locked.write_text(_record(1) + "\n" + _record(2) + "\n")
+    secret.chmod(0)
+    locked.chmod(0)
+    try:
+        plan = plan_backfill([tmp_path], batch_size=10)
+        items = _by_ref(_load_all(plan))
+        if IS_ROOT:
+            pytest.skip("running as root: chmod 000 does not block reads, so nothing to assert")
+        assert plan.total_inputs == 2
+        assert _dead(items["secret.txt"]).reason == "unreadable"
+        assert _dead(items["locked.jsonl:1"]).reason == "unreadable"
+    finally:
+        secret.chmod(0o644)
+        locked.chmod(0o644)
+
+
+def test_permission_denied_maps_to_unreadable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Runs even as root: simulate EACCES at open() instead of relying on chmod.
+    (tmp_path / "secret.txt").write_text("title\nbody\n")
+    (tmp_path / "secret.jsonl").write_text(_record(1) + "\n" + _record(2) + "\n")
+    real_open = os.open
+
+    def guarded_open(path: str, *args: Any, **kwargs: Any) -> Any:
+        if os.path.basename(path).startswith("secret"):
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", guarded_open)
+    plan = plan_backfill([tmp_path], batch_size=10)
+    items = _by_ref(_load_all(plan))
+    assert plan.total_inputs == 2  # the JSONL could not be counted: one input
+    assert _dead(items["secret.txt"]).reason == "unreadable"
+    assert _dead(items["secret.jsonl:1"]).reason == "unreadable"
+
+
+def test_plan_errors(tmp_path: Path) -> None:
+    with pytest.raises(PlanError, match="no such file or folder"):
+        plan_backfill([tmp_path / "missing"], batch_size=10)
+    with pytest.raises(PlanError):
+        plan_backfill([], batch_size=10)
+
+
+def test_explicit_files_share_their_folder_root(tmp_path: Path) -> None:
+    (tmp_path / "news").mkdir()
+    for i in range(3):
+        (tmp_path / "news" / f"{i}.txt").write_text(f"t{i}\nb{i}\n")
+    paths = sorted((tmp_path / "news").glob("*.txt"))
+    plan = plan_backfill([*paths, paths[0]], batch_size=10)
+    assert len(plan.tasks) == 1
+    assert plan.total_inputs == 3
+    assert plan.skipped == {"duplicate_path": 1}
+    docs = [_doc(d) for d in _load_all(plan)]
+    assert [(d.id, d.source) for d in docs] == [(f"{i}.txt", "news") for i in range(3)]
+
+
+def test_location_json_round_trip_and_validation() -> None:
+    loc = Location("a/b.jsonl", start=200, count=210, offset=12345, inputs=200)
+    assert Location.from_json(loc.to_json()) == loc
+    assert Location("x.txt").to_json() == {"path": "x.txt"}
+    assert Location("x.jsonl", 3, 2).inputs == 2
+    for bad in ("", "/etc/passwd", "../x.txt", "a/../../x.txt"):
+        with pytest.raises(ValueError):
+            Location(bad)
+    with pytest.raises(ValueError):
+        TaskSpec("/r", (Location("x.txt"),), inputs=2)
+
+
+def test_load_location_directly(tmp_path: Path) -> None:
+    (tmp_path / "f.jsonl").write_text(_record(0) + "\n\n" + _record(2) + "\n")
+    loc = Location("f.jsonl", start=0, count=3, offset=0, inputs=2)
+    got = list(load_location(tmp_path, loc, default_source="s", read_html=read_article))
+    assert [(_doc(d).id, d.input_ref, d.source) for d in got] == [
+        ("r0", "f.jsonl:1", "s"),
+        ("r2", "f.jsonl:3", "s"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2015-07-21 02:51:32", "2015-07-21T02:51:32"),
+        ("2017-01-20T21:43:00+01:00", "2017-01-20T21:43:00+01:00"),
+        ("2018-02-18T17:35:43Z", "2018-02-18T17:35:43+00:00"),
+        ("2015-07-21", "2015-07-21T00:00:00"),
+        ("Sun, 18 Feb 2018 21:35:43 +0400", "2018-02-18T21:35:43+04:00"),
+        ("Sun, 18 Feb 2018 21:35:43 GMT", "2018-02-18T21:35:43+00:00"),
+        (1519000000, "2018-02-19T00:26:40+00:00"),
+        (1519000000.5, "2018-02-19T00:26:40.500000+00:00"),
+        ("1519000000", "2018-02-19T00:26:40+00:00"),
+        (1519000000000, "2018-02-19T00:26:40+00:00"),  # milliseconds
+        ("2015/07/21 02:51:32", "2015-07-21T02:51:32"),
+        ("20150721", "2015-07-21T00:00:00"),
+        ("", ""),
+        ("  ", ""),
+        ("yesterday", ""),
+        ("2015-13-45", ""),
+        (None, ""),
+        (True, ""),
+        (-5, ""),
+        (float("nan"), ""),
+        (10**30, ""),
+        (["2015-07-21"], ""),
+    ],
+)
+def test_parse_date(value: object, expected: str) -> None:
+    assert parse_date(value) == expected
+
+
+@pytest.mark.shared
+def test_shared_saudinewsnet_corpus() -> None:
+    path = SHARED_CORPUS / "saudinewsnet.jsonl.gz"
+    if not path.exists():
+        pytest.skip(f"shared corpus not available at {path}")
+    started = time.perf_counter()
+    plan = plan_backfill([path], batch_size=500)
+    elapsed = time.perf_counter() - started
+    assert plan.total_inputs == 31030
+    assert len(plan.tasks) == 63
+    assert elapsed < 5, f"planning took {elapsed:.2f}s"
+    first = [_doc(d) for d in load_task(plan.tasks[0], default_source=None, read_html=read_article)]
+    last = [_doc(d) for d in load_task(plan.tasks[-1], default_source=None, read_html=read_article)]
+    assert len(first) == 500
+    assert len(last) == plan.tasks[-1].inputs == 31030 - 62 * 500
+    assert first[0].id == "2015-07-21-00000"
+    assert first[0].input_ref == "saudinewsnet.jsonl.gz:1"
+    assert last[-1].id == "2015-08-11-01685"
+    assert first[0].published_at == "2015-07-21T02:51:32"
+    assert all(d.source and d.text and d.title for d in first + last)

@@ -1,0 +1,65 @@
+"""What counts as Redis refusing work for a while (wait and retry) and what is a real error."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from kombu.exceptions import OperationalError
+from redis.exceptions import BusyLoadingError, OutOfMemoryError, ReadOnlyError
+
+from workers.ops.connection import outage_reason
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (OutOfMemoryError("command not allowed when used memory > 'maxmemory'."), "full"),
+        (ReadOnlyError("You can't write against a read only replica."), "read-only"),
+        (BusyLoadingError("Redis is loading the dataset in memory"), "loading"),
+        (redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379."), "unreachable"),
+        (redis.TimeoutError("Timeout reading from socket"), "unreachable"),
+        (redis.ResponseError("MISCONF Redis is configured to save RDB snapshots"), "refusing"),
+        # Redis before 7 wraps the error of a script's command in its own.
+        (
+            redis.ResponseError(
+                "Error running script (call to f_eed3e5aa): @user_script:2: @user_script: 2: "
+                "-OOM command not allowed when used memory > 'maxmemory'."
+            ),
+            "full",
+        ),
+        (
+            redis.ResponseError(
+                "Error running script (call to f_1): @user_script:9: -READONLY You can't write"
+            ),
+            "read-only",
+        ),
+    ],
+)
+def test_outages_are_recognised(error: Exception, reason: str) -> None:
+    found = outage_reason(error)
+    assert found is not None and found.startswith(reason), found
+
+
+def test_kombu_wrapped_outage_is_recognised() -> None:
+    try:
+        try:
+            raise OutOfMemoryError("command not allowed when used memory > 'maxmemory'.")
+        except OutOfMemoryError as exc:
+            raise OperationalError(str(exc)) from exc
+    except OperationalError as wrapped:
+        assert outage_reason(wrapped) == "full: used memory is over maxmemory (OOM)"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
+        redis.ResponseError("Error running script (call to f_1): @user_script:3: bad argument"),
+        redis.AuthenticationError("invalid username-password pair"),
+        ValueError("not a Redis error"),
+    ],
+)
+def test_real_errors_are_not_outages(error: Exception) -> None:
+    assert outage_reason(error) is None

@@ -1,0 +1,298 @@
+"""A private redis-server and a backfill under real workers, for the fault tests
+(Redis restarting under workers, Redis filling up): inputs written to files, workers started and
+stopped, and the accounting checked afterwards (every input in exactly one stream, once)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+import redis
+from conftest import SEEDS, free_port, run_cli, start_worker, stop_workers
+
+from support.edit_copies import lightly_edit
+from workers.index.keys import STREAM_NAMES, Keys
+from workers.ops import streams
+from workers.worker.jobs import JobProgress, read_progress
+
+# Dead-letter reasons that depend on an input's content only, never on a fault.
+CONTENT_REASONS = {"missing_text", "all_boilerplate"}
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+needs_redis_server = pytest.mark.skipif(
+    sys.platform != "linux" or not Path(REDIS_SERVER).exists(),
+    reason="needs a redis-server binary and Linux process semantics",
+)
+
+
+class PrivateRedis:
+    """A redis-server of our own in `folder`, stopped and started again on the same port."""
+
+    def __init__(self, folder: Path, appendfsync: str = "everysec") -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.appendfsync = appendfsync
+        self.process: subprocess.Popen[bytes] | None = None
+        folder.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        assert self.process is None or self.process.poll() is not None
+        self.process = subprocess.Popen(
+            [
+                REDIS_SERVER,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.folder),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                self.appendfsync,
+                "--save",
+                "",
+                "--maxmemory-policy",
+                "noeviction",
+                "--daemonize",
+                "no",
+                "--logfile",
+                str(self.folder / "redis.log"),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                # PING answers LOADING while the AOF is replayed: wait for a real reply.
+                client.ping()
+                break
+            except (redis.ConnectionError, redis.BusyLoadingError):
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"redis-server did not start; see {self.folder}/redis.log"
+                    ) from None
+                time.sleep(0.05)
+            finally:
+                client.close()
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        assert not _running(server.pid), "redis-server still running"
+
+
+def _running(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+# ------------------------------------------------------------------------------ inputs
+
+
+@dataclass(frozen=True)
+class Inputs:
+    folder: Path
+    refs: frozenset[str]  # input_ref of every input
+    dead: frozenset[str]  # the inputs that are meant to be dead (records without text)
+
+
+def write_inputs(folder: Path, count: int, *, seed: int, files: int = 4) -> Inputs:
+    """`count` JSONL records over `files` files: new articles made of the seeds' words,
+    exact and lightly edited copies of them and of the seeds, and every 97th record one
+    without text (dead as missing_text, on purpose)."""
+    seeds = [p.read_text("utf-8").partition("\n")[::2] for p in sorted(SEEDS.glob("*.txt"))]
+    words = sorted({w for _, body in seeds for w in body.split() if len(w) > 2})
+    rng = random.Random(seed)
+    originals: list[tuple[str, str]] = []
+    folder.mkdir(parents=True)
+    handles = [(folder / f"part{k}.jsonl").open("w", encoding="utf-8") for k in range(files)]
+    refs: set[str] = set()
+    dead: set[str] = set()
+    lines = [0] * files
+    try:
+        for i in range(count):
+            k = i % files
+            lines[k] += 1
+            ref = f"part{k}.jsonl:{lines[k]}"
+            refs.add(ref)
+            record: dict[str, str] = {"id": f"s{seed}-{i}", "source": f"src{i % 3}"}
+            if i % 97 == 96:
+                dead.add(ref)
+                record["title"] = "no text"
+            else:
+                kind = i % 4
+                if kind == 0 or not originals:
+                    paragraphs = [" ".join(rng.choices(words, k=60)) for _ in range(5)]
+                    title, body = f"article {seed}-{i}", "\n".join(paragraphs)
+                    originals.append((title, body))
+                elif kind == 1:
+                    title, body = rng.choice(originals)
+                elif kind == 2:
+                    title, text = seeds[i % len(seeds)]
+                    body = lightly_edit(text, i)
+                else:
+                    title, text = rng.choice(originals)
+                    body = lightly_edit(text, i)
+                record.update(title=title, text=body)
+            handles[k].write(json.dumps(record, ensure_ascii=False) + "\n")
+    finally:
+        for handle in handles:
+            handle.close()
+    return Inputs(folder, frozenset(refs), frozenset(dead))
+
+
+# ------------------------------------------------------------------------------ workers
+
+
+def _descendants(pid: int) -> list[int]:
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+@contextlib.contextmanager
+def running_workers(
+    env: dict[str, str], folder: Path, n: int, loglevel: str
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    workers = [start_worker(env, f"w{i}", folder / f"w{i}.log", loglevel) for i in range(n)]
+    children: set[int] = set()
+    try:
+        yield workers
+    finally:
+        for w in workers:
+            children.update(_descendants(w.pid))
+        stop_workers(workers)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(_running(pid) for pid in children):
+            time.sleep(0.1)
+        left = [pid for pid in children if _running(pid)]
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        assert not left, f"worker pool processes left running: {left}"
+
+
+def worker_logs(folder: Path) -> str:
+    return "".join(
+        f"\n----- {p.name}\n" + p.read_text("utf-8", "replace")
+        for p in sorted(folder.glob("w*.log"))
+    )
+
+
+# ------------------------------------------------------------------------------ checks
+
+
+def enqueue(inputs: Inputs, env: dict[str, str]) -> str:
+    result = run_cli(["backfill", str(inputs.folder)], env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"enqueued {len(inputs.refs)} inputs" in result.stdout, result.stdout
+    match = re.match(r"job (\S+): enqueued", result.stdout)
+    assert match, result.stdout
+    return match.group(1)
+
+
+def progress_or_none(client: redis.Redis, keys: Keys, job_id: str) -> JobProgress | None:
+    try:
+        return read_progress(client, keys, job_id)
+    except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+        return None
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout: float, what: str, logs: Callable[[], str]
+) -> float:
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            pytest.fail(f"{what} not reached within {timeout:.0f}s" + logs())
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def stream_refs(client: redis.Redis, keys: Keys) -> dict[str, list[dict[str, str]]]:
+    return {
+        name: [fields for _, fields in streams.iter_range(client, keys.stream(name), limit=None)]
+        for name in STREAM_NAMES
+    }
+
+
+def check_accounting(
+    client: redis.Redis,
+    keys: Keys,
+    job_id: str,
+    inputs: Inputs,
+    env: dict[str, str],
+) -> None:
+    """Every input in exactly one stream, once; the job's counters agree with the streams."""
+    new = stream_refs(client, keys)
+    seen = Counter(fields["input_ref"] for name in STREAM_NAMES for fields in new[name])
+    twice = sorted(ref for ref, n in seen.items() if n > 1)
+    assert not twice, f"{len(twice)} inputs accounted more than once, e.g. {twice[:5]}"
+    missing = sorted(inputs.refs - set(seen))
+    assert not missing, f"{len(missing)} inputs not accounted for, e.g. {missing[:5]}"
+    assert set(seen) == inputs.refs
+    ids = Counter(fields["id"] for fields in new["docs"])
+    assert not [i for i, n in ids.items() if n > 1], "a document published twice"
+    # The restart caused no dead letter: the records without text are dead, and besides
+    # them at most a copy the boilerplate learner reads as nothing but learned lines (the
+    # generated copies repeat their originals' paragraphs within a source).
+    dead = {fields["input_ref"]: fields["reason"] for fields in new["dead"]}
+    assert {r for r, why in dead.items() if why == "missing_text"} == inputs.dead
+    assert set(dead.values()) <= CONTENT_REASONS, dead
+
+    result = run_cli(["job", job_id, "--json"], env)
+    assert result.returncode == 0, result.stderr
+    job = json.loads(result.stdout)
+    assert job["finished"] and job["total"] == job["processed"] == len(inputs.refs), job
+    assert job["published"] == len(new["docs"]), job
+    assert job["exact"] + job["near"] == len(new["duplicates"]), job
+    assert job["dead"] == len(new["dead"]), job
+    assert job["dead_reasons"] == dict(Counter(dead.values())), job
+    assert job["tasks_done"] == job["tasks_total"], job

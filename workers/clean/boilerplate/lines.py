@@ -1,0 +1,89 @@
+"""Line identities: how a line is folded and hashed so that copies of one furniture line
+agree, for the learner to count them and for rules to pin them.
+
+A line's key drops what varies between copies of the same furniture line (links, e-mail
+addresses, handles, numbers); its hash is what the learner counts and the rules file
+pins. A short byline-shaped line is also split into parts, each with a hash of its own
+(`byline_parts`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from workers.clean.matching import normalise_for_matching
+
+# Lines longer than this are content without asking the rules: no furniture line is
+# that long, and patterns like `\S+\s+...` backtrack quadratically on one huge token
+# (a 40,000-character line took 18 s), which would let one bad input stall a worker.
+MAX_RULE_LINE_CHARS = 1000
+
+# A byline is short: "منيف الشهراني – الرياض", "عين اليوم - متابعات", "Name | Outlet".
+BYLINE_MAX_WORDS = 6
+BYLINE_PART_LABEL = "byline part: "
+
+# Parts of a line that differ between otherwise identical furniture lines: the author's
+# e-mail or handle, a link, a number ("أرسل رسالة تبدأ بالرمز (34)").
+_URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+# ASCII on purpose: extracted text glues an address to the Arabic word after it
+# ("name@yahoo.comللتواصل"), and `\w` would swallow that word too.
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+_HANDLE = re.compile(r"(?<![\w@])@[A-Za-z0-9_]{2,30}")
+_DIGIT_RUN = re.compile(r"\d+")
+
+
+def line_key(line: str) -> str:
+    """A line folded so that copies of one furniture line agree: links, e-mail addresses
+    and handles removed, matching normalisation, every digit run written "0". Empty when
+    nothing is left (a bare address or separator: the rules handle those), and for a
+    line over MAX_RULE_LINE_CHARS, which is never learned or pinned (see there)."""
+    if len(line) > MAX_RULE_LINE_CHARS:
+        return ""
+    line = _HANDLE.sub(" ", _EMAIL.sub(" ", _URL.sub(" ", line)))
+    return _DIGIT_RUN.sub("0", normalise_for_matching(line))
+
+
+def line_hash(line: str) -> str | None:
+    """The identity the learner counts a line under (16 hex digits), or None."""
+    key = line_key(line)
+    return hash_key(key) if key else None
+
+
+def hash_key(key: str) -> str:
+    """16 hex digits of a folded key (a line's, a byline part's, a link's)."""
+    return hashlib.blake2b(key.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def comparable(text: str) -> str:
+    """Matching normalisation with spaces dropped: NFKC, casefold, no punctuation, and the
+    Arabic spelling variants outlets use when they reprint their own headline."""
+    return normalise_for_matching(text).replace(" ", "")
+
+
+# "Name – Outlet", "Outlet - City": a separator with a space on at least one side, so
+# hyphenated words ("Al-Madina") do not split. Arabic typesetting also uses a tatweel
+# after a space as the dash ("الرياضي ـ جدة"); after a letter it only stretches the word
+# ("الـ 11").
+TATWEEL = "\u0640"
+BYLINE_SEPARATOR = re.compile(r"\s+[-–—|/ـ]\s*|\s*[-–—|/]\s+")
+
+
+def byline_parts(line: str) -> list[tuple[str, str]]:
+    """(hash, text) of the parts of a short line made of separated parts, a byline's shape.
+    Bylines vary by reporter and city, but their parts recur ("عين اليوم", "الرياض", a
+    reporter's name), so the learner counts the parts too and a short edge line with a
+    learned part is trimmed as a byline. Part hashes never equal line hashes."""
+    stripped = line.strip()
+    if not 2 <= len(normalise_for_matching(stripped).split()) <= BYLINE_MAX_WORDS:
+        return []
+    parts = [part for part in BYLINE_SEPARATOR.split(stripped) if part.strip()]
+    if len(parts) < 2:
+        return []
+    found: list[tuple[str, str]] = []
+    for part in parts:
+        key = line_key(part)
+        # A part without letters ("1 - ..." in a numbered list, a year) names no one.
+        if key and any(ch.isalpha() for ch in key):
+            found.append((hash_key(BYLINE_PART_LABEL + key), BYLINE_PART_LABEL + part.strip()))
+    return found
