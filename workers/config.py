@@ -3,6 +3,13 @@
 Precedence (highest first): NEWSDEDUP_* environment variables, the file given with
 --config (or NEWSDEDUP_CONFIG), config/default.toml. Connection URLs are read from
 REDIS_URL / BROKER_URL so they match what every Redis/Celery user already sets.
+
+A process reads its settings once, with `process_settings()`. A `newsdedup` command reads
+them with `load_settings(--config)`, makes them its own (`use_settings`) and hands them on
+to every process it starts in NEWSDEDUP_SETTINGS (`exported_settings`): its worker and
+beat then run with exactly the command's settings, `--config` included, whatever their
+own environment. A process started otherwise (`celery -A workers worker` by hand) loads
+them from the files and environment it was given.
 """
 
 from __future__ import annotations
@@ -210,3 +217,59 @@ def load_settings(config_file: Path | str | None = None) -> Settings:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise ConfigError(f"invalid setting {where}: {first['msg']}") from None
+
+
+# The settings a `newsdedup` command hands to the processes it starts, as JSON. Internal:
+# set by the command, read by `process_settings`; not meant to be set by hand.
+SETTINGS_ENV = "NEWSDEDUP_SETTINGS"
+
+
+class _Exported(Settings):
+    """Settings read back from NEWSDEDUP_SETTINGS: taken as they are. The exporting
+    process applied its environment already; reading it again here could only differ."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def exported_settings(settings: Settings) -> dict[str, str]:
+    """The environment that hands `settings` to a process this one starts."""
+    return {SETTINGS_ENV: settings.model_dump_json()}
+
+
+def imported_settings(text: str) -> Settings:
+    """Settings exported by `exported_settings`, validated again."""
+    try:
+        taken = _Exported.model_validate_json(text)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid {SETTINGS_ENV}: {exc.errors()[0]['msg']}") from None
+    return Settings.model_construct(taken.model_fields_set, **dict(taken))
+
+
+_process_settings: Settings | None = None
+
+
+def process_settings() -> Settings:
+    """This process's settings: read on first use, the same object after. From the
+    command that started this process (NEWSDEDUP_SETTINGS) when there is one, else from
+    the files and environment (`load_settings`)."""
+    global _process_settings
+    if _process_settings is None:
+        exported = os.environ.get(SETTINGS_ENV)
+        _process_settings = imported_settings(exported) if exported else load_settings()
+    return _process_settings
+
+
+def use_settings(settings: Settings) -> Settings:
+    """Make `settings` this process's (a command, once it has read --config)."""
+    global _process_settings
+    _process_settings = settings
+    return settings
