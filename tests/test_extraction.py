@@ -34,7 +34,7 @@ ATTRIBUTES = (
 
 @pytest.fixture
 def extractor() -> Iterator[ArticleExtractor]:
-    made = ArticleExtractor(ExtractLimits(timeout=2.0))
+    made = ArticleExtractor(ExtractLimits.defaults(timeout=2.0))
     yield made
     made.close()
 
@@ -89,7 +89,7 @@ def test_million_siblings_are_refused_before_parsing(extractor: ArticleExtractor
 
 
 def test_over_the_byte_cap_is_refused(extractor: ArticleExtractor) -> None:
-    small = ArticleExtractor(ExtractLimits(max_bytes=4096))
+    small = ArticleExtractor(ExtractLimits.defaults(max_bytes=4096))
     with pytest.raises(ArticleError) as info:
         small.read(b"<p>" + b"x" * 5000 + b"</p>", "")
     assert info.value.reason == "html_too_large" and "html.max_bytes" in str(info.value)
@@ -137,7 +137,7 @@ def test_a_page_over_the_memory_cap_is_an_extract_error() -> None:
     # 150 MiB of address space is enough for the child, not for trafilatura on 60,000
     # paragraphs (about 200 MiB): a MemoryError, or the child dies; either way the page
     # has a reason, and the next one is read.
-    tight = ArticleExtractor(ExtractLimits(memory_mb=150, timeout=30))
+    tight = ArticleExtractor(ExtractLimits.defaults(memory_mb=150, timeout=30))
     try:
         page = "<html><body>" + "<p>word word word word word</p>" * 60_000 + "</body></html>"
         with pytest.raises(ArticleError) as info:
@@ -161,7 +161,7 @@ def test_the_child_dies_with_its_parent_even_while_parsing() -> None:
     script = (
         "import threading, time\n"
         "from workers.ingest.extraction import ArticleExtractor, ExtractLimits\n"
-        "e = ArticleExtractor(ExtractLimits(timeout=300))\n"
+        "e = ArticleExtractor(ExtractLimits.defaults(timeout=300))\n"
         "e.read('<p>hello there</p>', '')\n"
         "assert e._child is not None\n"
         "print(e._child.pid, flush=True)\n"

@@ -119,7 +119,7 @@ def open_runtime(ctx: Context) -> Iterator[tuple[Runtime, Endpoints]]:
     "--config",
     "config_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="TOML file overriding config/default.toml (also NEWSDEDUP_CONFIG).",
+    help="TOML file of settings (also NEWSDEDUP_CONFIG); see docs/configuration.md.",
 )
 @click.version_option(package_name="newsdedup")
 @click.pass_context

@@ -33,6 +33,7 @@ from workers.clean.boilerplate.strip import (
 from workers.clean.fingerprint import Fingerprinter
 from workers.clean.matching import matching_tokens
 from workers.clean.normalise import has_visible_text, normalise_for_publishing
+from workers.config import DEFAULTS
 from workers.document import DeadInput, Document, LoadedInput
 from workers.index.dedup import Accepted, DedupIndex, Outcome, PreparedBatch, iso_to_epoch
 from workers.ops.streams import iter_range
@@ -109,7 +110,7 @@ def strip_document(
     rules: RuleSet,
     learned: frozenset[str] = frozenset(),
     keep_headlines: bool = False,
-    link_zone: int = 10,
+    link_zone: int = DEFAULTS.boilerplate.zone_lines,
     links: frozenset[str] = frozenset(),
 ) -> Document | DeadInput:
     """Strip boilerplate lines from a normalised document. One made of nothing but
@@ -242,7 +243,7 @@ def prepare_chunk(
     pending: Pending | None = None
     trims: list[frozenset[str]] = [frozenset()] * len(normalised)
     links: list[frozenset[str]] = [frozenset()] * len(normalised)
-    zone = 10
+    zone = DEFAULTS.boilerplate.zone_lines
     if learner is not None and learner.settings.enabled:
         zone = learner.settings.zone_lines
         candidates = [

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from workers.clean.matching import normalise_for_matching
 from workers.clean.normalise import join_lines, split_lines
-from workers.config import CONFIG_DIR
+from workers.config import CONFIG_DIR, DEFAULTS
 from workers.document import StrippedLine
 
 Where = Literal["anywhere", "edges", "top", "bottom"]
@@ -491,7 +491,7 @@ def strip_boilerplate(
     rules: RuleSet,
     learned: Collection[str] = frozenset(),
     links: Collection[str] = frozenset(),
-    link_zone: int = 10,
+    link_zone: int = DEFAULTS.boilerplate.zone_lines,
     author: str = "",
 ) -> StripResult:
     """Remove boilerplate lines from a publish-normalised `body`.
