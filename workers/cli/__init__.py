@@ -936,7 +936,7 @@ def tail(
         client, key = runtime.client, runtime.keys.stream(stream)
 
         def show(entry: streams.Entry) -> None:
-            _print_entry(stream, streams.as_record(entry), as_json)
+            _print_entry(stream, streams.as_record(stream, entry), as_json)
 
         if group and consumer:
             streams.ensure_group(client, key, group, from_start=from_start)

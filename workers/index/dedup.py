@@ -13,7 +13,6 @@ new document whose input id a live indexed document already holds is published a
 
 from __future__ import annotations
 
-import json
 import struct
 import time
 from collections.abc import Sequence
@@ -45,6 +44,7 @@ from workers.index.keys import (
     packed_fact_operations,
 )
 from workers.ops.connection import HoldingRetry, as_text, is_outage, pack_command, run_packed
+from workers.records import DeadRecord, DocRecord, DuplicateRecord
 
 
 class IndexMismatch(Exception):
@@ -356,33 +356,10 @@ class DedupIndex:
         buckets: list[bytes],
     ) -> _ScriptCall:
         doc, fp = item.doc, item.fingerprint
-        doc_fields = {
-            "id": doc.id,  # first: the script may publish it under another (UNIQUE IDS)
-            "source": doc.source,
-            "url": doc.url,
-            "title": doc.title,
-            "text": doc.text,
-            "published_at": doc.published_at,
-            "author": doc.author,
-            "language": doc.language,
-            "ingested_at": ingested_at,
-            "content_hash": fp.content_hash,
-            "stripped_lines": str(len(doc.stripped)),
-            "stripped": json.dumps(
-                [{"line": s.text, "rule": s.rule} for s in doc.stripped], ensure_ascii=False
-            ),
-            "input_ref": doc.input_ref,
-        }
-        dup_fields = {
-            "id": doc.id,
-            "source": doc.source,
-            "url": doc.url,
-            "title": doc.title,
-            "published_at": doc.published_at,
-            "ingested_at": ingested_at,
-            "content_hash": fp.content_hash,
-            "input_ref": doc.input_ref,
-        }
+        # `id` comes first: the script may publish the document under another (UNIQUE IDS).
+        doc_fields = DocRecord.for_document(doc, fp.content_hash, ingested_at).to_fields()
+        # The script adds what it is a duplicate of, if it is one.
+        dup_fields = DuplicateRecord.for_document(doc, fp.content_hash, ingested_at).to_fields()
         args: list[Any] = [
             self.keys.prefix,
             mode,
@@ -418,14 +395,7 @@ class DedupIndex:
         )
 
     def _dead_call(self, job_id: str, guard: str, dead: DeadInput, bytes_in: int) -> _ScriptCall:
-        fields = {
-            "id": dead.id or dead.input_ref,
-            "input_ref": dead.input_ref,
-            "source": dead.source,
-            "reason": dead.reason,
-            "error": dead.error,
-            "failed_at": utc_now_iso(),
-        }
+        fields = DeadRecord.for_input(dead, utc_now_iso()).to_fields()
         source = dead.source or "(unknown)"
         args: list[Any] = [
             self.keys.prefix,

@@ -37,6 +37,7 @@ from workers.config import DEFAULTS
 from workers.document import DeadInput, Document, LoadedInput
 from workers.index.dedup import Accepted, DedupIndex, Outcome, PreparedBatch, iso_to_epoch
 from workers.ops.streams import iter_range
+from workers.records import DocRecord
 
 if TYPE_CHECKING:
     from workers.worker.runtime import Runtime
@@ -335,18 +336,19 @@ def rebuild_index(runtime: Runtime, *, batch_size: int = 500) -> dict[str, int]:
 
     def stored() -> Iterator[tuple[Document, float]]:
         for entry_id, fields in iter_range(runtime.client, runtime.keys.docs, limit=None):
+            record = DocRecord.from_fields(fields)
             doc = Document(
-                id=fields.get("id", ""),
-                source=fields.get("source", ""),
-                text=fields.get("text", ""),
+                id=record.id,
+                source=record.source,
+                text=record.text,
                 input_ref=entry_id,
-                title=fields.get("title", ""),
-                url=fields.get("url", ""),
-                published_at=fields.get("published_at", ""),
-                author=fields.get("author", ""),
-                language=fields.get("language", ""),
+                title=record.title,
+                url=record.url,
+                published_at=record.published_at,
+                author=record.author,
+                language=record.language,
             )
-            yield doc, _ingested_seconds(fields.get("ingested_at", ""), entry_id)
+            yield doc, _ingested_seconds(record.ingested_at, entry_id)
 
     def fingerprinted(batch: list[tuple[Document, float]]) -> list[tuple[Accepted, float]]:
         fingerprints = runtime.fingerprinter.fingerprint_many(
