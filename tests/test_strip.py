@@ -386,7 +386,7 @@ def test_no_double_blank_lines_after_removal() -> None:
         ({"rule": [{"name": "x", "pattern": "(["}]}, "rule 'x': bad regex"),
         (
             {"rule": [{"name": "x", "pattern": "a", "colour": "red"}]},
-            "rule 'x': unknown key(s) colour",
+            "rule 'x': unknown key 'colour'",
         ),
         ({"rule": [{"name": "x", "pattern": "a", "where": "middle"}]}, "rule 'x': where"),
         ({"rule": [{"name": "x", "pattern": "a", "action": "delete"}]}, "rule 'x': action"),
@@ -399,7 +399,7 @@ def test_no_double_blank_lines_after_removal() -> None:
         ({"rule": [{"name": "title_repeated", "pattern": "a"}]}, "already used"),
         ({"rule": [{"name": "Bad Name", "pattern": "a"}]}, "name must be a slug"),
         ({"settings": {"edge_lines": -1}}, "edge_lines"),
-        ({"rules": []}, "unknown key(s) rules"),
+        ({"rules": []}, "top level: unknown key 'rules'"),
         ({"protect": [{"pattern": "("}]}, "bad regex"),
         ({"source": {"s": {"rule": [{"name": "y", "pattern": "[z"}]}}}, "rule 'y': bad regex"),
     ],

@@ -220,8 +220,8 @@ class _ScriptCall:
 
 
 @dataclass(frozen=True, slots=True)
-class PreparedBatch:
-    """A batch's script calls, built and ready to send (`DedupIndex.prepare`, `run`)."""
+class ScriptBatch:
+    """A batch's script calls, built and ready to send (`DedupIndex.build_batch`, `run`)."""
 
     refs: list[str]  # input_ref of each call, in order
     calls: list[_ScriptCall]
@@ -427,9 +427,11 @@ class DedupIndex:
         same relative path under different roots apart. `now` overrides the clock (for
         simulations of the retention window).
         """
-        return self.run(self.prepare(job_id, accepted, dead, guard_prefix=guard_prefix, now=now))
+        return self.run(
+            self.build_batch(job_id, accepted, dead, guard_prefix=guard_prefix, now=now)
+        )
 
-    def prepare(
+    def build_batch(
         self,
         job_id: str,
         accepted: Sequence[Accepted],
@@ -437,9 +439,9 @@ class DedupIndex:
         *,
         guard_prefix: str = "",
         now: float | None = None,
-    ) -> PreparedBatch:
+    ) -> ScriptBatch:
         """`submit`'s CPU work, without I/O: `run` sends the result. Split so a worker can
-        prepare one batch while Redis runs the last (`pipeline.overlapped`)."""
+        build one batch while Redis runs the last (`pipeline.overlapped`)."""
         self.ensure_params()
         clock = time.time() if now is None else now
         ingested_at = utc_now_iso() if now is None else _iso(now)
@@ -450,19 +452,19 @@ class DedupIndex:
         for dead_input, bytes_in in dead:
             calls.append(self._dead_call(job_id, guard_prefix, dead_input, bytes_in))
             refs.append(dead_input.input_ref)
-        return PreparedBatch(refs, calls)
+        return ScriptBatch(refs, calls)
 
-    def prepare_reindex(self, items: Sequence[tuple[Accepted, float]]) -> PreparedBatch:
+    def build_reindex_batch(self, items: Sequence[tuple[Accepted, float]]) -> ScriptBatch:
         """Calls that index already-published documents, each with the time it was ingested,
         without publishing or counting them again (`run` sends them): kind "indexed", or
         "skipped" when one duplicates another under the new parameters. Used by
         `newsdedup index rebuild`."""
         self.ensure_params()
         calls = self._accept_calls("rebuild", "", "", [(item, "", at) for item, at in items])
-        return PreparedBatch([item.doc.input_ref for item, _ in items], calls)
+        return ScriptBatch([item.doc.input_ref for item, _ in items], calls)
 
-    def run(self, batch: PreparedBatch) -> list[Outcome]:
-        """Send a prepared batch as one pipeline; one Outcome per input, in order."""
+    def run(self, batch: ScriptBatch) -> list[Outcome]:
+        """Send a built batch as one pipeline; one Outcome per input, in order."""
         return self._outcomes(batch.refs, batch.calls, self._run_scripts(batch.calls))
 
     def _run_scripts(self, calls: Sequence[_ScriptCall]) -> list[Any]:

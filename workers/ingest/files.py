@@ -44,6 +44,7 @@ from workers.ingest.decode import DecodeError, decode_bytes
 from workers.ingest.html import ArticleError, ArticleReader
 from workers.ingest.paths import PathRefused, escape_name, open_in_root, os_path
 from workers.ingest.scan import Line, LineScanner, TotalCapExceeded, count_json_array
+from workers.messages import one_line
 
 Kind = Literal["txt", "html", "json", "jsonl", "jsonl_gz"]
 
@@ -544,7 +545,7 @@ class _Reject(Exception):
     def __init__(self, reason: str, message: str, *, id: str = "", source: str = ""):
         super().__init__(message)
         self.reason = reason
-        self.message = _one_line(message)
+        self.message = _encodable(one_line(message)[:500])
         self.id = id
         self.source = source
 
@@ -804,7 +805,3 @@ def _encodable(text: str) -> str:
     except UnicodeEncodeError:
         return _SURROGATE.sub("\ufffd", text)
     return text
-
-
-def _one_line(message: str) -> str:
-    return _encodable(" ".join(message.split())[:500])
