@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from workers.config import Settings
+from workers.markdown import table
 
 # Read from the variables every Redis and Celery user already sets, not NEWSDEDUP_*.
 _PLAIN_ENV = {"redis_url": "REDIS_URL", "broker_url": "BROKER_URL"}
@@ -81,15 +82,15 @@ def _allowed(info: FieldInfo) -> str:
     bounds = []
     for rule in info.metadata:
         if isinstance(rule, annotated_types.Ge):
-            bounds.append(f">= {_number(rule.ge)}")
+            bounds.append(f">= {_bound(rule.ge)}")
         elif isinstance(rule, annotated_types.Gt):
-            bounds.append(f"> {_number(rule.gt)}")
+            bounds.append(f"> {_bound(rule.gt)}")
         elif isinstance(rule, annotated_types.Le):
-            bounds.append(f"<= {_number(rule.le)}")
+            bounds.append(f"<= {_bound(rule.le)}")
     return ", ".join(bounds)
 
 
-def _number(value: Any) -> str:
+def _bound(value: Any) -> str:
     return f"{value:,}".replace(",", "_") if isinstance(value, int) else str(value)
 
 
@@ -121,10 +122,6 @@ def _size(count: int) -> str:
     return ""
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
 def render_markdown() -> str:
     out = [
         "# Configuration",
@@ -145,15 +142,13 @@ def render_markdown() -> str:
         out += ["", f"## {title}", ""]
         if section.name:
             out += [section.description, ""]
-        out += [
-            "| setting | environment variable | default | allowed | description |",
-            "|---|---|---|---|---|",
-        ]
-        for s in section.settings:
-            out.append(
-                f"| `{s.key}` | `{s.env}` | {_cell(_shown_default(s))} | {_cell(s.allowed)} "
-                f"| {_cell(s.description)} |"
-            )
+        out += table(
+            ("setting", "environment variable", "default", "allowed", "description"),
+            (
+                (f"`{s.key}`", f"`{s.env}`", _shown_default(s), s.allowed, s.description)
+                for s in section.settings
+            ),
+        )
     return "\n".join(out) + "\n"
 
 

@@ -34,6 +34,7 @@ from types import UnionType
 from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from workers.document import DeadInput, Document
+from workers.markdown import table
 
 _Record = TypeVar("_Record", bound="_StreamRecord")
 
@@ -334,10 +335,8 @@ def markdown_tables() -> str:
     for record in RECORD_TYPES.values():
         summary = " ".join((record.__doc__ or "").split(": ", 1)[-1].split())
         out += [f"`{record.stream}`: {summary}", ""]
-        out += ["| field | type | meaning |", "|---|---|---|"]
-        for name, type_name, doc in record.schema():
-            meaning = doc.replace("|", "\\|")
-            out.append(f"| `{name}` | {type_name} | {meaning} |")
+        fields_ = ((f"`{name}`", type_name, doc) for name, type_name, doc in record.schema())
+        out += table(("field", "type", "meaning"), fields_)
         out.append("")
     return "\n".join(out)
 

@@ -123,7 +123,7 @@ def parse_feeds(data: Mapping[str, Any], origin: str, *, default_interval: int) 
     if defaults:  # checked on their own, so a bad default is not blamed on feed #1
         probe = {"name": "defaults", "url": "https://example.org/", "interval": default_interval}
         probe.update(defaults)
-        _feed_spec(probe, f"{origin}: [defaults]", set(defaults), _DEFAULT_KEYS)
+        _parse_feed_table(probe, f"{origin}: [defaults]", set(defaults), _DEFAULT_KEYS)
     defaults = {"interval": default_interval, **defaults}
     feeds = data.get("feed", [])
     if not isinstance(feeds, list):
@@ -138,7 +138,7 @@ def parse_feeds(data: Mapping[str, Any], origin: str, *, default_interval: int) 
             raise ValueError(f"{where}: must be a table")
         if isinstance(table.get("name"), str):
             where += f" {table['name']!r}"
-        spec = _feed_spec({**defaults, **table}, where, set(table), _FEED_KEYS)
+        spec = _parse_feed_table({**defaults, **table}, where, set(table), _FEED_KEYS)
         if spec.name in names:
             raise ValueError(f"{where}: duplicate name (feed names must be unique)")
         same = _url_identity(spec.url)
@@ -150,7 +150,7 @@ def parse_feeds(data: Mapping[str, Any], origin: str, *, default_interval: int) 
     return specs
 
 
-def _feed_spec(
+def _parse_feed_table(
     table: Mapping[str, Any], where: str, given: set[str], allowed: frozenset[str]
 ) -> FeedSpec:
     """One [[feed]] table merged over the defaults; `given` are the keys it set itself."""
