@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, RedisTarget, cli_env, run_cli, stop_workers
+from conftest import ROOT, RedisTarget, cli_env, run_cli, start_worker, stop_workers
 
 from workers.config import (
     SETTINGS_ENV,
@@ -57,15 +57,7 @@ def test_worker_started_with_config_uses_that_file(
     config = _config(tmp_path, prefix)
     env = cli_env(redis_url=redis_target.url)  # no NEWSDEDUP_PREFIX: the file alone says it
     log = tmp_path / "worker.log"
-    command = [
-        sys.executable, "-m", "workers.cli", "--config", str(config), "worker",
-        "--concurrency", "1", "--loglevel", "WARNING", "--hostname", "cfg@%h",
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        worker = subprocess.Popen(
-            command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+    worker = start_worker(env, "cfg", log, options=("--config", str(config)))
     try:
         result = run_cli(
             ["--config", str(config), "backfill", "--wait", "seeds/", "--timeout", "120"], env

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-from conftest import ROOT, SEEDS, RedisTarget, cli_env, run_cli, stop_workers
-from edit_copies import lightly_edit
+from conftest import ROOT, RedisTarget, cli_env, run_cli, start_worker, stop_workers
+from test_workers_external import make_corpus as copies_and_edits
 
 from workers.ops.connection import as_text
 
@@ -26,15 +23,10 @@ STREAMS = ("docs", "duplicates", "dead")
 
 
 def make_corpus(folder: Path) -> Path:
-    """Every kind of entry: published, exact and near duplicates, an id published under a
-    suffix, and dead inputs."""
-    for sub in ("a", "b", "c", "d"):
-        (folder / sub).mkdir(parents=True)
-    for n, path in enumerate(sorted(SEEDS.glob("*.txt"))):
-        shutil.copy(path, folder / "a" / path.name)
-        shutil.copy(path, folder / "b" / path.name)
-        title, _, body = path.read_text("utf-8").partition("\n")
-        (folder / "c" / path.name).write_text(title + "\n" + lightly_edit(body, n), "utf-8")
+    """Every kind of entry: published, exact and near duplicates (a/, b/, c/), an id
+    published under a suffix, and dead inputs (d/)."""
+    copies_and_edits(folder)
+    (folder / "d").mkdir()
     other = " ".join(f"كلمة{n} في نص آخر عن موضوع مختلف تماما رقم {n}." for n in range(40))
     records = [
         json.dumps(
@@ -67,15 +59,7 @@ def test_stream_entries_are_unchanged_on_the_wire(
     config.write_text(f'prefix = "{prefix}"\n[ingest]\nbatch_size = 1000\n', "utf-8")
     env = cli_env(redis_url=redis_target.url, NEWSDEDUP_CONFIG=str(config))
     log = tmp_path / "worker.log"
-    command = [
-        sys.executable, "-m", "workers.cli", "worker",
-        "--concurrency", "1", "--loglevel", "WARNING", "--hostname", "wire@%h",
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        worker = subprocess.Popen(
-            command, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+    worker = start_worker(env, "wire", log, cwd=tmp_path)
     try:
         result = run_cli(["backfill", "--wait", "corpus", "--timeout", "180"], env, cwd=tmp_path)
         assert result.returncode == 0, result.stderr + log.read_text()

@@ -72,8 +72,9 @@ def _doc(model: type[BaseModel]) -> str:
 
 def _setting(key: str, name: str, env: str, info: FieldInfo) -> SettingDoc:
     if not info.description:
-        raise ValueError(f"setting {key} has no description (Field(description=...))")
-    return SettingDoc(key, name, env, info.default, info.description, _allowed(info))
+        raise ValueError(f"setting {key} has no description (a docstring under it)")
+    description = " ".join(info.description.split())
+    return SettingDoc(key, name, env, info.default, description, _allowed(info))
 
 
 def _allowed(info: FieldInfo) -> str:

@@ -27,9 +27,13 @@ Reading is lenient: a field an entry lacks (written by an older version) reads a
 
 from __future__ import annotations
 
+import ast
+import inspect
+import itertools
 import json
+import textwrap
 from collections.abc import Callable, Mapping
-from dataclasses import Field, dataclass, field, fields
+from dataclasses import dataclass, fields
 from types import UnionType
 from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -37,21 +41,6 @@ from workers.document import DeadInput, Document
 from workers.markdown import table
 
 _Record = TypeVar("_Record", bound="_StreamRecord")
-
-
-def _described(doc: str) -> Any:
-    """A record field and its one-line description (the README's schema tables)."""
-    return field(metadata={"doc": doc})
-
-
-def _optional(doc: str) -> Any:
-    """A field that entries may lack: None then, and not on the wire."""
-    return field(default=None, metadata={"doc": doc, "optional": True})
-
-
-def _from_index(doc: str) -> Any:
-    """A field the index fills in: None in what a worker sends, never in an entry."""
-    return field(default=None, metadata={"doc": doc + " (filled by the index)"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +56,10 @@ class _StreamRecord:
     """What the records share: each field to and from its text on the wire."""
 
     stream: ClassVar[str]
+    # Fields an entry may lack (None in the record): not there unless they apply.
+    optional: ClassVar[frozenset[str]] = frozenset()
+    # Fields the index script adds to what the worker sends (None in what it sends).
+    filled_by_index: ClassVar[tuple[str, ...]] = ()
 
     def to_fields(self) -> dict[str, str]:
         """The entry's fields as written to the stream, in order; None fields left out."""
@@ -111,52 +104,48 @@ class DocRecord(_StreamRecord):
     """An entry of `docs`: one unique, cleaned document."""
 
     stream: ClassVar[str] = "docs"
+    optional: ClassVar[frozenset[str]] = frozenset({"input_id"})
 
-    # First: the index may replace it (it publishes the document under another id).
-    id: str = _described(
-        "the input's own id, or `<id>~<n>` (n = 2, 3, ...) when a document published "
-        "within the retention window already has it: ids are unique in `docs`"
-    )
-    source: str = _described("outlet / source name")
-    url: str = _described("the article URL when the input had one")
-    title: str = _described("normalised title")
-    text: str = _described("cleaned text; paragraphs separated by one empty line")
-    published_at: str = _described("ISO 8601 when the input had a parseable date, else empty")
-    author: str = _described("the author when the input or feed entry names one, else empty")
-    language: str = _described(
-        "as declared by the input (`language`/`lang`) or its feed's config, else empty"
-    )
-    ingested_at: str = _described("ISO 8601 UTC")
-    content_hash: str = _described(
-        "hash of the matching-normalised text (equal for exact duplicates)"
-    )
-    stripped_lines: int = _described("how many boilerplate lines were removed")
-    stripped: tuple[RemovedLine, ...] = _described(
-        'JSON list of `{"line", "rule"}`: what was removed and by which rule'
-    )
-    input_ref: str = _described(
-        "where it came from: `path`, `path:line` or `path#index` (a path escaped as under "
-        '"Inputs" when not UTF-8); for a feed entry its identity, `guid:<guid>`, '
-        "`url:<canonical link>` or `hash:<hex>`"
-    )
-    input_id: str | None = _optional("only when the index gave `id` a suffix: the input's own id")
+    id: str  # first: the index may publish the document under another id
+    """The input's own id, or `<id>~<n>` (n = 2, 3, ...) when a document published within
+    the retention window already has it: ids are unique in `docs`."""
+    source: str
+    """Outlet / source name."""
+    url: str
+    """The article URL when the input had one."""
+    title: str
+    """Normalised title."""
+    text: str
+    """Cleaned text; paragraphs separated by one empty line."""
+    published_at: str
+    """ISO 8601 when the input had a parseable date, else empty."""
+    author: str
+    """The author when the input or feed entry names one, else empty."""
+    language: str
+    """As declared by the input (`language`/`lang`) or its feed's config, else empty."""
+    ingested_at: str
+    """ISO 8601 UTC."""
+    content_hash: str
+    """Hash of the matching-normalised text (equal for exact duplicates)."""
+    stripped_lines: int
+    """How many boilerplate lines were removed."""
+    stripped: tuple[RemovedLine, ...]
+    """JSON list of `{"line", "rule"}`: what was removed and by which rule."""
+    input_ref: str
+    """Where it came from: `path`, `path:line` or `path#index` (a path escaped as under
+    "Inputs" when not UTF-8); for a feed entry its identity, `guid:<guid>`,
+    `url:<canonical link>` or `hash:<hex>`."""
+    input_id: str | None = None
+    """Only when the index gave `id` a suffix: the input's own id."""
 
     @classmethod
     def for_document(cls, doc: Document, content_hash: str, ingested_at: str) -> DocRecord:
         return cls(
-            id=doc.id,
-            source=doc.source,
-            url=doc.url,
-            title=doc.title,
-            text=doc.text,
-            published_at=doc.published_at,
-            author=doc.author,
-            language=doc.language,
+            **_from_document(cls, doc),
             ingested_at=ingested_at,
             content_hash=content_hash,
             stripped_lines=len(doc.stripped),
             stripped=tuple(RemovedLine(s.text, s.rule) for s in doc.stripped),
-            input_ref=doc.input_ref,
         )
 
 
@@ -166,38 +155,45 @@ class DuplicateRecord(_StreamRecord):
     writes the first fields; the index, which finds the original, adds the last five."""
 
     stream: ClassVar[str] = "duplicates"
+    filled_by_index: ClassVar[tuple[str, ...]] = (
+        "duplicate_of",
+        "similarity",
+        "containment",
+        "kind",
+        "match",
+    )
 
-    id: str = _described("the input's own id")
-    source: str = _described("outlet / source name")
-    url: str = _described("the article URL when the input had one")
-    title: str = _described("normalised title")
-    published_at: str = _described("ISO 8601 when the input had a parseable date, else empty")
-    ingested_at: str = _described("ISO 8601 UTC")
-    content_hash: str = _described("hash of the matching-normalised text")
-    input_ref: str = _described("where it came from, as in `docs`")
-    duplicate_of: str | None = _from_index("the original's published id")
-    similarity: float | None = _from_index(
-        "estimated Jaccard similarity to the original; 1 for exact"
-    )
-    containment: float | None = _from_index("estimated share of the shorter text inside the other")
-    kind: Literal["exact", "near"] | None = _from_index("`exact` or `near`")
-    match: Literal["url", "content", "minhash"] | None = _from_index(
-        "what matched: `url`, `content` or `minhash`"
-    )
+    id: str
+    """The input's own id."""
+    source: str
+    """Outlet / source name."""
+    url: str
+    """The article URL when the input had one."""
+    title: str
+    """Normalised title."""
+    published_at: str
+    """ISO 8601 when the input had a parseable date, else empty."""
+    ingested_at: str
+    """ISO 8601 UTC."""
+    content_hash: str
+    """Hash of the matching-normalised text."""
+    input_ref: str
+    """Where it came from, as in `docs`."""
+    duplicate_of: str | None = None
+    """The original's published id (filled by the index)."""
+    similarity: float | None = None
+    """Estimated Jaccard similarity to the original; 1 for exact (filled by the index)."""
+    containment: float | None = None
+    """Estimated share of the shorter text inside the other (filled by the index)."""
+    kind: Literal["exact", "near"] | None = None
+    """`exact` or `near` (filled by the index)."""
+    match: Literal["url", "content", "minhash"] | None = None
+    """What matched: `url`, `content` or `minhash` (filled by the index)."""
 
     @classmethod
     def for_document(cls, doc: Document, content_hash: str, ingested_at: str) -> DuplicateRecord:
         """The worker's part; the index fills in the rest if the document is a duplicate."""
-        return cls(
-            id=doc.id,
-            source=doc.source,
-            url=doc.url,
-            title=doc.title,
-            published_at=doc.published_at,
-            ingested_at=ingested_at,
-            content_hash=content_hash,
-            input_ref=doc.input_ref,
-        )
+        return cls(**_from_document(cls, doc), ingested_at=ingested_at, content_hash=content_hash)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -206,15 +202,19 @@ class DeadRecord(_StreamRecord):
 
     stream: ClassVar[str] = "dead"
 
-    id: str = _described(
-        "the input's own id when it could be read, else its `input_ref` (a feed failure: "
-        "the feed URL)"
-    )
-    input_ref: str = _described("where it came from, as in `docs`")
-    source: str = _described("outlet / source name, when known")
-    reason: str = _described("why, as a short slug (the reasons are listed below)")
-    error: str = _described("what went wrong, in one line")
-    failed_at: str = _described("ISO 8601 UTC")
+    id: str
+    """The input's own id when it could be read, else its `input_ref` (a feed failure: the
+    feed URL)."""
+    input_ref: str
+    """Where it came from, as in `docs`."""
+    source: str
+    """Outlet / source name, when known."""
+    reason: str
+    """Why, as a short slug (the reasons are listed below)."""
+    error: str
+    """What went wrong, in one line."""
+    failed_at: str
+    """ISO 8601 UTC."""
 
     @classmethod
     def for_input(cls, dead: DeadInput, failed_at: str) -> DeadRecord:
@@ -226,6 +226,16 @@ class DeadRecord(_StreamRecord):
             error=dead.error,
             failed_at=failed_at,
         )
+
+
+# The fields a record takes from a Document under the same name.
+_DOCUMENT_FIELDS = frozenset(
+    ("id", "source", "url", "title", "text", "published_at", "author", "language", "input_ref")
+)
+
+
+def _from_document(cls: type, doc: Document) -> dict[str, Any]:
+    return {f.name: getattr(doc, f.name) for f in fields(cls) if f.name in _DOCUMENT_FIELDS}
 
 
 StreamRecord = DocRecord | DuplicateRecord | DeadRecord
@@ -261,9 +271,29 @@ _CODECS: dict[type, tuple[_Codec, ...]] = {}
 def _codecs(cls: type) -> tuple[_Codec, ...]:
     """The codecs of a record class's fields, in order; built once per class."""
     if cls not in _CODECS:
-        hints = get_type_hints(cls)
-        _CODECS[cls] = tuple(_codec(f, hints[f.name]) for f in fields(cls))
+        hints, docs = get_type_hints(cls), _attribute_docs(cls)
+        optional: frozenset[str] = getattr(cls, "optional", frozenset())
+        _CODECS[cls] = tuple(
+            _codec(f.name, hints[f.name], docs[f.name], f.name in optional) for f in fields(cls)
+        )
     return _CODECS[cls]
+
+
+def _attribute_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of a class, as one line."""
+    (node,) = ast.parse(textwrap.dedent(inspect.getsource(cls))).body
+    assert isinstance(node, ast.ClassDef)
+    docs = {}
+    for field_node, doc_node in itertools.pairwise(node.body):
+        if (
+            isinstance(field_node, ast.AnnAssign)
+            and isinstance(field_node.target, ast.Name)
+            and isinstance(doc_node, ast.Expr)
+            and isinstance(doc_node.value, ast.Constant)
+            and isinstance(doc_node.value.value, str)
+        ):
+            docs[field_node.target.id] = " ".join(doc_node.value.value.split())
+    return docs
 
 
 def _same(value: Any) -> Any:
@@ -313,15 +343,15 @@ def _writers(cls: type) -> tuple[tuple[str, Callable[[Any], str] | None], ...]:
     return _WRITERS[cls]
 
 
-def _codec(spec: Field[Any], kind: Any) -> _Codec:
+def _codec(name: str, kind: Any, doc: str, optional: bool) -> _Codec:
     nullable = get_origin(kind) in (Union, UnionType) and type(None) in get_args(kind)
     if nullable:
         (kind,) = [arg for arg in get_args(kind) if arg is not type(None)]
     origin = get_origin(kind)
     type_name, to_text, from_text, to_json = _BY_TYPE[str if origin is Literal else origin or kind]
-    if spec.metadata.get("optional"):
+    if optional:
         type_name += ", optional"
-    return _Codec(spec.name, spec.metadata["doc"], type_name, nullable, to_text, from_text, to_json)
+    return _Codec(name, doc, type_name, nullable, to_text, from_text, to_json)
 
 
 def _text(value: str | bytes) -> str:
