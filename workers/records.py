@@ -96,7 +96,11 @@ class _StreamRecord:
     @classmethod
     def schema(cls) -> list[tuple[str, str, str]]:
         """(name, type, description) of each field, in wire order."""
-        return [(c.name, c.type_name, c.doc) for c in _codecs(cls)]
+        docs = _attribute_docs(cls)  # read from the source: only for the docs, not at work
+        return [
+            (c.name, c.type_name + (", optional" if c.name in cls.optional else ""), docs[c.name])
+            for c in _codecs(cls)
+        ]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -257,7 +261,6 @@ class _Codec:
     """How one field goes to and from its text on the wire, and to JSON."""
 
     name: str
-    doc: str
     type_name: str
     nullable: bool  # None is a value: the field is then not on the wire
     to_text: Callable[[Any], str]
@@ -271,11 +274,8 @@ _CODECS: dict[type, tuple[_Codec, ...]] = {}
 def _codecs(cls: type) -> tuple[_Codec, ...]:
     """The codecs of a record class's fields, in order; built once per class."""
     if cls not in _CODECS:
-        hints, docs = get_type_hints(cls), _attribute_docs(cls)
-        optional: frozenset[str] = getattr(cls, "optional", frozenset())
-        _CODECS[cls] = tuple(
-            _codec(f.name, hints[f.name], docs[f.name], f.name in optional) for f in fields(cls)
-        )
+        hints = get_type_hints(cls)
+        _CODECS[cls] = tuple(_codec(f.name, hints[f.name]) for f in fields(cls))
     return _CODECS[cls]
 
 
@@ -343,15 +343,13 @@ def _writers(cls: type) -> tuple[tuple[str, Callable[[Any], str] | None], ...]:
     return _WRITERS[cls]
 
 
-def _codec(name: str, kind: Any, doc: str, optional: bool) -> _Codec:
+def _codec(name: str, kind: Any) -> _Codec:
     nullable = get_origin(kind) in (Union, UnionType) and type(None) in get_args(kind)
     if nullable:
         (kind,) = [arg for arg in get_args(kind) if arg is not type(None)]
     origin = get_origin(kind)
     type_name, to_text, from_text, to_json = _BY_TYPE[str if origin is Literal else origin or kind]
-    if optional:
-        type_name += ", optional"
-    return _Codec(name, doc, type_name, nullable, to_text, from_text, to_json)
+    return _Codec(name, type_name, nullable, to_text, from_text, to_json)
 
 
 def _text(value: str | bytes) -> str:
