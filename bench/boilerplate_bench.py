@@ -64,7 +64,7 @@ from workers.clean.normalise import normalise_for_publishing, split_lines  # noq
 from workers.config import load_settings  # noqa: E402
 from workers.document import Document  # noqa: E402
 from workers.ingest.files import load_task, plan_backfill  # noqa: E402
-from workers.pipeline.process import SUBMIT_CHUNK, prepare_chunk  # noqa: E402
+from workers.pipeline.process import SUBMIT_CHUNK, clean_chunk  # noqa: E402
 from workers.worker.runtime import Runtime, build_runtime  # noqa: E402
 
 DEFAULT_SHARED = ROOT.parent / "shared"
@@ -268,7 +268,7 @@ def run_project(outlet: str, docs: list[Document], labelled: set[str], learn: bo
         started = time.perf_counter()
         for start in range(0, len(docs), SUBMIT_CHUNK):
             chunk = docs[start : start + SUBMIT_CHUNK]
-            ready = prepare_chunk(chunk, rt.rules, rt.fingerprinter, learner)
+            ready = clean_chunk(chunk, rt.rules, rt.fingerprinter, learner)
             for accepted in ready.accepted:
                 doc = accepted.doc
                 if result.first_learned is None and any(s.rule == "learned" for s in doc.stripped):
@@ -279,7 +279,7 @@ def run_project(outlet: str, docs: list[Document], labelled: set[str], learn: bo
                 # all_boilerplate: every line removed; empty_text: no line to score.
                 if dead.id in labelled and dead.reason in ("all_boilerplate", "empty_text"):
                     result.verdicts[dead.id] = verdict_from_text(raw(dead.id), None)
-            batch = rt.index.prepare(f"bench-{outlet}", ready.accepted, ready.dead)
+            batch = rt.index.build_batch(f"bench-{outlet}", ready.accepted, ready.dead)
             outcomes = rt.index.run(batch)
             if learner is not None and ready.learning is not None:
                 learner.record(
@@ -288,7 +288,7 @@ def run_project(outlet: str, docs: list[Document], labelled: set[str], learn: bo
         result.seconds = time.perf_counter() - started
         # The eval set's protocol: replay the whole outlet, then score its documents.
         chosen = [doc for doc in docs if doc.id in labelled]
-        ready = prepare_chunk(chosen, rt.rules, rt.fingerprinter, learner)
+        ready = clean_chunk(chosen, rt.rules, rt.fingerprinter, learner)
         if learner is not None and ready.learning is not None:
             learner.discard(ready.learning)  # scored, not counted again
         for accepted in ready.accepted:
@@ -365,7 +365,7 @@ def seeds_check() -> dict[str, Any]:
         rt = build_runtime(settings.model_copy(update={"prefix": "bench:seeds:"}), server.url)
         for spec in plan.tasks:
             inputs = list(load_task(spec, default_source=None, read_html=rt.extractor.read))
-            ready = prepare_chunk(inputs, rt.rules, rt.fingerprinter, rt.learner)
+            ready = clean_chunk(inputs, rt.rules, rt.fingerprinter, rt.learner)
             for accepted in ready.accepted:
                 name = Path(accepted.doc.input_ref).name
                 expected = set(golden.get(name, []))

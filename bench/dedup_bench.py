@@ -41,7 +41,7 @@ from workers.clean.fingerprint import Fingerprint
 from workers.clean.matching import matching_tokens
 from workers.config import Settings, load_settings
 from workers.document import DeadInput, Document
-from workers.index.dedup import Accepted, Outcome, PreparedBatch
+from workers.index.dedup import Accepted, Outcome, ScriptBatch
 from workers.pipeline.process import SUBMIT_CHUNK, clean_document, learn_common_facts, overlapped
 from workers.worker.runtime import Runtime, build_runtime
 
@@ -226,7 +226,7 @@ def run_project(server: RedisServer, corpus: Corpus, prefix: str, label: str = "
     outcomes: list[Outcome] = []
     fp_seconds = 0.0
 
-    def prepared(lo: int) -> PreparedBatch:
+    def cleaned_batch(lo: int) -> ScriptBatch:
         # What pipeline.process_inputs does after cleaning (cleaning is outside the clock).
         nonlocal fp_seconds
         hi = min(lo + SUBMIT_CHUNK, len(corpus.docs))
@@ -237,11 +237,11 @@ def run_project(server: RedisServer, corpus: Corpus, prefix: str, label: str = "
             Accepted(doc, fp, nbytes)
             for doc, fp, nbytes in zip(corpus.docs[lo:hi], fps, corpus.bytes_in[lo:hi], strict=True)
         ]
-        return rt.index.prepare(job_id="", accepted=batch)
+        return rt.index.build_batch(job_id="", accepted=batch)
 
     start = time.perf_counter()
     # As pipeline.process_inputs: the next chunk is fingerprinted while Redis runs this one.
-    chunks = (prepared(lo) for lo in range(0, len(corpus.docs), SUBMIT_CHUNK))
+    chunks = (cleaned_batch(lo) for lo in range(0, len(corpus.docs), SUBMIT_CHUNK))
     for submitted in overlapped(chunks, rt.index.run):
         learn_common_facts(rt.fingerprinter, submitted)
         outcomes.extend(submitted)

@@ -166,16 +166,23 @@ def free_port() -> int:
 
 
 def start_worker(
-    env: dict[str, str], name: str, log: Path, loglevel: str = "WARNING"
+    env: dict[str, str],
+    name: str,
+    log: Path,
+    loglevel: str = "WARNING",
+    *,
+    options: tuple[str, ...] = (),
+    cwd: Path = ROOT,
 ) -> subprocess.Popen[bytes]:
-    """`newsdedup worker --concurrency 1` as a separate process, its output in `log`."""
+    """`newsdedup [options] worker --concurrency 1` as a separate process, its output in
+    `log`."""
     command = [
-        sys.executable, "-m", "workers.cli", "worker",
+        sys.executable, "-m", "workers.cli", *options, "worker",
         "--concurrency", "1", "--loglevel", loglevel, "--hostname", f"{name}@%h",
     ]  # fmt: skip
     with log.open("wb") as out:
         return subprocess.Popen(
-            command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+            command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
 

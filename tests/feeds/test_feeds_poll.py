@@ -1,6 +1,6 @@
 """Feed polling end to end: a real HTTP server on loopback, real Redis, the real pipeline.
 
-Most tests poll in-process (`poll_feed`, what the Celery task runs); the must-show
+Most tests poll in-process (`poll_once`, what the Celery task runs); the must-show
 scenarios also go through the CLI, which starts real Celery worker processes.
 """
 
@@ -27,7 +27,7 @@ from workers.feeds.poll import (
     feed_job,
     feed_key,
     feed_statuses,
-    poll_feed,
+    poll_once,
 )
 from workers.feeds.schedule import schedule_entries
 from workers.feeds.spec import FeedSpec, parse_feed
@@ -90,7 +90,7 @@ class Poller:
 
     def __call__(self, spec: FeedSpec, task_id: str | None = None) -> PollReport:
         self.calls += 1
-        return poll_feed(
+        return poll_once(
             self.runtime, spec, task_id=task_id or f"task-{self.calls}", fetcher=self.fetcher
         )
 

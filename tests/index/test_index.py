@@ -19,7 +19,7 @@ from workers.index import args as script_args
 from workers.index.dedup import IndexMismatch
 from workers.index.encoding import lsh_bucket_fields
 from workers.index.scripts import Script
-from workers.pipeline.process import prepare
+from workers.pipeline.process import clean_and_fingerprint
 from workers.worker.runtime import Runtime, build_runtime
 
 DAY = 86400.0
@@ -38,7 +38,7 @@ def doc(doc_id: str, text: str, url: str = "", published_at: str = "") -> Docume
 
 
 def submit(rt: Runtime, *docs: Document, now: float | None = None) -> list[tuple[str, str]]:
-    items = [prepare(d, rt.rules, rt.fingerprinter) for d in docs]
+    items = [clean_and_fingerprint(d, rt.rules, rt.fingerprinter) for d in docs]
     outcomes = rt.index.submit("", items, now=now)  # type: ignore[arg-type]
     return [(o.kind, o.duplicate_of) for o in outcomes]
 
@@ -82,7 +82,7 @@ def _race_worker(args: tuple[str, str, list[tuple[str, str]]]) -> list[str]:
     rt = build_runtime(settings_for(prefix), url)
     kinds = []
     for doc_id, text in docs:
-        item = prepare(doc(doc_id, text), rt.rules, rt.fingerprinter)
+        item = clean_and_fingerprint(doc(doc_id, text), rt.rules, rt.fingerprinter)
         kinds.append(rt.index.submit("", [item])[0].kind)  # type: ignore[list-item]
     return kinds
 

@@ -24,7 +24,7 @@ from workers.ingest.html import ArticleError, read_article
 
 @pytest.fixture
 def extractor() -> Iterator[ArticleExtractor]:
-    made = ArticleExtractor(ExtractLimits(timeout=2.0))
+    made = ArticleExtractor(ExtractLimits.defaults(timeout=2.0))
     yield made
     made.close()
 
@@ -99,7 +99,7 @@ def test_a_page_over_the_memory_cap_is_an_extract_error() -> None:
     # 150 MiB of address space is enough for the child, not for trafilatura on 60,000
     # paragraphs (about 200 MiB): a MemoryError, or the child dies; either way the page
     # has a reason, and the next one is read.
-    tight = ArticleExtractor(ExtractLimits(memory_mb=150, timeout=30))
+    tight = ArticleExtractor(ExtractLimits.defaults(memory_mb=150, timeout=30))
     try:
         page = "<html><body>" + "<p>word word word word word</p>" * 60_000 + "</body></html>"
         with pytest.raises(ArticleError) as info:
@@ -123,7 +123,7 @@ def test_the_child_dies_with_its_parent_even_while_parsing() -> None:
     script = (
         "import threading, time\n"
         "from workers.ingest.extraction import ArticleExtractor, ExtractLimits\n"
-        "e = ArticleExtractor(ExtractLimits(timeout=300))\n"
+        "e = ArticleExtractor(ExtractLimits.defaults(timeout=300))\n"
         "e.read('<p>hello there</p>', '')\n"
         "assert e._child is not None\n"
         "print(e._child.pid, flush=True)\n"

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.unit
 
 @pytest.fixture
 def extractor() -> Iterator[ArticleExtractor]:
-    made = ArticleExtractor(ExtractLimits(timeout=2.0))
+    made = ArticleExtractor(ExtractLimits.defaults(timeout=2.0))
     yield made
     made.close()
 
@@ -34,7 +34,7 @@ def test_million_siblings_are_refused_before_parsing(extractor: ArticleExtractor
 
 
 def test_over_the_byte_cap_is_refused(extractor: ArticleExtractor) -> None:
-    small = ArticleExtractor(ExtractLimits(max_bytes=4096))
+    small = ArticleExtractor(ExtractLimits.defaults(max_bytes=4096))
     with pytest.raises(ArticleError) as info:
         small.read(b"<p>" + b"x" * 5000 + b"</p>", "")
     assert info.value.reason == "html_too_large" and "html.max_bytes" in str(info.value)

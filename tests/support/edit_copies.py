@@ -8,7 +8,9 @@ reprint it.
 from __future__ import annotations
 
 import random
+import shutil
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from workers.document import Document
@@ -106,3 +108,17 @@ def mutual_copies(
             copies.append(candidate)
             signatures.append(candidate_signature)
     return copies
+
+
+def make_corpus(folder: Path) -> Path:
+    """Seeds, an exact copy of each in another folder, and a lightly edited copy of each."""
+    for sub in ("a", "b", "c"):
+        (folder / sub).mkdir(parents=True)
+    from conftest import SEEDS  # the repository's seeds/
+
+    for n, path in enumerate(sorted(SEEDS.glob("*.txt"))):
+        shutil.copy(path, folder / "a" / path.name)
+        shutil.copy(path, folder / "b" / path.name)
+        title, _, body = path.read_text("utf-8").partition("\n")
+        (folder / "c" / path.name).write_text(title + "\n" + lightly_edit(body, n), "utf-8")
+    return folder

@@ -7,26 +7,13 @@ Redis server; either way under a private key prefix that is deleted afterwards.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import SEEDS, RedisTarget, cli_env, run_cli, start_worker, stop_workers
-from support.edit_copies import lightly_edit
-
-
-def make_corpus(folder: Path) -> Path:
-    """Seeds, an exact copy of each in another folder, and a lightly edited copy of each."""
-    for sub in ("a", "b", "c"):
-        (folder / sub).mkdir(parents=True)
-    for n, path in enumerate(sorted(SEEDS.glob("*.txt"))):
-        shutil.copy(path, folder / "a" / path.name)
-        shutil.copy(path, folder / "b" / path.name)
-        title, _, body = path.read_text("utf-8").partition("\n")
-        (folder / "c" / path.name).write_text(title + "\n" + lightly_edit(body, n), "utf-8")
-    return folder
+from conftest import RedisTarget, cli_env, run_cli, start_worker, stop_workers
+from support.edit_copies import make_corpus
 
 
 def counts(stats: dict[str, int]) -> tuple[int, ...]:

@@ -39,6 +39,8 @@ from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 from datasketch.minhash import _fmix
 
+from workers.config import DEFAULTS
+
 SCHEME = "datasketch-affine32/poly32-fmix-token/xor-mul-shingle/hi16"
 FACTS_SCHEME = "digit-runs/poly32-fmix/fmix-salted-cell"
 # Bytes per fact in `Fingerprint.facts`: its token hash, big-endian.
@@ -82,7 +84,7 @@ class FingerprintParams:
     seed: int
     shingle_size: int
     lsh_threshold: float
-    facts_bits: int = 20  # the fact frequency table has 2^facts_bits counters
+    facts_bits: int = DEFAULTS.dedup.facts_bits  # the fact table has 2^facts_bits counters
 
     def __post_init__(self) -> None:
         if not 1 <= self.shingle_size <= _MAX_SHINGLE:

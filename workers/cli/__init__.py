@@ -25,7 +25,7 @@ import click
 import kombu.exceptions
 import redis
 
-from workers.config import ConfigError, Settings, load_settings
+from workers.config import ConfigError, Settings, load_settings, use_settings
 from workers.feeds.poll import (
     PollReport,
     ad_hoc_feed,
@@ -46,6 +46,7 @@ from workers.ops.connection import (
     RedisUnavailable,
     as_text,
     child_environment,
+    connected_settings,
     endpoints,
     outage_reason,
     ping,
@@ -118,7 +119,7 @@ def open_runtime(ctx: Context) -> Iterator[tuple[Runtime, Endpoints]]:
     "--config",
     "config_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="TOML file overriding config/default.toml (also NEWSDEDUP_CONFIG).",
+    help="TOML file of settings (also NEWSDEDUP_CONFIG); see docs/configuration.md.",
 )
 @click.version_option(package_name="newsdedup")
 @click.pass_context
@@ -129,7 +130,7 @@ def cli(click_ctx: click.Context, config_file: Path | None) -> None:
     (default ./.newsdedup), so later commands see the same state.
     """
     try:
-        click_ctx.obj = Context(load_settings(config_file))
+        click_ctx.obj = Context(use_settings(load_settings(config_file)))
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
 
@@ -286,7 +287,7 @@ def _start_local_worker(
     ]
     worker = subprocess.Popen(
         command,
-        env={**child_environment(ends), PARENT_PID_ENV: str(os.getpid())},
+        env={**child_environment(ends, settings), PARENT_PID_ENV: str(os.getpid())},
         stdout=log_file,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -673,9 +674,9 @@ def _run_celery(ctx: Context, what: str, argv: list[str]) -> None:
     """Run a Celery program (worker, beat) with the newsdedup app in this process."""
     with open_runtime(ctx) as (runtime, ends):
         runtime.index.ensure_params()
-        # Pool children and the beat build their own runtime from the environment.
-        os.environ["REDIS_URL"] = ends.redis_url
-        os.environ["BROKER_URL"] = ends.broker_url
+        # The app, its pool children and the beat: this command's settings, on its Redis.
+        use_settings(connected_settings(ctx.settings, ends))
+        os.environ.update(child_environment(ends, ctx.settings))
         from workers.worker.app import app
 
         app.conf.broker_url = ends.broker_url
@@ -935,7 +936,7 @@ def tail(
         client, key = runtime.client, runtime.keys.stream(stream)
 
         def show(entry: streams.Entry) -> None:
-            _print_entry(stream, streams.as_record(entry), as_json)
+            _print_entry(stream, streams.as_record(stream, entry), as_json)
 
         if group and consumer:
             streams.ensure_group(client, key, group, from_start=from_start)

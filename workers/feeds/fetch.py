@@ -35,6 +35,7 @@ import httpcore
 import httpx
 import redis
 
+from workers.config import DEFAULTS
 from workers.index.args import LockArgs
 from workers.index.keys import Keys
 from workers.index.scripts import LOCK_HOLD
@@ -66,16 +67,17 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 @dataclass(frozen=True, slots=True)
 class HttpPolicy:
     user_agent: str
-    connect_timeout: float = 5.0
-    read_timeout: float = 20.0
-    retries: int = 3  # extra attempts after the first, on timeouts, connection errors, 5xx, 429
-    backoff_base: float = 0.5
-    backoff_max: float = 30.0
-    max_redirects: int = 5
-    max_bytes: int = 10 * 1024 * 1024  # body cap after decompression (gzip bombs)
+    connect_timeout: float = DEFAULTS.feeds.connect_timeout
+    read_timeout: float = DEFAULTS.feeds.read_timeout
+    # Extra attempts after the first, on timeouts, connection errors, 5xx, 429.
+    retries: int = DEFAULTS.feeds.retries
+    backoff_base: float = DEFAULTS.feeds.backoff_base
+    backoff_max: float = DEFAULTS.feeds.backoff_max
+    max_redirects: int = DEFAULTS.feeds.max_redirects
+    max_bytes: int = DEFAULTS.feeds.max_bytes  # body cap after decompression (gzip bombs)
     # Seconds for a whole get(): gate wait, redirects, retries, headers and body.
-    deadline: float = 60.0
-    allow_private_networks: bool = False
+    deadline: float = DEFAULTS.feeds.request_deadline
+    allow_private_networks: bool = DEFAULTS.allow_private_networks
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HttpPolicy:

@@ -34,7 +34,7 @@ from workers.index.keys import Keys
 from workers.index.scripts import LOCK_HOLD, LOCK_RELEASE
 from workers.ingest.html import ArticleError, ArticleReader, ArticleText
 from workers.ops.connection import as_text, redact
-from workers.pipeline.process import process_inputs
+from workers.pipeline.process import process_with_runtime
 
 if TYPE_CHECKING:
     from workers.worker.runtime import Runtime
@@ -51,7 +51,7 @@ ARTICLE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 ARTICLE_ATTEMPTS = 3
 POLL_RECORD_TTL = 24 * 3600
 
-Outcome = Literal["polled", "not_modified", "unchanged", "locked", "failed"]
+PollOutcome = Literal["polled", "not_modified", "unchanged", "locked", "failed"]
 
 
 def feed_key(url: str) -> str:
@@ -88,7 +88,7 @@ class PollReport:
     feed: str
     url: str
     key: str
-    outcome: Outcome = "polled"
+    outcome: PollOutcome = "polled"
     http_status: int = 0
     entries: int = 0  # in the feed document
     new: int = 0  # not accounted for before this poll
@@ -144,7 +144,7 @@ class PollReport:
         return line + (f" (ill-formed feed: {self.bozo})" if self.bozo else "")
 
 
-def poll_feed(runtime: Runtime, spec: FeedSpec, *, task_id: str, fetcher: Fetcher) -> PollReport:
+def poll_once(runtime: Runtime, spec: FeedSpec, *, task_id: str, fetcher: Fetcher) -> PollReport:
     """Poll `spec` once. `task_id` owns the feed's lock; a redelivered task with the same
     id takes its own lock back instead of waiting for it to expire."""
     started = time.monotonic()
@@ -367,15 +367,7 @@ def _article_failure(error: ArticleFailure) -> str:
 def _process(runtime: Runtime, key: str, inputs: list[LoadedInput]) -> dict[str, int]:
     if not inputs:
         return {}
-    result = process_inputs(
-        inputs,
-        job_id=feed_job(key),
-        rules=runtime.rules,
-        fingerprinter=runtime.fingerprinter,
-        index=runtime.index,
-        learner=runtime.learner,
-        keep_headlines=True,
-    )
+    result = process_with_runtime(runtime, inputs, job_id=feed_job(key), keep_headlines=True)
     return result.counts()
 
 

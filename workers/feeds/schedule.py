@@ -23,15 +23,15 @@ from typing import Any
 import redis
 from celery.beat import Scheduler
 
-from workers.config import load_settings
+from workers.config import process_settings
 from workers.feeds.poll import feed_key
 from workers.feeds.spec import FeedSpec
 from workers.index.args import LockArgs
 from workers.index.keys import Keys
 from workers.index.scripts import LOCK_HOLD, LOCK_RELEASE
-from workers.ops.connection import DEFAULT_REDIS_URL, as_text, redis_from_url
+from workers.ops.connection import as_text, redis_from_url
 from workers.worker.app import FETCH_QUEUE
-from workers.worker.runtime import load_feeds_and_rules
+from workers.worker.runtime import load_feeds_and_rules, worker_redis_url
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +68,8 @@ def schedule_entries(
 
 class FeedScheduler(Scheduler):  # type: ignore[misc]
     def setup_schedule(self) -> None:
-        settings = load_settings()
-        url = settings.redis_url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
-        self._client: redis.Redis = redis_from_url(url)
+        settings = process_settings()
+        self._client: redis.Redis = redis_from_url(worker_redis_url(settings))
         self._keys = Keys(settings.prefix)
         self._token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         if not self._client.set(self._keys.beat_lock, self._token, nx=True, ex=BEAT_LOCK_SECONDS):

@@ -30,6 +30,7 @@ from workers.clean.urls import canonical_url
 from workers.document import Document
 from workers.ingest.dates import parse_date
 from workers.ingest.html import ArticleText, html_to_text
+from workers.messages import check_keys, one_line
 
 FetchArticle = Literal["auto", "always", "never"]
 
@@ -104,9 +105,9 @@ def load_feeds(path: Path, *, default_interval: int) -> list[FeedSpec]:
     except FileNotFoundError:
         return []
     except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: invalid TOML: {_one_line(str(exc))}") from None
+        raise ValueError(f"{path}: invalid TOML: {one_line(str(exc))}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read: {_one_line(str(exc))}") from None
+        raise ValueError(f"{path}: cannot read: {one_line(str(exc))}") from None
     return parse_feeds(data, str(path), default_interval=default_interval)
 
 
@@ -122,7 +123,7 @@ def parse_feeds(data: Mapping[str, Any], origin: str, *, default_interval: int) 
     if defaults:  # checked on their own, so a bad default is not blamed on feed #1
         probe = {"name": "defaults", "url": "https://example.org/", "interval": default_interval}
         probe.update(defaults)
-        _feed_spec(probe, f"{origin}: [defaults]", set(defaults), _DEFAULT_KEYS)
+        _parse_feed_table(probe, f"{origin}: [defaults]", set(defaults), _DEFAULT_KEYS)
     defaults = {"interval": default_interval, **defaults}
     feeds = data.get("feed", [])
     if not isinstance(feeds, list):
@@ -137,7 +138,7 @@ def parse_feeds(data: Mapping[str, Any], origin: str, *, default_interval: int) 
             raise ValueError(f"{where}: must be a table")
         if isinstance(table.get("name"), str):
             where += f" {table['name']!r}"
-        spec = _feed_spec({**defaults, **table}, where, set(table), _FEED_KEYS)
+        spec = _parse_feed_table({**defaults, **table}, where, set(table), _FEED_KEYS)
         if spec.name in names:
             raise ValueError(f"{where}: duplicate name (feed names must be unique)")
         same = _url_identity(spec.url)
@@ -149,11 +150,11 @@ def parse_feeds(data: Mapping[str, Any], origin: str, *, default_interval: int) 
     return specs
 
 
-def _feed_spec(
+def _parse_feed_table(
     table: Mapping[str, Any], where: str, given: set[str], allowed: frozenset[str]
 ) -> FeedSpec:
     """One [[feed]] table merged over the defaults; `given` are the keys it set itself."""
-    _check_keys(given, allowed, where)
+    check_keys(given, allowed, where)
     name = table.get("name")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ValueError(f"{where}: name must be a slug of a-z, 0-9, _ and - (got {name!r})")
@@ -191,13 +192,6 @@ def _feed_spec(
         enabled=enabled,
         boilerplate=boilerplate,
     )
-
-
-def _check_keys(keys: Mapping[str, Any] | set[str], allowed: frozenset[str], where: str) -> None:
-    if unknown := sorted(set(keys) - allowed):
-        raise ValueError(
-            f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})"
-        )
 
 
 def _is_http_url(url: str) -> bool:
@@ -313,14 +307,14 @@ def _parse_feed(content: bytes, headers: Mapping[str, str], url: str) -> ParsedF
         entries=entries,
         bozo=bozo,
         bozo_message=message,
-        title=_one_line(_plain(feed.get("title_detail"), feed.get("title"))),
+        title=one_line(_plain(feed.get("title_detail"), feed.get("title"))),
         version=version,
         dropped=dropped,
     )
 
 
 def _not_a_feed(message: str) -> ParsedFeed:
-    return ParsedFeed([], True, _one_line(message)[:_MESSAGE_CHARS], "", "", 0)
+    return ParsedFeed([], True, one_line(message)[:_MESSAGE_CHARS], "", "", 0)
 
 
 def _entry(entry: Mapping[str, Any]) -> FeedEntry | None:
@@ -329,7 +323,7 @@ def _entry(entry: Mapping[str, Any]) -> FeedEntry | None:
     raw = dict(entry)
     guid = _string(raw.get("id"))
     link = _http_link(_string(raw.get("link")))
-    title = _one_line(_plain(raw.get("title_detail"), raw.get("title")))
+    title = one_line(_plain(raw.get("title_detail"), raw.get("title")))
     text, full_content = _body(raw)
     if not guid and not link and not text:
         return None
@@ -407,7 +401,7 @@ def _entry_date(raw: Mapping[str, Any]) -> str:
 def _author(raw: Mapping[str, Any]) -> str:
     detail = raw.get("author_detail")
     name = detail.get("name") if isinstance(detail, Mapping) else None
-    return _one_line(_plain(None, _string(name) or _string(raw.get("author"))))
+    return one_line(_plain(None, _string(name) or _string(raw.get("author"))))
 
 
 def _string(value: object) -> str:
@@ -418,11 +412,7 @@ def _exception_line(exc: object) -> str:
     if exc is None:
         return "ill-formed feed"
     text = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else str(exc)
-    return _one_line(text)[:_MESSAGE_CHARS]
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    return one_line(text)[:_MESSAGE_CHARS]
 
 
 # ---------------------------------------------------------------------------- entries

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
-Kind = Literal["text", "number", "items", "packed"]
+ArgKind = Literal["text", "number", "items", "packed"]
 
 
 def text() -> Any:
@@ -62,10 +62,10 @@ class Argv:
 class ScriptArgs:
     """Base class of every script's arguments."""
 
-    _kinds: ClassVar[dict[str, tuple[tuple[str, Kind, bool], ...]]] = {}
+    _kinds: ClassVar[dict[str, tuple[tuple[str, ArgKind, bool], ...]]] = {}
 
     @classmethod
-    def _fields(cls) -> tuple[tuple[str, Kind, bool], ...]:
+    def _fields(cls) -> tuple[tuple[str, ArgKind, bool], ...]:
         known = ScriptArgs._kinds.get(cls.__qualname__)
         if known is None:
             known = tuple(

@@ -13,7 +13,6 @@ new document whose input id a live indexed document already holds is published a
 
 from __future__ import annotations
 
-import json
 import struct
 import time
 from collections.abc import Sequence
@@ -39,6 +38,7 @@ from workers.index.encoding import FACT_OPERATION_ARGS, lsh_bucket_fields, packe
 from workers.index.keys import Keys
 from workers.index.scripts import ACCEPT_DOCUMENT, RECORD_DEAD, ScriptCall, run_calls
 from workers.ops.connection import as_text
+from workers.records import DeadRecord, DocRecord, DuplicateRecord
 
 
 class IndexMismatch(Exception):
@@ -204,8 +204,8 @@ def _fact_arguments(fingerprints: Sequence[Fingerprint], bits: int) -> list[_Fac
 
 
 @dataclass(frozen=True, slots=True)
-class PreparedBatch:
-    """A batch's script calls, built and ready to send (`DedupIndex.prepare`, `run`)."""
+class ScriptBatch:
+    """A batch's script calls, built and ready to send (`DedupIndex.build_batch`, `run`)."""
 
     refs: list[str]  # input_ref of each call, in order
     calls: list[ScriptCall]
@@ -342,33 +342,10 @@ class DedupIndex:
         buckets: list[bytes],
     ) -> ScriptCall:
         doc, fp = item.doc, item.fingerprint
-        doc_fields = {
-            "id": doc.id,  # first: the script may publish it under another (UNIQUE IDS)
-            "source": doc.source,
-            "url": doc.url,
-            "title": doc.title,
-            "text": doc.text,
-            "published_at": doc.published_at,
-            "author": doc.author,
-            "language": doc.language,
-            "ingested_at": ingested_at,
-            "content_hash": fp.content_hash,
-            "stripped_lines": str(len(doc.stripped)),
-            "stripped": json.dumps(
-                [{"line": s.text, "rule": s.rule} for s in doc.stripped], ensure_ascii=False
-            ),
-            "input_ref": doc.input_ref,
-        }
-        dup_fields = {
-            "id": doc.id,
-            "source": doc.source,
-            "url": doc.url,
-            "title": doc.title,
-            "published_at": doc.published_at,
-            "ingested_at": ingested_at,
-            "content_hash": fp.content_hash,
-            "input_ref": doc.input_ref,
-        }
+        # `id` comes first: the script may publish the document under another (UNIQUE IDS).
+        doc_fields = DocRecord.for_document(doc, fp.content_hash, ingested_at).to_fields()
+        # The script adds what it is a duplicate of, if it is one.
+        dup_fields = DuplicateRecord.for_document(doc, fp.content_hash, ingested_at).to_fields()
         args = AcceptArgs(
             prefix=self.keys.prefix,
             mode=mode,
@@ -394,14 +371,7 @@ class DedupIndex:
         return ACCEPT_DOCUMENT.call([self.keys.source_stats(doc.source)], args)
 
     def _dead_call(self, job_id: str, guard: str, dead: DeadInput, bytes_in: int) -> ScriptCall:
-        fields = {
-            "id": dead.id or dead.input_ref,
-            "input_ref": dead.input_ref,
-            "source": dead.source,
-            "reason": dead.reason,
-            "error": dead.error,
-            "failed_at": utc_now_iso(),
-        }
+        fields = DeadRecord.for_input(dead, utc_now_iso()).to_fields()
         source = dead.source or "(unknown)"
         args = DeadArgs(
             prefix=self.keys.prefix,
@@ -432,9 +402,11 @@ class DedupIndex:
         same relative path under different roots apart. `now` overrides the clock (for
         simulations of the retention window).
         """
-        return self.run(self.prepare(job_id, accepted, dead, guard_prefix=guard_prefix, now=now))
+        return self.run(
+            self.build_batch(job_id, accepted, dead, guard_prefix=guard_prefix, now=now)
+        )
 
-    def prepare(
+    def build_batch(
         self,
         job_id: str,
         accepted: Sequence[Accepted],
@@ -442,9 +414,9 @@ class DedupIndex:
         *,
         guard_prefix: str = "",
         now: float | None = None,
-    ) -> PreparedBatch:
+    ) -> ScriptBatch:
         """`submit`'s CPU work, without I/O: `run` sends the result. Split so a worker can
-        prepare one batch while Redis runs the last (`pipeline.overlapped`)."""
+        build one batch while Redis runs the last (`pipeline.overlapped`)."""
         self.ensure_params()
         clock = time.time() if now is None else now
         ingested_at = utc_now_iso() if now is None else _iso(now)
@@ -456,19 +428,19 @@ class DedupIndex:
             calls.append(self._dead_call(job_id, guard_prefix, dead_input, bytes_in))
             refs.append(dead_input.input_ref)
             cells.append([])
-        return PreparedBatch(refs, calls, cells)
+        return ScriptBatch(refs, calls, cells)
 
-    def prepare_reindex(self, items: Sequence[tuple[Accepted, float]]) -> PreparedBatch:
+    def build_reindex_batch(self, items: Sequence[tuple[Accepted, float]]) -> ScriptBatch:
         """Calls that index already-published documents, each with the time it was ingested,
         without publishing or counting them again (`run` sends them): kind "indexed", or
         "skipped" when one duplicates another under the new parameters. Used by
         `newsdedup index rebuild`."""
         self.ensure_params()
         calls, cells = self._accept_calls("rebuild", "", "", [(item, "", at) for item, at in items])
-        return PreparedBatch([item.doc.input_ref for item, _ in items], calls, cells)
+        return ScriptBatch([item.doc.input_ref for item, _ in items], calls, cells)
 
-    def run(self, batch: PreparedBatch) -> list[Outcome]:
-        """Send a prepared batch as one pipeline; one Outcome per input, in order."""
+    def run(self, batch: ScriptBatch) -> list[Outcome]:
+        """Send a built batch as one pipeline; one Outcome per input, in order."""
         return self._outcomes(batch.refs, batch.cells, run_calls(self.client, batch.calls))
 
     def reset(self) -> int:

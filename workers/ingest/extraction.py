@@ -32,7 +32,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -52,15 +52,25 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding `
 
 @dataclass(frozen=True, slots=True)
 class ExtractLimits:
-    max_bytes: int = 20 * 1024 * 1024
-    max_elements: int = 100_000
-    timeout: float = 20.0  # seconds per page
-    memory_mb: int = 2048  # address space of the extraction process; 0 = no cap
+    """The [html] settings."""
+
+    max_bytes: int
+    max_elements: int
+    timeout: float  # seconds per page
+    memory_mb: int  # address space of the extraction process; 0 = no cap
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ExtractLimits:
         html = settings.html
         return cls(html.max_bytes, html.max_elements, html.extract_timeout, html.extract_memory_mb)
+
+    @classmethod
+    def defaults(cls, **changes: Any) -> ExtractLimits:
+        """The settings model's defaults, with `changes`. Imported here: the extraction
+        child runs this module and has no use for the settings (pydantic is slow to load)."""
+        from workers.config import DEFAULTS
+
+        return replace(cls.from_settings(DEFAULTS), **changes)
 
 
 class ArticleExtractor:

@@ -37,18 +37,14 @@ from itertools import islice
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Literal
 
+from workers.config import DEFAULTS
 from workers.document import DeadInput, Document, LoadedInput
 from workers.ingest.dates import parse_date
 from workers.ingest.decode import DecodeError, decode_bytes
 from workers.ingest.html import ArticleError, ArticleReader
 from workers.ingest.paths import PathRefused, escape_name, open_in_root, os_path
 from workers.ingest.scan import Line, LineScanner, TotalCapExceeded, count_json_array
-
-# The defaults of config [ingest]: see config/default.toml.
-MAX_FILE_BYTES = 50 * 1024 * 1024  # cap for files read whole (.txt, .html, .json); JSONL streams
-MAX_RECORD_BYTES = 10 * 1024 * 1024  # one JSONL line
-MAX_DECOMPRESSED_BYTES = 2 * 1024**3  # one .jsonl.gz, decompressed
-MAX_TITLE_CHARS = 1000
+from workers.messages import one_line
 
 Kind = Literal["txt", "html", "json", "jsonl", "jsonl_gz"]
 
@@ -79,10 +75,10 @@ class Limits:
     """What one input may cost (config [ingest]). The plan's limits travel with its tasks,
     so planning and loading count the same inputs."""
 
-    max_file_bytes: int = MAX_FILE_BYTES
-    max_record_bytes: int = MAX_RECORD_BYTES
-    max_decompressed_bytes: int = MAX_DECOMPRESSED_BYTES
-    max_title_chars: int = MAX_TITLE_CHARS
+    max_file_bytes: int = DEFAULTS.ingest.max_file_bytes  # files read whole (.txt, .html, .json)
+    max_record_bytes: int = DEFAULTS.ingest.max_record_bytes  # one JSONL line
+    max_decompressed_bytes: int = DEFAULTS.ingest.max_decompressed_bytes  # one .jsonl.gz
+    max_title_chars: int = DEFAULTS.ingest.max_title_chars
 
     def __post_init__(self) -> None:
         if min(asdict(self).values()) < 1:
@@ -549,7 +545,7 @@ class _Reject(Exception):
     def __init__(self, reason: str, message: str, *, id: str = "", source: str = ""):
         super().__init__(message)
         self.reason = reason
-        self.message = _one_line(message)
+        self.message = _encodable(one_line(message)[:500])
         self.id = id
         self.source = source
 
@@ -809,7 +805,3 @@ def _encodable(text: str) -> str:
     except UnicodeEncodeError:
         return _SURROGATE.sub("\ufffd", text)
     return text
-
-
-def _one_line(message: str) -> str:
-    return _encodable(" ".join(message.split())[:500])

@@ -25,6 +25,8 @@ from redis.exceptions import (
 )
 from redis.retry import Retry
 
+from workers.config import Settings, exported_settings
+
 # Redis refusing work for a while: unreachable or restarting (connection errors, timeouts,
 # LOADING), full under `noeviction` (OOM), a read-only replica after a failover (READONLY),
 # a failover in progress (MASTERDOWN, TRYAGAIN). None of these is an input's fault: wait
@@ -374,9 +376,16 @@ def endpoints(redis_url: str | None, broker_url: str | None, data_dir: Path) -> 
         server.close()
 
 
-def child_environment(ends: Endpoints) -> dict[str, str]:
-    """Environment for worker processes we start, pointing them at the same Redis."""
+def connected_settings(settings: Settings, ends: Endpoints) -> Settings:
+    """`settings` pointed at the Redis and broker of `ends`."""
+    return settings.model_copy(update={"redis_url": ends.redis_url, "broker_url": ends.broker_url})
+
+
+def child_environment(ends: Endpoints, settings: Settings) -> dict[str, str]:
+    """Environment for worker processes we start: this command's settings (`--config`
+    included), pointing them at the same Redis."""
     env = dict(os.environ)
     env["REDIS_URL"] = ends.redis_url
     env["BROKER_URL"] = ends.broker_url
+    env.update(exported_settings(connected_settings(settings, ends)))
     return env

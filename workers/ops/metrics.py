@@ -22,6 +22,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from workers.index.keys import Keys
+from workers.messages import one_line
 from workers.ops.connection import REDIS_OUTAGE, redact
 from workers.ops.stats import collect_stats
 
@@ -82,7 +83,7 @@ def render_prometheus(
     not be read) only `newsdedup_up 0`, with the error as a comment line."""
     out = _Exposition()
     if error:
-        out.lines.append("# scrape error: " + " ".join(error.split()))
+        out.lines.append("# scrape error: " + one_line(error))
     out.family(
         "newsdedup_up",
         "gauge",

@@ -1,25 +1,21 @@
 """Reading the output streams: plain (XRANGE/XREAD) or through a consumer group.
 
 Replies are normalised to `(entry_id, {field: value})` with str keys and values, so
-callers (the CLI, tests, consumers) never deal with redis-py's bytes/str unions.
+callers (the CLI, tests, consumers) never deal with redis-py's bytes/str unions; what the
+fields mean and their types are in workers/records.py.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
 import redis
 
 from workers.ops.connection import as_text
+from workers.records import read_entry
 
 Entry = tuple[str, dict[str, str]]
-
-# Fields that tail --json turns back into numbers / lists for consumers' convenience.
-_INT_FIELDS = frozenset({"stripped_lines"})
-_FLOAT_FIELDS = frozenset({"similarity", "containment"})
-_JSON_FIELDS = frozenset({"stripped"})
 
 
 def _entries(raw: Any) -> list[Entry]:
@@ -77,17 +73,13 @@ def ack(client: redis.Redis, key: str, group: str, entry_id: str) -> None:
     client.xack(key, group, entry_id)
 
 
-def as_record(entry: Entry) -> dict[str, Any]:
-    """An entry as a JSON-ready dict, with numeric and list fields decoded."""
+def as_record(stream: str, entry: Entry) -> dict[str, Any]:
+    """An entry of `stream` as a JSON-ready dict: its stream id, then its fields in their
+    order, typed as its record says (numbers, lists); a field the record does not know
+    (an entry written by another version) as it is."""
     entry_id, fields = entry
-    record: dict[str, Any] = {"stream_id": entry_id}
-    for name, value in fields.items():
-        if name in _INT_FIELDS:
-            record[name] = int(value)
-        elif name in _FLOAT_FIELDS:
-            record[name] = float(value)
-        elif name in _JSON_FIELDS:
-            record[name] = json.loads(value) if value else []
-        else:
-            record[name] = value
-    return record
+    typed = read_entry(stream, fields).to_json()
+    return {
+        "stream_id": entry_id,
+        **{name: typed.get(name, value) for name, value in fields.items()},
+    }

@@ -29,9 +29,11 @@ from workers.clean.boilerplate.strip import learnable_lines, strip_boilerplate
 from workers.clean.fingerprint import Fingerprinter
 from workers.clean.matching import matching_tokens
 from workers.clean.normalise import has_visible_text, normalise_for_publishing
+from workers.config import DEFAULTS
 from workers.document import DeadInput, Document, LoadedInput
-from workers.index.dedup import Accepted, DedupIndex, Outcome, PreparedBatch, iso_to_epoch
+from workers.index.dedup import Accepted, DedupIndex, Outcome, ScriptBatch, iso_to_epoch
 from workers.ops.streams import iter_range
+from workers.records import DocRecord
 
 if TYPE_CHECKING:
     from workers.worker.runtime import Runtime
@@ -105,7 +107,7 @@ def strip_document(
     rules: RuleSet,
     learned: frozenset[str] = frozenset(),
     keep_headlines: bool = False,
-    link_zone: int = 10,
+    link_zone: int = DEFAULTS.boilerplate.zone_lines,
     links: frozenset[str] = frozenset(),
 ) -> Document | DeadInput:
     """Strip boilerplate lines from a normalised document. One made of nothing but
@@ -167,7 +169,9 @@ def keyed_tokens(doc: Document) -> list[str] | DeadInput:
     )
 
 
-def prepare(doc: Document, rules: RuleSet, fingerprinter: Fingerprinter) -> Accepted | DeadInput:
+def clean_and_fingerprint(
+    doc: Document, rules: RuleSet, fingerprinter: Fingerprinter
+) -> Accepted | DeadInput:
     """One document, rules only: for tests and tools that index a handful by hand."""
     cleaned = clean_document(doc, rules)
     if isinstance(cleaned, DeadInput):
@@ -207,19 +211,19 @@ class BatchResult:
 
 
 @dataclass(slots=True)
-class PreparedChunk:
+class CleanedChunk:
     accepted: list[Accepted]
     dead: list[tuple[DeadInput, int]]  # with the input's size in bytes
     learning: Pending | None = None  # to hand to `LineLearner.record` once decided
 
 
-def prepare_chunk(
+def clean_chunk(
     inputs: Iterable[LoadedInput],
     rules: RuleSet,
     fingerprinter: Fingerprinter,
     learner: LineLearner | None = None,
     keep_headlines: bool = False,
-) -> PreparedChunk:
+) -> CleanedChunk:
     """Clean and fingerprint inputs, trimming the lines `learner` has learned."""
     normalised: list[tuple[Document, int]] = []
     dead: list[tuple[DeadInput, int]] = []
@@ -238,7 +242,7 @@ def prepare_chunk(
     pending: Pending | None = None
     trims: list[frozenset[str]] = [frozenset()] * len(normalised)
     links: list[frozenset[str]] = [frozenset()] * len(normalised)
-    zone = 10
+    zone = DEFAULTS.boilerplate.zone_lines
     if learner is not None and learner.settings.enabled:
         zone = learner.settings.zone_lines
         candidates = [
@@ -272,7 +276,7 @@ def prepare_chunk(
     accepted = [
         Accepted(doc, fp, nbytes) for (doc, nbytes), fp in zip(cleaned, fingerprints, strict=True)
     ]
-    return PreparedChunk(accepted, dead, pending)
+    return CleanedChunk(accepted, dead, pending)
 
 
 def process_inputs(
@@ -288,14 +292,14 @@ def process_inputs(
     learner: LineLearner | None = None,
     keep_headlines: bool = False,
 ) -> BatchResult:
-    def prepared(chunk: list[LoadedInput]) -> tuple[PreparedBatch, Pending | None]:
-        ready = prepare_chunk(chunk, rules, fingerprinter, learner, keep_headlines)
-        batch = index.prepare(
+    def cleaned_batch(chunk: list[LoadedInput]) -> tuple[ScriptBatch, Pending | None]:
+        ready = clean_chunk(chunk, rules, fingerprinter, learner, keep_headlines)
+        batch = index.build_batch(
             job_id, ready.accepted, ready.dead, guard_prefix=guard_prefix, now=now
         )
         return batch, ready.learning
 
-    def send(item: tuple[PreparedBatch, Pending | None]) -> list[Outcome]:
+    def send(item: tuple[ScriptBatch, Pending | None]) -> list[Outcome]:
         batch, learning = item
         if learner is None or learning is None:
             return index.run(batch)
@@ -310,12 +314,33 @@ def process_inputs(
 
     # Everything but the round trip happens here, on the caller's thread; the background
     # thread only sends and waits, so the two never queue for the interpreter lock.
-    chunks = (prepared(chunk) for chunk in chunked(inputs, chunk_size))
+    chunks = (cleaned_batch(chunk) for chunk in chunked(inputs, chunk_size))
     result = BatchResult()
     for outcomes in overlapped(chunks, send):
         learn_common_facts(fingerprinter, outcomes)
         result.outcomes.extend(outcomes)
     return result
+
+
+def process_with_runtime(
+    runtime: Runtime,
+    inputs: Iterable[LoadedInput],
+    *,
+    job_id: str,
+    guard_prefix: str = "",
+    keep_headlines: bool = False,
+) -> BatchResult:
+    """`process_inputs` with a worker's rules, fingerprinter, index and line learner."""
+    return process_inputs(
+        inputs,
+        job_id=job_id,
+        rules=runtime.rules,
+        fingerprinter=runtime.fingerprinter,
+        index=runtime.index,
+        guard_prefix=guard_prefix,
+        learner=runtime.learner,
+        keep_headlines=keep_headlines,
+    )
 
 
 def learn_common_facts(fingerprinter: Fingerprinter, outcomes: Iterable[Outcome]) -> None:
@@ -330,18 +355,19 @@ def rebuild_index(runtime: Runtime, *, batch_size: int = 500) -> dict[str, int]:
 
     def stored() -> Iterator[tuple[Document, float]]:
         for entry_id, fields in iter_range(runtime.client, runtime.keys.docs, limit=None):
+            record = DocRecord.from_fields(fields)
             doc = Document(
-                id=fields.get("id", ""),
-                source=fields.get("source", ""),
-                text=fields.get("text", ""),
+                id=record.id,
+                source=record.source,
+                text=record.text,
                 input_ref=entry_id,
-                title=fields.get("title", ""),
-                url=fields.get("url", ""),
-                published_at=fields.get("published_at", ""),
-                author=fields.get("author", ""),
-                language=fields.get("language", ""),
+                title=record.title,
+                url=record.url,
+                published_at=record.published_at,
+                author=record.author,
+                language=record.language,
             )
-            yield doc, _ingested_seconds(fields.get("ingested_at", ""), entry_id)
+            yield doc, _ingested_seconds(record.ingested_at, entry_id)
 
     def fingerprinted(batch: list[tuple[Document, float]]) -> list[tuple[Accepted, float]]:
         fingerprints = runtime.fingerprinter.fingerprint_many(
@@ -354,7 +380,7 @@ def rebuild_index(runtime: Runtime, *, batch_size: int = 500) -> dict[str, int]:
 
     totals: dict[str, int] = {}
     chunks = (
-        runtime.index.prepare_reindex(fingerprinted(batch))
+        runtime.index.build_reindex_batch(fingerprinted(batch))
         for batch in chunked(stored(), batch_size)
     )
     for outcomes in overlapped(chunks, runtime.index.run):

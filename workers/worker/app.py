@@ -14,7 +14,7 @@ import kombu.transport
 from celery import Celery, signals
 from kombu.entity import Exchange, Queue
 
-from workers.config import Settings, load_settings
+from workers.config import Settings, process_settings
 from workers.ops.connection import DEFAULT_REDIS_URL, broker_for, broker_ssl_options
 from workers.ops.processes import exit_with_parent, set_parent_death_signal
 
@@ -104,7 +104,7 @@ def make_app(settings: Settings) -> Celery:
     return app
 
 
-app = make_app(load_settings())
+app = make_app(process_settings())
 
 # A worker started by a command (`backfill` and `poll` on the embedded Redis) ends with that
 # command, even one killed with SIGKILL: a warm shutdown, then after this many seconds

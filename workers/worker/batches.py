@@ -36,7 +36,7 @@ from workers.document import DeadInput, LoadedInput
 from workers.index.keys import JOB_TTL_SECONDS
 from workers.ingest.files import TaskSpec, load_location, load_task, single_input_ref
 from workers.ops.connection import is_outage
-from workers.pipeline.process import BatchResult, process_inputs
+from workers.pipeline.process import BatchResult, process_with_runtime
 from workers.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -207,15 +207,8 @@ class BatchRun:
         self._clear_cursor()
 
     def _process(self, inputs: list[LoadedInput] | Iterator[LoadedInput]) -> BatchResult:
-        runtime = self.runtime
-        return process_inputs(
-            inputs,
-            job_id=self.job_id,
-            rules=runtime.rules,
-            fingerprinter=runtime.fingerprinter,
-            index=runtime.index,
-            guard_prefix=self.guard_prefix,
-            learner=runtime.learner,
+        return process_with_runtime(
+            self.runtime, inputs, job_id=self.job_id, guard_prefix=self.guard_prefix
         )
 
     def _begin_input(self, input_ref: str, doc_id: str = "", source: str = "") -> bool:

@@ -7,7 +7,6 @@ so rule files are parsed and MinHash permutations generated once, not per batch.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, fields
 from functools import cache
@@ -17,7 +16,7 @@ import redis
 from workers.clean.boilerplate.learner import LearnerSettings, LineLearner
 from workers.clean.boilerplate.rules import RuleSet, load_rules, parse_source_rules
 from workers.clean.fingerprint import Fingerprinter, FingerprintParams
-from workers.config import ConfigError, Settings, load_settings
+from workers.config import ConfigError, Settings, process_settings
 from workers.feeds.fetch import Fetcher, HttpPolicy, RedisHostGate
 from workers.feeds.spec import FeedSpec, load_feeds
 from workers.index.dedup import DecisionRule, DedupIndex, IndexLayout
@@ -144,10 +143,13 @@ def worker_fetcher() -> Fetcher:
     return build_fetcher(worker_runtime())
 
 
+def worker_redis_url(settings: Settings) -> str:
+    """The data Redis of a worker process (the command that started it set redis_url)."""
+    return settings.redis_url or DEFAULT_REDIS_URL
+
+
 @cache
 def worker_runtime() -> Runtime:
-    """The runtime of a worker process, from the environment it was started with."""
-    settings = load_settings()
-    return build_runtime(
-        settings, settings.redis_url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
-    )
+    """The runtime of a worker process, from this process's settings."""
+    settings = process_settings()
+    return build_runtime(settings, worker_redis_url(settings))

@@ -8,8 +8,7 @@ from typing import Any
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 
-from workers.feeds.poll import poll_feed as poll_once
-from workers.feeds.poll import record_poll_result
+from workers.feeds.poll import poll_once, record_poll_result
 from workers.feeds.spec import FeedSpec
 from workers.ingest.files import TaskSpec
 from workers.ops.connection import is_outage, outage_reason

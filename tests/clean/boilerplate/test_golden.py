@@ -24,7 +24,6 @@ from typing import Any
 
 import pytest
 
-from workers.clean.boilerplate.learner import LearnerSettings
 from workers.clean.boilerplate.lines import BYLINE_PART_LABEL, byline_parts, line_hash
 from workers.clean.boilerplate.links import link_targets
 from workers.clean.boilerplate.rules import (
@@ -34,6 +33,7 @@ from workers.clean.boilerplate.rules import (
 )
 from workers.clean.boilerplate.strip import strip_boilerplate
 from workers.clean.normalise import normalise_for_publishing, split_lines
+from workers.config import DEFAULTS
 from workers.document import Document
 from workers.pipeline.process import normalise_document
 
@@ -84,7 +84,7 @@ def strip_case(outlet: dict[str, Any], case: dict[str, Any], rules: RuleSet) -> 
         rules=rules,
         learned=learned,
         links=links,
-        link_zone=LearnerSettings().zone_lines,
+        link_zone=DEFAULTS.boilerplate.zone_lines,
         author=doc.author,
     )
     found: dict[str, Any] = {

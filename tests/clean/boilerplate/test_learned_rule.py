@@ -9,7 +9,9 @@ from workers.index.encoding import LEARNER_SPLIT
 
 pytestmark = pytest.mark.unit
 
-SETTINGS = LearnerSettings(min_docs=5, min_share=0.01, prune_every=100)
+SETTINGS = LearnerSettings(
+    enabled=True, min_docs=5, min_share=0.01, prune_every=100, zone_lines=10, link_memory=4
+)
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from workers.clean.boilerplate.strip import learnable_lines
 from workers.clean.normalise import normalise_for_publishing
 from workers.document import Document
 from workers.ops.streams import iter_range
-from workers.pipeline.process import prepare_chunk, process_inputs
+from workers.pipeline.process import clean_chunk, process_inputs
 from workers.worker.runtime import Runtime, build_runtime
 
 FOOTER = "حمّل تطبيق الصحيفة على هاتفك لتصلك آخر الأخبار أولاً بأول"
@@ -268,7 +268,7 @@ def test_boilerplate_show_lists_exactly_the_lines_trimmed_as_learned(
 
     def trimmed_as(line: str, n: int) -> set[str]:
         probe = make_doc(1000 + n, f"{line}\n\n{article(1000 + n, 36)}")
-        chunk = prepare_chunk([probe], rt.rules, rt.fingerprinter, rt.learner)
+        chunk = clean_chunk([probe], rt.rules, rt.fingerprinter, rt.learner)
         assert chunk.learning is not None
         rt.learner.discard(chunk.learning)
         (accepted,) = chunk.accepted

@@ -25,7 +25,7 @@ def test_default_path_is_the_repo_config() -> None:
         ({"rule": [{"name": "x", "pattern": "(["}]}, "rule 'x': bad regex"),
         (
             {"rule": [{"name": "x", "pattern": "a", "colour": "red"}]},
-            "rule 'x': unknown key(s) colour",
+            "rule 'x': unknown key 'colour'",
         ),
         ({"rule": [{"name": "x", "pattern": "a", "where": "middle"}]}, "rule 'x': where"),
         ({"rule": [{"name": "x", "pattern": "a", "action": "delete"}]}, "rule 'x': action"),
@@ -38,7 +38,7 @@ def test_default_path_is_the_repo_config() -> None:
         ({"rule": [{"name": "title_repeated", "pattern": "a"}]}, "already used"),
         ({"rule": [{"name": "Bad Name", "pattern": "a"}]}, "name must be a slug"),
         ({"settings": {"edge_lines": -1}}, "edge_lines"),
-        ({"rules": []}, "unknown key(s) rules"),
+        ({"rules": []}, "top level: unknown key 'rules'"),
         ({"protect": [{"pattern": "("}]}, "bad regex"),
         ({"source": {"s": {"rule": [{"name": "y", "pattern": "[z"}]}}}, "rule 'y': bad regex"),
     ],

@@ -49,14 +49,16 @@ LineKey = tuple[str, str]  # (source, line hash)
 
 @dataclass(frozen=True, slots=True)
 class LearnerSettings:
-    enabled: bool = True
-    min_docs: int = 5
-    min_share: float = 0.005
-    prune_every: int = 1000
-    zone_lines: int = 10
+    """The [boilerplate] settings (workers/config.py BoilerplateSettings)."""
+
+    enabled: bool
+    min_docs: int
+    min_share: float
+    prune_every: int
+    zone_lines: int
     # A title or lead (links.link_targets) is counted this many times at once, so lossy
     # counting keeps it for about link_memory x prune_every documents; 0: no links.
-    link_memory: int = 4
+    link_memory: int
 
     def bar(self, docs: int, since: int = 0) -> float:
         """Documents a line must be counted in, when its source has `docs` counted and the

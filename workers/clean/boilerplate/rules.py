@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from workers.clean.boilerplate.lines import TATWEEL, hash_key, line_key
 from workers.config import CONFIG_DIR
+from workers.messages import check_keys
 
 Where = Literal["anywhere", "edges", "top", "bottom"]
 Action = Literal["drop", "truncate_after"]
@@ -130,9 +131,9 @@ def load_rules(path: Path = DEFAULT_RULES_PATH) -> RuleSet:
 
 def parse_rules(data: Mapping[str, Any], origin: str) -> RuleSet:
     """Validate already-parsed TOML data; `origin` names it in error messages."""
-    _check_keys(data, _TOP_KEYS, origin, "top level")
+    check_keys(data, _TOP_KEYS, origin, "top level")
     settings = _table(data.get("settings", {}), origin, "[settings]")
-    _check_keys(settings, _SETTINGS_KEYS, origin, "[settings]")
+    check_keys(settings, _SETTINGS_KEYS, origin, "[settings]")
     edge_lines = settings.get("edge_lines", DEFAULT_EDGE_LINES)
     if not isinstance(edge_lines, int) or isinstance(edge_lines, bool) or edge_lines < 0:
         raise ValueError(f"{origin}: [settings] edge_lines must be an integer >= 0")
@@ -148,7 +149,7 @@ def parse_rules(data: Mapping[str, Any], origin: str) -> RuleSet:
     for i, entry in enumerate(_array(data.get("protect", []), origin, "[[protect]]")):
         label = f"[[protect]] #{i + 1}"
         entry = _table(entry, origin, label)
-        _check_keys(entry, _PROTECT_KEYS, origin, label)
+        check_keys(entry, _PROTECT_KEYS, origin, label)
         if "name" in entry:
             label = f"protect {entry['name']!r}"
         protect.append(_compile(entry.get("pattern"), origin, label))
@@ -167,7 +168,7 @@ def parse_source_rules(
     """One source's table (`[source.<name>]`, or a feed's `boilerplate` table in
     feeds.toml); rule names must not repeat those in `taken` (the global rules)."""
     table = _table(table, origin, where)
-    _check_keys(table, _SOURCE_KEYS, origin, where)
+    check_keys(table, _SOURCE_KEYS, origin, where)
     source_rules = _parse_rule_list(table.get("rule", []), origin, where.strip("[]") + ".rule")
     for rule in source_rules:
         if rule.name in taken:
@@ -207,7 +208,7 @@ def _parse_rule_list(raw: object, origin: str, where: str) -> tuple[Rule, ...]:
                 f"{origin}: [[{where}]] #{i + 1}: name must be a slug of [a-z0-9_], got {name!r}"
             )
         label = f"rule {name!r}"
-        _check_keys(entry, _RULE_KEYS, origin, label)
+        check_keys(entry, _RULE_KEYS, origin, label)
         if name in names or name in BUILT_IN_RULES:
             raise ValueError(f"{origin}: {label}: name already used")
         names.add(name)
@@ -242,12 +243,6 @@ def _compile(pattern: object, origin: str, label: str) -> re.Pattern[str]:
         # A pattern that matches nothing-at-all is almost surely an over-broad mistake.
         raise ValueError(f"{origin}: {label}: pattern {pattern!r} matches an empty line")
     return compiled
-
-
-def _check_keys(table: Mapping[str, Any], allowed: frozenset[str], origin: str, where: str) -> None:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise ValueError(f"{origin}: {where}: unknown key(s) {', '.join(unknown)}")
 
 
 def _table(value: object, origin: str, where: str) -> Mapping[str, Any]:

@@ -34,6 +34,7 @@ from workers.clean.boilerplate.rules import (
 )
 from workers.clean.matching import normalise_for_matching
 from workers.clean.normalise import join_lines, split_lines
+from workers.config import DEFAULTS
 from workers.document import StrippedLine
 
 # A top line this short that is part of the title is the title's kicker or the columnist's
@@ -63,7 +64,7 @@ def strip_boilerplate(
     rules: RuleSet,
     learned: Collection[str] = frozenset(),
     links: Collection[str] = frozenset(),
-    link_zone: int = 10,
+    link_zone: int = DEFAULTS.boilerplate.zone_lines,
     author: str = "",
 ) -> StripResult:
     """Remove boilerplate lines from a publish-normalised `body`.
