@@ -20,7 +20,6 @@ import email.utils
 import ipaddress
 import logging
 import random as _random
-import secrets
 import socket
 import ssl
 import time
@@ -35,9 +34,8 @@ import httpcore
 import httpx
 import redis
 
-from workers.index.args import LockArgs
 from workers.index.keys import Keys
-from workers.index.scripts import LOCK_HOLD
+from workers.index.locks import RedisLock
 from workers.ops.connection import redact
 
 if TYPE_CHECKING:
@@ -270,8 +268,6 @@ class RedisHostGate:
     key and may overlap the next one (keep `lease` above the request deadline).
     """
 
-    _POLL_MAX = 0.25
-
     def __init__(
         self, client: redis.Redis, keys: Keys, *, delay: float, lease: float, wait: float
     ) -> None:
@@ -283,28 +279,17 @@ class RedisHostGate:
 
     @contextlib.contextmanager
     def hold(self, host: str, wait: float | None = None) -> Iterator[None]:
-        key = self._keys.host_gate(host)
-        token = secrets.token_hex(16)
+        lock = RedisLock(self._client, self._keys.host_gate(host))
         patience = self._wait if wait is None else max(0.0, min(self._wait, wait))
-        deadline = time.monotonic() + patience
-        while not self._client.set(key, token, nx=True, px=self._lease_ms):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise FetchError(
-                    "host_busy", "", f"{host} stayed busy for {patience:g} s (another worker)"
-                )
-            ttl_ms = int(self._client.pttl(key))
-            if ttl_ms == -2:  # just released: try again at once
-                continue
-            # Sleep until the holder's key would expire, but look again soon: a request
-            # ending early shortens it to `delay`.
-            pause = self._POLL_MAX if ttl_ms < 0 else max(ttl_ms / 1000, 0.001)
-            time.sleep(min(pause, self._POLL_MAX, left))
+        if not lock.acquire(self._lease_ms, wait=patience):
+            raise FetchError(
+                "host_busy", "", f"{host} stayed busy for {patience:g} s (another worker)"
+            )
         try:
             yield
         finally:
             try:
-                LOCK_HOLD(self._client, [key], LockArgs(token, self._delay_ms))
+                lock.hold(self._delay_ms)  # the politeness delay; 0 frees the host at once
             except redis.RedisError as exc:
                 # The lease expires on its own; a lost release only delays the host.
                 log.warning("could not release the host gate for %s: %s", host, exc)
