@@ -22,14 +22,9 @@ from conftest import RedisTarget
 from loopback import LoopbackServer, Scripted
 
 from workers.config import Settings
-from workers.feeds.fetch import (
-    Fetcher,
-    FetchError,
-    HttpPolicy,
-    NoHostGate,
-    RedisHostGate,
-    check_url,
-)
+from workers.feeds.fetch import Fetcher
+from workers.feeds.gate import NoHostGate, RedisHostGate
+from workers.feeds.policy import FetchError, HttpPolicy, check_url
 from workers.index.keys import Keys
 from workers.ops.connection import redact
 

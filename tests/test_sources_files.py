@@ -14,17 +14,10 @@ import pytest
 
 from workers.document import DeadInput, Document, LoadedInput
 from workers.ingest.dates import parse_date
-from workers.ingest.files import (
-    Limits,
-    Location,
-    Plan,
-    PlanError,
-    TaskSpec,
-    load_location,
-    load_task,
-    plan_backfill,
-)
 from workers.ingest.html import read_article
+from workers.ingest.load import load_location, load_task
+from workers.ingest.plan import Plan, PlanError, plan_backfill
+from workers.ingest.spec import Limits, Location, TaskSpec
 
 SHARED_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0

@@ -14,8 +14,9 @@ import click
 
 from workers.cli.common import Context, fail, friendly_errors, open_runtime
 from workers.cli.supervisor import BlockedWait, follow_job, local_worker
-from workers.ingest.files import Limits, plan_backfill
 from workers.ingest.paths import escape_name
+from workers.ingest.plan import plan_backfill
+from workers.ingest.spec import Limits
 from workers.ops.connection import as_text, retry_while_outage
 from workers.worker.jobs import JobProgress, enqueue_plan, new_job_id, read_progress, record_job
 

@@ -19,7 +19,7 @@ import redis
 
 from workers.config import ConfigError, Settings
 from workers.index.dedup import IndexMismatch
-from workers.ingest.files import PlanError
+from workers.ingest.plan import PlanError
 from workers.ops.connection import (
     Endpoints,
     RedisUnavailable,

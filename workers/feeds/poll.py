@@ -26,7 +26,8 @@ import redis
 
 from workers.clean.urls import canonical_url
 from workers.document import DeadInput, LoadedInput
-from workers.feeds.fetch import Fetcher, FetchError
+from workers.feeds.fetch import Fetcher
+from workers.feeds.policy import FetchError
 from workers.feeds.spec import FeedEntry, FeedSpec, entry_document, needs_article, parse_feed
 from workers.index.keys import Keys
 from workers.index.locks import RedisLock
