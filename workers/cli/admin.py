@@ -1,4 +1,5 @@
-"""`newsdedup reset`, `index ...` and `boilerplate ...`: changes to what newsdedup stored."""
+"""`newsdedup reset`, `index ...` and `boilerplate ...`: what newsdedup stored: shown, reset
+or rebuilt."""
 
 from __future__ import annotations
 
