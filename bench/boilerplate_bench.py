@@ -63,7 +63,8 @@ from workers.clean.boilerplate.lines import line_hash  # noqa: E402
 from workers.clean.normalise import normalise_for_publishing, split_lines  # noqa: E402
 from workers.config import load_settings  # noqa: E402
 from workers.document import Document  # noqa: E402
-from workers.ingest.files import load_task, plan_backfill  # noqa: E402
+from workers.ingest.load import load_task  # noqa: E402
+from workers.ingest.plan import plan_backfill  # noqa: E402
 from workers.pipeline.process import SUBMIT_CHUNK, clean_chunk  # noqa: E402
 from workers.worker.runtime import Runtime, build_runtime  # noqa: E402
 

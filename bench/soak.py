@@ -41,7 +41,7 @@ import redis
 from _redis import RedisServer, _die_with_parent
 
 from workers.index.keys import Keys
-from workers.ingest.files import TaskSpec
+from workers.ingest.spec import TaskSpec
 from workers.ops.connection import broker_for
 from workers.ops.stats import write_refusal
 from workers.ops.streams import iter_range

@@ -17,9 +17,9 @@ from conftest import ROOT
 from workers.clean.fingerprint import FingerprintParams
 from workers.config import DEFAULT_CONFIG_FILE, DEFAULTS, Settings, load_settings
 from workers.config_docs import render_markdown, render_toml, sections
-from workers.feeds.fetch import HttpPolicy
+from workers.feeds.policy import HttpPolicy
 from workers.ingest.extraction import ExtractLimits
-from workers.ingest.files import Limits
+from workers.ingest.spec import Limits
 
 DOCS = ROOT / "docs" / "configuration.md"
 REGENERATE = "python -m workers.config_docs --markdown > docs/configuration.md"

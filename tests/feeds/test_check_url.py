@@ -9,7 +9,7 @@ import pytest
 from support.resolvers import PUBLIC_IP, addr, stub_resolver
 
 from workers.config import Settings
-from workers.feeds.fetch import FetchError, HttpPolicy, check_url
+from workers.feeds.policy import FetchError, HttpPolicy, check_url
 
 pytestmark = pytest.mark.unit
 

@@ -15,17 +15,10 @@ from conftest import SHARED
 
 from workers.document import DeadInput, Document, LoadedInput
 from workers.ingest.dates import parse_date
-from workers.ingest.files import (
-    Limits,
-    Location,
-    Plan,
-    PlanError,
-    TaskSpec,
-    load_location,
-    load_task,
-    plan_backfill,
-)
 from workers.ingest.html import read_article
+from workers.ingest.load import load_location, load_task
+from workers.ingest.plan import Plan, PlanError, plan_backfill
+from workers.ingest.spec import Limits, Location, TaskSpec
 
 pytestmark = pytest.mark.unit
 

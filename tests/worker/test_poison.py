@@ -23,7 +23,7 @@ from conftest import SEEDS, RedisTarget, cli_env, run_cli, start_worker, stop_wo
 from support.settings import settings_for
 
 from workers.index.keys import Keys
-from workers.ingest.files import plan_backfill
+from workers.ingest.plan import plan_backfill
 from workers.ops.connection import as_text
 from workers.worker.batches import MAX_ATTEMPTS, BatchRun, Suspect
 from workers.worker.jobs import read_progress

@@ -1,9 +1,9 @@
 """HTTP for feeds and article pages: safe URLs, retries, redirects, size caps, politeness.
 
-Every hop of a request is checked before it is made (http/https only, no private or
-loopback addresses unless allowed), redirects are followed here rather than by httpx so
-that each hop is checked, bodies are capped after decompression, and one request at a
-time goes to a host across all workers (RedisHostGate).
+Every hop of a request is checked before it is made (policy.py: http/https only, no
+private or loopback addresses unless allowed), redirects are followed here rather than by
+httpx so that each hop is checked, bodies are capped after decompression, and one request
+at a time goes to a host across all workers (gate.py).
 
 Per-read timeouts do not bound a request: a server sending one byte a second never lets
 a read time out. Each `get()` therefore has a total deadline (`HttpPolicy.deadline`)
@@ -14,86 +14,30 @@ and a request over it ends as FetchError("timeout").
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import email.utils
-import ipaddress
 import logging
 import random as _random
-import secrets
 import socket
 import ssl
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpcore
 import httpx
-import redis
 
-from workers.config import DEFAULTS
-from workers.index.args import LockArgs
-from workers.index.keys import Keys
-from workers.index.scripts import LOCK_HOLD
+from workers.feeds.gate import HostGate, NoHostGate, gate_host
+from workers.feeds.policy import FetchError, HttpPolicy, Resolver, check_url
 from workers.ops.connection import redact
-
-if TYPE_CHECKING:
-    from workers.config import Settings
 
 log = logging.getLogger(__name__)
 
-REASONS = frozenset(
-    {
-        "bad_url",
-        "blocked_address",
-        "dns_error",
-        "timeout",
-        "connect_error",
-        "http_status",
-        "too_many_redirects",
-        "redirect_loop",
-        "too_large",
-        "host_busy",
-    }
-)
-_TRANSIENT = frozenset({"timeout", "connect_error", "dns_error", "host_busy"})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-
-
-@dataclass(frozen=True, slots=True)
-class HttpPolicy:
-    user_agent: str
-    connect_timeout: float = DEFAULTS.feeds.connect_timeout
-    read_timeout: float = DEFAULTS.feeds.read_timeout
-    # Extra attempts after the first, on timeouts, connection errors, 5xx, 429.
-    retries: int = DEFAULTS.feeds.retries
-    backoff_base: float = DEFAULTS.feeds.backoff_base
-    backoff_max: float = DEFAULTS.feeds.backoff_max
-    max_redirects: int = DEFAULTS.feeds.max_redirects
-    max_bytes: int = DEFAULTS.feeds.max_bytes  # body cap after decompression (gzip bombs)
-    # Seconds for a whole get(): gate wait, redirects, retries, headers and body.
-    deadline: float = DEFAULTS.feeds.request_deadline
-    allow_private_networks: bool = DEFAULTS.allow_private_networks
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> HttpPolicy:
-        feeds = settings.feeds
-        return cls(
-            user_agent=feeds.user_agent,
-            connect_timeout=feeds.connect_timeout,
-            read_timeout=feeds.read_timeout,
-            retries=feeds.retries,
-            backoff_base=feeds.backoff_base,
-            backoff_max=feeds.backoff_max,
-            max_redirects=feeds.max_redirects,
-            max_bytes=feeds.max_bytes,
-            deadline=feeds.request_deadline,
-            allow_private_networks=settings.allow_private_networks,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,199 +61,9 @@ class Response:
         return self.headers.get("last-modified", "")
 
 
-class FetchError(Exception):
-    """A request that gave no usable response. str() is one line; `url` is redacted (it
-    is the URL asked for; the message names the redirect hop when another one failed)."""
-
-    def __init__(
-        self,
-        reason: str,
-        url: str,
-        detail: str,
-        *,
-        status: int | None = None,
-        attempts: int = 0,
-    ) -> None:
-        if reason not in REASONS:
-            raise ValueError(f"unknown fetch failure reason {reason!r}")
-        self.reason = reason
-        self.url = redact(url)
-        self.detail = detail
-        self.status = status
-        self.attempts = attempts
-        super().__init__(f"GET {self.url}: {detail}" if url else detail)
-
-    @property
-    def transient(self) -> bool:
-        """Worth trying again in a later poll."""
-        if self.reason == "http_status":
-            return self.status is not None and (self.status >= 500 or self.status == 429)
-        return self.reason in _TRANSIENT
-
-
-# ---------------------------------------------------------------------------- URL safety
-
-Resolver = Callable[..., list[Any]]
-
-# IPv6 ranges that embed an IPv4 address a connection may end up at.
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-
-
-def _blocked_kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
-    """Why `address` must not be contacted ("" when it may)."""
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour
-        if embedded is None and address in _NAT64:
-            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if embedded is not None:
-            kind = _blocked_kind(embedded)
-            return f"{kind} (IPv4 {embedded} inside)" if kind else ""
-        if address.is_site_local:
-            return "site-local"
-    for kind, flag in (
-        ("loopback", address.is_loopback),
-        ("unspecified", address.is_unspecified),
-        ("link-local", address.is_link_local),
-        ("multicast", address.is_multicast),
-        ("private", address.is_private),
-        ("reserved", address.is_reserved),
-        # Carrier-grade NAT space (100.64/10) and the like: not private, not public either,
-        # and some clouds put their metadata service there.
-        ("non-global", not address.is_global),
-    ):
-        if flag:
-            return kind
-    return ""
-
-
-def check_url(url: str, *, allow_private: bool, resolve: Resolver = socket.getaddrinfo) -> None:
-    """Refuse a URL the fetcher must not request: FetchError bad_url, dns_error or
-    blocked_address.
-
-    Limitation: this resolves the host, and httpx resolves it again when it connects. A
-    hostile DNS server can answer with a public address here and a private one a moment
-    later (DNS rebinding). Closing that gap needs connecting to the checked address
-    itself (a custom transport passing SNI and Host), which this does not do; do not rely
-    on it alone where internal services are sensitive (also firewall the workers' egress).
-    """
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise FetchError("bad_url", url, f"not a valid URL: {exc}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https"):
-        raise FetchError("bad_url", url, f"scheme {scheme or '(none)'!r} is not http or https")
-    host = parts.hostname
-    if not host:
-        raise FetchError("bad_url", url, "no host")
-    if port is None:
-        port = 443 if scheme == "https" else 80
-    try:
-        infos = resolve(host, port, 0, socket.SOCK_STREAM)
-    except UnicodeError:
-        raise FetchError("bad_url", url, f"invalid host name {host!r}") from None
-    except OSError as exc:
-        raise FetchError("dns_error", url, f"cannot resolve {host}: {exc}") from None
-    if not infos:
-        raise FetchError("dns_error", url, f"cannot resolve {host}: no addresses")
-    if allow_private:
-        return
-    for info in infos:
-        text = str(info[4][0]).split("%", 1)[0]  # drop an IPv6 scope id
-        try:
-            address = ipaddress.ip_address(text)
-        except ValueError:
-            raise FetchError("blocked_address", url, f"{host} resolved to {text!r}") from None
-        kind = _blocked_kind(address)
-        if kind:
-            # ANY bad address blocks: the connection may use any of them.
-            raise FetchError(
-                "blocked_address",
-                url,
-                f"{host} resolves to {kind} address {address} (allow_private_networks is off)",
-            )
-
-
-def _gate_host(url: str) -> str:
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    port = parts.port
-    default = 443 if parts.scheme.lower() == "https" else 80
-    if port is not None and port != default:
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return host
-
-
 def _without_fragment(url: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(fragment=""))
-
-
-# ---------------------------------------------------------------------------- politeness
-
-
-class HostGate(Protocol):
-    def hold(self, host: str, wait: float | None = None) -> contextlib.AbstractContextManager[None]:
-        """Blocks until this host may be requested (FetchError host_busy after the gate's
-        own wait, or `wait` seconds if shorter); held for one request."""
-        ...
-
-
-class NoHostGate:
-    """No politeness at all (tools and tests)."""
-
-    def hold(self, host: str, wait: float | None = None) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
-
-
-class RedisHostGate:
-    """At most one request at a time per host across all workers, and `delay` seconds
-    between the end of one and the start of the next.
-
-    The key lives `lease` seconds while a request runs, so a worker that dies holding it
-    blocks the host that long at most; a request running longer than `lease` loses the
-    key and may overlap the next one (keep `lease` above the request deadline).
-    """
-
-    _POLL_MAX = 0.25
-
-    def __init__(
-        self, client: redis.Redis, keys: Keys, *, delay: float, lease: float, wait: float
-    ) -> None:
-        self._client = client
-        self._keys = keys
-        self._delay_ms = max(0, round(delay * 1000))
-        self._lease_ms = max(1, round(lease * 1000))
-        self._wait = wait
-
-    @contextlib.contextmanager
-    def hold(self, host: str, wait: float | None = None) -> Iterator[None]:
-        key = self._keys.host_gate(host)
-        token = secrets.token_hex(16)
-        patience = self._wait if wait is None else max(0.0, min(self._wait, wait))
-        deadline = time.monotonic() + patience
-        while not self._client.set(key, token, nx=True, px=self._lease_ms):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise FetchError(
-                    "host_busy", "", f"{host} stayed busy for {patience:g} s (another worker)"
-                )
-            ttl_ms = int(self._client.pttl(key))
-            if ttl_ms == -2:  # just released: try again at once
-                continue
-            # Sleep until the holder's key would expire, but look again soon: a request
-            # ending early shortens it to `delay`.
-            pause = self._POLL_MAX if ttl_ms < 0 else max(ttl_ms / 1000, 0.001)
-            time.sleep(min(pause, self._POLL_MAX, left))
-        try:
-            yield
-        finally:
-            try:
-                LOCK_HOLD(self._client, [key], LockArgs(token, self._delay_ms))
-            except redis.RedisError as exc:
-                # The lease expires on its own; a lost release only delays the host.
-                log.warning("could not release the host gate for %s: %s", host, exc)
 
 
 # ---------------------------------------------------------------------------- bodies
@@ -641,7 +395,7 @@ class Fetcher:
         self, url: str, hop: str, headers: Mapping[str, str], deadline: float
     ) -> tuple[Response | _Redirect, int]:
         """One URL, with retries: its response or redirect, and the attempts made."""
-        host = _gate_host(hop)
+        host = gate_host(hop)
         total = 1 + self.policy.retries
         for attempt in range(1, total + 1):
             try:

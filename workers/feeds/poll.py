@@ -17,8 +17,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
@@ -27,11 +26,11 @@ import redis
 
 from workers.clean.urls import canonical_url
 from workers.document import DeadInput, LoadedInput
-from workers.feeds.fetch import Fetcher, FetchError
+from workers.feeds.fetch import Fetcher
+from workers.feeds.policy import FetchError
 from workers.feeds.spec import FeedEntry, FeedSpec, entry_document, needs_article, parse_feed
-from workers.index.args import LockArgs
 from workers.index.keys import Keys
-from workers.index.scripts import LOCK_HOLD, LOCK_RELEASE
+from workers.index.locks import RedisLock
 from workers.ingest.html import ArticleError, ArticleReader, ArticleText
 from workers.ops.connection import as_text, redact
 from workers.pipeline.process import process_with_runtime
@@ -154,25 +153,14 @@ def poll_once(runtime: Runtime, spec: FeedSpec, *, task_id: str, fetcher: Fetche
     # Article pages are fetched while a poll has time for one more within half the soft
     # time limit, so that slow article servers defer entries instead of costing the poll.
     fetch_until = started + runtime.settings.worker.task_soft_time_limit / 2
-    with _feed_lock(runtime.client, runtime.keys.feed_lock(key), task_id, lease_ms) as held:
+    lock = RedisLock(runtime.client, runtime.keys.feed_lock(key), token=task_id)
+    with lock.held(lease_ms) as held:
         if not held:
             report.outcome = "locked"
         else:
             _poll_locked(runtime, spec, task_id, fetcher, report, fetch_until)
     report.seconds = round(time.monotonic() - started, 3)
     return report
-
-
-@contextmanager
-def _feed_lock(client: redis.Redis, lock: str, token: str, lease_ms: int) -> Iterator[bool]:
-    held = bool(client.set(lock, token, nx=True, px=lease_ms))
-    if not held and as_text(client.get(lock) or b"") == token:
-        held = bool(LOCK_HOLD(client, [lock], LockArgs(token, lease_ms)))
-    try:
-        yield held
-    finally:
-        if held:
-            LOCK_RELEASE(client, [lock], LockArgs(token, 0))
 
 
 def _poll_locked(

@@ -26,10 +26,9 @@ from celery.beat import Scheduler
 from workers.config import process_settings
 from workers.feeds.poll import feed_key
 from workers.feeds.spec import FeedSpec
-from workers.index.args import LockArgs
 from workers.index.keys import Keys
-from workers.index.scripts import LOCK_HOLD, LOCK_RELEASE
-from workers.ops.connection import as_text, redis_from_url
+from workers.index.locks import RedisLock
+from workers.ops.connection import redis_from_url
 from workers.worker.app import FETCH_QUEUE
 from workers.worker.runtime import load_feeds_and_rules, worker_redis_url
 
@@ -37,6 +36,7 @@ log = logging.getLogger(__name__)
 
 POLL_TASK = "newsdedup.poll_feed"
 BEAT_LOCK_SECONDS = 60
+BEAT_LOCK_MS = BEAT_LOCK_SECONDS * 1000
 
 
 class BeatAlreadyRunning(SystemExit):
@@ -71,9 +71,10 @@ class FeedScheduler(Scheduler):  # type: ignore[misc]
         settings = process_settings()
         self._client: redis.Redis = redis_from_url(worker_redis_url(settings))
         self._keys = Keys(settings.prefix)
-        self._token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        if not self._client.set(self._keys.beat_lock, self._token, nx=True, ex=BEAT_LOCK_SECONDS):
-            holder = as_text(self._client.get(self._keys.beat_lock) or b"?")
+        token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._lock = RedisLock(self._client, self._keys.beat_lock, token)
+        if not self._lock.acquire(BEAT_LOCK_MS):
+            holder = self._lock.holder() or "?"
             raise BeatAlreadyRunning(
                 f"newsdedup: error: another beat is running ({holder}); exactly one beat "
                 f"may run against a Redis and prefix (it expires {BEAT_LOCK_SECONDS}s after "
@@ -103,22 +104,21 @@ class FeedScheduler(Scheduler):  # type: ignore[misc]
         return min(delay, BEAT_LOCK_SECONDS / 3)
 
     def _keep_lock(self) -> None:
-        renewed = LOCK_HOLD(
-            self._client, [self._keys.beat_lock], LockArgs(self._token, BEAT_LOCK_SECONDS * 1000)
-        )
-        if renewed:
+        if self._lock.hold(BEAT_LOCK_MS):
             return
         # Lost it (Redis restarted without persistence, or this beat stalled past the
         # expiry): take it again unless another beat has.
-        if not self._client.set(self._keys.beat_lock, self._token, nx=True, ex=BEAT_LOCK_SECONDS):
+        if not self._lock.acquire(BEAT_LOCK_MS):
             raise BeatAlreadyRunning("newsdedup: error: another beat took over; stopping this one")
 
     def close(self) -> None:
         try:
             super().close()
         finally:
+            lock: RedisLock | None = getattr(self, "_lock", None)
+            if lock is not None:
+                with contextlib.suppress(redis.RedisError):
+                    lock.release()
             client = getattr(self, "_client", None)
             if client is not None:
-                with contextlib.suppress(redis.RedisError):
-                    LOCK_RELEASE(client, [self._keys.beat_lock], LockArgs(self._token, 0))
                 client.close()

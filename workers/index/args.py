@@ -176,10 +176,12 @@ class LearnArgs(ScriptArgs):
 
 @dataclass(frozen=True, slots=True)
 class LockArgs(ScriptArgs):
-    """scripts/lock_hold.lua and lock_release.lua: a lock held under an owner's token."""
+    """scripts/lock_acquire.lua, lock_hold.lua and lock_release.lua: a lock held under an
+    owner's token (locks.RedisLock)."""
 
     token: str = text()
-    milliseconds: int = number()  # lock_hold: keep it so much longer; 0 releases it
+    # lock_acquire: take it for so long; lock_hold: keep it so much longer, 0 releases it
+    milliseconds: int = number()
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from workers.document import DeadInput, LoadedInput
 from workers.index.keys import JOB_TTL_SECONDS
-from workers.ingest.files import TaskSpec, load_location, load_task, single_input_ref
+from workers.ingest.load import load_location, load_task, single_input_ref
+from workers.ingest.spec import TaskSpec
 from workers.ops.connection import is_outage
 from workers.pipeline.process import BatchResult, process_with_runtime
 from workers.worker.runtime import Runtime

@@ -22,7 +22,7 @@ from functools import partial
 import redis
 
 from workers.index.keys import JOB_TTL_SECONDS, Keys
-from workers.ingest.files import Plan
+from workers.ingest.plan import Plan
 from workers.ops.connection import as_text, retry_while_outage
 
 

@@ -17,7 +17,9 @@ from workers.clean.boilerplate.learner import LearnerSettings, LineLearner
 from workers.clean.boilerplate.rules import RuleSet, load_rules, parse_source_rules
 from workers.clean.fingerprint import Fingerprinter, FingerprintParams
 from workers.config import ConfigError, Settings, process_settings
-from workers.feeds.fetch import Fetcher, HttpPolicy, RedisHostGate
+from workers.feeds.fetch import Fetcher
+from workers.feeds.gate import RedisHostGate
+from workers.feeds.policy import HttpPolicy
 from workers.feeds.spec import FeedSpec, load_feeds
 from workers.index.dedup import DecisionRule, DedupIndex, IndexLayout
 from workers.index.keys import Keys

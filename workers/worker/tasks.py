@@ -10,7 +10,7 @@ from celery.utils.log import get_task_logger
 
 from workers.feeds.poll import poll_once, record_poll_result
 from workers.feeds.spec import FeedSpec
-from workers.ingest.files import TaskSpec
+from workers.ingest.spec import TaskSpec
 from workers.ops.connection import is_outage, outage_reason
 from workers.worker.app import app
 from workers.worker.batches import BatchRun

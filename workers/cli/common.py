@@ -1,0 +1,107 @@
+"""What every command shares: the context, opening the runtime, and how failures end.
+
+Expected failures (Redis unreachable, a missing path, bad config) print one line to
+stderr and exit non-zero; tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import NoReturn, ParamSpec, TypeVar
+
+import click
+import kombu.exceptions
+import redis
+
+from workers.config import ConfigError, Settings
+from workers.index.dedup import IndexMismatch
+from workers.ingest.plan import PlanError
+from workers.ops.connection import (
+    Endpoints,
+    RedisUnavailable,
+    endpoints,
+    outage_reason,
+    ping,
+    redact,
+)
+from workers.worker.runtime import Runtime, build_runtime
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    click.echo(f"newsdedup: error: {message}", err=True)
+    sys.exit(code)
+
+
+def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn the failures a user can act on into one line and a non-zero exit."""
+
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except (RedisUnavailable, ConfigError, IndexMismatch) as exc:
+            fail(str(exc))
+        except PlanError as exc:
+            fail(str(exc), EXIT_USAGE)
+        except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
+            reason = outage_reason(exc)
+            if reason is None and isinstance(exc, kombu.exceptions.OperationalError):
+                fail(f"cannot reach the Celery broker: {redact(str(exc))}")
+            if reason is None:
+                raise  # a bug: the traceback is for us
+            fail(f"Redis is {reason}")
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+
+    wrapper.__name__ = func.__name__
+    wrapper.__doc__ = func.__doc__
+    return wrapper
+
+
+@dataclass(slots=True)
+class Context:
+    settings: Settings
+
+
+@contextmanager
+def open_runtime(ctx: Context) -> Iterator[tuple[Runtime, Endpoints]]:
+    """Connect to the configured Redis, or start/attach the embedded one."""
+    settings = ctx.settings
+    with endpoints(settings.redis_url, settings.broker_url, settings.data_dir) as ends:
+        runtime = build_runtime(settings, ends.redis_url)
+        ping(runtime.client, ends.redis_url)
+        try:
+            yield runtime, ends
+        finally:
+            runtime.client.close()
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM end a long-running command with KeyboardInterrupt, also when the
+    process started with SIGINT ignored (a shell's background job). Only the first: a
+    repeated signal must not cut short the stopping of the worker and the server."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def confirm(yes: bool, action: str) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        fail(f"this will {action}; pass --yes to confirm", EXIT_USAGE)
+    click.confirm(f"This will {action}. Continue?", abort=True)

@@ -1,0 +1,249 @@
+"""The worker a command starts for itself, and following what it does.
+
+With the embedded Redis nothing else would process a command's tasks, so `backfill` and
+`poll` start a local Celery worker tied to the command (`local_worker`), follow the job
+or the polls until every input is accounted for, and stop the worker in order, also on
+Ctrl-C or SIGTERM. While Redis refuses writes (full, read-only), the progress display
+says so in one line instead of looking stuck (`BlockedWait`, `_Stall`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from workers.cli.common import fail, stop_on_signals
+from workers.config import Settings
+from workers.feeds.poll import read_poll
+from workers.ops.connection import Endpoints, child_environment, outage_reason
+from workers.ops.processes import PARENT_PID_ENV, kill_group
+from workers.ops.stats import write_refusal
+from workers.worker.jobs import JobProgress, read_progress
+from workers.worker.runtime import Runtime
+
+
+def follow_job(
+    runtime: Runtime,
+    job_id: str,
+    worker: subprocess.Popen[bytes] | None,
+    log_path: Path | None,
+    timeout: float | None,
+) -> JobProgress:
+    """Show a progress bar until every input of the job is accounted for."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    started = time.monotonic()
+    progress = read_progress(runtime.client, runtime.keys, job_id)
+    stall = _Stall(runtime, console)
+    columns = (
+        TextColumn("[bold]backfill"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>7.1f} docs/s"),
+        TextColumn("dup {task.fields[dups]}"),
+        TextColumn("dead {task.fields[dead]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("backfill", total=progress.total, rate=0.0, dups=0, dead=0)
+        while True:
+            progress = read_progress(runtime.client, runtime.keys, job_id)
+            elapsed = max(time.monotonic() - started, 1e-6)
+            bar.update(
+                task,
+                completed=progress.processed,
+                rate=progress.processed / elapsed,
+                dups=progress.duplicates,
+                dead=progress.dead,
+            )
+            if progress.finished:
+                return progress
+            if progress.abandoned_tasks and progress.tasks_done >= progress.tasks_total:
+                fail(
+                    f"job {job_id}: {progress.abandoned_tasks} task(s) given up after "
+                    f"repeated failures, {progress.total - progress.processed} inputs not "
+                    "accounted for; see the worker logs"
+                )
+            if worker is not None and worker.poll() is not None:
+                where = f"; see {log_path}" if log_path else ""
+                fail(f"the worker process exited with code {worker.returncode}{where}")
+            if timeout is not None and elapsed > timeout:
+                fail(
+                    f"job {job_id} not finished after {timeout:.0f}s "
+                    f"({progress.processed}/{progress.total} inputs)"
+                )
+            stall.check(progress.processed)
+            time.sleep(0.2)
+
+
+class BlockedWait:
+    """Between tries of a send that Redis refused: says why once per cause, then waits with
+    backoff (up to 5 s) for as long as it takes; Ctrl-C stops the command."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.tries = 0
+        self.said: str | None = None
+
+    def __call__(self, error: BaseException) -> None:
+        from rich.console import Console
+
+        blocked = write_refusal(self.runtime.client, self.runtime.keys)
+        message = blocked or f"Redis is {outage_reason(error)}"
+        if message != self.said:
+            self.said = message
+            Console(stderr=True).print(
+                f"blocked: {message}; waiting to send the job (Ctrl-C to stop)",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+        self.tries += 1
+        time.sleep(min(5.0, 0.2 * 2 ** min(self.tries, 5)))
+
+
+class _Stall:
+    """While a job makes no progress, finds out every few seconds whether Redis refuses
+    writes, and says so (and when it takes them again) in one line each."""
+
+    AFTER = 3.0  # seconds without progress before looking
+    EVERY = 5.0  # seconds between looks
+
+    def __init__(self, runtime: Runtime, console: Any) -> None:
+        self.runtime, self.console = runtime, console
+        self.done = -1
+        self.since = self.looked = time.monotonic()
+        self.blocked: str | None = None
+
+    def check(self, done: int) -> None:
+        now = time.monotonic()
+        if done != self.done:
+            self.done, self.since = done, now
+            if self.blocked is None:
+                return
+        elif now - self.since < self.AFTER or now - self.looked < self.EVERY:
+            return
+        self.looked = now
+        blocked = write_refusal(self.runtime.client, self.runtime.keys)
+        if blocked and blocked != self.blocked:
+            self.console.print(f"blocked: {blocked}", markup=False, highlight=False, soft_wrap=True)
+        elif self.blocked and not blocked:
+            self.console.print("Redis takes writes again: going on", highlight=False)
+        self.blocked = blocked
+
+
+# Stopping the worker a command started: a warm shutdown lets the running batch (maybe
+# another job's) finish and be acknowledged; whatever is left after this many seconds is
+# killed. Shorter when the command was interrupted: the user is waiting for it to end.
+WORKER_STOP_GRACE = 30.0
+WORKER_STOP_GRACE_INTERRUPTED = 10.0
+
+
+def _start_local_worker(
+    ends: Endpoints, settings: Settings, concurrency: int, queues: str = "ingest"
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """A Celery worker for this command, tied to it: it stops when this process ends,
+    however it ends (workers.ops.processes.exit_with_parent), and holds this process's share
+    of the embedded server (`inherit_fds`), which therefore outlives it."""
+    log_path = settings.data_dir / "worker.log"
+    log_file = log_path.open("ab")
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers",
+        "worker",
+        "--queues",
+        queues,
+        "--concurrency",
+        str(concurrency),
+        "--pool",
+        "prefork",
+        "--loglevel",
+        "WARNING",
+        "--hostname",
+        f"embedded-{os.getpid()}@%h",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    worker = subprocess.Popen(
+        command,
+        env={**child_environment(ends, settings), PARENT_PID_ENV: str(os.getpid())},
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        pass_fds=ends.inherit_fds,
+        # Its own process group: a terminal's Ctrl-C reaches this command only, which
+        # stops the worker in order; and the whole tree can be killed at once.
+        process_group=0,
+    )
+    log_file.close()
+    return worker, log_path
+
+
+def _stop_local_worker(worker: subprocess.Popen[bytes], grace: float) -> None:
+    """Warm shutdown (SIGTERM: the running batch finishes), then after `grace` seconds
+    SIGKILL for the worker's whole process group, pool processes included, stuck or not."""
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+        with suppress(subprocess.TimeoutExpired):
+            worker.wait(timeout=grace)
+    if worker.poll() is None:
+        with suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+    kill_group(worker.pid)  # pool processes a main process that died left behind
+
+
+@contextmanager
+def local_worker(
+    ends: Endpoints, settings: Settings, concurrency: int, queues: str = "ingest"
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """A worker for the time of the block; SIGTERM, like Ctrl-C, interrupts the command
+    so that the worker and the embedded server are stopped in order."""
+    stop_on_signals()
+    worker, log_path = _start_local_worker(ends, settings, concurrency, queues)
+    try:
+        yield worker, log_path
+    except BaseException:
+        _stop_local_worker(worker, WORKER_STOP_GRACE_INTERRUPTED)
+        raise
+    _stop_local_worker(worker, WORKER_STOP_GRACE)
+
+
+def wait_for_polls(
+    runtime: Runtime,
+    task_ids: list[str],
+    worker: subprocess.Popen[bytes] | None,
+    log_path: Path | None,
+    timeout: float | None,
+) -> list[tuple[str, dict[str, str]]]:
+    from rich.console import Console
+
+    started = time.monotonic()
+    records: dict[str, dict[str, str]] = {}
+    with Console(stderr=True).status(f"polling {len(task_ids)} feed(s)"):
+        while True:
+            for task_id in task_ids:
+                if task_id not in records:
+                    record = read_poll(runtime.client, runtime.keys, task_id)
+                    if record.get("state") in ("done", "crashed"):
+                        records[task_id] = record
+            if len(records) == len(task_ids):
+                return [(task_id, records[task_id]) for task_id in task_ids]
+            if worker is not None and worker.poll() is not None:
+                where = f"; see {log_path}" if log_path else ""
+                fail(f"the worker process exited with code {worker.returncode}{where}")
+            if timeout is not None and time.monotonic() - started > timeout:
+                fail(f"polls not finished after {timeout:.0f}s ({len(records)}/{len(task_ids)})")
+            time.sleep(0.2)

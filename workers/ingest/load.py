@@ -1,0 +1,373 @@
+"""Loading a task's inputs: one `TaskSpec` back into `Document`s and `DeadInput`s.
+
+Loading runs in the workers. Its contract with planning is exact accounting: every
+planned input is yielded exactly once, as a `Document` or a `DeadInput`, even when the
+file went missing, shrank or broke between planning and loading ("missing",
+"unreadable", "read_error").
+
+Each file is opened with `open_in_root`: a file swapped for a symlink leading out of the
+root since planning is `symlink_outside_root`. What one input may cost is capped
+(`Limits`, from config [ingest]): a JSONL line over `max_record_bytes` is
+`record_too_large` (never held in memory: only its size is counted), a .gz stops at
+`max_decompressed_bytes` (the rest of the file is one `decompressed_too_large` input), a
+file read whole is at most `max_file_bytes` (`too_large`), and a title over
+`max_title_chars` is cut at a word boundary and ends in "…": the article is kept, and
+the ellipsis says the headline was cut.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
+
+from workers.document import DeadInput, Document, LoadedInput
+from workers.ingest.dates import parse_date
+from workers.ingest.decode import DecodeError, decode_bytes
+from workers.ingest.html import ArticleError, ArticleReader
+from workers.messages import one_line
+from workers.ingest.paths import PathRefused, escape_name, open_in_root, os_path
+from workers.ingest.scan import Line, TotalCapExceeded
+from workers.ingest.spec import (
+    DEFAULT_LIMITS,
+    READ_ERRORS,
+    Kind,
+    Limits,
+    Location,
+    TaskSpec,
+    file_kind,
+    line_scanner,
+    open_jsonl,
+)
+
+_TEXT_FIELDS = ("text", "content", "body")
+_URL_FIELDS = ("url", "link")
+_DATE_FIELDS = ("published", "published_at", "date", "time", "date_extracted", "pubDate")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def load_task(
+    spec: TaskSpec, *, default_source: str | None, read_html: ArticleReader
+) -> Iterator[LoadedInput]:
+    """Yield exactly `spec.inputs` Documents/DeadInputs for one planned task. HTML pages
+    are read with `read_html` (in a worker: the bounded `Runtime.extractor.read`)."""
+    for loc in spec.locations:
+        yield from load_location(
+            spec.root, loc, default_source=default_source, read_html=read_html, limits=spec.limits
+        )
+
+
+def load_location(
+    root: Path | str,
+    loc: Location,
+    *,
+    default_source: str | None,
+    read_html: ArticleReader,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Iterator[LoadedInput]:
+    """Yield exactly `loc.inputs` Documents/DeadInputs for one planned range of the task
+    root `root` (escaped, as in TaskSpec.root)."""
+    kind = file_kind(loc.path)
+    if kind is None:
+        raise ValueError(f"not a supported input file: {loc.path!r}")
+    root = str(root)
+    source = default_source or _folder_source(root, loc.path)
+    ctx = _Ctx(os_path(root), os_path(loc.path), loc, source, limits, read_html)
+    if kind in ("jsonl", "jsonl_gz"):
+        yield from _load_jsonl(ctx, gz=kind == "jsonl_gz")
+    elif kind == "json":
+        yield from _load_json(ctx)
+    else:
+        if loc.start != 0 or loc.count != 1:
+            raise ValueError(f"a {kind} file holds exactly one input: {loc!r}")
+        yield _load_single(ctx, kind)
+
+
+def jsonl_ref(rel: str, line_no: int) -> str:
+    """The input_ref of a JSONL record: its path and 1-based line number."""
+    return f"{rel}:{line_no + 1}"
+
+
+def element_ref(rel: str, index: int) -> str:
+    """The input_ref of a JSON array's element."""
+    return f"{rel}#{index}"
+
+
+def single_input_ref(loc: Location) -> str | None:
+    """The input_ref of a range that holds exactly one input, known before reading it (the
+    loaders name inputs the same way), or None for a range of several."""
+    if loc.inputs != 1 or loc.count != 1:
+        return None
+    kind = file_kind(loc.path)
+    if kind in ("jsonl", "jsonl_gz"):
+        return jsonl_ref(loc.path, loc.start)
+    if kind == "json":  # element 0 is named `path#0` in an array, `path` for an object
+        return element_ref(loc.path, loc.start) if loc.start else None
+    return loc.path
+
+
+@dataclass(frozen=True, slots=True)
+class _Ctx:
+    root: str  # OS paths (not escaped)
+    rel: str
+    loc: Location
+    source: str  # used when a record names no source of its own
+    limits: Limits
+    read_html: ArticleReader
+
+    def open(self) -> BinaryIO:
+        return open_in_root(self.root, self.rel)
+
+    def title(self, title: str) -> str:
+        return cap_title(title, self.limits.max_title_chars)
+
+    def dead(self, reject: _Reject, ref: str) -> DeadInput:
+        return DeadInput(
+            ref, reject.reason, reject.message, reject.id, reject.source or self.source
+        )
+
+
+class _Reject(Exception):
+    """Internal: why an input becomes a DeadInput (turned into one by the loaders)."""
+
+    def __init__(self, reason: str, message: str, *, id: str = "", source: str = ""):
+        super().__init__(message)
+        self.reason = reason
+        self.message = _encodable(one_line(message)[:500])
+        self.id = id
+        self.source = source
+
+
+def _folder_source(root: str, rel: str) -> str:
+    parts = PurePosixPath(rel).parts
+    return parts[-2] if len(parts) > 1 else PurePosixPath(root).name
+
+
+def cap_title(title: str, max_chars: int) -> str:
+    """`title` if it fits in `max_chars`, else cut at a word boundary (unless that would
+    lose more than half of it) and ended with "…", so readers see it was cut."""
+    if len(title) <= max_chars:
+        return title
+    cut = title[: max_chars - 1]
+    head = cut.rsplit(maxsplit=1)[0] if cut.strip() else ""
+    if len(head) >= max_chars // 2:
+        cut = head
+    return cut.rstrip() + "…"
+
+
+def _load_single(ctx: _Ctx, kind: Kind) -> LoadedInput:
+    rel = ctx.loc.path
+    try:
+        text = _decode(_read_capped(ctx))
+        if kind == "txt":
+            return _txt_document(text, ctx)
+        return _html_document(text, ctx)
+    except _Reject as reject:
+        return ctx.dead(reject, rel)
+
+
+def _txt_document(text: str, ctx: _Ctx) -> Document:
+    rel, source = ctx.loc.path, ctx.source
+    # The first non-empty line is the headline; the body is kept raw for later stages.
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if line.strip():
+            title, body = line.strip(), "\n".join(lines[i + 1 :])
+            break
+    else:
+        title, body = "", ""
+    if not body.strip():
+        raise _Reject("missing_text", "text file has no body after its title line", id=rel)
+    return Document(id=rel, source=source, text=body, input_ref=rel, title=ctx.title(title))
+
+
+def _html_document(html: str, ctx: _Ctx) -> Document:
+    rel, source = ctx.loc.path, ctx.source
+    try:
+        article = ctx.read_html(html, "")
+    except ArticleError as exc:  # refused, too slow, or the parser failed: never the batch
+        raise _Reject(exc.reason, str(exc), id=rel) from None
+    if article is None:
+        raise _Reject("no_text", "no main text found in the HTML page", id=rel)
+    return Document(
+        id=rel,
+        source=source,
+        text=article.text,
+        input_ref=rel,
+        title=ctx.title(article.title),
+        url=article.url,
+        published_at=article.published_at,
+    )
+
+
+def _load_json(ctx: _Ctx) -> Iterator[LoadedInput]:
+    loc, rel = ctx.loc, ctx.loc.path
+    indexes = range(loc.start, loc.start + loc.count)
+
+    def ref(i: int) -> str:
+        # Planned as a whole-file object (or the file failed): the bare path names it.
+        return rel if loc.start == 0 and loc.count == 1 else element_ref(rel, i)
+
+    try:
+        parsed = _loads(_decode(_read_capped(ctx)))
+    except _Reject as reject:
+        for i in indexes:
+            yield ctx.dead(reject, ref(i))
+        return
+    if isinstance(parsed, list):
+        for i in indexes:
+            if i < len(parsed):
+                yield _record(ctx, parsed[i], element_ref(rel, i))
+            else:
+                yield ctx.dead(_Reject("missing", f"array has no element {i} any more"), ref(i))
+        return
+    for i in indexes:  # planned as an array, now a single value (or planned as an object)
+        if i == 0:
+            yield _record(ctx, parsed, rel)
+        else:
+            yield ctx.dead(_Reject("missing", "file no longer holds a JSON array"), ref(i))
+
+
+def _load_jsonl(ctx: _Ctx, *, gz: bool) -> Iterator[LoadedInput]:
+    loc, rel = ctx.loc, ctx.loc.path
+    end = loc.start + loc.count
+    used: set[int] = set()
+    failure: _Reject | None = None
+    seek = loc.offset >= 0 and not gz  # a .gz cannot seek: its lines are skipped
+    try:
+        with open_jsonl(ctx.root, ctx.rel, gz=gz, seek=loc.offset if seek else 0) as stream:
+            start = (loc.start, loc.offset) if seek else (0, 0)
+            for line in line_scanner(stream, ctx.limits, gz=gz, start=start):
+                if line.index < loc.start:
+                    continue
+                if line.index >= end:
+                    break
+                used.add(line.index)
+                yield _jsonl_record(ctx, line)
+                if len(used) >= loc.inputs:
+                    break
+    except TotalCapExceeded:
+        cap = ctx.limits.max_decompressed_bytes
+        failure = _Reject("decompressed_too_large", f"decompresses to more than {cap} bytes")
+    except READ_ERRORS as exc:
+        failure = _os_reject(exc)
+    if len(used) < loc.inputs:
+        # The file vanished, shrank or broke since planning: account for every input, named
+        # by line numbers of this range not already used so input_refs stay unique.
+        reject = failure or _Reject("missing", "file has fewer records than when planned")
+        free = (n for n in range(loc.start, end) if n not in used)
+        for n in islice(free, loc.inputs - len(used)):
+            yield ctx.dead(reject, jsonl_ref(rel, n))
+
+
+def _jsonl_record(ctx: _Ctx, line: Line) -> LoadedInput:
+    ref = jsonl_ref(ctx.loc.path, line.index)
+    if line.data is None:
+        cap = ctx.limits.max_record_bytes
+        reject = _Reject("record_too_large", f"a line of {line.size} bytes (at most {cap})")
+        return ctx.dead(reject, ref)
+    try:
+        try:
+            text = line.data.decode("utf-8")
+        except UnicodeDecodeError:  # rare: let the shared decoder guess the legacy charset
+            text = _decode(line.data)
+        return _record(ctx, _loads(text), ref)
+    except _Reject as reject:
+        return ctx.dead(reject, ref)
+
+
+def _record(ctx: _Ctx, obj: object, ref: str) -> LoadedInput:
+    """Map one JSON value to a Document; `ref` doubles as the id when the record has none."""
+    if not isinstance(obj, dict):
+        reject = _Reject("not_an_object", f"expected a JSON object, got {_json_type(obj)}")
+        return ctx.dead(reject, ref)
+    doc_id = _scalar(obj.get("id")) or ref
+    source = _scalar(obj.get("source")) or ctx.source
+    text = next((v for k in _TEXT_FIELDS if isinstance(v := obj.get(k), str) and v.strip()), "")
+    text = _encodable(text)
+    if not text:
+        message = "record has no text, content or body"
+        return ctx.dead(_Reject("missing_text", message, id=doc_id, source=source), ref)
+    date = next((v for k in _DATE_FIELDS if (v := obj.get(k)) not in (None, "")), None)
+    return Document(
+        id=doc_id,
+        source=source,
+        text=text,
+        input_ref=ref,
+        title=ctx.title(_scalar(obj.get("title"))),
+        url=next((u for k in _URL_FIELDS if (u := _scalar(obj.get(k)))), ""),
+        published_at=parse_date(date),
+        author=_scalar(obj.get("author")),
+        language=_scalar(obj.get("language")) or _scalar(obj.get("lang")),
+    )
+
+
+def _read_capped(ctx: _Ctx) -> bytes:
+    max_bytes = ctx.limits.max_file_bytes
+    try:
+        with ctx.open() as f:
+            size = os.fstat(f.fileno()).st_size
+            data = f.read(max_bytes + 1)
+    except READ_ERRORS as exc:
+        raise _os_reject(exc) from None
+    if size > max_bytes or len(data) > max_bytes:
+        raise _Reject("too_large", f"file is {max(size, len(data))} bytes, over {max_bytes}")
+    return data
+
+
+def _os_reject(exc: BaseException) -> _Reject:
+    if isinstance(exc, PathRefused):
+        return _Reject(exc.reason, str(exc))
+    if isinstance(exc, FileNotFoundError):
+        return _Reject("missing", "file no longer exists")
+    if isinstance(exc, PermissionError):
+        where = escape_name(str(exc.filename or ""))
+        return _Reject("unreadable", f"permission denied: {where}".strip())
+    return _Reject("read_error", f"{type(exc).__name__}: {exc}")
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return decode_bytes(data).text
+    except DecodeError as exc:
+        raise _Reject(f"decode_{exc.reason}", str(exc) or exc.reason) from None
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge ints, deep nesting
+        raise _Reject("malformed_json", f"malformed JSON: {exc}") from None
+
+
+def _scalar(value: object) -> str:
+    """A record field as a stripped string; containers and null count as absent."""
+    if isinstance(value, str):
+        return _encodable(value.strip())
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return ""
+
+
+def _json_type(value: object) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+def _encodable(text: str) -> str:
+    """`text` with each lone surrogate (a JSON "\\ud800" escape without its pair, or an OS
+    path's undecodable byte) as U+FFFD: no UTF-8 can carry one, so it would fail every
+    write of the input to Redis, its `dead` entry and its cursor included."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
+

@@ -1,0 +1,186 @@
+"""A backfill task's inputs: the payload that planning writes and loading reads.
+
+A `TaskSpec` carries paths and line/element ranges (`Location`s) under one root, never
+article text, and the `Limits` it was planned with. Planning (plan.py) and loading
+(load.py) must count the same inputs: they share the file kinds (`file_kind`), the
+limits and the way a JSONL file is read (`open_jsonl`, `line_scanner`).
+
+Paths travel escaped (workers/ingest/paths.py), so a file name that is not UTF-8 is an
+input like any other.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO, Literal
+
+from workers.config import DEFAULTS
+from workers.ingest.paths import open_in_root
+from workers.ingest.scan import LineScanner
+
+
+Kind = Literal["txt", "html", "json", "jsonl", "jsonl_gz"]
+
+# Longest suffix first is not needed: no supported suffix ends another one.
+_SUFFIXES: dict[str, Kind] = {
+    ".txt": "txt",
+    ".html": "html",
+    ".htm": "html",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".jsonl.gz": "jsonl_gz",
+    ".ndjson.gz": "jsonl_gz",
+}
+READ_ERRORS = (OSError, EOFError, zlib.error)  # what a truncated or corrupt .gz raises
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one input may cost (config [ingest]). The plan's limits travel with its tasks,
+    so planning and loading count the same inputs."""
+
+    max_file_bytes: int = DEFAULTS.ingest.max_file_bytes  # files read whole (.txt, .html, .json)
+    max_record_bytes: int = DEFAULTS.ingest.max_record_bytes  # one JSONL line
+    max_decompressed_bytes: int = DEFAULTS.ingest.max_decompressed_bytes  # one .jsonl.gz
+    max_title_chars: int = DEFAULTS.ingest.max_title_chars
+
+    def __post_init__(self) -> None:
+        if min(asdict(self).values()) < 1:
+            raise ValueError(f"every limit must be at least 1: {self!r}")
+
+    def to_json(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Limits:
+        # A missing limit (a task planned by an older version) takes its default.
+        return cls(**{f.name: int(d[f.name]) for f in fields(cls) if f.name in d})
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """A range of inputs inside one file under a task's root.
+
+    `start`/`count` are physical lines for JSONL (blank lines included), elements for a
+    JSON array, and 0/1 for single-document files. `inputs` is how many inputs the range
+    holds: fewer than `count` when a JSONL range spans blank lines. `offset` is the byte
+    offset of line `start` in a plain .jsonl, so the loader seeks instead of scanning.
+    """
+
+    path: str  # POSIX, relative to the task root
+    start: int = 0
+    count: int = 1
+    offset: int = -1
+    inputs: int = -1  # -1 means "same as count"
+
+    def __post_init__(self) -> None:
+        if self.inputs < 0:
+            object.__setattr__(self, "inputs", self.count)
+        pure = PurePosixPath(self.path)
+        if not self.path or pure.is_absolute() or ".." in pure.parts or str(pure) == ".":
+            raise ValueError(
+                f"Location.path must be a relative path inside the root: {self.path!r}"
+            )
+        if self.start < 0 or self.count < 1 or not 1 <= self.inputs <= self.count:
+            raise ValueError(f"inconsistent Location range: {self!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        # Defaults are left out: a task of 500 single files stays a small payload.
+        out: dict[str, Any] = {"path": self.path}
+        if self.start:
+            out["start"] = self.start
+        if self.count != 1:
+            out["count"] = self.count
+        if self.offset != -1:
+            out["offset"] = self.offset
+        if self.inputs != self.count:
+            out["inputs"] = self.inputs
+        return out
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Location:
+        return cls(
+            path=str(d["path"]),
+            start=int(d.get("start", 0)),
+            count=int(d.get("count", 1)),
+            offset=int(d.get("offset", -1)),
+            inputs=int(d.get("inputs", -1)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """One Celery task's worth of inputs: ranges of files under one root folder."""
+
+    root: str  # absolute, resolved when planned, escaped (workers/ingest/paths.py)
+    locations: tuple[Location, ...]
+    inputs: int  # exactly how many LoadedInputs `load_task` yields
+    limits: Limits = DEFAULT_LIMITS  # the caps the plan used, so loading agrees
+
+    def __post_init__(self) -> None:
+        if not Path(self.root).is_absolute():
+            raise ValueError(f"TaskSpec.root must be absolute: {self.root!r}")
+        if self.inputs != sum(loc.inputs for loc in self.locations):
+            raise ValueError("TaskSpec.inputs does not match its locations")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "root": self.root,
+            "inputs": self.inputs,
+            **self.limits.to_json(),
+            "locations": [loc.to_json() for loc in self.locations],
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> TaskSpec:
+        return cls(
+            root=str(d["root"]),
+            locations=tuple(Location.from_json(loc) for loc in d["locations"]),
+            inputs=int(d["inputs"]),
+            limits=Limits.from_json(d),
+        )
+
+
+def file_kind(name: str) -> Kind | None:
+    """The input kind a file name maps to, or None when it is not a supported input."""
+    lower = name.lower()
+    for suffix, kind in _SUFFIXES.items():
+        if lower.endswith(suffix):
+            return kind
+    return None
+
+
+@contextmanager
+def open_jsonl(root: str, rel: str, *, gz: bool, seek: int = 0) -> Iterator[BinaryIO]:
+    """The (decompressed) bytes of the JSONL file `rel` under `root` (OS paths, not
+    escaped), from byte `seek`."""
+    with open_in_root(root, rel) as raw:
+        if seek:
+            raw.seek(seek)
+        if not gz:
+            yield raw
+            return
+        with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
+            yield unzipped  # type: ignore[misc]  # GzipFile is a binary file, typeshed aside
+
+
+def line_scanner(
+    stream: BinaryIO, limits: Limits, *, gz: bool, start: tuple[int, int] = (0, 0)
+) -> LineScanner:
+    # Shared by planner and loader: they must agree on what counts as an input.
+    return LineScanner(
+        stream,
+        max_line_bytes=limits.max_record_bytes,
+        max_total_bytes=limits.max_decompressed_bytes if gz else None,
+        start_index=start[0],
+        start_offset=start[1],
+    )
