@@ -22,10 +22,9 @@ from conftest import RedisTarget
 from support.loopback import LoopbackServer, Scripted
 from support.resolvers import PUBLIC_IP, addr, stub_resolver
 
-from workers.config import Settings
 from workers.feeds.fetch import Fetcher
 from workers.feeds.gate import NoHostGate, RedisHostGate
-from workers.feeds.policy import FetchError, HttpPolicy, check_url
+from workers.feeds.policy import FetchError, HttpPolicy
 from workers.index.keys import Keys
 from workers.ops.connection import redact
 

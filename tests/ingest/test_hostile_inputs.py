@@ -25,8 +25,6 @@ import pytest
 from conftest import ROOT, SEEDS, RedisTarget, cli_env, run_cli, start_worker, stop_workers
 
 from workers.config import Settings
-from workers.ingest.paths import escape_name, os_path
-from workers.ingest.scan import LineScanner, count_json_array
 from workers.ingest.spec import Location, TaskSpec
 from workers.worker.app import make_app
 

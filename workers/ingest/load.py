@@ -30,7 +30,6 @@ from workers.document import DeadInput, Document, LoadedInput
 from workers.ingest.dates import parse_date
 from workers.ingest.decode import DecodeError, decode_bytes
 from workers.ingest.html import ArticleError, ArticleReader
-from workers.messages import one_line
 from workers.ingest.paths import PathRefused, escape_name, open_in_root, os_path
 from workers.ingest.scan import Line, TotalCapExceeded
 from workers.ingest.spec import (
@@ -44,6 +43,7 @@ from workers.ingest.spec import (
     line_scanner,
     open_jsonl,
 )
+from workers.messages import one_line
 
 _TEXT_FIELDS = ("text", "content", "body")
 _URL_FIELDS = ("url", "link")
@@ -370,4 +370,3 @@ def _encodable(text: str) -> str:
     except UnicodeEncodeError:
         return _SURROGATE.sub("\ufffd", text)
     return text
-

@@ -23,7 +23,6 @@ from workers.config import DEFAULTS
 from workers.ingest.paths import open_in_root
 from workers.ingest.scan import LineScanner
 
-
 Kind = Literal["txt", "html", "json", "jsonl", "jsonl_gz"]
 
 # Longest suffix first is not needed: no supported suffix ends another one.
