@@ -19,11 +19,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 import redis
 from support.loopback import LoopbackServer
+
+if TYPE_CHECKING:
+    from support.faults import PrivateRedis
 
 from workers.clean.boilerplate.rules import RuleSet, load_rules
 
@@ -109,15 +112,21 @@ def rules() -> RuleSet:
     return load_rules()
 
 
-@pytest.fixture
-def prefix(redis_target: RedisTarget) -> Iterator[str]:
-    """A fresh key prefix; every key under it is deleted after the test."""
-    value = f"ndtest:{secrets.token_hex(4)}:"
+@contextlib.contextmanager
+def fresh_prefix(client: redis.Redis, stem: str) -> Iterator[str]:
+    """`stem` and a random suffix: a key prefix whose keys are all deleted afterwards."""
+    value = f"{stem}{secrets.token_hex(4)}:"
     yield value
-    client = redis_target.client
     keys = list(client.scan_iter(match=f"{value}*", count=1000))
     if keys:
         client.unlink(*keys)
+
+
+@pytest.fixture
+def prefix(redis_target: RedisTarget) -> Iterator[str]:
+    """A fresh key prefix; every key under it is deleted after the test."""
+    with fresh_prefix(redis_target.client, "ndtest:") as value:
+        yield value
 
 
 def cli_env(
@@ -208,3 +217,17 @@ def loopback() -> Iterator[LoopbackServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A redis-server of the test's own (support.faults.PrivateRedis), stopped afterwards."""
+    from support.faults import PrivateRedis, running  # support.faults imports this module
+
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        assert not running(server.pid), "redis-server still running"

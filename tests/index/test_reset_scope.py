@@ -18,19 +18,15 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import RedisTarget, cli_env, run_cli, start_worker, stop_workers
+from conftest import RedisTarget, cli_env, fresh_prefix, run_cli, start_worker, stop_workers
 
 from workers.index.keys import Keys, glob_escape
 
 
 @pytest.fixture
 def base(redis_target: RedisTarget) -> Iterator[str]:
-    value = f"ndreset{secrets.token_hex(4)}:"
-    yield value
-    client = redis_target.client
-    keys = list(client.scan_iter(match=f"{value}*", count=1000))
-    if keys:
-        client.unlink(*keys)
+    with fresh_prefix(redis_target.client, "ndreset") as value:
+        yield value
 
 
 def keys_under(client: redis.Redis, prefix: str) -> dict[bytes, bytes]:

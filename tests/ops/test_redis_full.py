@@ -22,21 +22,9 @@ from pathlib import Path
 import pytest
 import redis
 from conftest import ROOT, cli_env, run_cli
-from support.faults import (
-    PrivateRedis,
-    check_accounting,
-    needs_redis_server,
-    private_redis,
-    progress_or_none,
-    running_workers,
-    wait_until,
-    worker_logs,
-    write_inputs,
-)
+from support import faults
 
 from workers.index.keys import Keys
-
-__all__ = ["private_redis"]  # the fixture, imported for the tests below
 
 PREFIX = "full:"
 HEADROOM = 2_500_000  # bytes of maxmemory above what Redis holds before the backfill
@@ -49,14 +37,14 @@ def _blocked_stats(env: dict[str, str]) -> str:
 
 
 def _full_redis_backfill(
-    tmp_path: Path, server: PrivateRedis, full_for: float, worker_env: dict[str, str]
+    tmp_path: Path, server: faults.PrivateRedis, full_for: float, worker_env: dict[str, str]
 ) -> str:
     keys = Keys(PREFIX)
     env = cli_env(redis_url=server.url, prefix=PREFIX, NEWSDEDUP_INGEST__BATCH_SIZE="50")
     client = redis.Redis.from_url(server.url, socket_connect_timeout=1)
-    inputs = write_inputs(tmp_path / "in", 2000, seed=5)
+    inputs = faults.write_inputs(tmp_path / "in", 2000, seed=5)
     try:
-        with running_workers({**env, **worker_env}, tmp_path, 1, "WARNING"):
+        with faults.running_workers({**env, **worker_env}, tmp_path, 1, "WARNING"):
             used = int(client.info("memory")["used_memory"])
             client.config_set("maxmemory", used + HEADROOM)
             log = (tmp_path / "backfill.log").open("wb")
@@ -70,14 +58,14 @@ def _full_redis_backfill(
             )
 
             def logs() -> str:
-                return worker_logs(tmp_path) + "\n----- backfill\n" + read_log()
+                return faults.worker_logs(tmp_path) + "\n----- backfill\n" + read_log()
 
             def read_log() -> str:
                 return (tmp_path / "backfill.log").read_text("utf-8", "replace")
 
-            wait_until(lambda: "blocked: Redis is full" in read_log(), 120, "blocked", logs)
+            faults.wait_until(lambda: "blocked: Redis is full" in read_log(), 120, "blocked", logs)
             job_id = client.zrange(keys.jobs, -1, -1)[0].decode()
-            stalled = progress_or_none(client, keys, job_id)
+            stalled = faults.progress_or_none(client, keys, job_id)
             assert stalled is not None and stalled.processed < len(inputs.refs), stalled
             # Stats says so in one line, and nothing is lost meanwhile: the job's batches
             # are queued or held unacknowledged.
@@ -85,7 +73,7 @@ def _full_redis_backfill(
             assert re.search(r"blocked: Redis is full \(.* used of maxmemory .*noeviction", line)
             assert client.llen(f"{PREFIX}ingest") + client.hlen(f"{PREFIX}unacked") > 0
             time.sleep(full_for)
-            progress = progress_or_none(client, keys, job_id)
+            progress = faults.progress_or_none(client, keys, job_id)
             assert progress is not None and progress.processed < len(inputs.refs)
             client.config_set("maxmemory", 0)
             backfill.wait(timeout=300)
@@ -93,25 +81,25 @@ def _full_redis_backfill(
             assert backfill.returncode == 0, logs()
             assert "Redis takes writes again" in read_log(), read_log()
             assert not _blocked_stats(env)
-            check_accounting(client, keys, job_id, inputs, env)
+            faults.check_accounting(client, keys, job_id, inputs, env)
             return logs()
     finally:
         client.close()
 
 
-@needs_redis_server
+@faults.needs_redis_server
 def test_full_redis_is_waited_out_inside_the_tasks(
-    tmp_path: Path, private_redis: PrivateRedis
+    tmp_path: Path, private_redis: faults.PrivateRedis
 ) -> None:
     logs = _full_redis_backfill(tmp_path, private_redis, 8, {})
     assert "Redis is full" in logs
     assert "handing the message back" not in logs
 
 
-@needs_redis_server
+@faults.needs_redis_server
 @pytest.mark.slow
 def test_full_redis_longer_than_a_task_hands_batches_back(
-    tmp_path: Path, private_redis: PrivateRedis
+    tmp_path: Path, private_redis: faults.PrivateRedis
 ) -> None:
     # A task holds for 0.8 x the soft limit (8 s), then hands its batch back; the full Redis
     # refuses the requeue, so the batch waits in the unacked hash for the visibility

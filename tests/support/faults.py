@@ -112,18 +112,7 @@ class PrivateRedis:
         return self.process.pid if self.process is not None else None
 
 
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        assert not _running(server.pid), "redis-server still running"
-
-
-def _running(pid: int | None) -> bool:
+def running(pid: int | None) -> bool:
     if pid is None:
         return False
     try:
@@ -210,9 +199,9 @@ def running_workers(
             children.update(_descendants(w.pid))
         stop_workers(workers)
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and any(_running(pid) for pid in children):
+        while time.monotonic() < deadline and any(running(pid) for pid in children):
             time.sleep(0.1)
-        left = [pid for pid in children if _running(pid)]
+        left = [pid for pid in children if running(pid)]
         for pid in left:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

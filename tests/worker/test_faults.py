@@ -35,7 +35,6 @@ from support.faults import (
     check_accounting,
     enqueue,
     needs_redis_server,
-    private_redis,
     progress_or_none,
     running_workers,
     wait_until,
@@ -46,8 +45,6 @@ from support.faults import (
 from workers.index.keys import Keys
 from workers.ops.connection import RedisUnavailable, ping, redis_from_url
 from workers.worker.jobs import read_progress
-
-__all__ = ["private_redis"]  # the fixture, imported for the tests below
 
 
 @dataclass(frozen=True)

@@ -72,12 +72,7 @@ def backfill(
     """Clean, deduplicate and publish every article under PATHS (folders or files)."""
     settings = ctx.settings
     ingest = settings.ingest
-    limits = Limits(
-        max_file_bytes=ingest.max_file_bytes,
-        max_record_bytes=ingest.max_record_bytes,
-        max_decompressed_bytes=ingest.max_decompressed_bytes,
-        max_title_chars=ingest.max_title_chars,
-    )
+    limits = Limits.from_settings(settings)
     plan = plan_backfill(list(paths), batch_size=ingest.batch_size, limits=limits)
     with open_runtime(ctx) as (runtime, ends):
         blocked = BlockedWait(runtime)

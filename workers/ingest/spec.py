@@ -17,11 +17,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from workers.config import DEFAULTS
 from workers.ingest.paths import open_in_root
 from workers.ingest.scan import LineScanner
+
+if TYPE_CHECKING:
+    from workers.config import Settings
 
 Kind = Literal["txt", "html", "json", "jsonl", "jsonl_gz"]
 
@@ -60,6 +63,11 @@ class Limits:
     def from_json(cls, d: Mapping[str, Any]) -> Limits:
         # A missing limit (a task planned by an older version) takes its default.
         return cls(**{f.name: int(d[f.name]) for f in fields(cls) if f.name in d})
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        """The [ingest] settings of the same names."""
+        return cls(**settings.ingest.model_dump(include={f.name for f in fields(cls)}))
 
 
 DEFAULT_LIMITS = Limits()
