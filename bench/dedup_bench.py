@@ -525,7 +525,7 @@ def _race_child(
             rt.client.ping()
             barrier.wait(timeout=120)
             for d in docs:
-                outcome = rt.index.submit(job_id="", accepted=[d.item])[0]
+                outcome = rt.index.run(rt.index.build_batch(job_id="", accepted=[d.item]))[0]
                 kept += outcome.kind == "published"
         else:
             lsh = MinHashLSH(

@@ -94,7 +94,9 @@ def measure_retention(window_days: int = 5, docs_per_day: int = 1000) -> Retenti
                     [fingerprint_tokens(d) for d in batch]
                 )
                 items = [Accepted(d, fp, 0) for d, fp in zip(batch, prints, strict=True)]
-                runtime.index.submit("", items, now=start + (day + i / docs_per_day) * DAY)
+                runtime.index.run(
+                    runtime.index.build_batch("", items, now=start + (day + i / docs_per_day) * DAY)
+                )
             if (day + 1) % window_days == 0:
                 windows = (day + 1) // window_days
                 memory[windows] = index_memory(runtime.client, runtime.keys.index_pattern)

@@ -25,6 +25,8 @@ import pytest
 import redis
 from support.loopback import LoopbackServer
 
+from workers.ingest.extraction import ArticleExtractor, ExtractLimits
+
 if TYPE_CHECKING:
     from support.faults import PrivateRedis
 
@@ -231,3 +233,11 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     finally:
         server.stop()
         assert not running(server.pid), "redis-server still running"
+
+
+@pytest.fixture
+def extractor() -> Iterator[ArticleExtractor]:
+    """An article extractor with a short deadline (2 s), closed afterwards."""
+    made = ArticleExtractor(ExtractLimits.defaults(timeout=2.0))
+    yield made
+    made.close()

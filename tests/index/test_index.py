@@ -39,7 +39,7 @@ def doc(doc_id: str, text: str, url: str = "", published_at: str = "") -> Docume
 
 def submit(rt: Runtime, *docs: Document, now: float | None = None) -> list[tuple[str, str]]:
     items = [clean_and_fingerprint(d, rt.rules, rt.fingerprinter) for d in docs]
-    outcomes = rt.index.submit("", items, now=now)  # type: ignore[arg-type]
+    outcomes = rt.index.run(rt.index.build_batch("", items, now=now))  # type: ignore[arg-type]
     return [(o.kind, o.duplicate_of) for o in outcomes]
 
 
@@ -83,7 +83,7 @@ def _race_worker(args: tuple[str, str, list[tuple[str, str]]]) -> list[str]:
     kinds = []
     for doc_id, text in docs:
         item = clean_and_fingerprint(doc(doc_id, text), rt.rules, rt.fingerprinter)
-        kinds.append(rt.index.submit("", [item])[0].kind)  # type: ignore[list-item]
+        kinds.append(rt.index.run(rt.index.build_batch("", [item]))[0].kind)  # type: ignore[list-item]
     return kinds
 
 

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import psutil
 import pytest
@@ -20,13 +19,6 @@ from support.pages import ARTICLE_PAGE, ATTRIBUTES, PARAGRAPHS
 
 from workers.ingest.extraction import ArticleExtractor, ExtractLimits
 from workers.ingest.html import ArticleError, read_article
-
-
-@pytest.fixture
-def extractor() -> Iterator[ArticleExtractor]:
-    made = ArticleExtractor(ExtractLimits.defaults(timeout=2.0))
-    yield made
-    made.close()
 
 
 def _child_pid(extractor: ArticleExtractor) -> int:

@@ -4,7 +4,6 @@ taken from the settings: no extraction child is started for them."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 from support.pages import SIBLINGS
@@ -14,13 +13,6 @@ from workers.ingest.extraction import ArticleExtractor, ExtractLimits
 from workers.ingest.html import ArticleError, check_page_size
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture
-def extractor() -> Iterator[ArticleExtractor]:
-    made = ArticleExtractor(ExtractLimits.defaults(timeout=2.0))
-    yield made
-    made.close()
 
 
 def test_million_siblings_are_refused_before_parsing(extractor: ArticleExtractor) -> None:

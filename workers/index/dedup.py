@@ -386,26 +386,6 @@ class DedupIndex:
         )
         return RECORD_DEAD.call([self.keys.source_stats(source)], args)
 
-    def submit(
-        self,
-        job_id: str,
-        accepted: Sequence[Accepted],
-        dead: Sequence[tuple[DeadInput, int]] = (),
-        *,
-        guard_prefix: str = "",
-        now: float | None = None,
-    ) -> list[Outcome]:
-        """Decide, index and publish a batch in one round trip; returns one Outcome each.
-
-        `guard_prefix` + input_ref is the member of the job's done set that makes a
-        redelivered input a no-op; the prefix (the backfill root) keeps inputs with the
-        same relative path under different roots apart. `now` overrides the clock (for
-        simulations of the retention window).
-        """
-        return self.run(
-            self.build_batch(job_id, accepted, dead, guard_prefix=guard_prefix, now=now)
-        )
-
     def build_batch(
         self,
         job_id: str,
@@ -415,8 +395,14 @@ class DedupIndex:
         guard_prefix: str = "",
         now: float | None = None,
     ) -> ScriptBatch:
-        """`submit`'s CPU work, without I/O: `run` sends the result. Split so a worker can
-        build one batch while Redis runs the last (`pipeline.overlapped`)."""
+        """Script calls that decide, index and publish a batch, one per input, built
+        without I/O: `run` sends them in one round trip. Apart so a worker can build one
+        batch while Redis runs the last (`pipeline.overlapped`).
+
+        `guard_prefix` + input_ref is the member of the job's done set that makes a
+        redelivered input a no-op; the prefix (the backfill root) keeps inputs with the
+        same relative path under different roots apart. `now` overrides the clock (for
+        simulations of the retention window)."""
         self.ensure_params()
         clock = time.time() if now is None else now
         ingested_at = utc_now_iso() if now is None else _iso(now)

@@ -40,8 +40,7 @@ from workers.ingest.spec import (
     Location,
     TaskSpec,
     file_kind,
-    line_scanner,
-    open_jsonl,
+    jsonl_lines,
 )
 from workers.messages import one_line
 
@@ -242,9 +241,9 @@ def _load_jsonl(ctx: _Ctx, *, gz: bool) -> Iterator[LoadedInput]:
     failure: _Reject | None = None
     seek = loc.offset >= 0 and not gz  # a .gz cannot seek: its lines are skipped
     try:
-        with open_jsonl(ctx.root, ctx.rel, gz=gz, seek=loc.offset if seek else 0) as stream:
-            start = (loc.start, loc.offset) if seek else (0, 0)
-            for line in line_scanner(stream, ctx.limits, gz=gz, start=start):
+        offset, first = (loc.offset, loc.start) if seek else (0, 0)
+        with jsonl_lines(ctx.root, ctx.rel, ctx.limits, gz=gz, seek=offset, line=first) as lines:
+            for line in lines:
                 if line.index < loc.start:
                     continue
                 if line.index >= end:

@@ -25,8 +25,7 @@ from workers.ingest.spec import (
     Location,
     TaskSpec,
     file_kind,
-    line_scanner,
-    open_jsonl,
+    jsonl_lines,
 )
 
 
@@ -280,8 +279,7 @@ def _scan_jsonl(root: str, rel: str, *, gz: bool, limits: Limits) -> Iterator[tu
     """
     scanner: LineScanner | None = None
     try:
-        with open_jsonl(root, os_path(rel), gz=gz) as stream:
-            scanner = line_scanner(stream, limits, gz=gz)
+        with jsonl_lines(root, os_path(rel), limits, gz=gz) as scanner:
             for line in scanner:
                 yield line.index, line.offset
     except (TotalCapExceeded, *READ_ERRORS):

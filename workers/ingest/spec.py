@@ -3,7 +3,7 @@
 A `TaskSpec` carries paths and line/element ranges (`Location`s) under one root, never
 article text, and the `Limits` it was planned with. Planning (plan.py) and loading
 (load.py) must count the same inputs: they share the file kinds (`file_kind`), the
-limits and the way a JSONL file is read (`open_jsonl`, `line_scanner`).
+limits and the way a JSONL file is read (`jsonl_lines`).
 
 Paths travel escaped (workers/ingest/paths.py), so a file name that is not UTF-8 is an
 input like any other.
@@ -11,6 +11,7 @@ input like any other.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import zlib
 from collections.abc import Iterator, Mapping
@@ -167,27 +168,24 @@ def file_kind(name: str) -> Kind | None:
 
 
 @contextmanager
-def open_jsonl(root: str, rel: str, *, gz: bool, seek: int = 0) -> Iterator[BinaryIO]:
-    """The (decompressed) bytes of the JSONL file `rel` under `root` (OS paths, not
-    escaped), from byte `seek`."""
+def jsonl_lines(
+    root: str, rel: str, limits: Limits, *, gz: bool, seek: int = 0, line: int = 0
+) -> Iterator[LineScanner]:
+    """The lines of the JSONL file `rel` under `root` (OS paths, not escaped),
+    decompressed, from byte `seek`, which is the start of line number `line`. Shared by
+    the planner and the loader: they must agree on what counts as an input."""
     with open_in_root(root, rel) as raw:
         if seek:
             raw.seek(seek)
-        if not gz:
-            yield raw
-            return
-        with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
-            yield unzipped  # type: ignore[misc]  # GzipFile is a binary file, typeshed aside
-
-
-def line_scanner(
-    stream: BinaryIO, limits: Limits, *, gz: bool, start: tuple[int, int] = (0, 0)
-) -> LineScanner:
-    # Shared by planner and loader: they must agree on what counts as an input.
-    return LineScanner(
-        stream,
-        max_line_bytes=limits.max_record_bytes,
-        max_total_bytes=limits.max_decompressed_bytes if gz else None,
-        start_index=start[0],
-        start_offset=start[1],
-    )
+        stream: BinaryIO = raw
+        with contextlib.ExitStack() as stack:
+            if gz:
+                unzipped = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
+                stream = unzipped  # type: ignore[assignment]  # a binary file, typeshed aside
+            yield LineScanner(
+                stream,
+                max_line_bytes=limits.max_record_bytes,
+                max_total_bytes=limits.max_decompressed_bytes if gz else None,
+                start_index=line,
+                start_offset=seek,
+            )

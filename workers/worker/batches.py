@@ -239,7 +239,11 @@ class BatchRun:
             "job %s task %d: %s -> dead (%s)", self.job_id, self.task_index, item.input_ref, reason
         )
         self.result.outcomes.extend(
-            self.runtime.index.submit(self.job_id, [], [(dead, 0)], guard_prefix=self.guard_prefix)
+            self.runtime.index.run(
+                self.runtime.index.build_batch(
+                    self.job_id, [], [(dead, 0)], guard_prefix=self.guard_prefix
+                )
+            )
         )
 
     def _clear_cursor(self) -> None:
