@@ -118,8 +118,8 @@ def clean_corpus(raw: list[Document], rt: Runtime) -> Corpus:
         if isinstance(cleaned, DeadInput):
             dead += 1
             continue
-        docs.append(cleaned)
-        tokens.append(matching_tokens(cleaned.text))
+        docs.append(cleaned.doc)
+        tokens.append(cleaned.tokens)
         bytes_in.append(len(doc.text.encode("utf-8")))
     return Corpus(raw, docs, tokens, bytes_in, dead)
 
@@ -479,10 +479,11 @@ def race_documents(bench: Bench, rt: Runtime) -> tuple[list[RaceDoc], list[float
             copy = Document(
                 id=key, source=original.source, text=text, input_ref=key, title=original.title
             )
-            doc = clean_document(copy, rt.rules)
-            if isinstance(doc, DeadInput):
+            result = clean_document(copy, rt.rules)
+            if isinstance(result, DeadInput):
                 break
-            shingle_set = _shingle_set(matching_tokens(doc.text))
+            doc = result.doc
+            shingle_set = _shingle_set(result.tokens)
             lowest = min([lowest, *(_jaccard(shingle_set, other) for other in sets)])
             if lowest < RACE_MIN_PAIR_JACCARD:
                 break

@@ -39,7 +39,6 @@ import xxhash
 from datasketch import MinHash, MinHashLSH
 
 from workers.clean.boilerplate.rules import RuleSet, load_rules
-from workers.clean.matching import matching_tokens
 from workers.document import DeadInput, Document
 from workers.pipeline.process import clean_document
 
@@ -91,7 +90,7 @@ def _clean(record: dict[str, str]) -> Doc:
         url=record.get("url") or "",
     )
     cleaned = clean_document(doc, _RULES)
-    tokens = [] if isinstance(cleaned, DeadInput) else matching_tokens(cleaned.text)
+    tokens = [] if isinstance(cleaned, DeadInput) else cleaned.tokens
     stamp = datetime.strptime(record["date_extracted"], "%Y-%m-%d %H:%M:%S").timestamp()
     return Doc(record["id"], tokens, stamp / 3600)
 

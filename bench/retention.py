@@ -25,7 +25,7 @@ from _redis import RedisServer  # noqa: E402
 from workers.config import load_settings  # noqa: E402
 from workers.document import Document  # noqa: E402
 from workers.index.dedup import Accepted  # noqa: E402
-from workers.pipeline.process import clean_document, fingerprint_tokens  # noqa: E402
+from workers.pipeline.process import Cleaned, clean_document  # noqa: E402
 from workers.worker.runtime import build_runtime  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "saudinewsnet.jsonl.gz"
@@ -82,7 +82,7 @@ def measure_retention(window_days: int = 5, docs_per_day: int = 1000) -> Retenti
     with RedisServer() as server:
         runtime = build_runtime(settings, server.url)
         cleaned = [
-            c for c in (clean_document(d, runtime.rules) for d in docs) if isinstance(c, Document)
+            c for c in (clean_document(d, runtime.rules) for d in docs) if isinstance(c, Cleaned)
         ]
         start = 1_700_000_000.0
         for day in range(total_days):
@@ -90,10 +90,8 @@ def measure_retention(window_days: int = 5, docs_per_day: int = 1000) -> Retenti
             # Batches of 50 spread over the day: each gets its own time on the clock.
             for i in range(0, len(todays), 50):
                 batch = todays[i : i + 50]
-                prints = runtime.fingerprinter.fingerprint_many(
-                    [fingerprint_tokens(d) for d in batch]
-                )
-                items = [Accepted(d, fp, 0) for d, fp in zip(batch, prints, strict=True)]
+                prints = runtime.fingerprinter.fingerprint_many([c.tokens for c in batch])
+                items = [Accepted(c.doc, fp, 0) for c, fp in zip(batch, prints, strict=True)]
                 runtime.index.run(
                     runtime.index.build_batch("", items, now=start + (day + i / docs_per_day) * DAY)
                 )

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from workers.document import Document
-from workers.pipeline.process import clean_document, fingerprint_tokens
+from workers.pipeline.process import Cleaned, clean_document
 
 if TYPE_CHECKING:
     from workers.worker.runtime import Runtime
@@ -92,8 +92,8 @@ def mutual_copies(
 
     def signature(text: str) -> bytes:
         cleaned = clean_document(Document(id="x", source="x", text=text, input_ref="x"), rt.rules)
-        assert isinstance(cleaned, Document)
-        return rt.fingerprinter.fingerprint(fingerprint_tokens(cleaned)).signature
+        assert isinstance(cleaned, Cleaned)
+        return rt.fingerprinter.fingerprint(cleaned.tokens).signature
 
     def similar(a: bytes, b: bytes) -> bool:
         equal = sum(a[k : k + 2] == b[k : k + 2] for k in range(0, len(a), 2))

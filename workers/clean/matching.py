@@ -3,11 +3,19 @@
 Two outlets republishing the same wire story differ in diacritics, hamza spelling, final
 yeh/teh marbuta, digit shapes, quote styles and spacing; all of that is erased here. The
 output is only ever hashed or shingled, never shown, so losing information is fine.
+
+Folding is a lookup per code point, done in numpy over the UTF-32 text: `str.translate`
+with a Python mapping costs a dictionary lookup per character, which was the largest
+single cost of the whole worker. A document is folded once (`fold_lines`), and every
+consumer of its lines (boilerplate rules, links, the learner, the fingerprint's tokens)
+reads that one result.
 """
 
 from __future__ import annotations
 
 import unicodedata
+
+from workers.clean.codepoints import NEWLINE, SPACE, LazyTable, codes, text_of, tidy_spaces
 
 # Arabic letter variants folded to one spelling. Hamza seats are written inconsistently in
 # news copy, and ى/ي, ة/ه are swapped freely, so they carry no identity for matching.
@@ -34,39 +42,54 @@ _DELETE = (
     0x0640,
 )
 
-
-class _MatchTable(dict[int, int | str | None]):
-    """`str.translate` table that classifies unseen characters once and caches the answer.
-
-    Building a table over all of Unicode at import would cost ~1M category lookups;
-    news text uses a few hundred distinct characters, so lazy caching is both exact and
-    fast. Punctuation, symbols, separators and controls become a space; format characters
-    (ZWNJ, bidi marks, soft hyphen) vanish so they cannot split a word; the rest is kept.
-    """
-
-    def __missing__(self, key: int) -> int | str | None:
-        category = unicodedata.category(chr(key))
-        value: int | str | None
-        if category[0] in "PSZ" or category == "Cc":
-            value = " "
-        elif category == "Cf":
-            value = None
-        else:
-            value = key  # mapping to itself keeps the character
-        self[key] = value
-        return value
+_DROP = -1
 
 
-_TABLE = _MatchTable({**_LETTERS, **_DIGITS, **dict.fromkeys(_DELETE, None)})
+def _classify(point: int) -> int:
+    """Punctuation, symbols, separators and controls become a space (a newline stays a
+    newline, so that a text folds line by line in one pass); format characters (ZWNJ,
+    bidi marks, soft hyphen) vanish so they cannot split a word; the rest is kept."""
+    category = unicodedata.category(chr(point))
+    if point == NEWLINE:
+        return NEWLINE
+    if category[0] in "PSZ" or category == "Cc":
+        return SPACE
+    if category == "Cf":
+        return _DROP
+    return point
+
+
+_TABLE = LazyTable(
+    _classify,
+    {
+        **{point: ord(folded) for point, folded in {**_LETTERS, **_DIGITS}.items()},
+        **dict.fromkeys(_DELETE, _DROP),
+    },
+)
+
+
+def fold(text: str) -> str:
+    """NFKC, Arabic letter/diacritic folding, ASCII digits, punctuation, symbols and
+    separators to spaces, casefold; lines kept, each with single spaces and no space at
+    its edges."""
+    points = _TABLE[codes(unicodedata.normalize("NFKC", text))]
+    return text_of(tidy_spaces(points[points != _DROP])).casefold()
 
 
 def normalise_for_matching(text: str) -> str:
-    """Fold `text` for comparison: NFKC, Arabic letter/diacritic folding, ASCII digits,
-    punctuation and symbols to spaces, casefold, single spaces, no newlines."""
-    folded = unicodedata.normalize("NFKC", text).translate(_TABLE).casefold()
-    return " ".join(folded.split())
+    """Fold `text` for comparison (`fold`), single spaces, no newlines."""
+    return " ".join(fold(text).split())
+
+
+def fold_lines(text: str) -> list[str]:
+    """`normalise_for_matching` of every line of `text` (as `normalise.split_lines` splits
+    it: on "\\n", none for ""), in one pass.
+
+    The same as folding line by line: NFKC never composes across a newline (a starter
+    that combines with nothing), and the rest of `fold` maps character by character."""
+    return fold(text).split("\n") if text else []
 
 
 def matching_tokens(text: str) -> list[str]:
     """Whitespace tokens of `normalise_for_matching(text)`."""
-    return normalise_for_matching(text).split()
+    return fold(text).split()

@@ -6,8 +6,19 @@ aggressive folding used to compare documents lives in `matching` and is never pu
 
 from __future__ import annotations
 
-import re
 import unicodedata
+
+import numpy as np
+
+from workers.clean.codepoints import (
+    NEWLINE,
+    SPACE,
+    UNICODE_SIZE,
+    LazyTable,
+    codes,
+    text_of,
+    tidy_spaces,
+)
 
 # Line breaks in all their Unicode spellings become "\n"; a paragraph separator is a
 # paragraph break, i.e. an empty line.
@@ -26,12 +37,15 @@ _SPACES = (0x09, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x202F, 0x205F, 0x3000)
 _INVISIBLE = (0xFEFF, 0x200B, 0x2060)
 _CONTROLS = (*range(0x00, 0x20), *range(0x7F, 0xA0))
 
-_PUBLISH_TABLE: dict[int, str | None] = {cp: None for cp in (*_CONTROLS, *_INVISIBLE)}
-_PUBLISH_TABLE.update({cp: " " for cp in _SPACES})
-_PUBLISH_TABLE.update(_BREAKS)
-del _PUBLISH_TABLE[0x0A]  # "\n" stays as it is
-
-_SPACE_RUN = re.compile(" {2,}")
+# Code point -> what it is published as (a code point, or _DROP), for all of Unicode.
+# U+2029 becomes two characters and is replaced before the lookup.
+_DROP = -1
+_PUBLISH_TABLE = np.arange(UNICODE_SIZE, dtype=np.int32)
+_PUBLISH_TABLE[[*_CONTROLS, *_INVISIBLE]] = _DROP
+_PUBLISH_TABLE[list(_SPACES)] = SPACE
+for _code, _replacement in _BREAKS.items():
+    _PUBLISH_TABLE[_code] = ord(_replacement[0])
+_PUBLISH_TABLE[NEWLINE] = NEWLINE
 
 # Characters that draw nothing by themselves: format characters (bidi marks, ZWJ/ZWNJ,
 # soft hyphen, tags), controls, separators, combining marks with no base (variation
@@ -47,19 +61,37 @@ def normalise_for_publishing(text: str) -> str:
 
     Idempotent: applying it twice gives the same result as once.
     """
-    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").translate(_PUBLISH_TABLE)
-    return join_lines([_SPACE_RUN.sub(" ", line).strip(" ") for line in text.split("\n")])
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\u2029", "\n\n")
+    points = _PUBLISH_TABLE[codes(text)]
+    points = tidy_spaces(points[points != _DROP])
+    newline = points == NEWLINE
+    if not newline.any():
+        return text_of(points)
+    solid = np.flatnonzero(~newline)
+    if not len(solid):
+        return ""
+    # Blank lines: none at the edges, and a run of them is one paragraph break ("\n\n").
+    keep = np.zeros(len(points), dtype=bool)
+    keep[solid[0] : solid[-1] + 1] = True
+    keep[2:] &= ~(newline[2:] & newline[1:-1] & newline[:-2])
+    return text_of(points[keep])
 
 
 def has_visible_text(text: str) -> bool:
     """Whether `text` has at least one character that draws something (see above)."""
-    # Each distinct character is classified once: a 10 MB text of zero-width joiners is
-    # one lookup, not ten million.
-    return any(_visible(char) for char in set(text))
+    # A lookup per character, each distinct character classified once: a 10 MB text of
+    # zero-width joiners costs one classification and one numpy pass.
+    return bool(_VISIBLE[codes(text)].any())
 
 
-def _visible(char: str) -> bool:
-    return unicodedata.category(char) not in _INVISIBLE_CATEGORIES and char not in _BLANK_GLYPHS
+def _visible(point: int) -> int:
+    char = chr(point)
+    return int(
+        unicodedata.category(char) not in _INVISIBLE_CATEGORIES and char not in _BLANK_GLYPHS
+    )
+
+
+_VISIBLE = LazyTable(_visible)
 
 
 def split_lines(text: str) -> list[str]:

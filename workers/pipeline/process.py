@@ -13,7 +13,7 @@ input order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -27,7 +27,7 @@ from workers.clean.boilerplate.links import link_probes, link_targets
 from workers.clean.boilerplate.rules import RuleSet
 from workers.clean.boilerplate.strip import learnable_lines, strip_boilerplate
 from workers.clean.fingerprint import Fingerprinter
-from workers.clean.matching import matching_tokens
+from workers.clean.matching import fold_lines, matching_tokens
 from workers.clean.normalise import has_visible_text, normalise_for_publishing
 from workers.config import DEFAULTS
 from workers.document import DeadInput, Document, LoadedInput
@@ -102,6 +102,16 @@ def normalise_document(doc: Document) -> Document | DeadInput:
     return replace(doc, title=title, text=body)
 
 
+@dataclass(slots=True, frozen=True)
+class Cleaned:
+    """A cleaned document and the tokens it is fingerprinted and keyed on."""
+
+    doc: Document
+    # `matching_tokens(doc.text)`: the body alone is fingerprinted (a re-headlined copy is
+    # still the same article), from the folding the stripping already did.
+    tokens: list[str]
+
+
 def strip_document(
     doc: Document,
     rules: RuleSet,
@@ -109,13 +119,20 @@ def strip_document(
     keep_headlines: bool = False,
     link_zone: int = DEFAULTS.boilerplate.zone_lines,
     links: frozenset[str] = frozenset(),
-) -> Document | DeadInput:
-    """Strip boilerplate lines from a normalised document. One made of nothing but
-    boilerplate (an opinion disclaimer alone, a page of share buttons) is no article: it
-    goes to `dead` as all_boilerplate rather than out as an empty or furniture-only text.
-    With `keep_headlines` (feed entries, where the headline is the news: a video, a live
-    page, a price ticker whose summary is a template) it goes out as a headline-only
-    document instead, its text the headline, when it has one."""
+    folded: Sequence[str] | None = None,
+) -> Cleaned | DeadInput:
+    """Strip boilerplate lines from a normalised document (`folded`: `fold_lines` of its
+    text, when the caller has it). One made of nothing but boilerplate (an opinion
+    disclaimer alone, a page of share buttons) is no article: it goes to `dead` as
+    all_boilerplate rather than out as an empty or furniture-only text. With
+    `keep_headlines` (feed entries, where the headline is the news: a video, a live page, a
+    price ticker whose summary is a template) it goes out as a headline-only document
+    instead, its text the headline, when it has one.
+
+    A cleaned text with no word is dead too: a text of only emoji, punctuation or symbols
+    has none (matching folds all of those away), and is no article. Indexed, every such
+    text would share the one empty exact-content key, so two different emoji strings
+    would be "exact duplicates"."""
     result = strip_boilerplate(
         doc.text,
         title=doc.title,
@@ -125,10 +142,11 @@ def strip_document(
         links=links,
         link_zone=link_zone,
         author=doc.author,
+        folded=folded,
     )
     if result.all_boilerplate and keep_headlines and doc.title:
-        return replace(doc, text=doc.title, stripped=[])
-    if result.all_boilerplate:
+        cleaned = Cleaned(replace(doc, text=doc.title, stripped=[]), matching_tokens(doc.title))
+    elif result.all_boilerplate:
         return DeadInput(
             doc.input_ref,
             "all_boilerplate",
@@ -136,30 +154,12 @@ def strip_document(
             doc.id,
             doc.source,
         )
-    return replace(doc, text=result.text, stripped=result.stripped)
-
-
-def clean_document(doc: Document, rules: RuleSet) -> Document | DeadInput:
-    """Normalise and strip one document with the rules alone (no learned lines)."""
-    normalised = normalise_document(doc)
-    if isinstance(normalised, DeadInput):
-        return normalised
-    return strip_document(normalised, rules)
-
-
-def fingerprint_tokens(doc: Document) -> list[str]:
-    # The body alone is fingerprinted: a re-headlined copy is still the same article.
-    return matching_tokens(doc.text)
-
-
-def keyed_tokens(doc: Document) -> list[str] | DeadInput:
-    """The tokens a cleaned document is fingerprinted and keyed on, or its DeadInput when
-    it has none: a text of only emoji, punctuation or symbols has no word (matching folds
-    all of those away), and is no article. Indexed, every such text would share the one
-    empty exact-content key, so two different emoji strings would be "exact duplicates"."""
-    tokens = fingerprint_tokens(doc)
-    if tokens:
-        return tokens
+    else:
+        cleaned = Cleaned(
+            replace(doc, text=result.text, stripped=result.stripped), result.matching.split()
+        )
+    if cleaned.tokens:
+        return cleaned
     return DeadInput(
         doc.input_ref,
         "no_words",
@@ -169,6 +169,14 @@ def keyed_tokens(doc: Document) -> list[str] | DeadInput:
     )
 
 
+def clean_document(doc: Document, rules: RuleSet) -> Cleaned | DeadInput:
+    """Normalise and strip one document with the rules alone (no learned lines)."""
+    normalised = normalise_document(doc)
+    if isinstance(normalised, DeadInput):
+        return normalised
+    return strip_document(normalised, rules)
+
+
 def clean_and_fingerprint(
     doc: Document, rules: RuleSet, fingerprinter: Fingerprinter
 ) -> Accepted | DeadInput:
@@ -176,14 +184,11 @@ def clean_and_fingerprint(
     cleaned = clean_document(doc, rules)
     if isinstance(cleaned, DeadInput):
         return cleaned
-    tokens = keyed_tokens(cleaned)
-    if isinstance(tokens, DeadInput):
-        return tokens
-    fingerprint = fingerprinter.fingerprint(tokens)
-    return Accepted(cleaned, fingerprint, len(doc.text.encode("utf-8")))
+    fingerprint = fingerprinter.fingerprint(cleaned.tokens)
+    return Accepted(cleaned.doc, fingerprint, len(doc.text.encode("utf-8")))
 
 
-_Stage = TypeVar("_Stage", bound=Document | DeadInput)
+_Stage = TypeVar("_Stage", bound=Document | Cleaned | DeadInput)
 
 
 def _safely(doc: Document, stage: Callable[[], _Stage]) -> _Stage | DeadInput:
@@ -239,38 +244,40 @@ def clean_chunk(
             original = item.text if isinstance(item, Document) else ""
             normalised.append((result, len(original.encode("utf-8"))))
 
+    # Each document's lines are folded once, for the links, the stripping and its tokens.
+    folded = [fold_lines(doc.text) for doc, _ in normalised]
     pending: Pending | None = None
     trims: list[frozenset[str]] = [frozenset()] * len(normalised)
     links: list[frozenset[str]] = [frozenset()] * len(normalised)
     zone = DEFAULTS.boilerplate.zone_lines
     if learner is not None and learner.settings.enabled:
         zone = learner.settings.zone_lines
+        with_links = learner.settings.link_memory
         candidates = [
             Candidate(
                 doc.input_ref,
                 doc.source,
                 learnable_lines(doc.text, source=doc.source, rules=rules, zone=zone),
                 doc.text,
-                link_targets(doc.title, doc.text) if learner.settings.link_memory else [],
-                link_probes(doc.text, zone) if learner.settings.link_memory else [],
+                link_targets(doc.title, doc.text, lines) if with_links else [],
+                link_probes(doc.text, zone, lines) if with_links else [],
             )
-            for doc, _ in normalised
+            for (doc, _), lines in zip(normalised, folded, strict=True)
         ]
         trims, pending = learner.plan(candidates)
         links = pending.links
 
     cleaned: list[tuple[Document, int]] = []
     tokens: list[list[str]] = []
-    for (doc, nbytes), learned, found in zip(normalised, trims, links, strict=True):
-        result = _safely(
-            doc, partial(strip_document, doc, rules, learned, keep_headlines, zone, found)
+    for (doc, nbytes), learned, found, lines in zip(normalised, trims, links, folded, strict=True):
+        stripped = _safely(
+            doc, partial(strip_document, doc, rules, learned, keep_headlines, zone, found, lines)
         )
-        keyed = result if isinstance(result, DeadInput) else keyed_tokens(result)
-        if isinstance(keyed, DeadInput):
-            dead.append((keyed, nbytes))
-        elif isinstance(result, Document):
-            cleaned.append((result, nbytes))
-            tokens.append(keyed)
+        if isinstance(stripped, DeadInput):
+            dead.append((stripped, nbytes))
+        else:
+            cleaned.append((stripped.doc, nbytes))
+            tokens.append(stripped.tokens)
     # One numpy pass for the whole chunk's MinHashes.
     fingerprints = fingerprinter.fingerprint_many(tokens)
     accepted = [
@@ -371,7 +378,7 @@ def rebuild_index(runtime: Runtime, *, batch_size: int = 500) -> dict[str, int]:
 
     def fingerprinted(batch: list[tuple[Document, float]]) -> list[tuple[Accepted, float]]:
         fingerprints = runtime.fingerprinter.fingerprint_many(
-            [fingerprint_tokens(doc) for doc, _ in batch]
+            [matching_tokens(doc.text) for doc, _ in batch]
         )
         return [
             (Accepted(doc, fp, 0), ingested)

@@ -11,10 +11,10 @@ per source for a while; each later document's lines are probed against them
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 from workers.clean.boilerplate.lines import MAX_RULE_LINE_CHARS, comparable, hash_key
-from workers.clean.matching import normalise_for_matching
+from workers.clean.matching import fold_lines, normalise_for_matching
 from workers.clean.normalise import split_lines
 
 # Links to other articles of the same source (see `link_targets`): a body line equal to
@@ -46,6 +46,14 @@ def link_key(text: str) -> str:
     return normalise_for_matching(text) if len(text) <= MAX_RULE_LINE_CHARS else ""
 
 
+def link_keys(lines: Sequence[str], folded: Sequence[str]) -> list[str]:
+    """`link_key` of every line, from the lines' matching normalisation (`fold_lines`)."""
+    return [
+        key if len(line) <= MAX_RULE_LINE_CHARS else ""
+        for line, key in zip(lines, folded, strict=True)
+    ]
+
+
 def _link_hash(label: str, text: str) -> str | None:
     key = link_key(text)
     return hash_key(label + key) if key else None
@@ -54,14 +62,15 @@ def _link_hash(label: str, text: str) -> str | None:
 _FULL_STOP = re.compile(r"(?<!\.)\.\s*$")
 
 
-def _lead_index(lines: list[str]) -> int | None:
+def _lead_index(lines: list[str], keys: Sequence[str]) -> int | None:
     """Index in `lines` of the document's lead: the first of its first LEAD_SEARCH_LINES
-    non-empty lines long enough to be a paragraph (a byline or kicker may come first)."""
+    non-empty lines long enough to be a paragraph (a byline or kicker may come first).
+    `keys` are the lines' `link_keys`."""
     seen = 0
     for i, line in enumerate(lines):
         if not line.strip():
             continue
-        if len(link_key(line).split()) >= LINK_LEAD_MIN_WORDS:
+        if len(keys[i].split()) >= LINK_LEAD_MIN_WORDS:
             return i
         seen += 1
         if seen >= LEAD_SEARCH_LINES:
@@ -69,19 +78,22 @@ def _lead_index(lines: list[str]) -> int | None:
     return None
 
 
-def link_targets(title: str, body: str) -> list[tuple[str, str]]:
+def link_targets(
+    title: str, body: str, folded: Sequence[str] | None = None
+) -> list[tuple[str, str]]:
     """(hash, text) under which other documents of the same source may link to this one:
     its title (at least LINK_TITLE_MIN_WORDS words) and its lead paragraph, also without
     a leading dateline. The learner keeps them, per source, for as long as its lossy
     counting keeps rare lines (at most about 2 x `prune_every` documents): recent
-    articles, the ones others link to."""
+    articles, the ones others link to. `folded`: `fold_lines(body)`, when the caller has
+    it."""
     found: dict[str, str] = {}
     if len(link_key(title).split()) >= LINK_TITLE_MIN_WORDS:
         digest = _link_hash(LINK_TITLE_LABEL, title)
         if digest:
             found[digest] = LINK_TITLE_LABEL + title.strip()
     lines = split_lines(body)
-    lead = _lead_index(lines)
+    lead = _lead_index(lines, link_keys(lines, fold_lines(body) if folded is None else folded))
     if lead is not None:
         text = lines[lead].strip()
         dateline = _DATELINE.match(text)
@@ -93,17 +105,21 @@ def link_targets(title: str, body: str) -> list[tuple[str, str]]:
     return list(found.items())
 
 
-def probes_by_line(lines: list[str], zone: int) -> dict[int, tuple[str | None, str | None]]:
+def probes_by_line(
+    lines: list[str], zone: int, folded: Sequence[str]
+) -> dict[int, tuple[str | None, str | None]]:
     """Line index -> (title hash, lead hash) the line would have if it linked to another
     article: a title hash for a headline-sized line anywhere, a lead hash for a
     paragraph among the last `zone` non-empty lines but the document's own lead (a short
-    update of a story opens with the story's lead: that is no link)."""
-    lead = _lead_index(lines)
+    update of a story opens with the story's lead: that is no link). `folded`: the lines'
+    `fold_lines`."""
+    keys = link_keys(lines, folded)
+    lead = _lead_index(lines, keys)
     content = [i for i, line in enumerate(lines) if line.strip()]
     tail = set(content[-zone:]) if zone > 0 else set()
     probes: dict[int, tuple[str | None, str | None]] = {}
     for i in content:
-        key = link_key(lines[i].strip())
+        key = keys[i]
         count = len(key.split())
         # A headline has no closing full stop: "إن من الشعر لحكمة." is a sentence that
         # happens to be another column's title.
@@ -119,28 +135,33 @@ def probes_by_line(lines: list[str], zone: int) -> dict[int, tuple[str | None, s
     return probes
 
 
-def link_probes(body: str, zone: int) -> list[str]:
-    """The link hashes (see `link_targets`) to look up for a publish-normalised body."""
+def link_probes(body: str, zone: int, folded: Sequence[str] | None = None) -> list[str]:
+    """The link hashes (see `link_targets`) to look up for a publish-normalised body;
+    `folded`: `fold_lines(body)`, when the caller has it."""
     return [
         digest
-        for pair in probes_by_line(split_lines(body), zone).values()
+        for pair in probes_by_line(
+            split_lines(body), zone, fold_lines(body) if folded is None else folded
+        ).values()
         for digest in pair
         if digest is not None
     ]
 
 
-def related_links(lines: list[str], links: Collection[str], zone: int) -> tuple[set[int], set[int]]:
+def related_links(
+    lines: list[str], links: Collection[str], zone: int, folded: Sequence[str]
+) -> tuple[set[int], set[int]]:
     """Indexes in `lines` of the links to other articles, given the link hashes `links`
     found among other recent documents of the source: (headline-sized lines equal to
     another article's title, anywhere; the entries of a "more from this section" box at
     the bottom). Title links are none when they are half the document or more (a digest
     of headlines is its own content). The box: two or more lines among the last `zone`
     non-empty ones equal to other articles' leads, and every paragraph from the first of
-    them down."""
+    them down. `folded`: the lines' `fold_lines`."""
     content = [i for i, line in enumerate(lines) if line.strip()]
     title_links: set[int] = set()
     lead_links: set[int] = set()
-    for i, (as_title, as_lead) in probes_by_line(lines, zone).items():
+    for i, (as_title, as_lead) in probes_by_line(lines, zone, folded).items():
         if as_title in links:
             title_links.add(i)
         if as_lead in links:
@@ -154,7 +175,8 @@ def related_links(lines: list[str], links: Collection[str], zone: int) -> tuple[
     tail_leads = [i for i in content[-zone:] if i in lead_links] if zone else []
     box = [i for i in content if tail_leads and i >= tail_leads[0]]
     if len(tail_leads) >= 2 and all(
-        len(link_key(lines[i]).split()) >= LINK_LEAD_MIN_WORDS for i in box
+        len(folded[i].split()) >= LINK_LEAD_MIN_WORDS and len(lines[i]) <= MAX_RULE_LINE_CHARS
+        for i in box
     ):
         return title_links, set(box)
     return title_links, set()

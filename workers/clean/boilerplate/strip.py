@@ -5,8 +5,9 @@ the links to other articles (`links.py`); and which lines the learner counts.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from workers.clean.boilerplate.lines import (
     BYLINE_SEPARATOR,
@@ -32,7 +33,7 @@ from workers.clean.boilerplate.rules import (
     first_match,
     rule_candidates,
 )
-from workers.clean.matching import normalise_for_matching
+from workers.clean.matching import fold_lines, normalise_for_matching
 from workers.clean.normalise import join_lines, split_lines
 from workers.config import DEFAULTS
 from workers.document import StrippedLine
@@ -51,6 +52,8 @@ AUTHOR_BYLINE_MAX_WORDS = 8
 class StripResult:
     text: str
     stripped: list[StrippedLine]
+    # `normalise_for_matching(text)`, from the lines' folding done once for the stripping.
+    matching: str
     # Every non-empty line was boilerplate: `text` is then the body unchanged and the
     # caller decides (the pipeline sends the document to `dead` as all_boilerplate).
     all_boilerplate: bool = False
@@ -66,6 +69,7 @@ def strip_boilerplate(
     links: Collection[str] = frozenset(),
     link_zone: int = DEFAULTS.boilerplate.zone_lines,
     author: str = "",
+    folded: Sequence[str] | None = None,
 ) -> StripResult:
     """Remove boilerplate lines from a publish-normalised `body`.
 
@@ -100,8 +104,11 @@ def strip_boilerplate(
 
     If every non-empty line would go, the body is returned unchanged with `stripped=[]`
     and `all_boilerplate=True`. `StrippedLine.line_no` indexes `split_lines(body)`.
+    `folded` is `fold_lines(body)` when the caller has it (computed here otherwise): each
+    line is folded once, whatever the number of rules that look at it.
     """
     lines = split_lines(body)
+    folded = fold_lines(body) if folded is None else folded
     content = [i for i, line in enumerate(lines) if line.strip()]
     source_rules = rules.for_source(source)
     active = rules.rules + source_rules.rules
@@ -110,12 +117,11 @@ def strip_boilerplate(
         "top": [rule for rule in active if rule.where in ("edges", "top")],
         "bottom": [rule for rule in active if rule.where in ("edges", "bottom")],
     }
-    title_key = comparable(title)
-    title_words = f" {normalise_for_matching(title)} "
+    title_folded = normalise_for_matching(title)
+    title_key = title_folded.replace(" ", "")  # `comparable(title)`
+    title_words = f" {title_folded} "
     author_key = comparable(author) if len(author) <= MAX_RULE_LINE_CHARS else ""
-    outlet_names = [
-        name for name in {normalise_for_matching(n) for n in (source, *source_rules.names)} if name
-    ]
+    outlet_names = _outlet_names(source, source_rules.names)
     trimmable = source_rules.pinned | frozenset(learned)
     protected = {
         i
@@ -133,7 +139,9 @@ def strip_boilerplate(
     if source_rules.content:
         protected |= {i for i in content if digest_of(i) in source_rules.content}
     removed: dict[int, str] = {}
-    title_links, lead_links = related_links(lines, links, link_zone) if links else (set(), set())
+    title_links, lead_links = (
+        related_links(lines, links, link_zone, folded) if links else (set(), set())
+    )
 
     def truncate(start: int, name: str) -> None:
         for j in content:
@@ -144,7 +152,7 @@ def strip_boilerplate(
         if i in protected or i in removed:
             continue
         line = lines[i].strip()
-        words = normalise_for_matching(line)
+        words = folded[i]
         if title_key and words.replace(" ", "") == title_key:
             removed[i] = TITLE_RULE
             continue
@@ -184,7 +192,7 @@ def strip_boilerplate(
                 continue
             if kept == 0:
                 name = _edge_furniture(
-                    lines[i], side, trimmable, title_words, outlet_names, author_key
+                    lines[i], folded[i], side, trimmable, title_words, outlet_names, author_key
                 )
                 if name:
                     removed[i] = name
@@ -206,25 +214,38 @@ def strip_boilerplate(
         # headline-only document, not furniture: kept as it is.
         headline_only = all(rule == "title_repeated" for rule in removed.values())
         return StripResult(
-            text=body, stripped=[], all_boilerplate=bool(content) and not headline_only
+            text=body,
+            stripped=[],
+            matching=" ".join(words for words in folded if words),
+            all_boilerplate=bool(content) and not headline_only,
         )
     stripped = [StrippedLine(line_no=i, text=lines[i], rule=removed[i]) for i in sorted(removed)]
-    text = join_lines([line for i, line in enumerate(lines) if i not in removed])
-    return StripResult(text=text, stripped=stripped)
+    kept_lines = [i for i in range(len(lines)) if i not in removed]
+    text = join_lines([lines[i] for i in kept_lines])
+    matching = " ".join(folded[i] for i in kept_lines if folded[i])
+    return StripResult(text=text, stripped=stripped, matching=matching)
+
+
+@lru_cache(maxsize=1024)
+def _outlet_names(source: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The outlet's name and its spellings, matching-normalised: the same for every
+    document of a source, so folded once per source."""
+    return tuple(name for name in {normalise_for_matching(n) for n in (source, *names)} if name)
 
 
 def _edge_furniture(
     line: str,
+    words: str,
     side: str,
     trimmable: frozenset[str],
     title_words: str,
-    outlet_names: list[str],
+    outlet_names: tuple[str, ...],
     author_key: str = "",
 ) -> str | None:
-    """The built-in rule that removes `line` when it is the outermost line left on `side`."""
+    """The built-in rule that removes `line` (`words`: its matching normalisation) when it
+    is the outermost line left on `side`."""
     if trimmable and any(part in trimmable for part, _ in byline_parts(line)):
         return LEARNED_BYLINE_RULE
-    words = normalise_for_matching(line)
     count = len(words.split())
     if author_key and count <= AUTHOR_BYLINE_MAX_WORDS and words.replace(" ", "") == author_key:
         return AUTHOR_RULE

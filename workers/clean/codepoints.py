@@ -1,0 +1,72 @@
+"""Text as an array of code points, for per-character work in numpy.
+
+`str.translate` with a Python mapping, `set(text)` and regular expressions over a whole
+text cost an interpreter step per character; the folding and tidying here cost one numpy
+pass. A text goes in as its UTF-32 code points (`codes`) and comes out with `text_of`;
+lone surrogates (JSON can carry "\\ud800") pass through unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+SPACE, NEWLINE = 0x20, 0x0A
+UNICODE_SIZE = 0x110000
+
+
+def codes(text: str) -> np.ndarray:
+    """The code points of `text` (uint32)."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+def text_of(points: np.ndarray) -> str:
+    """The text of code points (the inverse of `codes`)."""
+    return str(points.astype(np.uint32, copy=False).tobytes().decode("utf-32-le", "surrogatepass"))
+
+
+def tidy_spaces(points: np.ndarray) -> np.ndarray:
+    """Code points with every line's spaces tidied: runs of spaces made one, spaces at the
+    start or end of a line dropped. Lines are split on "\\n" only; " " must be the only
+    other whitespace left (the callers' tables map every other space to it)."""
+    space = points == SPACE
+    if not space.any():
+        return points
+    count = len(points)
+    # Index of the last character at or before each position that is not a space.
+    last_solid = np.maximum.accumulate(np.where(space, -1, np.arange(count)))
+    # A space is kept when a solid character follows it and its line has a solid
+    # character before it: one space per run (the run's last), none at a line's edges.
+    solid_next = np.zeros(count, dtype=bool)
+    solid_next[:-1] = ~space[1:] & (points[1:] != NEWLINE)
+    solid_before = np.zeros(count, dtype=bool)
+    before = last_solid[:-1]
+    solid_before[1:] = (before >= 0) & (points[np.maximum(before, 0)] != NEWLINE)
+    keep = ~space | (solid_next & solid_before)
+    tidied: np.ndarray = points[keep]
+    return tidied
+
+
+class LazyTable:
+    """A lookup table over all of Unicode whose entries are computed the first time a code
+    point is seen (`classify`): news text uses a few hundred distinct characters, and
+    classifying all 1.1M code points up front would cost about a second per process."""
+
+    UNSEEN = np.iinfo(np.int32).min
+
+    def __init__(self, classify: Callable[[int], int], fixed: dict[int, int] | None = None) -> None:
+        self._classify = classify
+        self.values = np.full(UNICODE_SIZE, self.UNSEEN, dtype=np.int32)
+        for point, value in (fixed or {}).items():
+            self.values[point] = value
+
+    def __getitem__(self, points: np.ndarray) -> np.ndarray:
+        found = self.values[points]
+        unseen = found == self.UNSEEN
+        if unseen.any():
+            for point in np.unique(points[unseen]).tolist():
+                self.values[point] = self._classify(point)
+            found = self.values[points]
+        values: np.ndarray = found
+        return values
