@@ -118,6 +118,7 @@ class Results:
     memory: list[tuple[str, int, int]] = field(default_factory=list)  # class, keys, bytes
     published: int = 0
     minhash_only: list[float] = field(default_factory=list)  # docs/s
+    commands: list[tuple[str, int, float]] = field(default_factory=list)  # name, calls, usec
 
     def add(self, run: Run) -> None:
         self.runs.setdefault(run.label, []).append(run)
@@ -175,11 +176,84 @@ class Worker:
         self.log.close()
 
 
+def descendants(parent: int) -> list[int]:
+    """Every process below `parent`: the worker's Celery process and its pool."""
+    found = [int(pid) for pid in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]
+    return found + [pid for child in found for pid in descendants(child)]
+
+
+class Profiler:
+    """py-spy sampling the worker's pool processes (not the main process, which only
+    hands out messages) for the length of one backfill; `summary` ranks functions."""
+
+    def __init__(self, pids: list[int], out: Path) -> None:
+        self.out = out
+        self.procs = [
+            subprocess.Popen(
+                [
+                    str(Path(sys.executable).with_name("py-spy")),
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--rate",
+                    "250",
+                    "--format",
+                    "raw",
+                    "--output",
+                    f"{out}.{pid}.raw",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            for pid in pids
+        ]
+        time.sleep(1.0)  # py-spy attaches
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.send_signal(signal.SIGINT)
+        for proc in self.procs:
+            proc.wait(timeout=60)
+
+    def summary(self, top: int = 30) -> str:
+        own: Counter[str] = Counter()
+        inclusive: Counter[str] = Counter()
+        total = 0
+        for raw in self.out.parent.glob(f"{self.out.name}.*.raw"):
+            for line in raw.read_text().splitlines():
+                stack, _, count = line.rpartition(" ")
+                frames = stack.split(";")
+                # Idle pool processes wait in a read; only time spent working counts.
+                if any("_recv" in f or "poll (" in f or "select (" in f for f in frames[-2:]):
+                    continue
+                total += int(count)
+                own[_frame(frames[-1])] += int(count)
+                for frame in {_frame(f) for f in frames}:
+                    inclusive[_frame(frame)] += int(count)
+        lines = [f"{total} busy samples at 250 Hz (idle waits left out)", "", "self:"]
+        lines += [f"{100 * n / total:5.1f}%  {f}" for f, n in own.most_common(top)]
+        lines += ["", "inclusive:"]
+        lines += [f"{100 * n / total:5.1f}%  {f}" for f, n in inclusive.most_common(top * 2)]
+        return "\n".join(lines)
+
+
+def _frame(frame: str) -> str:
+    """ "function (path:line)" -> "function (path)": lines of one function together."""
+    return re.sub(r":\d+\)$", ")", frame.replace(str(ROOT) + "/", ""))
+
+
 def run_newsdedup(
-    server: RedisServer, file: Path, env: dict[str, str], concurrency: int, logs: Path
+    server: RedisServer,
+    file: Path,
+    env: dict[str, str],
+    concurrency: int,
+    logs: Path,
+    profile: Path | None = None,
 ) -> Run:
     server.client.flushall()
+    server.client.config_resetstat()
     worker = Worker(env, concurrency, logs / f"worker-c{concurrency}.log")
+    profiler = Profiler(descendants(worker.proc.pid), profile) if profile else None
     try:
         before = redis_cpu(server)
         started = time.perf_counter()
@@ -190,7 +264,12 @@ def run_newsdedup(
         seconds = time.perf_counter() - started
         cpu = redis_cpu(server) - before
     finally:
+        if profiler:
+            profiler.stop()
         worker.stop()
+    if profiler and profile:
+        profile.write_text(profiler.summary() + "\n")
+        log(f"profile of the pool process: {profile}")
     if out.returncode != 0:
         raise RuntimeError(f"backfill failed: {out.stderr.strip()[-500:]}")
     match = re.search(r"(\d+) inputs, (\d+) published", out.stdout)
@@ -207,6 +286,17 @@ def key_class(name: str) -> str:
     name = re.sub(r"[0-9a-f]{32}", "<source>", name)
     name = re.sub(r"\d{8}T\d{6}-[0-9a-f]{6}", "<job>", name)
     return re.sub(r":\d+$", ":<n>", name)
+
+
+def command_times(server: RedisServer) -> list[tuple[str, int, float]]:
+    """(command, calls, microseconds) from INFO commandstats, most time first: what the
+    Redis server's CPU went to, scripts' inner commands included (and in EVALSHA too)."""
+    stats = server.client.info("commandstats")
+    found = [
+        (name.removeprefix("cmdstat_"), int(v["calls"]), float(v["usec"]))
+        for name, v in stats.items()
+    ]
+    return sorted(found, key=lambda item: -item[2])
 
 
 def memory_by_class(server: RedisServer) -> tuple[list[tuple[str, int, int]], int]:
@@ -285,6 +375,13 @@ def render(results: Results, args: argparse.Namespace, version: str) -> str:
         share = size / results.published if results.published else 0.0
         if share >= 0.5:
             lines.append(f"| {cls} | {keys:,} | {size:,} | {share:,.1f} |")
+    if results.commands:
+        docs = results.runs["newsdedup c1"][0].docs
+        lines += ["", "Redis time by command in the first one-worker run (INFO commandstats;", ""]
+        lines[-2] += " a script's commands are counted in it and again on their own):"
+        lines += ["| command | calls per doc | us per doc |", "|---|---|---|"]
+        for name, calls, usec in results.commands[:14]:
+            lines.append(f"| {name} | {calls / docs:,.2f} | {usec / docs:,.1f} |")
     return "\n".join(lines)
 
 
@@ -293,6 +390,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--docs", type=int, default=10_000, help="articles (10,000)")
     parser.add_argument("--reps", type=int, default=3, help="alternating reps (3)")
     parser.add_argument("--no-two", action="store_true", help="skip the --concurrency 2 runs")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy the worker's processes during the first one-worker run; summary here",
+    )
     parser.add_argument("--shared", type=Path, default=SHARED, help="the shared data folder")
     parser.add_argument("--keep", action="store_true", help="keep the input file and logs")
     return parser.parse_args(argv)
@@ -323,8 +425,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             for rep in range(args.reps):
                 log(f"rep {rep + 1}/{args.reps}")
                 results.add(run_stock(server, file, shared))
-                results.add(run_newsdedup(server, file, env, 1, work))
+                profile = args.profile.resolve() if args.profile and rep == 0 else None
+                results.add(run_newsdedup(server, file, env, 1, work, profile))
                 if rep == 0:
+                    results.commands = command_times(server)
                     server.drop_other_clients()
                     results.memory, results.published = memory_by_class(server)
             if not args.no_two:

@@ -96,7 +96,10 @@ _POOL = (
 
 def _random_texts(count: int) -> list[str]:
     rng = random.Random(20261205)
-    return ["".join(rng.choices(_POOL, k=rng.randint(0, 80))) for _ in range(count)]
+    return [
+        "".join(rng.choices(_POOL, k=rng.choice((rng.randint(0, 80), rng.randint(250, 900)))))
+        for _ in range(count)
+    ]
 
 
 def test_matching_equals_the_reference_on_random_text() -> None:

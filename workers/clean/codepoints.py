@@ -33,18 +33,16 @@ def tidy_spaces(points: np.ndarray) -> np.ndarray:
     space = points == SPACE
     if not space.any():
         return points
-    count = len(points)
-    # Index of the last character at or before each position that is not a space.
-    last_solid = np.maximum.accumulate(np.where(space, -1, np.arange(count)))
-    # A space is kept when a solid character follows it and its line has a solid
-    # character before it: one space per run (the run's last), none at a line's edges.
-    solid_next = np.zeros(count, dtype=bool)
-    solid_next[:-1] = ~space[1:] & (points[1:] != NEWLINE)
-    solid_before = np.zeros(count, dtype=bool)
-    before = last_solid[:-1]
-    solid_before[1:] = (before >= 0) & (points[np.maximum(before, 0)] != NEWLINE)
-    keep = ~space | (solid_next & solid_before)
-    tidied: np.ndarray = points[keep]
+    # One space per run (its first), then none next to a line break or the text's edges.
+    repeated = np.zeros(len(points), dtype=bool)
+    np.logical_and(space[1:], space[:-1], out=repeated[1:])
+    if repeated.any():
+        points = points[~repeated]
+        space = points == SPACE
+    newline = points == NEWLINE
+    at_edge = np.ones(len(points), dtype=bool)
+    at_edge[1:-1] = newline[2:] | newline[:-2]
+    tidied: np.ndarray = points[~(space & at_edge)]
     return tidied
 
 
@@ -62,11 +60,10 @@ class LazyTable:
             self.values[point] = value
 
     def __getitem__(self, points: np.ndarray) -> np.ndarray:
-        found = self.values[points]
-        unseen = found == self.UNSEEN
-        if unseen.any():
-            for point in np.unique(points[unseen]).tolist():
+        found = self.values.take(points)
+        if len(found) and found.min() == self.UNSEEN:
+            for point in np.unique(points[found == self.UNSEEN]).tolist():
                 self.values[point] = self._classify(point)
-            found = self.values[points]
+            found = self.values.take(points)
         values: np.ndarray = found
         return values

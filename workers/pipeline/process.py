@@ -257,7 +257,7 @@ def clean_chunk(
             Candidate(
                 doc.input_ref,
                 doc.source,
-                learnable_lines(doc.text, source=doc.source, rules=rules, zone=zone),
+                learnable_lines(doc.text, source=doc.source, rules=rules, zone=zone, folded=lines),
                 doc.text,
                 link_targets(doc.title, doc.text, lines) if with_links else [],
                 link_probes(doc.text, zone, lines) if with_links else [],

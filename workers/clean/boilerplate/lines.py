@@ -33,20 +33,29 @@ _HANDLE = re.compile(r"(?<![\w@])@[A-Za-z0-9_]{2,30}")
 _DIGIT_RUN = re.compile(r"\d+")
 
 
-def line_key(line: str) -> str:
+def line_key(line: str, folded: str | None = None) -> str:
     """A line folded so that copies of one furniture line agree: links, e-mail addresses
     and handles removed, matching normalisation, every digit run written "0". Empty when
     nothing is left (a bare address or separator: the rules handle those), and for a
-    line over MAX_RULE_LINE_CHARS, which is never learned or pinned (see there)."""
+    line over MAX_RULE_LINE_CHARS, which is never learned or pinned (see there).
+    `folded`: the line's `normalise_for_matching`, when the caller has it."""
     if len(line) > MAX_RULE_LINE_CHARS:
         return ""
-    line = _HANDLE.sub(" ", _EMAIL.sub(" ", _URL.sub(" ", line)))
-    return _DIGIT_RUN.sub("0", normalise_for_matching(line))
+    if folded is None or _may_hold_address(line):
+        line = _HANDLE.sub(" ", _EMAIL.sub(" ", _URL.sub(" ", line)))
+        folded = normalise_for_matching(line)
+    return _DIGIT_RUN.sub("0", folded)
 
 
-def line_hash(line: str) -> str | None:
+def _may_hold_address(line: str) -> bool:
+    # Each of _URL, _EMAIL and _HANDLE needs one of these to match; most lines have none,
+    # and then their matching normalisation is the key's, digits aside.
+    return "@" in line or "://" in line or "www." in line.lower()
+
+
+def line_hash(line: str, folded: str | None = None) -> str | None:
     """The identity the learner counts a line under (16 hex digits), or None."""
-    key = line_key(line)
+    key = line_key(line, folded)
     return hash_key(key) if key else None
 
 
@@ -69,13 +78,15 @@ TATWEEL = "\u0640"
 BYLINE_SEPARATOR = re.compile(r"\s+[-–—|/ـ]\s*|\s*[-–—|/]\s+")
 
 
-def byline_parts(line: str) -> list[tuple[str, str]]:
+def byline_parts(line: str, folded: str | None = None) -> list[tuple[str, str]]:
     """(hash, text) of the parts of a short line made of separated parts, a byline's shape.
     Bylines vary by reporter and city, but their parts recur ("عين اليوم", "الرياض", a
     reporter's name), so the learner counts the parts too and a short edge line with a
-    learned part is trimmed as a byline. Part hashes never equal line hashes."""
+    learned part is trimmed as a byline. Part hashes never equal line hashes. `folded`:
+    the line's `normalise_for_matching`, when the caller has it."""
     stripped = line.strip()
-    if not 2 <= len(normalise_for_matching(stripped).split()) <= BYLINE_MAX_WORDS:
+    words = normalise_for_matching(stripped) if folded is None else folded
+    if not 2 <= len(words.split()) <= BYLINE_MAX_WORDS:
         return []
     parts = [part for part in BYLINE_SEPARATOR.split(stripped) if part.strip()]
     if len(parts) < 2:

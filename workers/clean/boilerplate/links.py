@@ -93,15 +93,17 @@ def link_targets(
         if digest:
             found[digest] = LINK_TITLE_LABEL + title.strip()
     lines = split_lines(body)
-    lead = _lead_index(lines, link_keys(lines, fold_lines(body) if folded is None else folded))
+    keys = link_keys(lines, fold_lines(body) if folded is None else folded)
+    lead = _lead_index(lines, keys)
     if lead is not None:
         text = lines[lead].strip()
+        forms = [(text, keys[lead])]
         dateline = _DATELINE.match(text)
-        for form in (text, text[dateline.end() :] if dateline else text):
-            if len(link_key(form).split()) >= LINK_LEAD_MIN_WORDS:
-                digest = _link_hash(LINK_LEAD_LABEL, form)
-                if digest:
-                    found.setdefault(digest, LINK_LEAD_LABEL + form)
+        if dateline:
+            forms.append((text[dateline.end() :], link_key(text[dateline.end() :])))
+        for form, key in forms:
+            if key and len(key.split()) >= LINK_LEAD_MIN_WORDS:
+                found.setdefault(hash_key(LINK_LEAD_LABEL + key), LINK_LEAD_LABEL + form)
     return list(found.items())
 
 

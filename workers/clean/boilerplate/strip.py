@@ -133,7 +133,7 @@ def strip_boilerplate(
     def digest_of(i: int) -> str | None:
         # Lazily: only edge lines need one unless the source protects content lines.
         if i not in hashes:
-            hashes[i] = line_hash(lines[i])
+            hashes[i] = line_hash(lines[i], folded[i])
         return hashes[i]
 
     if source_rules.content:
@@ -244,7 +244,7 @@ def _edge_furniture(
 ) -> str | None:
     """The built-in rule that removes `line` (`words`: its matching normalisation) when it
     is the outermost line left on `side`."""
-    if trimmable and any(part in trimmable for part, _ in byline_parts(line)):
+    if trimmable and any(part in trimmable for part, _ in byline_parts(line, words)):
         return LEARNED_BYLINE_RULE
     count = len(words.split())
     if author_key and count <= AUTHOR_BYLINE_MAX_WORDS and words.replace(" ", "") == author_key:
@@ -264,23 +264,33 @@ def _edge_furniture(
     return None
 
 
-def learnable_lines(body: str, *, source: str, rules: RuleSet, zone: int) -> list[tuple[str, str]]:
+def learnable_lines(
+    body: str,
+    *,
+    source: str,
+    rules: RuleSet,
+    zone: int,
+    folded: Sequence[str] | None = None,
+) -> list[tuple[str, str]]:
     """(hash, text) of the distinct lines among the first and last `zone`
     non-empty lines of a publish-normalised body: what the learner counts for a document.
     Only edge lines are ever trimmed as learned, so only they need counting; lines pinned
-    as content for the source are left out."""
-    lines = [line for line in split_lines(body) if line.strip()]
+    as content for the source are left out. `folded`: `fold_lines(body)`, when the caller
+    has it."""
+    every = split_lines(body)
+    folded = fold_lines(body) if folded is None else folded
+    lines = [(line, words) for line, words in zip(every, folded, strict=True) if line.strip()]
     picked = lines if len(lines) <= 2 * zone else lines[:zone] + lines[-zone:]
     content = rules.for_source(source).content
     seen: dict[str, str] = {}
-    for line in picked:
-        key = line_key(line)
+    for line, words in picked:
+        key = line_key(line, words)
         if not key:
             continue
         digest = hash_key(key)
         if digest in content:
             continue
         seen.setdefault(digest, line.strip())
-        for part_digest, part in byline_parts(line):
+        for part_digest, part in byline_parts(line, words):
             seen.setdefault(part_digest, part)
     return list(seen.items())
