@@ -188,26 +188,17 @@ class Profiler:
 
     def __init__(self, pids: list[int], out: Path) -> None:
         self.out = out
-        self.procs = [
-            subprocess.Popen(
-                [
-                    str(Path(sys.executable).with_name("py-spy")),
-                    "record",
-                    "--pid",
-                    str(pid),
-                    "--rate",
-                    "250",
-                    "--format",
-                    "raw",
-                    "--output",
-                    f"{out}.{pid}.raw",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-            for pid in pids
-        ]
+        self.procs = [self._spy(pid) for pid in pids]
         time.sleep(1.0)  # py-spy attaches
+
+    def _spy(self, pid: int) -> subprocess.Popen[bytes]:
+        spy = str(Path(sys.executable).with_name("py-spy"))
+        command = [spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw"]
+        return subprocess.Popen(
+            [*command, "--output", f"{self.out}.{pid}.raw"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def stop(self) -> None:
         for proc in self.procs:

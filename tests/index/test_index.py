@@ -261,13 +261,19 @@ def test_copy_of_a_copy_names_the_original(runtime: Runtime) -> None:
 
 def test_fact_frequencies_keep_two_generations(redis_target: RedisTarget, prefix: str) -> None:
     rt = build_runtime(settings_for(prefix, facts_generation=3), redis_target.url)
-    submit(rt, *(doc(f"g{i}", article(500 + i)) for i in range(8)))
-    generations = sorted(
-        int(key.decode().rsplit(":", 1)[1]) for key in rt.client.scan_iter(match=f"{prefix}ix:df:*")
-    )
-    assert generations == [1, 2]  # documents 7-8 count in generation 2; generation 0 is gone
+    # One batch each: a generation ends at the first batch past facts_generation documents.
+    for i in range(8):
+        submit(rt, doc(f"g{i}", article(500 + i)))
     meta = rt.client.hgetall(rt.keys.index_meta)
+    # Documents 1-3 counted in generation 0, 4-6 in 1, 7-8 in 2; generation 0 is gone.
+    assert meta[b"df_generation"] == b"2"
     assert meta[b"df_docs"] == b"2" and meta[b"df_previous_docs"] == b"3"
+    tables = {key.decode() for key in rt.client.scan_iter(match=f"{prefix}ix:df:*")}
+    assert tables == {rt.keys.fact_counts, rt.keys.fact_counts_before}
+    size = 1 << rt.fingerprinter.params.facts_bits
+    assert rt.client.strlen(rt.keys.fact_counts) == size  # allocated at full size at once
+    counted = rt.client.get(rt.keys.fact_counts) or b""
+    assert 0 < sum(counted) < sum(rt.client.get(rt.keys.fact_counts_before) or b"") + sum(counted)
 
 
 @dataclass(frozen=True, slots=True)

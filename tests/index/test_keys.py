@@ -8,7 +8,7 @@ import hiredis
 import numpy as np
 import pytest
 
-from workers.index.encoding import fact_operation, packed_fact_operations
+from workers.index.encoding import FactOperation, fact_operation, packed_fact_operations
 from workers.index.keys import Keys
 
 pytestmark = pytest.mark.unit
@@ -56,11 +56,15 @@ def test_source_names_never_reach_another_key() -> None:
     assert {len(group[0]) for group in per_source} == {len("nd:src::stats") + 32}
 
 
-def test_fact_operations_are_packed_as_redis_protocol_arguments() -> None:
+@pytest.mark.parametrize("operation", ["INCRBY", "GET"])
+def test_fact_operations_are_packed_as_redis_protocol_arguments(
+    operation: FactOperation,
+) -> None:
     cells = np.array([0, 9, 10, 99, 100, 12345, 2**21 - 1, 2**24 - 1], dtype=np.uint32)
-    packed, lengths = packed_fact_operations(cells)
+    packed, lengths = packed_fact_operations(cells, operation)
     one_by_one = [
-        hiredis.pack_command(fact_operation(int(cell))).split(b"\r\n", 1)[1] for cell in cells
+        hiredis.pack_command(fact_operation(int(cell), operation)).split(b"\r\n", 1)[1]
+        for cell in cells
     ]
     assert packed == b"".join(one_by_one)
     assert lengths.tolist() == [len(op) for op in one_by_one]

@@ -146,12 +146,14 @@ class AcceptArgs(CountedArgs):
     shingles: int = number()
     timestamp: int = number()  # the retention clock, seconds
     hour: int = number()  # hours since the epoch of the document
-    fact_hashes: bytes = text()  # 2 bytes each, ascending
+    # Its rare facts (counted by the worker: scripts/facts.lua): the smallest FACTS_K of
+    # their 16-bit hashes, 2 bytes each, ascending; and how many there are.
+    fact_sketch: bytes = text()
+    fact_count: int = number()
     stripped: int = number()  # boilerplate lines stripped
     doc_fields: tuple[Any, ...] = items(as_table=True)  # docs-stream pairs, id first
     dup_fields: tuple[Any, ...] = items(as_table=True)  # duplicates-stream pairs
     buckets: tuple[bytes, ...] = items()  # LSH bucket fields (`lsh_bucket_fields`)
-    fact_operations: PackedItems = packed()  # noqa: RUF009 (a field); per fact 4 arguments
 
 
 @dataclass(frozen=True, slots=True)

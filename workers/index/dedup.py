@@ -13,12 +13,11 @@ new document whose input id a live indexed document already holds is published a
 
 from __future__ import annotations
 
-import struct
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import redis
@@ -33,11 +32,17 @@ from workers.clean.fingerprint import (
 )
 from workers.clean.urls import canonical_url
 from workers.document import DeadInput, Document
-from workers.index.args import INDEX_SETTINGS, AcceptArgs, DeadArgs, PackedItems
+from workers.index.args import INDEX_SETTINGS, AcceptArgs, DeadArgs
 from workers.index.encoding import FACT_OPERATION_ARGS, lsh_bucket_fields, packed_fact_operations
 from workers.index.keys import Keys
-from workers.index.scripts import ACCEPT_DOCUMENT, RECORD_DEAD, ScriptCall, run_calls
-from workers.ops.connection import as_text
+from workers.index.scripts import (
+    ACCEPT_DOCUMENT,
+    RECORD_DEAD,
+    ScriptCall,
+    run_calls,
+    run_commands,
+)
+from workers.ops.connection import as_text, pack_command
 from workers.records import DeadRecord, DocRecord, DuplicateRecord
 
 
@@ -78,8 +83,13 @@ def utc_now_iso() -> str:
 # How the sharded tables grow (GROWING TABLES in `keyspace`); recorded so an index laid out
 # otherwise (earlier fixed shard counts) is refused rather than misread.
 TABLE_LAYOUT = "linear-hash-v1"
-# The fact frequency table's counters (see `keyspace.fact_operation`).
-FACT_COUNTERS = "u8-saturating"
+# The fact frequency tables: u8 saturating counters, the current and the previous
+# generation under fixed names, counted by the worker (scripts/facts.lua).
+FACT_COUNTERS = "u8-saturating/now-before/worker-counted"
+# As scripts/records.lua keeps them: the smallest FACTS_K rare-fact hashes of a document.
+FACTS_K = 16
+# No fact counted this often is rare: below the counters' saturation at 255.
+RARE_CAP = 250
 # Published ids are held in the id table (UNIQUE IDS in `keyspace`); an index without one
 # would let a new document take the id of one it already holds.
 ID_TABLE = "sha1-64-v1"
@@ -173,30 +183,33 @@ def retention_timestamp(doc: Document, clock: str, now: float) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class _FactArguments:
-    """One document's facts as the index script takes them."""
+class _Facts:
+    """One document's facts, as the worker counts them."""
 
-    hashes: bytes  # the 16 bits of each fact hash the index keeps, big-endian
-    operations: bytes  # their counters' BITFIELD operations, packed
-    cells: list[int]  # their counter cells
+    kept: np.ndarray  # the 16 bits of each fact hash the index keeps (uint16, ascending)
+    cells: np.ndarray  # their counter cells
+    counting: bytes  # their BITFIELD INCRBY operations, packed
+    reading: bytes  # their BITFIELD GET operations, packed
 
 
-def _fact_arguments(fingerprints: Sequence[Fingerprint], bits: int) -> list[_FactArguments]:
+def _facts_of(fingerprints: Sequence[Fingerprint], bits: int) -> list[_Facts]:
     """The facts of a whole batch, prepared in a few numpy passes."""
     hashes = np.frombuffer(b"".join(fp.facts for fp in fingerprints), dtype=">u4")
     cells = fact_cells(hashes, bits)
-    packed, lengths = packed_fact_operations(cells)
-    kept_bits = (hashes >> 16).astype(">u2").tobytes()
-    fact_ends = np.cumsum([len(fp.facts) // FACT_BYTES for fp in fingerprints]).tolist()
-    byte_offsets = [0, *np.cumsum(lengths).tolist()]
-    cell_list: list[int] = cells.tolist()
+    counting, counting_lengths = packed_fact_operations(cells, "INCRBY")
+    reading, reading_lengths = packed_fact_operations(cells, "GET")
+    kept = (hashes >> 16).astype(np.uint16)
+    ends = np.cumsum([len(fp.facts) // FACT_BYTES for fp in fingerprints]).tolist()
+    counting_at = [0, *np.cumsum(counting_lengths).tolist()]
+    reading_at = [0, *np.cumsum(reading_lengths).tolist()]
     prepared, start = [], 0
-    for end in fact_ends:
+    for end in ends:
         prepared.append(
-            _FactArguments(
-                kept_bits[2 * start : 2 * end],
-                packed[byte_offsets[start] : byte_offsets[end]],
-                cell_list[start:end],
+            _Facts(
+                kept[start:end],
+                cells[start:end],
+                counting[counting_at[start] : counting_at[end]],
+                reading[reading_at[start] : reading_at[end]],
             )
         )
         start = end
@@ -204,12 +217,52 @@ def _fact_arguments(fingerprints: Sequence[Fingerprint], bits: int) -> list[_Fac
 
 
 @dataclass(frozen=True, slots=True)
+class RareFacts:
+    """A document's rare facts, decided from the counts of the documents before it."""
+
+    sketch: bytes  # the smallest FACTS_K of their kept hashes, u16 big-endian, ascending
+    count: int  # how many distinct kept hashes are rare
+    common_cells: tuple[int, ...]  # counter cells too common to be rare while `tag` holds
+    tag: str
+
+
+def rare_facts(
+    facts: _Facts, counts: np.ndarray, documents: int, rule: DecisionRule, generation: int
+) -> RareFacts:
+    """The rare ones among a document's facts, given each fact's count over the documents
+    before it (`documents` of them in the current and the previous generation).
+
+    A fact is rare when counted at most max(rare_floor, rare_ratio x documents) times
+    (never RARE_CAP times or more). That limit only grows within a generation, but stays
+    below the next power of two for a while: a fact counted at least that often is common
+    for as long as the generation and that power last. The tag names both; the worker
+    stops counting the common facts while it holds (`Fingerprinter.learn_common`), which
+    spares most of the counting."""
+    limit = min(RARE_CAP, max(rule.rare_floor, rule.rare_ratio * documents))
+    bound = 1
+    while bound <= limit:
+        bound *= 2
+    rare = counts <= limit
+    kept = facts.kept[rare]  # ascending: a repeated 16-bit value is one fact to the index
+    if len(kept):
+        kept = kept[np.concatenate(([True], kept[1:] != kept[:-1]))]
+    common = facts.cells[counts >= bound]
+    return RareFacts(
+        kept[:FACTS_K].astype(">u2").tobytes(),
+        min(len(kept), 65535),
+        tuple(common.tolist()),
+        f"{generation}:{bound}",
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class ScriptBatch:
-    """A batch's script calls, built and ready to send (`DedupIndex.build_batch`, `run`)."""
+    """A batch's script calls, built and ready to send (`DedupIndex.build_batch`, `run`):
+    a document's call gets its rare facts when `run` has counted them."""
 
     refs: list[str]  # input_ref of each call, in order
     calls: list[ScriptCall]
-    cells: list[list[int]]  # each call's facts' counter cells, in order (none for dead)
+    facts: list[_Facts | None]  # each call's facts (None for the dead)
 
 
 class DedupIndex:
@@ -240,6 +293,8 @@ class DedupIndex:
         self.dead_maxlen = dead_maxlen
         self._settings_arg = self._index_settings()
         self._checked = False
+        # Whether the last count found a previous generation to read (at first: look).
+        self._counts_before = True
 
     def ensure_params(self) -> None:
         """Record the layout on first use; refuse a different one later."""
@@ -252,9 +307,11 @@ class DedupIndex:
         for field, value in wanted.items():
             pipe.hsetnx(meta_key, field, value)
         pipe.hgetall(meta_key)
+        # Allocated once at full size: BITFIELD growing it would over-allocate by up to 2x.
+        pipe.set(self.keys.fact_counts, bytes(1 << self.params.facts_bits), nx=True)
         replies = pipe.execute()
         before, after = (
-            {as_text(k): as_text(v) for k, v in r.items()} for r in (replies[0], replies[-1])
+            {as_text(k): as_text(v) for k, v in r.items()} for r in (replies[0], replies[-2])
         )
         # An index recorded by an older version lacks the newer fields: compare with what it
         # had, so a field it never recorded reads as a mismatch, not as agreement.
@@ -299,19 +356,17 @@ class DedupIndex:
         job_id: str,
         guard: str,
         items: Sequence[tuple[Accepted, str, float]],
-    ) -> tuple[list[ScriptCall], list[list[int]]]:
-        """Script calls for documents, each with its ingested_at text and clock time, and
-        each one's facts' counter cells."""
+    ) -> tuple[list[ScriptCall], list[_Facts | None]]:
+        """Script calls for documents, each with its ingested_at text and clock time (their
+        rare facts still to come: `run`), and each one's facts."""
         fingerprints = [item.fingerprint for item, _, _ in items]
-        facts = _fact_arguments(fingerprints, self.params.facts_bits)
+        facts: list[_Facts | None] = list(_facts_of(fingerprints, self.params.facts_bits))
         buckets = self._bucket_arguments(fingerprints)
         calls = [
-            self._accept_call(mode, job_id, guard, item, ingested_at, now, item_facts, bucket)
-            for (item, ingested_at, now), item_facts, bucket in zip(
-                items, facts, buckets, strict=True
-            )
+            self._accept_call(mode, job_id, guard, item, ingested_at, now, bucket)
+            for (item, ingested_at, now), bucket in zip(items, buckets, strict=True)
         ]
-        return calls, [item_facts.cells for item_facts in facts]
+        return calls, facts
 
     def _bucket_arguments(self, fingerprints: Sequence[Fingerprint]) -> list[list[bytes]]:
         """Each document's LSH bucket fields (none without a signature)."""
@@ -338,7 +393,6 @@ class DedupIndex:
         item: Accepted,
         ingested_at: str,
         now: float,
-        facts: _FactArguments,
         buckets: list[bytes],
     ) -> ScriptCall:
         doc, fp = item.doc, item.fingerprint
@@ -361,12 +415,12 @@ class DedupIndex:
             shingles=fp.shingles,
             timestamp=retention_timestamp(doc, self.retention_clock, now),
             hour=document_hour(doc, now),
-            fact_hashes=facts.hashes,
+            fact_sketch=b"",
+            fact_count=0,
             stripped=len(doc.stripped),
             doc_fields=tuple(value for pair in doc_fields.items() for value in pair),
             dup_fields=tuple(value for pair in dup_fields.items() for value in pair),
             buckets=tuple(buckets),
-            fact_operations=PackedItems(facts.operations, FACT_OPERATION_ARGS * len(facts.cells)),
         )
         return ACCEPT_DOCUMENT.call([self.keys.source_stats(doc.source)], args)
 
@@ -406,15 +460,15 @@ class DedupIndex:
         self.ensure_params()
         clock = time.time() if now is None else now
         ingested_at = utc_now_iso() if now is None else _iso(now)
-        calls, cells = self._accept_calls(
+        calls, facts = self._accept_calls(
             "publish", job_id, guard_prefix, [(item, ingested_at, clock) for item in accepted]
         )
         refs = [item.doc.input_ref for item in accepted]
         for dead_input, bytes_in in dead:
             calls.append(self._dead_call(job_id, guard_prefix, dead_input, bytes_in))
             refs.append(dead_input.input_ref)
-            cells.append([])
-        return ScriptBatch(refs, calls, cells)
+            facts.append(None)
+        return ScriptBatch(refs, calls, facts)
 
     def build_reindex_batch(self, items: Sequence[tuple[Accepted, float]]) -> ScriptBatch:
         """Calls that index already-published documents, each with the time it was ingested,
@@ -422,12 +476,73 @@ class DedupIndex:
         "skipped" when one duplicates another under the new parameters. Used by
         `newsdedup index rebuild`."""
         self.ensure_params()
-        calls, cells = self._accept_calls("rebuild", "", "", [(item, "", at) for item, at in items])
-        return ScriptBatch([item.doc.input_ref for item, _ in items], calls, cells)
+        calls, facts = self._accept_calls("rebuild", "", "", [(item, "", at) for item, at in items])
+        return ScriptBatch([item.doc.input_ref for item, _ in items], calls, facts)
 
     def run(self, batch: ScriptBatch) -> list[Outcome]:
-        """Send a built batch as one pipeline; one Outcome per input, in order."""
-        return self._outcomes(batch.refs, batch.cells, run_calls(self.client, batch.calls))
+        """Count the batch's facts, then send its calls as one pipeline; one Outcome per
+        input, in order."""
+        rare = self._count_facts([facts for facts in batch.facts if facts is not None])
+        calls = list(batch.calls)
+        found = iter(rare)
+        decided: list[RareFacts | None] = []
+        for i, facts in enumerate(batch.facts):
+            if facts is None:
+                decided.append(None)
+                continue
+            mine = next(found)
+            call = calls[i]
+            args = replace(
+                cast(AcceptArgs, call.args), fact_sketch=mine.sketch, fact_count=mine.count
+            )
+            calls[i] = ACCEPT_DOCUMENT.call(call.keys, args)
+            decided.append(mine)
+        return self._outcomes(batch.refs, decided, run_calls(self.client, calls))
+
+    def _count_facts(self, documents: Sequence[_Facts]) -> list[RareFacts]:
+        """Count the documents' facts, in order, in one round trip, and decide each one's
+        rare facts from the counts before it (scripts/facts.lua). Outside the scripts:
+        BITFIELD called from Lua costs several times the counting itself."""
+        if not documents:
+            return []
+        keys = self.keys
+        read_before = self._counts_before and self.rule.facts_generation > 0
+        commands = [
+            pack_command(["HINCRBY", keys.index_meta, "df_docs", len(documents)]),
+            pack_command(["HMGET", keys.index_meta, "df_generation", "df_previous_docs"]),
+        ]
+        counted = [facts for facts in documents if len(facts.cells)]
+        for facts in counted:
+            commands.append(
+                pack_command(
+                    ["BITFIELD", keys.fact_counts, "OVERFLOW", "SAT"],
+                    facts.counting,
+                    FACT_OPERATION_ARGS["INCRBY"] * len(facts.cells),
+                )
+            )
+            if read_before:
+                commands.append(
+                    pack_command(
+                        ["BITFIELD_RO", keys.fact_counts_before],
+                        facts.reading,
+                        FACT_OPERATION_ARGS["GET"] * len(facts.cells),
+                    )
+                )
+        replies = iter(run_commands(self.client, commands))
+        docs_after = int(next(replies))
+        generation, previous = (int(value or 0) for value in next(replies))
+        self._counts_before = previous > 0
+        first = docs_after - len(documents)  # documents counted before the batch
+        rare: list[RareFacts] = []
+        for position, facts in enumerate(documents):
+            counts = np.zeros(len(facts.cells), dtype=np.int64)
+            if len(facts.cells):
+                counts += np.asarray(next(replies), dtype=np.int64) - 1  # after its own count
+                if read_before:
+                    counts += np.asarray(next(replies), dtype=np.int64)
+            seen = first + position + previous
+            rare.append(rare_facts(facts, counts, seen, self.rule, generation))
+        return rare
 
     def reset(self) -> int:
         """Delete the whole index (not the streams or stats); returns the keys deleted."""
@@ -474,17 +589,16 @@ class DedupIndex:
 
     @staticmethod
     def _outcomes(
-        refs: Sequence[str], cells: Sequence[list[int]], replies: Sequence[Any]
+        refs: Sequence[str], facts: Sequence[RareFacts | None], replies: Sequence[Any]
     ) -> list[Outcome]:
         outcomes = []
-        for ref, call_cells, reply in zip(refs, cells, replies, strict=True):
+        for ref, rare, reply in zip(refs, facts, replies, strict=True):
             kind = as_text(reply[0])
-            if len(reply) < 7:  # 'already', or a dead-letter reply
+            if len(reply) < 5:  # 'already', or a dead-letter reply
                 outcomes.append(Outcome(ref, kind))
                 continue
-            indexes = struct.unpack(f">{len(reply[5]) // 2}H", reply[5])
-            common = tuple(call_cells[i] for i in indexes)
             similarity = float(as_text(reply[3])) if kind in ("exact", "near") else 0.0
             original = as_text(reply[2]) if kind in ("exact", "near") else ""
-            outcomes.append(Outcome(ref, kind, original, similarity, common, as_text(reply[6])))
+            common, tag = (rare.common_cells, rare.tag) if rare else ((), "")
+            outcomes.append(Outcome(ref, kind, original, similarity, common, tag))
         return outcomes

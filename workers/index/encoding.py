@@ -1,8 +1,10 @@
-"""How values are laid out for the index scripts: the LSH bucket fields and the fact
-counters' BITFIELD operations, computed in bulk with numpy, exactly as the scripts
-compute or read them (tests/index checks the two agree)."""
+"""How values are laid out for the index: the LSH bucket fields and the fact counters'
+BITFIELD operations, computed in bulk with numpy, exactly as the scripts compute or read
+them (tests/index checks the two agree)."""
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 
@@ -11,13 +13,16 @@ import numpy as np
 # scripts/learn_lines.lua). HINCRBY by 1 counts.
 LEARNER_SPLIT = 2**32
 
-# Arguments per fact operation: see `fact_operation`.
-FACT_OPERATION_ARGS = 4
+# The BITFIELD operations on a fact's counter `cell` (see `fact_operation`): count it
+# (INCRBY u8 #<cell> 1) or read it (GET u8 #<cell>).
+FactOperation = Literal["INCRBY", "GET"]
+FACT_OPERATION_ARGS: dict[FactOperation, int] = {"INCRBY": 4, "GET": 3}
 
 
-def fact_operation(cell: int) -> tuple[bytes, bytes, bytes, bytes]:
-    """The BITFIELD operation that counts a fact in its frequency counter `cell` (the index
-    script passes these from its arguments to BITFIELD as they are)."""
+def fact_operation(cell: int, operation: FactOperation = "INCRBY") -> tuple[bytes, ...]:
+    """The BITFIELD operation on the frequency counter `cell` of a fact."""
+    if operation == "GET":
+        return (b"GET", b"u8", b"#%d" % cell)
     return (b"INCRBY", b"u8", b"#%d" % cell, b"1")
 
 
@@ -36,12 +41,22 @@ def lsh_bucket_fields(signatures: np.ndarray, bands: int, rows: int) -> np.ndarr
     return fields
 
 
-_OPERATION_HEAD = np.frombuffer(b"$6\r\nINCRBY\r\n$2\r\nu8\r\n$", dtype=np.uint8)
-_OPERATION_TAIL = np.frombuffer(b"\r\n$1\r\n1\r\n", dtype=np.uint8)
+_OPERATION_PARTS: dict[FactOperation, tuple[np.ndarray, np.ndarray]] = {
+    "INCRBY": (
+        np.frombuffer(b"$6\r\nINCRBY\r\n$2\r\nu8\r\n$", dtype=np.uint8),
+        np.frombuffer(b"\r\n$1\r\n1\r\n", dtype=np.uint8),
+    ),
+    "GET": (
+        np.frombuffer(b"$3\r\nGET\r\n$2\r\nu8\r\n$", dtype=np.uint8),
+        np.frombuffer(b"\r\n", dtype=np.uint8),
+    ),
+}
 _CELL_DIGITS = 8  # cells are below 2^24
 
 
-def packed_fact_operations(cells: np.ndarray) -> tuple[bytes, np.ndarray]:
+def packed_fact_operations(
+    cells: np.ndarray, operation: FactOperation = "INCRBY"
+) -> tuple[bytes, np.ndarray]:
     """`fact_operation` of every cell, packed in the Redis protocol as
     `ops.connection.pack_command` would, all at once: the bytes, and each operation's
     length in them. Per-fact work in Python cost more than the index's work on them."""
@@ -51,16 +66,17 @@ def packed_fact_operations(cells: np.ndarray) -> tuple[bytes, np.ndarray]:
     digits = np.ones(len(cells), dtype=np.int64)
     for power in range(1, _CELL_DIGITS):
         digits += cells >= 10**power
-    head, tail = len(_OPERATION_HEAD), len(_OPERATION_TAIL)
+    head_bytes, tail_bytes = _OPERATION_PARTS[operation]
+    head, tail = len(head_bytes), len(tail_bytes)
     width = head + 4 + _CELL_DIGITS + tail  # head, length digit, CR LF #, digits, tail
     rows = np.empty((len(cells), width), dtype=np.uint8)
-    rows[:, :head] = _OPERATION_HEAD
+    rows[:, :head] = head_bytes
     rows[:, head] = ord("1") + digits  # the length of "#<cell>": 2..9, one digit
     rows[:, head + 1 : head + 4] = np.frombuffer(b"\r\n#", dtype=np.uint8)
     first_digit = head + 4
     for k in range(_CELL_DIGITS):  # right-aligned; the unused leading columns are dropped
         rows[:, first_digit + k] = ord("0") + cells // 10 ** (_CELL_DIGITS - 1 - k) % 10
-    rows[:, first_digit + _CELL_DIGITS :] = _OPERATION_TAIL
+    rows[:, first_digit + _CELL_DIGITS :] = tail_bytes
     keep = np.ones((len(cells), width), dtype=bool)
     columns = np.arange(_CELL_DIGITS)
     keep[:, first_digit : first_digit + _CELL_DIGITS] = columns >= (_CELL_DIGITS - digits)[:, None]

@@ -26,8 +26,10 @@ Layout under the configured prefix P (default "newsdedup:"):
                                       (l, x, u and d are GROWING TABLES, below)
   P ix:t:<day>                        list: doc numbers whose retention clock falls on <day>
   P ix:days                           sorted set: days with a list, oldest first
-  P ix:df:<generation>                string: document frequency of facts, a table of
-                                      2^facts_bits u8 counters (BITFIELD, saturating)
+  P ix:df:now / P ix:df:before        string: document frequency of facts in the current
+                                      and the previous generation, each a table of
+                                      2^facts_bits u8 counters (BITFIELD, saturating;
+                                      scripts/facts.lua)
   P src:names:stats                   set: source names counted (to enumerate src:<s>:stats)
   P src:names:bp                      set: source names the boilerplate learner has counted
   P src:<s>:stats                     hash: the global counters, for one source
@@ -61,8 +63,9 @@ name can then reach a key of another kind or another source's keys (`sources`, `
 `*`, newlines: all become 32 hex digits), and key names stay short whatever the name's
 length. The names themselves are kept as members of the src:names sets, for display.
 The scripts receive per-source keys built here (KEYS), never build them from a name.
-Keys of the layout before this one (P stats:sources, P stats:source:<name>, P bp:*) are
-never read or written; `newsdedup reset` deletes them.
+Keys of earlier layouts (P stats:sources, P stats:source:<name>, P bp:*, and the fact
+tables by generation number, P ix:df:<n>) are never read or written; `newsdedup reset`
+deletes them.
 
 RECORD (2*num_perm + 66 bytes), one fixed slot per document in its page string:
   signature       2*num_perm   high 16 bits of each MinHash value, big-endian
@@ -137,7 +140,8 @@ LAYOUT: dict[str, str] = {
     "table_shard": "ix:{tbl}:{shard}",
     "retention_day": "ix:t:{day}",
     "retention_days": "ix:days",
-    "fact_table": "ix:df:{generation}",
+    "fact_counts": "ix:df:now",
+    "fact_counts_before": "ix:df:before",
     # the boilerplate learner
     "learner_sources": "src:names:bp",
     "learner_meta": "src:{tag}:bp",
@@ -172,17 +176,16 @@ _PLACEHOLDERS: dict[str, bytes] = {
     "tbl": rb"[lxud]",
     "shard": rb"\d+",
     "day": rb"\d+",
-    "generation": rb"\d+",
     "job": rb"(?:\d{8}T\d{6}-[0-9a-f]{6}|feed-[0-9a-f]{16})",
     "feed": rb"[0-9a-f]{16}",
     "task": rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
     "host": rb".+",
 }
-# Keys under P that newsdedup does not name itself but owns: the layout before SOURCES
-# (never used, deleted by `reset`), Celery's queues (worker.app's INGEST_QUEUE and
+# Keys under P that newsdedup does not name itself but owns: earlier layouts (never used,
+# deleted by `reset`: before SOURCES; fact tables named by generation), Celery's queues (worker.app's INGEST_QUEUE and
 # FETCH_QUEUE; kombu adds a separator and a digit for priorities) and kombu's bookkeeping.
 _ALSO_OWNED = (
-    rb"stats:sources|stats:source:.*|bp:.*",
+    rb"stats:sources|stats:source:.*|bp:.*|ix:df:\d+",
     rb"(?:ingest|fetch)(?:\x06\x16\d)?|_kombu\..+|unacked|unacked_index|unacked_mutex",
 )
 
@@ -281,6 +284,16 @@ class Keys:
     @property
     def index_count(self) -> str:
         return self.key("index_count")
+
+    @property
+    def fact_counts(self) -> str:
+        """The current generation's fact counters (scripts/facts.lua)."""
+        return self.key("fact_counts")
+
+    @property
+    def fact_counts_before(self) -> str:
+        """The previous generation's fact counters."""
+        return self.key("fact_counts_before")
 
     @property
     def index_pattern(self) -> str:

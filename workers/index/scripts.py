@@ -142,9 +142,18 @@ def run_calls(client: redis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
     """Send the calls as one pipeline; the replies in order. An error reply that is no
     outage is raised (the first one); NOSCRIPT and outages are handled (module
     docstring)."""
-    replies: list[Any] = [None] * len(calls)
-    packed = [call.packed() for call in calls]
-    todo = list(range(len(calls)))
+    return run_commands(client, [call.packed() for call in calls], [c.script for c in calls])
+
+
+def run_commands(
+    client: redis.Redis, packed: Sequence[bytes], scripts: Sequence[Script | None] = ()
+) -> list[Any]:
+    """`run_calls` for packed commands, script calls (their `Script` in `scripts`, for
+    NOSCRIPT) or plain ones: each sent again only while an outage refuses it (a refused
+    command did nothing), never once it ran."""
+    calls = list(scripts) or [None] * len(packed)
+    replies: list[Any] = [None] * len(packed)
+    todo = list(range(len(packed)))
 
     def attempt() -> None:
         nonlocal todo
@@ -155,9 +164,10 @@ def run_calls(client: redis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
             missing: dict[str, Script] = {}
             refused: Exception | None = None
             for i, reply in zip(todo, run_packed(client, [packed[i] for i in todo]), strict=True):
-                if isinstance(reply, redis.exceptions.NoScriptError):
+                script = calls[i]
+                if isinstance(reply, redis.exceptions.NoScriptError) and script is not None:
                     again.append(i)
-                    missing[calls[i].script.sha] = calls[i].script
+                    missing[script.sha] = script
                 elif isinstance(reply, Exception) and is_outage(reply):
                     again.append(i)
                     refused = refused or reply

@@ -53,8 +53,10 @@ local function live(num)
   return nil
 end
 
--- Every document is counted, duplicates included: a wire story's facts become common.
-local sketch, fcount, common, facts_tag = rare_facts(A.fact_hashes, A.fact_operations_at)
+-- Every document's facts were counted by the worker, duplicates included: a wire
+-- story's facts become common (facts.lua).
+turn_fact_generation()
+local sketch, fcount = unpack_sketch(A.fact_sketch), A.fact_count
 
 -- A story's latest appearance keeps its cluster open for later re-publications.
 local function touch_root(rec)
@@ -133,7 +135,7 @@ end
 
 local function duplicate(kind, match, original, similarity, containment)
   if mode ~= 'publish' then
-    return {'skipped', '', original, similarity, containment, common, facts_tag}
+    return {'skipped', '', original, similarity, containment}
   end
   for _, v in ipairs({'duplicate_of', original, 'similarity', similarity,
                       'containment', containment, 'kind', kind, 'match', match}) do
@@ -142,7 +144,7 @@ local function duplicate(kind, match, original, similarity, containment)
   local entry = xadd(K.duplicates, DUPLICATES_MAXLEN, dup_fields)
   bump(kind, 1)
   if job ~= '' then redis.call('HINCRBY', K.job(job), kind, 1) end
-  return {kind, entry, original, similarity, containment, common, facts_tag}
+  return {kind, entry, original, similarity, containment}
 end
 
 -- 1. Exact: the same canonical URL, or the same matching-normalised content.
@@ -243,7 +245,7 @@ end
 local published_id = doc_id
 if mode == 'publish' then published_id = claim_id() end
 index_document(nil, published_id)
-if mode ~= 'publish' then return {'indexed', '', '', '0', '0', common, facts_tag} end
+if mode ~= 'publish' then return {'indexed', '', '', '0', '0'} end
 if published_id ~= doc_id then
   doc_fields[2] = published_id  -- the docs-stream fields start with id (AcceptArgs)
   doc_fields[#doc_fields + 1] = 'input_id'
@@ -253,4 +255,4 @@ local entry = xadd(K.docs, DOCS_MAXLEN, doc_fields)
 bump('published', 1)
 bump('stripped_lines', A.stripped)
 if job ~= '' then redis.call('HINCRBY', K.job(job), 'published', 1) end
-return {'published', entry, '', '0', '0', common, facts_tag}
+return {'published', entry, '', '0', '0'}
