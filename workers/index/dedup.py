@@ -307,11 +307,9 @@ class DedupIndex:
         for field, value in wanted.items():
             pipe.hsetnx(meta_key, field, value)
         pipe.hgetall(meta_key)
-        # Allocated once at full size: BITFIELD growing it would over-allocate by up to 2x.
-        pipe.set(self.keys.fact_counts, bytes(1 << self.params.facts_bits), nx=True)
         replies = pipe.execute()
         before, after = (
-            {as_text(k): as_text(v) for k, v in r.items()} for r in (replies[0], replies[-2])
+            {as_text(k): as_text(v) for k, v in r.items()} for r in (replies[0], replies[-1])
         )
         # An index recorded by an older version lacks the newer fields: compare with what it
         # had, so a field it never recorded reads as a mismatch, not as agreement.
@@ -507,7 +505,12 @@ class DedupIndex:
             return []
         keys = self.keys
         read_before = self._counts_before and self.rule.facts_generation > 0
+        size = 1 << self.params.facts_bits
         commands = [
+            # Creates the current table at its full size when there is none (a new index,
+            # a new generation), one byte past the counters; BITFIELD growing it would
+            # over-allocate by up to 2x. A no-op on an existing table.
+            pack_command(["SETRANGE", keys.fact_counts, size, b"\0"]),
             pack_command(["HINCRBY", keys.index_meta, "df_docs", len(documents)]),
             pack_command(["HMGET", keys.index_meta, "df_generation", "df_previous_docs"]),
         ]
@@ -529,6 +532,7 @@ class DedupIndex:
                     )
                 )
         replies = iter(run_commands(self.client, commands))
+        next(replies)  # SETRANGE
         docs_after = int(next(replies))
         generation, previous = (int(value or 0) for value in next(replies))
         self._counts_before = previous > 0

@@ -182,8 +182,9 @@ _PLACEHOLDERS: dict[str, bytes] = {
     "host": rb".+",
 }
 # Keys under P that newsdedup does not name itself but owns: earlier layouts (never used,
-# deleted by `reset`: before SOURCES; fact tables named by generation), Celery's queues (worker.app's INGEST_QUEUE and
-# FETCH_QUEUE; kombu adds a separator and a digit for priorities) and kombu's bookkeeping.
+# deleted by `reset`: before SOURCES; fact tables named by generation), Celery's queues
+# (worker.app's INGEST_QUEUE and FETCH_QUEUE; kombu adds a separator and a digit for
+# priorities) and kombu's bookkeeping.
 _ALSO_OWNED = (
     rb"stats:sources|stats:source:.*|bp:.*|ix:df:\d+",
     rb"(?:ingest|fetch)(?:\x06\x16\d)?|_kombu\..+|unacked|unacked_index|unacked_mutex",

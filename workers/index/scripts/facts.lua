@@ -21,9 +21,10 @@ local function turn_fact_generation()
   if docs < FACTS_GENERATION then return end
   local gen = tonumber(redis.call('HGET', meta, 'df_generation') or '0')
   redis.call('DEL', K.fact_counts_before)
-  redis.call('RENAME', K.fact_counts, K.fact_counts_before)
-  -- Allocated once at full size: BITFIELD growing it would over-allocate by up to 2x.
-  redis.call('SET', K.fact_counts, string.rep('\0', 2 ^ FACTS_BITS))
+  -- The worker creates the new current table before it counts there (`index.dedup`).
+  if redis.call('EXISTS', K.fact_counts) == 1 then
+    redis.call('RENAME', K.fact_counts, K.fact_counts_before)
+  end
   redis.call('HSET', meta, 'df_generation', gen + 1, 'df_previous_docs', docs, 'df_docs', 0)
 end
 
