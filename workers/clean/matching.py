@@ -15,7 +15,15 @@ from __future__ import annotations
 
 import unicodedata
 
-from workers.clean.codepoints import NEWLINE, SPACE, LazyTable, codes, text_of, tidy_spaces
+from workers.clean.codepoints import (
+    NEWLINE,
+    NUMPY_FROM_CHARS,
+    SPACE,
+    LazyTable,
+    codes,
+    text_of,
+    tidy_spaces,
+)
 
 # Arabic letter variants folded to one spelling. Hamza seats are written inconsistently in
 # news copy, and ى/ي, ة/ه are swapped freely, so they carry no identity for matching.
@@ -83,9 +91,6 @@ _TRANSLATION = _Translation(
         **dict.fromkeys(_DELETE, None),
     }
 )
-# Texts shorter than this fold faster with `str.translate` (a dictionary lookup per
-# character) than with the fixed cost of a few numpy calls (measured: about 20 us).
-NUMPY_FROM_CHARS = 300
 
 
 def fold(text: str) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 
 from workers.clean.codepoints import (
     NEWLINE,
+    NUMPY_FROM_CHARS,
     SPACE,
     UNICODE_SIZE,
     LazyTable,
@@ -46,6 +47,12 @@ _PUBLISH_TABLE[list(_SPACES)] = SPACE
 for _code, _replacement in _BREAKS.items():
     _PUBLISH_TABLE[_code] = ord(_replacement[0])
 _PUBLISH_TABLE[NEWLINE] = NEWLINE
+# The same for `str.translate`, for short texts (see NUMPY_FROM_CHARS).
+_PUBLISH_TRANSLATION: dict[int, int | None] = {
+    point: None if int(value) == _DROP else int(value)
+    for point in (*_CONTROLS, *_INVISIBLE, *_SPACES, *_BREAKS)
+    if (value := _PUBLISH_TABLE[point]) != point
+}
 
 # Characters that draw nothing by themselves: format characters (bidi marks, ZWJ/ZWNJ,
 # soft hyphen, tags), controls, separators, combining marks with no base (variation
@@ -62,6 +69,9 @@ def normalise_for_publishing(text: str) -> str:
     Idempotent: applying it twice gives the same result as once.
     """
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\u2029", "\n\n")
+    if len(text) < NUMPY_FROM_CHARS:
+        lines = text.translate(_PUBLISH_TRANSLATION).split("\n")
+        return join_lines([" ".join(filter(None, line.split(" "))) for line in lines])
     points = _PUBLISH_TABLE[codes(text)]
     points = tidy_spaces(points[points != _DROP])
     newline = points == NEWLINE
