@@ -129,7 +129,8 @@ class CountedArgs(ScriptArgs):
     prefix: str = text()
     mode: str = text()  # "publish": decide, index, publish, count; "rebuild": index only
     job: str = text()  # "" outside a job (no redelivery guard)
-    guard: str = text()  # the member of the job's done set that makes a redelivery a no-op
+    guard: bytes = text()  # its member of the job's done set (`keys.done_member`): a
+    # redelivered input is a no-op
     source: str = text()  # the source's name, only ever a member of the sources set
     bytes_in: int = number()
 

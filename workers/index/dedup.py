@@ -35,7 +35,7 @@ from workers.clean.urls import canonical_url
 from workers.document import DeadInput, Document
 from workers.index.args import INDEX_SETTINGS, AcceptArgs, DeadArgs
 from workers.index.encoding import FACT_OPERATION_ARGS, lsh_bucket_fields, packed_fact_operations
-from workers.index.keys import Keys
+from workers.index.keys import Keys, done_member
 from workers.index.scripts import (
     ACCEPT_DOCUMENT,
     RECORD_DEAD,
@@ -423,7 +423,7 @@ class DedupIndex:
             prefix=self.keys.prefix,
             mode=mode,
             job=job_id,
-            guard=guard + doc.input_ref,
+            guard=done_member(guard + doc.input_ref),
             source=doc.source,
             bytes_in=item.bytes_in,
             settings=self._settings_arg,
@@ -450,7 +450,7 @@ class DedupIndex:
             prefix=self.keys.prefix,
             mode="publish",
             job=job_id,
-            guard=guard + dead.input_ref,
+            guard=done_member(guard + dead.input_ref),
             source=source,
             bytes_in=bytes_in,
             maxlen=self.dead_maxlen,

@@ -39,7 +39,8 @@ Layout under the configured prefix P (default "newsdedup:"):
                                       may be learned: `learner.is_learned` decides)
   P job:<job>                         hash: one backfill/poll job's totals and counters
                                       (published, exact, near, dead, dead:<reason>)
-  P job:<job>:done                    sorted set: input refs already accounted for
+  P job:<job>:done                    sorted set: inputs already accounted for, each as
+                                      `done_member` of its ref
                                       (redelivery guard), scored by when (server time)
   P job:<job>:tasks                   set: task indexes finished
   P jobs                              sorted set: job ids by creation time
@@ -216,6 +217,15 @@ def source_tag(source: str) -> str:
     lowercase hex digits, so no name can produce another kind of key."""
     name = source.encode("utf-8", "surrogatepass")  # any str, even one from a bad file name
     return hashlib.blake2b(name, digest_size=16).hexdigest()
+
+
+def done_member(guard: str) -> bytes:
+    """The member of a job's done set (P job:<job>:done) that stands for one input,
+    `guard` being the input's ref after its job's guard prefix: 12 bytes of its BLAKE2b
+    digest. Refs are paths, lines and feed entry keys of any length; the set holds one
+    member per input for as long as the job's keys live, so a short fixed member keeps
+    it small. Two of a job's inputs share a member with a chance of about n^2 / 2^97."""
+    return hashlib.blake2b(guard.encode("utf-8", "surrogatepass"), digest_size=12).digest()
 
 
 # Redis's glob (SCAN MATCH) treats these as patterns unless escaped with a backslash.

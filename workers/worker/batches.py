@@ -33,7 +33,7 @@ from pathlib import Path
 from celery.exceptions import SoftTimeLimitExceeded
 
 from workers.document import DeadInput, LoadedInput
-from workers.index.keys import JOB_TTL_SECONDS
+from workers.index.keys import JOB_TTL_SECONDS, done_member
 from workers.ingest.load import load_location, load_task, single_input_ref
 from workers.ingest.spec import TaskSpec
 from workers.ops.connection import is_outage
@@ -223,7 +223,7 @@ class BatchRun:
         pipe = self.runtime.client.pipeline(transaction=False)
         pipe.hset(keys.job_cursor(self.job_id), str(self.task_index), cursor.to_json())
         pipe.expire(keys.job_cursor(self.job_id), JOB_TTL_SECONDS)
-        pipe.zscore(keys.job_done(self.job_id), self.guard_prefix + input_ref)
+        pipe.zscore(keys.job_done(self.job_id), done_member(self.guard_prefix + input_ref))
         _, _, score = pipe.execute()
         self.current, self.current_since = cursor, time.monotonic()
         return score is not None
