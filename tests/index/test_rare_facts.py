@@ -3,14 +3,10 @@ against the rule written out one document and one fact at a time."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 
-from workers.config import Settings
-from workers.index.dedup import FACTS_K, RARE_CAP, _Facts, rare_facts
-from workers.worker.runtime import decision_rule
+from workers.index.facts import FACTS_K, RARE_CAP, Facts, rare_facts
 
 pytestmark = pytest.mark.unit
 
@@ -41,16 +37,17 @@ def test_batch_equals_the_rule_one_fact_at_a_time(seed: int) -> None:
     rng = np.random.default_rng(seed)
     floor = int(rng.integers(0, 4))
     ratio = float(rng.choice([0.0, 0.001, 0.01, 0.3]))
-    rule = replace(decision_rule(Settings()), rare_floor=floor, rare_ratio=ratio)
     documents, counts, seen = [], [], []
     for _ in range(int(rng.integers(1, 12))):
         size = int(rng.choice([0, 1, 5, 40, 300]))
         kept = np.sort(rng.integers(0, 400, size)).astype(np.uint16)  # repeats on purpose
         cells = rng.integers(0, 1 << 20, size)
-        documents.append(_Facts(kept, cells, b"", b""))
+        documents.append(Facts(kept, cells, b"", b""))
         counts.append(rng.integers(0, 256, size))
         seen.append(int(rng.integers(0, 100_000)))
-    found = rare_facts(documents, np.concatenate(counts).astype(np.int64), np.array(seen), rule, 7)
+    found = rare_facts(
+        documents, np.concatenate(counts).astype(np.int64), np.array(seen), floor, ratio, 7
+    )
     for facts, doc_counts, doc_seen, got in zip(documents, counts, seen, found, strict=True):
         sketch, count, common, bound = one_by_one(
             facts.kept.tolist(), facts.cells.tolist(), doc_counts.tolist(), doc_seen, floor, ratio

@@ -24,17 +24,16 @@ import numpy as np
 import redis
 
 from workers.clean.fingerprint import (
-    FACT_BYTES,
     SIGNATURE_BITS,
     Fingerprint,
     FingerprintParams,
-    fact_cells,
     url_key,
 )
 from workers.clean.urls import canonical_url
 from workers.document import DeadInput, Document
 from workers.index.args import INDEX_SETTINGS, AcceptArgs, DeadArgs
-from workers.index.encoding import FACT_OPERATION_ARGS, lsh_bucket_fields, packed_fact_operations
+from workers.index.encoding import FACT_OPERATION_ARGS, lsh_bucket_fields
+from workers.index.facts import Facts, RareFacts, facts_of, rare_facts
 from workers.index.keys import Keys, done_member
 from workers.index.scripts import (
     ACCEPT_DOCUMENT,
@@ -87,10 +86,6 @@ TABLE_LAYOUT = "linear-hash-v1"
 # The fact frequency tables: u8 saturating counters, the current and the previous
 # generation under fixed names, counted by the worker (scripts/facts.lua).
 FACT_COUNTERS = "u8-saturating/now-before/worker-counted"
-# As scripts/records.lua keeps them: the smallest FACTS_K rare-fact hashes of a document.
-FACTS_K = 16
-# No fact counted this often is rare: below the counters' saturation at 255.
-RARE_CAP = 250
 # Published ids are held in the id table (UNIQUE IDS in `keyspace`); an index without one
 # would let a new document take the id of one it already holds.
 ID_TABLE = "sha1-64-v1"
@@ -184,106 +179,13 @@ def retention_timestamp(doc: Document, clock: str, now: float) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class _Facts:
-    """One document's facts, as the worker counts them."""
-
-    kept: np.ndarray  # the 16 bits of each fact hash the index keeps (uint16, ascending)
-    cells: np.ndarray  # their counter cells
-    counting: bytes  # their BITFIELD INCRBY operations, packed
-    reading: bytes  # their BITFIELD GET operations, packed
-
-
-def _facts_of(fingerprints: Sequence[Fingerprint], bits: int) -> list[_Facts]:
-    """The facts of a whole batch, prepared in a few numpy passes."""
-    hashes = np.frombuffer(b"".join(fp.facts for fp in fingerprints), dtype=">u4")
-    cells = fact_cells(hashes, bits)
-    counting, counting_lengths = packed_fact_operations(cells, "INCRBY")
-    reading, reading_lengths = packed_fact_operations(cells, "GET")
-    kept = (hashes >> 16).astype(np.uint16)
-    ends = np.cumsum([len(fp.facts) // FACT_BYTES for fp in fingerprints]).tolist()
-    counting_at = [0, *np.cumsum(counting_lengths).tolist()]
-    reading_at = [0, *np.cumsum(reading_lengths).tolist()]
-    prepared, start = [], 0
-    for end in ends:
-        prepared.append(
-            _Facts(
-                kept[start:end],
-                cells[start:end],
-                counting[counting_at[start] : counting_at[end]],
-                reading[reading_at[start] : reading_at[end]],
-            )
-        )
-        start = end
-    return prepared
-
-
-@dataclass(frozen=True, slots=True)
-class RareFacts:
-    """A document's rare facts, decided from the counts of the documents before it."""
-
-    sketch: bytes  # the smallest FACTS_K of their kept hashes, u16 big-endian, ascending
-    count: int  # how many distinct kept hashes are rare
-    common_cells: tuple[int, ...]  # counter cells too common to be rare while `tag` holds
-    tag: str
-
-
-def rare_facts(
-    documents: Sequence[_Facts],
-    counts: np.ndarray,
-    seen: np.ndarray,
-    rule: DecisionRule,
-    generation: int,
-) -> list[RareFacts]:
-    """The rare ones among each document's facts, given every fact's count over the
-    documents before it (`counts`: the documents' facts concatenated), and how many
-    documents those are in the current and the previous generation (`seen`, one each).
-
-    A fact is rare when counted at most max(rare_floor, rare_ratio x documents) times
-    (never RARE_CAP times or more). That limit only grows within a generation, but stays
-    below the next power of two for a while: a fact counted at least that often is common
-    for as long as the generation and that power last. The tag names both; the worker
-    stops counting the common facts while it holds (`Fingerprinter.learn_common`), which
-    spares most of the counting. One numpy pass for a whole batch."""
-    lengths = np.array([len(facts.cells) for facts in documents], dtype=np.int64)
-    limit = np.minimum(RARE_CAP, np.maximum(rule.rare_floor, rule.rare_ratio * seen))
-    # The smallest power of two above the limit.
-    bound = np.exp2(np.floor(np.log2(np.maximum(limit, 0.5))) + 1).astype(np.int64)
-    doc_of = np.repeat(np.arange(len(documents)), lengths)
-    kept = np.concatenate([facts.kept for facts in documents]) if len(doc_of) else doc_of
-    cells = np.concatenate([facts.cells for facts in documents]) if len(doc_of) else doc_of
-    rare = counts <= limit[doc_of]
-    # Each document's kept hashes ascend: a repeated 16-bit value is one fact to the index.
-    rare_doc, rare_kept = doc_of[rare], kept[rare]
-    first = np.ones(len(rare_kept), dtype=bool)
-    first[1:] = (rare_doc[1:] != rare_doc[:-1]) | (rare_kept[1:] != rare_kept[:-1])
-    rare_doc, rare_kept = rare_doc[first], rare_kept[first].astype(">u2")
-    distinct = np.bincount(rare_doc, minlength=len(documents))
-    rare_at = np.concatenate(([0], np.cumsum(distinct)))
-    common = counts >= bound[doc_of]
-    common_doc, common_cells = doc_of[common], cells[common]
-    common_at = np.searchsorted(common_doc, np.arange(len(documents) + 1))
-    found = []
-    for i in range(len(documents)):
-        start = int(rare_at[i])
-        found.append(
-            RareFacts(
-                rare_kept[start : start + min(int(distinct[i]), FACTS_K)].tobytes(),
-                min(int(distinct[i]), 65535),
-                tuple(common_cells[common_at[i] : common_at[i + 1]].tolist()),
-                f"{generation}:{int(bound[i])}",
-            )
-        )
-    return found
-
-
-@dataclass(frozen=True, slots=True)
 class ScriptBatch:
     """A batch's script calls, built and ready to send (`DedupIndex.build_batch`, `run`):
     a document's call gets its rare facts when `run` has counted them."""
 
     refs: list[str]  # input_ref of each call, in order
     calls: list[ScriptCall]
-    facts: list[_Facts | None]  # each call's facts (None for the dead)
+    facts: list[Facts | None]  # each call's facts (None for the dead)
 
 
 class DedupIndex:
@@ -375,11 +277,11 @@ class DedupIndex:
         job_id: str,
         guard: str,
         items: Sequence[tuple[Accepted, str, float]],
-    ) -> tuple[list[ScriptCall], list[_Facts | None]]:
+    ) -> tuple[list[ScriptCall], list[Facts | None]]:
         """Script calls for documents, each with its ingested_at text and clock time (their
         rare facts still to come: `run`), and each one's facts."""
         fingerprints = [item.fingerprint for item, _, _ in items]
-        facts: list[_Facts | None] = list(_facts_of(fingerprints, self.params.facts_bits))
+        facts: list[Facts | None] = list(facts_of(fingerprints, self.params.facts_bits))
         buckets = self._bucket_arguments(fingerprints)
         calls = [
             self._accept_call(mode, job_id, guard, item, ingested_at, now, bucket)
@@ -518,7 +420,7 @@ class DedupIndex:
             decided.append(mine)
         return self._outcomes(batch.refs, decided, run_calls(self.client, calls))
 
-    def _count_facts(self, documents: Sequence[_Facts]) -> list[RareFacts]:
+    def _count_facts(self, documents: Sequence[Facts]) -> list[RareFacts]:
         """Count the documents' facts, in order, in one round trip, and decide each one's
         rare facts from the counts before it (scripts/facts.lua). Outside the scripts:
         BITFIELD called from Lua costs several times the counting itself."""
@@ -569,7 +471,8 @@ class DedupIndex:
             if read_before:
                 counts += np.fromiter(chain.from_iterable(counting[1::step]), np.int64, total)
         seen = first + np.arange(len(documents)) + previous
-        return rare_facts(documents, counts, seen, self.rule, generation)
+        rule = self.rule
+        return rare_facts(documents, counts, seen, rule.rare_floor, rule.rare_ratio, generation)
 
     def reset(self) -> int:
         """Delete the whole index (not the streams or stats); returns the keys deleted."""

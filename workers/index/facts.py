@@ -1,0 +1,115 @@
+"""A document's facts as the index counts them, and which of them are rare.
+
+The worker counts each chunk's facts in the frequency tables with plain BITFIELD commands
+(`dedup.DedupIndex`) and decides here, from the counts it gets back, which facts are rare
+(scripts/facts.lua has the why); the index script stores and compares only the rare ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from workers.clean.fingerprint import FACT_BYTES, Fingerprint, fact_cells
+from workers.index.encoding import packed_fact_operations
+
+# As scripts/records.lua keeps them: the smallest FACTS_K rare-fact hashes of a document.
+FACTS_K = 16
+# No fact counted this often is rare: below the counters' saturation at 255.
+RARE_CAP = 250
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """One document's facts, as the worker counts them."""
+
+    kept: np.ndarray  # the 16 bits of each fact hash the index keeps (uint16, ascending)
+    cells: np.ndarray  # their counter cells
+    counting: bytes  # their BITFIELD INCRBY operations, packed
+    reading: bytes  # their BITFIELD GET operations, packed
+
+
+def facts_of(fingerprints: Sequence[Fingerprint], bits: int) -> list[Facts]:
+    """The facts of a whole batch, prepared in a few numpy passes."""
+    hashes = np.frombuffer(b"".join(fp.facts for fp in fingerprints), dtype=">u4")
+    cells = fact_cells(hashes, bits)
+    counting, counting_lengths = packed_fact_operations(cells, "INCRBY")
+    reading, reading_lengths = packed_fact_operations(cells, "GET")
+    kept = (hashes >> 16).astype(np.uint16)
+    ends = np.cumsum([len(fp.facts) // FACT_BYTES for fp in fingerprints]).tolist()
+    counting_at = [0, *np.cumsum(counting_lengths).tolist()]
+    reading_at = [0, *np.cumsum(reading_lengths).tolist()]
+    prepared, start = [], 0
+    for end in ends:
+        prepared.append(
+            Facts(
+                kept[start:end],
+                cells[start:end],
+                counting[counting_at[start] : counting_at[end]],
+                reading[reading_at[start] : reading_at[end]],
+            )
+        )
+        start = end
+    return prepared
+
+
+@dataclass(frozen=True, slots=True)
+class RareFacts:
+    """A document's rare facts, decided from the counts of the documents before it."""
+
+    sketch: bytes  # the smallest FACTS_K of their kept hashes, u16 big-endian, ascending
+    count: int  # how many distinct kept hashes are rare
+    common_cells: tuple[int, ...]  # counter cells too common to be rare while `tag` holds
+    tag: str
+
+
+def rare_facts(
+    documents: Sequence[Facts],
+    counts: np.ndarray,
+    seen: np.ndarray,
+    rare_floor: int,
+    rare_ratio: float,
+    generation: int,
+) -> list[RareFacts]:
+    """The rare ones among each document's facts, given every fact's count over the
+    documents before it (`counts`: the documents' facts concatenated), and how many
+    documents those are in the current and the previous generation (`seen`, one each).
+
+    A fact is rare when counted at most max(rare_floor, rare_ratio x documents) times
+    (never RARE_CAP times or more). That limit only grows within a generation, but stays
+    below the next power of two for a while: a fact counted at least that often is common
+    for as long as the generation and that power last. The tag names both; the worker
+    stops counting the common facts while it holds (`Fingerprinter.learn_common`), which
+    spares most of the counting. One numpy pass for a whole batch."""
+    lengths = np.array([len(facts.cells) for facts in documents], dtype=np.int64)
+    limit = np.minimum(RARE_CAP, np.maximum(rare_floor, rare_ratio * seen))
+    # The smallest power of two above the limit.
+    bound = np.exp2(np.floor(np.log2(np.maximum(limit, 0.5))) + 1).astype(np.int64)
+    doc_of = np.repeat(np.arange(len(documents)), lengths)
+    kept = np.concatenate([facts.kept for facts in documents]) if len(doc_of) else doc_of
+    cells = np.concatenate([facts.cells for facts in documents]) if len(doc_of) else doc_of
+    rare = counts <= limit[doc_of]
+    # Each document's kept hashes ascend: a repeated 16-bit value is one fact to the index.
+    rare_doc, rare_kept = doc_of[rare], kept[rare]
+    first = np.ones(len(rare_kept), dtype=bool)
+    first[1:] = (rare_doc[1:] != rare_doc[:-1]) | (rare_kept[1:] != rare_kept[:-1])
+    rare_doc, rare_kept = rare_doc[first], rare_kept[first].astype(">u2")
+    distinct = np.bincount(rare_doc, minlength=len(documents))
+    rare_at = np.concatenate(([0], np.cumsum(distinct)))
+    common = counts >= bound[doc_of]
+    common_doc, common_cells = doc_of[common], cells[common]
+    common_at = np.searchsorted(common_doc, np.arange(len(documents) + 1))
+    found = []
+    for i in range(len(documents)):
+        start = int(rare_at[i])
+        found.append(
+            RareFacts(
+                rare_kept[start : start + min(int(distinct[i]), FACTS_K)].tobytes(),
+                min(int(distinct[i]), 65535),
+                tuple(common_cells[common_at[i] : common_at[i + 1]].tolist()),
+                f"{generation}:{int(bound[i])}",
+            )
+        )
+    return found
