@@ -2,9 +2,7 @@
 
 A script's arguments are a frozen dataclass. Its fields, in declaration order, are the
 script's ARGV: a `text` or `number` field takes one slot; an `items` field takes one slot
-for its count, and its items follow every slot of the single fields, in field order;
-a `packed` field (the last one) is like `items`, but its items arrive already in the
-Redis protocol (`ops.connection.pack_command`'s `packed_tail`).
+for its count, and its items follow every slot of the single fields, in field order.
 
 The scripts never index ARGV themselves: `lua_unpacking` writes, from the same fields,
 the Lua that names every argument (`A.<field>`; for items `A.<field>_n`, the count, and
@@ -17,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
-ArgKind = Literal["text", "number", "items", "packed"]
+ArgKind = Literal["text", "number", "items"]
 
 
 def text() -> Any:
@@ -36,28 +34,6 @@ def items(*, as_table: bool = False) -> Any:
     return field(metadata={"kind": "items", "as_table": as_table})
 
 
-def packed() -> Any:
-    """Items already packed in the Redis protocol, with their count; the last field."""
-    return field(metadata={"kind": "packed"})
-
-
-@dataclass(frozen=True, slots=True)
-class PackedItems:
-    """`count` arguments packed in the Redis protocol (`ops.connection.pack_command`)."""
-
-    data: bytes = b""
-    count: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Argv:
-    """A script call's arguments as sent: plain values, then the packed tail."""
-
-    values: list[Any]
-    packed_tail: bytes = b""
-    packed_count: int = 0
-
-
 @dataclass(frozen=True, slots=True)
 class ScriptArgs:
     """Base class of every script's arguments."""
@@ -71,9 +47,6 @@ class ScriptArgs:
             known = tuple(
                 (f.name, f.metadata["kind"], bool(f.metadata.get("as_table"))) for f in fields(cls)
             )
-            kinds = [kind for _, kind, _ in known]
-            if "packed" in kinds[:-1]:
-                raise TypeError(f"{cls.__name__}: a packed field must be the last one")
             ScriptArgs._kinds[cls.__qualname__] = known
         return known
 
@@ -81,21 +54,18 @@ class ScriptArgs:
     def field_names(cls) -> list[str]:
         return [name for name, _, _ in cls._fields()]
 
-    def argv(self) -> Argv:
+    def argv(self) -> list[Any]:
+        """The script's ARGV, in order."""
         singles: list[Any] = []
         lists: list[Any] = []
-        tail = PackedItems()
         for name, kind, _ in self._fields():
             value = getattr(self, name)
             if kind == "items":
                 singles.append(len(value))
                 lists.extend(value)
-            elif kind == "packed":
-                singles.append(value.count)
-                tail = value
             else:
                 singles.append(value)
-        return Argv(singles + lists, tail.data, tail.count)
+        return singles + lists
 
     @classmethod
     def lua_unpacking(cls) -> str:

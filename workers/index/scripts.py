@@ -133,9 +133,8 @@ class ScriptCall:
     args: ScriptArgs
 
     def packed(self) -> bytes:
-        argv = self.args.argv()
-        command = ["EVALSHA", self.script.sha, len(self.keys), *self.keys, *argv.values]
-        return pack_command(command, argv.packed_tail, argv.packed_count)
+        keys = self.keys
+        return pack_command(["EVALSHA", self.script.sha, len(keys), *keys, *self.args.argv()])
 
 
 def run_calls(client: redis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
