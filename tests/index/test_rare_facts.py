@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workers.index.facts import FACTS_K, RARE_CAP, Facts, rare_facts
+from workers.index.encoding import packed_fact_operations
+from workers.index.facts import FACTS_K, RARE_CAP, Facts, packed_operations, rare_facts
 
 pytestmark = pytest.mark.unit
 
@@ -42,7 +43,7 @@ def test_batch_equals_the_rule_one_fact_at_a_time(seed: int) -> None:
         size = int(rng.choice([0, 1, 5, 40, 300]))
         kept = np.sort(rng.integers(0, 400, size)).astype(np.uint16)  # repeats on purpose
         cells = rng.integers(0, 1 << 20, size)
-        documents.append(Facts(kept, cells, b"", b""))
+        documents.append(Facts(kept, cells))
         counts.append(rng.integers(0, 256, size))
         seen.append(int(rng.integers(0, 100_000)))
     found = rare_facts(
@@ -58,3 +59,15 @@ def test_batch_equals_the_rule_one_fact_at_a_time(seed: int) -> None:
             common,
             f"7:{bound}",
         )
+
+
+def test_packed_operations_split_per_document() -> None:
+    rng = np.random.default_rng(3)
+    documents = [
+        Facts(np.zeros(size, dtype=np.uint16), rng.integers(0, 1 << 20, size))
+        for size in (3, 0, 1, 17)
+    ]
+    for operation in ("INCRBY", "GET"):
+        pieces = packed_operations(documents, operation)
+        assert pieces == [packed_fact_operations(facts.cells, operation)[0] for facts in documents]
+    assert packed_operations([], "GET") == []

@@ -33,7 +33,7 @@ from workers.clean.urls import canonical_url
 from workers.document import DeadInput, Document
 from workers.index.args import INDEX_SETTINGS, AcceptArgs, DeadArgs
 from workers.index.encoding import FACT_OPERATION_ARGS, lsh_bucket_fields
-from workers.index.facts import Facts, RareFacts, facts_of, rare_facts
+from workers.index.facts import Facts, RareFacts, facts_of, packed_operations, rare_facts
 from workers.index.keys import Keys, done_member
 from workers.index.scripts import (
     ACCEPT_DOCUMENT,
@@ -438,11 +438,14 @@ class DedupIndex:
             pack_command(["HMGET", keys.index_meta, "df_generation", "df_previous_docs"]),
         ]
         counted = [facts for facts in documents if len(facts.cells)]
-        for facts in counted:
+        counting = packed_operations(counted, "INCRBY")
+        # The previous generation's counters are read only when there is one.
+        reading = packed_operations(counted, "GET") if read_before else []
+        for i, facts in enumerate(counted):
             commands.append(
                 pack_command(
                     ["BITFIELD", keys.fact_counts, "OVERFLOW", "SAT"],
-                    facts.counting,
+                    counting[i],
                     FACT_OPERATION_ARGS["INCRBY"] * len(facts.cells),
                 )
             )
@@ -450,7 +453,7 @@ class DedupIndex:
                 commands.append(
                     pack_command(
                         ["BITFIELD_RO", keys.fact_counts_before],
-                        facts.reading,
+                        reading[i],
                         FACT_OPERATION_ARGS["GET"] * len(facts.cells),
                     )
                 )
@@ -464,12 +467,12 @@ class DedupIndex:
         counts = np.zeros(total, dtype=np.int64)
         if total:
             step = 2 if read_before else 1
-            counting = [next(replies) for _ in range(len(counted) * step)]
+            answers = [next(replies) for _ in range(len(counted) * step)]
             # BITFIELD INCRBY answers the count after its own: the documents before it are
             # one fewer.
-            counts += np.fromiter(chain.from_iterable(counting[::step]), np.int64, total) - 1
+            counts += np.fromiter(chain.from_iterable(answers[::step]), np.int64, total) - 1
             if read_before:
-                counts += np.fromiter(chain.from_iterable(counting[1::step]), np.int64, total)
+                counts += np.fromiter(chain.from_iterable(answers[1::step]), np.int64, total)
         seen = first + np.arange(len(documents)) + previous
         rule = self.rule
         return rare_facts(documents, counts, seen, rule.rare_floor, rule.rare_ratio, generation)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from workers.clean.fingerprint import FACT_BYTES, Fingerprint, fact_cells
-from workers.index.encoding import packed_fact_operations
+from workers.index.encoding import FactOperation, packed_fact_operations
 
 # As scripts/records.lua keeps them: the smallest FACTS_K rare-fact hashes of a document.
 FACTS_K = 16
@@ -27,32 +27,34 @@ class Facts:
 
     kept: np.ndarray  # the 16 bits of each fact hash the index keeps (uint16, ascending)
     cells: np.ndarray  # their counter cells
-    counting: bytes  # their BITFIELD INCRBY operations, packed
-    reading: bytes  # their BITFIELD GET operations, packed
 
 
 def facts_of(fingerprints: Sequence[Fingerprint], bits: int) -> list[Facts]:
     """The facts of a whole batch, prepared in a few numpy passes."""
     hashes = np.frombuffer(b"".join(fp.facts for fp in fingerprints), dtype=">u4")
     cells = fact_cells(hashes, bits)
-    counting, counting_lengths = packed_fact_operations(cells, "INCRBY")
-    reading, reading_lengths = packed_fact_operations(cells, "GET")
     kept = (hashes >> 16).astype(np.uint16)
     ends = np.cumsum([len(fp.facts) // FACT_BYTES for fp in fingerprints]).tolist()
-    counting_at = [0, *np.cumsum(counting_lengths).tolist()]
-    reading_at = [0, *np.cumsum(reading_lengths).tolist()]
-    prepared, start = [], 0
-    for end in ends:
-        prepared.append(
-            Facts(
-                kept[start:end],
-                cells[start:end],
-                counting[counting_at[start] : counting_at[end]],
-                reading[reading_at[start] : reading_at[end]],
-            )
-        )
-        start = end
-    return prepared
+    return [
+        Facts(kept[start:end], cells[start:end])
+        for start, end in zip([0, *ends[:-1]], ends, strict=True)
+    ]
+
+
+def packed_operations(documents: Sequence[Facts], operation: FactOperation) -> list[bytes]:
+    """Each document's BITFIELD `operation` on its facts' counters, packed in the Redis
+    protocol (`encoding.packed_fact_operations`), for the whole batch in one pass."""
+    if not documents:
+        return []
+    packed, lengths = packed_fact_operations(
+        np.concatenate([facts.cells for facts in documents]), operation
+    )
+    ends = np.cumsum([len(facts.cells) for facts in documents]).tolist()
+    offsets = [0, *np.cumsum(lengths).tolist()]
+    return [
+        packed[offsets[start] : offsets[end]]
+        for start, end in zip([0, *ends[:-1]], ends, strict=True)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
