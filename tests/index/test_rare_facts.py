@@ -6,8 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from workers.clean.fingerprint import Fingerprint, fact_cells
 from workers.index.encoding import packed_fact_operations
-from workers.index.facts import FACTS_K, RARE_CAP, Facts, packed_operations, rare_facts
+from workers.index.facts import (
+    FACTS_K,
+    RARE_CAP,
+    Facts,
+    facts_of,
+    packed_operations,
+    rare_facts,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -71,3 +79,20 @@ def test_packed_operations_split_per_document() -> None:
         pieces = packed_operations(documents, operation)
         assert pieces == [packed_fact_operations(facts.cells, operation)[0] for facts in documents]
     assert packed_operations([], "GET") == []
+
+
+def test_facts_of_splits_a_batch_per_document_even_when_empty() -> None:
+    # A batch whose inputs were all dead or duplicates by ref has no fingerprints at all.
+    assert facts_of([], 20) == []
+    sizes = (0, 2, 0, 5)
+    fingerprints = [
+        Fingerprint("00" * 8, b"", 0, np.arange(10 * i, 10 * i + size, dtype=">u4").tobytes())
+        for i, size in enumerate(sizes)
+    ]
+    found = facts_of(fingerprints, 20)
+    assert [len(facts.cells) for facts in found] == list(sizes)
+    for fingerprint, facts in zip(fingerprints, found, strict=True):
+        hashes = np.frombuffer(fingerprint.facts, dtype=">u4")
+        assert facts.kept.tolist() == (hashes >> 16).tolist()
+        assert facts.cells.tolist() == fact_cells(hashes, 20).tolist()
+    assert facts_of([Fingerprint("00" * 8, b"", 0)], 20)[0].cells.size == 0

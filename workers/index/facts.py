@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate, pairwise
 
 import numpy as np
 
@@ -34,11 +35,9 @@ def facts_of(fingerprints: Sequence[Fingerprint], bits: int) -> list[Facts]:
     hashes = np.frombuffer(b"".join(fp.facts for fp in fingerprints), dtype=">u4")
     cells = fact_cells(hashes, bits)
     kept = (hashes >> 16).astype(np.uint16)
-    ends = np.cumsum([len(fp.facts) // FACT_BYTES for fp in fingerprints]).tolist()
-    return [
-        Facts(kept[start:end], cells[start:end])
-        for start, end in zip([0, *ends[:-1]], ends, strict=True)
-    ]
+    # An empty batch (every input dead or a duplicate by ref) has no facts at all.
+    offsets = list(accumulate((len(fp.facts) // FACT_BYTES for fp in fingerprints), initial=0))
+    return [Facts(kept[start:end], cells[start:end]) for start, end in pairwise(offsets)]
 
 
 def packed_operations(documents: Sequence[Facts], operation: FactOperation) -> list[bytes]:
