@@ -4,10 +4,16 @@ A script's arguments are a frozen dataclass. Its fields, in declaration order, a
 script's ARGV: a `text` or `number` field takes one slot; an `items` field takes one slot
 for its count, and its items follow every slot of the single fields, in field order.
 
+A `records` field is a list of records of another `ScriptArgs` class (a chunk's
+documents): one slot for their count, and after the single slots, each record's own
+arguments laid out as that class's ARGV would be, one record after the other.
+
 The scripts never index ARGV themselves: `lua_unpacking` writes, from the same fields,
 the Lua that names every argument (`A.<field>`; for items `A.<field>_n`, the count, and
 `A.<field>_at`, the ARGV position of the first; `A.<field>` is a table of them when the
-field asks for it). `scripts.py` puts it at the top of each script.
+field asks for it). For a records field it also writes `read_<field>(at)`, which names a
+record's arguments the same way in a table of its own and returns it with the position
+of the next record. `scripts.py` puts it at the top of each script.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
-ArgKind = Literal["text", "number", "items"]
+ArgKind = Literal["text", "number", "items", "records"]
 
 
 def text() -> Any:
@@ -32,6 +38,11 @@ def items(*, as_table: bool = False) -> Any:
     """A list of arguments: its count in the single slots, its items after them.
     `as_table`: the script gets them as a Lua table too (for few, small items)."""
     return field(metadata={"kind": "items", "as_table": as_table})
+
+
+def records(of: type[ScriptArgs]) -> Any:
+    """A list of records, each one's arguments laid out as `of`'s ARGV."""
+    return field(metadata={"kind": "records", "of": of})
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,29 +74,59 @@ class ScriptArgs:
             if kind == "items":
                 singles.append(len(value))
                 lists.extend(value)
+            elif kind == "records":
+                singles.append(len(value))
+                for record in value:
+                    lists.extend(record.argv())
             else:
                 singles.append(value)
         return singles + lists
 
     @classmethod
-    def lua_unpacking(cls) -> str:
-        """Lua that names every argument in the table `A`."""
-        out = ["local A = {}"]
-        lists: list[tuple[str, bool]] = []
-        for slot, (name, kind, as_table) in enumerate(cls._fields(), start=1):
+    def _lua_naming(cls, into: str, first: str) -> list[str]:
+        """Lua statements that name the arguments in the table `into`, the first of them at
+        ARGV position `first` (a Lua expression), leaving `at` past the last."""
+        out: list[str] = []
+        lists: list[tuple[str, ArgKind, bool]] = []
+        for offset, (name, kind, as_table) in enumerate(cls._fields()):
+            slot = f"ARGV[{first} + {offset}]"
             if kind == "text":
-                out.append(f"A.{name} = ARGV[{slot}]")
+                out.append(f"{into}.{name} = {slot}")
             elif kind == "number":
-                out.append(f"A.{name} = tonumber(ARGV[{slot}])")
+                out.append(f"{into}.{name} = tonumber({slot})")
             else:
-                out.append(f"A.{name}_n = tonumber(ARGV[{slot}])")
-                lists.append((name, as_table))
-        out.append(f"local at = {len(cls._fields()) + 1}")
-        for name, as_table in lists:
-            out.append(f"A.{name}_at = at")
+                out.append(f"{into}.{name}_n = tonumber({slot})")
+                lists.append((name, kind, as_table))
+        out.append(f"at = {first} + {len(cls._fields())}")
+        for name, kind, as_table in lists:
+            out.append(f"{into}.{name}_at = at")
+            if kind == "records":
+                # The last list (`lua_unpacking`): the script reads the records in turn.
+                continue
             if as_table:
-                out.append(f"A.{name} = {{unpack(ARGV, at, at + A.{name}_n - 1)}}")
-            out.append(f"at = at + A.{name}_n")
+                out.append(f"{into}.{name} = {{unpack(ARGV, at, at + {into}.{name}_n - 1)}}")
+            out.append(f"at = at + {into}.{name}_n")
+        return out
+
+    @classmethod
+    def lua_unpacking(cls) -> str:
+        """Lua that names every argument in the table `A` (and defines the readers of its
+        records fields)."""
+        out: list[str] = []
+        kinds = [kind for _, kind, _ in cls._fields() if kind in ("items", "records")]
+        if "records" in kinds[:-1]:
+            # A record's size depends on its own counts: nothing can follow the records at
+            # a position known without reading them all.
+            raise ValueError(f"{cls.__name__}: a records field must be the last list")
+        for f in fields(cls):
+            if f.metadata["kind"] == "records":
+                record: type[ScriptArgs] = f.metadata["of"]
+                out.append(f"local function read_{f.name}(at)")
+                out.append("  local R = {}")
+                out += [f"  {line}" for line in record._lua_naming("R", "at")]
+                out.append("  return R, at")
+                out.append("end")
+        out += ["local A = {}", "local at", *cls._lua_naming("A", "1")]
         return "\n".join(out) + "\n"
 
 
@@ -93,12 +134,18 @@ class ScriptArgs:
 
 
 @dataclass(frozen=True, slots=True)
-class CountedArgs(ScriptArgs):
-    """What every script that accounts for an input takes first (scripts/common.lua)."""
+class JobArgs(ScriptArgs):
+    """What every script that accounts for inputs takes first (scripts/common.lua)."""
 
     prefix: str = text()
     mode: str = text()  # "publish": decide, index, publish, count; "rebuild": index only
     job: str = text()  # "" outside a job (no redelivery guard)
+
+
+@dataclass(frozen=True, slots=True)
+class InputArgs(ScriptArgs):
+    """What the scripts know of every input they account for (scripts/common.lua)."""
+
     guard: bytes = text()  # its member of the job's done set (`keys.done_member`): a
     # redelivered input is a no-op
     source: str = text()  # the source's name, only ever a member of the sources set
@@ -106,10 +153,9 @@ class CountedArgs(ScriptArgs):
 
 
 @dataclass(frozen=True, slots=True)
-class AcceptArgs(CountedArgs):
-    """scripts/accept_document.lua: decide, index and publish one document."""
+class DocumentArgs(InputArgs):
+    """One document of AcceptArgs."""
 
-    settings: str = text()  # the index settings (`INDEX_SETTINGS`), space-separated
     doc_id: str = text()
     content_key: bytes = text()  # 8 bytes
     url_key: bytes = text()  # 8 bytes, or b"" without a URL
@@ -128,8 +174,21 @@ class AcceptArgs(CountedArgs):
 
 
 @dataclass(frozen=True, slots=True)
-class DeadArgs(CountedArgs):
+class AcceptArgs(JobArgs):
+    """scripts/accept_documents.lua: decide, index and publish documents, in order, in one
+    call (KEYS[i]: the i-th document's source counters)."""
+
+    settings: str = text()  # the index settings (`INDEX_SETTINGS`), space-separated
+    documents: tuple[DocumentArgs, ...] = records(DocumentArgs)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadArgs(JobArgs):
     """scripts/record_dead.lua: one input to the dead stream."""
+
+    guard: bytes = text()  # as InputArgs
+    source: str = text()
+    bytes_in: int = number()
 
     maxlen: int = number()
     reason: str = text()

@@ -1,13 +1,14 @@
 """The shared Redis dedup index and the output streams, driven by the scripts in scripts/.
 
-Each document costs one EVALSHA that decides (exact / near / new), indexes, publishes to
-exactly one stream and updates the counters atomically; a batch is sent as one pipeline,
-so a task of 200 documents is one round trip.
+A chunk of documents costs one EVALSHA (scripts/accept_documents.lua) that decides each
+one (exact / near / new), indexes it, publishes it to exactly one stream and updates the
+counters, atomically; a batch is sent as one pipeline, so a task of 200 documents is one
+round trip.
 
 Ids are unique in `docs` among the documents published within the retention window: a
 new document whose input id a live indexed document already holds is published as
 `<id>~<n>` (the first n = 2, 3, ... free), with its input's id in the field `input_id`
-(UNIQUE IDS in scripts/accept_document.lua). Duplicates keep their input's id in
+(UNIQUE IDS in scripts/accept_documents.lua). Duplicates keep their input's id in
 `duplicates`; their `duplicate_of` is the original's published id.
 """
 
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from itertools import chain
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import redis
@@ -31,12 +32,12 @@ from workers.clean.fingerprint import (
 )
 from workers.clean.urls import canonical_url
 from workers.document import DeadInput, Document
-from workers.index.args import INDEX_SETTINGS, AcceptArgs, DeadArgs
+from workers.index.args import INDEX_SETTINGS, AcceptArgs, DeadArgs, DocumentArgs
 from workers.index.encoding import FACT_OPERATION_ARGS, lsh_bucket_fields
 from workers.index.facts import Facts, RareFacts, facts_of, packed_operations, rare_facts
 from workers.index.keys import Keys, done_member
 from workers.index.scripts import (
-    ACCEPT_DOCUMENT,
+    ACCEPT_DOCUMENTS,
     RECORD_DEAD,
     ScriptCall,
     run_calls,
@@ -154,7 +155,7 @@ def document_hour(doc: Document, now: float) -> int:
 
 @dataclass(frozen=True, slots=True)
 class DecisionRule:
-    """When an LSH candidate is the same article (scripts/accept_document.lua). The fields
+    """When an LSH candidate is the same article (scripts/accept_documents.lua). The fields
     are `dedup.*` settings of the same names; their defaults live in the config."""
 
     threshold: float
@@ -178,14 +179,23 @@ def retention_timestamp(doc: Document, clock: str, now: float) -> int:
     return int(now if stamp is None else stamp)
 
 
+# Documents per script call: one call blocks the server while it runs (~0.1 ms a
+# document), so a big batch (`index rebuild`) is several calls in one pipeline.
+DOCUMENTS_PER_CALL = 64
+
+
 @dataclass(frozen=True, slots=True)
 class ScriptBatch:
-    """A batch's script calls, built and ready to send (`DedupIndex.build_batch`, `run`):
-    a document's call gets its rare facts when `run` has counted them."""
+    """A batch's documents and dead inputs, ready to send (`DedupIndex.build_batch`,
+    `run`): a document gets its rare facts when `run` has counted them."""
 
-    refs: list[str]  # input_ref of each call, in order
-    calls: list[ScriptCall]
-    facts: list[Facts | None]  # each call's facts (None for the dead)
+    mode: str
+    job_id: str
+    refs: list[str]  # input_ref of each input, as `run` answers: the documents, the dead
+    documents: list[DocumentArgs]
+    document_keys: list[str]  # each document's source counters
+    facts: list[Facts]  # each document's facts
+    dead: list[ScriptCall]
 
 
 class DedupIndex:
@@ -271,23 +281,20 @@ class DedupIndex:
                 values[name] = getattr(self.rule, name)
         return " ".join(repr(values[name]) for name in INDEX_SETTINGS)
 
-    def _accept_calls(
-        self,
-        mode: str,
-        job_id: str,
-        guard: str,
-        items: Sequence[tuple[Accepted, str, float]],
-    ) -> tuple[list[ScriptCall], list[Facts | None]]:
-        """Script calls for documents, each with its ingested_at text and clock time (their
-        rare facts still to come: `run`), and each one's facts."""
+    def _documents(
+        self, guard: str, items: Sequence[tuple[Accepted, str, float]]
+    ) -> tuple[list[DocumentArgs], list[str], list[Facts]]:
+        """The documents' script arguments, each with its ingested_at text and clock time
+        (their rare facts still to come: `run`), each one's source counters, and facts."""
         fingerprints = [item.fingerprint for item, _, _ in items]
-        facts: list[Facts | None] = list(facts_of(fingerprints, self.params.facts_bits))
+        facts = facts_of(fingerprints, self.params.facts_bits)
         buckets = self._bucket_arguments(fingerprints)
-        calls = [
-            self._accept_call(mode, job_id, guard, item, ingested_at, now, bucket)
+        documents = [
+            self._document(guard, item, ingested_at, now, bucket)
             for (item, ingested_at, now), bucket in zip(items, buckets, strict=True)
         ]
-        return calls, facts
+        keys = [self.keys.source_stats(item.doc.source) for item, _, _ in items]
+        return documents, keys, facts
 
     def _bucket_arguments(self, fingerprints: Sequence[Fingerprint]) -> list[list[bytes]]:
         """Each document's LSH bucket fields (none without a signature)."""
@@ -306,29 +313,18 @@ class DedupIndex:
             out[i] = [document_fields[k : k + 4] for k in range(0, width, 4)]
         return out
 
-    def _accept_call(
-        self,
-        mode: str,
-        job_id: str,
-        guard: str,
-        item: Accepted,
-        ingested_at: str,
-        now: float,
-        buckets: list[bytes],
-    ) -> ScriptCall:
+    def _document(
+        self, guard: str, item: Accepted, ingested_at: str, now: float, buckets: list[bytes]
+    ) -> DocumentArgs:
         doc, fp = item.doc, item.fingerprint
         # `id` comes first: the script may publish the document under another (UNIQUE IDS).
         doc_fields = DocRecord.for_document(doc, fp.content_hash, ingested_at).to_fields()
         # The script adds what it is a duplicate of, if it is one.
         dup_fields = DuplicateRecord.for_document(doc, fp.content_hash, ingested_at).to_fields()
-        args = AcceptArgs(
-            prefix=self.keys.prefix,
-            mode=mode,
-            job=job_id,
+        return DocumentArgs(
             guard=done_member(guard + doc.input_ref),
             source=doc.source,
             bytes_in=item.bytes_in,
-            settings=self._settings_arg,
             doc_id=doc.id,
             content_key=fp.content_key,
             url_key=url_key(canonical_url(doc.url)),
@@ -343,7 +339,6 @@ class DedupIndex:
             dup_fields=tuple(value for pair in dup_fields.items() for value in pair),
             buckets=tuple(buckets),
         )
-        return ACCEPT_DOCUMENT.call([self.keys.source_stats(doc.source)], args)
 
     def _dead_call(self, job_id: str, guard: str, dead: DeadInput, bytes_in: int) -> ScriptCall:
         fields = DeadRecord.for_input(dead, utc_now_iso()).to_fields()
@@ -381,15 +376,15 @@ class DedupIndex:
         self.ensure_params()
         clock = time.time() if now is None else now
         ingested_at = utc_now_iso() if now is None else _iso(now)
-        calls, facts = self._accept_calls(
-            "publish", job_id, guard_prefix, [(item, ingested_at, clock) for item in accepted]
+        documents, keys, facts = self._documents(
+            guard_prefix, [(item, ingested_at, clock) for item in accepted]
         )
         refs = [item.doc.input_ref for item in accepted]
+        dead_calls = []
         for dead_input, bytes_in in dead:
-            calls.append(self._dead_call(job_id, guard_prefix, dead_input, bytes_in))
+            dead_calls.append(self._dead_call(job_id, guard_prefix, dead_input, bytes_in))
             refs.append(dead_input.input_ref)
-            facts.append(None)
-        return ScriptBatch(refs, calls, facts)
+        return ScriptBatch("publish", job_id, refs, documents, keys, facts, dead_calls)
 
     def build_reindex_batch(self, items: Sequence[tuple[Accepted, float]]) -> ScriptBatch:
         """Calls that index already-published documents, each with the time it was ingested,
@@ -397,28 +392,38 @@ class DedupIndex:
         "skipped" when one duplicates another under the new parameters. Used by
         `newsdedup index rebuild`."""
         self.ensure_params()
-        calls, facts = self._accept_calls("rebuild", "", "", [(item, "", at) for item, at in items])
-        return ScriptBatch([item.doc.input_ref for item, _ in items], calls, facts)
+        documents, keys, facts = self._documents("", [(item, "", at) for item, at in items])
+        refs = [item.doc.input_ref for item, _ in items]
+        return ScriptBatch("rebuild", "", refs, documents, keys, facts, [])
 
     def run(self, batch: ScriptBatch) -> list[Outcome]:
         """Count the batch's facts, then send its calls as one pipeline; one Outcome per
         input, in order."""
-        rare = self._count_facts([facts for facts in batch.facts if facts is not None])
-        calls = list(batch.calls)
-        found = iter(rare)
-        decided: list[RareFacts | None] = []
-        for i, facts in enumerate(batch.facts):
-            if facts is None:
-                decided.append(None)
-                continue
-            mine = next(found)
-            call = calls[i]
-            args = replace(
-                cast(AcceptArgs, call.args), fact_sketch=mine.sketch, fact_count=mine.count
+        rare = self._count_facts(batch.facts)
+        documents = [
+            replace(document, fact_sketch=mine.sketch, fact_count=mine.count)
+            for document, mine in zip(batch.documents, rare, strict=True)
+        ]
+        calls = [
+            ACCEPT_DOCUMENTS.call(
+                batch.document_keys[start : start + DOCUMENTS_PER_CALL],
+                AcceptArgs(
+                    prefix=self.keys.prefix,
+                    mode=batch.mode,
+                    job=batch.job_id,
+                    settings=self._settings_arg,
+                    documents=tuple(documents[start : start + DOCUMENTS_PER_CALL]),
+                ),
             )
-            calls[i] = ACCEPT_DOCUMENT.call(call.keys, args)
-            decided.append(mine)
-        return self._outcomes(batch.refs, decided, run_calls(self.client, calls))
+            for start in range(0, len(documents), DOCUMENTS_PER_CALL)
+        ]
+        replies = run_calls(self.client, [*calls, *batch.dead])
+        per_input = [
+            *chain.from_iterable(replies[: len(calls)]),
+            *replies[len(calls) :],
+        ]
+        decided: list[RareFacts | None] = [*rare, *([None] * len(batch.dead))]
+        return self._outcomes(batch.refs, decided, per_input)
 
     def _count_facts(self, documents: Sequence[Facts]) -> list[RareFacts]:
         """Count the documents' facts, in order, in one round trip, and decide each one's

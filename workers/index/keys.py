@@ -22,7 +22,7 @@ Layout under the configured prefix P (default "newsdedup:"):
   P ix:d:<shard>                      hash: 8-byte id key (SHA-1 of a published id) -> the
                                       doc number holding it (u32), then, once the id was
                                       given again with a suffix, the last suffix (u32):
-                                      see UNIQUE IDS in scripts/accept_document.lua
+                                      see UNIQUE IDS in scripts/accept_documents.lua
                                       (l, x, u and d are GROWING TABLES, below)
   P ix:t:<day>                        list: doc numbers whose retention clock falls on <day>
   P ix:days                           sorted set: days with a list, oldest first

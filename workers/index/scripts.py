@@ -194,7 +194,7 @@ def run_commands(
 
 _INDEX_LIBRARY = ("common", "tables", "records", "facts")
 
-ACCEPT_DOCUMENT = Script("accept_document", AcceptArgs, _INDEX_LIBRARY)
+ACCEPT_DOCUMENTS = Script("accept_documents", AcceptArgs, _INDEX_LIBRARY)
 RECORD_DEAD = Script("record_dead", DeadArgs, ("common",))
 LEARN_LINES = Script("learn_lines", LearnArgs)
 PROBE_WRITE = Script("probe_write", ProbeArgs)

@@ -1,5 +1,13 @@
--- Decide, index and publish one document (AcceptArgs; KEYS[1] the source's counters).
--- Uses common.lua, tables.lua, records.lua and facts.lua.
+-- Decide, index and publish a chunk's documents, in order (AcceptArgs; KEYS[i] the i-th
+-- document's source counters). Uses common.lua, tables.lua, records.lua and facts.lua.
+--
+-- One call for many documents: what every document would read or write alike (the
+-- settings, the tables' sizes, the watermark, the fact generation, the counters, the
+-- retention lists and page counts) is read once and written once per call, and the
+-- sweep of expired documents runs once, at the end, for all of them. Each document's
+-- decision is the one it would get from a call of its own: the documents before it in
+-- the chunk are indexed before it is decided, and expired ones stop matching at once,
+-- whether or not they were swept yet.
 --
 -- The decision for an LSH candidate X with estimated Jaccard J and containment C
 -- (see bench/NEARDUP_RESEARCH.md for how each part was measured):
@@ -24,28 +32,12 @@
 -- suffix given, so the k-th copy of an id costs one probe, not k. Duplicates keep their
 -- input's id in `duplicates`, and `duplicate_of` names the original's published id.
 
-local doc_id = A.doc_id
-local ckey = A.content_key
-local ukey = A.url_key
-local sig = A.signature
-local nsh = A.shingles
-local ts = A.timestamp
-local hour = A.hour
-local doc_fields, dup_fields = A.doc_fields, A.dup_fields
-local nband = A.buckets_n
-
 -- The retention clock only moves forward; documents older than the window stop matching
--- at once and are freed a few per call, so memory stays flat under a steady stream.
+-- at once and are freed a few per document (the sweep at the end), so memory stays flat
+-- under a steady stream.
 local watermark = tonumber(redis.call('HGET', K.index_meta, 'watermark') or '0')
-if ts > watermark then
-  watermark = ts
-  redis.call('HSET', K.index_meta, 'watermark', ts)
-end
+local watermark_before = watermark
 local cutoff = 0
-if RETENTION_SECONDS > 0 then
-  cutoff = watermark - RETENTION_SECONDS
-  sweep(cutoff, SWEEP_LIMIT)
-end
 
 local function live(num)
   local rec = read_record(num)
@@ -56,7 +48,28 @@ end
 -- Every document's facts were counted by the worker, duplicates included: a wire
 -- story's facts become common (facts.lua).
 turn_fact_generation()
-local sketch, fcount = unpack_sketch(A.fact_sketch), A.fact_count
+
+-- Written once at the end of the call: new documents by retention day, in order; records
+-- added per page; the change in live documents (read when first needed).
+local day_docs, day_order, page_added, pages_ready = {}, {}, {}, {}
+local live_documents, live_added = nil, 0
+
+-- Decide, index and publish one document (D: DocumentArgs).
+local function accept(D, source_stats)
+local doc_id = D.doc_id
+local ckey = D.content_key
+local ukey = D.url_key
+local sig = D.signature
+local nsh = D.shingles
+local ts = D.timestamp
+local hour = D.hour
+local doc_fields, dup_fields = D.doc_fields, D.dup_fields
+local nband = D.buckets_n
+
+if ts > watermark then watermark = ts end
+if RETENTION_SECONDS > 0 then cutoff = watermark - RETENTION_SECONDS end
+
+local sketch, fcount = unpack_sketch(D.fact_sketch), D.fact_count
 
 -- A story's latest appearance keeps its cluster open for later re-publications.
 local function touch_root(rec)
@@ -86,15 +99,18 @@ local function index_document(root, stands_for)
   if ukey == '' then stored_ukey = ZERO8 end
   local fsk = {}
   for k = 1, FACTS_K do fsk[k] = pack16(sketch[k] or 0) end
-  local page = page_key(num)
-  if redis.call('EXISTS', page) == 0 then
-    -- Allocated once at full size: growing it by SETRANGE would over-allocate by up to 2x.
-    redis.call('SET', page, string.rep('\0', 256 * RECLEN))
+  local page, page_no = page_key(num), math.floor(num / 256)
+  if not pages_ready[page_no] then
+    if redis.call('EXISTS', page) == 0 then
+      -- Allocated once at full size: growing it by SETRANGE would over-allocate by up to 2x.
+      redis.call('SET', page, string.rep('\0', 256 * RECLEN))
+    end
+    pages_ready[page_no] = true
   end
   redis.call('SETRANGE', page, (num % 256) * RECLEN,
              stored_sig .. ckey .. stored_ukey .. pack32(nsh) .. pack32(ts) .. pack32(hour)
              .. pack32(root or num) .. pack16(fcount) .. table.concat(fsk))
-  redis.call('HINCRBY', K.record_pages, math.floor(num / 256), 1)
+  page_added[page_no] = (page_added[page_no] or 0) + 1
   redis.call('HSET', id_key(num), num % 128, stands_for)
   if not root then
     local field = id_field(stands_for)
@@ -103,11 +119,19 @@ local function index_document(root, stands_for)
   redis.call('HSET', lh_key('x', ckey), ckey, me)
   if ukey ~= '' then redis.call('HSET', lh_key('u', ukey), ukey, me) end
   local day = math.floor(ts / 86400)
-  redis.call('RPUSH', K.retention_day(day), num)
-  redis.call('ZADD', K.retention_days, day, day)
+  if not day_docs[day] then
+    day_docs[day] = {}
+    day_order[#day_order + 1] = day
+  end
+  local listed = day_docs[day]
+  listed[#listed + 1] = num
   -- Live documents bound each table's entries (shared buckets and documents without a
   -- signature or URL make fewer): tables grow with the index, never shrink.
-  local count = redis.call('INCR', K.index_count)
+  if not live_documents then
+    live_documents = tonumber(redis.call('GET', K.index_count) or '0')
+  end
+  live_added = live_added + 1
+  local count = live_documents + live_added
   if near_ok then lh_grow('l', count * BANDS) end
   lh_grow('x', count)
   if ukey ~= '' then lh_grow('u', count) end
@@ -142,8 +166,8 @@ local function duplicate(kind, match, original, similarity, containment)
     dup_fields[#dup_fields + 1] = v
   end
   local entry = xadd(K.duplicates, DUPLICATES_MAXLEN, dup_fields)
-  bump(kind, 1)
-  if job ~= '' then redis.call('HINCRBY', K.job(job), kind, 1) end
+  bump(source_stats, kind, 1)
+  if job ~= '' then add(K.job(job), kind, 1) end
   return {kind, entry, original, similarity, containment}
 end
 
@@ -175,7 +199,7 @@ if near_ok then
   for b = 0, BANDS - 1 do
     -- The bucket fields come from the worker (`lsh_bucket_fields`: the same hash as
     -- band_field, which `expire` uses on stored signatures).
-    local field, packed = ARGV[A.buckets_at + b], nil
+    local field, packed = ARGV[D.buckets_at + b], nil
     local key = lh_key('l', field)
     if not me then
       packed = redis.call('HGET', key, field)
@@ -252,7 +276,39 @@ if published_id ~= doc_id then
   doc_fields[#doc_fields + 1] = doc_id
 end
 local entry = xadd(K.docs, DOCS_MAXLEN, doc_fields)
-bump('published', 1)
-bump('stripped_lines', A.stripped)
-if job ~= '' then redis.call('HINCRBY', K.job(job), 'published', 1) end
+bump(source_stats, 'published', 1)
+bump(source_stats, 'stripped_lines', D.stripped)
+if job ~= '' then add(K.job(job), 'published', 1) end
 return {'published', entry, '', '0', '0'}
+end
+
+local replies = {}
+at = A.documents_at
+for i = 1, A.documents_n do
+  local D
+  D, at = read_documents(at)
+  if first_time(D.guard) then
+    count_input(KEYS[i], D.source, D.bytes_in)
+    replies[i] = accept(D, KEYS[i])
+  else
+    replies[i] = {'already'}
+  end
+end
+
+-- What the documents added up, then the sweep: after the page counts it decrements.
+if watermark > watermark_before then
+  redis.call('HSET', K.index_meta, 'watermark', watermark)
+end
+for _, day in ipairs(day_order) do
+  redis.call('RPUSH', K.retention_day(day), unpack(day_docs[day]))
+  redis.call('ZADD', K.retention_days, day, day)
+end
+for page_no, n in pairs(page_added) do
+  redis.call('HINCRBY', K.record_pages, page_no, n)
+end
+if live_added > 0 then redis.call('INCRBY', K.index_count, live_added) end
+if RETENTION_SECONDS > 0 then
+  sweep(watermark - RETENTION_SECONDS, SWEEP_LIMIT * A.documents_n)
+end
+flush_counts()
+return replies
