@@ -8,7 +8,10 @@ steps fails in the stock transport, and three of the failures lose or stall work
 
 - delivery: the message is already popped (BRPOP takes no memory, so a full Redis allows
   it) when writing it to the unacked hash is refused; the message is gone. Here the
-  write is retried until Redis takes it: the worker waits, holding the one message.
+  write is retried until Redis takes it: the worker waits, holding the one message. When
+  the connection itself drops between the pop and that write (Redis stopping or
+  crashing just then), the message is kept in memory and pushed back onto its queue on
+  the next connection.
 - ack: ZREM and HDEL take no memory, but kombu sends them in MULTI, which a full Redis
   refuses whole; the error stops the worker ("Unrecoverable error"). Here they go without
   MULTI, the hash entry first: a crash between the two leaves an index entry that names
@@ -46,6 +49,9 @@ DELIVERY_PAUSE_MAX = 5.0
 # Acks a lost connection cut off: (unacked hash, its index, delivery tag). Process-wide,
 # because the channel that took the message is gone by the time a new one can send them.
 _unsent_acks: set[tuple[str, str, str]] = set()
+# Messages popped from their queue whose delivery a lost connection cut off before they
+# were recorded as unacknowledged: (payload, exchange, routing key), to push back.
+_unrecorded: list[tuple[Any, str, str]] = []
 
 
 class QoS(RedisQoS):
@@ -57,27 +63,51 @@ class QoS(RedisQoS):
             virtual.QoS.ack(self, delivery_tag)  # this consumer is done with it either way
             log.warning("ack of %s cut off (%s): sent again once reconnected", delivery_tag, exc)
 
-    def _send_unsent_acks(self) -> None:
-        if not _unsent_acks:
-            return
-        with self.channel.conn_or_acquire() as client:
-            pipe = client.pipeline(transaction=False)
-            sent = list(_unsent_acks)
-            for unacked, index, tag in sent:
-                pipe.hdel(unacked, tag).zrem(index, tag)
-            pipe.execute()
-        _unsent_acks.difference_update(sent)
+    def _settle_cut_off(self) -> None:
+        """Send the acks a lost connection cut off, and push back the messages whose
+        delivery it cut off (on a working connection: called before each delivery and at
+        each visibility-timeout check)."""
+        if _unsent_acks:
+            with self.channel.conn_or_acquire() as client:
+                pipe = client.pipeline(transaction=False)
+                sent = list(_unsent_acks)
+                for unacked, index, tag in sent:
+                    pipe.hdel(unacked, tag).zrem(index, tag)
+                pipe.execute()
+            _unsent_acks.difference_update(sent)
+        if _unrecorded:
+            with self.channel.conn_or_acquire() as client:
+                pipe = client.pipeline(transaction=False)
+                pushed = list(_unrecorded)
+                for payload, exchange, routing_key in pushed:
+                    self.channel._do_restore_message(
+                        payload, exchange, routing_key, pipe, leftmost=True
+                    )
+                pipe.execute()
+            del _unrecorded[: len(pushed)]
+            log.warning(
+                "%d message(s) whose delivery a lost connection cut off: requeued", len(pushed)
+            )
 
     def append(self, message: Any, delivery_tag: str) -> None:
-        self._send_unsent_acks()
+        self._settle_cut_off()
         tries = 0
         while True:
             try:
                 super().append(message, delivery_tag)
                 return
             except Exception as exc:
-                if not is_outage(exc) or isinstance(exc, self.channel.connection_errors):
-                    raise  # a lost connection: kombu reconnects (the message is in flight)
+                if isinstance(exc, self.channel.connection_errors):
+                    # Popped from its queue, not yet recorded anywhere in Redis: only this
+                    # process holds it now. kombu drops it and reconnects; it goes back
+                    # onto its queue on the next connection.
+                    delivery = message.delivery_info
+                    _unrecorded.append(
+                        (message._raw, delivery["exchange"], delivery["routing_key"])
+                    )
+                    raise
+                if not is_outage(exc):
+                    raise
                 if tries % 10 == 0:
                     log.warning(
                         "Redis is %s: holding a delivered message until it can be recorded",
@@ -110,7 +140,7 @@ class QoS(RedisQoS):
 
     def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
         try:
-            self._send_unsent_acks()
+            self._settle_cut_off()
             super().restore_visible(start, num, interval)
         except Exception as exc:
             if not is_outage(exc):
