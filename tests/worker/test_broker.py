@@ -1,9 +1,11 @@
-"""The broker transport (workers/worker/broker.py) against a real Redis: a message popped
-from its queue whose delivery a lost connection cuts off before it is recorded as
-unacknowledged is not lost."""
+"""The broker transport (workers/worker/broker.py) against a real Redis, when the
+connection is lost: a message popped from its queue before it is recorded as
+unacknowledged is not lost, and one taken and not started comes back at once."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
 from typing import Any
 
 import pytest
@@ -56,4 +58,44 @@ def test_a_delivery_cut_off_by_a_lost_connection_goes_back_on_its_queue(
                     break
     assert received == [{"n": 1}]
     assert client.llen("work") == 0 and client.hlen("unacked") == 0
+    client.close()
+
+
+@needs_redis_server
+def test_messages_taken_and_not_started_come_back_on_the_next_connection(
+    private_redis: PrivateRedis,
+) -> None:
+    """Redis goes away while a consumer holds a message it has not started: kombu's push
+    back at the channel's close fails, and the message would wait in the unacked hash for
+    the visibility timeout (an hour here)."""
+    queue = Queue("work", Exchange("work", type="direct"), routing_key="work")
+    options = {"visibility_timeout": 3600}
+    held: list[Any] = []
+    connection = Connection(private_redis.url, transport=Transport, transport_options=options)
+    connection.Producer().publish(
+        {"n": 2}, exchange=queue.exchange, routing_key="work", declare=[queue]
+    )
+    consumer = connection.Consumer(queue, callbacks=[lambda body, message: held.append(body)])
+    consumer.consume()
+    connection.drain_events(timeout=5)
+    assert held == [{"n": 2}]  # taken, recorded as unacknowledged, never acknowledged
+    private_redis.stop(signal.SIGTERM)
+    with contextlib.suppress(Exception):
+        connection.release()  # closes the channel: kombu's push back fails
+    private_redis.start()
+    client = redis.Redis.from_url(private_redis.url)
+    assert client.hlen("unacked") == 1 and client.llen("work") == 0
+
+    received: list[Any] = []
+    with Connection(private_redis.url, transport=Transport, transport_options=options) as again:
+        with again.Consumer(
+            queue, callbacks=[lambda body, message: (received.append(body), message.ack())]
+        ):
+            for _ in range(15):
+                with contextlib.suppress(TimeoutError):
+                    again.drain_events(timeout=1)
+                if received:
+                    break
+    assert received == [{"n": 2}]
+    assert client.hlen("unacked") == 0 and client.llen("work") == 0
     client.close()

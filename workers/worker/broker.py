@@ -20,10 +20,11 @@ steps fails in the stock transport, and three of the failures lose or stall work
   message in the unacked hash, where the visibility-timeout restore finds it once Redis
   takes writes again, instead of stopping the worker.
 
-And one that only delays work: an ack cut off by a lost connection leaves a finished
-batch in the unacked hash, to come back after the visibility timeout and be skipped input
-by input. Here the worker sends such acks again on its next connection (the hash is the
-same for every connection).
+And two that only delay work, by the visibility timeout, when the connection is lost:
+an ack cut off leaves a finished batch in the unacked hash, and the messages the worker
+had taken but not started stay there too (kombu pushes them back when the old channel
+closes, which fails while Redis is away). Here the worker sends such acks, and pushes
+back such messages, on its next connection (the hash is the same for every connection).
 
 `celery_app` makes this the transport for redis:// and rediss:// broker URLs.
 """
@@ -52,6 +53,20 @@ _unsent_acks: set[tuple[str, str, str]] = set()
 # Messages popped from their queue whose delivery a lost connection cut off before they
 # were recorded as unacknowledged: (payload, exchange, routing key), to push back.
 _unrecorded: list[tuple[Any, str, str]] = []
+# Delivery tags of messages taken and not started that a lost connection kept kombu from
+# pushing back onto their queue when it closed the channel.
+_unrestored: set[str] = set()
+
+
+def _running_tags() -> set[str]:
+    """Delivery tags of the tasks this worker is running (their own ack settles them)."""
+    from celery.worker import state  # the worker's, in the process that consumes
+
+    return {
+        request.message.delivery_tag
+        for request in list(state.active_requests)
+        if getattr(request, "message", None) is not None
+    }
 
 
 class QoS(RedisQoS):
@@ -75,6 +90,16 @@ class QoS(RedisQoS):
                     pipe.hdel(unacked, tag).zrem(index, tag)
                 pipe.execute()
             _unsent_acks.difference_update(sent)
+        if _unrestored:
+            tags = list(_unrestored)
+            with self.channel.conn_or_acquire() as client:
+                for tag in tags:
+                    self.restore_by_tag(tag, client, leftmost=True)
+            _unrestored.difference_update(tags)
+            log.warning(
+                "%d message(s) taken and not started before the connection was lost: requeued",
+                len(tags),
+            )
         if _unrecorded:
             with self.channel.conn_or_acquire() as client:
                 pipe = client.pipeline(transaction=False)
@@ -137,6 +162,17 @@ class QoS(RedisQoS):
                 "visibility timeout",
                 outage_reason(exc),
             )
+
+    def restore_unacked(self, client: Any = None) -> Any:
+        """kombu's push back of the messages taken and not acknowledged, when the channel
+        closes; when the connection is gone, done on the next one instead (for those not
+        running: a running task's ack settles its message)."""
+        try:
+            return super().restore_unacked(client)
+        except self.channel.connection_errors:
+            _unrestored.update(set(self._delivered) - _running_tags())
+            self._delivered.clear()
+            raise
 
     def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
         try:
