@@ -40,7 +40,7 @@ from typing import IO, Any
 import redis
 from _redis import RedisServer, _die_with_parent
 
-from workers.index.keys import Keys
+from workers.index.keys import STREAM_NAMES, Keys
 from workers.ingest.spec import TaskSpec
 from workers.ops.connection import broker_for
 from workers.ops.stats import write_refusal
@@ -345,7 +345,7 @@ class HeldBatch:
 class Kill:
     number: int
     at: float  # seconds since the backfill started
-    server_time: int  # Redis clock at the kill (the done set's scores use it)
+    server_time: int  # Redis clock at the kill (stream entry ids use it)
     processed: int
     total: int
     processes: int  # processes killed
@@ -440,26 +440,38 @@ def held_batches(client: redis.Redis) -> list[HeldBatch]:
 
 
 def batch_refs(spec: TaskSpec) -> list[str]:
-    """The batch's inputs as done-set members (the guard: root/ + input_ref)."""
-    root = spec.root.rstrip("/") + "/"
+    """The batch's inputs' refs (path:line, as the output records name them)."""
     return [
-        f"{root}{loc.path}:{line + 1}"
+        f"{loc.path}:{line + 1}"
         for loc in spec.locations
         for line in range(loc.start, loc.start + loc.count)
     ]
 
 
-def time_held_batches(client: redis.Redis, job_id: str, kills: list[Kill]) -> None:
-    """When each held batch's inputs were accounted for, from the job's done set."""
-    done = Keys(PREFIX).job_done(job_id)
+def accounted_at(client: redis.Redis) -> dict[str, float]:
+    """When each input was accounted for (server clock, seconds): the time of its first
+    entry in docs, duplicates or dead (a stream entry's id is its server time in ms)."""
+    keys = Keys(PREFIX)
+    first: dict[str, float] = {}
+    for stream in STREAM_NAMES:
+        for entry_id, fields in iter_range(client, keys.stream(stream), limit=None, page=5000):
+            at = int(entry_id.split("-")[0]) / 1000
+            ref = fields.get("input_ref", "")
+            if ref and (ref not in first or at < first[ref]):
+                first[ref] = at
+    return first
+
+
+def time_held_batches(client: redis.Redis, kills: list[Kill]) -> None:
+    """When each held batch's inputs were accounted for, from the output streams."""
+    if not any(kill.held for kill in kills):
+        return
+    first = accounted_at(client)
     for kill in kills:
         for batch in kill.held:
-            pipe = client.pipeline(transaction=False)
-            for member in batch_refs(batch.spec):
-                pipe.zscore(done, member)
-            scores = [float(s) for s in pipe.execute() if s is not None]
-            batch.before = sum(1 for s in scores if s <= kill.server_time)
-            later = [s - kill.server_time for s in scores if s > kill.server_time]
+            times = [first[ref] for ref in batch_refs(batch.spec) if ref in first]
+            batch.before = sum(1 for t in times if t <= kill.server_time)
+            later = [t - kill.server_time for t in times if t > kill.server_time]
             batch.after = len(later)
             batch.first_after = min(later) if later else None
 
@@ -612,7 +624,7 @@ def run_job(
         time.sleep(0.5)
     drained = time.monotonic() - started
     progress = read_progress(client, keys, job_id)
-    time_held_batches(client, job_id, kills)
+    time_held_batches(client, kills)
     # The workers count each batch's starts (a redelivered one shows 2 or more).
     raw_attempts: dict[Any, Any] = client.hgetall(keys.job_attempts(job_id))
     attempts = {int(k): int(v) for k, v in raw_attempts.items()} if raw_attempts else None

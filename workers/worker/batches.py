@@ -19,6 +19,11 @@ died on is known:
 
 After `MAX_ATTEMPTS` starts the batch is given up (logged and counted on the job as
 `abandoned_tasks`) rather than redelivered for ever.
+
+The done set holds only the inputs of batches still running: a batch that ends is added
+to the job's ended batches and its inputs leave the done set, in one transaction, and a
+delivery of an ended batch (an ack a crash cut off) does nothing. So the guard holds at
+every moment, and the done set stays as small as the work in flight.
 """
 
 from __future__ import annotations
@@ -79,6 +84,8 @@ class BatchRun:
     current: Suspect | None = None  # careful runs: the input being worked on
     current_since: float = 0.0  # time.monotonic() when work on `current` began
     result: BatchResult = field(default_factory=BatchResult)
+    ended: bool = False  # an earlier delivery of this batch ended it
+    skipped: list[str] = field(default_factory=list)  # refs a careful run found done
 
     @property
     def careful(self) -> bool:
@@ -95,8 +102,10 @@ class BatchRun:
         pipe.hincrby(keys.job_attempts(self.job_id), field_name, 1)
         pipe.hget(keys.job_cursor(self.job_id), field_name)
         pipe.expire(keys.job_attempts(self.job_id), JOB_TTL_SECONDS)
-        attempt, cursor, _ = pipe.execute()
+        pipe.sismember(keys.job_tasks(self.job_id), str(self.task_index))
+        attempt, cursor, _, ended = pipe.execute()
         self.attempt = int(attempt)
+        self.ended = bool(ended)
         if cursor is not None:
             left = Suspect.from_json(cursor)
             # Only a redelivery (the same retry count: that run never sent a retry of its
@@ -108,6 +117,9 @@ class BatchRun:
             )
 
     def run(self) -> BatchResult:
+        if self.ended:
+            log.info("job %s task %d: already ended, nothing to do", self.job_id, self.task_index)
+            return self.result
         if self.attempt > MAX_ATTEMPTS:
             log.error(
                 "job %s task %d: given up after %d starts; its unaccounted inputs stay so",
@@ -143,6 +155,7 @@ class BatchRun:
             # huge file can be what takes the time.
             ref = single_input_ref(loc)
             if ref is not None and self._begin_input(ref):
+                self.skipped.append(ref)
                 continue
             items = load_location(
                 root,
@@ -153,6 +166,7 @@ class BatchRun:
             )
             for item in items:
                 if ref is None and self._begin_input(item.input_ref, item.id, item.source):
+                    self.skipped.append(item.input_ref)
                     continue
                 # With the id and source read from the input, for its dead entry if need be.
                 self.current = Suspect(item.input_ref, item.id, item.source, 0)
@@ -169,10 +183,19 @@ class BatchRun:
         return self.result
 
     def finish(self) -> None:
-        """Count the batch as ended (for `job --wait` and the summary)."""
+        """Count the batch as ended (for `job --wait` and the summary), and take its
+        inputs out of the done set: from now on the ended batch guards them (module
+        docstring). One transaction, so one of the two always holds."""
+        if self.ended:
+            return
         keys = self.runtime.keys
-        pipe = self.runtime.client.pipeline(transaction=False)
+        refs = {outcome.input_ref for outcome in self.result.outcomes}.union(self.skipped)
+        pipe = self.runtime.client.pipeline(transaction=True)
         pipe.sadd(keys.job_tasks(self.job_id), self.task_index)
+        if refs:
+            pipe.zrem(
+                keys.job_done(self.job_id), *(done_member(self.guard_prefix + r) for r in refs)
+            )
         for key in (keys.job_tasks(self.job_id), keys.job_done(self.job_id)):
             pipe.expire(key, JOB_TTL_SECONDS)
         pipe.execute()
