@@ -285,3 +285,5 @@ def check_accounting(
     assert job["dead"] == len(new["dead"]), job
     assert job["dead_reasons"] == dict(Counter(dead.values())), job
     assert job["tasks_done"] == job["tasks_total"], job
+    # Every batch ended: the ended batches guard their inputs, the done set holds none.
+    assert client.zcard(keys.job_done(job_id)) == 0

@@ -225,6 +225,30 @@ def test_a_second_start_runs_carefully_and_redoes_nothing(careful: Careful) -> N
     assert careful.client.xlen(careful.keys.docs) == 5
 
 
+def test_an_ended_batch_leaves_the_done_set_and_is_not_run_again(careful: Careful) -> None:
+    first = careful.start("j6")
+    assert first.run().counts() == {"published": 5}
+    done = careful.keys.job_done("j6")
+    assert careful.client.zcard(done) == 5  # guarded input by input while it runs
+    first.finish()
+    assert careful.client.zcard(done) == 0  # the ended batch guards them now
+    assert careful.client.sismember(careful.keys.job_tasks("j6"), "0")
+    again = careful.start("j6")  # a delivery whose ack a crash cut off
+    assert (again.ended, again.careful) == (True, True)
+    assert again.run().outcomes == []
+    again.finish()
+    assert careful.client.xlen(careful.keys.docs) == 5
+    assert careful.client.zcard(done) == 0
+
+
+def test_a_careful_run_takes_what_it_skipped_out_of_the_done_set(careful: Careful) -> None:
+    careful.start("j7").run()  # died before its end: every input in the done set
+    again = careful.start("j7")
+    assert again.run().outcomes == []
+    again.finish()
+    assert careful.client.zcard(careful.keys.job_done("j7")) == 0
+
+
 def test_the_input_named_by_the_cursor_twice_goes_to_dead(careful: Careful) -> None:
     # Two earlier starts: the second, careful, died with the cursor on `victim`, which a
     # careful start before it had also died on once.
