@@ -17,6 +17,19 @@ from support.faults import PrivateRedis, needs_redis_server
 from workers.worker.broker import Transport
 
 
+def drain_until_received(connection: Connection, queue: Queue, received: list[Any]) -> None:
+    """Consume, acknowledging, for up to 15 s or until a message arrives (the transport's
+    checks run between reads: kombu's idle `maybe_restore_messages`)."""
+    with connection.Consumer(
+        queue, callbacks=[lambda body, message: (received.append(body), message.ack())]
+    ):
+        for _ in range(15):
+            with contextlib.suppress(TimeoutError):
+                connection.drain_events(timeout=1)
+            if received:
+                return
+
+
 @needs_redis_server
 def test_a_delivery_cut_off_by_a_lost_connection_goes_back_on_its_queue(
     private_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch
@@ -39,23 +52,14 @@ def test_a_delivery_cut_off_by_a_lost_connection_goes_back_on_its_queue(
         connection.Producer().publish(
             {"n": 1}, exchange=queue.exchange, routing_key="work", declare=[queue]
         )
-        with connection.Consumer(queue, callbacks=[lambda body, message: received.append(body)]):
-            with pytest.raises(redis.ConnectionError):
-                connection.drain_events(timeout=5)
+        taking = connection.Consumer(queue, callbacks=[lambda body, message: received.append(body)])
+        with taking, pytest.raises(redis.ConnectionError):
+            connection.drain_events(timeout=5)
         assert cut and not received
         # Popped and recorded nowhere: without the transport's care it would be gone.
         assert client.llen("work") == 0 and client.hlen("unacked") == 0
     with Connection(private_redis.url, transport=Transport) as connection:
-        with connection.Consumer(
-            queue, callbacks=[lambda body, message: (received.append(body), message.ack())]
-        ):
-            for _ in range(10):
-                try:
-                    connection.drain_events(timeout=1)
-                except TimeoutError:
-                    continue
-                if received:
-                    break
+        drain_until_received(connection, queue, received)
     assert received == [{"n": 1}]
     assert client.llen("work") == 0 and client.hlen("unacked") == 0
     client.close()
@@ -88,14 +92,7 @@ def test_messages_taken_and_not_started_come_back_on_the_next_connection(
 
     received: list[Any] = []
     with Connection(private_redis.url, transport=Transport, transport_options=options) as again:
-        with again.Consumer(
-            queue, callbacks=[lambda body, message: (received.append(body), message.ack())]
-        ):
-            for _ in range(15):
-                with contextlib.suppress(TimeoutError):
-                    again.drain_events(timeout=1)
-                if received:
-                    break
+        drain_until_received(again, queue, received)
     assert received == [{"n": 2}]
     assert client.hlen("unacked") == 0 and client.llen("work") == 0
     client.close()
