@@ -56,230 +56,232 @@ local live_documents, live_added = nil, 0
 
 -- Decide, index and publish one document (D: DocumentArgs).
 local function accept(D, source_stats)
-local doc_id = D.doc_id
-local ckey = D.content_key
-local ukey = D.url_key
-local sig = D.signature
-local nsh = D.shingles
-local ts = D.timestamp
-local hour = D.hour
-local doc_fields, dup_fields = D.doc_fields, D.dup_fields
-local nband = D.buckets_n
+  local doc_id = D.doc_id
+  local ckey = D.content_key
+  local ukey = D.url_key
+  local sig = D.signature
+  local nsh = D.shingles
+  local ts = D.timestamp
+  local hour = D.hour
+  local doc_fields, dup_fields = D.doc_fields, D.dup_fields
+  local nband = D.buckets_n
 
-if ts > watermark then watermark = ts end
-if RETENTION_SECONDS > 0 then cutoff = watermark - RETENTION_SECONDS end
+  if ts > watermark then watermark = ts end
+  if RETENTION_SECONDS > 0 then cutoff = watermark - RETENTION_SECONDS end
 
-local sketch, fcount = unpack_sketch(D.fact_sketch), D.fact_count
+  local sketch, fcount = unpack_sketch(D.fact_sketch), D.fact_count
 
--- A story's latest appearance keeps its cluster open for later re-publications.
-local function touch_root(rec)
-  local root = rec
-  if rec.root ~= rec.num then root = live(rec.root) end
-  if root and hour > root.hour then
-    redis.call('SETRANGE', page_key(root.num), (root.num % 256) * RECLEN + HOUR_AT,
-               pack32(hour))
-  end
-end
-
-local near_ok = sig ~= '' and nsh >= MIN_SHINGLES and nband == BANDS
-local indexable = not (RETENTION_SECONDS > 0 and ts < cutoff)  -- else already outside the window
--- The doc number taken while looking up the LSH buckets (step 2), which also inserts the
--- document's bands: a document with near_ok that is indexed always has one.
-local reserved = nil
-
--- Index the document: standing for its original (root, stands_for: the original's id) or
--- as new (root nil), under its published id `stands_for`, which it then holds.
-local function index_document(root, stands_for)
-  if not indexable then return end
-  local num = reserved or redis.call('INCR', K.index_next)
-  local me = pack32(num)
-  local stored_sig = sig
-  if not near_ok then stored_sig = ZERO_SIG end
-  local stored_ukey = ukey
-  if ukey == '' then stored_ukey = ZERO8 end
-  local fsk = {}
-  for k = 1, FACTS_K do fsk[k] = pack16(sketch[k] or 0) end
-  local page, page_no = page_key(num), math.floor(num / 256)
-  if not pages_ready[page_no] then
-    if redis.call('EXISTS', page) == 0 then
-      -- Allocated once at full size: growing it by SETRANGE would over-allocate by up to 2x.
-      redis.call('SET', page, string.rep('\0', 256 * RECLEN))
+  -- A story's latest appearance keeps its cluster open for later re-publications.
+  local function touch_root(rec)
+    local root = rec
+    if rec.root ~= rec.num then root = live(rec.root) end
+    if root and hour > root.hour then
+      redis.call('SETRANGE', page_key(root.num), (root.num % 256) * RECLEN + HOUR_AT,
+                 pack32(hour))
     end
-    pages_ready[page_no] = true
   end
-  redis.call('SETRANGE', page, (num % 256) * RECLEN,
-             stored_sig .. ckey .. stored_ukey .. pack32(nsh) .. pack32(ts) .. pack32(hour)
-             .. pack32(root or num) .. pack16(fcount) .. table.concat(fsk))
-  page_added[page_no] = (page_added[page_no] or 0) + 1
-  redis.call('HSET', id_key(num), num % 128, stands_for)
-  if not root then
-    local field = id_field(stands_for)
-    redis.call('HSET', lh_key('d', field), field, me)
-  end
-  redis.call('HSET', lh_key('x', ckey), ckey, me)
-  if ukey ~= '' then redis.call('HSET', lh_key('u', ukey), ukey, me) end
-  local day = math.floor(ts / 86400)
-  if not day_docs[day] then
-    day_docs[day] = {}
-    day_order[#day_order + 1] = day
-  end
-  local listed = day_docs[day]
-  listed[#listed + 1] = num
-  -- Live documents bound each table's entries (shared buckets and documents without a
-  -- signature or URL make fewer): tables grow with the index, never shrink.
-  if not live_documents then
-    live_documents = tonumber(redis.call('GET', K.index_count) or '0')
-  end
-  live_added = live_added + 1
-  local count = live_documents + live_added
-  if near_ok then lh_grow('l', count * BANDS) end
-  lh_grow('x', count)
-  if ukey ~= '' then lh_grow('u', count) end
-  if not root then lh_grow('d', count) end
-end
 
--- The id to publish a new document under (UNIQUE IDS).
-local function claim_id()
-  local field = id_field(doc_id)
-  local shard = lh_key('d', field)
-  local held = redis.call('HGET', shard, field)
-  if not held or not live(u32(held, 1)) then return doc_id end
-  local n = 1
-  if string.len(held) >= 8 then n = u32(held, 5) end
-  local candidate
-  repeat
-    n = n + 1
-    candidate = doc_id .. '~' .. n
-    local other = id_field(candidate)
-    local taken = redis.call('HGET', lh_key('d', other), other)
-  until not taken or not live(u32(taken, 1))
-  redis.call('HSET', shard, field, string.sub(held, 1, 4) .. pack32(n))
-  return candidate
-end
+  local near_ok = sig ~= '' and nsh >= MIN_SHINGLES and nband == BANDS
+  local indexable = not (RETENTION_SECONDS > 0 and ts < cutoff)  -- else already outside the window
+  -- The doc number taken while looking up the LSH buckets (step 2), which also inserts the
+  -- document's bands: a document with near_ok that is indexed always has one.
+  local reserved = nil
 
-local function duplicate(kind, match, original, similarity, containment)
-  if mode ~= 'publish' then
-    return {'skipped', '', original, similarity, containment}
-  end
-  for _, v in ipairs({'duplicate_of', original, 'similarity', similarity,
-                      'containment', containment, 'kind', kind, 'match', match}) do
-    dup_fields[#dup_fields + 1] = v
-  end
-  local entry = xadd(K.duplicates, DUPLICATES_MAXLEN, dup_fields)
-  bump(source_stats, kind, 1)
-  if job ~= '' then add(K.job(job), kind, 1) end
-  return {kind, entry, original, similarity, containment}
-end
-
--- 1. Exact: the same canonical URL, or the same matching-normalised content.
-for _, kind_key in ipairs({{'u', ukey, 'url'}, {'x', ckey, 'content'}}) do
-  if kind_key[2] ~= '' then
-    local packed = redis.call('HGET', lh_key(kind_key[1], kind_key[2]), kind_key[2])
-    if packed then
-      local rec = live(u32(packed, 1))
-      if rec then
-        touch_root(rec)
-        return duplicate('exact', kind_key[3], original_id(rec.num), '1', '1')
+  -- Index the document: standing for its original (root, stands_for: the original's id) or
+  -- as new (root nil), under its published id `stands_for`, which it then holds.
+  local function index_document(root, stands_for)
+    if not indexable then return end
+    local num = reserved or redis.call('INCR', K.index_next)
+    local me = pack32(num)
+    local stored_sig = sig
+    if not near_ok then stored_sig = ZERO_SIG end
+    local stored_ukey = ukey
+    if ukey == '' then stored_ukey = ZERO8 end
+    local fsk = {}
+    for k = 1, FACTS_K do fsk[k] = pack16(sketch[k] or 0) end
+    local page, page_no = page_key(num), math.floor(num / 256)
+    if not pages_ready[page_no] then
+      if redis.call('EXISTS', page) == 0 then
+        -- Allocated once at full size: growing it by SETRANGE would over-allocate by up to 2x.
+        redis.call('SET', page, string.rep('\0', 256 * RECLEN))
       end
+      pages_ready[page_no] = true
     end
+    redis.call('SETRANGE', page, (num % 256) * RECLEN,
+               stored_sig .. ckey .. stored_ukey .. pack32(nsh) .. pack32(ts) .. pack32(hour)
+               .. pack32(root or num) .. pack16(fcount) .. table.concat(fsk))
+    page_added[page_no] = (page_added[page_no] or 0) + 1
+    redis.call('HSET', id_key(num), num % 128, stands_for)
+    if not root then
+      local field = id_field(stands_for)
+      redis.call('HSET', lh_key('d', field), field, me)
+    end
+    redis.call('HSET', lh_key('x', ckey), ckey, me)
+    if ukey ~= '' then redis.call('HSET', lh_key('u', ukey), ukey, me) end
+    local day = math.floor(ts / 86400)
+    if not day_docs[day] then
+      day_docs[day] = {}
+      day_order[#day_order + 1] = day
+    end
+    local listed = day_docs[day]
+    listed[#listed + 1] = num
+    -- Live documents bound each table's entries (shared buckets and documents without a
+    -- signature or URL make fewer): tables grow with the index, never shrink.
+    if not live_documents then
+      live_documents = tonumber(redis.call('GET', K.index_count) or '0')
+    end
+    live_added = live_added + 1
+    local count = live_documents + live_added
+    if near_ok then lh_grow('l', count * BANDS) end
+    lh_grow('x', count)
+    if ukey ~= '' then lh_grow('u', count) end
+    if not root then lh_grow('d', count) end
   end
-end
 
--- 2. Near: LSH candidates, most shared bands first, verified against stored signatures.
--- Not an exact duplicate, so the document will be indexed (as new, or standing for its
--- original): its bands go in while they are looked up. A lookup and an insert each scan
--- the compact shard; most buckets are new, and HSETNX alone does both.
-if near_ok then
-  local hits, order = {}, {}
-  local me
-  if indexable then
-    reserved = redis.call('INCR', K.index_next)
-    me = pack32(reserved)
+  -- The id to publish a new document under (UNIQUE IDS).
+  local function claim_id()
+    local field = id_field(doc_id)
+    local shard = lh_key('d', field)
+    local held = redis.call('HGET', shard, field)
+    if not held or not live(u32(held, 1)) then return doc_id end
+    local n = 1
+    if string.len(held) >= 8 then n = u32(held, 5) end
+    local candidate
+    repeat
+      n = n + 1
+      candidate = doc_id .. '~' .. n
+      local other = id_field(candidate)
+      local taken = redis.call('HGET', lh_key('d', other), other)
+    until not taken or not live(u32(taken, 1))
+    redis.call('HSET', shard, field, string.sub(held, 1, 4) .. pack32(n))
+    return candidate
   end
-  for b = 0, BANDS - 1 do
-    -- The bucket fields come from the worker (`lsh_bucket_fields`: the same hash as
-    -- band_field, which `expire` uses on stored signatures).
-    local field, packed = ARGV[D.buckets_at + b], nil
-    local key = lh_key('l', field)
-    if not me then
-      packed = redis.call('HGET', key, field)
-    elseif redis.call('HSETNX', key, field, me) == 0 then
-      packed = redis.call('HGET', key, field)
-      redis.call('HSET', key, field, packed .. me)
+
+  local function duplicate(kind, match, original, similarity, containment)
+    if mode ~= 'publish' then
+      return {'skipped', '', original, similarity, containment}
     end
-    if packed then
-      for k = 1, string.len(packed), 4 do
-        local num = u32(packed, k)
-        if hits[num] == nil then
-          hits[num] = 0
-          order[#order + 1] = num
+    for _, v in ipairs({'duplicate_of', original, 'similarity', similarity,
+                        'containment', containment, 'kind', kind, 'match', match}) do
+      dup_fields[#dup_fields + 1] = v
+    end
+    local entry = xadd(K.duplicates, DUPLICATES_MAXLEN, dup_fields)
+    bump(source_stats, kind, 1)
+    if job ~= '' then add(K.job(job), kind, 1) end
+    return {kind, entry, original, similarity, containment}
+  end
+
+  -- 1. Exact: the same canonical URL, or the same matching-normalised content.
+  for _, kind_key in ipairs({{'u', ukey, 'url'}, {'x', ckey, 'content'}}) do
+    if kind_key[2] ~= '' then
+      local packed = redis.call('HGET', lh_key(kind_key[1], kind_key[2]), kind_key[2])
+      if packed then
+        local rec = live(u32(packed, 1))
+        if rec then
+          touch_root(rec)
+          return duplicate('exact', kind_key[3], original_id(rec.num), '1', '1')
         end
-        hits[num] = hits[num] + 1
       end
     end
   end
-  table.sort(order, function(a, b)
-    if hits[a] ~= hits[b] then return hits[a] > hits[b] end
-    return a < b
-  end)
-  local best, best_score, best_j, best_c = nil, -1, 0, 0
-  local mine = {string.byte(sig, 1, SIGLEN)}  -- numbers: no string allocation per value
-  for i = 1, math.min(#order, MAX_CANDIDATES) do
-    local rec = live(order[i])
-    if rec then
-      local other, equal = {string.byte(rec.sig, 1, SIGLEN)}, 0
-      for k = 1, SIGLEN, 2 do
-        if mine[k] == other[k] and mine[k + 1] == other[k + 1] then equal = equal + 1 end
-      end
-      local j = equal / NUM_PERM
-      local smaller = math.min(nsh, rec.nsh)
-      local c = 0
-      if smaller > 0 then c = math.min(1, (j * (nsh + rec.nsh) / (1 + j)) / smaller) end
-      local contained = c >= CONTAINMENT_THRESHOLD and smaller >= MIN_SHINGLES
-      local f = facts_containment(sketch, fcount, rec.sketch, rec.fcount)
-      local enough = f ~= nil and math.min(fcount, rec.fcount) >= FACTS_MIN_COUNT
-      local agree, conflict = enough and f >= FACTS_AGREEMENT, enough and f < FACTS_AGREEMENT
-      local dup
-      if MAX_GAP_HOURS > 0 and hour > 0 and rec.hour > 0 and math.abs(hour - rec.hour) > MAX_GAP_HOURS then
-        dup = j >= STALE_THRESHOLD and not conflict
-      elseif conflict then
-        dup = false
-      elseif agree then
-        dup = j >= FACTS_THRESHOLD or contained
-      else
-        dup = j >= THRESHOLD or contained
-      end
-      -- The most similar qualifying candidate wins: a high containment alone also
-      -- matches a short piece that a compilation happens to include.
-      if dup and j + c / 1000 > best_score then
-        best, best_score, best_j, best_c = rec, j + c / 1000, j, c
-      end
-    end
-  end
-  if best then
-    local original = original_id(best.num)
-    touch_root(best)
-    index_document(best.root, original)
-    return duplicate('near', 'minhash', original, string.format('%.4f', best_j),
-                     string.format('%.4f', best_c))
-  end
-end
 
--- 3. New: index it and publish, under an id no live document holds.
-local published_id = doc_id
-if mode == 'publish' then published_id = claim_id() end
-index_document(nil, published_id)
-if mode ~= 'publish' then return {'indexed', '', '', '0', '0'} end
-if published_id ~= doc_id then
-  doc_fields[2] = published_id  -- the docs-stream fields start with id (AcceptArgs)
-  doc_fields[#doc_fields + 1] = 'input_id'
-  doc_fields[#doc_fields + 1] = doc_id
-end
-local entry = xadd(K.docs, DOCS_MAXLEN, doc_fields)
-bump(source_stats, 'published', 1)
-bump(source_stats, 'stripped_lines', D.stripped)
-if job ~= '' then add(K.job(job), 'published', 1) end
-return {'published', entry, '', '0', '0'}
+  -- 2. Near: LSH candidates, most shared bands first, verified against stored signatures.
+  -- Not an exact duplicate, so the document will be indexed (as new, or standing for its
+  -- original): its bands go in while they are looked up. A lookup and an insert each scan
+  -- the compact shard; most buckets are new, and HSETNX alone does both.
+  if near_ok then
+    local hits, order = {}, {}
+    local me
+    if indexable then
+      reserved = redis.call('INCR', K.index_next)
+      me = pack32(reserved)
+    end
+    for b = 0, BANDS - 1 do
+      -- The bucket fields come from the worker (`lsh_bucket_fields`: the same hash as
+      -- band_field, which `expire` uses on stored signatures).
+      local field, packed = ARGV[D.buckets_at + b], nil
+      local key = lh_key('l', field)
+      if not me then
+        packed = redis.call('HGET', key, field)
+      elseif redis.call('HSETNX', key, field, me) == 0 then
+        packed = redis.call('HGET', key, field)
+        redis.call('HSET', key, field, packed .. me)
+      end
+      if packed then
+        for k = 1, string.len(packed), 4 do
+          local num = u32(packed, k)
+          if hits[num] == nil then
+            hits[num] = 0
+            order[#order + 1] = num
+          end
+          hits[num] = hits[num] + 1
+        end
+      end
+    end
+    table.sort(order, function(a, b)
+      if hits[a] ~= hits[b] then return hits[a] > hits[b] end
+      return a < b
+    end)
+    local best, best_score, best_j, best_c = nil, -1, 0, 0
+    local mine = {string.byte(sig, 1, SIGLEN)}  -- numbers: no string allocation per value
+    for i = 1, math.min(#order, MAX_CANDIDATES) do
+      local rec = live(order[i])
+      if rec then
+        local other, equal = {string.byte(rec.sig, 1, SIGLEN)}, 0
+        for k = 1, SIGLEN, 2 do
+          if mine[k] == other[k] and mine[k + 1] == other[k + 1] then equal = equal + 1 end
+        end
+        local j = equal / NUM_PERM
+        local smaller = math.min(nsh, rec.nsh)
+        local c = 0
+        if smaller > 0 then c = math.min(1, (j * (nsh + rec.nsh) / (1 + j)) / smaller) end
+        local contained = c >= CONTAINMENT_THRESHOLD and smaller >= MIN_SHINGLES
+        local f = facts_containment(sketch, fcount, rec.sketch, rec.fcount)
+        local enough = f ~= nil and math.min(fcount, rec.fcount) >= FACTS_MIN_COUNT
+        local agree, conflict = enough and f >= FACTS_AGREEMENT, enough and f < FACTS_AGREEMENT
+        local dup
+        local far_apart = MAX_GAP_HOURS > 0 and hour > 0 and rec.hour > 0
+          and math.abs(hour - rec.hour) > MAX_GAP_HOURS
+        if far_apart then
+          dup = j >= STALE_THRESHOLD and not conflict
+        elseif conflict then
+          dup = false
+        elseif agree then
+          dup = j >= FACTS_THRESHOLD or contained
+        else
+          dup = j >= THRESHOLD or contained
+        end
+        -- The most similar qualifying candidate wins: a high containment alone also
+        -- matches a short piece that a compilation happens to include.
+        if dup and j + c / 1000 > best_score then
+          best, best_score, best_j, best_c = rec, j + c / 1000, j, c
+        end
+      end
+    end
+    if best then
+      local original = original_id(best.num)
+      touch_root(best)
+      index_document(best.root, original)
+      return duplicate('near', 'minhash', original, string.format('%.4f', best_j),
+                       string.format('%.4f', best_c))
+    end
+  end
+
+  -- 3. New: index it and publish, under an id no live document holds.
+  local published_id = doc_id
+  if mode == 'publish' then published_id = claim_id() end
+  index_document(nil, published_id)
+  if mode ~= 'publish' then return {'indexed', '', '', '0', '0'} end
+  if published_id ~= doc_id then
+    doc_fields[2] = published_id  -- the docs-stream fields start with id (AcceptArgs)
+    doc_fields[#doc_fields + 1] = 'input_id'
+    doc_fields[#doc_fields + 1] = doc_id
+  end
+  local entry = xadd(K.docs, DOCS_MAXLEN, doc_fields)
+  bump(source_stats, 'published', 1)
+  bump(source_stats, 'stripped_lines', D.stripped)
+  if job ~= '' then add(K.job(job), 'published', 1) end
+  return {'published', entry, '', '0', '0'}
 end
 
 local replies = {}
