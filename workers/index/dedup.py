@@ -179,7 +179,7 @@ def retention_timestamp(doc: Document, clock: str, now: float) -> int:
     return int(now if stamp is None else stamp)
 
 
-# Documents per script call: one call blocks the server while it runs (~0.1 ms a
+# Documents per script call: one call blocks the server while it runs (~0.3 ms a
 # document), so a big batch (`index rebuild`) is several calls in one pipeline.
 DOCUMENTS_PER_CALL = 64
 
