@@ -80,39 +80,49 @@ class QoS(RedisQoS):
 
     def _settle_cut_off(self) -> None:
         """Send the acks a lost connection cut off, and push back the messages whose
-        delivery it cut off (on a working connection: called before each delivery and at
-        each visibility-timeout check)."""
-        if _unsent_acks:
+        delivery it cut off (called before each delivery and at each visibility-timeout
+        check). Never raises: while Redis still refuses, they wait for the next call, and a
+        delivery under way must not fail (and lose its message) on their account."""
+        if not (_unsent_acks or _unrestored or _unrecorded):
+            return
+        try:
             with self.channel.conn_or_acquire() as client:
-                pipe = client.pipeline(transaction=False)
-                sent = list(_unsent_acks)
-                for unacked, index, tag in sent:
-                    pipe.hdel(unacked, tag).zrem(index, tag)
-                pipe.execute()
-            _unsent_acks.difference_update(sent)
-        if _unrestored:
-            tags = list(_unrestored)
-            with self.channel.conn_or_acquire() as client:
-                for tag in tags:
-                    self.restore_by_tag(tag, client, leftmost=True)
-            _unrestored.difference_update(tags)
-            log.warning(
-                "%d message(s) taken and not started before the connection was lost: requeued",
-                len(tags),
-            )
-        if _unrecorded:
-            with self.channel.conn_or_acquire() as client:
-                pipe = client.pipeline(transaction=False)
-                pushed = list(_unrecorded)
-                for payload, exchange, routing_key in pushed:
-                    self.channel._do_restore_message(
-                        payload, exchange, routing_key, pipe, leftmost=True
+                if _unsent_acks:
+                    pipe = client.pipeline(transaction=False)
+                    sent = list(_unsent_acks)
+                    for unacked, index, tag in sent:
+                        pipe.hdel(unacked, tag).zrem(index, tag)
+                    pipe.execute()
+                    _unsent_acks.difference_update(sent)
+                if _unrestored:
+                    tags = list(_unrestored)
+                    for tag in tags:
+                        self.restore_by_tag(tag, client, leftmost=True)
+                    _unrestored.difference_update(tags)
+                    log.warning(
+                        "%d message(s) taken and not started before the connection was "
+                        "lost: requeued",
+                        len(tags),
                     )
-                pipe.execute()
-            del _unrecorded[: len(pushed)]
-            log.warning(
-                "%d message(s) whose delivery a lost connection cut off: requeued", len(pushed)
-            )
+                if _unrecorded:
+                    # A push cut off part way is pushed again: a second copy of a batch
+                    # changes nothing (the done set, the ended batches).
+                    pipe = client.pipeline(transaction=False)
+                    pushed = list(_unrecorded)
+                    for payload, exchange, routing_key in pushed:
+                        self.channel._do_restore_message(
+                            payload, exchange, routing_key, pipe, leftmost=True
+                        )
+                    pipe.execute()
+                    del _unrecorded[: len(pushed)]
+                    log.warning(
+                        "%d message(s) whose delivery a lost connection cut off: requeued",
+                        len(pushed),
+                    )
+        except Exception as exc:
+            if not (is_outage(exc) or isinstance(exc, self.channel.connection_errors)):
+                raise
+            log.debug("settling what a lost connection cut off, later: %s", exc)
 
     def append(self, message: Any, delivery_tag: str) -> None:
         self._settle_cut_off()
