@@ -48,12 +48,9 @@ def packed_operations(documents: Sequence[Facts], operation: FactOperation) -> l
     packed, lengths = packed_fact_operations(
         np.concatenate([facts.cells for facts in documents]), operation
     )
-    ends = np.cumsum([len(facts.cells) for facts in documents]).tolist()
-    offsets = [0, *np.cumsum(lengths).tolist()]
-    return [
-        packed[offsets[start] : offsets[end]]
-        for start, end in zip([0, *ends[:-1]], ends, strict=True)
-    ]
+    byte_at = [0, *np.cumsum(lengths).tolist()]  # where each fact's operation starts
+    facts_at = accumulate((len(facts.cells) for facts in documents), initial=0)
+    return [packed[byte_at[start] : byte_at[end]] for start, end in pairwise(facts_at)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -273,7 +273,7 @@ local function accept(D, source_stats)
   index_document(nil, published_id)
   if mode ~= 'publish' then return {'indexed', '', '', '0', '0'} end
   if published_id ~= doc_id then
-    doc_fields[2] = published_id  -- the docs-stream fields start with id (AcceptArgs)
+    doc_fields[2] = published_id  -- the docs-stream fields start with id (DocumentArgs)
     doc_fields[#doc_fields + 1] = 'input_id'
     doc_fields[#doc_fields + 1] = doc_id
   end
