@@ -222,14 +222,22 @@ class CleanedChunk:
     learning: Pending | None = None  # to hand to `LineLearner.record` once decided
 
 
-def clean_chunk(
-    inputs: Iterable[LoadedInput],
-    rules: RuleSet,
-    fingerprinter: Fingerprinter,
-    learner: LineLearner | None = None,
-    keep_headlines: bool = False,
-) -> CleanedChunk:
-    """Clean and fingerprint inputs, trimming the lines `learner` has learned."""
+@dataclass(slots=True)
+class PreparedChunk:
+    """A chunk normalised and folded, with what the line learner is asked about it: the
+    first half of `clean_chunk`, the part that needs nothing from Redis."""
+
+    normalised: list[tuple[Document, int]]  # with the input's size in bytes
+    folded: list[list[str]]  # `fold_lines` of each document's text
+    dead: list[tuple[DeadInput, int]]
+    candidates: list[Candidate] | None  # None without a learning learner
+    zone: int
+
+
+def prepare_chunk(
+    inputs: Iterable[LoadedInput], rules: RuleSet, learner: LineLearner | None = None
+) -> PreparedChunk:
+    """Normalise and fold inputs, and gather each one's learnable lines and links."""
     normalised: list[tuple[Document, int]] = []
     dead: list[tuple[DeadInput, int]] = []
     for item in inputs:
@@ -246,32 +254,62 @@ def clean_chunk(
 
     # Each document's lines are folded once, for the links, the stripping and its tokens.
     folded = [fold_lines(doc.text) for doc, _ in normalised]
-    pending: Pending | None = None
-    trims: list[frozenset[str]] = [frozenset()] * len(normalised)
-    links: list[frozenset[str]] = [frozenset()] * len(normalised)
-    zone = DEFAULTS.boilerplate.zone_lines
-    if learner is not None and learner.settings.enabled:
-        zone = learner.settings.zone_lines
-        with_links = learner.settings.link_memory
-        candidates = [
-            Candidate(
-                doc.input_ref,
-                doc.source,
-                learnable_lines(doc.text, source=doc.source, rules=rules, zone=zone, folded=lines),
-                doc.text,
-                link_targets(doc.title, doc.text, lines) if with_links else [],
-                link_probes(doc.text, zone, lines) if with_links else [],
-            )
-            for (doc, _), lines in zip(normalised, folded, strict=True)
-        ]
-        trims, pending = learner.plan(candidates)
-        links = pending.links
+    if learner is None or not learner.settings.enabled:
+        return PreparedChunk(normalised, folded, dead, None, DEFAULTS.boilerplate.zone_lines)
+    zone = learner.settings.zone_lines
+    with_links = learner.settings.link_memory
+    candidates = [
+        Candidate(
+            doc.input_ref,
+            doc.source,
+            learnable_lines(doc.text, source=doc.source, rules=rules, zone=zone, folded=lines),
+            doc.text,
+            link_targets(doc.title, doc.text, lines) if with_links else [],
+            link_probes(doc.text, zone, lines) if with_links else [],
+        )
+        for (doc, _), lines in zip(normalised, folded, strict=True)
+    ]
+    return PreparedChunk(normalised, folded, dead, candidates, zone)
 
+
+@dataclass(slots=True)
+class PlannedChunk:
+    """A prepared chunk with the learner's answer (one Redis read): what to trim."""
+
+    prepared: PreparedChunk
+    trims: list[frozenset[str]]
+    links: list[frozenset[str]]
+    learning: Pending | None
+
+
+def plan_chunk(prepared: PreparedChunk, learner: LineLearner | None = None) -> PlannedChunk:
+    """The lines each document trims as learned, and the links it has (`LineLearner.plan`)."""
+    count = len(prepared.normalised)
+    if learner is None or prepared.candidates is None:
+        return PlannedChunk(prepared, [frozenset()] * count, [frozenset()] * count, None)
+    trims, pending = learner.plan(prepared.candidates)
+    return PlannedChunk(prepared, trims, pending.links, pending)
+
+
+def finish_chunk(
+    planned: PlannedChunk,
+    rules: RuleSet,
+    fingerprinter: Fingerprinter,
+    keep_headlines: bool = False,
+) -> CleanedChunk:
+    """Strip and fingerprint a planned chunk: the second half of `clean_chunk`."""
+    prepared = planned.prepared
+    dead = list(prepared.dead)
     cleaned: list[tuple[Document, int]] = []
     tokens: list[list[str]] = []
-    for (doc, nbytes), learned, found, lines in zip(normalised, trims, links, folded, strict=True):
+    for (doc, nbytes), learned, found, lines in zip(
+        prepared.normalised, planned.trims, planned.links, prepared.folded, strict=True
+    ):
         stripped = _safely(
-            doc, partial(strip_document, doc, rules, learned, keep_headlines, zone, found, lines)
+            doc,
+            partial(
+                strip_document, doc, rules, learned, keep_headlines, prepared.zone, found, lines
+            ),
         )
         if isinstance(stripped, DeadInput):
             dead.append((stripped, nbytes))
@@ -283,7 +321,19 @@ def clean_chunk(
     accepted = [
         Accepted(doc, fp, nbytes) for (doc, nbytes), fp in zip(cleaned, fingerprints, strict=True)
     ]
-    return CleanedChunk(accepted, dead, pending)
+    return CleanedChunk(accepted, dead, planned.learning)
+
+
+def clean_chunk(
+    inputs: Iterable[LoadedInput],
+    rules: RuleSet,
+    fingerprinter: Fingerprinter,
+    learner: LineLearner | None = None,
+    keep_headlines: bool = False,
+) -> CleanedChunk:
+    """Clean and fingerprint inputs, trimming the lines `learner` has learned."""
+    planned = plan_chunk(prepare_chunk(inputs, rules, learner), learner)
+    return finish_chunk(planned, rules, fingerprinter, keep_headlines)
 
 
 def process_inputs(
@@ -299,33 +349,47 @@ def process_inputs(
     learner: LineLearner | None = None,
     keep_headlines: bool = False,
 ) -> BatchResult:
-    def cleaned_batch(chunk: list[LoadedInput]) -> tuple[ScriptBatch, Pending | None]:
-        ready = clean_chunk(chunk, rules, fingerprinter, learner, keep_headlines)
-        batch = index.build_batch(
-            job_id, ready.accepted, ready.dead, guard_prefix=guard_prefix, now=now
-        )
-        return batch, ready.learning
+    # Every chunk's tentative learner counts, so that none outlives this call: recorded
+    # ones are gone already, and one never sent (an error, a send failing) is dropped.
+    planned_counts: list[Pending] = []
 
     def send(item: tuple[ScriptBatch, Pending | None]) -> list[Outcome]:
         batch, learning = item
-        if learner is None or learning is None:
-            return index.run(batch)
-        try:
-            outcomes = index.run(batch)
-        except BaseException:
-            learner.discard(learning)
-            raise
-        # Only documents kept as new teach the learner (see workers/clean/boilerplate/learner.py).
-        learner.record(learning, (o.input_ref for o in outcomes if o.kind == "published"))
+        outcomes = index.run(batch)
+        if learner is not None and learning is not None:
+            # Only documents kept as new teach the learner (workers/clean/boilerplate/learner.py).
+            learner.record(learning, (o.input_ref for o in outcomes if o.kind == "published"))
         return outcomes
 
-    # Everything but the round trip happens here, on the caller's thread; the background
+    def batches() -> Iterator[tuple[ScriptBatch, Pending | None]]:
+        # The learner's read for chunk k+1 goes out before chunk k is sent: sent after,
+        # it would queue in Redis behind chunk k's scripts and hold this thread up.
+        ready: tuple[ScriptBatch, Pending | None] | None = None
+        for chunk in chunked(inputs, chunk_size):
+            planned = plan_chunk(prepare_chunk(chunk, rules, learner), learner)
+            if planned.learning is not None:
+                planned_counts.append(planned.learning)
+            if ready is not None:
+                yield ready
+            cleaned = finish_chunk(planned, rules, fingerprinter, keep_headlines)
+            batch = index.build_batch(
+                job_id, cleaned.accepted, cleaned.dead, guard_prefix=guard_prefix, now=now
+            )
+            ready = (batch, cleaned.learning)
+        if ready is not None:
+            yield ready
+
+    # Everything but the round trips happens here, on the caller's thread; the background
     # thread only sends and waits, so the two never queue for the interpreter lock.
-    chunks = (cleaned_batch(chunk) for chunk in chunked(inputs, chunk_size))
     result = BatchResult()
-    for outcomes in overlapped(chunks, send):
-        learn_common_facts(fingerprinter, outcomes)
-        result.outcomes.extend(outcomes)
+    try:
+        for outcomes in overlapped(batches(), send):
+            learn_common_facts(fingerprinter, outcomes)
+            result.outcomes.extend(outcomes)
+    finally:
+        if learner is not None:
+            for learning in planned_counts:
+                learner.discard(learning)
     return result
 
 
