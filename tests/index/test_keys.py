@@ -33,7 +33,8 @@ def test_owns_every_key_newsdedup_names_and_no_neighbours() -> None:
             keys.job, keys.job_done, keys.job_tasks, keys.job_attempts, keys.job_cursor
         )),
         *(key for name in ("sources", "x:c", "*", "\n") for key in (
-            keys.source_stats(name), *keys.learner_keys(name)
+            keys.source_stats(name), keys.learner_meta(name), keys.learner_lines(name),
+            *keys.learner_count_shards(name),
         )),
         f"nd:{INGEST_QUEUE}", f"nd:{FETCH_QUEUE}\x06\x163", "nd:_kombu.binding.ingest",
         "nd:unacked", "nd:ix:l:4095", "nd:ix:df:3", "nd:stats:source:old", "nd:bp:old:c",
@@ -48,7 +49,9 @@ def test_owns_every_key_newsdedup_names_and_no_neighbours() -> None:
 def test_source_names_never_reach_another_key() -> None:
     keys = Keys("nd:")
     names = ["sources", "names", "x", "x:c", "a:b", "a:b:l", "*", "..", "", "\u200b", "a\nb"]
-    per_source = [(keys.source_stats(n), *keys.learner_keys(n)) for n in names]
+    per_source = [
+        (keys.source_stats(n), *keys.learner_keys(n), *keys.learner_count_shards(n)) for n in names
+    ]
     flat = [key for group in per_source for key in group]
     fixed = {keys.sources, keys.learner_sources, keys.stats, keys.dead_reasons}
     assert len(set(flat)) == len(flat) and not fixed & set(flat)

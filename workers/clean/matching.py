@@ -21,6 +21,7 @@ from workers.clean.codepoints import (
     SPACE,
     LazyTable,
     codes,
+    normalized,
     text_of,
     tidy_spaces,
 )
@@ -97,7 +98,7 @@ def fold(text: str) -> str:
     """NFKC, Arabic letter/diacritic folding, ASCII digits, punctuation, symbols and
     separators to spaces, casefold; lines kept, each with single spaces and no space at
     its edges."""
-    text = unicodedata.normalize("NFKC", text)
+    text = normalized("NFKC", text)
     if len(text) < NUMPY_FROM_CHARS:
         folded = text.translate(_TRANSLATION).casefold()
         return "\n".join(" ".join(line.split()) for line in folded.split("\n"))

@@ -17,6 +17,7 @@ from workers.clean.codepoints import (
     UNICODE_SIZE,
     LazyTable,
     codes,
+    normalized,
     text_of,
     tidy_spaces,
 )
@@ -68,7 +69,7 @@ def normalise_for_publishing(text: str) -> str:
 
     Idempotent: applying it twice gives the same result as once.
     """
-    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\u2029", "\n\n")
+    text = normalized("NFC", text).replace("\r\n", "\n").replace("\u2029", "\n\n")
     if len(text) < NUMPY_FROM_CHARS:
         lines = text.translate(_PUBLISH_TRANSLATION).split("\n")
         return join_lines([" ".join(filter(None, line.split(" "))) for line in lines])

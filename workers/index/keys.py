@@ -34,7 +34,10 @@ Layout under the configured prefix P (default "newsdedup:"):
   P src:names:bp                      set: source names the boilerplate learner has counted
   P src:<s>:stats                     hash: the global counters, for one source
   P src:<s>:bp                        hash: docs (documents counted)
-  P src:<s>:bp:c                      hash: line hash -> counter (scripts/learn_lines.lua)
+  P src:<s>:bp:c:<n>                  hash: line hash -> counter (scripts/learn_lines.lua),
+                                      for the line hashes of shard n (`learner_shard`:
+                                      LEARNER_SHARDS small hashes, which Redis keeps
+                                      compact, instead of one large one)
   P src:<s>:bp:l                      hash: line hash -> the line's text (lines that
                                       may be learned: `learner.is_learned` decides)
   P job:<job>                         hash: one backfill/poll job's totals and counters
@@ -146,7 +149,7 @@ LAYOUT: dict[str, str] = {
     # the boilerplate learner
     "learner_sources": "src:names:bp",
     "learner_meta": "src:{tag}:bp",
-    "learner_counts": "src:{tag}:bp:c",
+    "learner_counts": "src:{tag}:bp:c:{shard}",
     "learner_lines": "src:{tag}:bp:l",
     # jobs
     "jobs": "jobs",
@@ -210,6 +213,19 @@ def _owned_pattern() -> re.Pattern[bytes]:
 
 
 _OWNED = _owned_pattern()
+
+
+# Counter shards per source: a source's lossy counting keeps some thousands of line
+# hashes (5,500 for the largest outlet after 10,000 SaudiNewsNet articles), and a hash
+# stays a compact listpack (about 25 bytes per entry instead of 75) only up to 128
+# entries (Redis's hash-max-listpack-entries).
+LEARNER_SHARDS = 128
+
+
+def learner_shard(digest: str) -> int:
+    """The counter shard of a line hash (16 hex digits): its first two, mod
+    LEARNER_SHARDS. scripts/learn_lines.lua computes the same."""
+    return int(digest[:2], 16) % LEARNER_SHARDS
 
 
 def source_tag(source: str) -> str:
@@ -318,16 +334,23 @@ class Keys:
     def learner_meta(self, source: str) -> str:
         return self.key("learner_meta", tag=source_tag(source))
 
-    def learner_counts(self, source: str) -> str:
-        return self.key("learner_counts", tag=source_tag(source))
+    def learner_counts(self, source: str, digest: str) -> str:
+        """The counter shard holding line hash `digest` (16 hex digits) of `source`."""
+        return self.key("learner_counts", tag=source_tag(source), shard=learner_shard(digest))
+
+    def learner_count_shards(self, source: str) -> list[str]:
+        """Every counter shard of `source`, in shard order."""
+        tag = source_tag(source)
+        return [self.key("learner_counts", tag=tag, shard=n) for n in range(LEARNER_SHARDS)]
 
     def learner_lines(self, source: str) -> str:
         return self.key("learner_lines", tag=source_tag(source))
 
     def learner_keys(self, source: str) -> tuple[str, str, str]:
-        """A source's learner keys as scripts/learn_lines.lua takes them: meta, counts,
-        lines."""
-        return self.learner_meta(source), self.learner_counts(source), self.learner_lines(source)
+        """A source's learner keys as scripts/learn_lines.lua takes them: meta, the counter
+        shards' common prefix (the script appends `learner_shard`), lines."""
+        counts = self.key("learner_counts", tag=source_tag(source), shard="")
+        return self.learner_meta(source), counts, self.learner_lines(source)
 
     @property
     def learner_patterns(self) -> tuple[str, ...]:

@@ -10,7 +10,8 @@ definition of each thing the Lua needs:
   scripts whose arguments have `settings`;
 - `K`: the key names the script uses, from `keys.LAYOUT` (P, the prefix, is `A.prefix`):
   `K.docs` for a fixed name, `K.job_done(job)` for one with placeholders;
-- the Python constants the script uses (RATE_BUCKET_TTL, MINUTE_KINDS, LEARNER_SPLIT).
+- the Python constants the script uses (RATE_BUCKET_TTL, MINUTE_KINDS, LEARNER_SPLIT,
+  LEARNER_SHARDS).
 
 `run_calls` sends calls as EVALSHA in one pipeline; a server that does not know a script
 yet (first use, a restart, SCRIPT FLUSH) answers NOSCRIPT, and those calls alone are sent
@@ -42,7 +43,13 @@ from workers.index.args import (
     settings_unpacking,
 )
 from workers.index.encoding import LEARNER_SPLIT
-from workers.index.keys import LAYOUT, MINUTE_KINDS, RATE_BUCKET_TTL, placeholders
+from workers.index.keys import (
+    LAYOUT,
+    LEARNER_SHARDS,
+    MINUTE_KINDS,
+    RATE_BUCKET_TTL,
+    placeholders,
+)
 from workers.ops.connection import HoldingRetry, as_text, is_outage, pack_command, run_packed
 
 # Constants the scripts may use, as Lua.
@@ -50,6 +57,7 @@ _CONSTANTS = {
     "RATE_BUCKET_TTL": str(RATE_BUCKET_TTL),
     "MINUTE_KINDS": "{" + ", ".join(f"{kind} = true" for kind in MINUTE_KINDS) + "}",
     "LEARNER_SPLIT": str(LEARNER_SPLIT),
+    "LEARNER_SHARDS": str(LEARNER_SHARDS),
 }
 _KEY_USE = re.compile(r"\bK\.([a-z_]+)")
 

@@ -201,7 +201,7 @@ def test_counting_memory_is_bounded(redis_target: RedisTarget, prefix: str) -> N
             candidates.append(Candidate(f"d{n}", "s", lines, body))
         _, pending = learner.plan(candidates)
         learner.record(pending, [c.input_ref for c in candidates])
-    counted = rt.client.hlen(rt.keys.learner_counts("s"))
+    counted = sum(rt.client.hlen(key) for key in rt.keys.learner_count_shards("s"))
     assert counted <= 2 * 20 * (zone + 1)  # at most ~two buckets' worth of one-offs
     documents, lines = learner.learned_lines("s")
     assert documents == 200
@@ -334,7 +334,11 @@ def test_link_targets_of_duplicates_are_kept_too(redis_target: RedisTarget, pref
     for _ in range(2):
         _, pending = learner.plan([kept, copy])
         learner.record(pending, ["a"])
-    counts = rt.client.hgetall(rt.keys.learner_counts("s"))
+    counts = {
+        line: value
+        for key in rt.keys.learner_count_shards("s")
+        for line, value in rt.client.hgetall(key).items()
+    }
     boost = learner.settings.link_memory
     assert sorted(int(v) % 2**32 for v in counts.values()) == [boost, boost]
     assert rt.client.hlen(rt.keys.learner_lines("s")) == 0

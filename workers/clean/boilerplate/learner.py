@@ -40,9 +40,9 @@ from workers.clean.boilerplate.links import LINK_LABELS
 from workers.index.args import LearnArgs
 from workers.index.dedup import delete_matching
 from workers.index.encoding import LEARNER_SPLIT
-from workers.index.keys import Keys
-from workers.index.scripts import LEARN_LINES
-from workers.ops.connection import as_text
+from workers.index.keys import Keys, learner_shard
+from workers.index.scripts import LEARN_LINES, run_commands
+from workers.ops.connection import as_text, pack_command
 
 LineKey = tuple[str, str]  # (source, line hash)
 
@@ -193,23 +193,32 @@ class LineLearner:
         """Documents counted per source; each wanted line's count and the document its
         counting began at (see `unpack_counter`)."""
         sources = list(wanted)
-        asked = {source: sorted(wanted[source]) for source in sources}
-        pipe = self.client.pipeline(transaction=False)
+        # Per source, its wanted line hashes grouped by counter shard: one HMGET each,
+        # packed in C (a chunk asks a few hundred).
+        asked: dict[str, list[list[str]]] = {}
+        commands: list[bytes] = []
         for source in sources:
-            pipe.hget(self.keys.learner_meta(source), "docs")
-            if asked[source]:
-                pipe.hmget(self.keys.learner_counts(source), asked[source])
-        replies = iter(pipe.execute())
+            meta, shard_prefix, _ = self.keys.learner_keys(source)
+            commands.append(pack_command(["HGET", meta, "docs"]))
+            shards: dict[int, list[str]] = {}
+            for digest in wanted[source]:
+                shards.setdefault(learner_shard(digest), []).append(digest)
+            asked[source] = list(shards.values())
+            commands += [
+                pack_command(["HMGET", f"{shard_prefix}{shard}", *digests])
+                for shard, digests in shards.items()
+            ]
+        replies = iter(run_commands(self.client, commands))
         docs: Counter[str] = Counter()
         counts: Counter[tuple[str, str]] = Counter()
         born: dict[tuple[str, str], int] = {}
         for source in sources:
             docs[source] = int(next(replies) or 0)
-            values = next(replies) if asked[source] else []
-            for digest, value in zip(asked[source], values, strict=True):
-                if value is not None:
-                    key = (source, digest)
-                    counts[key], born[key] = unpack_counter(int(value), self.settings)
+            for digests in asked[source]:
+                for digest, value in zip(digests, next(replies), strict=True):
+                    if value is not None:
+                        key = (source, digest)
+                        counts[key], born[key] = unpack_counter(int(value), self.settings)
         return docs, counts, born
 
     # ------------------------------------------------------------------ writing
@@ -267,9 +276,11 @@ class LineLearner:
         lines `plan` trims as learned from the source's next document (`is_learned`)."""
         pipe = self.client.pipeline(transaction=False)
         pipe.hget(self.keys.learner_meta(source), "docs")
-        pipe.hgetall(self.keys.learner_counts(source))
         pipe.hgetall(self.keys.learner_lines(source))
-        doc_count, counters, raw_texts = pipe.execute()
+        for shard in self.keys.learner_count_shards(source):
+            pipe.hgetall(shard)
+        doc_count, raw_texts, *shards = pipe.execute()
+        counters = {digest: value for shard in shards for digest, value in shard.items()}
         docs = int(doc_count or 0)
         texts = {as_text(digest): as_text(text) for digest, text in raw_texts.items()}
         lines: list[LearnedLine] = []
@@ -297,7 +308,8 @@ class LineLearner:
             if source is None:
                 return delete_matching(self.client, self.keys, *self.keys.learner_patterns)
             pipe = self.client.pipeline(transaction=True)
-            pipe.delete(*self.keys.learner_keys(source))
+            meta, _, lines = self.keys.learner_keys(source)
+            pipe.delete(meta, lines, *self.keys.learner_count_shards(source))
             pipe.srem(self.keys.learner_sources, source)
             deleted, _ = pipe.execute()
             return int(deleted)

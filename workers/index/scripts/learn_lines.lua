@@ -8,16 +8,27 @@
 -- it with the counter.
 --
 -- KEYS: the sources set (`Keys.learner_sources`), then per document its source's
--- `Keys.learner_keys` (meta, counts, lines). LearnArgs: each of A.count documents is its
+-- `Keys.learner_keys` (meta, the counter shards' prefix, lines). LearnArgs: each of A.count documents is its
 -- source, k, then k pairs (line hash, line text). Returns the number of documents counted.
+-- A line hash's counter shard (`learner_shard` in workers/index/keys.py): `counts` is
+-- the shards' common prefix.
+local function shard_key(counts, line)
+  return counts .. (tonumber(string.sub(line, 1, 2), 16) % LEARNER_SHARDS)
+end
+
 local function prune(counts, learned, bucket)
-  local flat = redis.call('HGETALL', counts)
-  for i = 1, #flat, 2 do
-    local v = tonumber(flat[i + 1])
-    local count, born = v % LEARNER_SPLIT, math.floor(v / LEARNER_SPLIT)
-    if count + born <= bucket then
-      redis.call('HDEL', counts, flat[i])
-      redis.call('HDEL', learned, flat[i])
+  for shard = 0, LEARNER_SHARDS - 1 do
+    local key = counts .. shard
+    local flat = redis.call('HGETALL', key)
+    local gone = {}
+    for i = 1, #flat, 2 do
+      local v = tonumber(flat[i + 1])
+      local count, born = v % LEARNER_SPLIT, math.floor(v / LEARNER_SPLIT)
+      if count + born <= bucket then gone[#gone + 1] = flat[i] end
+    end
+    if #gone > 0 then
+      redis.call('HDEL', key, unpack(gone))
+      redis.call('HDEL', learned, unpack(gone))
     end
   end
 end
@@ -33,9 +44,10 @@ for d = 1, A.count do
   for _ = 1, k do
     local line, text = ARGV[pos], ARGV[pos + 1]
     pos = pos + 2
-    local v = redis.call('HINCRBY', counts, line, 1)
+    local shard = shard_key(counts, line)
+    local v = redis.call('HINCRBY', shard, line, 1)
     if v == 1 and bucket > 1 then
-      v = redis.call('HINCRBY', counts, line, (bucket - 1) * LEARNER_SPLIT)
+      v = redis.call('HINCRBY', shard, line, (bucket - 1) * LEARNER_SPLIT)
     end
     if v % LEARNER_SPLIT >= A.text_at then redis.call('HSETNX', learned, line, text) end
   end
