@@ -247,6 +247,7 @@ INDEX_SETTINGS = (
     "rare_ratio",  # a fact is rare when its document frequency <= max(floor, ratio * N)
     "facts_bits",
     "facts_generation",  # documents per frequency-table generation; 0 = one forever
+    "records_per_page",  # `keys.records_per_page`
 )
 
 

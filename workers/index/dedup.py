@@ -35,7 +35,7 @@ from workers.document import DeadInput, Document
 from workers.index.args import INDEX_SETTINGS, AcceptArgs, DeadArgs, DocumentArgs
 from workers.index.encoding import FACT_OPERATION_ARGS, lsh_bucket_fields
 from workers.index.facts import Facts, RareFacts, facts_of, packed_operations, rare_facts
-from workers.index.keys import Keys, done_member
+from workers.index.keys import Keys, done_member, record_bytes, records_per_page
 from workers.index.scripts import (
     ACCEPT_DOCUMENTS,
     RECORD_DEAD,
@@ -105,7 +105,12 @@ class IndexLayout:
             "fact_counters": FACT_COUNTERS,
             "ids": ID_TABLE,
             "signature_bits": str(SIGNATURE_BITS),
+            "records_per_page": str(self.records_per_page),
         }
+
+    @property
+    def records_per_page(self) -> int:
+        return records_per_page(record_bytes(self.params.num_perm))
 
 
 def delete_matching(client: redis.Redis, keys: Keys, *patterns: str) -> int:
@@ -275,6 +280,7 @@ class DedupIndex:
             "docs_maxlen": self.docs_maxlen,
             "duplicates_maxlen": self.duplicates_maxlen,
             "facts_bits": self.params.facts_bits,
+            "records_per_page": self.layout.records_per_page,
         }
         for name in INDEX_SETTINGS:
             if name not in values:

@@ -12,7 +12,7 @@ Layout under the configured prefix P (default "newsdedup:"):
                                       RATE_BUCKET_TTL (rates over 1/5/15 minutes)
   P ix:meta                           hash: index parameters (refuse to mix schemes), watermark
   P ix:next / P ix:count              counters: last doc number given out / docs indexed now
-  P ix:r:<n // 256>                   string: fixed-size records of 256 docs (see RECORD below)
+  P ix:r:<n // R>                     string: fixed-size records of R docs (see RECORD below)
   P ix:pages                          hash: record page -> live docs in it (free empty pages)
   P ix:i:<n // 128>                   hash: doc number -> the id it stands for (its own, or
                                       its original's for an indexed near-duplicate)
@@ -82,7 +82,9 @@ RECORD (2*num_perm + 66 bytes), one fixed slot per document in its page string:
   root            u32          doc number of the original this record stands for
   facts count     u16          distinct rare facts (hashes)
   facts sketch    16 x u16     the smallest rare-fact hashes, ascending, zero-padded
-Fixed-size slots in page strings cost no per-key overhead.
+Fixed-size slots in page strings cost no per-key overhead. A page holds R =
+`records_per_page` records: as many as fit, up to 256, in the allocator's size class
+below the one 256 would need (322-byte records: 254, in 80 KiB instead of 96 KiB).
 
 GROWING TABLES: the LSH buckets (l), content keys (x), URL keys (u) and ids (d) are each one
 logical hash spread over shard hashes small enough for Redis's compact listpack encoding
@@ -213,6 +215,25 @@ def _owned_pattern() -> re.Pattern[bytes]:
 
 
 _OWNED = _owned_pattern()
+
+
+def record_bytes(num_perm: int) -> int:
+    """The size of a RECORD."""
+    return 2 * num_perm + 66
+
+
+def records_per_page(record_size: int) -> int:
+    """Records per page string (R in RECORD). jemalloc, Redis's allocator, rounds a
+    large allocation up to one of four size classes per doubling (2^k times 1.25, 1.5,
+    1.75, 2): 256 records of 322 bytes (82,432 bytes with the string's header) take a
+    96 KiB class, 16 KiB of it unused. A few records fewer fit the class below."""
+    header = 16  # the string's header and terminator, rounded up
+    wanted = 256 * record_size + header
+    power = 1 << (wanted.bit_length() - 1)
+    classes = [power * (4 + i) // 4 for i in range(5)]  # 2^k * 1, 1.25, ... 2
+    below = max(c for c in classes if c < wanted)
+    fitting = (below - header) // record_size
+    return fitting if fitting >= 224 else 256  # not worth more pages
 
 
 # Counter shards per source: a source's lossy counting keeps some thousands of line

@@ -76,7 +76,7 @@ local function accept(D, source_stats)
     local root = rec
     if rec.root ~= rec.num then root = live(rec.root) end
     if root and hour > root.hour then
-      redis.call('SETRANGE', page_key(root.num), (root.num % 256) * RECLEN + HOUR_AT,
+      redis.call('SETRANGE', page_key(root.num), (root.num % RECORDS_PER_PAGE) * RECLEN + HOUR_AT,
                  pack32(hour))
     end
   end
@@ -99,15 +99,15 @@ local function accept(D, source_stats)
     if ukey == '' then stored_ukey = ZERO8 end
     local fsk = {}
     for k = 1, FACTS_K do fsk[k] = pack16(sketch[k] or 0) end
-    local page, page_no = page_key(num), math.floor(num / 256)
+    local page, page_no = page_key(num), math.floor(num / RECORDS_PER_PAGE)
     if not pages_ready[page_no] then
       if redis.call('EXISTS', page) == 0 then
         -- Allocated once at full size: growing it by SETRANGE would over-allocate by up to 2x.
-        redis.call('SET', page, string.rep('\0', 256 * RECLEN))
+        redis.call('SET', page, string.rep('\0', RECORDS_PER_PAGE * RECLEN))
       end
       pages_ready[page_no] = true
     end
-    redis.call('SETRANGE', page, (num % 256) * RECLEN,
+    redis.call('SETRANGE', page, (num % RECORDS_PER_PAGE) * RECLEN,
                stored_sig .. ckey .. stored_ukey .. pack32(nsh) .. pack32(ts) .. pack32(hour)
                .. pack32(root or num) .. pack16(fcount) .. table.concat(fsk))
     page_added[page_no] = (page_added[page_no] or 0) + 1

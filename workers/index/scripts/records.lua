@@ -47,7 +47,7 @@ local function band_key_field(sig, band)
   return lh_key('l', field), field
 end
 
-local function page_key(num) return K.record_page(math.floor(num / 256)) end
+local function page_key(num) return K.record_page(math.floor(num / RECORDS_PER_PAGE)) end
 local function id_key(num) return K.id_block(math.floor(num / 128)) end
 
 -- An id's field in the id table (d): the first 8 bytes of its SHA-1. Two ids sharing them
@@ -60,7 +60,7 @@ end
 
 -- A live record (see RECORD in the module docstring), or nil once freed.
 local function read_record(num)
-  local offset = (num % 256) * RECLEN
+  local offset = (num % RECORDS_PER_PAGE) * RECLEN
   local rec = redis.call('GETRANGE', page_key(num), offset, offset + RECLEN - 1)
   if string.len(rec) < RECLEN then return nil end
   local ts = u32(rec, SIGLEN + 21)
@@ -119,8 +119,9 @@ local function expire(num)
     end
   end
   redis.call('HDEL', id_key(num), num % 128)
-  local page = math.floor(num / 256)
-  redis.call('SETRANGE', page_key(num), (num % 256) * RECLEN, string.rep('\0', RECLEN))
+  local page = math.floor(num / RECORDS_PER_PAGE)
+  redis.call('SETRANGE', page_key(num), (num % RECORDS_PER_PAGE) * RECLEN,
+             string.rep('\0', RECLEN))
   if redis.call('HINCRBY', K.record_pages, page, -1) <= 0 then
     redis.call('DEL', page_key(num))
     redis.call('HDEL', K.record_pages, page)
