@@ -198,7 +198,7 @@ class DeadArgs(JobArgs):
 @dataclass(frozen=True, slots=True)
 class LearnArgs(ScriptArgs):
     """scripts/learn_lines.lua: count the learnable lines of kept documents. Each document
-    in `documents` is: its source, k, then k pairs (line hash, line text)."""
+    in `documents` is: its source, k, then k pairs (line hash as 8 bytes, line text)."""
 
     text_at: int = number()  # a line's text is kept once counted in this many documents
     width: int = number()  # documents per lossy-counting bucket

@@ -40,6 +40,8 @@ Layout under the configured prefix P (default "newsdedup:"):
                                       compact, instead of one large one)
   P src:<s>:bp:l                      hash: line hash -> the line's text (lines that
                                       may be learned: `learner.is_learned` decides)
+                                      In both, a line hash is its 8 bytes, not the 16
+                                      hex digits Python and the rules file write.
   P job:<job>                         hash: one backfill/poll job's totals and counters
                                       (published, exact, near, dead, dead:<reason>)
   P job:<job>:done                    sorted set: inputs already accounted for, each as
@@ -244,8 +246,8 @@ LEARNER_SHARDS = 128
 
 
 def learner_shard(digest: str) -> int:
-    """The counter shard of a line hash (16 hex digits): its first two, mod
-    LEARNER_SHARDS. scripts/learn_lines.lua computes the same."""
+    """The counter shard of a line hash (16 hex digits): its first byte, mod
+    LEARNER_SHARDS. scripts/learn_lines.lua computes the same from the 8 bytes."""
     return int(digest[:2], 16) % LEARNER_SHARDS
 
 

@@ -204,8 +204,9 @@ class LineLearner:
             for digest in wanted[source]:
                 shards.setdefault(learner_shard(digest), []).append(digest)
             asked[source] = list(shards.values())
+            # Redis keeps each line hash as its 8 bytes (P src:<s>:bp:l in keys.py).
             commands += [
-                pack_command(["HMGET", f"{shard_prefix}{shard}", *digests])
+                pack_command(["HMGET", f"{shard_prefix}{shard}", *map(bytes.fromhex, digests)])
                 for shard, digests in shards.items()
             ]
         replies = iter(run_commands(self.client, commands))
@@ -253,7 +254,7 @@ class LineLearner:
                     keys += self.keys.learner_keys(candidate.source)
                     args += [candidate.source, len(counted)]
                     for digest, text in counted:
-                        args += [digest, text]
+                        args += [bytes.fromhex(digest), text]
                 if ndocs and self.settings.enabled:
                     s = self.settings
                     # The script keeps the text of every line counted `min_docs` times (all
@@ -281,14 +282,15 @@ class LineLearner:
             pipe.hgetall(shard)
         doc_count, raw_texts, *shards = pipe.execute()
         counters = {digest: value for shard in shards for digest, value in shard.items()}
+        # Line hashes are stored as their 8 bytes (P src:<s>:bp:l in keys.py).
         docs = int(doc_count or 0)
-        texts = {as_text(digest): as_text(text) for digest, text in raw_texts.items()}
+        texts = {bytes(digest).hex(): as_text(text) for digest, text in raw_texts.items()}
         lines: list[LearnedLine] = []
         for raw_digest, value in counters.items():
             count, since = unpack_counter(int(value), self.settings)
             if not is_learned(count, since, docs, self.settings):
                 continue
-            digest = as_text(raw_digest)
+            digest = bytes(raw_digest).hex()
             # The script keeps the text of every line counted `min_docs` times; only a
             # count made under a larger `min_docs` than today's can lack one.
             text = texts.get(digest, f"(text not kept; line hash {digest})")

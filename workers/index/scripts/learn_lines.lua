@@ -8,12 +8,14 @@
 -- it with the counter.
 --
 -- KEYS: the sources set (`Keys.learner_sources`), then per document its source's
--- `Keys.learner_keys` (meta, the counter shards' prefix, lines). LearnArgs: each of A.count documents is its
--- source, k, then k pairs (line hash, line text). Returns the number of documents counted.
--- A line hash's counter shard (`learner_shard` in workers/index/keys.py): `counts` is
--- the shards' common prefix.
+-- `Keys.learner_keys` (meta, the counter shards' prefix, lines). LearnArgs: each of
+-- A.count documents is its source, k, then k pairs (line hash as 8 bytes, line text).
+-- Returns the number of documents counted.
+
+-- A line hash's counter shard (`learner_shard` in workers/index/keys.py; a line hash is
+-- its 8 bytes here): `counts` is the shards' common prefix.
 local function shard_key(counts, line)
-  return counts .. (tonumber(string.sub(line, 1, 2), 16) % LEARNER_SHARDS)
+  return counts .. (string.byte(line, 1) % LEARNER_SHARDS)
 end
 
 local function prune(counts, learned, bucket)
