@@ -239,7 +239,17 @@ _DOCUMENT_FIELDS = frozenset(
 
 
 def _from_document(cls: type, doc: Document) -> dict[str, Any]:
-    return {f.name: getattr(doc, f.name) for f in fields(cls) if f.name in _DOCUMENT_FIELDS}
+    return {name: getattr(doc, name) for name in _document_field_names(cls)}
+
+
+_DOCUMENT_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _document_field_names(cls: type) -> tuple[str, ...]:
+    # `fields()` walks the class each call: once per class, not twice per document.
+    if cls not in _DOCUMENT_NAMES:
+        _DOCUMENT_NAMES[cls] = tuple(f.name for f in fields(cls) if f.name in _DOCUMENT_FIELDS)
+    return _DOCUMENT_NAMES[cls]
 
 
 StreamRecord = DocRecord | DuplicateRecord | DeadRecord

@@ -341,8 +341,8 @@ class DedupIndex:
             fact_sketch=b"",
             fact_count=0,
             stripped=len(doc.stripped),
-            doc_fields=tuple(value for pair in doc_fields.items() for value in pair),
-            dup_fields=tuple(value for pair in dup_fields.items() for value in pair),
+            doc_fields=tuple(chain.from_iterable(doc_fields.items())),
+            dup_fields=tuple(chain.from_iterable(dup_fields.items())),
             buckets=tuple(buckets),
         )
 

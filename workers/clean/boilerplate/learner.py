@@ -243,7 +243,7 @@ class LineLearner:
                     if candidate.input_ref not in kept:
                         riders.setdefault(candidate.source, []).extend(targets)
                 keys = [self.keys.learner_sources]
-                args: list[str | int | float] = []
+                args: list[bytes | str | int | float] = []
                 ndocs = 0
                 for candidate, targets in zip(pending.candidates, fresh, strict=True):
                     if candidate.input_ref not in kept:
