@@ -82,8 +82,9 @@ def utc_now_iso() -> str:
 
 
 # How the sharded tables grow (GROWING TABLES in `keyspace`); recorded so an index laid out
-# otherwise (earlier fixed shard counts) is refused rather than misread.
-TABLE_LAYOUT = "linear-hash-v1"
+# otherwise (earlier fixed shard counts, LSH shards as hashes) is refused rather than
+# misread.
+TABLE_LAYOUT = "linear-hash-v2/lsh-strings"
 # The fact frequency tables: u8 saturating counters, the current and the previous
 # generation under fixed names, counted by the worker (scripts/facts.lua).
 FACT_COUNTERS = "u8-saturating/now-before/worker-counted"

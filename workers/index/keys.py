@@ -16,8 +16,10 @@ Layout under the configured prefix P (default "newsdedup:"):
   P ix:pages                          hash: record page -> live docs in it (free empty pages)
   P ix:i:<n // 128>                   hash: doc number -> the id it stands for (its own, or
                                       its original's for an indexed near-duplicate)
-  P ix:l:<shard>                      hash: LSH bucket (4-byte hash of band number and the
-                                      band's values) -> packed 4-byte doc numbers
+  P ix:l:<shard>                      string: LSH bucket entries, 8 bytes each: the
+                                      bucket (4-byte hash of band number and the band's
+                                      values), then a doc number (u32); one per document
+                                      in the bucket
   P ix:x:<shard> / P ix:u:<shard>     hash: 8-byte content / canonical-URL key -> doc number
   P ix:d:<shard>                      hash: 8-byte id key (SHA-1 of a published id) -> the
                                       doc number holding it (u32), then, once the id was
@@ -91,7 +93,8 @@ below the one 256 would need (322-byte records: 254, in 80 KiB instead of 96 KiB
 GROWING TABLES: the LSH buckets (l), content keys (x), URL keys (u) and ids (d) are each one
 logical hash spread over shard hashes small enough for Redis's compact listpack encoding
 (up to 128 entries by default; a shard past it converts for good and costs ~5x per
-entry). The number of shards grows with the index by linear hashing (Litwin 1980): with S
+entry). The LSH table's shards are strings of 8-byte entries instead, so that a
+document's 42 bands cost one MGET and one MSET, not a command each. The number of shards grows with the index by linear hashing (Litwin 1980): with S
 shards (meta field `shards:<table>`) and 2^L <= S < 2^(L+1), a field whose first four
 bytes read h (big-endian) lives in shard h mod 2^(L+1), or h mod 2^L when that is >= S.
 When the table's entries pass LH_LOAD per shard, shard S - 2^L is split: the fields with

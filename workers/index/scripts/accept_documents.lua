@@ -187,8 +187,7 @@ local function accept(D, source_stats)
 
   -- 2. Near: LSH candidates, most shared bands first, verified against stored signatures.
   -- Not an exact duplicate, so the document will be indexed (as new, or standing for its
-  -- original): its bands go in while they are looked up. A lookup and an insert each scan
-  -- the compact shard; most buckets are new, and HSETNX alone does both.
+  -- original): its bands go in while they are looked up, in one read and one write.
   if near_ok then
     local hits, order = {}, {}
     local me
@@ -196,28 +195,17 @@ local function accept(D, source_stats)
       reserved = redis.call('INCR', K.index_next)
       me = pack32(reserved)
     end
-    for b = 0, BANDS - 1 do
-      -- The bucket fields come from the worker (`lsh_bucket_fields`: the same hash as
-      -- band_field, which `expire` uses on stored signatures).
-      local field, packed = ARGV[D.buckets_at + b], nil
-      local key = lh_key('l', field)
-      if not me then
-        packed = redis.call('HGET', key, field)
-      elseif redis.call('HSETNX', key, field, me) == 0 then
-        packed = redis.call('HGET', key, field)
-        redis.call('HSET', key, field, packed .. me)
+    -- The bucket fields come from the worker (`lsh_bucket_fields`: the same hash as
+    -- band_field, which `expire` uses on stored signatures).
+    local fields = {}
+    for b = 1, BANDS do fields[b] = ARGV[D.buckets_at + b - 1] end
+    lsh_lookup_insert(fields, me, function(_, num)
+      if hits[num] == nil then
+        hits[num] = 0
+        order[#order + 1] = num
       end
-      if packed then
-        for k = 1, string.len(packed), 4 do
-          local num = u32(packed, k)
-          if hits[num] == nil then
-            hits[num] = 0
-            order[#order + 1] = num
-          end
-          hits[num] = hits[num] + 1
-        end
-      end
-    end
+      hits[num] = hits[num] + 1
+    end)
     table.sort(order, function(a, b)
       if hits[a] ~= hits[b] then return hits[a] > hits[b] end
       return a < b

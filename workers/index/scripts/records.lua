@@ -42,9 +42,85 @@ local function band_field(sig, band)
   return pack32(h)
 end
 
-local function band_key_field(sig, band)
-  local field = band_field(sig, band)
-  return lh_key('l', field), field
+-- The LSH table (l): shard strings of 8-byte entries, a bucket field then a doc number,
+-- one entry per document in the bucket. Each function takes one document's bucket
+-- fields, reads their shards in one MGET and writes the changed ones in one MSET (two
+-- bands may share a shard: each sees the other's change).
+
+-- Calls found(band, num) for every entry of band b's bucket, for b = 1..#fields, then,
+-- with `me` (a packed doc number), adds an entry for it to each bucket.
+local function lsh_lookup_insert(fields, me, found)
+  local keys = {}
+  for b = 1, #fields do keys[b] = lh_key('l', fields[b]) end
+  local read = redis.call('MGET', unpack(keys))
+  local now, changed = {}, {}
+  for b = 1, #fields do
+    local key, field = keys[b], fields[b]
+    local shard = now[key] or read[b] or ''
+    local init = 1
+    while true do
+      local at = string.find(shard, field, init, true)
+      if not at then break end
+      if (at - 1) % 8 == 0 then  -- a field, not 4 bytes straddling two entries
+        found(b, u32(shard, at + 4))
+        init = at + 8
+      else
+        init = at + 1
+      end
+    end
+    if me then
+      now[key] = shard .. field .. me
+      if not changed[key] then
+        changed[key] = true
+        changed[#changed + 1] = key
+      end
+    end
+  end
+  if #changed > 0 then
+    local args = {}
+    for _, key in ipairs(changed) do
+      args[#args + 1], args[#args + 2] = key, now[key]
+    end
+    redis.call('MSET', unpack(args))
+  end
+end
+
+-- Removes doc `num`'s entry from each of the buckets `fields`.
+local function lsh_remove(fields, num)
+  local keys = {}
+  for b = 1, #fields do keys[b] = lh_key('l', fields[b]) end
+  local read = redis.call('MGET', unpack(keys))
+  local now, changed = {}, {}
+  local me = pack32(num)
+  for b = 1, #fields do
+    local key, entry = keys[b], fields[b] .. me
+    local shard = now[key] or read[b] or ''
+    local init = 1
+    while true do
+      local at = string.find(shard, entry, init, true)
+      if not at then break end
+      if (at - 1) % 8 == 0 then
+        shard = string.sub(shard, 1, at - 1) .. string.sub(shard, at + 8)
+        now[key] = shard
+        if not changed[key] then
+          changed[key] = true
+          changed[#changed + 1] = key
+        end
+        break
+      end
+      init = at + 1
+    end
+  end
+  local args, empty = {}, {}
+  for _, key in ipairs(changed) do
+    if now[key] == '' then
+      empty[#empty + 1] = key
+    else
+      args[#args + 1], args[#args + 2] = key, now[key]
+    end
+  end
+  if #args > 0 then redis.call('MSET', unpack(args)) end
+  if #empty > 0 then redis.call('DEL', unpack(empty)) end
 end
 
 local function page_key(num) return K.record_page(math.floor(num / RECORDS_PER_PAGE)) end
@@ -75,30 +151,14 @@ local function read_record(num)
           sketch = sketch}
 end
 
-local function remove_packed(key, field, num)
-  local packed = redis.call('HGET', key, field)
-  if not packed then return end
-  local me, kept = pack32(num), {}
-  for k = 1, string.len(packed), 4 do
-    local item = string.sub(packed, k, k + 3)
-    if item ~= me then kept[#kept + 1] = item end
-  end
-  if #kept == 0 then
-    redis.call('HDEL', key, field)
-  else
-    redis.call('HSET', key, field, table.concat(kept))
-  end
-end
-
 -- Free every trace of one indexed document.
 local function expire(num)
   local rec = read_record(num)
   if not rec then return end
   if rec.sig ~= ZERO_SIG then
-    for b = 0, BANDS - 1 do
-      local key, field = band_key_field(rec.sig, b)
-      remove_packed(key, field, num)
-    end
+    local fields = {}
+    for b = 0, BANDS - 1 do fields[b + 1] = band_field(rec.sig, b) end
+    lsh_remove(fields, num)
   end
   local me = pack32(num)
   for _, kind_key in ipairs({{'x', rec.ckey}, {'u', rec.ukey}}) do

@@ -7,6 +7,10 @@ local LH_LOAD = 48  -- mean entries per shard: the unsplit ones hold up to twice
 -- costs a growing index ~0.15 ms per document; below ~4,700 documents the LSH table
 -- (42 bands) does not split at all.
 local LH_START = {l = 4096, x = 64, u = 64, d = 64}
+-- The LSH table's shards are strings of 8-byte entries (field, value), not hashes: a
+-- document reads all its bands' shards in one MGET and writes them in one MSET, where
+-- hashes would take a command per band (see `lsh_insert` in records.lua).
+local LH_STRINGS = {l = true}
 local LH_SHARDS, LH_HALF, LH_PREFIX = {}, {}, {}  -- table -> S, 2^L <= S, key prefix
 
 local function lh_state(tbl)
@@ -35,17 +39,38 @@ local function lh_grow(tbl, entries)
   local grown = false
   while shards * LH_LOAD < entries do
     local from, to = LH_PREFIX[tbl] .. (shards - half), LH_PREFIX[tbl] .. shards
-    local all = redis.call('HGETALL', from)
-    local moved, gone = {}, {}
-    for i = 1, #all, 2 do
-      if struct.unpack('>I4', all[i]) % (2 * half) == shards then
-        moved[#moved + 1], moved[#moved + 2] = all[i], all[i + 1]
-        gone[#gone + 1] = all[i]
+    if LH_STRINGS[tbl] then
+      local all = redis.call('GET', from) or ''
+      local kept, moved = {}, {}
+      for k = 1, string.len(all), 8 do
+        local entry = string.sub(all, k, k + 7)
+        if struct.unpack('>I4', entry) % (2 * half) == shards then
+          moved[#moved + 1] = entry
+        else
+          kept[#kept + 1] = entry
+        end
       end
-    end
-    if #gone > 0 then
-      redis.call('HSET', to, unpack(moved))
-      redis.call('HDEL', from, unpack(gone))
+      if #moved > 0 then
+        redis.call('APPEND', to, table.concat(moved))
+        if #kept > 0 then
+          redis.call('SET', from, table.concat(kept))
+        else
+          redis.call('DEL', from)
+        end
+      end
+    else
+      local all = redis.call('HGETALL', from)
+      local moved, gone = {}, {}
+      for i = 1, #all, 2 do
+        if struct.unpack('>I4', all[i]) % (2 * half) == shards then
+          moved[#moved + 1], moved[#moved + 2] = all[i], all[i + 1]
+          gone[#gone + 1] = all[i]
+        end
+      end
+      if #gone > 0 then
+        redis.call('HSET', to, unpack(moved))
+        redis.call('HDEL', from, unpack(gone))
+      end
     end
     shards = shards + 1
     if shards == 2 * half then half = 2 * half end
