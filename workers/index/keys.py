@@ -90,17 +90,18 @@ Fixed-size slots in page strings cost no per-key overhead. A page holds R =
 `records_per_page` records: as many as fit, up to 256, in the allocator's size class
 below the one 256 would need (322-byte records: 254, in 80 KiB instead of 96 KiB).
 
-GROWING TABLES: the LSH buckets (l), content keys (x), URL keys (u) and ids (d) are each one
-logical hash spread over shard hashes small enough for Redis's compact listpack encoding
-(up to 128 entries by default; a shard past it converts for good and costs ~5x per
-entry). The LSH table's shards are strings of 8-byte entries instead, so that a
-document's 42 bands cost one MGET and one MSET, not a command each. The number of shards grows with the index by linear hashing (Litwin 1980): with S
-shards (meta field `shards:<table>`) and 2^L <= S < 2^(L+1), a field whose first four
-bytes read h (big-endian) lives in shard h mod 2^(L+1), or h mod 2^L when that is >= S.
-When the table's entries pass LH_LOAD per shard, shard S - 2^L is split: the fields with
-h mod 2^(L+1) = S move to the new shard S. Each split moves about LH_LOAD / 2 fields,
-so the work is spread evenly over inserts and a small index has few keys; the field alone
-says where it lives, so no stored value has to be re-read to move it.
+GROWING TABLES: the LSH buckets (l), content keys (x), URL keys (u) and ids (d) are each
+one logical hash spread over shard hashes small enough for Redis's compact listpack
+encoding (up to 128 entries by default; a shard past it converts for good and costs ~5x
+per entry). The LSH table's shards are strings of 8-byte entries instead, so that a
+document's 42 bands cost one MGET and one MSET, not a command each. The number of shards
+grows with the index by linear hashing (Litwin 1980): with S shards (meta field
+`shards:<table>`) and 2^L <= S < 2^(L+1), a field whose first four bytes read h
+(big-endian) lives in shard h mod 2^(L+1), or h mod 2^L when that is >= S. When the
+table's entries pass LH_LOAD per shard, shard S - 2^L is split: the fields with h mod
+2^(L+1) = S move to the new shard S. Each split moves about LH_LOAD / 2 fields, so the
+work is spread evenly over inserts and a small index has few keys; the field alone says
+where it lives, so no stored value has to be re-read to move it.
 
 OWNED KEYS: `newsdedup reset` deletes only keys of the families above (and Celery's
 queue keys, also under P), matched exactly (`Keys.owns`): another deployment whose prefix
