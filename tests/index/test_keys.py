@@ -38,6 +38,7 @@ def test_owns_every_key_newsdedup_names_and_no_neighbours() -> None:
         )),
         f"nd:{INGEST_QUEUE}", f"nd:{FETCH_QUEUE}\x06\x163", "nd:_kombu.binding.ingest",
         "nd:unacked", "nd:ix:l:4095", "nd:ix:df:3", "nd:stats:source:old", "nd:bp:old:c",
+        "nd:src:" + "0" * 32 + ":bp:c",
     ]  # fmt: skip
     assert [name for name in names if not keys.owns(name)] == []
     for name in names:

@@ -71,9 +71,9 @@ name can then reach a key of another kind or another source's keys (`sources`, `
 `*`, newlines: all become 32 hex digits), and key names stay short whatever the name's
 length. The names themselves are kept as members of the src:names sets, for display.
 The scripts receive per-source keys built here (KEYS), never build them from a name.
-Keys of earlier layouts (P stats:sources, P stats:source:<name>, P bp:*, and the fact
-tables by generation number, P ix:df:<n>) are never read or written; `newsdedup reset`
-deletes them.
+Keys of earlier layouts (P stats:sources, P stats:source:<name>, P bp:*, the fact
+tables by generation number, P ix:df:<n>, and a source's line counters in one hash,
+P src:<s>:bp:c) are never read or written; `newsdedup reset` deletes them.
 
 RECORD (2*num_perm + 66 bytes), one fixed slot per document in its page string:
   signature       2*num_perm   high 16 bits of each MinHash value, big-endian
@@ -198,7 +198,7 @@ _PLACEHOLDERS: dict[str, bytes] = {
 # (worker.app's INGEST_QUEUE and FETCH_QUEUE; kombu adds a separator and a digit for
 # priorities) and kombu's bookkeeping.
 _ALSO_OWNED = (
-    rb"stats:sources|stats:source:.*|bp:.*|ix:df:\d+",
+    rb"stats:sources|stats:source:.*|bp:.*|ix:df:\d+|src:[0-9a-f]{32}:bp:c",
     rb"(?:ingest|fetch)(?:\x06\x16\d)?|_kombu\..+|unacked|unacked_index|unacked_mutex",
 )
 
