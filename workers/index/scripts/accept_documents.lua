@@ -76,8 +76,8 @@ local function accept(D, source_stats)
     local root = rec
     if rec.root ~= rec.num then root = live(rec.root) end
     if root and hour > root.hour then
-      redis.call('SETRANGE', page_key(root.num), (root.num % RECORDS_PER_PAGE) * RECLEN + HOUR_AT,
-                 pack32(hour))
+      local at = (root.num % RECORDS_PER_PAGE) * RECLEN + HOUR_AT
+      redis.call('SETRANGE', page_key(root.num), at, pack32(hour))
     end
   end
 

@@ -47,80 +47,76 @@ end
 -- fields, reads their shards in one MGET and writes the changed ones in one MSET (two
 -- bands may share a shard: each sees the other's change).
 
--- Calls found(band, num) for every entry of band b's bucket, for b = 1..#fields, then,
--- with `me` (a packed doc number), adds an entry for it to each bucket.
-local function lsh_lookup_insert(fields, me, found)
-  local keys = {}
-  for b = 1, #fields do keys[b] = lh_key('l', fields[b]) end
-  local read = redis.call('MGET', unpack(keys))
-  local now, changed = {}, {}
-  for b = 1, #fields do
-    local key, field = keys[b], fields[b]
-    local shard = now[key] or read[b] or ''
-    local init = 1
+-- The positions in `shard` of its entries that start with `prefix` (a bucket field, or a
+-- whole entry): a match straddling two entries is none.
+local function entries_starting(shard, prefix)
+  local init = 1
+  return function()
     while true do
-      local at = string.find(shard, field, init, true)
-      if not at then break end
-      if (at - 1) % 8 == 0 then  -- a field, not 4 bytes straddling two entries
-        found(b, u32(shard, at + 4))
-        init = at + 8
-      else
-        init = at + 1
-      end
-    end
-    if me then
-      now[key] = shard .. field .. me
-      if not changed[key] then
-        changed[key] = true
-        changed[#changed + 1] = key
-      end
-    end
-  end
-  if #changed > 0 then
-    local args = {}
-    for _, key in ipairs(changed) do
-      args[#args + 1], args[#args + 2] = key, now[key]
-    end
-    redis.call('MSET', unpack(args))
-  end
-end
-
--- Removes doc `num`'s entry from each of the buckets `fields`.
-local function lsh_remove(fields, num)
-  local keys = {}
-  for b = 1, #fields do keys[b] = lh_key('l', fields[b]) end
-  local read = redis.call('MGET', unpack(keys))
-  local now, changed = {}, {}
-  local me = pack32(num)
-  for b = 1, #fields do
-    local key, entry = keys[b], fields[b] .. me
-    local shard = now[key] or read[b] or ''
-    local init = 1
-    while true do
-      local at = string.find(shard, entry, init, true)
-      if not at then break end
+      local at = string.find(shard, prefix, init, true)
+      if not at then return nil end
       if (at - 1) % 8 == 0 then
-        shard = string.sub(shard, 1, at - 1) .. string.sub(shard, at + 8)
-        now[key] = shard
-        if not changed[key] then
-          changed[key] = true
-          changed[#changed + 1] = key
-        end
-        break
+        init = at + 8
+        return at
       end
       init = at + 1
     end
   end
-  local args, empty = {}, {}
-  for _, key in ipairs(changed) do
-    if now[key] == '' then
-      empty[#empty + 1] = key
-    else
-      args[#args + 1], args[#args + 2] = key, now[key]
+end
+
+-- The shards of buckets `fields`, read in one MGET: get(b) / set(b, value) band b's
+-- shard, as changed so far; write() stores the changed ones in one MSET (and deletes
+-- the emptied).
+local function lsh_shards(fields)
+  local keys = {}
+  for b = 1, #fields do keys[b] = lh_key('l', fields[b]) end
+  local read, now, changed = redis.call('MGET', unpack(keys)), {}, {}
+  local shards = {}
+  function shards.get(b) return now[keys[b]] or read[b] or '' end
+  function shards.set(b, value)
+    local key = keys[b]
+    now[key] = value
+    if not changed[key] then
+      changed[key] = true
+      changed[#changed + 1] = key
     end
   end
-  if #args > 0 then redis.call('MSET', unpack(args)) end
-  if #empty > 0 then redis.call('DEL', unpack(empty)) end
+  function shards.write()
+    local args, empty = {}, {}
+    for _, key in ipairs(changed) do
+      if now[key] == '' then
+        empty[#empty + 1] = key
+      else
+        args[#args + 1], args[#args + 2] = key, now[key]
+      end
+    end
+    if #args > 0 then redis.call('MSET', unpack(args)) end
+    if #empty > 0 then redis.call('DEL', unpack(empty)) end
+  end
+  return shards
+end
+
+-- Calls found(band, num) for every entry of band b's bucket, for b = 1..#fields, then,
+-- with `me` (a packed doc number), adds an entry for it to each bucket.
+local function lsh_lookup_insert(fields, me, found)
+  local shards = lsh_shards(fields)
+  for b = 1, #fields do
+    local shard = shards.get(b)
+    for at in entries_starting(shard, fields[b]) do found(b, u32(shard, at + 4)) end
+    if me then shards.set(b, shard .. fields[b] .. me) end
+  end
+  shards.write()
+end
+
+-- Removes doc `num`'s entry from each of the buckets `fields`.
+local function lsh_remove(fields, num)
+  local shards, me = lsh_shards(fields), pack32(num)
+  for b = 1, #fields do
+    local shard = shards.get(b)
+    local at = entries_starting(shard, fields[b] .. me)()
+    if at then shards.set(b, string.sub(shard, 1, at - 1) .. string.sub(shard, at + 8)) end
+  end
+  shards.write()
 end
 
 local function page_key(num) return K.record_page(math.floor(num / RECORDS_PER_PAGE)) end
