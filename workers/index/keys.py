@@ -361,10 +361,6 @@ class Keys:
     def learner_meta(self, source: str) -> str:
         return self.key("learner_meta", tag=source_tag(source))
 
-    def learner_counts(self, source: str, digest: str) -> str:
-        """The counter shard holding line hash `digest` (16 hex digits) of `source`."""
-        return self.key("learner_counts", tag=source_tag(source), shard=learner_shard(digest))
-
     def learner_count_shards(self, source: str) -> list[str]:
         """Every counter shard of `source`, in shard order."""
         tag = source_tag(source)

@@ -199,7 +199,7 @@ local function accept(D, source_stats)
     -- band_field, which `expire` uses on stored signatures).
     local fields = {}
     for b = 1, BANDS do fields[b] = ARGV[D.buckets_at + b - 1] end
-    lsh_lookup_insert(fields, me, function(_, num)
+    lsh_lookup_insert(fields, me, function(num)
       if hits[num] == nil then
         hits[num] = 0
         order[#order + 1] = num

@@ -96,13 +96,13 @@ local function lsh_shards(fields)
   return shards
 end
 
--- Calls found(band, num) for every entry of band b's bucket, for b = 1..#fields, then,
+-- Calls found(num) for every entry of band b's bucket, for b = 1..#fields, then,
 -- with `me` (a packed doc number), adds an entry for it to each bucket.
 local function lsh_lookup_insert(fields, me, found)
   local shards = lsh_shards(fields)
   for b = 1, #fields do
     local shard = shards.get(b)
-    for at in entries_starting(shard, fields[b]) do found(b, u32(shard, at + 4)) end
+    for at in entries_starting(shard, fields[b]) do found(u32(shard, at + 4)) end
     if me then shards.set(b, shard .. fields[b] .. me) end
   end
   shards.write()
