@@ -15,13 +15,14 @@ import pytest
 from conftest import ROOT
 
 from workers.clean.fingerprint import FingerprintParams
-from workers.config import DEFAULT_CONFIG_FILE, DEFAULTS, Settings, load_settings
+from workers.config import DEFAULTS, DEFAULTS_DIR, Settings, load_settings
 from workers.config_docs import render_markdown, render_toml, sections
 from workers.feeds.policy import HttpPolicy
 from workers.ingest.extraction import ExtractLimits
 from workers.ingest.spec import Limits
 
 DOCS = ROOT / "docs" / "configuration.md"
+DEFAULT_CONFIG_FILE = ROOT / "config" / "default.toml"
 REGENERATE = "python -m workers.config_docs --markdown > docs/configuration.md"
 
 
@@ -41,6 +42,16 @@ def test_default_toml_is_generated_from_the_model() -> None:
     assert DEFAULT_CONFIG_FILE.read_text("utf-8") == render_toml(), (
         "out of date: run `python -m workers.config_docs --toml > config/default.toml`"
     )
+
+
+@pytest.mark.parametrize("name", ["boilerplate.toml", "feeds.toml"])
+def test_config_folder_holds_the_packaged_defaults(name: str) -> None:
+    """config/ is the documented, editable copy of the files the package ships and reads."""
+    copy = ROOT / "config" / name
+    assert copy.read_bytes() == (DEFAULTS_DIR / name).read_bytes(), (
+        f"config/{name} differs from the packaged default: copy workers/defaults/{name} there"
+    )
+    assert Settings().config_dir == DEFAULTS_DIR
 
 
 def test_the_generator_command_prints_both(tmp_path: Path) -> None:

@@ -20,15 +20,18 @@ from __future__ import annotations
 
 import os
 import tomllib
+from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
-# Every setting with its default, generated from the model (not read: the model is the default).
-DEFAULT_CONFIG_FILE = CONFIG_DIR / "default.toml"
+# The default rules and feeds files ship inside the package (package data), so that an
+# installed wheel finds them wherever it runs. A wheel installs unpacked, so the resource
+# is a real folder. config/ at the top of the repository holds editable copies of them
+# (tests/test_config_docs.py keeps them equal).
+DEFAULTS_DIR = Path(str(resources.files("workers").joinpath("defaults")))
 
 
 class ConfigError(Exception):
@@ -291,8 +294,10 @@ class Settings(BaseSettings):
     allow_private_networks: bool = False
     """Let feeds and article links reach loopback, private and link-local addresses. Off, a
     feed cannot make workers call internal services (SSRF)."""
-    config_dir: Path = CONFIG_DIR
-    """Where relative paths of the rules and feeds files resolve."""
+    config_dir: Path = DEFAULTS_DIR
+    """Where relative paths of the rules and feeds files resolve. To change the rules or the
+    feeds, copy the file from config/ and point `ingest.boilerplate_rules` or `feeds.config`
+    at the copy, or set this to a folder holding both."""
     streams: StreamSettings = StreamSettings()
     dedup: DedupSettings = DedupSettings()
     ingest: IngestSettings = IngestSettings()

@@ -27,7 +27,7 @@ from workers.markdown import table
 # Read from the variables every Redis and Celery user already sets, not NEWSDEDUP_*.
 _PLAIN_ENV = {"redis_url": "REDIS_URL", "broker_url": "BROKER_URL"}
 # Defaults that depend on the installation: shown in words, not written to the TOML.
-_SHOWN_AS = {"config_dir": "the `config/` folder of the installation"}
+_SHOWN_AS = {"config_dir": "the defaults inside the package (`workers/defaults/`)"}
 _WIDTH = 88
 
 

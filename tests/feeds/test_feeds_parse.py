@@ -348,7 +348,7 @@ def test_feed_spec_json_round_trip() -> None:
 
 
 def test_shipped_config_loads() -> None:
-    path = ROOT / "config" / "feeds.toml"
+    path = ROOT / "workers" / "defaults" / "feeds.toml"
     specs = load_feeds(path, default_interval=900)
     assert len(specs) >= 5
     assert len({s.name for s in specs}) == len(specs)

@@ -12,10 +12,10 @@ from workers.clean.boilerplate.rules import DEFAULT_RULES_PATH, RuleSet, load_ru
 
 pytestmark = pytest.mark.unit
 
-RULES_PATH = ROOT / "config" / "boilerplate.toml"
+RULES_PATH = ROOT / "workers" / "defaults" / "boilerplate.toml"
 
 
-def test_default_path_is_the_repo_config() -> None:
+def test_default_path_is_the_packaged_file() -> None:
     assert DEFAULT_RULES_PATH == RULES_PATH
 
 

@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from workers.clean.boilerplate.lines import TATWEEL, hash_key, line_key
-from workers.config import CONFIG_DIR
+from workers.config import DEFAULTS_DIR
 from workers.messages import check_keys
 
 Where = Literal["anywhere", "edges", "top", "bottom"]
@@ -49,7 +49,7 @@ BUILT_IN_RULES = frozenset(
     }
 )
 DEFAULT_EDGE_LINES = 3
-DEFAULT_RULES_PATH = CONFIG_DIR / "boilerplate.toml"
+DEFAULT_RULES_PATH = DEFAULTS_DIR / "boilerplate.toml"
 
 _WHERE: dict[str, Where] = {
     "anywhere": "anywhere",
