@@ -107,6 +107,34 @@ def test_consumer_group_reads_and_acknowledges(seeded: Path) -> None:
     assert _json_lines(run_cli(args, env).stdout) == []  # all acknowledged
 
 
+def test_a_new_group_reads_the_stream_from_the_start(seeded: Path) -> None:
+    """The README's consumer command, as it stands: no --from-start needed."""
+    env = cli_env(data_dir=seeded)
+    args = ["tail", "--group", "fresh", "--consumer", "c1", "--json"]
+    first = run_cli(args, env)
+    assert first.returncode == 0 and first.stderr == "", first.stderr
+    assert len(_json_lines(first.stdout)) == 5
+    again = run_cli(args, env)
+    assert _json_lines(again.stdout) == [] and again.stderr == ""
+    # A flag that cannot apply to an existing group says so (and still reads).
+    late = run_cli([*args, "--from-start"], env)
+    assert late.returncode == 0 and _json_lines(late.stdout) == []
+    assert late.stderr == (
+        "group fresh exists: it goes on where it left off (--from-start applies only to a "
+        "new group)\n"
+    )
+
+
+def test_a_new_only_group_skips_what_is_there(seeded: Path) -> None:
+    env = cli_env(data_dir=seeded)
+    args = ["tail", "--group", "later", "--consumer", "c1", "--json", "--new-only"]
+    result = run_cli(args, env)
+    assert result.returncode == 0 and _json_lines(result.stdout) == [], result.stderr
+    refused = run_cli(["tail", "--new-only"], env)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "--group" in refused.stderr
+
+
 def test_missing_path_is_one_line_error(tmp_path: Path) -> None:
     result = run_cli(["backfill", str(tmp_path / "nope")], cli_env(data_dir=tmp_path / "d"))
     assert result.returncode == 2

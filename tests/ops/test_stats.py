@@ -123,9 +123,9 @@ def test_counts_rates_streams_groups_and_memory(
     # Consumer groups: one reads 5 entries without acknowledging, one starts at the end,
     # one at the start has read nothing.
     docs = rt.keys.docs
-    ensure_group(rt.client, docs, "indexer", from_start=True)
-    ensure_group(rt.client, docs, "new-only", from_start=False)
-    ensure_group(rt.client, docs, "idle", from_start=True)
+    ensure_group(rt.client, docs, "indexer")
+    ensure_group(rt.client, docs, "new-only", new_only=True)
+    ensure_group(rt.client, docs, "idle")
     assert len(read_group(rt.client, docs, "indexer", "c1", count=5, block_ms=None)) == 5
     stats = collect_stats(rt.client, rt.keys)
     groups = {g["name"]: g for g in stats["consumer_groups"]["docs"]}
@@ -188,7 +188,7 @@ def test_prometheus_rendering_parses_and_escapes_labels(rt: Runtime) -> None:
     weird = 'say "hi"\\there'
     run(rt, [make_doc(n, weird) for n in range(3)])
     run(rt, [make_doc(0, "plain", text=article(0))], job="again")  # an exact duplicate
-    ensure_group(rt.client, rt.keys.docs, "g", from_start=True)
+    ensure_group(rt.client, rt.keys.docs, "g")
     read_group(rt.client, rt.keys.docs, "g", "c", count=1, block_ms=None)
     families = parse_exposition(render_prometheus(collect_stats(rt.client, rt.keys)))
 

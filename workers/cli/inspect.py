@@ -161,8 +161,15 @@ def _print_entry(stream: str, record: dict[str, Any], as_json: bool) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option("--follow", "-f", is_flag=True, help="Keep waiting for new entries.")
-@click.option("--group", help="Read through this consumer group and acknowledge.")
+@click.option(
+    "--group",
+    help="Read through this consumer group and acknowledge. A new group starts at the "
+    "oldest entry (see --new-only); an existing one goes on where it left off.",
+)
 @click.option("--consumer", help="Consumer name within --group.")
+@click.option(
+    "--new-only", is_flag=True, help="With --group: a new group reads only entries added from now."
+)
 @click.pass_obj
 @friendly_errors
 def tail(
@@ -174,10 +181,15 @@ def tail(
     follow: bool,
     group: str | None,
     consumer: str | None,
+    new_only: bool,
 ) -> None:
     """Print entries of an output stream."""
     if (group is None) != (consumer is None):
         fail("--group and --consumer go together", EXIT_USAGE)
+    if new_only and group is None:
+        fail("--new-only applies to a new consumer group: give --group and --consumer", EXIT_USAGE)
+    if new_only and from_start:
+        fail("--new-only and --from-start contradict each other", EXIT_USAGE)
     with open_runtime(ctx) as (runtime, _):
         client, key = runtime.client, runtime.keys.stream(stream)
 
@@ -185,7 +197,17 @@ def tail(
             _print_entry(stream, streams.as_record(stream, entry), as_json)
 
         if group and consumer:
-            streams.ensure_group(client, key, group, from_start=from_start)
+            if not streams.ensure_group(client, key, group, new_only=new_only) and (
+                from_start or new_only
+            ):
+                # Where a group reads from is set when it is created; saying nothing would
+                # let the user believe the flag had its effect.
+                flag = "--from-start" if from_start else "--new-only"
+                click.echo(
+                    f"group {group} exists: it goes on where it left off ({flag} applies "
+                    "only to a new group)",
+                    err=True,
+                )
             printed = 0
             while count is None or printed < count:
                 size = 100 if count is None else min(100, count - printed)

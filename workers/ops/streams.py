@@ -54,12 +54,17 @@ def read_after(
     return [entry for _, entries in reply or [] for entry in _entries(entries)]
 
 
-def ensure_group(client: redis.Redis, key: str, group: str, *, from_start: bool) -> None:
+def ensure_group(client: redis.Redis, key: str, group: str, *, new_only: bool = False) -> bool:
+    """Create consumer group `group` on `key` unless it exists; True if it was created.
+    A new group reads the whole stream (it is how a new consumer catches up) or, with
+    `new_only`, only entries added after now. An existing group goes on where it is."""
     try:
-        client.xgroup_create(key, group, id="0" if from_start else "$", mkstream=True)
+        client.xgroup_create(key, group, id="$" if new_only else "0", mkstream=True)
     except redis.ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
+        return False
+    return True
 
 
 def read_group(
