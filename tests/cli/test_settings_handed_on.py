@@ -90,9 +90,11 @@ _READ = (
 def test_a_process_reads_the_settings_it_was_handed_over_files_and_environment(
     tmp_path: Path,
 ) -> None:
-    handed = Settings(prefix="handed:")
+    # The app needs to know its Redis (it does not connect on import: nothing listens here).
+    nowhere = "redis://127.0.0.1:1/0"
+    handed = Settings(prefix="handed:", redis_url=nowhere)
     config = _config(tmp_path, "file:")
-    env = cli_env(NEWSDEDUP_CONFIG=str(config), NEWSDEDUP_PREFIX="env:")
+    env = cli_env(NEWSDEDUP_CONFIG=str(config), NEWSDEDUP_PREFIX="env:", REDIS_URL=nowhere)
     assert _in_child(_READ, env) == "env: True env:"
     assert _in_child(_READ, {**env, **exported_settings(handed)}) == "handed: True handed:"
     del env["NEWSDEDUP_PREFIX"]

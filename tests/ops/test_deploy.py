@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import configparser
 import json
+import os
 import re
 import secrets
 import shlex
@@ -149,12 +150,15 @@ def _newsdedup_commands() -> list[list[str]]:
 
 @cache
 def _help(*argv: str) -> subprocess.CompletedProcess[str]:
+    # Like every recipe, with REDIS_URL set: `celery -A workers` needs to know its Redis
+    # before it can load the app (it does not connect for --help; nothing listens here).
     return subprocess.run(
         [sys.executable, "-m", *argv, "--help"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0"},
     )
 
 

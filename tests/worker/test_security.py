@@ -457,7 +457,7 @@ def test_celery_app_accepts_json_only() -> None:
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
-        env=cli_env(),
+        env=cli_env(redis_url="redis://127.0.0.1:1/0"),  # named, never reached
         cwd=ROOT,
         capture_output=True,
         text=True,

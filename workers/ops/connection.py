@@ -54,9 +54,6 @@ _OUTAGE_CODES = {
 # f_...): @user_script:2: @user_script: 2: -OOM command not allowed ...".
 _SCRIPT_ERROR_CODE = re.compile(r"-(" + "|".join(_OUTAGE_CODES) + r") ")
 
-# What `celery -A workers worker` and the workers use when nothing is configured.
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-
 # A URL's userinfo: from "://" to the LAST "@" of the netloc (which ends at the first "/",
 # "?" or "#", or at whitespace in a message). A password may hold a raw "@", and urllib and
 # redis-py read it whole that way, so everything up to the last one is secret.
@@ -374,6 +371,28 @@ def endpoints(redis_url: str | None, broker_url: str | None, data_dir: Path) -> 
         )
     finally:
         server.close()
+
+
+def located_settings(settings: Settings) -> Settings:
+    """`settings` with the Redis a process not started by a `newsdedup` command uses
+    (`celery -A workers ...`): REDIS_URL when set, else the embedded server of the data
+    dir when it runs, attached to for the life of this process (so that it keeps running
+    while this process needs it). Never a guess: with neither, `RedisUnavailable`."""
+    if settings.redis_url:
+        return settings
+    from workers.ops.embedded import EmbeddedRedis, NotRunning
+
+    try:
+        # Deliberately never closed: the process holds its share of the server until it
+        # ends, and its forked pool children with it.
+        server = EmbeddedRedis(settings.data_dir, start=False)
+    except NotRunning as exc:
+        raise RedisUnavailable(
+            f"REDIS_URL is not set and no embedded Redis runs in {exc}: set REDIS_URL, or "
+            "start a newsdedup command there first (e.g. `newsdedup worker`)"
+        ) from None
+    broker = settings.broker_url or broker_for(server.url)
+    return settings.model_copy(update={"redis_url": server.url, "broker_url": broker})
 
 
 def connected_settings(settings: Settings, ends: Endpoints) -> Settings:

@@ -200,15 +200,24 @@ def _last_logged(data_dir: Path) -> str:
     return _REDIS_LOG_LINE.sub("", last)
 
 
+class NotRunning(Exception):
+    """No embedded server runs in the data dir (and this process may not start one)."""
+
+
 class EmbeddedRedis:
     """This process's use of the embedded server in `data_dir`: attaches to the running
-    one, or starts it; `close()` lets go, stopping the server when this was its last user."""
+    one, or starts it (unless `start` is false: then `NotRunning`); `close()` lets go,
+    stopping the server when this was its last user."""
 
-    def __init__(self, data_dir: Path, start_timeout: float = START_TIMEOUT) -> None:
+    def __init__(
+        self, data_dir: Path, start_timeout: float = START_TIMEOUT, *, start: bool = True
+    ) -> None:
         from workers.ops.connection import RedisUnavailable  # not at import: see the docstring
 
         self.data_dir = data_dir.absolute()  # resolved once it exists
         self._users: int | None = None
+        if not start and not (data_dir / RECORD_FILE).exists():
+            raise NotRunning(str(self.data_dir))  # and no data dir created for nothing
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
             self.data_dir = data_dir.resolve()
@@ -216,7 +225,10 @@ class EmbeddedRedis:
             self._users = _open_lock_file(self.data_dir / USERS_FILE)
             with _flocked(self.data_dir / LOCK_FILE):
                 fcntl.flock(self._users, fcntl.LOCK_SH)
-                record = self._attach(start_timeout) or self._start(start_timeout)
+                record = self._attach(start_timeout)
+                if record is None and not start:
+                    raise NotRunning(str(self.data_dir))
+                record = record or self._start(start_timeout)
         except (OSError, subprocess.SubprocessError) as exc:
             self._let_go()
             raise RedisUnavailable(

@@ -8,15 +8,24 @@ the same inputs.
 from __future__ import annotations
 
 import signal
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import kombu.transport
 from celery import Celery, signals
 from kombu.entity import Exchange, Queue
 
-from workers.config import Settings, process_settings
-from workers.ops.connection import DEFAULT_REDIS_URL, broker_for, broker_ssl_options
+from workers.config import Settings, process_settings, use_settings
+from workers.ops.connection import (
+    RedisUnavailable,
+    broker_for,
+    broker_ssl_options,
+    located_settings,
+)
 from workers.ops.processes import exit_with_parent, set_parent_death_signal
+
+if TYPE_CHECKING:
+    app: Celery
 
 INGEST_QUEUE = "ingest"
 FETCH_QUEUE = "fetch"
@@ -29,7 +38,9 @@ kombu.transport.TRANSPORT_ALIASES.update(
 
 
 def make_app(settings: Settings) -> Celery:
-    broker = settings.broker_url or broker_for(settings.redis_url or DEFAULT_REDIS_URL)
+    """The app on `settings`' Redis and broker (`settings.redis_url` is set)."""
+    assert settings.redis_url, "locate Redis first (located_settings)"
+    broker = settings.broker_url or broker_for(settings.redis_url)
     app = Celery("newsdedup", broker=broker, include=["workers.worker.tasks"])
     limits = settings.worker
     app.conf.update(
@@ -104,7 +115,28 @@ def make_app(settings: Settings) -> Celery:
     return app
 
 
-app = make_app(process_settings())
+def _app_settings() -> Settings:
+    """This process's settings on the Redis it is to use. A worker a `newsdedup` command
+    started was told (REDIS_URL); `celery -A workers ...` run by hand finds it the same
+    way the commands do, or ends with one line, never trying a server nobody named."""
+    try:
+        return use_settings(located_settings(process_settings()))
+    except RedisUnavailable as exc:
+        raise SystemExit(f"newsdedup: error: {exc}") from None
+
+
+@cache
+def _the_app() -> Celery:
+    return make_app(_app_settings())
+
+
+def __getattr__(name: str) -> Any:
+    # `app` is built on first use, not on import: importing this module for make_app or
+    # the queue names must not need a Redis.
+    if name == "app":
+        return _the_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # A worker started by a command (`backfill` and `poll` on the embedded Redis) ends with that
 # command, even one killed with SIGKILL: a warm shutdown, then after this many seconds

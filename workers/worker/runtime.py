@@ -24,7 +24,7 @@ from workers.feeds.spec import FeedSpec, load_feeds
 from workers.index.dedup import DecisionRule, DedupIndex, IndexLayout
 from workers.index.keys import Keys
 from workers.ingest.extraction import ArticleExtractor, ExtractLimits
-from workers.ops.connection import DEFAULT_REDIS_URL, HoldingRetry, redis_from_url
+from workers.ops.connection import HoldingRetry, redis_from_url
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +146,10 @@ def worker_fetcher() -> Fetcher:
 
 
 def worker_redis_url(settings: Settings) -> str:
-    """The data Redis of a worker process (the command that started it set redis_url)."""
-    return settings.redis_url or DEFAULT_REDIS_URL
+    """The data Redis of a worker process: the command that started it set redis_url, or
+    the app located it (workers.worker.app)."""
+    assert settings.redis_url, "a worker's settings name its Redis"
+    return settings.redis_url
 
 
 @cache
