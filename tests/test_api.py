@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import subprocess
@@ -19,14 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, RedisTarget
+from conftest import ROOT, RedisTarget, cli_env, run_cli
 
 import workers.api
 from workers.api import InputOutcome, open_index, text_id
 from workers.config import ConfigError, load_settings, override_settings
 from workers.document import Document
+from workers.index.keys import JOB_TTL_SECONDS
 from workers.ops.embedded import RECORD_FILE
 from workers.records import DeadRecord, DocRecord, DuplicateRecord
+from workers.worker.runtime import Runtime
 
 # Long enough for MinHash (a few hundred words each), as outlets print them.
 EN_REPORT = """\
@@ -238,10 +241,13 @@ def test_a_chunk_sent_again_is_decided_once_and_still_reported(
     the chunk is sent again, and the job's guard answers `already` for every input."""
     real: Callable[..., Any] = workers.api.process_with_runtime
 
-    def sent_twice(*args: Any, **kwargs: Any) -> Any:
-        real(*args, **kwargs)
-        again = real(*args, **kwargs)
+    def sent_twice(runtime: Runtime, *args: Any, job_id: str, **kwargs: Any) -> Any:
+        real(runtime, *args, job_id=job_id, **kwargs)
+        again = real(runtime, *args, job_id=job_id, **kwargs)
         assert {o.kind for o in again.outcomes} == {"already"}
+        # Were this process to die now, the call's keys would expire like a backfill's.
+        for key in (runtime.keys.job(job_id), runtime.keys.job_done(job_id)):
+            assert 0 < runtime.client.ttl(key) <= JOB_TTL_SECONDS
         return again
 
     monkeypatch.setattr(workers.api, "process_with_runtime", sent_twice)
@@ -271,6 +277,53 @@ def test_the_embedded_server_of_a_data_dir(
     with open_index() as again:  # the data is still there
         assert [r.id for _, r in again.records("docs")] == [published.id]
         assert again.submit([EN_REPORT])[0].duplicate_of == published.id
+
+
+def test_the_api_decides_and_publishes_as_a_worker_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, environment: None
+) -> None:
+    """The same records through `newsdedup backfill` (a Celery worker) and through
+    `submit`, each on an embedded server of its own: the same outcomes, the same entries
+    (but for when and from where: ingested_at, failed_at, input_ref)."""
+    records: list[dict[str, Any]] = [
+        {"id": "en-1", "title": "Desalination", "text": EN_REPORT, "source": "spa"},
+        {"id": "ar-1", "text": AR_REPORT, "source": "sabq", "published": "2024-10-02"},
+        {"id": "en-2", "text": EN_REPRINT, "source": "gulfwire", "url": "https://gw.example/1"},
+        {"id": "ar-2", "text": AR_REPRINT, "source": "okaz"},
+        {"id": "en-3", "text": EN_OTHER, "source": "spa"},
+        {"id": "ar-3", "title": "again", "text": AR_REPORT, "source": "okaz"},
+        {"id": "dead-1", "title": "no text", "source": "spa"},
+        {"id": "dead-2", "text": "🙂🙂🙂", "source": "spa"},
+    ]
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+    (inputs / "news.jsonl").write_text(lines, "utf-8")
+    by_worker = run_cli(["backfill", str(inputs)], cli_env(data_dir=tmp_path / "worker"))
+    assert by_worker.returncode == 0, by_worker.stderr
+    assert "3 published" in by_worker.stdout, by_worker.stdout
+
+    with open_index(tmp_path / "api") as index:
+        outcomes = index.submit(records)
+    assert _by_status(outcomes) == (
+        ["published"] * 2 + ["duplicate"] * 2 + ["published", "duplicate"] + ["dead"] * 2
+    )
+    assert [o.reason for o in outcomes[-2:]] == ["missing_text", "no_words"]
+
+    def entries(data_dir: Path) -> dict[str, list[dict[str, Any]]]:
+        varying = {"ingested_at", "failed_at", "input_ref"}
+        with open_index(data_dir) as opened:
+            return {
+                stream: [
+                    {k: v for k, v in record.to_json().items() if k not in varying}
+                    for _, record in opened.records(stream)
+                ]
+                for stream in ("docs", "duplicates", "dead")
+            }
+
+    by_api = entries(tmp_path / "api")
+    assert [len(by_api[stream]) for stream in ("docs", "duplicates", "dead")] == [3, 3, 2]
+    assert by_api == entries(tmp_path / "worker")
 
 
 def _python_blocks(markdown: str) -> list[tuple[str, str | None]]:

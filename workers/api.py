@@ -24,17 +24,27 @@ from typing import Any, Literal, Self
 
 import redis
 
-from workers.config import Settings, load_settings, override_settings
+from workers.config import ConfigError, Settings, load_settings, override_settings
 from workers.document import Document, LoadedInput
-from workers.index.dedup import Outcome
-from workers.index.keys import Keys
+from workers.index.dedup import IndexMismatch, Outcome
+from workers.index.keys import JOB_TTL_SECONDS, Keys
 from workers.ingest.load import cap_title, document_from_record, encodable, record_text
-from workers.ops.connection import as_text
+from workers.ops.connection import RedisUnavailable, as_text
 from workers.ops.streams import Entry, iter_range
 from workers.pipeline.process import process_with_runtime
 from workers.records import DeadRecord, DocRecord, DuplicateRecord, StreamRecord, read_entry
 from workers.worker.jobs import new_job_id
 from workers.worker.runtime import connected_runtime
+
+__all__ = [
+    "ConfigError",
+    "Index",
+    "IndexMismatch",
+    "InputOutcome",
+    "RedisUnavailable",
+    "open_index",
+    "text_id",
+]
 
 # The source of an input that names none.
 DEFAULT_SOURCE = "python"
@@ -195,9 +205,7 @@ class Index:
         if len(set(refs)) < len(refs):
             twice = next(ref for ref in refs if refs.count(ref) > 1)
             raise ValueError(f"two inputs have the input_ref {twice!r}: refs must differ")
-        client, keys = self._runtime.client, self._runtime.keys
-        seconds, micros = client.time()
-        since = f"{seconds * 1000 + micros // 1000}-0"
+        since = self._begin_job(job_id)
         try:
             # A job of its own for each call: the index's redelivery guard (the job's done
             # set) makes a chunk that a lost connection sends again count once, and never
@@ -206,7 +214,8 @@ class Index:
         finally:
             # The call is over: nothing can be sent again, and the job is nobody's to read.
             with contextlib.suppress(redis.RedisError):
-                client.unlink(keys.job(job_id), keys.job_done(job_id))
+                keys = self._runtime.keys
+                self._runtime.client.unlink(keys.job(job_id), keys.job_done(job_id))
         decided = {outcome.input_ref: outcome for outcome in result.outcomes}
         return self._outcomes([decided[ref] for ref in refs], since)
 
@@ -264,6 +273,21 @@ class Index:
                 language=encodable(item.language),
             )
         raise TypeError(f"an input is a str, a mapping or a Document, not {type(item).__name__}")
+
+    def _begin_job(self, job_id: str) -> str:
+        """Create a call's job keys with the expiry of a backfill job's, so that they go
+        even if this process dies before it deletes them (the index scripts keep an
+        expiry); return the stream id of the server's clock now."""
+        keys = self._runtime.keys
+        pipe = self._runtime.client.pipeline(transaction=False)
+        pipe.time()
+        pipe.hset(keys.job(job_id), "kind", "python")
+        # Not a member the guard uses: those are 12-byte digests (`done_member`).
+        pipe.zadd(keys.job_done(job_id), {b"python": 0})
+        for key in (keys.job(job_id), keys.job_done(job_id)):
+            pipe.expire(key, JOB_TTL_SECONDS)
+        (seconds, micros), *_ = pipe.execute()
+        return f"{seconds * 1000 + micros // 1000}-0"
 
     def _outcomes(self, decided: list[Outcome], since: str) -> list[InputOutcome]:
         """Each input's entry, read back from its stream (one round trip). An input the
