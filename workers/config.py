@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -360,9 +361,13 @@ def load_settings(config_file: Path | str | None = None) -> Settings:
     try:
         return Settings(**values)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(f"invalid setting {where}: {first['msg']}") from None
+        raise _invalid(exc) from None
+
+
+def _invalid(exc: ValidationError) -> ConfigError:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return ConfigError(f"invalid setting {where}: {first['msg']}")
 
 
 # The settings a `newsdedup` command hands to the processes it starts, as JSON. Internal:
@@ -388,7 +393,47 @@ def imported_settings(text: str) -> Settings:
         taken = _Exported.model_validate_json(text)
     except ValidationError as exc:
         raise ConfigError(f"invalid {SETTINGS_ENV}: {exc.errors()[0]['msg']}") from None
+    return _as_settings(taken)
+
+
+def override_settings(settings: Settings, overrides: Mapping[str, Any]) -> Settings:
+    """`settings` with `overrides` applied and validated again. `overrides` is nested like
+    the TOML file (`{"prefix": "nd:", "dedup": {"threshold": 0.6}}`) and wins over the
+    environment: a program's explicit choice. A name the model does not know is a
+    ConfigError (the file and environment ignore unknown names; code should not)."""
+    _check_names(Settings, overrides, "")
+    try:
+        taken = _Exported.model_validate(_merged(settings.model_dump(), overrides))
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+    return _as_settings(taken)
+
+
+def _as_settings(taken: _Exported) -> Settings:
+    """Validated settings as a plain `Settings` (one that reads its environment if copied)."""
     return Settings.model_construct(taken.model_fields_set, **dict(taken))
+
+
+def _check_names(model: type[BaseModel], values: Mapping[str, Any], where: str) -> None:
+    for name, value in values.items():
+        field = model.model_fields.get(name)
+        if field is None:
+            raise ConfigError(f"unknown setting {where}{name}")
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"setting {where}{name} is a section: give a mapping")
+            _check_names(section, value, f"{where}{name}.")
+
+
+def _merged(base: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for name, value in changes.items():
+        if isinstance(value, Mapping) and isinstance(out.get(name), dict):
+            out[name] = _merged(out[name], value)
+        else:
+            out[name] = value
+    return out
 
 
 _process_settings: Settings | None = None

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import NoReturn, ParamSpec, TypeVar
 
@@ -23,12 +23,10 @@ from workers.ingest.plan import PlanError
 from workers.ops.connection import (
     Endpoints,
     RedisUnavailable,
-    endpoints,
     outage_reason,
-    ping,
     redact,
 )
-from workers.worker.runtime import Runtime, build_runtime
+from workers.worker.runtime import Runtime, connected_runtime
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -72,17 +70,9 @@ class Context:
     settings: Settings
 
 
-@contextmanager
-def open_runtime(ctx: Context) -> Iterator[tuple[Runtime, Endpoints]]:
+def open_runtime(ctx: Context) -> AbstractContextManager[tuple[Runtime, Endpoints]]:
     """Connect to the configured Redis, or start/attach the embedded one."""
-    settings = ctx.settings
-    with endpoints(settings.redis_url, settings.broker_url, settings.data_dir) as ends:
-        runtime = build_runtime(settings, ends.redis_url)
-        ping(runtime.client, ends.redis_url)
-        try:
-            yield runtime, ends
-        finally:
-            runtime.client.close()
+    return connected_runtime(ctx.settings)
 
 
 def stop_on_signals() -> None:

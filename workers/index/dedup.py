@@ -61,6 +61,8 @@ class Outcome:
     # `Fingerprinter.learn_common`).
     common_cells: tuple[int, ...] = ()
     facts_tag: str = ""
+    # The entry it was published as, in the stream its kind goes to ("" when none).
+    entry_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -539,11 +541,12 @@ class DedupIndex:
         outcomes = []
         for ref, rare, reply in zip(refs, facts, replies, strict=True):
             kind = as_text(reply[0])
+            entry = as_text(reply[1]) if len(reply) > 1 else ""
             if len(reply) < 5:  # 'already', or a dead-letter reply
-                outcomes.append(Outcome(ref, kind))
+                outcomes.append(Outcome(ref, kind, entry_id=entry))
                 continue
             similarity = float(as_text(reply[3])) if kind in ("exact", "near") else 0.0
             original = as_text(reply[2]) if kind in ("exact", "near") else ""
             common, tag = (rare.common_cells, rare.tag) if rare else ((), "")
-            outcomes.append(Outcome(ref, kind, original, similarity, common, tag))
+            outcomes.append(Outcome(ref, kind, original, similarity, common, tag, entry))
         return outcomes

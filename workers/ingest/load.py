@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path, PurePosixPath
@@ -139,7 +139,7 @@ class _Reject(Exception):
     def __init__(self, reason: str, message: str, *, id: str = "", source: str = ""):
         super().__init__(message)
         self.reason = reason
-        self.message = _encodable(one_line(message)[:500])
+        self.message = encodable(one_line(message)[:500])
         self.id = id
         self.source = source
 
@@ -283,24 +283,44 @@ def _jsonl_record(ctx: _Ctx, line: Line) -> LoadedInput:
 
 
 def _record(ctx: _Ctx, obj: object, ref: str) -> LoadedInput:
-    """Map one JSON value to a Document; `ref` doubles as the id when the record has none."""
+    return document_from_record(
+        obj, ref, default_source=ctx.source, max_title_chars=ctx.limits.max_title_chars
+    )
+
+
+def record_text(record: Mapping[str, object]) -> str:
+    """A record's text: its first non-blank `text`, `content` or `body`, else ""."""
+    text = next((v for k in _TEXT_FIELDS if isinstance(v := record.get(k), str) and v.strip()), "")
+    return encodable(text)
+
+
+def document_from_record(
+    obj: object,
+    ref: str,
+    *,
+    default_source: str,
+    max_title_chars: int,
+    default_id: str | None = None,
+) -> LoadedInput:
+    """One JSON object (a JSON or JSONL record, a dict given to workers.api) as a Document,
+    or a DeadInput saying why it is none. `default_id` is the id of a record that has none
+    (None: `ref`); `default_source` the source of one that names none."""
     if not isinstance(obj, dict):
-        reject = _Reject("not_an_object", f"expected a JSON object, got {_json_type(obj)}")
-        return ctx.dead(reject, ref)
-    doc_id = _scalar(obj.get("id")) or ref
-    source = _scalar(obj.get("source")) or ctx.source
-    text = next((v for k in _TEXT_FIELDS if isinstance(v := obj.get(k), str) and v.strip()), "")
-    text = _encodable(text)
+        reason = f"expected a JSON object, got {_json_type(obj)}"
+        return DeadInput(ref, "not_an_object", reason, "", default_source)
+    doc_id = _scalar(obj.get("id")) or (ref if default_id is None else default_id)
+    source = _scalar(obj.get("source")) or default_source
+    text = record_text(obj)
     if not text:
         message = "record has no text, content or body"
-        return ctx.dead(_Reject("missing_text", message, id=doc_id, source=source), ref)
+        return DeadInput(ref, "missing_text", message, doc_id, source)
     date = next((v for k in _DATE_FIELDS if (v := obj.get(k)) not in (None, "")), None)
     return Document(
         id=doc_id,
         source=source,
         text=text,
         input_ref=ref,
-        title=ctx.title(_scalar(obj.get("title"))),
+        title=cap_title(_scalar(obj.get("title")), max_title_chars),
         url=next((u for k in _URL_FIELDS if (u := _scalar(obj.get(k)))), ""),
         published_at=parse_date(date),
         author=_scalar(obj.get("author")),
@@ -349,7 +369,7 @@ def _loads(text: str) -> Any:
 def _scalar(value: object) -> str:
     """A record field as a stripped string; containers and null count as absent."""
     if isinstance(value, str):
-        return _encodable(value.strip())
+        return encodable(value.strip())
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     return ""
@@ -360,7 +380,7 @@ def _json_type(value: object) -> str:
     return names.get(type(value), "a number")
 
 
-def _encodable(text: str) -> str:
+def encodable(text: str) -> str:
     """`text` with each lone surrogate (a JSON "\\ud800" escape without its pair, or an OS
     path's undecodable byte) as U+FFFD: no UTF-8 can carry one, so it would fail every
     write of the input to Redis, its `dead` entry and its cursor included."""

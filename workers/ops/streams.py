@@ -26,10 +26,11 @@ def _entries(raw: Any) -> list[Entry]:
 
 
 def iter_range(
-    client: redis.Redis, key: str, *, limit: int | None, page: int = 500
+    client: redis.Redis, key: str, *, limit: int | None, page: int = 500, start: str = "-"
 ) -> Iterator[Entry]:
-    """Entries from the oldest on, paged so a million-entry stream is never one reply."""
-    start, served = "-", 0
+    """Entries from the oldest on (from entry id `start` on, when given), paged so a
+    million-entry stream is never one reply."""
+    served = 0
     while limit is None or served < limit:
         size = page if limit is None else min(page, limit - served)
         batch = _entries(client.xrange(key, min=start, max="+", count=size))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from functools import cache
 
@@ -24,7 +26,13 @@ from workers.feeds.spec import FeedSpec, load_feeds
 from workers.index.dedup import DecisionRule, DedupIndex, IndexLayout
 from workers.index.keys import Keys
 from workers.ingest.extraction import ArticleExtractor, ExtractLimits
-from workers.ops.connection import HoldingRetry, redis_from_url
+from workers.ops.connection import (
+    Endpoints,
+    HoldingRetry,
+    endpoints,
+    ping,
+    redis_from_url,
+)
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +135,19 @@ def build_runtime(settings: Settings, redis_url: str) -> Runtime:
         feeds=feeds,
         extractor=ArticleExtractor(ExtractLimits.from_settings(settings)),
     )
+
+
+@contextmanager
+def connected_runtime(settings: Settings) -> Iterator[tuple[Runtime, Endpoints]]:
+    """A runtime on the configured Redis, or on the embedded one in `settings.data_dir`
+    (started or attached to for the time of the block), checked to answer."""
+    with endpoints(settings.redis_url, settings.broker_url, settings.data_dir) as ends:
+        runtime = build_runtime(settings, ends.redis_url)
+        try:
+            ping(runtime.client, ends.redis_url)
+            yield runtime, ends
+        finally:
+            runtime.client.close()
 
 
 def build_fetcher(runtime: Runtime) -> Fetcher:
