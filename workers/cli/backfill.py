@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from workers.cli.common import Context, fail, friendly_errors, open_runtime
+from workers.cli.common import Context, command_app, fail, friendly_errors, open_runtime
 from workers.cli.supervisor import BlockedWait, follow_job, local_worker
 from workers.ingest.paths import escape_name
 from workers.ingest.plan import plan_backfill
@@ -83,9 +83,7 @@ def backfill(
             partial(record_job, runtime.client, runtime.keys, job_id, plan, roots, "backfill"),
             blocked,
         )
-        from workers.worker.app import app
-
-        app.conf.broker_url = ends.broker_url
+        app = command_app(ctx, ends)
         started = time.monotonic()
         if not plan.tasks:
             progress = read_progress(runtime.client, runtime.keys, job_id)

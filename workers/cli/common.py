@@ -11,22 +11,26 @@ import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, NoReturn, ParamSpec, TypeVar
 
 import click
 import kombu.exceptions
 import redis
 
-from workers.config import ConfigError, Settings
+from workers.config import ConfigError, Settings, use_settings
 from workers.index.dedup import IndexMismatch
 from workers.ingest.plan import PlanError
 from workers.ops.connection import (
     Endpoints,
     RedisUnavailable,
+    connected_settings,
     outage_reason,
     redact,
 )
 from workers.worker.runtime import Runtime, connected_runtime
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -73,6 +77,16 @@ class Context:
 def open_runtime(ctx: Context) -> AbstractContextManager[tuple[Runtime, Endpoints]]:
     """Connect to the configured Redis, or start/attach the embedded one."""
     return connected_runtime(ctx.settings)
+
+
+def command_app(ctx: Context, ends: Endpoints) -> Celery:
+    """The Celery app for this command, on the Redis and broker of `ends`: this process's
+    settings become the command's, connected, so that the app (built on first use) and
+    every process the command starts use exactly them."""
+    use_settings(connected_settings(ctx.settings, ends))
+    from workers.worker.app import app
+
+    return app
 
 
 def stop_on_signals() -> None:

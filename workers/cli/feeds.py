@@ -16,6 +16,7 @@ from workers.cli.common import (
     EXIT_FAILURE,
     EXIT_USAGE,
     Context,
+    command_app,
     fail,
     friendly_errors,
     open_runtime,
@@ -92,10 +93,9 @@ def poll(
     with open_runtime(ctx) as (runtime, ends):
         specs = [_feed_spec(runtime, target, source, fetch_article) for target in targets]
         runtime.index.ensure_params()
-        from workers.worker.app import app
+        app = command_app(ctx, ends)
         from workers.worker.tasks import poll_feed
 
-        app.conf.broker_url = ends.broker_url
         task_ids = []
         try:
             for spec in specs:

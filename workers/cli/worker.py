@@ -9,9 +9,8 @@ from typing import ParamSpec, TypeVar
 
 import click
 
-from workers.cli.common import Context, friendly_errors, open_runtime
-from workers.config import use_settings
-from workers.ops.connection import child_environment, connected_settings, redact
+from workers.cli.common import Context, command_app, friendly_errors, open_runtime
+from workers.ops.connection import child_environment, redact
 
 
 def _run_celery(ctx: Context, what: str, argv: list[str]) -> None:
@@ -19,11 +18,8 @@ def _run_celery(ctx: Context, what: str, argv: list[str]) -> None:
     with open_runtime(ctx) as (runtime, ends):
         runtime.index.ensure_params()
         # The app, its pool children and the beat: this command's settings, on its Redis.
-        use_settings(connected_settings(ctx.settings, ends))
+        app = command_app(ctx, ends)
         os.environ.update(child_environment(ends, ctx.settings))
-        from workers.worker.app import app
-
-        app.conf.broker_url = ends.broker_url
         click.echo(
             f"newsdedup {what}: Redis {redact(ends.redis_url)}"
             + (" (embedded)" if ends.embedded else ""),
