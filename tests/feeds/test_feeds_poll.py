@@ -31,6 +31,7 @@ from workers.feeds.poll import (
 )
 from workers.feeds.schedule import schedule_entries
 from workers.feeds.spec import FeedSpec, parse_feed
+from workers.ops.embedded import SERVER_PROGRAM
 from workers.ops.streams import iter_range
 from workers.worker.runtime import Runtime, build_fetcher, build_runtime, load_feeds_and_rules
 
@@ -806,7 +807,7 @@ def _servers_in(data_dir: str) -> list[int]:
         if not proc_dir.name.isdigit():
             continue
         try:
-            if "redis-server" in (proc_dir / "cmdline").read_text(errors="replace") and (
+            if SERVER_PROGRAM in (proc_dir / "cmdline").read_text(errors="replace") and (
                 str(Path(proc_dir / "cwd").resolve()) == data_dir
             ):
                 pids.append(int(proc_dir.name))

@@ -22,6 +22,8 @@ import psutil
 import pytest
 from conftest import ROOT, cli_env, run_cli
 
+from workers.ops.embedded import SERVER_PROGRAM
+
 # What a SIGKILLed command may leave running, and for how long: its worker sees it gone
 # within 0.5 s and gets a warm shutdown of at most 10 s (EXIT_WITH_COMMAND_GRACE), then
 # the supervisor stops the server within 0.25 s of the last user.
@@ -67,11 +69,11 @@ def alive(proc: psutil.Process) -> bool:
 
 
 def servers_on(data_dir: Path) -> list[int]:
-    """redis-server processes working on the files in `data_dir`."""
+    """Embedded server processes working on the files in `data_dir`."""
     found = []
     for proc in psutil.process_iter(["name"]):
         try:
-            if proc.info["name"] == "redis-server" and proc.cwd() == str(data_dir.resolve()):
+            if proc.info["name"] == SERVER_PROGRAM and proc.cwd() == str(data_dir.resolve()):
                 found.append(proc.pid)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue

