@@ -283,10 +283,22 @@ def run_packed(client: redis.Redis, commands: Sequence[bytes]) -> list[Any]:
         pool.release(connection)
 
 
+# The oldest server newsdedup supports: what CI runs (the machine's Redis 7.0, and the
+# embedded Valkey 9.1). Valkey reports the Redis version it is compatible with (7.2.4).
+OLDEST_SERVER = (7, 0)
+
+
+def too_old(server_info: dict[str, Any]) -> str | None:
+    """The server's version when it is older than `OLDEST_SERVER` (from INFO server)."""
+    version = str(server_info.get("redis_version", ""))
+    numbers = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+    return version if numbers and numbers < OLDEST_SERVER else None
+
+
 def ping(client: redis.Redis, url: str) -> None:
-    """Check that Redis answers, as a command starting does: quickly. The client's own
-    retries (about 9 s) are for a running process riding out a restart; a command started
-    while Redis is down says so within a second instead."""
+    """Check that Redis answers, and is a version we support, as a command starting does:
+    quickly. The client's own retries (about 9 s) are for a running process riding out a
+    restart; a command started while Redis is down says so within a second instead."""
     pool = client.connection_pool
     quick = HoldingRetry(window=0.3)
     probe = redis.Redis(
@@ -295,7 +307,11 @@ def ping(client: redis.Redis, url: str) -> None:
         )
     )
     try:
-        probe.ping()
+        try:
+            old = too_old(probe.info("server"))
+        except redis.ResponseError:  # INFO not allowed to this user (ACL): answering will do
+            probe.ping()
+            old = None
     except redis.AuthenticationError as exc:  # a ConnectionError: catch it first
         raise RedisUnavailable(f"Redis at {redact(url)} refused the credentials: {exc}") from None
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
@@ -303,6 +319,12 @@ def ping(client: redis.Redis, url: str) -> None:
     finally:
         probe.close()
         probe.connection_pool.disconnect()
+    if old:
+        oldest = ".".join(map(str, OLDEST_SERVER))
+        raise RedisUnavailable(
+            f"Redis at {redact(url)} is version {old}; newsdedup needs Redis {oldest} or newer "
+            "(or Valkey)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
