@@ -271,7 +271,9 @@ def test_fact_frequencies_keep_two_generations(redis_target: RedisTarget, prefix
     size = 1 << rt.fingerprinter.params.facts_bits
     # Allocated at full size at once, one byte past the counters (see `_count_facts`).
     assert rt.client.strlen(rt.keys.fact_counts) == size + 1
-    assert rt.client.memory_usage(rt.keys.fact_counts) < size * 1.1
+    # Not the 2x of a table grown by BITFIELD: libc malloc gives the size asked for, and
+    # jemalloc (Redis's usual build) rounds 1 MiB + 1 byte up to its 1.25 MiB size class.
+    assert rt.client.memory_usage(rt.keys.fact_counts) < size * 1.3
     counted = rt.client.get(rt.keys.fact_counts) or b""
     assert 0 < sum(counted) < sum(rt.client.get(rt.keys.fact_counts_before) or b"") + sum(counted)
 
