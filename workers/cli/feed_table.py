@@ -90,7 +90,7 @@ def _feed_cell(status: FeedStatus, verbose: bool) -> Text:
     return cell
 
 
-def _table(
+def _feeds_table(
     statuses: Sequence[FeedStatus], enabled: Mapping[str, bool], now: float, verbose: bool
 ) -> Table:
     # No vertical rules, one space between columns: the numbers need every column.
@@ -135,7 +135,7 @@ def _table(
     return table
 
 
-def _blocks(statuses: Sequence[FeedStatus], enabled: Mapping[str, bool], now: float) -> Group:
+def _feed_blocks(statuses: Sequence[FeedStatus], enabled: Mapping[str, bool], now: float) -> Group:
     """One feed per block of short lines, for terminals too narrow for the table."""
     blocks: list[RenderableType] = [Text("feeds", style="italic")]
     for s in statuses:
@@ -180,9 +180,9 @@ def print_feeds(
     error of each failing feed."""
     console = console or Console()
     if verbose or console.width >= TABLE_MIN_WIDTH:
-        console.print(_table(statuses, enabled, now, verbose))
+        console.print(_feeds_table(statuses, enabled, now, verbose))
     else:
-        console.print(_blocks(statuses, enabled, now))
+        console.print(_feed_blocks(statuses, enabled, now))
     errors = _last_errors(statuses)
     if errors is not None:
         console.print(errors)

@@ -9,7 +9,7 @@ from typing import ParamSpec, TypeVar
 
 import click
 
-from workers.cli.common import Context, friendly_errors, open_runtime
+from workers.cli.common import CONCURRENCY, Context, friendly_errors, open_runtime
 from workers.config import use_settings
 from workers.ops.connection import child_environment, connected_settings, redact
 
@@ -42,7 +42,7 @@ _WORKER_OPTIONS = (
     click.option(
         "--concurrency",
         "-c",
-        type=click.IntRange(1, 256),
+        type=CONCURRENCY,
         help="Pool processes (default: CPU count).",
     ),
     click.option("--queues", "-Q", default="ingest,fetch", show_default=True),

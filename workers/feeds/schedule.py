@@ -28,6 +28,7 @@ from workers.feeds.poll import feed_key
 from workers.feeds.spec import FeedSpec
 from workers.index.keys import Keys
 from workers.index.locks import RedisLock
+from workers.messages import counted
 from workers.ops.connection import redis_from_url
 from workers.worker.app import FETCH_QUEUE
 from workers.worker.runtime import load_feeds_and_rules, worker_redis_url
@@ -84,7 +85,7 @@ class FeedScheduler(Scheduler):  # type: ignore[misc]
         last_polled = self._last_polled(feeds)
         entries = schedule_entries(feeds, last_polled, self.app.now())
         self.merge_inplace(entries)
-        log.info("beat: polling %d feeds: %s", len(entries), ", ".join(sorted(entries)))
+        log.info("beat: polling %s: %s", counted(len(entries), "feed"), ", ".join(sorted(entries)))
 
     def _last_polled(self, feeds: tuple[FeedSpec, ...]) -> dict[str, float]:
         keys = [feed_key(spec.url) for spec in feeds]
