@@ -23,7 +23,6 @@ import contextlib
 import gzip
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -515,15 +514,19 @@ def run_job(
     for worker in workers:
         worker.start()
     started = time.monotonic()
-    out = cli(env, "backfill", str(inputs.folder))
+    out = cli(env, "backfill", "--json", str(inputs.folder))
     enqueue_seconds = time.monotonic() - started
-    match = re.match(r"job (\S+): enqueued (\d+) inputs in (\d+) tasks", out)
-    if not match:
+    try:
+        enqueued = json.loads(out)
+    except ValueError:
+        raise RuntimeError(f"unexpected backfill output: {out.strip()!r}") from None
+    if enqueued.get("outcome") != "enqueued":
         raise RuntimeError(f"unexpected backfill output: {out.strip()!r}")
-    job_id, planned = match.group(1), int(match.group(2))
+    job_id, planned = enqueued["job_id"], int(enqueued["total"])
     if planned != inputs.total:
         raise RuntimeError(f"backfill planned {planned} inputs, {inputs.total} were written")
-    log(f"job {job_id}: {planned:,} inputs in {match.group(3)} tasks ({enqueue_seconds:.1f}s)")
+    tasks = enqueued["tasks_total"]
+    log(f"job {job_id}: {planned:,} inputs in {tasks} tasks ({enqueue_seconds:.1f}s)")
 
     victim = workers[0]
     marks = [inputs.total * (k + 1) / (args.kills + 1) for k in range(args.kills)]

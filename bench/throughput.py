@@ -249,7 +249,7 @@ def run_newsdedup(
         before = redis_cpu(server)
         started = time.perf_counter()
         out = subprocess.run(
-            [sys.executable, "-m", "workers.cli", "backfill", "--wait", str(file)],
+            [sys.executable, "-m", "workers.cli", "backfill", "--wait", "--json", str(file)],
             env=env, cwd=ROOT, capture_output=True, text=True, check=False,
         )  # fmt: skip
         seconds = time.perf_counter() - started
@@ -263,10 +263,11 @@ def run_newsdedup(
         log(f"profile of the pool process: {profile}")
     if out.returncode != 0:
         raise RuntimeError(f"backfill failed: {out.stderr.strip()[-500:]}")
-    match = re.search(r"(\d+) inputs, (\d+) published", out.stdout)
-    if not match:
-        raise RuntimeError(f"unexpected backfill output: {out.stdout.strip()!r}")
-    docs, published = int(match.group(1)), int(match.group(2))
+    try:
+        report = json.loads(out.stdout)
+    except ValueError:
+        raise RuntimeError(f"unexpected backfill output: {out.stdout.strip()!r}") from None
+    docs, published = int(report["total"]), int(report["published"])
     return Run(
         f"newsdedup c{concurrency}", docs, seconds, cpu / docs * 1e6, f"({published} published)"
     )

@@ -20,6 +20,21 @@ def check_keys(keys: Iterable[str], allowed: frozenset[str], *where: str) -> Non
     unknown = sorted(set(keys) - allowed)
     if unknown:
         named = ", ".join(repr(key) for key in unknown)
-        plural = "s" if len(unknown) > 1 else ""
         expected = ", ".join(sorted(allowed))
-        raise ValueError(f"{': '.join(where)}: unknown key{plural} {named} (allowed: {expected})")
+        word = plural(len(unknown), "key")
+        raise ValueError(f"{': '.join(where)}: unknown {word} {named} (allowed: {expected})")
+
+
+def plural(count: float, noun: str, plural_form: str | None = None) -> str:
+    """`noun` as `count` of it needs: singular for exactly 1, else `plural_form` (default:
+    `noun` + "s"; give it for "entry"/"entries"). Zero is plural, as in "0 inputs"."""
+    if count == 1:
+        return noun
+    return plural_form if plural_form is not None else noun + "s"
+
+
+def counted(count: float, noun: str, plural_form: str | None = None) -> str:
+    """`count` and `noun` in the number it needs: "1 input", "2 inputs", "1 entry",
+    "3 entries" (with `plural_form`); a float prints as with `:g` ("1 day", "2.5 days")."""
+    number = f"{count:g}" if isinstance(count, float) else str(count)
+    return f"{number} {plural(count, noun, plural_form)}"

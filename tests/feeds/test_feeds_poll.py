@@ -785,7 +785,7 @@ fetch_article = "never"
         assert all(row["polls"] >= 2 and row["next_poll"] for row in rows.values())
         assert rows["one"]["published"] == 2 and rows["two"]["published"] == 1
         table = run_cli(["feeds"], {**env, "COLUMNS": "200"})
-        assert table.returncode == 0 and "one" in table.stdout and "next poll" in table.stdout
+        assert table.returncode == 0 and "one" in table.stdout and "last poll" in table.stdout
         second = run_cli(["beat"], env, timeout=60)
         assert second.returncode != 0
         assert "another beat is running" in (second.stderr + second.stdout)

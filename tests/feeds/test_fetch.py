@@ -514,6 +514,7 @@ def test_private_addresses_are_blocked(
     assert error.reason == "blocked_address" and not error.transient
     assert error.attempts == 0
     assert "address" in str(error) and "allow_private_networks" in str(error)
+    assert "NEWSDEDUP_ALLOW_PRIVATE_NETWORKS=1" in str(error)
     assert loopback.requests() == []
 
 

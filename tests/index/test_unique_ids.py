@@ -68,7 +68,7 @@ def first_run(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]) -> 
     )
     result = run_cli(["backfill", str(folder)], env)
     assert result.returncode == 0, result.stderr
-    assert "12 inputs, 11 published, 1 exact duplicates" in result.stdout, result.stdout
+    assert "12 inputs, 11 published, 1 exact duplicate," in result.stdout, result.stdout
     return texts
 
 

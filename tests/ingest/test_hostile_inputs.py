@@ -346,7 +346,7 @@ def test_a_5_mb_title_is_cut_and_the_article_kept(tmp_path: Path) -> None:
     (folder / "titles.jsonl").write_text(record("long-title", article(3), title=title) + "\n")
     env = cli_env(data_dir=tmp_path / "data")
     line = summary(run_cli(["backfill", str(folder)], env, timeout=180))
-    assert "1 inputs, 1 published" in line, line
+    assert "1 input, 1 published" in line, line
     (doc,) = stream(env, "docs")
     assert doc["id"] == "long-title" and doc["text"].strip()
     assert 500 <= len(doc["title"]) <= 1000, len(doc["title"])

@@ -262,3 +262,91 @@ def test_parser_failure_is_none_or_article_error(monkeypatch: pytest.MonkeyPatch
     assert extract_article(ARTICLE_PAGE) is None
     with pytest.raises(ArticleError, match="RecursionError"):
         read_article(ARTICLE_PAGE)
+
+
+# ------------------------------------------------------------------ publication dates
+
+_BODY = "".join(f"<p>{p}</p>" for p in PARAGRAPHS)
+
+
+def _page(head: str = "", article: str = "", footer: str = "") -> str:
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>خبر</title>{head}</head>"
+        f"<body><main><article><h1>افتتاح مستشفى جديد</h1>{article}{_BODY}</article></main>"
+        f"<footer>{footer}</footer></body></html>"
+    )
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        _page(footer="<p>Copyright 2024 Example News</p>"),
+        _page(footer="<p>© 2023 Example News. All rights reserved.</p>"),
+        _page(footer="<p>جميع الحقوق محفوظة لصحيفة المثال 2024</p>"),
+        _page(head="<meta itemprop='copyrightYear' content='2024'>"),
+        _page(footer="<span itemprop='copyrightYear'>2022</span> Example News"),
+        _page(article="<p>Published 12 May 2022</p>"),  # free text: a guess, not stated
+        _page(),
+    ],
+    ids=[
+        "copyright",
+        "c-symbol",
+        "arabic-rights",
+        "copyright-meta",
+        "copyright-span",
+        "text",
+        "none",
+    ],
+)
+def test_no_date_is_guessed_from_a_footer_or_the_text(page: str) -> None:
+    """A copyright year is not when an article was published; without a stated date the
+    document has none (the time gap then goes by when it arrived), not January 1st."""
+    article = read_article(page)
+    assert article is not None and PARAGRAPHS[0] in article.text
+    assert article.published_at == ""
+
+
+@pytest.mark.parametrize(
+    ("page", "expected"),
+    [
+        (
+            _page(
+                head="<meta property='article:published_time' content='2024-03-05T10:20:00+00:00'>",
+                footer="<p>Copyright 2025 Example News</p>",
+            ),
+            "2024-03-05T10:20:00+00:00",
+        ),
+        (
+            _page(
+                article="<time datetime='2023-11-02T08:00:00Z'>2 November</time>",
+                footer="<p>© 2025 Example News</p>",
+            ),
+            "2023-11-02T08:00:00+00:00",
+        ),
+        (
+            _page(
+                head='<script type="application/ld+json">{"@type": "NewsArticle", '
+                '"datePublished": "2024-02-01T09:30:00+01:00"}</script>',
+                footer="<p>Copyright 2025</p>",
+            ),
+            "2024-02-01T09:30:00+01:00",
+        ),
+        (
+            _page(head="<meta property='article:published_time' content='2024-03-05'>"),
+            "2024-03-05T00:00:00",
+        ),
+    ],
+    ids=["meta", "time-element", "json-ld", "meta-date-only"],
+)
+def test_a_stated_date_is_taken_with_its_time(page: str, expected: str) -> None:
+    article = read_article(page)
+    assert article is not None and article.published_at == expected
+
+
+def test_the_page_date_wins_over_the_url_date() -> None:
+    """The URL's date has no time of day; the page's metadata has one (ARTICLE_PAGE's
+    canonical URL holds /2024/03/05/, its meta 09:30 at +03:00)."""
+    article = read_article(ARTICLE_PAGE, "https://news.example.com/health/2024/03/05/x")
+    assert article is not None and article.published_at == "2024-03-05T09:30:00+03:00"
+    only_url = read_article(_page(), "https://news.example.com/2021/04/07/story")
+    assert only_url is not None and only_url.published_at == "2021-04-07T00:00:00"

@@ -373,6 +373,88 @@ def test_compose_runs_one_beat_and_a_durable_redis() -> None:
                 assert (DEPLOY / entry["path"]).is_file(), entry
 
 
+def _compose_backfills() -> list[list[str]]:
+    """Every `docker compose ... run ... newsdedup backfill ...` the compose file's comments
+    and deploy/README.md tell people to run, as argv."""
+    text = (DEPLOY / "docker-compose.yml").read_text() + (DEPLOY / "README.md").read_text()
+    text = re.sub(r"\\\n#?\s*", " ", text)  # continued lines, in comments too
+    found = []
+    for line in text.splitlines():
+        line = line.strip().lstrip("#").strip().strip("`")
+        if line.startswith("docker compose") and " run " in line and " backfill " in line:
+            found.append(shlex.split(line))
+    return found
+
+
+@unit
+def test_compose_backfills_read_what_every_worker_mounts() -> None:
+    """A backfill sends paths, not text: the one-off `run` container must plan paths that
+    every worker has at the same place, so it adds no mount of its own and reads under
+    the worker service's mounts (whose host folders exist where they are relative)."""
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    mounts = {}
+    for volume in compose["services"]["worker"]["volumes"]:
+        # SOURCE:TARGET[:MODE], SOURCE maybe "${VAR:-default}" (a colon of its own).
+        spec = re.sub(r":(ro|rw)$", "", str(volume))
+        source, target = spec.rsplit(":", 1)
+        mounts[target] = source
+    assert "/seeds" in mounts, "the seeds example needs the repository's seeds/ mounted"
+    for target, source in mounts.items():
+        if source.startswith("."):
+            assert (DEPLOY / source).resolve().is_dir(), (target, source)
+    assert (DEPLOY / mounts["/seeds"]).resolve() == (ROOT / "seeds").resolve()
+    backfills = _compose_backfills()
+    assert len(backfills) >= 4  # two in the compose file's header, two in the README
+    for argv in backfills:
+        run_options = argv[argv.index("run") + 1 : argv.index("newsdedup")]
+        assert not {"-v", "--volume"} & set(run_options), argv
+        assert run_options[-1] == "worker", argv  # the service whose mounts the workers have
+        path = argv[-1]
+        assert any(path == t or path.startswith(t.rstrip("/") + "/") for t in mounts), argv
+
+
+@unit
+def test_flower_api_is_enabled_and_documented_with_its_risk() -> None:
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    flower = compose["services"]["flower"]
+    assert flower["environment"]["FLOWER_UNAUTHENTICATED_API"] == "true"
+    # An API without login: published on the host's loopback only.
+    assert all(str(port).startswith("127.0.0.1:") for port in flower["ports"])
+    readme = " ".join((DEPLOY / "README.md").read_text().split())
+    assert "FLOWER_UNAUTHENTICATED_API=true" in readme
+    assert "private network" in readme and "FLOWER_BASIC_AUTH" in readme
+
+
+def _docker_compose() -> list[str] | None:
+    """The Docker Compose v2 command here, if any (the plugin, or a standalone binary)."""
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    standalone = shutil.which("docker-compose")
+    if standalone:
+        probe = subprocess.run([standalone, "version"], capture_output=True, text=True)
+        if probe.returncode == 0 and " v2." in probe.stdout:
+            return [standalone]
+    return None
+
+
+def test_docker_compose_accepts_the_compose_file() -> None:
+    compose = _docker_compose()
+    if compose is None:
+        pytest.skip("needs Docker Compose v2 (`docker compose` or docker-compose v2)")
+    result = subprocess.run(
+        [*compose, "-f", str(DEPLOY / "docker-compose.yml"), "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    seeds = [v for v in services["worker"]["volumes"] if v["target"] == "/seeds"]
+    assert [Path(v["source"]) for v in seeds] == [(ROOT / "seeds").resolve()]
+
+
 @unit
 def test_worker_stop_timeouts_outlast_the_task_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     """A stopping worker finishes its running tasks (Celery's warm shutdown) before it is

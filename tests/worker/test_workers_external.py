@@ -75,6 +75,6 @@ def test_enqueue_without_workers_returns_job_id(redis_target: RedisTarget, prefi
     env = cli_env(redis_url=redis_target.url, prefix=prefix)
     result = run_cli(["backfill", "seeds/"], env)
     assert result.returncode == 0, result.stderr
-    assert "enqueued 5 inputs in 1 tasks" in result.stdout
+    assert "enqueued 5 inputs in 1 task;" in result.stdout
     progress = json.loads(run_cli(["job", "--json"], env).stdout)
     assert progress["total"] == 5 and progress["processed"] == 0

@@ -1,7 +1,7 @@
 """The `newsdedup` command line: the click group, and one module per command group.
 
 - backfill.py: `backfill`, `job`;
-- feeds.py: `poll`, `feeds`;
+- feeds.py: `poll`, `feeds` (its table: feed_table.py);
 - worker.py: `worker`, `beat`, `run` (Celery in this process);
 - inspect.py: `stats`, `metrics`, `tail`;
 - admin.py: `reset`, `index ...`, `boilerplate ...`;

@@ -7,8 +7,17 @@ import json
 
 import click
 
-from workers.cli.common import EXIT_USAGE, Context, confirm, fail, friendly_errors, open_runtime
+from workers.cli.common import (
+    EXIT_USAGE,
+    Context,
+    confirm,
+    fail,
+    friendly_errors,
+    old_option_name,
+    open_runtime,
+)
 from workers.index.dedup import delete_matching
+from workers.messages import counted
 from workers.ops.stats import printable
 from workers.pipeline.process import rebuild_index
 
@@ -23,7 +32,7 @@ def reset(ctx: Context, yes: bool) -> None:
     confirm(yes, f"delete every key under {prefix!r}")
     with open_runtime(ctx) as (runtime, _):
         deleted = delete_matching(runtime.client, runtime.keys, runtime.keys.all_pattern)
-    click.echo(f"deleted {deleted} keys under {prefix!r}")
+    click.echo(f"deleted {counted(deleted, 'key')} under {prefix!r}")
 
 
 @click.group()
@@ -45,11 +54,12 @@ def index_stats(ctx: Context, as_json: bool) -> None:
     per_doc = data["bytes_per_document"]
     click.echo(f"documents indexed: {data['documents']}")
     click.echo(
-        f"index memory: {data['memory_bytes']} bytes in {data['keys']} keys"
-        + (f", {per_doc} bytes per document" if per_doc else "")
+        f"index memory: {counted(data['memory_bytes'], 'byte')} in {counted(data['keys'], 'key')}"
+        + (f", {counted(per_doc, 'byte')} per document" if per_doc else "")
     )
     click.echo(
-        f"retention: {data['retention_days']:g} days by {data['retention_clock']} time"
+        f"retention: {counted(float(data['retention_days']), 'day')} by "
+        f"{data['retention_clock']} time"
         + (f", clock at {data['watermark']}" if data["watermark"] else "")
     )
     params = data["parameters"]
@@ -66,7 +76,7 @@ def index_reset(ctx: Context, yes: bool) -> None:
     confirm(yes, "delete the dedup index")
     with open_runtime(ctx) as (runtime, _):
         deleted = runtime.index.reset()
-    click.echo(f"deleted the dedup index ({deleted} keys)")
+    click.echo(f"deleted the dedup index ({counted(deleted, 'key')})")
 
 
 @index.command("rebuild")
@@ -85,7 +95,7 @@ def index_rebuild(ctx: Context, yes: bool) -> None:
         runtime.index.reset()
         totals = rebuild_index(runtime)
     click.echo(
-        f"rebuilt the dedup index: {totals.get('indexed', 0)} documents indexed, "
+        f"rebuilt the dedup index: {counted(totals.get('indexed', 0), 'document')} indexed, "
         f"{totals.get('skipped', 0)} left out as duplicates under the new parameters"
     )
 
@@ -97,11 +107,18 @@ def boilerplate() -> None:
 
 @boilerplate.command("show")
 @click.argument("source", required=False)
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="At most this many lines.",
+)
+@old_option_name("--limit", "--count", "count", type=click.IntRange(min=1))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 @friendly_errors
-def boilerplate_show(ctx: Context, source: str | None, limit: int, as_json: bool) -> None:
+def boilerplate_show(ctx: Context, source: str | None, count: int, as_json: bool) -> None:
     """List SOURCE's learned lines with the documents each was seen in; without SOURCE,
     list the sources the learner has counted."""
     with open_runtime(ctx) as (runtime, _):
@@ -116,7 +133,8 @@ def boilerplate_show(ctx: Context, source: str | None, limit: int, as_json: bool
                 click.echo("no source has been counted yet")
             for name, documents, lines in rows:
                 click.echo(
-                    f"{printable(name)}: {documents} documents counted, {len(lines)} lines learned"
+                    f"{printable(name)}: {counted(documents, 'document')} counted, "
+                    f"{counted(len(lines), 'line')} learned"
                 )
             return
         documents, lines = learner.learned_lines(source)
@@ -126,19 +144,19 @@ def boilerplate_show(ctx: Context, source: str | None, limit: int, as_json: bool
             "source": source,
             "documents": documents,
             "learn_at": bar,
-            "lines": [{"count": ln.count, "text": ln.text} for ln in lines[:limit]],
+            "lines": [{"count": ln.count, "text": ln.text} for ln in lines[:count]],
             "learned": len(lines),
         }
         click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
         return
     click.echo(
-        f"{printable(source)}: {documents} documents counted; a line is learned once seen in "
-        f"{bar:g} of them; {len(lines)} learned"
+        f"{printable(source)}: {counted(documents, 'document')} counted; a line is learned once "
+        f"seen in {bar:g} of them; {len(lines)} learned"
     )
-    for line in lines[:limit]:
+    for line in lines[:count]:
         click.echo(f"{line.count:>8}  {printable(line.text)}")
-    if len(lines) > limit:
-        click.echo(f"... {len(lines) - limit} more (--limit)")
+    if len(lines) > count:
+        click.echo(f"... {len(lines) - count} more (--count)")
 
 
 @boilerplate.command("reset")
@@ -155,4 +173,4 @@ def boilerplate_reset(ctx: Context, source: str | None, all_sources: bool, yes: 
     confirm(yes, f"forget the boilerplate learned for {which}")
     with open_runtime(ctx) as (runtime, _):
         deleted = runtime.learner.reset(source)
-    click.echo(f"forgot the boilerplate learned for {which} ({deleted} keys)")
+    click.echo(f"forgot the boilerplate learned for {which} ({counted(deleted, 'key')})")

@@ -12,11 +12,20 @@ from typing import Any
 
 import click
 
-from workers.cli.common import Context, command_app, fail, friendly_errors, open_runtime
+from workers.cli.common import (
+    CONCURRENCY,
+    Context,
+    command_app,
+    fail,
+    friendly_errors,
+    old_option_name,
+    open_runtime,
+)
 from workers.cli.supervisor import BlockedWait, follow_job, local_worker
 from workers.ingest.paths import escape_name
 from workers.ingest.plan import plan_backfill
 from workers.ingest.spec import Limits
+from workers.messages import counted
 from workers.ops.connection import as_text, retry_while_outage
 from workers.worker.jobs import JobProgress, enqueue_plan, new_job_id, read_progress, record_job
 
@@ -25,10 +34,10 @@ def _summary(progress: JobProgress, seconds: float | None = None) -> str:
     """One line per job; with `seconds`, also the wall time and rate."""
     skipped = sum(progress.skipped.values())
     parts = [
-        f"{progress.total} inputs",
+        counted(progress.total, "input"),
         f"{progress.published} published",
-        f"{progress.exact} exact duplicates",
-        f"{progress.near} near duplicates",
+        counted(progress.exact, "exact duplicate"),
+        counted(progress.near, "near duplicate"),
         f"{progress.dead} dead",
     ]
     if progress.dead_reasons:
@@ -44,6 +53,26 @@ def _summary(progress: JobProgress, seconds: float | None = None) -> str:
     return line + f" in {seconds:.1f}s ({rate:.0f} docs/s)"
 
 
+def _progress_dict(
+    progress: JobProgress, outcome: str, seconds: float | None = None
+) -> dict[str, Any]:
+    """The JSON of `backfill --json` and `job --json` (fields in docs/operations.md)."""
+    return {
+        **asdict(progress),
+        "processed": progress.processed,
+        "finished": progress.finished,
+        "outcome": outcome,
+        "seconds": None if seconds is None else round(seconds, 3),
+    }
+
+
+def _report(progress: JobProgress, outcome: str, seconds: float, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(_progress_dict(progress, outcome, seconds)))
+    else:
+        click.echo(_summary(progress, seconds))
+
+
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--source", help="Source name for records that carry none (default: folder name).")
@@ -53,12 +82,19 @@ def _summary(progress: JobProgress, seconds: float | None = None) -> str:
     help="Follow progress until done (always on with the embedded Redis).",
 )
 @click.option(
-    "--workers",
-    "concurrency",
-    type=click.IntRange(1, 64),
-    help="Worker processes for the embedded run (default: up to the CPU count).",
+    "--concurrency",
+    "-c",
+    type=CONCURRENCY,
+    help="Worker processes for the embedded run (default: up to the CPU count, at most 8).",
 )
+@old_option_name("--workers", "--concurrency", "concurrency", type=CONCURRENCY)
 @click.option("--timeout", type=float, help="Give up waiting after this many seconds.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the outcome as one JSON object (job id, counts; see docs/operations.md).",
+)
 @click.pass_obj
 @friendly_errors
 def backfill(
@@ -68,6 +104,7 @@ def backfill(
     wait: bool | None,
     concurrency: int | None,
     timeout: float | None,
+    as_json: bool,
 ) -> None:
     """Clean, deduplicate and publish every article under PATHS (folders or files)."""
     settings = ctx.settings
@@ -87,34 +124,47 @@ def backfill(
         started = time.monotonic()
         if not plan.tasks:
             progress = read_progress(runtime.client, runtime.keys, job_id)
-            click.echo(_summary(progress, time.monotonic() - started))
+            _report(progress, "finished", time.monotonic() - started, as_json)
             return
         try:
             enqueue_plan(job_id, plan, source, wait=blocked)
         finally:
             app.pool.force_close_all()  # this process sends nothing more
         if not ends.embedded and not wait:
+            if as_json:
+                progress = read_progress(runtime.client, runtime.keys, job_id)
+                click.echo(json.dumps(_progress_dict(progress, "enqueued")))
+                return
             click.echo(
-                f"job {job_id}: enqueued {plan.total_inputs} inputs in "
-                f"{len(plan.tasks)} tasks; follow with `newsdedup job {job_id}`"
+                f"job {job_id}: enqueued {counted(plan.total_inputs, 'input')} in "
+                f"{counted(len(plan.tasks), 'task')}; follow with `newsdedup job {job_id}`"
             )
             return
         if ends.embedded:
             processes = concurrency or max(1, min(os.cpu_count() or 1, len(plan.tasks), 8))
             with local_worker(ends, settings, processes) as (worker, log_path):
-                progress = follow_job(runtime, job_id, worker, log_path, timeout)
+                follow_job(runtime, job_id, worker, log_path, timeout)
+            # Read again once the worker has stopped: a batch marks itself done just
+            # after its inputs are counted, and the report shows it done too.
+            progress = read_progress(runtime.client, runtime.keys, job_id)
         else:
             progress = follow_job(runtime, job_id, None, None, timeout)
-        click.echo(_summary(progress, time.monotonic() - started))
+        _report(progress, "finished", time.monotonic() - started, as_json)
 
 
 @click.command()
 @click.argument("job_id", required=False)
 @click.option("--wait", is_flag=True, help="Follow progress until done.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--timeout", type=float, help="With --wait: give up after this many seconds.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON object (the fields of `backfill --json`).",
+)
 @click.pass_obj
 @friendly_errors
-def job(ctx: Context, job_id: str | None, wait: bool, as_json: bool) -> None:
+def job(ctx: Context, job_id: str | None, wait: bool, timeout: float | None, as_json: bool) -> None:
     """Show a backfill job's progress (default: the latest job)."""
     with open_runtime(ctx) as (runtime, _):
         if job_id is None:
@@ -124,17 +174,14 @@ def job(ctx: Context, job_id: str | None, wait: bool, as_json: bool) -> None:
             job_id = as_text(latest[0])
         try:
             progress = (
-                follow_job(runtime, job_id, None, None, None)
+                follow_job(runtime, job_id, None, None, timeout)
                 if wait
                 else read_progress(runtime.client, runtime.keys, job_id)
             )
         except KeyError:
             fail(f"no such job: {job_id}")
         if as_json:
-            click.echo(json.dumps(_progress_dict(progress)))
+            outcome = "finished" if progress.finished else "running"
+            click.echo(json.dumps(_progress_dict(progress, outcome)))
         else:
             click.echo(("finished " if progress.finished else "running ") + _summary(progress))
-
-
-def _progress_dict(progress: JobProgress) -> dict[str, Any]:
-    return {**asdict(progress), "processed": progress.processed, "finished": progress.finished}

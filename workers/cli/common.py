@@ -6,16 +6,18 @@ stderr and exit non-zero; tracebacks are for bugs only.
 
 from __future__ import annotations
 
+import functools
 import signal
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar, cast
 
 import click
 import kombu.exceptions
 import redis
+from click.core import ParameterSource
 
 from workers.config import ConfigError, Settings, use_settings
 from workers.index.dedup import IndexMismatch
@@ -35,8 +37,12 @@ if TYPE_CHECKING:
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
+# --concurrency of every command that runs Celery worker processes (worker, run, backfill).
+CONCURRENCY = click.IntRange(1, 256)
+
 P = ParamSpec("P")
 R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
@@ -67,6 +73,30 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
     wrapper.__name__ = func.__name__
     wrapper.__doc__ = func.__doc__
     return wrapper
+
+
+def old_option_name(old: str, new: str, dest: str, **option: Any) -> Callable[[F], F]:
+    """Accept `old`, the name option `new` had before, so that scripts using it keep
+    working: hidden from --help, its value goes to `new`'s parameter `dest`. Giving both
+    names with different values is a usage error. `option`: `new`'s type and the like."""
+    alias_dest = f"old_{dest}"
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            old_value = kwargs.pop(alias_dest)
+            if old_value is not None:
+                click_ctx = click.get_current_context()
+                given = click_ctx.get_parameter_source(dest) == ParameterSource.COMMANDLINE
+                if given and kwargs[dest] != old_value:
+                    fail(f"{old} is the old name of {new}: give one of them", EXIT_USAGE)
+                kwargs[dest] = old_value
+            return func(*args, **kwargs)
+
+        hidden = click.option(old, alias_dest, hidden=True, default=None, **option)
+        return cast(F, hidden(wrapper))
+
+    return decorate
 
 
 @dataclass(slots=True)

@@ -71,7 +71,12 @@ def _feed_spec(
     default=None,
     help="Wait until the polls are processed (always on with the embedded Redis).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print each poll's report as JSON.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per target, one per line (fields in docs/operations.md).",
+)
 @click.option("--timeout", type=float, help="Give up waiting after this many seconds.")
 @click.pass_obj
 @friendly_errors
@@ -107,7 +112,11 @@ def poll(
             app.pool.force_close_all()  # this process sends nothing more
         if not ends.embedded and not wait:
             for spec, task_id in zip(specs, task_ids, strict=True):
-                click.echo(f"enqueued a poll of {spec.url} (task {task_id})")
+                if as_json:
+                    queued = {"feed": spec.name, "url": spec.url, "outcome": "enqueued"}
+                    click.echo(json.dumps({**queued, "task_id": task_id}, ensure_ascii=False))
+                else:
+                    click.echo(f"enqueued a poll of {spec.url} (task {task_id})")
             return
         if ends.embedded:
             processes = min(len(specs), 4)
@@ -116,41 +125,38 @@ def poll(
         else:
             records = wait_for_polls(runtime, task_ids, None, None, timeout)
     failed = False
-    for spec, (_, record) in zip(specs, records, strict=True):
+    for spec, (task_id, record) in zip(specs, records, strict=True):
         if record.get("state") != "done":
             failed = True
-            click.echo(f"{spec.name} ({spec.url}): crashed: {record.get('error', '?')}", err=True)
+            error = record.get("error", "?")
+            if as_json:
+                crashed = {"feed": spec.name, "url": spec.url, "outcome": "crashed"}
+                line = {**crashed, "error": error, "task_id": task_id}
+                click.echo(json.dumps(line, ensure_ascii=False))
+            else:
+                click.echo(f"{spec.name} ({spec.url}): crashed: {error}", err=True)
             continue
         report = PollReport.from_json(json.loads(record["report"]))
         failed = failed or report.outcome == "failed"
-        click.echo(
-            json.dumps(report.to_json(), ensure_ascii=False) if as_json else report.summary()
-        )
+        if as_json:
+            click.echo(json.dumps({**report.to_json(), "task_id": task_id}, ensure_ascii=False))
+        else:
+            click.echo(report.summary())
     if failed:
         sys.exit(EXIT_FAILURE)
 
 
-def _ago(stamp: float | None, now: float) -> str:
-    if stamp is None:
-        return "never"
-    seconds = now - stamp
-    future = seconds < 0
-    seconds = abs(seconds)
-    text = (
-        f"{seconds:.0f}s"
-        if seconds < 120
-        else f"{seconds / 60:.0f}m"
-        if seconds < 7200
-        else f"{seconds / 3600:.1f}h"
-    )
-    return f"in {text}" if future else f"{text} ago"
-
-
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: every field of every feed.")
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="Every column, URLs in full (for wide terminals).",
+)
 @click.pass_obj
 @friendly_errors
-def feeds(ctx: Context, as_json: bool) -> None:
+def feeds(ctx: Context, as_json: bool, verbose: bool) -> None:
     """Each feed's status: the configured ones and any polled by hand."""
     with open_runtime(ctx) as (runtime, _):
         statuses = feed_statuses(runtime.client, runtime.keys, list(runtime.feeds))
@@ -161,46 +167,6 @@ def feeds(ctx: Context, as_json: bool) -> None:
     if not statuses:
         click.echo(f"no feeds configured in {ctx.settings.feeds_config_path()} or polled yet")
         return
-    from rich.console import Console
-    from rich.table import Table
+    from workers.cli.feed_table import print_feeds  # rich: only when printing
 
-    now = time.time()
-    table = Table(title="feeds")
-    for name, justify in (
-        ("feed", "left"),
-        ("polled", "right"),
-        ("status", "left"),
-        ("entries", "right"),
-        ("new: last/all", "right"),
-        ("published", "right"),
-        ("dups", "right"),
-        ("dead", "right"),
-        ("errors", "right"),
-        ("next poll", "right"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for s in statuses:
-        status = {"polled": str(s.last_status), "not_modified": "304"}.get(
-            s.last_outcome, s.last_outcome
-        )
-        if s.last_error:
-            status += f"\n[red]{s.last_error}"
-        if s.configured and not enabled.get(s.name, True):
-            next_poll = "disabled"
-        elif not s.configured:
-            next_poll = "by hand"
-        else:
-            next_poll = _ago(s.next_poll, now) if s.next_poll else "at beat start"
-        table.add_row(
-            f"{s.name}\n[dim]{s.url}",
-            _ago(s.last_polled, now),
-            status,
-            str(s.last_entries),
-            f"{s.last_new}/{s.new_total}",
-            str(s.published),
-            str(s.exact + s.near),
-            str(s.dead),
-            str(s.failures) + (f" ({s.failures_in_row} in a row)" if s.failures_in_row else ""),
-            next_poll,
-        )
-    Console().print(table)
+    print_feeds(statuses, enabled, time.time(), verbose=verbose)

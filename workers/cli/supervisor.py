@@ -22,6 +22,7 @@ from typing import Any
 from workers.cli.common import fail, stop_on_signals
 from workers.config import Settings
 from workers.feeds.poll import read_poll
+from workers.messages import counted
 from workers.ops.connection import Endpoints, child_environment, outage_reason
 from workers.ops.processes import PARENT_PID_ENV, kill_group
 from workers.ops.stats import write_refusal
@@ -68,10 +69,11 @@ def follow_job(
             if progress.finished:
                 return progress
             if progress.abandoned_tasks and progress.tasks_done >= progress.tasks_total:
+                missing = progress.total - progress.processed
                 fail(
-                    f"job {job_id}: {progress.abandoned_tasks} task(s) given up after "
-                    f"repeated failures, {progress.total - progress.processed} inputs not "
-                    "accounted for; see the worker logs"
+                    f"job {job_id}: {counted(progress.abandoned_tasks, 'task')} given up after "
+                    f"repeated failures, {counted(missing, 'input')} not accounted for; see "
+                    "the worker logs"
                 )
             if worker is not None and worker.poll() is not None:
                 where = f"; see {log_path}" if log_path else ""
@@ -79,7 +81,7 @@ def follow_job(
             if timeout is not None and elapsed > timeout:
                 fail(
                     f"job {job_id} not finished after {timeout:.0f}s "
-                    f"({progress.processed}/{progress.total} inputs)"
+                    f"({progress.processed}/{counted(progress.total, 'input')})"
                 )
             stall.check(progress.processed)
             time.sleep(0.2)
@@ -232,7 +234,7 @@ def wait_for_polls(
 
     started = time.monotonic()
     records: dict[str, dict[str, str]] = {}
-    with Console(stderr=True).status(f"polling {len(task_ids)} feed(s)"):
+    with Console(stderr=True).status(f"polling {counted(len(task_ids), 'feed')}"):
         while True:
             for task_id in task_ids:
                 if task_id not in records:

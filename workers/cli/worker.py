@@ -3,20 +3,39 @@ process."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 import click
+import redis
 
-from workers.cli.common import Context, command_app, friendly_errors, open_runtime
-from workers.ops.connection import child_environment, redact
+from workers.cli.common import (
+    CONCURRENCY,
+    Context,
+    command_app,
+    fail,
+    friendly_errors,
+    open_runtime,
+)
+from workers.ops.connection import as_text, child_environment, redact
 
 
-def _run_celery(ctx: Context, what: str, argv: list[str]) -> None:
-    """Run a Celery program (worker, beat) with the newsdedup app in this process."""
+def _run_celery(ctx: Context, what: str, argv: list[str], *, beat: bool = False) -> None:
+    """Run a Celery program (worker, beat) with the newsdedup app in this process. With
+    `beat`, take the beat lock first: a second beat refuses in one line, before Celery
+    prints anything."""
     with open_runtime(ctx) as (runtime, ends):
         runtime.index.ensure_params()
+        lock = None
+        if beat:
+            from workers.feeds.schedule import another_beat, take_beat_lock
+
+            lock = take_beat_lock(runtime.client, runtime.keys)
+            if lock is None:
+                holder = runtime.client.get(runtime.keys.beat_lock)
+                fail(another_beat(None if holder is None else as_text(holder)))
         # The app, its pool children and the beat: this command's settings, on its Redis.
         app = command_app(ctx, ends)
         os.environ.update(child_environment(ends, ctx.settings))
@@ -29,6 +48,9 @@ def _run_celery(ctx: Context, what: str, argv: list[str]) -> None:
             app.start(argv)
         finally:
             app.pool.force_close_all()
+            if lock is not None:  # the beat's own release, should it not have run
+                with contextlib.suppress(redis.RedisError):
+                    lock.release()
 
 
 P = ParamSpec("P")
@@ -38,7 +60,7 @@ _WORKER_OPTIONS = (
     click.option(
         "--concurrency",
         "-c",
-        type=click.IntRange(1, 256),
+        type=CONCURRENCY,
         help="Pool processes (default: CPU count).",
     ),
     click.option("--queues", "-Q", default="ingest,fetch", show_default=True),
@@ -88,7 +110,7 @@ def beat(ctx: Context, loglevel: str, celery_args: tuple[str, ...]) -> None:
     Run exactly one per Redis and prefix, next to any number of workers; a second beat
     refuses to start. The schedule comes from the feeds config and is re-read at start.
     """
-    _run_celery(ctx, "beat", ["beat", "--loglevel", loglevel, *celery_args])
+    _run_celery(ctx, "beat", ["beat", "--loglevel", loglevel, *celery_args], beat=True)
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -101,7 +123,7 @@ def run(
     """Worker and beat in one process, for development: poll the configured feeds and
     process everything until stopped (Ctrl-C). In production run `worker` and `beat`."""
     argv = _worker_argv(concurrency, queues, loglevel, celery_args)
-    _run_celery(ctx, "worker + beat", [*argv, "--beat"])
+    _run_celery(ctx, "worker + beat", [*argv, "--beat"], beat=True)
 
 
 # --------------------------------------------------------------------------- stats/tail

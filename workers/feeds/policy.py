@@ -37,6 +37,12 @@ REASONS = frozenset(
     }
 )
 _TRANSIENT = frozenset({"timeout", "connect_error", "dns_error", "host_busy"})
+# Why a private address is refused, with both ways to allow it: the setting (config file)
+# and its environment variable (docs/configuration.md).
+PRIVATE_NETWORKS_OFF = (
+    "allow_private_networks is off; to allow, set allow_private_networks = true in the "
+    "config file or NEWSDEDUP_ALLOW_PRIVATE_NETWORKS=1 in the environment"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,5 +185,5 @@ def check_url(url: str, *, allow_private: bool, resolve: Resolver = socket.getad
             raise FetchError(
                 "blocked_address",
                 url,
-                f"{host} resolves to {kind} address {address} (allow_private_networks is off)",
+                f"{host} resolves to {kind} address {address} ({PRIVATE_NETWORKS_OFF})",
             )

@@ -32,6 +32,7 @@ from workers.feeds.spec import FeedEntry, FeedSpec, entry_document, needs_articl
 from workers.index.keys import Keys, done_member
 from workers.index.locks import RedisLock
 from workers.ingest.html import ArticleError, ArticleReader, ArticleText
+from workers.messages import counted
 from workers.ops.connection import as_text, redact
 from workers.pipeline.process import process_with_runtime
 
@@ -124,11 +125,11 @@ class PollReport:
             why = "304 not modified" if self.outcome == "not_modified" else "content unchanged"
             return head + f"{why}, nothing new"
         parts = [
-            f"{self.entries} entries",
+            counted(self.entries, "entry", "entries"),
             f"{self.new} new",
             f"{self.published} published",
-            f"{self.exact} exact duplicates",
-            f"{self.near} near duplicates",
+            counted(self.exact, "exact duplicate"),
+            counted(self.near, "near duplicate"),
             f"{self.dead} dead",
         ]
         if self.articles:
@@ -136,7 +137,7 @@ class PollReport:
             if self.article_failures:
                 reasons = sorted(self.article_failures.items())
                 failures += ": " + ", ".join(f"{reason} {n}" for reason, n in reasons)
-            parts.append(f"{self.articles} article pages fetched ({failures})")
+            parts.append(f"{counted(self.articles, 'article page')} fetched ({failures})")
         if self.deferred:
             parts.append(f"{self.deferred} left for the next poll")
         line = head + f"HTTP {self.http_status}, " + ", ".join(parts)

@@ -3,7 +3,10 @@
 Exactly one beat may run: two would send every poll twice. The per-feed lock would keep
 the polls themselves from overlapping, but not from doubling the traffic, so the
 scheduler also takes a Redis lock (`beat:lock`) at start and refreshes it on every tick;
-a second beat refuses to start with one clear line.
+a second beat refuses to start with one clear line. `newsdedup beat` and `run` take the
+lock before starting Celery (`take_beat_lock`), so that a second one refuses before
+Celery's banner; the scheduler then takes it again under the same token (handed on in
+BEAT_TOKEN_ENV), which renews it.
 
 The schedule lives in memory (Celery's default scheduler keeps it in a shelve file,
 which pickles); when each feed was last polled is read back from the feed's status in
@@ -28,6 +31,7 @@ from workers.feeds.poll import feed_key
 from workers.feeds.spec import FeedSpec
 from workers.index.keys import Keys
 from workers.index.locks import RedisLock
+from workers.messages import counted
 from workers.ops.connection import redis_from_url
 from workers.worker.app import FETCH_QUEUE
 from workers.worker.runtime import load_feeds_and_rules, worker_redis_url
@@ -39,8 +43,39 @@ BEAT_LOCK_SECONDS = 60
 BEAT_LOCK_MS = BEAT_LOCK_SECONDS * 1000
 
 
+# The token under which the command that started this beat took the beat lock.
+BEAT_TOKEN_ENV = "NEWSDEDUP_BEAT_TOKEN"
+
+
 class BeatAlreadyRunning(SystemExit):
     pass
+
+
+def another_beat(holder: str | None) -> str:
+    """Why a beat refuses to start: the one line, without the "newsdedup: error: " head."""
+    return (
+        f"another beat is running ({holder or '?'}); exactly one beat may run against a "
+        f"Redis and prefix (its lock expires {BEAT_LOCK_SECONDS}s after that beat stops)"
+    )
+
+
+def beat_lock(client: redis.Redis, keys: Keys) -> RedisLock:
+    """The beat lock, under the token handed on by the starting command if there is one,
+    else a fresh one naming this host and process."""
+    token = os.environ.get(BEAT_TOKEN_ENV) or (
+        f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    )
+    return RedisLock(client, keys.beat_lock, token)
+
+
+def take_beat_lock(client: redis.Redis, keys: Keys) -> RedisLock | None:
+    """The beat lock taken for a beat about to start in this process or its children (its
+    token put in BEAT_TOKEN_ENV for them); None when another beat holds it."""
+    lock = beat_lock(client, keys)
+    if not lock.acquire(BEAT_LOCK_MS):
+        return None
+    os.environ[BEAT_TOKEN_ENV] = lock.token
+    return lock
 
 
 def schedule_entries(
@@ -71,20 +106,14 @@ class FeedScheduler(Scheduler):  # type: ignore[misc]
         settings = process_settings()
         self._client: redis.Redis = redis_from_url(worker_redis_url(settings))
         self._keys = Keys(settings.prefix)
-        token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        self._lock = RedisLock(self._client, self._keys.beat_lock, token)
+        self._lock = beat_lock(self._client, self._keys)
         if not self._lock.acquire(BEAT_LOCK_MS):
-            holder = self._lock.holder() or "?"
-            raise BeatAlreadyRunning(
-                f"newsdedup: error: another beat is running ({holder}); exactly one beat "
-                f"may run against a Redis and prefix (it expires {BEAT_LOCK_SECONDS}s after "
-                "that beat stops)"
-            )
+            raise BeatAlreadyRunning(f"newsdedup: error: {another_beat(self._lock.holder())}")
         feeds, _ = load_feeds_and_rules(settings)
         last_polled = self._last_polled(feeds)
         entries = schedule_entries(feeds, last_polled, self.app.now())
         self.merge_inplace(entries)
-        log.info("beat: polling %d feeds: %s", len(entries), ", ".join(sorted(entries)))
+        log.info("beat: polling %s: %s", counted(len(entries), "feed"), ", ".join(sorted(entries)))
 
     def _last_polled(self, feeds: tuple[FeedSpec, ...]) -> dict[str, float]:
         keys = [feed_key(spec.url) for spec in feeds]

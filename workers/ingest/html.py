@@ -16,6 +16,7 @@ import html as html_lib
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 import lxml.html
 import trafilatura
@@ -246,6 +247,37 @@ def check_page_size(page: bytes, *, max_bytes: int, max_elements: int) -> None:
         )
 
 
+# The publication date: only from where a page states it (meta tags such as
+# article:published_time, JSON-LD datePublished, <time datetime>, a date in the URL,
+# date-like elements), never guessed from its text. htmldate's extensive search reads
+# free text and in the end takes a copyright footer's year ("© 2024" becomes 2024-01-01),
+# and a wrong date is worse than none: it feeds the near-duplicate time gap
+# (dedup.max_gap_hours), where a document without a date falls back to when it arrived.
+# The time of day and offset are kept when the page gives them.
+_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+
+
+def _date_config() -> dict[str, object]:
+    return {
+        "original_date": True,  # the publication date, not the last update
+        "extensive_search": False,
+        "outputformat": _DATE_FORMAT,
+        # A date in the URL has no time of day: the page's own metadata first.
+        "deferred_url_extractor": True,
+        # No date after today (htmldate's bound; trafilatura sets the same by default).
+        "max_date": datetime.now().astimezone().strftime("%Y-%m-%d"),
+    }
+
+
+def _drop_copyright_year(tree: lxml.html.HtmlElement) -> None:
+    """Unname `<meta itemprop="copyrightYear">` (the element and its text stay): htmldate
+    takes its year as January 1st when the page states no date, and a copyright year is
+    not a publication date."""
+    for meta in tree.iter("meta"):
+        if str(meta.get("itemprop", "")).lower() == "copyrightyear":
+            del meta.attrib["itemprop"]
+
+
 def extract_article(html: str | bytes, url: str = "") -> ArticleText | None:
     """Main text and metadata of a full article page, or None when there is none or the
     page cannot be read. Never raises.
@@ -265,8 +297,11 @@ def read_article(html: str | bytes, url: str = "") -> ArticleText | None:
         if tree is None:
             return None
         fallback_title = (tree.findtext(".//title") or "").strip()
+        _drop_copyright_year(tree)
         # Metadata first: it reads the tree as given.
-        meta = trafilatura.extract_metadata(tree, default_url=url or None)
+        meta = trafilatura.extract_metadata(
+            tree, default_url=url or None, date_config=_date_config()
+        )
         text = trafilatura.extract(
             tree, url=url or None, include_comments=False, include_tables=True, favor_recall=True
         )

@@ -32,6 +32,7 @@ from workers.index.keys import (
     Keys,
 )
 from workers.index.scripts import PROBE_WRITE
+from workers.messages import counted
 from workers.ops.connection import HoldingRetry, as_text, is_outage, outage_reason
 
 if TYPE_CHECKING:
@@ -348,7 +349,7 @@ def stats_renderable(data: dict[str, Any]) -> RenderableType:
     mem = data["redis"]
     maxmemory = mem["maxmemory_human"] if mem["maxmemory"] else "no limit"
     lines = [
-        f"index: {data['index']['documents']} documents",
+        f"index: {counted(data['index']['documents'], 'document')}",
         f"redis {mem['version']}: {mem['used_memory_human']} used, maxmemory {maxmemory}, "
         f"policy {mem['maxmemory_policy']}",
     ]

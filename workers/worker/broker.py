@@ -40,6 +40,7 @@ from kombu.transport.redis import Channel as RedisChannel
 from kombu.transport.redis import QoS as RedisQoS
 from kombu.transport.redis import Transport as RedisTransport
 
+from workers.messages import counted
 from workers.ops.connection import is_outage, outage_reason
 
 log = logging.getLogger(__name__)
@@ -100,9 +101,8 @@ class QoS(RedisQoS):
                         self.restore_by_tag(tag, client, leftmost=True)
                     _unrestored.difference_update(tags)
                     log.warning(
-                        "%d message(s) taken and not started before the connection was "
-                        "lost: requeued",
-                        len(tags),
+                        "%s taken and not started before the connection was lost: requeued",
+                        counted(len(tags), "message"),
                     )
                 if _unrecorded:
                     # A push cut off part way is pushed again: a second copy of a batch
@@ -116,8 +116,8 @@ class QoS(RedisQoS):
                     pipe.execute()
                     del _unrecorded[: len(pushed)]
                     log.warning(
-                        "%d message(s) whose delivery a lost connection cut off: requeued",
-                        len(pushed),
+                        "%s whose delivery a lost connection cut off: requeued",
+                        counted(len(pushed), "message"),
                     )
         except Exception as exc:
             if not (is_outage(exc) or isinstance(exc, self.channel.connection_errors)):
