@@ -23,3 +23,13 @@ def check_keys(keys: Iterable[str], allowed: frozenset[str], *where: str) -> Non
         plural = "s" if len(unknown) > 1 else ""
         expected = ", ".join(sorted(allowed))
         raise ValueError(f"{': '.join(where)}: unknown key{plural} {named} (allowed: {expected})")
+
+
+def printable(text: str) -> str:
+    """`text` safe to print on a terminal: every character `str.isprintable` refuses
+    (control characters such as ESC and newline, bidi overrides, separators) shown as its
+    Python escape, e.g. \\x1b or \\n, so input-controlled names cannot move the cursor,
+    recolour or rewrite the operator's screen. JSON output keeps the real value."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)

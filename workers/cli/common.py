@@ -10,25 +10,20 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import NoReturn, ParamSpec, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn, ParamSpec, TypeVar
 
 import click
-import kombu.exceptions
-import redis
 
-from workers.config import ConfigError, Settings
-from workers.index.dedup import IndexMismatch
-from workers.ingest.plan import PlanError
-from workers.ops.connection import (
-    Endpoints,
-    RedisUnavailable,
-    endpoints,
-    outage_reason,
-    ping,
-    redact,
-)
-from workers.worker.runtime import Runtime, build_runtime
+if TYPE_CHECKING:
+    from workers.config import Settings
+    from workers.ops.connection import Endpoints
+    from workers.worker.runtime import Runtime
+
+# Only click and the standard library here, and in every module of this package at
+# import: `newsdedup --help` and `newsdedup CMD --help` load nothing else (no settings
+# model, no Redis client, no Celery, no numpy); a command imports what it uses when it
+# runs. tests/cli/test_startup.py holds this.
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -42,42 +37,111 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     sys.exit(code)
 
 
+def _loaded(module: str, name: str) -> type[BaseException] | None:
+    """The exception class `module.name` if that module is loaded, else None: an error
+    cannot be an instance of a class never imported, and importing it to ask would cost a
+    usage error the start-up this package avoids."""
+    found = getattr(sys.modules.get(module), name, None)
+    return found if isinstance(found, type) and issubclass(found, BaseException) else None
+
+
+def _is(exc: BaseException, module: str, name: str) -> bool:
+    cls = _loaded(module, name)
+    return cls is not None and isinstance(exc, cls)
+
+
+def _explain(exc: Exception) -> None:
+    """End with one line for the failures a user can act on; return for a bug."""
+    if any(
+        _is(exc, module, name)
+        for module, name in (
+            ("workers.ops.connection", "RedisUnavailable"),
+            ("workers.config", "ConfigError"),
+            ("workers.index.dedup", "IndexMismatch"),
+        )
+    ):
+        fail(str(exc))
+    if _is(exc, "workers.ingest.plan", "PlanError"):
+        fail(str(exc), EXIT_USAGE)
+    broker_error = _is(exc, "kombu.exceptions", "OperationalError")
+    if broker_error or _is(exc, "redis.exceptions", "RedisError"):
+        from workers.ops.connection import outage_reason, redact
+
+        reason = outage_reason(exc)
+        if reason is not None:
+            fail(f"Redis is {reason}")
+        if broker_error:
+            fail(f"cannot reach the Celery broker: {redact(str(exc))}")
+
+
 def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn the failures a user can act on into one line and a non-zero exit."""
 
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
-        except (RedisUnavailable, ConfigError, IndexMismatch) as exc:
-            fail(str(exc))
-        except PlanError as exc:
-            fail(str(exc), EXIT_USAGE)
-        except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
-            reason = outage_reason(exc)
-            if reason is None and isinstance(exc, kombu.exceptions.OperationalError):
-                fail(f"cannot reach the Celery broker: {redact(str(exc))}")
-            if reason is None:
-                raise  # a bug: the traceback is for us
-            fail(f"Redis is {reason}")
         except KeyboardInterrupt:
             fail("interrupted", 130)
+        except Exception as exc:
+            _explain(exc)
+            raise  # a bug: the traceback is for us
 
     wrapper.__name__ = func.__name__
     wrapper.__doc__ = func.__doc__
     return wrapper
 
 
-@dataclass(slots=True)
 class Context:
-    settings: Settings
+    """What the group passes to every command: the settings, read on first use (so that
+    `newsdedup CMD --help` reads no file and loads no settings model)."""
+
+    def __init__(self, config_file: Path | None) -> None:
+        self.config_file = config_file
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from workers.config import ConfigError, load_settings, use_settings
+
+            try:
+                self._settings = use_settings(load_settings(self.config_file))
+            except ConfigError as exc:
+                fail(str(exc), EXIT_USAGE)
+        return self._settings
+
+
+def check_waiting(settings: Settings, wait: bool | None, timeout: float | None, what: str) -> bool:
+    """Whether a command that queues tasks (`backfill`, `poll`) waits for them, after
+    refusing option combinations that cannot do what they say: usage errors, before any
+    server starts."""
+    embedded = not settings.redis_url
+    if embedded and wait is False:
+        fail(
+            f"--no-wait needs REDIS_URL: on the embedded Redis {what} runs its own worker "
+            "and waits for it",
+            EXIT_USAGE,
+        )
+    waits = embedded or bool(wait)
+    if timeout is not None and not waits:
+        fail("--timeout is how long --wait waits: pass --wait too", EXIT_USAGE)
+    return waits
 
 
 @contextmanager
-def open_runtime(ctx: Context) -> Iterator[tuple[Runtime, Endpoints]]:
-    """Connect to the configured Redis, or start/attach the embedded one."""
+def open_runtime(ctx: Context, *, rules: bool = False) -> Iterator[tuple[Runtime, Endpoints]]:
+    """Connect to the configured Redis, or start/attach the embedded one. The feeds config
+    is read first, and with `rules` (commands that process documents) the boilerplate
+    rules too: a mistake there is reported before any server starts. Without, the rules
+    are read if the command comes to need them."""
+    from workers.ops.connection import endpoints, ping
+    from workers.worker.runtime import build_runtime, load_feed_specs, rules_for
+
     settings = ctx.settings
+    feeds = load_feed_specs(settings)
+    rule_set = rules_for(settings, feeds) if rules else None
     with endpoints(settings.redis_url, settings.broker_url, settings.data_dir) as ends:
-        runtime = build_runtime(settings, ends.redis_url)
+        runtime = build_runtime(settings, ends.redis_url, feeds, rule_set)
         ping(runtime.client, ends.redis_url)
         try:
             yield runtime, ends

@@ -10,13 +10,14 @@ from typing import ParamSpec, TypeVar
 import click
 
 from workers.cli.common import Context, friendly_errors, open_runtime
-from workers.config import use_settings
-from workers.ops.connection import child_environment, connected_settings, redact
 
 
 def _run_celery(ctx: Context, what: str, argv: list[str]) -> None:
     """Run a Celery program (worker, beat) with the newsdedup app in this process."""
-    with open_runtime(ctx) as (runtime, ends):
+    from workers.config import use_settings
+    from workers.ops.connection import child_environment, connected_settings, redact
+
+    with open_runtime(ctx, rules=True) as (runtime, ends):
         runtime.index.ensure_params()
         # The app, its pool children and the beat: this command's settings, on its Redis.
         use_settings(connected_settings(ctx.settings, ends))
