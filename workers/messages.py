@@ -38,3 +38,13 @@ def counted(count: float, noun: str, plural_form: str | None = None) -> str:
     "3 entries" (with `plural_form`); a float prints as with `:g` ("1 day", "2.5 days")."""
     number = f"{count:g}" if isinstance(count, float) else str(count)
     return f"{number} {plural(count, noun, plural_form)}"
+
+
+def printable(text: str) -> str:
+    """`text` safe to print on a terminal: every character `str.isprintable` refuses
+    (control characters such as ESC and newline, bidi overrides, separators) shown as its
+    Python escape, e.g. \\x1b or \\n, so input-controlled names cannot move the cursor,
+    recolour or rewrite the operator's screen. JSON output keeps the real value."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)

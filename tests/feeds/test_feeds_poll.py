@@ -21,16 +21,10 @@ from support.pages import ARTICLE_PARAGRAPHS, article_page, rss
 
 from workers.config import ConfigError, load_settings
 from workers.feeds.fetch import Fetcher
-from workers.feeds.poll import (
-    ARTICLE_ATTEMPTS,
-    PollReport,
-    feed_job,
-    feed_key,
-    feed_statuses,
-    poll_once,
-)
+from workers.feeds.poll import ARTICLE_ATTEMPTS, poll_once
 from workers.feeds.schedule import schedule_entries
 from workers.feeds.spec import FeedSpec, parse_feed
+from workers.feeds.status import PollReport, feed_job, feed_key, feed_statuses
 from workers.ops.embedded import SERVER_PROGRAM
 from workers.ops.streams import iter_range
 from workers.worker.runtime import Runtime, build_fetcher, build_runtime, load_feeds_and_rules

@@ -18,7 +18,7 @@ import string
 import pytest
 from conftest import cli_env, run_cli
 
-from workers.ops.stats import printable
+from workers.messages import printable
 
 NAMES = [
     "sources",  # the learner's and the stats' sets of sources

@@ -17,9 +17,10 @@ pytestmark = pytest.mark.unit
 def test_owns_every_key_newsdedup_names_and_no_neighbours() -> None:
     import uuid
 
-    from workers.feeds.poll import feed_job, feed_key
+    from workers.feeds.status import feed_job, feed_key
     from workers.worker.app import FETCH_QUEUE, INGEST_QUEUE
     from workers.worker.jobs import new_job_id
+    from workers.worker.presence import worker_tag
 
     keys = Keys("nd:")
     feed = feed_key("https://example.org/feed")
@@ -28,6 +29,7 @@ def test_owns_every_key_newsdedup_names_and_no_neighbours() -> None:
         keys.stats, keys.dead_reasons, keys.sources, keys.stats_minute(29000000),
         keys.index_meta, keys.index_count, keys.learner_sources, keys.jobs, keys.feeds,
         keys.beat_lock, keys.host_gate("example.org:443"), keys.poll(str(uuid.uuid4())),
+        keys.workers, keys.worker(worker_tag("celery@host")),
         keys.feed(feed), keys.feed_lock(feed), keys.feed_tries(feed),
         *(f(job) for job in (new_job_id(), feed_job(feed)) for f in (
             keys.job, keys.job_done, keys.job_tasks, keys.job_attempts, keys.job_cursor

@@ -6,10 +6,15 @@ published text, so diacritics, letter variants and punctuation do not hide a cop
 The MinHash is datasketch's `affine32` scheme (its permutations for the seed, its fmix
 pre-mix, `a*h+b mod 2^32`, column minimum), applied to a whole batch of documents in one
 numpy pass; `tests/clean/test_fingerprint.py` checks it value for value against
-`datasketch.MinHash.update_batch`. The shingle hash combines per-token hashes, and the
-token hash (`token_hash`, a polynomial over the token's UTF-8 bytes, then fmix32) is
-computed for a whole batch in numpy from the joined text: per-token work in Python costs
-more than everything else here together. The index keeps the high 16 bits of each MinHash
+`datasketch.MinHash.update_batch`. The scheme's few lines (`affine32_permutations`, the
+fmix, and the LSH (bands, rows) optimiser `lsh_bands_rows`) are written out here in
+numpy rather than imported: importing datasketch imports scipy, a second or more of
+start-up for every worker and command, for one numerical integration.
+
+The shingle hash combines per-token hashes, and the token hash (`token_hash`, a
+polynomial over the token's UTF-8 bytes, then fmix32) is computed for a whole batch in
+numpy from the joined text: per-token work in Python costs more than everything else here
+together. The index keeps the high 16 bits of each MinHash
 value: two different minima then collide with probability 2^-16, a negligible bias in the
 Jaccard estimate for half the memory.
 
@@ -33,11 +38,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain
 
-import datasketch
 import numpy as np
-from datasketch import MinHash
-from datasketch.lsh import _optimal_param
-from datasketch.minhash import _fmix
 
 from workers.config import DEFAULTS
 
@@ -62,11 +63,64 @@ _CHUNK_ROWS = 1024
 
 
 @lru_cache(maxsize=32)
-def lsh_bands_rows(threshold: float, num_perm: int) -> tuple[int, int]:
-    """datasketch's optimal (bands, rows) for a threshold: a numerical integration of tens of
-    milliseconds, so computed once per parameter set, never per document."""
-    bands, rows = _optimal_param(threshold, num_perm, 0.5, 0.5)
-    return int(bands), int(rows)
+def lsh_bands_rows(
+    threshold: float,
+    num_perm: int,
+    false_positive_weight: float = 0.5,
+    false_negative_weight: float = 0.5,
+) -> tuple[int, int]:
+    """The (bands, rows) that datasketch's MinHashLSH picks for a threshold (its
+    `_optimal_param`): of every b x r <= num_perm, the first (b ascending, then r) with the
+    least weighted sum of the false positive area (the integral of P(candidate | s) =
+    1 - (1 - s^r)^b over s in [0, threshold]) and the false negative area (of
+    1 - P(candidate | s) over [threshold, 1]).
+
+    datasketch integrates with scipy's adaptive quadrature; the integrand is a polynomial
+    of degree b x r <= num_perm, which Gauss-Legendre quadrature on num_perm // 2 + 1 nodes
+    integrates exactly, so this needs numpy only and agrees with it
+    (tests/clean/test_fingerprint.py compares the two over a grid of parameters)."""
+    if not 0.0 <= threshold <= 1.0 or num_perm < 1:
+        raise ValueError("threshold must be in [0, 1] and num_perm positive")
+    nodes, weights = np.polynomial.legendre.leggauss(num_perm // 2 + 1)
+    pairs = [(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)]
+    bands = np.array([b for b, _ in pairs], dtype=np.float64).reshape(-1, 1)
+    rows = np.array([r for _, r in pairs], dtype=np.float64).reshape(-1, 1)
+
+    def area(low: float, high: float, candidate: bool) -> np.ndarray:
+        # ∫_low^high f(s) ds with s = mid + half * x, x the nodes on [-1, 1].
+        half, mid = (high - low) / 2.0, (high + low) / 2.0
+        s = mid + half * nodes
+        never = (1.0 - s**rows) ** bands  # P(not a candidate | s), per pair and node
+        values = 1.0 - never if candidate else never
+        result: np.ndarray = half * (values @ weights)
+        return result
+
+    error = false_positive_weight * area(0.0, threshold, True) + false_negative_weight * area(
+        threshold, 1.0, False
+    )
+    best = int(np.argmin(error))  # the first of equal minima, as datasketch's strict `<`
+    return pairs[best]
+
+
+def affine32_permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """datasketch's affine32 permutation parameters for `seed` (`MinHash(num_perm, seed,
+    scheme="affine32").permutations`): odd multipliers a and offsets b, uint32."""
+    gen = np.random.RandomState(seed)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return a, b
+
+
+@lru_cache(maxsize=1)
+def _datasketch_version() -> str:
+    """The installed datasketch, recorded in the index for information only (the values
+    come from the scheme written out here); read from its metadata, not by importing it."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("datasketch")
+    except metadata.PackageNotFoundError:
+        return "none"
 
 
 def _sorted_distinct(values: np.ndarray) -> np.ndarray:
@@ -100,7 +154,7 @@ class FingerprintParams:
         bands, rows = self.bands_rows
         return {
             "scheme": SCHEME,
-            "datasketch": datasketch.__version__,
+            "datasketch": _datasketch_version(),
             "num_perm": str(self.num_perm),
             "seed": str(self.seed),
             "shingle_size": str(self.shingle_size),
@@ -233,11 +287,7 @@ class Fingerprinter:
     def __init__(self, params: FingerprintParams, min_shingles: int) -> None:
         self.params = params
         self.min_shingles = min_shingles
-        permutations = MinHash(
-            num_perm=params.num_perm, seed=params.seed, scheme="affine32"
-        ).permutations
-        self._a = np.asarray(permutations[0], dtype=np.uint32)
-        self._b = np.asarray(permutations[1], dtype=np.uint32)
+        self._a, self._b = affine32_permutations(params.num_perm, params.seed)
         self._multipliers = np.array(
             _SHINGLE_MULTIPLIERS[: params.shingle_size - 1], dtype=np.uint32
         )
@@ -331,7 +381,7 @@ class Fingerprinter:
     def _minhash_concatenated(self, hashes: np.ndarray, counts: np.ndarray) -> np.ndarray:
         """MinHash of consecutive runs of `hashes` (each count > 0): (len(counts), num_perm)."""
         out = np.empty((len(counts), self.params.num_perm), dtype=np.uint32)
-        mixed = _fmix(hashes.astype(np.uint32), 32).reshape(-1, 1)
+        mixed = _fmix32_array(hashes.astype(np.uint32)).reshape(-1, 1)
         offsets = np.cumsum(counts) - counts
         buffer = np.empty((_CHUNK_ROWS, self.params.num_perm), dtype=np.uint32)
         lengths = counts.tolist()

@@ -8,6 +8,9 @@
 - supervisor.py: the worker a command starts for itself, and following its progress;
 - common.py: the context, opening the runtime, and how failures end (one line and a
   non-zero exit; tracebacks are for bugs only).
+
+At import these modules load click and the standard library only; each command imports
+what it needs when it runs, after checking its arguments (see common.py).
 """
 
 from __future__ import annotations
@@ -17,8 +20,7 @@ from pathlib import Path
 import click
 
 from workers.cli import admin, backfill, feeds, inspect, worker
-from workers.cli.common import EXIT_USAGE, Context, fail
-from workers.config import ConfigError, load_settings, use_settings
+from workers.cli.common import Context
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,10 +38,8 @@ def cli(click_ctx: click.Context, config_file: Path | None) -> None:
     Without REDIS_URL every command uses an embedded Redis kept in NEWSDEDUP_DATA_DIR
     (default ./.newsdedup), so later commands see the same state.
     """
-    try:
-        click_ctx.obj = Context(use_settings(load_settings(config_file)))
-    except ConfigError as exc:
-        fail(str(exc), EXIT_USAGE)
+    # Read when a command first needs them: `newsdedup CMD --help` loads no settings.
+    click_ctx.obj = Context(config_file)
 
 
 for command in (

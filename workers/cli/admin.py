@@ -16,10 +16,7 @@ from workers.cli.common import (
     old_option_name,
     open_runtime,
 )
-from workers.index.dedup import delete_matching
-from workers.messages import counted
-from workers.ops.stats import printable
-from workers.pipeline.process import rebuild_index
+from workers.messages import counted, printable  # the standard library only
 
 
 @click.command()
@@ -28,6 +25,8 @@ from workers.pipeline.process import rebuild_index
 @friendly_errors
 def reset(ctx: Context, yes: bool) -> None:
     """Delete everything newsdedup stored under its key prefix (streams, index, stats)."""
+    from workers.index.dedup import delete_matching
+
     prefix = ctx.settings.prefix
     confirm(yes, f"delete every key under {prefix!r}")
     with open_runtime(ctx) as (runtime, _):
@@ -90,8 +89,10 @@ def index_rebuild(ctx: Context, yes: bool) -> None:
     is published again; documents that duplicate an earlier one under the new parameters
     are left out of the index.
     """
+    from workers.pipeline.process import rebuild_index
+
     confirm(yes, "rebuild the dedup index from the docs stream")
-    with open_runtime(ctx) as (runtime, _):
+    with open_runtime(ctx, rules=True) as (runtime, _):
         runtime.index.reset()
         totals = rebuild_index(runtime)
     click.echo(

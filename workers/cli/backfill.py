@@ -8,26 +8,25 @@ import time
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from workers.cli.common import (
     CONCURRENCY,
+    EXIT_USAGE,
     Context,
+    check_waiting,
     command_app,
     fail,
     friendly_errors,
     old_option_name,
     open_runtime,
 )
-from workers.cli.supervisor import BlockedWait, follow_job, local_worker
-from workers.ingest.paths import escape_name
-from workers.ingest.plan import plan_backfill
-from workers.ingest.spec import Limits
 from workers.messages import counted
-from workers.ops.connection import as_text, retry_while_outage
-from workers.worker.jobs import JobProgress, enqueue_plan, new_job_id, read_progress, record_job
+
+if TYPE_CHECKING:
+    from workers.worker.jobs import JobProgress
 
 
 def _summary(progress: JobProgress, seconds: float | None = None) -> str:
@@ -88,7 +87,11 @@ def _report(progress: JobProgress, outcome: str, seconds: float, as_json: bool) 
     help="Worker processes for the embedded run (default: up to the CPU count, at most 8).",
 )
 @old_option_name("--workers", "--concurrency", "concurrency", type=CONCURRENCY)
-@click.option("--timeout", type=float, help="Give up waiting after this many seconds.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Give up waiting after this many seconds.",
+)
 @click.option(
     "--json",
     "as_json",
@@ -107,11 +110,25 @@ def backfill(
     as_json: bool,
 ) -> None:
     """Clean, deduplicate and publish every article under PATHS (folders or files)."""
+    from workers.cli.supervisor import BlockedWait, follow_job, local_worker
+    from workers.ingest.paths import escape_name
+    from workers.ingest.plan import plan_backfill
+    from workers.ingest.spec import Limits
+    from workers.ops.connection import retry_while_outage
+    from workers.worker.jobs import enqueue_plan, new_job_id, read_progress, record_job
+
     settings = ctx.settings
+    wait = check_waiting(settings, wait, timeout, "backfill")
+    if concurrency is not None and settings.redis_url:
+        fail(
+            "--concurrency is for the embedded Redis: with REDIS_URL set, start workers with "
+            "`newsdedup worker`",
+            EXIT_USAGE,
+        )
     ingest = settings.ingest
     limits = Limits.from_settings(settings)
     plan = plan_backfill(list(paths), batch_size=ingest.batch_size, limits=limits)
-    with open_runtime(ctx) as (runtime, ends):
+    with open_runtime(ctx, rules=True) as (runtime, ends):
         blocked = BlockedWait(runtime)
         retry_while_outage(runtime.index.ensure_params, blocked)
         job_id = new_job_id()
@@ -166,6 +183,10 @@ def backfill(
 @friendly_errors
 def job(ctx: Context, job_id: str | None, wait: bool, timeout: float | None, as_json: bool) -> None:
     """Show a backfill job's progress (default: the latest job)."""
+    from workers.cli.supervisor import follow_job
+    from workers.ops.connection import as_text
+    from workers.worker.jobs import read_progress
+
     with open_runtime(ctx) as (runtime, _):
         if job_id is None:
             latest: Any = runtime.client.zrevrange(runtime.keys.jobs, 0, 0)

@@ -9,30 +9,25 @@ from __future__ import annotations
 import functools
 import signal
 import sys
-from collections.abc import Callable
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar, cast
 
 import click
-import kombu.exceptions
-import redis
 from click.core import ParameterSource
-
-from workers.config import ConfigError, Settings, use_settings
-from workers.index.dedup import IndexMismatch
-from workers.ingest.plan import PlanError
-from workers.ops.connection import (
-    Endpoints,
-    RedisUnavailable,
-    connected_settings,
-    outage_reason,
-    redact,
-)
-from workers.worker.runtime import Runtime, connected_runtime
 
 if TYPE_CHECKING:
     from celery import Celery
+
+    from workers.config import Settings
+    from workers.ops.connection import Endpoints
+    from workers.worker.runtime import Runtime
+
+# Only click and the standard library here, and in every module of this package at
+# import: `newsdedup --help` and `newsdedup CMD --help` load nothing else (no settings
+# model, no Redis client, no Celery, no numpy); a command imports what it uses when it
+# runs. tests/cli/test_startup.py holds this.
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -50,29 +45,78 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     sys.exit(code)
 
 
+def _loaded(module: str, name: str) -> type[BaseException] | None:
+    """The exception class `module.name` if that module is loaded, else None: an error
+    cannot be an instance of a class never imported, and importing it to ask would cost a
+    usage error the start-up this package avoids."""
+    found = getattr(sys.modules.get(module), name, None)
+    return found if isinstance(found, type) and issubclass(found, BaseException) else None
+
+
+def _is(exc: BaseException, module: str, name: str) -> bool:
+    cls = _loaded(module, name)
+    return cls is not None and isinstance(exc, cls)
+
+
+def _explain(exc: Exception) -> None:
+    """End with one line for the failures a user can act on; return for a bug."""
+    if any(
+        _is(exc, module, name)
+        for module, name in (
+            ("workers.ops.connection", "RedisUnavailable"),
+            ("workers.config", "ConfigError"),
+            ("workers.index.dedup", "IndexMismatch"),
+        )
+    ):
+        fail(str(exc))
+    if _is(exc, "workers.ingest.plan", "PlanError"):
+        fail(str(exc), EXIT_USAGE)
+    broker_error = _is(exc, "kombu.exceptions", "OperationalError")
+    if broker_error or _is(exc, "redis.exceptions", "RedisError"):
+        from workers.ops.connection import outage_reason, redact
+
+        reason = outage_reason(exc)
+        if reason is not None:
+            fail(f"Redis is {reason}")
+        if broker_error:
+            fail(f"cannot reach the Celery broker: {redact(str(exc))}")
+
+
 def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn the failures a user can act on into one line and a non-zero exit."""
 
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
-        except (RedisUnavailable, ConfigError, IndexMismatch) as exc:
-            fail(str(exc))
-        except PlanError as exc:
-            fail(str(exc), EXIT_USAGE)
-        except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
-            reason = outage_reason(exc)
-            if reason is None and isinstance(exc, kombu.exceptions.OperationalError):
-                fail(f"cannot reach the Celery broker: {redact(str(exc))}")
-            if reason is None:
-                raise  # a bug: the traceback is for us
-            fail(f"Redis is {reason}")
         except KeyboardInterrupt:
             fail("interrupted", 130)
+        except Exception as exc:
+            _explain(exc)
+            raise  # a bug: the traceback is for us
 
     wrapper.__name__ = func.__name__
     wrapper.__doc__ = func.__doc__
     return wrapper
+
+
+class Context:
+    """What the group passes to every command: the settings, read on first use (so that
+    `newsdedup CMD --help` reads no file and loads no settings model)."""
+
+    def __init__(self, config_file: Path | None) -> None:
+        self.config_file = config_file
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from workers.config import ConfigError, load_settings, use_settings
+
+            try:
+                self._settings = use_settings(load_settings(self.config_file))
+            except ConfigError as exc:
+                fail(str(exc), EXIT_USAGE)
+        return self._settings
 
 
 def old_option_name(old: str, new: str, dest: str, **option: Any) -> Callable[[F], F]:
@@ -99,24 +143,45 @@ def old_option_name(old: str, new: str, dest: str, **option: Any) -> Callable[[F
     return decorate
 
 
-@dataclass(slots=True)
-class Context:
-    settings: Settings
+@contextmanager
+def open_runtime(ctx: Context, *, rules: bool = False) -> Iterator[tuple[Runtime, Endpoints]]:
+    """Connect to the configured Redis, or start/attach the embedded one (see
+    `connected_runtime`: with `rules`, the boilerplate rules are read before any server
+    starts)."""
+    from workers.worker.runtime import connected_runtime
 
-
-def open_runtime(ctx: Context) -> AbstractContextManager[tuple[Runtime, Endpoints]]:
-    """Connect to the configured Redis, or start/attach the embedded one."""
-    return connected_runtime(ctx.settings)
+    with connected_runtime(ctx.settings, rules=rules) as opened:
+        yield opened
 
 
 def command_app(ctx: Context, ends: Endpoints) -> Celery:
     """The Celery app for this command, on the Redis and broker of `ends`: this process's
     settings become the command's, connected, so that the app (built on first use) and
     every process the command starts use exactly them."""
+    from workers.config import use_settings
+    from workers.ops.connection import connected_settings
+
     use_settings(connected_settings(ctx.settings, ends))
     from workers.worker.app import app
 
     return app
+
+
+def check_waiting(settings: Settings, wait: bool | None, timeout: float | None, what: str) -> bool:
+    """Whether a command that queues tasks (`backfill`, `poll`) waits for them, after
+    refusing option combinations that cannot do what they say: usage errors, before any
+    server starts."""
+    embedded = not settings.redis_url
+    if embedded and wait is False:
+        fail(
+            f"--no-wait needs REDIS_URL: on the embedded Redis {what} runs its own worker "
+            "and waits for it",
+            EXIT_USAGE,
+        )
+    waits = embedded or bool(wait)
+    if timeout is not None and not waits:
+        fail("--timeout is how long --wait waits: pass --wait too", EXIT_USAGE)
+    return waits
 
 
 def stop_on_signals() -> None:

@@ -18,9 +18,8 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from workers.feeds.poll import FeedStatus
-from workers.messages import counted
-from workers.ops.stats import printable
+from workers.feeds.status import FeedStatus
+from workers.messages import counted, printable
 
 # Narrower than this, a table cannot give the feed's name and URL a useful width.
 TABLE_MIN_WIDTH = 72

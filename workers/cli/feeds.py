@@ -7,7 +7,7 @@ import sys
 import time
 import uuid
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import click
@@ -16,28 +16,34 @@ from workers.cli.common import (
     EXIT_FAILURE,
     EXIT_USAGE,
     Context,
+    check_waiting,
     command_app,
     fail,
     friendly_errors,
     open_runtime,
 )
-from workers.cli.supervisor import local_worker, wait_for_polls
-from workers.feeds.poll import PollReport, ad_hoc_feed, feed_key, feed_statuses, record_poll_queued
-from workers.feeds.spec import FeedSpec
-from workers.worker.runtime import Runtime
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from workers.config import Settings
+    from workers.feeds.spec import FeedSpec
 
 
 def _feed_spec(
-    runtime: Runtime, target: str, source: str | None, fetch_article: str | None
+    settings: Settings,
+    feeds: Sequence[FeedSpec],
+    target: str,
+    source: str | None,
+    fetch_article: str | None,
 ) -> FeedSpec:
     """The configured feed named or located by `target`, else an ad-hoc one for the URL;
     --source and --fetch-article override either."""
+    from workers.feeds.spec import FeedSpec
+    from workers.feeds.status import ad_hoc_feed, feed_key
+
     match = next(
-        (
-            spec
-            for spec in runtime.feeds
-            if target == spec.name or feed_key(target) == feed_key(spec.url)
-        ),
+        (spec for spec in feeds if target == spec.name or feed_key(target) == feed_key(spec.url)),
         None,
     )
     if match is None:
@@ -47,7 +53,7 @@ def _feed_spec(
             target,
             source=source,
             fetch_article=fetch_article,
-            interval=runtime.settings.feeds.default_interval,
+            interval=settings.feeds.default_interval,
         )
     overrides: dict[str, Any] = {}
     if source:
@@ -77,7 +83,11 @@ def _feed_spec(
     is_flag=True,
     help="One JSON object per target, one per line (fields in docs/operations.md).",
 )
-@click.option("--timeout", type=float, help="Give up waiting after this many seconds.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Give up waiting after this many seconds.",
+)
 @click.pass_obj
 @friendly_errors
 def poll(
@@ -95,8 +105,17 @@ def poll(
     Each target is a feed URL or the name of a feed in the feeds config. Exits 1 when a
     poll failed (the reason is printed and the feed's status records it).
     """
-    with open_runtime(ctx) as (runtime, ends):
-        specs = [_feed_spec(runtime, target, source, fetch_article) for target in targets]
+    from workers.cli.supervisor import local_worker, wait_for_polls
+    from workers.feeds.status import PollReport, record_poll_queued
+    from workers.worker.runtime import load_feed_specs
+
+    settings = ctx.settings
+    wait = check_waiting(settings, wait, timeout, "poll")
+    # Every target is resolved before any server or worker starts: a typo is a usage error
+    # at once.
+    feeds = load_feed_specs(settings)
+    specs = [_feed_spec(settings, feeds, target, source, fetch_article) for target in targets]
+    with open_runtime(ctx, rules=True) as (runtime, ends):
         runtime.index.ensure_params()
         app = command_app(ctx, ends)
         from workers.worker.tasks import poll_feed
@@ -158,6 +177,8 @@ def poll(
 @friendly_errors
 def feeds(ctx: Context, as_json: bool, verbose: bool) -> None:
     """Each feed's status: the configured ones and any polled by hand."""
+    from workers.feeds.status import feed_statuses
+
     with open_runtime(ctx) as (runtime, _):
         statuses = feed_statuses(runtime.client, runtime.keys, list(runtime.feeds))
         enabled = {spec.name: spec.enabled for spec in runtime.feeds}

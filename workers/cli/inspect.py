@@ -18,10 +18,8 @@ from workers.cli.common import (
     open_runtime,
     stop_on_signals,
 )
-from workers.index.keys import STREAM_NAMES
-from workers.ops import streams
-from workers.ops.connection import REDIS_OUTAGE, redact
-from workers.ops.stats import collect_stats, printable, render_stats
+from workers.index.keys import STREAM_NAMES  # the standard library only
+from workers.messages import printable
 
 
 def _watch_stats(read: Callable[[], dict[str, Any]], seconds: float, as_json: bool) -> None:
@@ -31,6 +29,7 @@ def _watch_stats(read: Callable[[], dict[str, Any]], seconds: float, as_json: bo
     from rich.live import Live
     from rich.text import Text
 
+    from workers.ops.connection import REDIS_OUTAGE, redact
     from workers.ops.stats import stats_renderable
 
     stop_on_signals()
@@ -72,6 +71,8 @@ def _watch_stats(read: Callable[[], dict[str, Any]], seconds: float, as_json: bo
 def stats(ctx: Context, as_json: bool, watch: float | None) -> None:
     """Counters overall and per source, rates over 1/5/15 minutes, streams and their
     consumer groups (pending, lag), dead reasons, index size, Redis memory, feeds."""
+    from workers.ops.stats import collect_stats, render_stats
+
     with open_runtime(ctx) as (runtime, _):
 
         def read() -> dict[str, Any]:
@@ -104,6 +105,7 @@ def metrics(ctx: Context, port: int, host: str) -> None:
     server shows every worker's numbers; Redis unreachable during a scrape answers
     newsdedup_up 0.
     """
+    from workers.ops.connection import redact
     from workers.ops.metrics import MetricsServer, Scraper, scrape_client
 
     with open_runtime(ctx) as (runtime, ends):
@@ -184,6 +186,8 @@ def tail(
     new_only: bool,
 ) -> None:
     """Print entries of an output stream."""
+    from workers.ops import streams
+
     if (group is None) != (consumer is None):
         fail("--group and --consumer go together", EXIT_USAGE)
     if new_only and group is None:

@@ -21,9 +21,9 @@ from typing import Any
 
 from workers.cli.common import fail, stop_on_signals
 from workers.config import Settings
-from workers.feeds.poll import read_poll
+from workers.feeds.status import read_poll
 from workers.messages import counted
-from workers.ops.connection import Endpoints, child_environment, outage_reason
+from workers.ops.connection import Endpoints, child_environment, is_outage, outage_reason
 from workers.ops.processes import PARENT_PID_ENV, kill_group
 from workers.ops.stats import write_refusal
 from workers.worker.jobs import JobProgress, read_progress
@@ -45,6 +45,9 @@ def follow_job(
     started = time.monotonic()
     progress = read_progress(runtime.client, runtime.keys, job_id)
     stall = _Stall(runtime, console)
+    # A worker this command started is watched itself (`worker.poll()`); otherwise the
+    # queue's consumers are, through the workers' heartbeats.
+    presence = _Presence(runtime, console, "ingest") if worker is None else None
     columns = (
         TextColumn("[bold]backfill"),
         BarColumn(),
@@ -66,6 +69,8 @@ def follow_job(
                 dups=progress.duplicates,
                 dead=progress.dead,
             )
+            if presence is not None:
+                presence.check(progress.processed)
             if progress.finished:
                 return progress
             if progress.abandoned_tasks and progress.tasks_done >= progress.tasks_total:
@@ -141,6 +146,57 @@ class _Stall:
         elif self.blocked and not blocked:
             self.console.print("Redis takes writes again: going on", highlight=False)
         self.blocked = blocked
+
+
+class _Presence:
+    """While a command waits for tasks that no worker of its own runs: says, in one line,
+    when no live worker consumes `queue` (and it makes no progress), and again when one
+    does (workers/worker/presence.py). Looks every EVERY seconds: one SMEMBERS and one
+    MGET."""
+
+    EVERY = 1.0
+    # Without a heartbeat, progress within this many seconds still counts as a worker: one
+    # of a version that writes none.
+    GRACE = 2.0
+
+    def __init__(self, runtime: Runtime, console: Any, queue: str) -> None:
+        self.runtime, self.console, self.queue = runtime, console, queue
+        self.looked = -float("inf")
+        self.done = -1
+        self.moved = time.monotonic()
+        self.absent = False
+
+    def _say(self, text: str) -> None:
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def check(self, done: int) -> None:
+        from workers.worker.presence import consumers, live_workers
+
+        now = time.monotonic()
+        moved = done != self.done
+        if moved:
+            self.done, self.moved = done, now
+        if now - self.looked < self.EVERY and not (moved and self.absent):
+            return
+        self.looked = now
+        try:
+            found = consumers(live_workers(self.runtime.client, self.runtime.keys), self.queue)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            return  # Redis refusing work is _Stall's to say
+        if self.absent and (found or moved):
+            names = ", ".join(w.name for w in found)
+            who = f"worker {names} consumes" if found else "a worker consumes"
+            self._say(f"{who} the {self.queue} queue: going on")
+            self.absent = False
+        elif not found and not self.absent and now - self.moved >= self.GRACE:
+            self._say(
+                f"no worker is consuming the {self.queue} queue: start one (`newsdedup "
+                f"worker` with the same REDIS_URL, or BROKER_URL, and prefix); still waiting "
+                "(Ctrl-C to stop)"
+            )
+            self.absent = True
 
 
 # Stopping the worker a command started: a warm shutdown lets the running batch (maybe
@@ -234,13 +290,17 @@ def wait_for_polls(
 
     started = time.monotonic()
     records: dict[str, dict[str, str]] = {}
-    with Console(stderr=True).status(f"polling {counted(len(task_ids), 'feed')}"):
+    console = Console(stderr=True)
+    presence = _Presence(runtime, console, "fetch") if worker is None else None
+    with console.status(f"polling {counted(len(task_ids), 'feed')}"):
         while True:
             for task_id in task_ids:
                 if task_id not in records:
                     record = read_poll(runtime.client, runtime.keys, task_id)
                     if record.get("state") in ("done", "crashed"):
                         records[task_id] = record
+            if presence is not None:
+                presence.check(len(records))
             if len(records) == len(task_ids):
                 return [(task_id, records[task_id]) for task_id in task_ids]
             if worker is not None and worker.poll() is not None:

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 import click
-import redis
 
 from workers.cli.common import (
     CONCURRENCY,
@@ -19,14 +18,17 @@ from workers.cli.common import (
     friendly_errors,
     open_runtime,
 )
-from workers.ops.connection import as_text, child_environment, redact
 
 
 def _run_celery(ctx: Context, what: str, argv: list[str], *, beat: bool = False) -> None:
     """Run a Celery program (worker, beat) with the newsdedup app in this process. With
     `beat`, take the beat lock first: a second beat refuses in one line, before Celery
     prints anything."""
-    with open_runtime(ctx) as (runtime, ends):
+    import redis
+
+    from workers.ops.connection import as_text, child_environment, redact
+
+    with open_runtime(ctx, rules=True) as (runtime, ends):
         runtime.index.ensure_params()
         lock = None
         if beat:

@@ -27,8 +27,8 @@ import redis
 from celery.beat import Scheduler
 
 from workers.config import process_settings
-from workers.feeds.poll import feed_key
 from workers.feeds.spec import FeedSpec
+from workers.feeds.status import feed_key
 from workers.index.keys import Keys
 from workers.index.locks import RedisLock
 from workers.messages import counted

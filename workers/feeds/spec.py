@@ -20,17 +20,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
-
-import feedparser
-from celery.exceptions import SoftTimeLimitExceeded
 
 from workers.clean.urls import canonical_url
 from workers.document import Document
 from workers.ingest.dates import parse_date
-from workers.ingest.html import ArticleText, html_to_text
 from workers.messages import check_keys, one_line
+
+if TYPE_CHECKING:
+    from workers.ingest.html import ArticleText
+
+# feedparser, Celery and the HTML reader (trafilatura) are imported where a feed is parsed,
+# not here: every command reads the feeds config (`load_feeds`), and they would cost it a
+# quarter of a second.
 
 FetchArticle = Literal["auto", "always", "never"]
 
@@ -256,6 +259,8 @@ def parse_feed(content: bytes, headers: Mapping[str, str], url: str) -> ParsedFe
     resolve against content-location, else `url`. Never raises: unreadable input is a
     ParsedFeed without entries, bozo and saying why.
     """
+    from celery.exceptions import SoftTimeLimitExceeded
+
     try:
         return _parse_feed(content, headers, url)
     except SoftTimeLimitExceeded:
@@ -265,6 +270,9 @@ def parse_feed(content: bytes, headers: Mapping[str, str], url: str) -> ParsedFe
 
 
 def _parse_feed(content: bytes, headers: Mapping[str, str], url: str) -> ParsedFeed:
+    import feedparser
+    from celery.exceptions import SoftTimeLimitExceeded
+
     if not isinstance(content, bytes | bytearray):
         return _not_a_feed(f"expected bytes, got {type(content).__name__}")
     if not content.strip():
@@ -382,6 +390,8 @@ def _plain(detail: object, value: object) -> str:
     kind = detail.get("type") if isinstance(detail, Mapping) else None
     if kind == "text/plain":
         return "\n".join(line for line in (" ".join(x.split()) for x in value.splitlines()) if line)
+    from workers.ingest.html import html_to_text
+
     return html_to_text(value)
 
 

@@ -23,6 +23,11 @@ from typing import Any, ClassVar, Literal
 
 ArgKind = Literal["text", "number", "items", "records"]
 
+# A boilerplate learner counter packs two numbers: count + born * LEARNER_SPLIT, where
+# `born` is the lossy-counting bucket before the one the line was first seen in (see
+# scripts/learn_lines.lua). HINCRBY by 1 counts.
+LEARNER_SPLIT = 2**32
+
 
 def text() -> Any:
     """A string (or bytes) argument, as it is."""

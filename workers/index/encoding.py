@@ -8,11 +8,6 @@ from typing import Literal
 
 import numpy as np
 
-# A boilerplate learner counter packs two numbers: count + born * LEARNER_SPLIT, where
-# `born` is the lossy-counting bucket before the one the line was first seen in (see
-# scripts/learn_lines.lua). HINCRBY by 1 counts.
-LEARNER_SPLIT = 2**32
-
 # The BITFIELD operations on a fact's counter `cell` (see `fact_operation`): count it
 # (INCRBY u8 #<cell> 1) or read it (GET u8 #<cell>).
 FactOperation = Literal["INCRBY", "GET"]

@@ -64,6 +64,11 @@ Layout under the configured prefix P (default "newsdedup:"):
   P beat:lock                         string: the one running beat (refuses a second)
   P probe                             string: written (and expiring at once) to find out
                                       whether Redis takes writes (`stats`, `--wait`)
+  P workers                           set: <w> of every worker that said it was running
+  P worker:<w>                        string: a running worker's name and queues (JSON),
+                                      written every few seconds, expiring soon after
+                                      (workers/worker/presence.py); <w> is the name's
+                                      `source_tag`
 
 SOURCES: a source name comes from the input (a record's `source`), so it is never pasted
 into a key name: <s> is `source_tag(name)`, 32 hex digits of its BLAKE2b-128 digest. No
@@ -175,11 +180,14 @@ LAYOUT: dict[str, str] = {
     "host_gate": "host:{host}",
     "beat_lock": "beat:lock",
     "write_probe": "probe",
+    # running workers
+    "workers": "workers",
+    "worker": "worker:{tag}",
 }
 
 # What each placeholder can hold, for `Keys.owns` (OWNED KEYS): job ids
 # (`jobs.new_job_id`, and `poll.feed_job` for a feed's never-ending job), feed keys
-# (`poll.feed_key`), poll task ids (uuid4), the growing tables' letters.
+# (`status.feed_key`), poll task ids (uuid4), the growing tables' letters.
 _PLACEHOLDERS: dict[str, bytes] = {
     "minute": rb"\d+",
     "tag": rb"[0-9a-f]{32}",
@@ -429,6 +437,15 @@ class Keys:
     def write_probe(self) -> str:
         """A short-lived string written to find out whether Redis takes writes."""
         return self.key("write_probe")
+
+    @property
+    def workers(self) -> str:
+        """Set: the tags of the workers that said they were running (`worker`)."""
+        return self.key("workers")
+
+    def worker(self, tag: str) -> str:
+        """String: a running worker's name and queues, expiring unless renewed."""
+        return self.key("worker", tag=tag)
 
     @property
     def all_pattern(self) -> str:

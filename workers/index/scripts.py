@@ -34,6 +34,7 @@ from typing import Any
 import redis
 
 from workers.index.args import (
+    LEARNER_SPLIT,
     AcceptArgs,
     DeadArgs,
     LearnArgs,
@@ -42,7 +43,6 @@ from workers.index.args import (
     ScriptArgs,
     settings_unpacking,
 )
-from workers.index.encoding import LEARNER_SPLIT
 from workers.index.keys import (
     LAYOUT,
     LEARNER_SHARDS,

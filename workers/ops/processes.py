@@ -85,7 +85,7 @@ def wait_until_gone(pid: int, timeout: float) -> bool:
     while is_running(pid):
         if time.monotonic() >= deadline:
             return False
-        time.sleep(0.05)
+        time.sleep(0.01)
     return True
 
 

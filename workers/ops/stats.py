@@ -32,7 +32,7 @@ from workers.index.keys import (
     Keys,
 )
 from workers.index.scripts import PROBE_WRITE
-from workers.messages import counted
+from workers.messages import counted, printable
 from workers.ops.connection import HoldingRetry, as_text, is_outage, outage_reason
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ def _stream_details(
 
 
 def _feeds_summary(client: redis.Redis, keys: Keys, feeds: Sequence[FeedSpec]) -> dict[str, int]:
-    from workers.feeds.poll import feed_statuses
+    from workers.feeds.status import feed_statuses
 
     statuses = feed_statuses(client, keys, list(feeds))
     return {
@@ -256,16 +256,6 @@ def collect_stats(
 # --------------------------------------------------------------------------- showing
 
 _TABLE_COUNTERS = ("seen", "published", "exact", "near", "dead", "stripped_lines", "bytes_in")
-
-
-def printable(text: str) -> str:
-    """`text` safe to print on a terminal: every character `str.isprintable` refuses
-    (control characters such as ESC and newline, bidi overrides, separators) shown as its
-    Python escape, e.g. \\x1b or \\n, so input-controlled names cannot move the cursor,
-    recolour or rewrite the operator's screen. JSON output keeps the real value."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def _human_bytes(n: int) -> str:

@@ -150,6 +150,36 @@ def _end_with_the_command(**_: Any) -> None:
     exit_with_parent(EXIT_WITH_COMMAND_GRACE)
 
 
+# Each worker's heartbeat in the data Redis (workers/worker/presence.py), so that a command
+# waiting for its tasks can say when no worker consumes their queue.
+_heartbeat: Any = None
+
+
+@signals.worker_ready.connect
+def _start_heartbeat(sender: Any = None, **_: Any) -> None:
+    global _heartbeat
+    from workers.index.keys import Keys
+    from workers.worker.presence import Heartbeat, heartbeat_client, worker_info
+    from workers.worker.runtime import worker_redis_url
+
+    settings = process_settings()
+    try:
+        queues = [queue.name for queue in sender.task_consumer.queues]
+    except AttributeError:  # no task consumer (yet): the queues it was told to consume
+        queues = list(sender.app.amqp.queues.consume_from or ())
+    client = heartbeat_client(worker_redis_url(settings))
+    _heartbeat = Heartbeat(client, Keys(settings.prefix), worker_info(sender.hostname, queues))
+    _heartbeat.start()
+
+
+@signals.worker_shutdown.connect
+def _stop_heartbeat(**_: Any) -> None:
+    global _heartbeat
+    if _heartbeat is not None:
+        _heartbeat.stop()
+        _heartbeat = None
+
+
 @signals.beat_embedded_init.connect
 def _end_with_the_worker(**_: Any) -> None:
     # `newsdedup run`: the beat runs in a child of the worker's main process and must not

@@ -8,8 +8,9 @@ from typing import Any
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 
-from workers.feeds.poll import poll_once, record_poll_result
+from workers.feeds.poll import poll_once
 from workers.feeds.spec import FeedSpec
+from workers.feeds.status import record_poll_result
 from workers.ingest.spec import TaskSpec
 from workers.ops.connection import is_outage, outage_reason
 from workers.worker.app import app

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from workers.clean.boilerplate.learner import LearnerSettings, is_learned, unpack_counter
-from workers.index.encoding import LEARNER_SPLIT
+from workers.index.args import LEARNER_SPLIT
 
 pytestmark = pytest.mark.unit
 

@@ -37,9 +37,8 @@ from dataclasses import dataclass, field
 import redis
 
 from workers.clean.boilerplate.links import LINK_LABELS
-from workers.index.args import LearnArgs
+from workers.index.args import LEARNER_SPLIT, LearnArgs
 from workers.index.dedup import delete_matching
-from workers.index.encoding import LEARNER_SPLIT
 from workers.index.keys import Keys, learner_shard
 from workers.index.scripts import LEARN_LINES, run_commands
 from workers.ops.connection import as_text, pack_command

@@ -1,0 +1,174 @@
+"""Start-up: what `newsdedup` loads before it does anything, how fast `--help` answers, and
+that a command's arguments are checked before any server or worker starts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, SEEDS, cli_env, run_cli
+
+# Modules `import workers.cli` must not load: each costs `--help` a tenth of a second or
+# more (scipy, through datasketch, more than a second).
+HEAVY = (
+    "scipy",
+    "datasketch",
+    "celery",
+    "kombu",
+    "redis",
+    "numpy",
+    "pydantic",
+    "pydantic_settings",
+    "rich",
+    "httpx",
+    "trafilatura",
+    "feedparser",
+)
+
+# Every command and group, as `newsdedup ... --help` names it.
+COMMANDS = (
+    [],
+    ["backfill"],
+    ["job"],
+    ["poll"],
+    ["feeds"],
+    ["worker"],
+    ["beat"],
+    ["run"],
+    ["stats"],
+    ["metrics"],
+    ["tail"],
+    ["reset"],
+    ["index"],
+    ["index", "stats"],
+    ["index", "reset"],
+    ["index", "rebuild"],
+    ["boilerplate"],
+    ["boilerplate", "show"],
+    ["boilerplate", "reset"],
+)
+# `--help` of a command in CI: typically 0.1 s here; more would mean a heavy import again.
+HELP_SECONDS = 1.0
+
+
+def loaded_after(code: str) -> set[str]:
+    """The top-level packages loaded by a fresh interpreter after running `code`."""
+    listing = "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    script = f"{code}\nimport json, sys\n{listing}"
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return set(json.loads(result.stdout.splitlines()[-1]))
+
+
+def test_importing_the_cli_loads_click_and_the_standard_library_only() -> None:
+    assert sorted(loaded_after("import workers.cli") & set(HEAVY)) == []
+
+
+def test_the_worker_path_never_imports_scipy_or_datasketch() -> None:
+    """A worker's runtime, everything built, fingerprinting a document: datasketch's scheme
+    is computed here (tests/clean/test_fingerprint.py compares it with datasketch's)."""
+    code = (
+        "import workers.worker.tasks\n"
+        "from workers.config import process_settings\n"
+        "from workers.worker.runtime import build_runtime\n"
+        "rt = build_runtime(process_settings(), 'redis://127.0.0.1:1/0').load_all()\n"
+        "assert rt.fingerprinter.fingerprint(['كلمة%d' % i for i in range(50)]).signature\n"
+        "assert rt.index.params.bands_rows == (42, 3)\n"
+    )
+    loaded = loaded_after(code)
+    assert "celery" in loaded and "numpy" in loaded  # it did load the worker
+    assert not loaded & {"scipy", "datasketch"}
+
+
+Run = tuple[float, subprocess.CompletedProcess[str]]
+
+
+def _seconds(args: list[str], env: dict[str, str]) -> Run:
+    started = time.perf_counter()
+    result = run_cli(args, env, timeout=60)
+    return time.perf_counter() - started, result
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "newsdedup")
+def test_help_is_fast(command: list[str], tmp_path: Path) -> None:
+    env = cli_env(data_dir=tmp_path / "data")
+    # The best of three: one slow run on a busy machine is not a slow start.
+    best, result = min((_seconds([*command, "--help"], env) for _ in range(3)), key=lambda r: r[0])
+    assert result.returncode == 0, result.stderr
+    assert "Usage:" in result.stdout
+    assert best < HELP_SECONDS, f"`newsdedup {' '.join(command)} --help` took {best:.2f}s"
+    assert not (tmp_path / "data").exists()  # no settings read, no server started
+
+
+# Argument mistakes found before any server or worker starts: the data dir is never
+# even created, nothing connects to REDIS_URL (nothing listens there: a command that
+# tried would fail with exit 1, "cannot reach Redis"), and the answer comes at once.
+NOBODY = "redis://127.0.0.1:1/0"
+USAGE_ERRORS = [
+    (["poll", "nosuchfeed"], None, "neither an http(s) URL nor a feed"),
+    (["poll", "https://example.org/feed", "nosuchfeed"], None, "neither an http(s) URL"),
+    (["poll", "nosuchfeed", "--wait"], NOBODY, "neither an http(s) URL nor a feed"),
+    (["poll", "https://example.org/feed", "--no-wait"], None, "--no-wait needs REDIS_URL"),
+    (["backfill", "/nonexistent/newsdedup-input"], None, "/nonexistent/newsdedup-input"),
+    (["backfill", "/nonexistent/newsdedup-input"], NOBODY, "/nonexistent/newsdedup-input"),
+    (["backfill", str(SEEDS), "--no-wait"], None, "--no-wait needs REDIS_URL"),
+    (["backfill", str(SEEDS), "--timeout", "5"], NOBODY, "--timeout"),
+    (["backfill", str(SEEDS), "--wait", "--timeout", "0"], NOBODY, "--timeout"),
+    (["backfill", str(SEEDS), "--wait", "--workers", "2"], NOBODY, "--workers"),
+    (["tail", "--group", "g"], None, "--group and --consumer go together"),
+    (["boilerplate", "reset"], None, "name one SOURCE or pass --all"),
+    (["reset"], None, "pass --yes"),
+    (["--config", "/nonexistent/newsdedup.toml", "stats"], None, "newsdedup.toml"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "redis_url", "message"), USAGE_ERRORS, ids=[" ".join(a) for a, _, _ in USAGE_ERRORS]
+)
+def test_usage_errors_come_before_any_server_starts(
+    args: list[str], redis_url: str | None, message: str, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    seconds, result = _seconds(args, cli_env(data_dir=data_dir, redis_url=redis_url))
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    # One line of ours, or click's usage message ending in its one "Error:" line.
+    last = result.stderr.strip().splitlines()[-1]
+    assert message in last and last.startswith(("newsdedup: error:", "Error:")), result.stderr
+    assert "Traceback" not in result.stderr
+    assert not data_dir.exists(), "a server was started for a command that could not run"
+    assert seconds < 5.0, f"{args}: {seconds:.1f}s to a usage error"
+
+
+def test_stats_loads_neither_the_pipeline_nor_celery(tmp_path: Path) -> None:
+    """`stats` reads counters: no numpy, no Celery, no HTTP client, no HTML reader, no
+    rules; just the settings, redis-py and rich. Its start-up is then mostly the
+    embedded server's (docs/operations.md, Start-up)."""
+    code = (
+        "import runpy, sys\n"
+        "sys.argv = ['newsdedup', 'stats', '--json']\n"
+        "try:\n"
+        "    runpy.run_module('workers.cli', run_name='__main__')\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+    )
+    env = cli_env(data_dir=tmp_path / "data")
+    listing = "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-c", f"{code}import json\n{listing}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    assert result.returncode == 0, result.stderr
+    loaded = set(json.loads(result.stdout.splitlines()[-1]))
+    assert "redis" in loaded  # it did run
+    heavy = {"numpy", "scipy", "datasketch", "celery", "kombu", "httpx", "trafilatura"}
+    assert sorted(loaded & heavy) == []
+    # Typically 0.5 s here; before this test existed, 1.5 s on an empty data dir.
+    assert seconds < 3.0, f"stats took {seconds:.1f}s on an empty data dir"
