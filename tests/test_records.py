@@ -1,5 +1,5 @@
 """The output contract (workers/records.py): typed records that write exactly the fields
-the streams always had, read entries back typed, generate the README's schema tables,
+the streams always had, read entries back typed, generate docs/streams.md's schema tables,
 and serve `tail` as the old hand-written decoding did."""
 
 from __future__ import annotations
@@ -134,10 +134,10 @@ def test_tail_prints_what_it_printed_before(stream: str) -> None:
         assert json.dumps(new, ensure_ascii=False) == json.dumps(old, ensure_ascii=False)
 
 
-def test_readme_schema_tables_are_generated_from_the_records() -> None:
-    readme = (ROOT / "README.md").read_text("utf-8")
-    block = re.search(r"<!-- records:[^\n]*-->\n(.*?)<!-- /records -->", readme, re.S)
-    assert block, "the README's generated records block is missing"
+def test_the_streams_doc_schema_tables_are_generated_from_the_records() -> None:
+    doc = (ROOT / "docs" / "streams.md").read_text("utf-8")
+    block = re.search(r"<!-- records:[^\n]*-->\n(.*?)<!-- /records -->", doc, re.S)
+    assert block, "docs/streams.md's generated records block is missing"
     assert block.group(1) == markdown_tables(), (
         "out of date: replace the block with the output of `python -m workers.records`"
     )

@@ -331,7 +331,7 @@ def _lines(text: str) -> tuple[RemovedLine, ...]:
 
 
 _Conversions = tuple[str, Callable[[Any], str], Callable[[str], Any], Callable[[Any], Any]]
-# By a field's type (a Literal is a str, a tuple is of RemovedLine): the name the README
+# By a field's type (a Literal is a str, a tuple is of RemovedLine): the name docs/streams.md
 # gives it, to text, from text, to JSON.
 _BY_TYPE: dict[Any, _Conversions] = {
     str: ("string", _same, _same, _same),
@@ -367,7 +367,7 @@ def _text(value: str | bytes) -> str:
 
 
 def markdown_tables() -> str:
-    """The schema of each stream as Markdown tables: the README's, generated
+    """The schema of each stream as Markdown tables: docs/streams.md's, generated
     (`python -m workers.records`)."""
     out = []
     for record in RECORD_TYPES.values():

@@ -1,7 +1,7 @@
 """Faults: Redis restarting under running workers, and Redis unreachable when a command starts.
 
 The restart tests run their own redis-server (never the machine's) on a free port, with
-the persistence settings the README asks for: `appendonly yes` with `appendfsync
+the persistence settings docs/operations.md asks for: `appendonly yes` with `appendfsync
 everysec`, no RDB snapshots, `maxmemory-policy noeviction`. Two workers process a
 backfill; once a tenth of it is done Redis is stopped and started again on the same port
 and folder, and it must come back with everything it acknowledged: Celery's queues and

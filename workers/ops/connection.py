@@ -227,7 +227,11 @@ class HoldingRetry(Retry):
 
 def redis_from_url(url: str, retry: HoldingRetry | None = None) -> redis.Redis:
     """A client whose commands wait out an outage (`HoldingRetry`, about 10 s by default:
-    a Redis restart or a failover) and fail at once on anything else."""
+    a Redis restart or a failover) and fail at once on anything else.
+
+    Replies are awaited without a socket timeout: a blocking stream read (`tail --follow`
+    waits 5 s at a time) or a long script is no outage. redis-py 8 otherwise gives up
+    reading after 5 s; a dead peer is found by TCP keepalive and the health check."""
     options: dict[str, Any] = {}
     if not url.startswith("unix://"):
         options = {"socket_connect_timeout": 5, "socket_keepalive": True}
@@ -236,6 +240,7 @@ def redis_from_url(url: str, retry: HoldingRetry | None = None) -> redis.Redis:
         retry=retry or HoldingRetry(),
         retry_on_error=list(REDIS_OUTAGE),
         health_check_interval=30,
+        socket_timeout=None,
         **options,
     )
 

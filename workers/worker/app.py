@@ -1,4 +1,5 @@
-"""The Celery application. Every setting here is deliberate; see the README's worker section.
+"""The Celery application. Every setting here is deliberate (docs/operations.md, "Worker
+settings").
 
 Documents never travel in messages: a task carries a job id and the locations of a batch
 of inputs (paths, line ranges), so messages stay small and a redelivered task re-reads
@@ -75,10 +76,10 @@ def make_app(settings: Settings) -> Celery:
         # so nothing is pickled); a Redis lock refuses a second beat (workers/feeds/schedule.py).
         beat_scheduler="workers.feeds.schedule:FeedScheduler",
         beat_max_loop_interval=15,
-        # Redis restarting or failing over (README "Faults and persistence"): a worker that
-        # loses the broker reconnects (2 s, 4 s, ... then every 30 s) and never gives up,
-        # however long Redis is away; exiting after Celery's default 100 attempts (about
-        # 45 minutes) would leave the queue to whatever restarts workers.
+        # Redis restarting or failing over (docs/operations.md, "Faults and persistence"): a
+        # worker that loses the broker reconnects (2 s, 4 s, ... then every 30 s) and never
+        # gives up, however long Redis is away; exiting after Celery's default 100 attempts
+        # (about 45 minutes) would leave the queue to whatever restarts workers.
         broker_connection_retry_on_startup=True,
         broker_connection_retry=True,
         broker_connection_max_retries=None,
