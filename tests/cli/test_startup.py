@@ -74,6 +74,7 @@ def test_the_worker_path_never_imports_scipy_or_datasketch() -> None:
     """A worker's runtime, everything built, fingerprinting a document: datasketch's scheme
     is computed here (tests/clean/test_fingerprint.py compares it with datasketch's)."""
     code = (
+        "import os; os.environ['REDIS_URL'] = 'redis://127.0.0.1:1/0'  # named, not reached\n"
         "import workers.worker.tasks\n"
         "from workers.config import process_settings\n"
         "from workers.worker.runtime import build_runtime\n"
@@ -120,7 +121,7 @@ USAGE_ERRORS = [
     (["backfill", str(SEEDS), "--no-wait"], None, "--no-wait needs REDIS_URL"),
     (["backfill", str(SEEDS), "--timeout", "5"], NOBODY, "--timeout"),
     (["backfill", str(SEEDS), "--wait", "--timeout", "0"], NOBODY, "--timeout"),
-    (["backfill", str(SEEDS), "--wait", "--workers", "2"], NOBODY, "--workers"),
+    (["backfill", str(SEEDS), "--wait", "--concurrency", "2"], NOBODY, "--concurrency"),
     (["tail", "--group", "g"], None, "--group and --consumer go together"),
     (["boilerplate", "reset"], None, "name one SOURCE or pass --all"),
     (["reset"], None, "pass --yes"),
