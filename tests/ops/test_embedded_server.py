@@ -400,3 +400,29 @@ def test_a_backfill_leaves_an_aof_the_size_of_its_data(tmp_path: Path) -> None:
         server.close()
     rewritten = aof_size(data_dir)
     assert after_backfill <= rewritten + AOF_COMPACT_TAIL, (after_backfill, rewritten)
+
+
+def test_a_data_dir_of_the_older_single_file_aof_is_read(tmp_path: Path) -> None:
+    """A data dir an older newsdedup wrote (Redis 6.2: one `appendonly.aof` of commands)
+    keeps its data: the embedded server takes the file into its multi-part AOF."""
+    import redis
+
+    from workers.ops.embedded import EmbeddedRedis
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    commands = [["SELECT", "0"], ["SET", "kept", "yes"], ["XADD", "docs", "1-1", "id", "a"]]
+    (data_dir / "appendonly.aof").write_bytes(
+        b"".join(
+            f"*{len(c)}\r\n".encode() + b"".join(f"${len(a)}\r\n{a}\r\n".encode() for a in c)
+            for c in commands
+        )
+    )
+    server = EmbeddedRedis(data_dir)
+    client = redis.Redis.from_url(server.url)
+    try:
+        assert client.get("kept") == b"yes" and client.xlen("docs") == 1
+    finally:
+        client.close()
+        server.close()
+    assert (data_dir / "appendonlydir").is_dir() and not (data_dir / "appendonly.aof").exists()
