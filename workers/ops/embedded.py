@@ -45,9 +45,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from workers.ops.processes import (
     is_program,
@@ -206,48 +207,9 @@ def probe(socket_path: str, timeout: float = 2.0) -> str:
     return "ready" if reply[:1] in (b"+", b"-") else "down"
 
 
-def _read_reply(sock: socket.socket, buffer: bytearray) -> bytes:
-    """One RESP reply of a simple type or a bulk string (what INFO and BGREWRITEAOF answer);
-    an error reply is returned as it is ("-ERR ...")."""
-    while b"\r\n" not in buffer:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("the server closed the connection")
-        buffer += chunk
-    head, _, rest = bytes(buffer).partition(b"\r\n")
-    if not head.startswith(b"$"):
-        del buffer[: len(head) + 2]
-        return head
-    size = int(head[1:])
-    while len(rest) < size + 2:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("the server closed the connection")
-        rest += chunk
-    del buffer[: len(head) + 2 + size + 2]
-    return rest[:size]
-
-
-def _command(socket_path: str, *args: str, timeout: float = 10.0) -> bytes:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(socket_path)
-        packed = b"*%d\r\n" % len(args) + b"".join(
-            b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in args
-        )
-        sock.sendall(packed)
-        return _read_reply(sock, bytearray())
-
-
-def _info(socket_path: str) -> dict[str, str]:
-    text = _command(socket_path, "INFO").decode("utf-8", "replace")
-    fields = (line.partition(":") for line in text.splitlines() if ":" in line)
-    return {name: value for name, _, value in fields}
-
-
-def aof_needs_compaction(info: dict[str, str]) -> bool:
+def aof_needs_compaction(info: Mapping[str, Any]) -> bool:
     """Whether the AOF has grown past its data (see AOF_COMPACT_TAIL), from INFO."""
-    if info.get("aof_enabled") != "1":
+    if int(info.get("aof_enabled", 0)) != 1:
         return False
     current = int(info.get("aof_current_size", 0))
     base = int(info.get("aof_base_size", 0))
@@ -259,21 +221,24 @@ def compact_aof(socket_path: str, timeout: float = STOP_GRACE) -> bool:
     """Rewrite the server's AOF when it has grown past its data, and wait until the new
     file is in place (a stop right after keeps it). True if it was rewritten. Best effort:
     a server that does not answer is stopped with the file it has."""
+    import redis  # here, not at import: the supervisor imports this module
+
     deadline = time.monotonic() + timeout
+    client = redis.Redis(unix_socket_path=socket_path, socket_timeout=10)
     try:
-        if not aof_needs_compaction(_info(socket_path)):
+        if not aof_needs_compaction(client.info()):
             return False
-        # "-ERR Background append only file rewriting already in progress" is as good.
-        _command(socket_path, "BGREWRITEAOF")
+        with contextlib.suppress(redis.ResponseError):  # a rewrite already running is as good
+            client.bgrewriteaof()
         while time.monotonic() < deadline:
-            info = _info(socket_path)
-            if info.get("aof_rewrite_in_progress") == "0" and (
-                info.get("aof_rewrite_scheduled") == "0"
-            ):
+            info = client.info("persistence")
+            if not info.get("aof_rewrite_in_progress") and not info.get("aof_rewrite_scheduled"):
                 return info.get("aof_last_bgrewrite_status") == "ok"
             time.sleep(0.02)
-    except (OSError, ValueError):
+    except (redis.RedisError, OSError):
         pass
+    finally:
+        client.close()
     return False
 
 
