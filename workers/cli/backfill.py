@@ -15,6 +15,7 @@ import click
 from workers.cli.common import (
     CONCURRENCY,
     EXIT_USAGE,
+    TIMEOUT,
     Context,
     check_waiting,
     command_app,
@@ -89,7 +90,7 @@ def _report(progress: JobProgress, outcome: str, seconds: float, as_json: bool) 
 @old_option_name("--workers", "--concurrency", "concurrency", type=CONCURRENCY)
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=TIMEOUT,
     help="Give up waiting after this many seconds.",
 )
 @click.option(

@@ -9,8 +9,8 @@ from __future__ import annotations
 import functools
 import signal
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar, cast
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from celery import Celery
 
     from workers.config import Settings
+    from workers.feeds.spec import FeedSpec
     from workers.ops.connection import Endpoints
     from workers.worker.runtime import Runtime
 
@@ -34,6 +35,8 @@ EXIT_USAGE = 2
 
 # --concurrency of every command that runs Celery worker processes (worker, run, backfill).
 CONCURRENCY = click.IntRange(1, 256)
+# --timeout of the commands that queue tasks and wait for them (backfill, poll): seconds, > 0.
+TIMEOUT = click.FloatRange(min=0, min_open=True)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -143,15 +146,15 @@ def old_option_name(old: str, new: str, dest: str, **option: Any) -> Callable[[F
     return decorate
 
 
-@contextmanager
-def open_runtime(ctx: Context, *, rules: bool = False) -> Iterator[tuple[Runtime, Endpoints]]:
+def open_runtime(
+    ctx: Context, *, rules: bool = False, feeds: tuple[FeedSpec, ...] | None = None
+) -> AbstractContextManager[tuple[Runtime, Endpoints]]:
     """Connect to the configured Redis, or start/attach the embedded one (see
     `connected_runtime`: with `rules`, the boilerplate rules are read before any server
-    starts)."""
+    starts; `feeds`, the feeds config when the command has read it already)."""
     from workers.worker.runtime import connected_runtime
 
-    with connected_runtime(ctx.settings, rules=rules) as opened:
-        yield opened
+    return connected_runtime(ctx.settings, rules=rules, feeds=feeds)
 
 
 def command_app(ctx: Context, ends: Endpoints) -> Celery:

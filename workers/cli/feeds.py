@@ -15,6 +15,7 @@ import click
 from workers.cli.common import (
     EXIT_FAILURE,
     EXIT_USAGE,
+    TIMEOUT,
     Context,
     check_waiting,
     command_app,
@@ -85,7 +86,7 @@ def _feed_spec(
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=TIMEOUT,
     help="Give up waiting after this many seconds.",
 )
 @click.pass_obj
@@ -115,7 +116,7 @@ def poll(
     # at once.
     feeds = load_feed_specs(settings)
     specs = [_feed_spec(settings, feeds, target, source, fetch_article) for target in targets]
-    with open_runtime(ctx, rules=True) as (runtime, ends):
+    with open_runtime(ctx, rules=True, feeds=feeds) as (runtime, ends):
         runtime.index.ensure_params()
         app = command_app(ctx, ends)
         from workers.worker.tasks import poll_feed

@@ -34,7 +34,7 @@ from workers.index.locks import RedisLock
 from workers.messages import counted
 from workers.ops.connection import redis_from_url
 from workers.worker.app import FETCH_QUEUE
-from workers.worker.runtime import load_feeds_and_rules, worker_redis_url
+from workers.worker.runtime import load_feed_specs, worker_redis_url
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class FeedScheduler(Scheduler):  # type: ignore[misc]
         self._lock = beat_lock(self._client, self._keys)
         if not self._lock.acquire(BEAT_LOCK_MS):
             raise BeatAlreadyRunning(f"newsdedup: error: {another_beat(self._lock.holder())}")
-        feeds, _ = load_feeds_and_rules(settings)
+        feeds = load_feed_specs(settings)
         last_polled = self._last_polled(feeds)
         entries = schedule_entries(feeds, last_polled, self.app.now())
         self.merge_inplace(entries)

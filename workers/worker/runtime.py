@@ -202,14 +202,15 @@ def build_runtime(
 
 @contextmanager
 def connected_runtime(
-    settings: Settings, *, rules: bool = False
+    settings: Settings, *, rules: bool = False, feeds: tuple[FeedSpec, ...] | None = None
 ) -> Iterator[tuple[Runtime, Endpoints]]:
     """A runtime on the configured Redis, or on the embedded one in `settings.data_dir`
     (started or attached to for the time of the block), checked to answer. The feeds
-    config is read first, and with `rules` (whoever processes documents) the boilerplate
-    rules too: a mistake there is reported before any server starts. Without, the rules
-    are read if they come to be needed."""
-    feeds = load_feed_specs(settings)
+    config is read first (unless the caller read it: `feeds`), and with `rules` (whoever
+    processes documents) the boilerplate rules too: a mistake there is reported before any
+    server starts. Without, the rules are read if they come to be needed."""
+    if feeds is None:
+        feeds = load_feed_specs(settings)
     rule_set = rules_for(settings, feeds) if rules else None
     with endpoints(settings.redis_url, settings.broker_url, settings.data_dir) as ends:
         runtime = build_runtime(settings, ends.redis_url, feeds, rule_set)
