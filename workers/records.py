@@ -51,6 +51,96 @@ class RemovedLine:
     rule: str
 
 
+# Why the index decided what it did (`reason` in `docs` and `duplicates`): the rule that
+# made the decision, then the candidates it weighed. Each slug, and what it means.
+RULES: dict[str, str] = {
+    "new": "published: no candidate qualified",
+    "partial": "published: most of one text is inside a much longer one (partial_of / contains)",
+    "update": "published: the same URL or guid as a published document, its text changed",
+    "near-off": "published: near-duplicate matching is off for its source",
+    "exact-url": "duplicate: the same URL or guid and the same text, or a trivial edit of it",
+    "exact-content": "duplicate: the same text (after matching normalisation)",
+    "near-jaccard": "duplicate: estimated Jaccard at or above the threshold",
+    "near-facts": "duplicate: rare facts agree, Jaccard at or above the facts threshold",
+    "near-contained": "duplicate: a trimmed copy, contained in a text of similar length",
+    "near-stale": "duplicate: far apart in time, Jaccard at or above the stale threshold",
+    "": "not recorded (an entry written by an older version)",
+}
+# A candidate's verdict: what it would have made of the document on its own.
+VERDICTS: dict[str, str] = {
+    "duplicate": "qualifies as the original",
+    "partial_of": "a much longer text holding most of this one",
+    "contains": "a much shorter text held in this one",
+    "facts-conflict": "similar, but their rare facts (names, numbers) conflict",
+    "time-gap": "too far apart in time for its similarity",
+    "below-threshold": "not similar enough",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One published document the index weighed against an input."""
+
+    id: str
+    """Its published id."""
+    similarity: float
+    """Estimated Jaccard similarity of the two texts' shingles."""
+    containment: float
+    """Estimated share of the shorter text's shingles inside the other."""
+    facts: Literal["agree", "conflict", "few"]
+    """The rare facts (names, numbers): `agree`, `conflict`, or `few` to tell."""
+    facts_share: float
+    """Share of the smaller rare-fact set found in the other; -1 when there are none."""
+    rare_facts: tuple[int, int]
+    """Rare facts on each side: the input's, the candidate's."""
+    gap_hours: int
+    """Hours between the two documents' dates."""
+    verdict: str
+    """What it would have made of the input on its own (`VERDICTS`)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "j": self.similarity,
+            "c": self.containment,
+            "facts": self.facts,
+            "f": self.facts_share,
+            "rare": list(self.rare_facts),
+            "gap_h": self.gap_hours,
+            "verdict": self.verdict,
+        }
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Candidate:
+        rare = value.get("rare") or (0, 0)
+        return cls(
+            id=str(value.get("id", "")),
+            similarity=float(value.get("j", 0)),
+            containment=float(value.get("c", 0)),
+            facts=value.get("facts", "few"),
+            facts_share=float(value.get("f", -1)),
+            rare_facts=(int(rare[0]), int(rare[1])),
+            gap_hours=int(value.get("gap_h", 0)),
+            verdict=str(value.get("verdict", "")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The rule that decided an input (`RULES`) and the candidates it weighed, best first."""
+
+    rule: str
+    candidates: tuple[Candidate, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rule": self.rule, "candidates": [c.to_json() for c in self.candidates]}
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Decision:
+        candidates = value.get("candidates") or ()
+        return cls(str(value.get("rule", "")), tuple(Candidate.from_json(c) for c in candidates))
+
+
 @dataclass(frozen=True, slots=True)
 class _StreamRecord:
     """What the records share: each field to and from its text on the wire."""
@@ -108,7 +198,16 @@ class DocRecord(_StreamRecord):
     """An entry of `docs`: one unique, cleaned document."""
 
     stream: ClassVar[str] = "docs"
-    optional: ClassVar[frozenset[str]] = frozenset({"input_id"})
+    optional: ClassVar[frozenset[str]] = frozenset(
+        {"input_id", "partial_of", "contains", "update_of", "version"}
+    )
+    filled_by_index: ClassVar[tuple[str, ...]] = (
+        "reason",
+        "partial_of",
+        "contains",
+        "update_of",
+        "version",
+    )
 
     id: str  # first: the index may publish the document under another id
     """The input's own id, or `<id>~<n>` (n = 2, 3, ...) when a document published within
@@ -141,6 +240,20 @@ class DocRecord(_StreamRecord):
     `url:<canonical link>` or `hash:<hex>`."""
     input_id: str | None = None
     """Only when the index gave `id` a suffix: the input's own id."""
+    reason: Decision | None = None
+    """JSON: why it was published, `{"rule", "candidates"}` (see "Decisions" below;
+    filled by the index)."""
+    partial_of: str | None = None
+    """Only for a partial: the published id of a much longer document holding most of
+    this one (a round-up or feature embedding it)."""
+    contains: str | None = None
+    """Only for a partial: the published id of a much shorter document most of which this
+    one holds."""
+    update_of: str | None = None
+    """Only for an update: the published id of the version it replaces (the same URL or
+    guid, its text changed)."""
+    version: int | None = None
+    """Only for an update: 2 for the first update of a document, 3 for the next, ..."""
 
     @classmethod
     def for_document(cls, doc: Document, content_hash: str, ingested_at: str) -> DocRecord:
@@ -156,7 +269,7 @@ class DocRecord(_StreamRecord):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DuplicateRecord(_StreamRecord):
     """An entry of `duplicates`: an input that repeats a published document. The worker
-    writes the first fields; the index, which finds the original, adds the last five."""
+    writes the first fields; the index, which finds the original, adds the last six."""
 
     stream: ClassVar[str] = "duplicates"
     filled_by_index: ClassVar[tuple[str, ...]] = (
@@ -165,6 +278,7 @@ class DuplicateRecord(_StreamRecord):
         "containment",
         "kind",
         "match",
+        "reason",
     )
 
     id: str
@@ -175,6 +289,8 @@ class DuplicateRecord(_StreamRecord):
     """The article URL when the input had one."""
     title: str
     """Normalised title."""
+    text: str
+    """Cleaned text, as it would have been published (for `newsdedup explain`)."""
     published_at: str
     """ISO 8601 when the input had a parseable date, else empty."""
     ingested_at: str
@@ -193,6 +309,8 @@ class DuplicateRecord(_StreamRecord):
     """`exact` or `near` (filled by the index)."""
     match: Literal["url", "content", "minhash"] | None = None
     """What matched: `url`, `content` or `minhash` (filled by the index)."""
+    reason: Decision | None = None
+    """JSON: why, `{"rule", "candidates"}` (see "Decisions" below; filled by the index)."""
 
     @classmethod
     def for_document(cls, doc: Document, content_hash: str, ingested_at: str) -> DuplicateRecord:
@@ -330,6 +448,18 @@ def _lines(text: str) -> tuple[RemovedLine, ...]:
     return tuple(RemovedLine(v["line"], v["rule"]) for v in (json.loads(text) if text else []))
 
 
+def _decision_text(decision: Decision) -> str:
+    return json.dumps(decision.to_json(), ensure_ascii=False, separators=(",", ":"))
+
+
+def _decision(text: str) -> Decision:
+    return Decision.from_json(json.loads(text)) if text else Decision("")
+
+
+def _decision_json(decision: Decision) -> dict[str, Any]:
+    return decision.to_json()
+
+
 _Conversions = tuple[str, Callable[[Any], str], Callable[[str], Any], Callable[[Any], Any]]
 # By a field's type (a Literal is a str, a tuple is of RemovedLine): the name docs/streams.md
 # gives it, to text, from text, to JSON.
@@ -338,6 +468,7 @@ _BY_TYPE: dict[Any, _Conversions] = {
     int: ("integer", str, _int, _same),
     float: ("number", repr, _float, _same),
     tuple: ("list", _lines_text, _lines, _lines_json),
+    Decision: ("decision", _decision_text, _decision, _decision_json),
 }
 
 
