@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT
 
 from workers.clean.fingerprint import FingerprintParams
-from workers.config import DEFAULTS, DEFAULTS_DIR, Settings, load_settings
+from workers.config import DEFAULTS, DEFAULTS_DIR, Settings, SourcePolicy, load_settings
 from workers.config_docs import render_markdown, render_toml, sections
 from workers.feeds.policy import HttpPolicy
 from workers.ingest.extraction import ExtractLimits
@@ -77,11 +77,13 @@ def test_default_toml_as_a_config_file_gives_the_model_defaults(
 def test_every_setting_is_documented_once_with_its_env_var_and_default() -> None:
     documented = [s for section in sections() for s in section.settings]
     keys = [s.key for s in documented]
+    per_name = {"sources": SourcePolicy}  # tables per name: `[sources."<name>"]`
     leaves = [
         f"{name}.{key}" if hasattr(info.annotation, "model_fields") else name
         for name, info in Settings.model_fields.items()
+        if name not in per_name
         for key in (getattr(info.annotation, "model_fields", None) or [name])
-    ]
+    ] + [f'{name}."<name>".{key}' for name, model in per_name.items() for key in model.model_fields]
     assert sorted(keys) == sorted(leaves) and len(set(keys)) == len(keys)
     text = DOCS.read_text("utf-8")
     for setting in documented:

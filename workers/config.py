@@ -70,8 +70,13 @@ class DedupSettings(_Section):
     """J at which a candidate is a duplicate when the rare facts neither agree nor conflict
     (too few rare facts to judge)."""
     containment_threshold: float = Field(0.8, gt=0, le=1)
-    """A shorter text mostly contained in a longer one (a trimmed copy) is also a duplicate
-    when C reaches this value and the facts do not conflict."""
+    """A shorter text is contained in a longer one when C reaches this value: a duplicate
+    when it is a trimmed copy (the two start alike: `lead_agreement`) and the facts do not
+    conflict; else a partial, published with a `partial_of` / `contains` link."""
+    lead_agreement: float = Field(0.3, ge=0, le=1)
+    """Estimated Jaccard of the two texts' leads (their first 40 shingles) from which a
+    contained text is a trimmed copy of the longer one rather than a part of a round-up
+    or feature."""
     facts_threshold: float = Field(0.3, gt=0, le=1)
     """J at which a candidate is a duplicate when both documents' rare facts agree: reworded
     and trimmed copies."""
@@ -267,6 +272,28 @@ class FeedSettings(_Section):
     between the end of one and the start of the next."""
 
 
+class SourcePolicy(BaseModel):
+    """A feed's own `dedup = {...}` in feeds.toml (the same keys) wins over its
+    source's."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
+
+    near_duplicates: bool = True
+    """Match its documents against near-duplicates; false: exact matching only, and its
+    documents are no near-duplicate candidates for others either."""
+    threshold: float | None = Field(None, gt=0, le=1)
+    """Its own J bar: it replaces `dedup.threshold`, `dedup.facts_threshold` and, when
+    higher, `dedup.stale_threshold` for its documents; unset: the settings'."""
+    updates: bool = True
+    """Publish a changed text under a known URL or guid as an update (`update_of`,
+    `version`); false: keep the first version only (later ones are exact duplicates)."""
+
+    def script_arg(self, default_threshold: float) -> str:
+        """The policy as the index script takes it (`DocumentArgs.policy`)."""
+        threshold = default_threshold if self.threshold is None else self.threshold
+        return f"{int(self.near_duplicates)} {threshold!r} {int(self.updates)}"
+
+
 class Settings(BaseSettings):
     """Everything newsdedup reads from its configuration."""
 
@@ -306,6 +333,9 @@ class Settings(BaseSettings):
     boilerplate: BoilerplateSettings = BoilerplateSettings()
     worker: WorkerSettings = WorkerSettings()
     feeds: FeedSettings = FeedSettings()
+    sources: dict[str, SourcePolicy] = {}
+    """Dedup policies by source name, a table each (`[sources."okaz"]`, the keys below);
+    in the environment as JSON: NEWSDEDUP_SOURCES='{"okaz": {"updates": false}}'."""
 
     @field_validator("prefix")
     @classmethod

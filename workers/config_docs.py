@@ -46,6 +46,9 @@ class SectionDoc:
     name: str  # "" for the top level
     description: str
     settings: tuple[SettingDoc, ...]
+    # A table per name (`[sources."<name>"]`): none by default, so the TOML shows it
+    # commented out, as an example.
+    per_name: bool = False
 
 
 def sections() -> list[SectionDoc]:
@@ -60,10 +63,29 @@ def sections() -> list[SectionDoc]:
                 for key, field in model.model_fields.items()
             )
             nested.append(SectionDoc(name, _doc(model), settings))
+        elif _per_name_model(info) is not None:
+            entry = _per_name_model(info)
+            assert entry is not None and info.description
+            section = f'{name}."<name>"'
+            env = f"NEWSDEDUP_{name}".upper()
+            settings = tuple(
+                _setting(f"{section}.{key}", key, env, field)
+                for key, field in entry.model_fields.items()
+            )
+            description = f"{' '.join(info.description.split())} {_doc(entry)}"
+            nested.append(SectionDoc(section, description, settings, per_name=True))
         else:
             env = _PLAIN_ENV.get(name, f"NEWSDEDUP_{name}".upper())
             top.append(_setting(name, name, env, info))
     return [SectionDoc("", _doc(Settings), tuple(top)), *nested]
+
+
+def _per_name_model(info: FieldInfo) -> type[BaseModel] | None:
+    """The model of a `dict[str, Model]` setting (a table per name), else None."""
+    if get_origin(info.annotation) is not dict:
+        return None
+    value = get_args(info.annotation)[1]
+    return value if isinstance(value, type) and issubclass(value, BaseModel) else None
 
 
 def _doc(model: type[BaseModel]) -> str:
@@ -168,6 +190,13 @@ def render_toml() -> str:
         "# docs/configuration.md has the same in a table.",
     ]
     for section in sections():
+        if section.per_name:
+            # None by default: an example, commented out.
+            out += ["", *_comment(section.description), f"# [{section.name}]"]
+            for s in section.settings:
+                shown = "unset" if s.default is None else toml_value(s.default)
+                out += [*_comment(s.description), f"# {s.name} = {shown}"]
+            continue
         if section.name:
             out += ["", *_comment(section.description), f"[{section.name}]"]
         for s in section.settings:

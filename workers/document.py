@@ -7,6 +7,10 @@ pure functions of these values and tasks can rebuild them from JSON.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from workers.config import SourcePolicy
 
 
 @dataclass(slots=True)
@@ -37,6 +41,12 @@ class Document:
     author: str = ""
     language: str = ""  # as the input or its feed's config declares it; not detected
     stripped: list[StrippedLine] = field(default_factory=list)
+    guid: str = ""  # a feed entry's own guid/id: its identity when it has no URL
+    # A feed entry's revision (`FeedEntry.revision`): with input_ref, what its job's done
+    # set holds, so a changed entry is processed again.
+    revision: str = ""
+    # Its feed's own dedup policy, when it came from a feed that sets one.
+    policy: SourcePolicy | None = None
 
 
 @dataclass(slots=True, frozen=True)

@@ -74,6 +74,7 @@ VERDICTS: dict[str, str] = {
     "facts-conflict": "similar, but their rare facts (names, numbers) conflict",
     "time-gap": "too far apart in time for its similarity",
     "below-threshold": "not similar enough",
+    "earlier-version": "the version an update replaces (the same URL or guid)",
 }
 
 
@@ -272,6 +273,7 @@ class DuplicateRecord(_StreamRecord):
     writes the first fields; the index, which finds the original, adds the last six."""
 
     stream: ClassVar[str] = "duplicates"
+    optional: ClassVar[frozenset[str]] = frozenset({"text"})
     filled_by_index: ClassVar[tuple[str, ...]] = (
         "duplicate_of",
         "similarity",
@@ -289,7 +291,7 @@ class DuplicateRecord(_StreamRecord):
     """The article URL when the input had one."""
     title: str
     """Normalised title."""
-    text: str
+    text: str | None = None
     """Cleaned text, as it would have been published (for `newsdedup explain`)."""
     published_at: str
     """ISO 8601 when the input had a parseable date, else empty."""

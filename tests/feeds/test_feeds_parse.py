@@ -685,3 +685,29 @@ def test_entity_samples_decode() -> None:
         assert parsed.title == " ".join(expected.split()), path.name
         checked += 1
     assert checked >= 200
+
+
+def test_a_feed_sets_its_own_dedup_policy(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.toml"
+    path.write_text(
+        "[[feed]]\nname = 'wire'\nurl = 'https://wire.example/rss'\n"
+        "dedup = { updates = false, threshold = 0.8 }\n"
+        "[[feed]]\nname = 'plain'\nurl = 'https://plain.example/rss'\n",
+        "utf-8",
+    )
+    wire, plain = load_feeds(path, default_interval=900)
+    assert wire.dedup is not None and (wire.dedup.updates, wire.dedup.threshold) == (False, 0.8)
+    assert wire.dedup.near_duplicates and plain.dedup is None
+    # It travels with the spec (a task argument) and reaches each entry's document.
+    again = FeedSpec.from_json(json.loads(json.dumps(wire.to_json())))
+    assert again == wire
+    entry = FeedEntry("guid:1", "1", "", "t", "text", True, "", "")
+    document = entry_document(entry, again)
+    assert document.policy == wire.dedup and document.guid == "1" and document.revision
+    path.write_text(
+        "[[feed]]\nname = 'bad'\nurl = 'https://bad.example/rss'\n"
+        "dedup = { updates = 'sometimes', near = false }\n",
+        "utf-8",
+    )
+    with pytest.raises(ValueError, match=r"feed #1 'bad': dedup: updates: .*; near: Extra"):
+        load_feeds(path, default_interval=900)

@@ -40,8 +40,13 @@ def build_input(folder: Path) -> tuple[Path, dict[str, str]]:
     eligible = [r for r in records if len(r["text"].split()) >= 40]
     copies, copy_of = [], {}
     for n, original in enumerate(rng.sample(eligible, COPIES)):
+        # A reprint elsewhere: under its own URL (the same URL with an edited text would be
+        # an update of the original, tests/index/test_relations.py).
         copy = dict(
-            original, id=f"copy-{n:03d}-{original['id']}", text=lightly_edit(original["text"], n)
+            original,
+            id=f"copy-{n:03d}-{original['id']}",
+            url=f"https://reprints.example/{n:03d}",
+            text=lightly_edit(original["text"], n),
         )
         copies.append(copy)
         copy_of[copy["id"]] = original["id"]

@@ -53,6 +53,12 @@ _CELL_SALT = 0x5BD1E995  # a fact's counter cell comes from other bits than its 
 _DIGIT_0, _DIGIT_9, _SPACE = ord("0"), ord("9"), ord(" ")
 _DIGIT_RUNS = re.compile(r"[0-9]+")
 SIGNATURE_BITS = 16
+# The lead sketch (`Fingerprint.lead`): the first LEAD_SHINGLES shingles of a document, a
+# bottom-LEAD_K sketch of them. 40 shingles are about the first two sentences of a news
+# story: enough to tell which article a text starts with, few enough that a round-up's
+# first item rarely fills it.
+LEAD_SHINGLES = 40
+LEAD_K = 16
 # Multipliers of the shingle hash: odd, so each token position is a bijection mod 2^32.
 _SHINGLE_MULTIPLIERS = (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F, 0x165667B1)
 _MAX_SHINGLE = len(_SHINGLE_MULTIPLIERS) + 1
@@ -171,6 +177,11 @@ class Fingerprint:
     signature: bytes  # num_perm big-endian uint16; b"" when too short for near matching
     shingles: int  # distinct shingles
     facts: bytes = b""  # distinct facts not known to be common: uint32 hashes, ascending
+    # The lead's bottom-LEAD_K sketch: the smallest high-16-bit values of the (fmixed) hashes
+    # of the document's first LEAD_SHINGLES shingles, distinct, ascending, big-endian u16.
+    # A trimmed copy starts as its original does; a round-up that embeds an article does
+    # not (PARTIAL in scripts/accept_documents.lua).
+    lead: bytes = b""
 
     @property
     def content_key(self) -> bytes:
@@ -192,6 +203,11 @@ def url_key(canonical_url: str) -> bytes:
     if not canonical_url:
         return b""
     return hashlib.blake2b(canonical_url.encode("utf-8"), digest_size=8).digest()
+
+
+def title_key(title: str) -> bytes:
+    """4-byte key of a normalised title: an update may change only its headline."""
+    return hashlib.blake2b(title.encode("utf-8"), digest_size=4).digest()
 
 
 def fact_tokens(tokens: Sequence[str]) -> set[str]:
@@ -268,6 +284,26 @@ def fact_cells(fact_hashes: np.ndarray, bits: int) -> np.ndarray:
     mixed = _fmix32_array(fact_hashes ^ np.uint32(_CELL_SALT))
     cells: np.ndarray = mixed & np.uint32((1 << bits) - 1)
     return cells
+
+
+def _lead_sketches(
+    shingles: np.ndarray, owner: np.ndarray, lead: np.ndarray, lengths: np.ndarray
+) -> list[bytes]:
+    """Each document's lead sketch (`Fingerprint.lead`): `shingles` are the batch's
+    positional shingle hashes, `owner` each one's document, `lead` marks those among
+    their document's first LEAD_SHINGLES."""
+    out = [b""] * len(lengths)
+    if not lead.any():
+        return out
+    values = (_fmix32_array(shingles[lead]) >> np.uint32(16)).astype(np.uint64)
+    distinct = _sorted_distinct((owner[lead] << np.uint64(16)) | values)
+    docs = (distinct >> np.uint64(16)).astype(np.int64)
+    sketch_values = (distinct & np.uint64(0xFFFF)).astype(">u2")
+    begin = 0
+    for doc, end in enumerate(np.cumsum(np.bincount(docs, minlength=len(lengths))).tolist()):
+        out[doc] = sketch_values[begin : min(end, begin + LEAD_K)].tobytes()
+        begin = end
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,22 +383,28 @@ class Fingerprinter:
         """Distinct 32-bit hashes of the word n-gram shingles of each document (a document
         shorter than n is one shingle): the hashes of all documents concatenated, each
         document's ascending, and their counts."""
-        return self._shingles(self._batch_tokens(token_lists))
+        hashes, counts, _ = self._shingles(self._batch_tokens(token_lists))
+        return hashes, counts
 
-    def _shingles(self, batch: _TokenBatch) -> tuple[np.ndarray, np.ndarray]:
+    def _shingles(self, batch: _TokenBatch) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
+        """`batch_shingles`, and each document's lead sketch (`Fingerprint.lead`)."""
         hashes, doc_of, lengths = batch.hashes, batch.doc_of, batch.lengths
         total = len(hashes)
         size = self.params.shingle_size
         keys = [np.empty(0, dtype=np.uint64)]
+        starts = np.cumsum(lengths) - lengths
+        leads = [b""] * len(lengths)
         if total >= size:
             # Shingles at every position of the concatenation; keep those inside one document.
             count = total - size + 1
             combined = hashes[size - 1 :].copy()
             for offset, multiplier in enumerate(self._multipliers):
                 combined ^= hashes[offset : offset + count] * multiplier  # wraps mod 2^32
-            inside = doc_of[:count] == doc_of[size - 1 :]
-            keys.append((doc_of[:count][inside] << np.uint64(32)) | combined[inside])
-        starts = np.cumsum(lengths) - lengths
+            owner = doc_of[:count]
+            inside = owner == doc_of[size - 1 :]
+            keys.append((owner[inside] << np.uint64(32)) | combined[inside])
+            position = np.arange(count, dtype=np.int64) - starts[owner.astype(np.int64)]
+            leads = _lead_sketches(combined, owner, inside & (position < LEAD_SHINGLES), lengths)
         for doc in np.flatnonzero((lengths > 0) & (lengths < size)):
             # Shorter than a shingle: the whole text is one, hashed with its own length.
             start, length = int(starts[doc]), int(lengths[doc])
@@ -372,7 +414,7 @@ class Fingerprinter:
             keys.append(np.array([(int(doc) << 32) | value], dtype=np.uint64))
         distinct = _sorted_distinct(np.concatenate(keys))  # by document, then by hash
         counts = np.bincount((distinct >> np.uint64(32)).astype(np.int64), minlength=len(lengths))
-        return (distinct & np.uint64(_MASK32)).astype(np.uint32), counts
+        return (distinct & np.uint64(_MASK32)).astype(np.uint32), counts, leads
 
     def shingle_hashes(self, tokens: Sequence[str]) -> np.ndarray:
         """Distinct 32-bit hashes of one document's shingles, ascending."""
@@ -415,7 +457,7 @@ class Fingerprinter:
         if not token_lists:  # a chunk of nothing but dead inputs
             return []
         batch = self._batch_tokens(token_lists)
-        shingle_hashes, counts = self._shingles(batch)
+        shingle_hashes, counts, leads = self._shingles(batch)
         wanted = counts >= self.min_shingles
         signatures: list[bytes] = [b""] * len(token_lists)
         if wanted.any():
@@ -427,9 +469,9 @@ class Fingerprinter:
                 signatures[i] = high[row].tobytes()
         facts = self._batch_facts(token_lists, batch)
         return [
-            Fingerprint(_content_hash_of(text), signature, shingles, document_facts)
-            for text, signature, shingles, document_facts in zip(
-                batch.joined, signatures, counts.tolist(), facts, strict=True
+            Fingerprint(_content_hash_of(text), signature, shingles, document_facts, lead)
+            for text, signature, shingles, document_facts, lead in zip(
+                batch.joined, signatures, counts.tolist(), facts, leads, strict=True
             )
         ]
 

@@ -26,7 +26,7 @@ from workers.feeds.fetch import Fetcher
 from workers.feeds.policy import FetchError
 from workers.feeds.spec import FeedEntry, FeedSpec, entry_document, needs_article, parse_feed
 from workers.feeds.status import PollReport, feed_job, feed_key
-from workers.index.keys import Keys, done_member
+from workers.index.keys import Keys, done_member, revised_ref
 from workers.index.locks import RedisLock
 from workers.ingest.html import ArticleError, ArticleReader, ArticleText
 from workers.ops.connection import as_text, redact
@@ -153,7 +153,7 @@ def _poll_locked(
 def _unseen(client: redis.Redis, keys: Keys, key: str, entries: list[FeedEntry]) -> list[FeedEntry]:
     if not entries:
         return []
-    members = [done_member(entry.key) for entry in entries]
+    members = [done_member(revised_ref(entry.key, entry.revision)) for entry in entries]
     # redis-py hints str members; bytes are what the scripts add.
     scores: Any = client.zmscore(keys.job_done(feed_job(key)), members)  # type: ignore[arg-type]
     return [entry for entry, score in zip(entries, scores, strict=True) if score is None]

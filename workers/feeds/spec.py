@@ -23,7 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
+from pydantic import ValidationError
+
 from workers.clean.urls import canonical_url
+from workers.config import SourcePolicy
 from workers.document import Document
 from workers.ingest.dates import parse_date
 from workers.messages import check_keys, one_line
@@ -39,7 +42,17 @@ FetchArticle = Literal["auto", "always", "never"]
 
 _FETCH_MODES: dict[str, FetchArticle] = {"auto": "auto", "always": "always", "never": "never"}
 _FEED_KEYS = frozenset(
-    {"name", "url", "source", "interval", "language", "fetch_article", "enabled", "boilerplate"}
+    {
+        "name",
+        "url",
+        "source",
+        "interval",
+        "language",
+        "fetch_article",
+        "enabled",
+        "boilerplate",
+        "dedup",
+    }
 )
 _DEFAULT_KEYS = _FEED_KEYS - {"name", "url"}
 _TOP_KEYS = frozenset({"defaults", "feed"})
@@ -66,6 +79,8 @@ class FeedSpec:
     # Raw [source.<name>]-style table of boilerplate rules for this feed's source (rule,
     # names, boilerplate_lines, content_lines); the strip stage validates it.
     boilerplate: Mapping[str, Any] = field(default_factory=dict)
+    # Its own dedup policy ([feed.dedup]), over its source's (`Settings.sources`).
+    dedup: SourcePolicy | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -77,6 +92,7 @@ class FeedSpec:
             "fetch_article": self.fetch_article,
             "enabled": self.enabled,
             "boilerplate": dict(self.boilerplate),
+            "dedup": None if self.dedup is None else self.dedup.model_dump(),
         }
 
     @classmethod
@@ -96,6 +112,7 @@ class FeedSpec:
             fetch_article=_FETCH_MODES[mode],
             enabled=bool(data.get("enabled", True)),
             boilerplate=dict(data.get("boilerplate") or {}),
+            dedup=SourcePolicy.model_validate(data["dedup"]) if data.get("dedup") else None,
         )
 
 
@@ -194,7 +211,23 @@ def _parse_feed_table(
         fetch_article=_FETCH_MODES[mode],
         enabled=enabled,
         boilerplate=boilerplate,
+        dedup=_policy(table.get("dedup"), where),
     )
+
+
+def _policy(table: object, where: str) -> SourcePolicy | None:
+    """A feed's [feed.dedup] table as a SourcePolicy; a bad one is a ValueError naming it."""
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ValueError(f"{where}: dedup must be a table ([feed.dedup])")
+    try:
+        return SourcePolicy.model_validate(table)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        raise ValueError(f"{where}: dedup: {problems}") from None
 
 
 def _is_http_url(url: str) -> bool:
@@ -241,6 +274,13 @@ class FeedEntry:
     full_content: bool  # text came from a content element, not a summary/description
     published_at: str  # ISO 8601, or ""
     author: str
+
+    @property
+    def revision(self) -> str:
+        """A digest of what the entry says (headline and text): an entry whose revision is
+        new to its feed's done set is processed again, and may be an update."""
+        said = f"{self.title}\n{self.text}".encode("utf-8", "surrogatepass")
+        return hashlib.blake2b(said, digest_size=8).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,4 +494,7 @@ def entry_document(
         published_at=entry.published_at or (article.published_at if article else ""),
         author=entry.author or (article.author if article else ""),
         language=spec.language,
+        guid=entry.guid,
+        revision=entry.revision,
+        policy=spec.dedup,
     )

@@ -172,6 +172,11 @@ class DocumentArgs(InputArgs):
     # their 16-bit hashes, 2 bytes each, ascending; and how many there are.
     fact_sketch: bytes = text()
     fact_count: int = number()
+    lead: bytes = text()  # `Fingerprint.lead`: its first shingles' bottom-k sketch
+    title_key: bytes = text()  # 4 bytes of the normalised title's hash
+    # Its source's or feed's own dedup policy, "" for the settings' (`SourcePolicy.arg`):
+    # "<near 0|1> <threshold> <updates 0|1>".
+    policy: str = text()
     stripped: int = number()  # boilerplate lines stripped
     doc_fields: tuple[Any, ...] = items(as_table=True)  # docs-stream pairs, id first
     dup_fields: tuple[Any, ...] = items(as_table=True)  # duplicates-stream pairs
@@ -253,6 +258,7 @@ INDEX_SETTINGS = (
     "facts_bits",
     "facts_generation",  # documents per frequency-table generation; 0 = one forever
     "records_per_page",  # `keys.records_per_page`
+    "lead_agreement",  # lead-sketch similarity from which a contained text is a trimmed copy
 )
 
 

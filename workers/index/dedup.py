@@ -15,7 +15,7 @@ new document whose input id a live indexed document already holds is published a
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from itertools import chain
@@ -28,14 +28,16 @@ from workers.clean.fingerprint import (
     SIGNATURE_BITS,
     Fingerprint,
     FingerprintParams,
+    title_key,
     url_key,
 )
 from workers.clean.urls import canonical_url
+from workers.config import SourcePolicy
 from workers.document import DeadInput, Document
 from workers.index.args import INDEX_SETTINGS, AcceptArgs, DeadArgs, DocumentArgs
 from workers.index.encoding import FACT_OPERATION_ARGS, lsh_bucket_fields
 from workers.index.facts import Facts, RareFacts, facts_of, packed_operations, rare_facts
-from workers.index.keys import Keys, done_member, record_bytes, records_per_page
+from workers.index.keys import Keys, done_member, record_bytes, records_per_page, revised_ref
 from workers.index.scripts import (
     ACCEPT_DOCUMENTS,
     RECORD_DEAD,
@@ -86,7 +88,7 @@ def utc_now_iso() -> str:
 # How the sharded tables grow (GROWING TABLES in `keyspace`); recorded so an index laid out
 # otherwise (earlier fixed shard counts, LSH shards as hashes) is refused rather than
 # misread.
-TABLE_LAYOUT = "linear-hash-v2/lsh-strings"
+TABLE_LAYOUT = "linear-hash-v2/lsh-strings/records-v3"
 # The fact frequency tables: u8 saturating counters, the current and the previous
 # generation under fixed names, counted by the worker (scripts/facts.lua).
 FACT_COUNTERS = "u8-saturating/now-before/worker-counted"
@@ -134,6 +136,15 @@ def delete_matching(client: redis.Redis, keys: Keys, *patterns: str) -> int:
     return deleted
 
 
+def identity_key(doc: Document) -> bytes:
+    """The 8-byte key of a document's identity: its canonical URL, else its feed entry's
+    guid; b"" when it has neither (UPDATES in scripts/accept_documents.lua)."""
+    url = canonical_url(doc.url)
+    if url:
+        return url_key(url)
+    return url_key("guid:" + doc.guid) if doc.guid else b""
+
+
 def iso_to_epoch(text: str) -> float | None:
     """Seconds since the epoch of an ISO 8601 time (naive means UTC); None if unparseable."""
     try:
@@ -178,6 +189,7 @@ class DecisionRule:
     facts_generation: int
     min_shingles: int
     max_candidates: int
+    lead_agreement: float
 
 
 def retention_timestamp(doc: Document, clock: str, now: float) -> int:
@@ -220,6 +232,7 @@ class DedupIndex:
         docs_maxlen: int,
         duplicates_maxlen: int,
         dead_maxlen: int,
+        source_policies: Mapping[str, SourcePolicy] | None = None,
     ) -> None:
         self.client = client
         self.keys = keys
@@ -232,6 +245,11 @@ class DedupIndex:
         self.docs_maxlen = docs_maxlen
         self.duplicates_maxlen = duplicates_maxlen
         self.dead_maxlen = dead_maxlen
+        # Each source's policy as the script takes it; a feed's own wins (`Document.policy`).
+        self._policy_args = {
+            source: policy.script_arg(rule.threshold)
+            for source, policy in (source_policies or {}).items()
+        }
         self._settings_arg = self._index_settings()
         self._checked = False
         # Whether the last count found a previous generation to read (at first: look).
@@ -331,18 +349,25 @@ class DedupIndex:
         # The script adds what it is a duplicate of, if it is one.
         dup_fields = DuplicateRecord.for_document(doc, fp.content_hash, ingested_at).to_fields()
         return DocumentArgs(
-            guard=done_member(guard + doc.input_ref),
+            guard=done_member(guard + revised_ref(doc.input_ref, doc.revision)),
             source=doc.source,
             bytes_in=item.bytes_in,
             doc_id=doc.id,
             content_key=fp.content_key,
-            url_key=url_key(canonical_url(doc.url)),
+            url_key=identity_key(doc),
             signature=fp.signature,
             shingles=fp.shingles,
             timestamp=retention_timestamp(doc, self.retention_clock, now),
             hour=document_hour(doc, now),
             fact_sketch=b"",
             fact_count=0,
+            lead=fp.lead,
+            title_key=title_key(doc.title),
+            policy=(
+                doc.policy.script_arg(self.rule.threshold)
+                if doc.policy is not None
+                else self._policy_args.get(doc.source, "")
+            ),
             stripped=len(doc.stripped),
             doc_fields=tuple(chain.from_iterable(doc_fields.items())),
             dup_fields=tuple(chain.from_iterable(dup_fields.items())),

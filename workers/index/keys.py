@@ -80,7 +80,7 @@ Keys of earlier layouts (P stats:sources, P stats:source:<name>, P bp:*, the fac
 tables by generation number, P ix:df:<n>, and a source's line counters in one hash,
 P src:<s>:bp:c) are never read or written; `newsdedup reset` deletes them.
 
-RECORD (2*num_perm + 66 bytes), one fixed slot per document in its page string:
+RECORD (2*num_perm + 104 bytes), one fixed slot per document in its page string:
   signature       2*num_perm   high 16 bits of each MinHash value, big-endian
   content key     8            first 8 bytes of the content hash
   URL key         8            of the canonical URL; zeros when there is none
@@ -91,9 +91,13 @@ RECORD (2*num_perm + 66 bytes), one fixed slot per document in its page string:
   root            u32          doc number of the original this record stands for
   facts count     u16          distinct rare facts (hashes)
   facts sketch    16 x u16     the smallest rare-fact hashes, ascending, zero-padded
+  lead sketch     16 x u16     `Fingerprint.lead`: the bottom-16 sketch of the first 40
+                               shingles, ascending, zero-padded
+  title key       4            of the normalised title (an update may change only it)
+  version         u16          0 for a first version; 2, 3, ... for its updates
 Fixed-size slots in page strings cost no per-key overhead. A page holds R =
 `records_per_page` records: as many as fit, up to 256, in the allocator's size class
-below the one 256 would need (322-byte records: 254, in 80 KiB instead of 96 KiB).
+below the one 256 would need (360-byte records: 227, in 80 KiB instead of 96 KiB).
 
 GROWING TABLES: the LSH buckets (l), content keys (x), URL keys (u) and ids (d) are each
 one logical hash spread over shard hashes small enough for Redis's compact listpack
@@ -233,14 +237,14 @@ _OWNED = _owned_pattern()
 
 def record_bytes(num_perm: int) -> int:
     """The size of a RECORD."""
-    return 2 * num_perm + 66
+    return 2 * num_perm + 104
 
 
 def records_per_page(record_size: int) -> int:
     """Records per page string (R in RECORD). jemalloc, Redis's allocator, rounds a
     large allocation up to one of four size classes per doubling (2^k times 1.25, 1.5,
-    1.75, 2): 256 records of 322 bytes (82,432 bytes with the string's header) take a
-    96 KiB class, 16 KiB of it unused. A few records fewer fit the class below."""
+    1.75, 2): 256 records of 360 bytes (92,176 bytes with the string's header) take a
+    96 KiB class, 4 KiB of it unused. A few records fewer fit the class below."""
     header = 16  # the string's header and terminator, rounded up
     wanted = 256 * record_size + header
     power = 1 << (wanted.bit_length() - 1)
@@ -268,6 +272,12 @@ def source_tag(source: str) -> str:
     lowercase hex digits, so no name can produce another kind of key."""
     name = source.encode("utf-8", "surrogatepass")  # any str, even one from a bad file name
     return hashlib.blake2b(name, digest_size=16).hexdigest()
+
+
+def revised_ref(input_ref: str, revision: str) -> str:
+    """The ref a job's done set knows an input by: a feed entry's key and its revision
+    (`FeedEntry.revision`), so that an entry that changed is new to the set."""
+    return f"{input_ref}#{revision}" if revision else input_ref
 
 
 def done_member(guard: str) -> bytes:

@@ -33,6 +33,7 @@ from typing import Any
 
 import redis
 
+from workers.clean.fingerprint import LEAD_K
 from workers.index.args import (
     LEARNER_SPLIT,
     AcceptArgs,
@@ -43,6 +44,7 @@ from workers.index.args import (
     ScriptArgs,
     settings_unpacking,
 )
+from workers.index.facts import FACTS_K
 from workers.index.keys import (
     LAYOUT,
     LEARNER_SHARDS,
@@ -58,6 +60,8 @@ _CONSTANTS = {
     "MINUTE_KINDS": "{" + ", ".join(f"{kind} = true" for kind in MINUTE_KINDS) + "}",
     "LEARNER_SPLIT": str(LEARNER_SPLIT),
     "LEARNER_SHARDS": str(LEARNER_SHARDS),
+    "FACTS_K": str(FACTS_K),
+    "LEAD_K": str(LEAD_K),
 }
 _KEY_USE = re.compile(r"\bK\.([a-z_]+)")
 

@@ -80,6 +80,7 @@ class Runtime:
             docs_maxlen=streams.docs_maxlen,
             duplicates_maxlen=streams.duplicates_maxlen,
             dead_maxlen=streams.dead_maxlen,
+            source_policies=self.settings.sources,
         )
 
     @cached_property

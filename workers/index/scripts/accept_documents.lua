@@ -9,16 +9,39 @@
 -- the chunk are indexed before it is decided, and expired ones stop matching at once,
 -- whether or not they were swept yet.
 --
--- The decision for an LSH candidate X with estimated Jaccard J and containment C
--- (see bench/NEARDUP_RESEARCH.md for how each part was measured):
+-- The decision for an LSH candidate X with estimated Jaccard J and containment C (the
+-- candidate's verdict; see bench/NEARDUP_RESEARCH.md for how each part was measured):
 --   F = facts_containment; agree / conflict = F >= / < facts_agreement, with at least
 --   facts_min_count rare facts on both sides;
 --   more than max_gap_hours from X -> duplicate iff J >= stale_threshold and no conflict
 --   conflict                       -> not a duplicate (same template, other facts)
---   agree                          -> J >= facts_threshold or contained
---   otherwise                      -> J >= threshold or contained
+--   J >= threshold                 -> duplicate
+--   contained, not trimmed         -> PARTIAL
+--   agree                          -> duplicate iff J >= facts_threshold or trimmed
+--   otherwise                      -> duplicate iff trimmed
+-- where contained = C >= containment_threshold and the other text is much longer
+-- (LONGER_BY), and a contained text is a trimmed copy
+-- when the two start alike: the similarity of their lead sketches (`Fingerprint.lead`,
+-- the first 40 shingles) >= lead_agreement. A trimmed wire copy is its original cut
+-- short; a round-up or feature that embeds an article starts with something else.
+-- A source's own threshold (`SourcePolicy`) replaces threshold, facts_threshold and (when
+-- higher) stale_threshold for its documents.
+-- Of the candidates that are duplicates, the most similar wins (J, then C); with none,
+-- the document is published, and with a PARTIAL candidate it names the most contained
+-- one: `partial_of` (the document is inside the longer X) or `contains` (X is inside it).
 -- A near-duplicate is indexed too, standing for its original, so a later copy that is
 -- closer to an earlier copy than to the original still finds the original.
+--
+-- UPDATES: a document with the same identity (canonical URL, or a feed entry's guid) as
+-- a live published one, whose text or title changed (anything the matching
+-- normalisation does not fold away), is published as an update: `update_of` names the
+-- version it replaces and `version` counts (2, 3, ...). The same text and title is an
+-- exact duplicate (a re-fetch). A source whose policy turns updates off keeps the first
+-- version only: any re-fetch is an exact duplicate.
+--
+-- REASON: every docs and duplicates entry gets `reason`, JSON: the rule that decided and
+-- the candidates weighed (the best REASON_CANDIDATES by J), each with its verdict
+-- (`records.Decision`).
 --
 -- UNIQUE IDS: consumers key on `id`, and inputs from different files or outlets may share
 -- one. A document published as new takes its input's id when no live document of the
@@ -31,6 +54,11 @@
 -- 8-byte key to its holder, freed with it; the input id's entry also remembers the last
 -- suffix given, so the k-th copy of an id costs one probe, not k. Duplicates keep their
 -- input's id in `duplicates`, and `duplicate_of` names the original's published id.
+
+local EXACT_URL = '{"rule":"exact-url","candidates":[]}'
+local EXACT_CONTENT = '{"rule":"exact-content","candidates":[]}'
+local REASON_CANDIDATES = 5
+local LONGER_BY = 1.25  -- "much longer": a contained text's container has 25% more shingles
 
 -- The retention clock only moves forward; documents older than the window stop matching
 -- at once and are freed a few per document (the sweep at the end), so memory stays flat
@@ -70,6 +98,20 @@ local function accept(D, source_stats)
   if RETENTION_SECONDS > 0 then cutoff = watermark - RETENTION_SECONDS end
 
   local sketch, fcount = unpack_sketch(D.fact_sketch), D.fact_count
+  local lead = unpack_lead(D.lead)
+  -- The source's policy (`SourcePolicy.arg`), else the settings'.
+  -- A source's own threshold is its bar on every path: the lowered bar of agreeing
+  -- facts is the settings' (tuned with their threshold), not a source's own.
+  local near_on, threshold, updates_on = true, THRESHOLD, true
+  local facts_bar, stale_bar = FACTS_THRESHOLD, STALE_THRESHOLD
+  if D.policy ~= '' then
+    local p = {}
+    for value in string.gmatch(D.policy, '%S+') do p[#p + 1] = tonumber(value) end
+    near_on, threshold, updates_on = p[1] == 1, p[2], p[3] == 1
+    if threshold ~= THRESHOLD then
+      facts_bar, stale_bar = threshold, math.max(STALE_THRESHOLD, threshold)
+    end
+  end
 
   -- A story's latest appearance keeps its cluster open for later re-publications.
   local function touch_root(rec)
@@ -81,7 +123,7 @@ local function accept(D, source_stats)
     end
   end
 
-  local near_ok = sig ~= '' and nsh >= MIN_SHINGLES and nband == BANDS
+  local near_ok = near_on and sig ~= '' and nsh >= MIN_SHINGLES and nband == BANDS
   local indexable = not (RETENTION_SECONDS > 0 and ts < cutoff)  -- else already outside the window
   -- The doc number taken while looking up the LSH buckets (step 2), which also inserts the
   -- document's bands: a document with near_ok that is indexed always has one.
@@ -89,7 +131,7 @@ local function accept(D, source_stats)
 
   -- Index the document: standing for its original (root, stands_for: the original's id) or
   -- as new (root nil), under its published id `stands_for`, which it then holds.
-  local function index_document(root, stands_for)
+  local function index_document(root, stands_for, version)
     if not indexable then return end
     local num = reserved or redis.call('INCR', K.index_next)
     local me = pack32(num)
@@ -99,6 +141,7 @@ local function accept(D, source_stats)
     if ukey == '' then stored_ukey = ZERO8 end
     local fsk = {}
     for k = 1, FACTS_K do fsk[k] = pack16(sketch[k] or 0) end
+    for k = 1, LEAD_K do fsk[FACTS_K + k] = pack16(lead[k] or 0) end
     local page, page_no = page_key(num), math.floor(num / RECORDS_PER_PAGE)
     if not pages_ready[page_no] then
       if redis.call('EXISTS', page) == 0 then
@@ -109,7 +152,8 @@ local function accept(D, source_stats)
     end
     redis.call('SETRANGE', page, (num % RECORDS_PER_PAGE) * RECLEN,
                stored_sig .. ckey .. stored_ukey .. pack32(nsh) .. pack32(ts) .. pack32(hour)
-               .. pack32(root or num) .. pack16(fcount) .. table.concat(fsk))
+               .. pack32(root or num) .. pack16(fcount) .. table.concat(fsk) .. D.title_key
+               .. pack16(version or 0))
     page_added[page_no] = (page_added[page_no] or 0) + 1
     redis.call('HSET', id_key(num), num % 128, stands_for)
     if not root then
@@ -157,12 +201,13 @@ local function accept(D, source_stats)
     return candidate
   end
 
-  local function duplicate(kind, match, original, similarity, containment)
+  local function duplicate(kind, match, original, similarity, containment, reason)
     if mode ~= 'publish' then
       return {'skipped', '', original, similarity, containment}
     end
     for _, v in ipairs({'duplicate_of', original, 'similarity', similarity,
-                        'containment', containment, 'kind', kind, 'match', match}) do
+                        'containment', containment, 'kind', kind, 'match', match,
+                        'reason', reason}) do
       dup_fields[#dup_fields + 1] = v
     end
     local entry = xadd(K.duplicates, DUPLICATES_MAXLEN, dup_fields)
@@ -171,23 +216,40 @@ local function accept(D, source_stats)
     return {kind, entry, original, similarity, containment}
   end
 
-  -- 1. Exact: the same canonical URL, or the same matching-normalised content.
-  for _, kind_key in ipairs({{'u', ukey, 'url'}, {'x', ckey, 'content'}}) do
-    if kind_key[2] ~= '' then
-      local packed = redis.call('HGET', lh_key(kind_key[1], kind_key[2]), kind_key[2])
-      if packed then
-        local rec = live(u32(packed, 1))
-        if rec then
-          touch_root(rec)
-          return duplicate('exact', kind_key[3], original_id(rec.num), '1', '1')
-        end
+  -- 1. The same identity (URL or guid): a re-fetch, or an update (UPDATES).
+  local previous = nil  -- the version an update replaces
+  if ukey ~= '' then
+    local packed = redis.call('HGET', lh_key('u', ukey), ukey)
+    local rec = packed and live(u32(packed, 1))
+    if rec then
+      local same = rec.ckey == ckey and rec.title == D.title_key
+      if same or not updates_on then
+        touch_root(rec)
+        return duplicate('exact', 'url', original_id(rec.num), '1', '1', EXACT_URL)
+      elseif rec.root == rec.num then
+        previous = rec
       end
+      -- Else it stands for another document's original: its own text was never
+      -- published, so the changed text is judged as any other.
     end
   end
 
-  -- 2. Near: LSH candidates, most shared bands first, verified against stored signatures.
+  -- 2. The same content (after matching normalisation), under another identity.
+  if not previous then
+    local packed = redis.call('HGET', lh_key('x', ckey), ckey)
+    local rec = packed and live(u32(packed, 1))
+    if rec then
+      touch_root(rec)
+      return duplicate('exact', 'content', original_id(rec.num), '1', '1', EXACT_CONTENT)
+    end
+  end
+
+  -- 3. Near: LSH candidates, most shared bands first, verified against stored signatures.
   -- Not an exact duplicate, so the document will be indexed (as new, or standing for its
   -- original): its bands go in while they are looked up, in one read and one write.
+  local weighed = {}  -- {rec, j, c, f, verdict}: every live candidate verified
+  local best, best_j, best_c, best_rule = nil, 0, 0, nil
+  local partial, partial_score = nil, -1
   if near_ok then
     local hits, order = {}, {}
     local me
@@ -206,11 +268,12 @@ local function accept(D, source_stats)
       end
       hits[num] = hits[num] + 1
     end)
+    if previous then order = {} end  -- an update: its links are to its earlier version
     table.sort(order, function(a, b)
       if hits[a] ~= hits[b] then return hits[a] > hits[b] end
       return a < b
     end)
-    local best, best_score, best_j, best_c = nil, -1, 0, 0
+    local best_score = -1
     local mine = {string.byte(sig, 1, SIGLEN)}  -- numbers: no string allocation per value
     for i = 1, math.min(#order, MAX_CANDIDATES) do
       local rec = live(order[i])
@@ -223,48 +286,128 @@ local function accept(D, source_stats)
         local smaller = math.min(nsh, rec.nsh)
         local c = 0
         if smaller > 0 then c = math.min(1, (j * (nsh + rec.nsh) / (1 + j)) / smaller) end
+        -- Contained: most of the shorter text inside a much longer one (similar lengths
+        -- with C that high have J >= 2/3: the J bar decides those).
         local contained = c >= CONTAINMENT_THRESHOLD and smaller >= MIN_SHINGLES
+          and math.max(nsh, rec.nsh) >= LONGER_BY * smaller
+        local trimmed = false
+        if contained then
+          local alike = sketch_similarity(lead, unpack_lead(rec.lead))
+          trimmed = alike ~= nil and alike >= LEAD_AGREEMENT
+        end
         local f = facts_containment(sketch, fcount, rec.sketch, rec.fcount)
         local enough = f ~= nil and math.min(fcount, rec.fcount) >= FACTS_MIN_COUNT
         local agree, conflict = enough and f >= FACTS_AGREEMENT, enough and f < FACTS_AGREEMENT
-        local dup
         local far_apart = MAX_GAP_HOURS > 0 and hour > 0 and rec.hour > 0
           and math.abs(hour - rec.hour) > MAX_GAP_HOURS
+        local verdict, rule = 'below-threshold', nil
         if far_apart then
-          dup = j >= STALE_THRESHOLD and not conflict
+          if j >= stale_bar and not conflict then
+            verdict, rule = 'duplicate', 'near-stale'
+          else
+            verdict = 'time-gap'
+          end
         elseif conflict then
-          dup = false
-        elseif agree then
-          dup = j >= FACTS_THRESHOLD or contained
-        else
-          dup = j >= THRESHOLD or contained
+          verdict = 'facts-conflict'
+        elseif j >= threshold then
+          verdict, rule = 'duplicate', 'near-jaccard'
+        elseif contained and not trimmed then
+          -- Inside a text that starts otherwise: a part of it, however well the facts
+          -- agree (a round-up holds all of its item's facts).
+          verdict = 'contains'
+          if nsh < rec.nsh then verdict = 'partial_of' end
+        elseif agree and j >= facts_bar then
+          verdict, rule = 'duplicate', 'near-facts'
+        elseif trimmed then
+          verdict, rule = 'duplicate', 'near-contained'
         end
+        weighed[#weighed + 1] = {rec, j, c, f, verdict}
         -- The most similar qualifying candidate wins: a high containment alone also
         -- matches a short piece that a compilation happens to include.
-        if dup and j + c / 1000 > best_score then
-          best, best_score, best_j, best_c = rec, j + c / 1000, j, c
+        if rule and j + c / 1000 > best_score then
+          best, best_score, best_j, best_c, best_rule = rec, j + c / 1000, j, c, rule
+        end
+        if not rule and contained and c + j / 1000 > partial_score then
+          partial, partial_score = #weighed, c + j / 1000
         end
       end
     end
-    if best then
-      local original = original_id(best.num)
-      touch_root(best)
-      index_document(best.root, original)
-      return duplicate('near', 'minhash', original, string.format('%.4f', best_j),
-                       string.format('%.4f', best_c))
-    end
   end
 
-  -- 3. New: index it and publish, under an id no live document holds.
+  -- The decision's reason (REASON), its candidates by J, best first.
+  local function reason(rule)
+    if #weighed == 0 then return '{"rule":"' .. rule .. '","candidates":[]}' end
+    table.sort(weighed, function(a, b)
+      if a[2] ~= b[2] then return a[2] > b[2] end
+      return a[1].num < b[1].num
+    end)
+    local parts = {}
+    for i = 1, math.min(#weighed, REASON_CANDIDATES) do
+      local w = weighed[i]
+      local rec, f = w[1], w[4]
+      local facts = 'few'
+      if f ~= nil and math.min(fcount, rec.fcount) >= FACTS_MIN_COUNT then
+        facts = f >= FACTS_AGREEMENT and 'agree' or 'conflict'
+      end
+      local gap = 0
+      if hour > 0 and rec.hour > 0 then gap = math.abs(hour - rec.hour) end
+      parts[i] = string.format(
+        '{"id":%s,"j":%.4f,"c":%.4f,"facts":"%s","f":%.4f,"rare":[%d,%d],"gap_h":%d,'
+          .. '"verdict":"%s"}',
+        cjson.encode(original_id(rec.num) or ''), w[2], w[3], facts, f or -1, fcount,
+        rec.fcount, gap, w[5])
+    end
+    return '{"rule":"' .. rule .. '","candidates":[' .. table.concat(parts, ',') .. ']}'
+  end
+
+  if best then
+    local original = original_id(best.num)
+    touch_root(best)
+    index_document(best.root, original)
+    return duplicate('near', 'minhash', original, string.format('%.4f', best_j),
+                     string.format('%.4f', best_c), reason(best_rule))
+  end
+
+  -- 4. New (an update, a partial): index it and publish, under an id no live document
+  -- holds.
   local published_id = doc_id
   if mode == 'publish' then published_id = claim_id() end
-  index_document(nil, published_id)
+  local version = nil
+  if previous then version = math.max(previous.version, 1) + 1 end
+  index_document(nil, published_id, version)
   if mode ~= 'publish' then return {'indexed', '', '', '0', '0'} end
   if published_id ~= doc_id then
     doc_fields[2] = published_id  -- the docs-stream fields start with id (DocumentArgs)
     doc_fields[#doc_fields + 1] = 'input_id'
     doc_fields[#doc_fields + 1] = doc_id
   end
+  local rule = 'new'
+  if previous then
+    rule = 'update'
+    local j, equal = 0, 0
+    if sig ~= '' and previous.sig ~= ZERO_SIG then
+      local mine, other = {string.byte(sig, 1, SIGLEN)}, {string.byte(previous.sig, 1, SIGLEN)}
+      for k = 1, SIGLEN, 2 do
+        if mine[k] == other[k] and mine[k + 1] == other[k + 1] then equal = equal + 1 end
+      end
+      j = equal / NUM_PERM
+    end
+    weighed = {{previous, j, 0, nil, 'earlier-version'}}
+    for _, v in ipairs({'update_of', original_id(previous.num), 'version', version}) do
+      doc_fields[#doc_fields + 1] = v
+    end
+    bump(source_stats, 'updates', 1)
+  elseif partial then
+    local w = weighed[partial]
+    rule = 'partial'
+    doc_fields[#doc_fields + 1] = w[5]  -- 'partial_of' or 'contains'
+    doc_fields[#doc_fields + 1] = original_id(w[1].num)
+    bump(source_stats, 'partials', 1)
+  elseif not near_on then
+    rule = 'near-off'
+  end
+  doc_fields[#doc_fields + 1] = 'reason'
+  doc_fields[#doc_fields + 1] = reason(rule)
   local entry = xadd(K.docs, DOCS_MAXLEN, doc_fields)
   bump(source_stats, 'published', 1)
   bump(source_stats, 'stripped_lines', D.stripped)

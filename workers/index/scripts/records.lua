@@ -3,9 +3,9 @@
 -- Uses tables.lua.
 
 local SIGLEN = 2 * NUM_PERM
-local FACTS_K = 16
-local RECLEN = SIGLEN + 34 + 2 * FACTS_K
+local RECLEN = SIGLEN + 40 + 2 * FACTS_K + 2 * LEAD_K
 local HOUR_AT = SIGLEN + 24  -- 0-based offset of the hour field in a record
+local LEAD_AT = SIGLEN + 34 + 2 * FACTS_K  -- 0-based offset of the lead sketch
 local ZERO8 = string.rep('\0', 8)
 local ZERO_SIG = string.rep('\0', SIGLEN)
 
@@ -140,11 +140,45 @@ local function read_record(num)
   local fcount = u16(rec, SIGLEN + 33)
   local sketch = {}
   for k = 1, math.min(fcount, FACTS_K) do sketch[k] = u16(rec, SIGLEN + 33 + 2 * k) end
+  local tail = LEAD_AT + 2 * LEAD_K
   return {num = num, sig = string.sub(rec, 1, SIGLEN),
           ckey = string.sub(rec, SIGLEN + 1, SIGLEN + 8),
           ukey = string.sub(rec, SIGLEN + 9, SIGLEN + 16), nsh = u32(rec, SIGLEN + 17), ts = ts,
           hour = u32(rec, SIGLEN + 25), root = u32(rec, SIGLEN + 29), fcount = fcount,
-          sketch = sketch}
+          sketch = sketch, lead = string.sub(rec, LEAD_AT + 1, tail),
+          title = string.sub(rec, tail + 1, tail + 4), version = u16(rec, tail + 5)}
+end
+
+-- A packed lead sketch (`Fingerprint.lead`: ascending u16, zero-padded in a record) as a
+-- table of numbers.
+local function unpack_lead(packed)
+  local values = {}
+  for k = 1, string.len(packed) / 2 do
+    local value = u16(packed, 2 * k - 1)
+    if value == 0 and k > 1 then break end
+    values[k] = value
+  end
+  return values
+end
+
+-- Estimated Jaccard similarity of two sets from their ascending bottom-LEAD_K sketches
+-- (the LEAD_K smallest values of the union are all in one sketch or the other, and the
+-- share of them in both estimates J); nil when either is empty.
+local function sketch_similarity(a, b)
+  if #a == 0 or #b == 0 then return nil end
+  local i, j, seen, both = 1, 1, 0, 0
+  while seen < LEAD_K and (i <= #a or j <= #b) do
+    local x, y = a[i], b[j]
+    if x and y and x == y then
+      both, i, j = both + 1, i + 1, j + 1
+    elseif y == nil or (x and x < y) then
+      i = i + 1
+    else
+      j = j + 1
+    end
+    seen = seen + 1
+  end
+  return both / seen
 end
 
 -- Free every trace of one indexed document.
