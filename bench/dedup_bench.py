@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from workers.clean.matching import matching_tokens
 from workers.config import Settings, load_settings
 from workers.document import DeadInput, Document
 from workers.index.dedup import Accepted, Outcome, ScriptBatch
+from workers.ingest.dates import parse_date
 from workers.pipeline.process import SUBMIT_CHUNK, clean_document, learn_common_facts, overlapped
 from workers.worker.runtime import Runtime, build_runtime
 
@@ -85,26 +87,84 @@ class Corpus:
         return Corpus(self.raw, self.docs[:n], self.tokens[:n], self.bytes_in[:n], self.dead)
 
 
-def load_documents(path: Path, limit: int | None) -> list[Document]:
+@dataclass(frozen=True, slots=True)
+class CorpusSpec:
+    """A corpus the dev-pairs scoring can backfill: its files under ../shared, loaded
+    together (ids unique across them), and the pairs scored by default."""
+
+    files: tuple[str, ...]  # relative to the shared folder
+    pairs: str  # relative to the shared folder, or to the repository with in_repo
+    pairs_in_repo: bool = False
+
+    def pairs_path(self, shared: Path) -> Path:
+        return (ROOT if self.pairs_in_repo else shared) / self.pairs
+
+
+# "ant" is the ANT corpus, both releases: Jawhara FM (2015-2017) comes before the 2018
+# multisource outlets in date order; the proxy pairs are multisource articles.
+CORPORA: dict[str, CorpusSpec] = {
+    "saudinewsnet": CorpusSpec((CORPUS_NAME,), DEVPAIRS_NAME),
+    "ant": CorpusSpec(
+        ("corpus/ant_jawharafm_v1.1.jsonl.gz", "corpus/ant_multisource_v2.1.jsonl.gz"),
+        "bench/ant-pairs-proxy.jsonl",
+        pairs_in_repo=True,
+    ),
+}
+
+
+def record_date(rec: dict[str, Any]) -> tuple[str, float | None]:
+    """A record's publication date as ISO 8601 (Document.published_at) and epoch seconds.
+
+    SaudiNewsNet has `date_extracted` (naive "YYYY-MM-DD HH:MM:SS"); ANT has `time`: RFC 2822
+    (multisource), ISO 8601 or dd/mm/yyyy (Jawhara FM). ("", None) when there is none.
+    """
+    stamp = str(rec.get("time") or rec.get("date_extracted") or "").strip()
+    iso = parse_date(stamp)
+    if not iso and stamp:
+        try:
+            iso = datetime.strptime(stamp, "%d/%m/%Y").isoformat()
+        except ValueError:
+            iso = ""
+    if not iso:
+        return "", None
+    moment = datetime.fromisoformat(iso)
+    return iso, (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def load_documents(paths: Path | Sequence[Path], limit: int | None) -> list[Document]:
+    """Records of one or more corpus files as Documents, in date order.
+
+    SaudiNewsNet ids are date + sequence, so id order is its date order (its
+    `date_extracted` is the crawl time). ANT ids are not ("AL-culture-1-20180218"): its
+    records are ordered by their `time`, then id. Ids must be unique across the files.
+    `limit` keeps the first records read (SaudiNewsNet's quick runs)."""
+    files = [paths] if isinstance(paths, Path) else list(paths)
     docs: list[Document] = []
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        for line in handle:
-            if limit is not None and len(docs) >= limit:
-                break
-            rec = json.loads(line)
-            doc_id = str(rec["id"])
-            docs.append(
-                Document(
-                    id=doc_id,
-                    source=str(rec.get("source") or "unknown"),
-                    text=str(rec.get("text") or ""),
-                    input_ref=doc_id,  # unique per record: Outcome.input_ref maps back to id
-                    title=str(rec.get("title") or ""),
-                    url=str(rec.get("url") or ""),
-                    published_at=str(rec.get("date_extracted") or ""),
+    order: dict[str, tuple[float, str]] = {}
+    for path in files:
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            for line in handle:
+                if limit is not None and len(docs) >= limit:
+                    break
+                rec = json.loads(line)
+                doc_id = str(rec["id"])
+                if doc_id in order:
+                    raise ValueError(f"{path}: id {doc_id} is also in an earlier record")
+                published, epoch = record_date(rec)
+                timed = "time" in rec and epoch is not None
+                order[doc_id] = (epoch if timed and epoch is not None else 0.0, doc_id)
+                docs.append(
+                    Document(
+                        id=doc_id,
+                        source=str(rec.get("source") or "unknown"),
+                        text=str(rec.get("text") or ""),
+                        input_ref=doc_id,  # unique per record: Outcome.input_ref maps back to id
+                        title=str(rec.get("title") or ""),
+                        url=str(rec.get("url") or ""),
+                        published_at=published,
+                    )
                 )
-            )
-    docs.sort(key=lambda d: d.id)  # ids are dates + sequence: id order is date order
+    docs.sort(key=lambda d: order[d.id])
     return docs
 
 
