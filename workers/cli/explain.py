@@ -59,13 +59,6 @@ def explain(
             entry = find_entry(client, keys, stream_id)
             found = [entry] if entry is not None and doc_id in entry.ids else []
         if not found:
-            entry = find_entry(client, keys, stream_id)
-            if entry is not None and doc_id in (
-                entry.record.id,
-                entry.record.input_id if hasattr(entry.record, "input_id") else None,
-            ):
-                found = [entry]
-        if not found:
             where = f" at entry {stream_id}" if stream_id else ""
             fail(f"no entry for {printable(doc_id)!r}{where} in docs or duplicates")
         wanted = sorted({link for f in found for _, link in linked_ids(f)})
