@@ -42,6 +42,7 @@ COMMANDS = (
     ["stats"],
     ["metrics"],
     ["tail"],
+    ["explain"],
     ["reset"],
     ["index"],
     ["index", "stats"],

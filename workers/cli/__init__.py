@@ -4,6 +4,7 @@
 - feeds.py: `poll`, `feeds` (its table: feed_table.py);
 - worker.py: `worker`, `beat`, `run` (Celery in this process);
 - inspect.py: `stats`, `metrics`, `tail`;
+- explain.py: `explain` (its work: workers/explain/);
 - admin.py: `reset`, `index ...`, `boilerplate ...`;
 - supervisor.py: the worker a command starts for itself, and following its progress;
 - common.py: the context, opening the runtime, and how failures end (one line and a
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from workers.cli import admin, backfill, feeds, inspect, worker
+from workers.cli import admin, backfill, explain, feeds, inspect, worker
 from workers.cli.common import Context
 
 
@@ -53,6 +54,7 @@ for command in (
     inspect.stats,
     inspect.metrics,
     inspect.tail,
+    explain.explain,
     admin.reset,
     admin.index,
     admin.boilerplate,

@@ -89,3 +89,21 @@ def as_record(stream: str, entry: Entry) -> dict[str, Any]:
         "stream_id": entry_id,
         **{name: typed.get(name, value) for name, value in fields.items()},
     }
+
+
+def iter_newest_first(client: redis.Redis, key: str, *, page: int = 200) -> Iterator[Entry]:
+    """Entries from the newest back (XREVRANGE in pages): a caller looking for one entry
+    stops reading at the first match, however long the stream."""
+    end = "+"
+    while True:
+        batch = _entries(client.xrevrange(key, max=end, min="-", count=page))
+        yield from batch
+        if len(batch) < page:
+            return
+        end = "(" + batch[-1][0]  # exclusive range end
+
+
+def entry_by_id(client: redis.Redis, key: str, entry_id: str) -> Entry | None:
+    """The entry of stream id `entry_id`, or None."""
+    found = _entries(client.xrange(key, min=entry_id, max=entry_id, count=1))
+    return found[0] if found else None
