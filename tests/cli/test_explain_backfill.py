@@ -35,18 +35,14 @@ OIL = (
     "ارتفعت أسعار خام برنت في الأسواق العالمية اليوم بنسبة ثلاثة فاصلة أربعة في المئة لتصل إلى "
     "ثمانية وثمانين دولارا للبرميل، بعد قرار تحالف أوبك بلس خفض الإنتاج مليون برميل يوميا."
 )
+# The oil item in the middle of a round-up (a round-up that starts with an item reads as
+# a longer version of it: the lead decides, scripts/accept_documents.lua).
 ROUND_UP = "\n\n".join(
     (
         "موجز الأخبار الاقتصادية ليوم الخميس كما رصدته نشرة المساء.",
-        "أولا: " + OIL,
-        "ثانيا: تراجع سعر صرف الدينار الليبي أمام الدولار الأمريكي في السوق الموازية بطرابلس "
+        "أولا: تراجع سعر صرف الدينار الليبي أمام الدولار الأمريكي في السوق الموازية بطرابلس "
         "إلى سبعة دنانير وعشرين درهما، بعد إعلان المصرف المركزي فتح اعتمادات جديدة للتجار.",
-        "ثالثا: وقعت المؤسسة الوطنية للنفط اتفاقية مع شركة إيني الإيطالية لتطوير حقل الفيل "
-        "النفطي في حوض مرزق باستثمارات تبلغ ثمانمئة مليون دولار على مدى خمس سنوات.",
-        "رابعا: أعلنت هيئة الموانئ أن ميناء مصراتة استقبل خلال الشهر الماضي مئة واثنتي عشرة "
-        "سفينة تجارية، بزيادة تسعة عشر في المئة مقارنة بالشهر نفسه من العام الماضي.",
-        "خامسا: قررت وزارة الاقتصاد تمديد العمل بقرار دعم أسعار الدقيق والسكر حتى نهاية "
-        "العام، في خطوة قالت إنها تهدف إلى حماية القدرة الشرائية للأسر محدودة الدخل.",
+        "ثانيا: " + OIL,
     )
 )
 MATCH = (
@@ -64,6 +60,24 @@ MATCH_2 = MATCH.format(winner="النصر بنغازي", loser="الهلال", s
                        minute="اثنتي عشرة", points="إحدى وعشرين", other="ثلاث عشرة")  # fmt: skip
 
 
+# Other match reports of the same template, so that its words are common facts and only
+# the names and figures stay rare (as in a real archive).
+TEAMS = ("السويحلي", "المدينة", "الأخضر", "التحدي", "الصداقة", "الشط", "أبوسليم", "دارنس",
+         "الملعب", "رفيق", "الظهرة", "النجمة", "الخمس", "الوحدة")  # fmt: skip
+BACKGROUND = tuple(
+    (
+        f"match-bg-{n}",
+        f"https://c.example/bg-{n}",
+        MATCH.format(winner=TEAMS[n], loser=TEAMS[n + 1], score=f"{n % 4 + 1} مقابل صفر",
+                     stadium=f"الملعب رقم {n}", round=f"{n + 1}", scorer=f"اللاعب {TEAMS[n]}",
+                     minute=f"{n + 10}", points=f"{n + 20}", other=f"{n + 5}"),
+        "outlet-c",
+        f"2026-02-{n + 1:02d}T20:00:00Z",
+    )
+    for n in range(13)
+)  # fmt: skip
+
+
 def _record(doc_id: str, url: str, text: str, source: str, date: str) -> str:
     title = text.split("،")[0][:70]
     return json.dumps(
@@ -74,6 +88,7 @@ def _record(doc_id: str, url: str, text: str, source: str, date: str) -> str:
 
 
 FIRST = (
+    *BACKGROUND,
     ("hospital", "https://a.example/hospital", HOSPITAL, "outlet-a", "2026-03-05T08:00:00Z"),
     ("roundup", "https://b.example/roundup", ROUND_UP, "outlet-b", "2026-03-05T09:00:00Z"),
     ("match-1", "https://c.example/match-1", MATCH_1, "outlet-c", "2026-03-05T20:00:00Z"),
@@ -98,10 +113,6 @@ def backfilled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         (folder / "articles.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
         result = run_cli(["backfill", "-c", "1", str(folder)], env)
         assert result.returncode == 0, result.stderr
-    probe = run_cli(["explain", "--json", "hospital-copy"], env, timeout=120)
-    assert probe.returncode == 0, probe.stderr
-    if json.loads(probe.stdout)["matches"][0]["rule"] == "":
-        pytest.skip("the index on this branch does not write `reason` yet (issue 19)")
     return env
 
 
@@ -128,7 +139,7 @@ def test_partial(backfilled: dict[str, str]) -> None:
     m = _match(backfilled, "oil")
     assert (m["decision"], m["rule"], m["b_relation"]) == ("partial", "partial", "partial_of")
     assert m["b"]["id"] == "roundup" and m["passages"]["a_coverage"] > 0.9
-    assert m["passages"]["b_coverage"] < 0.4
+    assert m["passages"]["b_coverage"] < 0.6  # the round-up's other item is not shared
 
 
 def test_update(backfilled: dict[str, str]) -> None:

@@ -165,7 +165,7 @@ def explain(found: Found, published: Mapping[str, Found], dedup: Mapping[str, An
     compared = next((link for link in links if link.found is not None), None)
     passages = None
     if compared is not None and compared.found is not None:
-        passages = shared_passages(found.record.text, compared.found.record.text)
+        passages = shared_passages(found.record.text or "", compared.found.record.text or "")
     return Explanation(
         entry=found,
         decision=decision_of(found),

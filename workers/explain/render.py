@@ -147,7 +147,7 @@ def render_text(e: Explanation, *, color: bool = False) -> str:
         lines.append(f"{link.relation}: {p(link.id)} ({where})")
     compared = e.compared.found if e.compared else None
     if e.passages is not None and compared is not None:
-        a, b = record.text, compared.record.text
+        a, b = record.text or "", compared.record.text or ""
         lines.append(
             f"A = {p(record.id)} (this {e.entry.stream} entry), B = {p(compared.record.id)}"
         )
