@@ -315,6 +315,10 @@ def run_project(server: RedisServer, corpus: Corpus, prefix: str, label: str = "
         kinds[outcome.kind] = kinds.get(outcome.kind, 0) + 1
         if outcome.duplicate_of:
             links.append((outcome.input_ref, outcome.duplicate_of))  # input_ref == doc id here
+        elif outcome.relation == "update_of":
+            # An update is the same article (the eval README's DUP: "updated version"): the
+            # consumer replaces its copy. Partials are published apart, not joined.
+            links.append((outcome.input_ref, outcome.linked))
     indexed = int(rt.client.get(rt.keys.index_count) or 0)
     rt.client.close()
     return IndexRun(
@@ -788,7 +792,8 @@ def measure_devpairs(bench: Bench) -> list[Row]:
 
     bench.footnotes.append(
         f"Dev pairs: {DEVPAIRS_NAME} after a backfill of {n:,} cleaned docs ({corpus.dead} "
-        "empty ones skipped) in id order; clusters = union-find over duplicate_of (project) / "
+        "empty ones skipped) in id order; clusters = union-find over duplicate_of and "
+        "update_of (project) / "
         "doc -> earliest LSH candidate (baseline). Joined DUP "
         f"{share(p, 'DUP')} vs {share(b, 'DUP')}, NOT {share(p, 'NOT')} vs {share(b, 'NOT')}."
     )

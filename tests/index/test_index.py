@@ -14,6 +14,7 @@ from support.articles import article
 from support.edit_copies import WORDLESS_EDITS, lightly_edit, mutual_copies
 from support.settings import settings_for
 
+from workers.clean.fingerprint import LEAD_BANDS, LEAD_PERM, LEAD_ROWS
 from workers.document import Document
 from workers.index import args as script_args
 from workers.index.dedup import IndexMismatch
@@ -149,7 +150,7 @@ def test_retention_window_stops_matching_and_frees_memory(
     entries = sum(
         len(rt.client.get(key) or b"") // 8 for key in rt.client.scan_iter(match=f"{prefix}ix:l:*")
     )
-    assert entries == indexed * bands
+    assert entries == indexed * (bands + LEAD_BANDS)  # the signature's bands and the lead's
 
 
 def test_writes_nothing_outside_its_prefix(runtime: Runtime, redis_target: RedisTarget) -> None:
@@ -307,19 +308,25 @@ def test_worker_lsh_buckets_equal_the_scripts_own(runtime: Runtime) -> None:
     signatures = rng.integers(0, 1 << 16, size=(20, 128), dtype=np.uint64).astype(np.uint16)
     signatures[0] = 0
     signatures[1] = 0xFFFF
-    ours = lsh_bucket_fields(signatures, bands, rows)
+    # The lead signature's bands follow the signature's.
+    leads = rng.integers(0, 1 << 16, size=(20, LEAD_PERM), dtype=np.uint64).astype(np.uint16)
+    leads[0] = 1
+    ours = np.concatenate(
+        (
+            lsh_bucket_fields(signatures, bands, rows),
+            lsh_bucket_fields(leads, LEAD_BANDS, LEAD_ROWS, bands),
+        ),
+        axis=1,
+    )
     script = Script(
         "test_band_field",
         _TestArgs,
         ("tables", "records"),
-        "local out = {}\nfor b = 0, BANDS - 1 do\n"
-        "  out[#out + 1] = band_field(A.values[1], b)\nend\nreturn out\n",
+        "return record_fields(A.values[1], A.values[2])\n",
     )
-    for signature, field_row in zip(signatures, ours, strict=True):
-        args = _TestArgs(
-            "p:", runtime.index._index_settings(), (signature.astype(">u2").tobytes(),)
-        )
-        reply = script(runtime.client, [], args)
+    for signature, lead, field_row in zip(signatures, leads, ours, strict=True):
+        values = (signature.astype(">u2").tobytes(), lead.astype(">u2").tobytes())
+        reply = script(runtime.client, [], _TestArgs("p:", runtime.index._index_settings(), values))
         assert list(reply) == [int(f).to_bytes(4, "big") for f in field_row]
 
 

@@ -53,12 +53,17 @@ _CELL_SALT = 0x5BD1E995  # a fact's counter cell comes from other bits than its 
 _DIGIT_0, _DIGIT_9, _SPACE = ord("0"), ord("9"), ord(" ")
 _DIGIT_RUNS = re.compile(r"[0-9]+")
 SIGNATURE_BITS = 16
-# The lead sketch (`Fingerprint.lead`): the first LEAD_SHINGLES shingles of a document, a
-# bottom-LEAD_K sketch of them. 40 shingles are about the first two sentences of a news
-# story: enough to tell which article a text starts with, few enough that a round-up's
-# first item rarely fills it.
+# The lead signature (`Fingerprint.lead`): a MinHash of a document's first LEAD_SHINGLES
+# shingles under the signature's first LEAD_PERM permutations, high 16 bits. 40 shingles
+# are about the first two sentences of a news story: enough to tell which article a text
+# starts with. The index compares leads (a trimmed copy starts as its original does, a
+# round-up that embeds an article does not) and looks them up in LEAD_BANDS extra LSH
+# bands of LEAD_ROWS values: a short trimmed copy of a long story (J ~ 0.1-0.3 over the
+# whole texts, rarely an LSH candidate) shares its lead.
 LEAD_SHINGLES = 40
-LEAD_K = 16
+LEAD_PERM = 16
+LEAD_BANDS = 6
+LEAD_ROWS = 2
 # Multipliers of the shingle hash: odd, so each token position is a bijection mod 2^32.
 _SHINGLE_MULTIPLIERS = (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F, 0x165667B1)
 _MAX_SHINGLE = len(_SHINGLE_MULTIPLIERS) + 1
@@ -177,10 +182,10 @@ class Fingerprint:
     signature: bytes  # num_perm big-endian uint16; b"" when too short for near matching
     shingles: int  # distinct shingles
     facts: bytes = b""  # distinct facts not known to be common: uint32 hashes, ascending
-    # The lead's bottom-LEAD_K sketch: the smallest high-16-bit values of the (fmixed) hashes
-    # of the document's first LEAD_SHINGLES shingles, distinct, ascending, big-endian u16.
-    # A trimmed copy starts as its original does; a round-up that embeds an article does
-    # not (PARTIAL in scripts/accept_documents.lua).
+    # The lead signature: LEAD_PERM big-endian uint16, the MinHash of the document's first
+    # LEAD_SHINGLES shingles (b"" without a shingle). A trimmed copy starts as its
+    # original does; a round-up that embeds an article does not (PARTIAL in
+    # scripts/accept_documents.lua).
     lead: bytes = b""
 
     @property
@@ -286,26 +291,6 @@ def fact_cells(fact_hashes: np.ndarray, bits: int) -> np.ndarray:
     return cells
 
 
-def _lead_sketches(
-    shingles: np.ndarray, owner: np.ndarray, lead: np.ndarray, lengths: np.ndarray
-) -> list[bytes]:
-    """Each document's lead sketch (`Fingerprint.lead`): `shingles` are the batch's
-    positional shingle hashes, `owner` each one's document, `lead` marks those among
-    their document's first LEAD_SHINGLES."""
-    out = [b""] * len(lengths)
-    if not lead.any():
-        return out
-    values = (_fmix32_array(shingles[lead]) >> np.uint32(16)).astype(np.uint64)
-    distinct = _sorted_distinct((owner[lead] << np.uint64(16)) | values)
-    docs = (distinct >> np.uint64(16)).astype(np.int64)
-    sketch_values = (distinct & np.uint64(0xFFFF)).astype(">u2")
-    begin = 0
-    for doc, end in enumerate(np.cumsum(np.bincount(docs, minlength=len(lengths))).tolist()):
-        out[doc] = sketch_values[begin : min(end, begin + LEAD_K)].tobytes()
-        begin = end
-    return out
-
-
 @dataclass(frozen=True, slots=True)
 class _TokenBatch:
     """A batch's tokens, hashed once for shingles and facts alike."""
@@ -387,7 +372,7 @@ class Fingerprinter:
         return hashes, counts
 
     def _shingles(self, batch: _TokenBatch) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
-        """`batch_shingles`, and each document's lead sketch (`Fingerprint.lead`)."""
+        """`batch_shingles`, and each document's lead signature (`Fingerprint.lead`)."""
         hashes, doc_of, lengths = batch.hashes, batch.doc_of, batch.lengths
         total = len(hashes)
         size = self.params.shingle_size
@@ -404,7 +389,9 @@ class Fingerprinter:
             inside = owner == doc_of[size - 1 :]
             keys.append((owner[inside] << np.uint64(32)) | combined[inside])
             position = np.arange(count, dtype=np.int64) - starts[owner.astype(np.int64)]
-            leads = _lead_sketches(combined, owner, inside & (position < LEAD_SHINGLES), lengths)
+            leads = self._lead_signatures(
+                combined, owner, inside & (position < LEAD_SHINGLES), len(lengths)
+            )
         for doc in np.flatnonzero((lengths > 0) & (lengths < size)):
             # Shorter than a shingle: the whole text is one, hashed with its own length.
             start, length = int(starts[doc]), int(lengths[doc])
@@ -415,6 +402,24 @@ class Fingerprinter:
         distinct = _sorted_distinct(np.concatenate(keys))  # by document, then by hash
         counts = np.bincount((distinct >> np.uint64(32)).astype(np.int64), minlength=len(lengths))
         return (distinct & np.uint64(_MASK32)).astype(np.uint32), counts, leads
+
+    def _lead_signatures(
+        self, shingles: np.ndarray, owner: np.ndarray, lead: np.ndarray, documents: int
+    ) -> list[bytes]:
+        """Each document's lead signature (`Fingerprint.lead`): `shingles` are the batch's
+        positional shingle hashes, `owner` each one's document (ascending), `lead` marks
+        those among their document's first LEAD_SHINGLES."""
+        out = [b""] * documents
+        if not lead.any():
+            return out
+        docs = owner[lead].astype(np.int64)
+        mixed = _fmix32_array(shingles[lead].astype(np.uint32)).reshape(-1, 1)
+        permuted = mixed * self._a[:LEAD_PERM] + self._b[:LEAD_PERM]  # wraps mod 2^32
+        starts = np.flatnonzero(np.concatenate(([True], docs[1:] != docs[:-1])))
+        high = (np.minimum.reduceat(permuted, starts, axis=0) >> np.uint32(16)).astype(">u2")
+        for row, doc in enumerate(docs[starts].tolist()):
+            out[doc] = high[row].tobytes()
+        return out
 
     def shingle_hashes(self, tokens: Sequence[str]) -> np.ndarray:
         """Distinct 32-bit hashes of one document's shingles, ascending."""

@@ -172,7 +172,7 @@ class DocumentArgs(InputArgs):
     # their 16-bit hashes, 2 bytes each, ascending; and how many there are.
     fact_sketch: bytes = text()
     fact_count: int = number()
-    lead: bytes = text()  # `Fingerprint.lead`: its first shingles' bottom-k sketch
+    lead: bytes = text()  # `Fingerprint.lead`: its first shingles' MinHash
     title_key: bytes = text()  # 4 bytes of the normalised title's hash
     # Its source's or feed's own dedup policy, "" for the settings' (`SourcePolicy.arg`):
     # "<near 0|1> <threshold> <updates 0|1>".
@@ -180,7 +180,8 @@ class DocumentArgs(InputArgs):
     stripped: int = number()  # boilerplate lines stripped
     doc_fields: tuple[Any, ...] = items(as_table=True)  # docs-stream pairs, id first
     dup_fields: tuple[Any, ...] = items(as_table=True)  # duplicates-stream pairs
-    buckets: tuple[bytes, ...] = items()  # LSH bucket fields (`lsh_bucket_fields`)
+    # LSH bucket fields (`lsh_bucket_fields`): the signature's bands, then the lead's
+    buckets: tuple[bytes, ...] = items()
 
 
 @dataclass(frozen=True, slots=True)

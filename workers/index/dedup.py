@@ -25,6 +25,9 @@ import numpy as np
 import redis
 
 from workers.clean.fingerprint import (
+    LEAD_BANDS,
+    LEAD_PERM,
+    LEAD_ROWS,
     SIGNATURE_BITS,
     Fingerprint,
     FingerprintParams,
@@ -65,6 +68,10 @@ class Outcome:
     facts_tag: str = ""
     # The entry it was published as, in the stream its kind goes to ("" when none).
     entry_id: str = ""
+    # A published document's link to another: "update_of", "partial_of" or "contains"
+    # ("" when none), and that document's published id.
+    relation: str = ""
+    linked: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +95,7 @@ def utc_now_iso() -> str:
 # How the sharded tables grow (GROWING TABLES in `keyspace`); recorded so an index laid out
 # otherwise (earlier fixed shard counts, LSH shards as hashes) is refused rather than
 # misread.
-TABLE_LAYOUT = "linear-hash-v2/lsh-strings/records-v3"
+TABLE_LAYOUT = "linear-hash-v2/lsh-strings/records-v3/lead-40x16-6x2"
 # The fact frequency tables: u8 saturating counters, the current and the previous
 # generation under fixed names, counted by the worker (scripts/facts.lua).
 FACT_COUNTERS = "u8-saturating/now-before/worker-counted"
@@ -324,8 +331,9 @@ class DedupIndex:
         return documents, keys, facts
 
     def _bucket_arguments(self, fingerprints: Sequence[Fingerprint]) -> list[list[bytes]]:
-        """Each document's LSH bucket fields (none without a signature)."""
-        signed = [i for i, fp in enumerate(fingerprints) if fp.signature]
+        """Each document's LSH bucket fields: its signature's bands, then its lead
+        signature's (none without a signature)."""
+        signed = [i for i, fp in enumerate(fingerprints) if fp.signature and fp.lead]
         out: list[list[bytes]] = [[] for _ in fingerprints]
         if not signed:
             return out
@@ -333,8 +341,18 @@ class DedupIndex:
         signatures = np.frombuffer(
             b"".join(fingerprints[i].signature for i in signed), dtype=">u2"
         ).reshape(len(signed), self.params.num_perm)
-        packed_fields = lsh_bucket_fields(signatures, bands, rows).astype(">u4").tobytes()
-        width = 4 * bands
+        leads = np.frombuffer(b"".join(fingerprints[i].lead for i in signed), dtype=">u2")
+        both = np.concatenate(
+            (
+                lsh_bucket_fields(signatures, bands, rows),
+                lsh_bucket_fields(
+                    leads.reshape(len(signed), LEAD_PERM), LEAD_BANDS, LEAD_ROWS, bands
+                ),
+            ),
+            axis=1,
+        )
+        packed_fields = both.astype(">u4").tobytes()
+        width = 4 * (bands + LEAD_BANDS)
         for row, i in enumerate(signed):
             document_fields = packed_fields[row * width : (row + 1) * width]
             out[i] = [document_fields[k : k + 4] for k in range(0, width, 4)]
@@ -573,5 +591,10 @@ class DedupIndex:
             similarity = float(as_text(reply[3])) if kind in ("exact", "near") else 0.0
             original = as_text(reply[2]) if kind in ("exact", "near") else ""
             common, tag = (rare.common_cells, rare.tag) if rare else ((), "")
-            outcomes.append(Outcome(ref, kind, original, similarity, common, tag, entry))
+            relation, linked = "", ""
+            if kind == "published" and len(reply) > 5:
+                relation, linked = as_text(reply[5]), as_text(reply[2])
+            outcomes.append(
+                Outcome(ref, kind, original, similarity, common, tag, entry, relation, linked)
+            )
         return outcomes

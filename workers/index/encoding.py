@@ -21,13 +21,16 @@ def fact_operation(cell: int, operation: FactOperation = "INCRBY") -> tuple[byte
     return (b"INCRBY", b"u8", b"#%d" % cell, b"1")
 
 
-def lsh_bucket_fields(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
+def lsh_bucket_fields(
+    signatures: np.ndarray, bands: int, rows: int, first_band: int = 0
+) -> np.ndarray:
     """The LSH bucket field of every band of every signature (uint16 array, one row each),
-    as scripts/records.lua's `band_field` computes it from a stored signature: uint32 of
-    shape (signatures, bands). The script relies on the two agreeing (tests/index/test_index.py
-    checks they do)."""
+    as scripts/records.lua's `bucket_field` computes it from a stored signature: uint32 of
+    shape (signatures, bands). Bands are numbered from `first_band` (the lead signature's
+    follow the signature's). The script relies on the two agreeing
+    (tests/index/test_index.py checks they do)."""
     values = signatures[:, : bands * rows].astype(np.uint64).reshape(len(signatures), bands, rows)
-    band = np.arange(bands, dtype=np.uint64)
+    band = np.arange(first_band, first_band + bands, dtype=np.uint64)
     h = np.broadcast_to(band * np.uint64(2654435) + np.uint64(7), values.shape[:2]).copy()
     modulus = np.uint64(1 << 32)
     for row in range(rows):  # h < 2^32, so h * 31337 + v < 2^47: exact in uint64

@@ -91,8 +91,8 @@ RECORD (2*num_perm + 104 bytes), one fixed slot per document in its page string:
   root            u32          doc number of the original this record stands for
   facts count     u16          distinct rare facts (hashes)
   facts sketch    16 x u16     the smallest rare-fact hashes, ascending, zero-padded
-  lead sketch     16 x u16     `Fingerprint.lead`: the bottom-16 sketch of the first 40
-                               shingles, ascending, zero-padded
+  lead signature  16 x u16     `Fingerprint.lead`: the MinHash of the first 40 shingles;
+                               zeros when there is none
   title key       4            of the normalised title (an update may change only it)
   version         u16          0 for a first version; 2, 3, ... for its updates
 Fixed-size slots in page strings cost no per-key overhead. A page holds R =

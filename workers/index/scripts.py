@@ -33,7 +33,7 @@ from typing import Any
 
 import redis
 
-from workers.clean.fingerprint import LEAD_K
+from workers.clean.fingerprint import LEAD_BANDS, LEAD_PERM, LEAD_ROWS
 from workers.index.args import (
     LEARNER_SPLIT,
     AcceptArgs,
@@ -61,7 +61,9 @@ _CONSTANTS = {
     "LEARNER_SPLIT": str(LEARNER_SPLIT),
     "LEARNER_SHARDS": str(LEARNER_SHARDS),
     "FACTS_K": str(FACTS_K),
-    "LEAD_K": str(LEAD_K),
+    "LEAD_PERM": str(LEAD_PERM),
+    "LEAD_BANDS": str(LEAD_BANDS),
+    "LEAD_ROWS": str(LEAD_ROWS),
 }
 _KEY_USE = re.compile(r"\bK\.([a-z_]+)")
 

@@ -21,7 +21,7 @@
 --   otherwise                      -> duplicate iff trimmed
 -- where contained = C >= containment_threshold and the other text is much longer
 -- (LONGER_BY), and a contained text is a trimmed copy
--- when the two start alike: the similarity of their lead sketches (`Fingerprint.lead`,
+-- when the two start alike: the similarity of their lead signatures (`Fingerprint.lead`,
 -- the first 40 shingles) >= lead_agreement. A trimmed wire copy is its original cut
 -- short; a round-up or feature that embeds an article starts with something else.
 -- A source's own threshold (`SourcePolicy`) replaces threshold, facts_threshold and (when
@@ -98,7 +98,6 @@ local function accept(D, source_stats)
   if RETENTION_SECONDS > 0 then cutoff = watermark - RETENTION_SECONDS end
 
   local sketch, fcount = unpack_sketch(D.fact_sketch), D.fact_count
-  local lead = unpack_lead(D.lead)
   -- The source's policy (`SourcePolicy.arg`), else the settings'.
   -- A source's own threshold is its bar on every path: the lowered bar of agreeing
   -- facts is the settings' (tuned with their threshold), not a source's own.
@@ -123,7 +122,8 @@ local function accept(D, source_stats)
     end
   end
 
-  local near_ok = near_on and sig ~= '' and nsh >= MIN_SHINGLES and nband == BANDS
+  local near_ok = near_on and sig ~= '' and nsh >= MIN_SHINGLES
+    and nband == BANDS + LEAD_BANDS
   local indexable = not (RETENTION_SECONDS > 0 and ts < cutoff)  -- else already outside the window
   -- The doc number taken while looking up the LSH buckets (step 2), which also inserts the
   -- document's bands: a document with near_ok that is indexed always has one.
@@ -137,11 +137,12 @@ local function accept(D, source_stats)
     local me = pack32(num)
     local stored_sig = sig
     if not near_ok then stored_sig = ZERO_SIG end
+    local stored_lead = D.lead
+    if not near_ok or stored_lead == '' then stored_lead = ZERO_LEAD end
     local stored_ukey = ukey
     if ukey == '' then stored_ukey = ZERO8 end
     local fsk = {}
     for k = 1, FACTS_K do fsk[k] = pack16(sketch[k] or 0) end
-    for k = 1, LEAD_K do fsk[FACTS_K + k] = pack16(lead[k] or 0) end
     local page, page_no = page_key(num), math.floor(num / RECORDS_PER_PAGE)
     if not pages_ready[page_no] then
       if redis.call('EXISTS', page) == 0 then
@@ -152,7 +153,8 @@ local function accept(D, source_stats)
     end
     redis.call('SETRANGE', page, (num % RECORDS_PER_PAGE) * RECLEN,
                stored_sig .. ckey .. stored_ukey .. pack32(nsh) .. pack32(ts) .. pack32(hour)
-               .. pack32(root or num) .. pack16(fcount) .. table.concat(fsk) .. D.title_key
+               .. pack32(root or num) .. pack16(fcount) .. table.concat(fsk) .. stored_lead
+               .. D.title_key
                .. pack16(version or 0))
     page_added[page_no] = (page_added[page_no] or 0) + 1
     redis.call('HSET', id_key(num), num % 128, stands_for)
@@ -176,7 +178,7 @@ local function accept(D, source_stats)
     end
     live_added = live_added + 1
     local count = live_documents + live_added
-    if near_ok then lh_grow('l', count * BANDS) end
+    if near_ok then lh_grow('l', count * (BANDS + LEAD_BANDS)) end
     lh_grow('x', count)
     if ukey ~= '' then lh_grow('u', count) end
     if not root then lh_grow('d', count) end
@@ -258,9 +260,10 @@ local function accept(D, source_stats)
       me = pack32(reserved)
     end
     -- The bucket fields come from the worker (`lsh_bucket_fields`: the same hash as
-    -- band_field, which `expire` uses on stored signatures).
+    -- bucket_field, which `expire` uses on stored signatures): the signature's bands, then
+    -- the lead signature's (a short trimmed copy shares its original's lead).
     local fields = {}
-    for b = 1, BANDS do fields[b] = ARGV[D.buckets_at + b - 1] end
+    for b = 1, BANDS + LEAD_BANDS do fields[b] = ARGV[D.buckets_at + b - 1] end
     lsh_lookup_insert(fields, me, function(num)
       if hits[num] == nil then
         hits[num] = 0
@@ -292,7 +295,7 @@ local function accept(D, source_stats)
           and math.max(nsh, rec.nsh) >= LONGER_BY * smaller
         local trimmed = false
         if contained then
-          local alike = sketch_similarity(lead, unpack_lead(rec.lead))
+          local alike = lead_similarity(D.lead, rec.lead)
           trimmed = alike ~= nil and alike >= LEAD_AGREEMENT
         end
         local f = facts_containment(sketch, fcount, rec.sketch, rec.fcount)
@@ -381,7 +384,7 @@ local function accept(D, source_stats)
     doc_fields[#doc_fields + 1] = 'input_id'
     doc_fields[#doc_fields + 1] = doc_id
   end
-  local rule = 'new'
+  local rule, relation, linked = 'new', '', ''
   if previous then
     rule = 'update'
     local j, equal = 0, 0
@@ -393,15 +396,16 @@ local function accept(D, source_stats)
       j = equal / NUM_PERM
     end
     weighed = {{previous, j, 0, nil, 'earlier-version'}}
-    for _, v in ipairs({'update_of', original_id(previous.num), 'version', version}) do
+    relation, linked = 'update_of', original_id(previous.num)
+    for _, v in ipairs({'update_of', linked, 'version', version}) do
       doc_fields[#doc_fields + 1] = v
     end
     bump(source_stats, 'updates', 1)
   elseif partial then
     local w = weighed[partial]
-    rule = 'partial'
-    doc_fields[#doc_fields + 1] = w[5]  -- 'partial_of' or 'contains'
-    doc_fields[#doc_fields + 1] = original_id(w[1].num)
+    rule, relation, linked = 'partial', w[5], original_id(w[1].num)
+    doc_fields[#doc_fields + 1] = relation  -- 'partial_of' or 'contains'
+    doc_fields[#doc_fields + 1] = linked
     bump(source_stats, 'partials', 1)
   elseif not near_on then
     rule = 'near-off'
@@ -412,7 +416,7 @@ local function accept(D, source_stats)
   bump(source_stats, 'published', 1)
   bump(source_stats, 'stripped_lines', D.stripped)
   if job ~= '' then add(K.job(job), 'published', 1) end
-  return {'published', entry, '', '0', '0'}
+  return {'published', entry, linked, '0', '0', relation}
 end
 
 local replies = {}

@@ -3,11 +3,13 @@
 -- Uses tables.lua.
 
 local SIGLEN = 2 * NUM_PERM
-local RECLEN = SIGLEN + 40 + 2 * FACTS_K + 2 * LEAD_K
+local LEADLEN = 2 * LEAD_PERM
+local RECLEN = SIGLEN + 40 + 2 * FACTS_K + LEADLEN
 local HOUR_AT = SIGLEN + 24  -- 0-based offset of the hour field in a record
-local LEAD_AT = SIGLEN + 34 + 2 * FACTS_K  -- 0-based offset of the lead sketch
+local LEAD_AT = SIGLEN + 34 + 2 * FACTS_K  -- 0-based offset of the lead signature
 local ZERO8 = string.rep('\0', 8)
 local ZERO_SIG = string.rep('\0', SIGLEN)
+local ZERO_LEAD = string.rep('\0', LEADLEN)
 
 local function u16(s, i)
   local a, b = string.byte(s, i, i + 1)
@@ -32,14 +34,27 @@ end
 -- A band's bucket field: a polynomial hash of the band number and its 16-bit values
 -- (exact in Lua's doubles: h < 2^32, so h * 31337 < 2^47), 4 bytes. It also picks the
 -- shard. Candidates are verified against stored signatures, so a rare collision costs a
--- check, not a decision.
-local function band_field(sig, band)
-  local start = band * ROWS * 2 + 1
+-- check, not a decision. Bands `first`, first + 1, ... take `rows` values each of
+-- `values`: the signature's bands are numbered from 0, the lead signature's after them.
+local function bucket_field(values, band, rows, first)
+  local start = (band - first) * rows * 2 + 1
   local h = band * 2654435 + 7
-  for r = 0, ROWS - 1 do
-    h = (h * 31337 + u16(sig, start + 2 * r)) % 4294967296
+  for r = 0, rows - 1 do
+    h = (h * 31337 + u16(values, start + 2 * r)) % 4294967296
   end
   return pack32(h)
+end
+
+-- Every bucket field of a stored record's signature and lead signature.
+local function record_fields(sig, lead)
+  local fields = {}
+  for b = 0, BANDS - 1 do fields[b + 1] = bucket_field(sig, b, ROWS, 0) end
+  if lead ~= ZERO_LEAD then
+    for b = 0, LEAD_BANDS - 1 do
+      fields[BANDS + b + 1] = bucket_field(lead, BANDS + b, LEAD_ROWS, BANDS)
+    end
+  end
+  return fields
 end
 
 -- The LSH table (l): shard strings of 8-byte entries, a bucket field then a doc number,
@@ -140,7 +155,7 @@ local function read_record(num)
   local fcount = u16(rec, SIGLEN + 33)
   local sketch = {}
   for k = 1, math.min(fcount, FACTS_K) do sketch[k] = u16(rec, SIGLEN + 33 + 2 * k) end
-  local tail = LEAD_AT + 2 * LEAD_K
+  local tail = LEAD_AT + LEADLEN
   return {num = num, sig = string.sub(rec, 1, SIGLEN),
           ckey = string.sub(rec, SIGLEN + 1, SIGLEN + 8),
           ukey = string.sub(rec, SIGLEN + 9, SIGLEN + 16), nsh = u32(rec, SIGLEN + 17), ts = ts,
@@ -149,47 +164,22 @@ local function read_record(num)
           title = string.sub(rec, tail + 1, tail + 4), version = u16(rec, tail + 5)}
 end
 
--- A packed lead sketch (`Fingerprint.lead`: ascending u16, zero-padded in a record) as a
--- table of numbers.
-local function unpack_lead(packed)
-  local values = {}
-  for k = 1, string.len(packed) / 2 do
-    local value = u16(packed, 2 * k - 1)
-    if value == 0 and k > 1 then break end
-    values[k] = value
+-- Estimated Jaccard similarity of two texts' leads, from their lead signatures
+-- (`Fingerprint.lead`); nil when either has none.
+local function lead_similarity(a, b)
+  if a == '' or b == '' or a == ZERO_LEAD or b == ZERO_LEAD then return nil end
+  local x, y, equal = {string.byte(a, 1, LEADLEN)}, {string.byte(b, 1, LEADLEN)}, 0
+  for k = 1, LEADLEN, 2 do
+    if x[k] == y[k] and x[k + 1] == y[k + 1] then equal = equal + 1 end
   end
-  return values
-end
-
--- Estimated Jaccard similarity of two sets from their ascending bottom-LEAD_K sketches
--- (the LEAD_K smallest values of the union are all in one sketch or the other, and the
--- share of them in both estimates J); nil when either is empty.
-local function sketch_similarity(a, b)
-  if #a == 0 or #b == 0 then return nil end
-  local i, j, seen, both = 1, 1, 0, 0
-  while seen < LEAD_K and (i <= #a or j <= #b) do
-    local x, y = a[i], b[j]
-    if x and y and x == y then
-      both, i, j = both + 1, i + 1, j + 1
-    elseif y == nil or (x and x < y) then
-      i = i + 1
-    else
-      j = j + 1
-    end
-    seen = seen + 1
-  end
-  return both / seen
+  return equal / LEAD_PERM
 end
 
 -- Free every trace of one indexed document.
 local function expire(num)
   local rec = read_record(num)
   if not rec then return end
-  if rec.sig ~= ZERO_SIG then
-    local fields = {}
-    for b = 0, BANDS - 1 do fields[b + 1] = band_field(rec.sig, b) end
-    lsh_remove(fields, num)
-  end
+  if rec.sig ~= ZERO_SIG then lsh_remove(record_fields(rec.sig, rec.lead), num) end
   local me = pack32(num)
   for _, kind_key in ipairs({{'x', rec.ckey}, {'u', rec.ukey}}) do
     if kind_key[2] ~= ZERO8 then
