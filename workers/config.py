@@ -77,7 +77,7 @@ class DedupSettings(_Section):
     """Estimated Jaccard of the two texts' leads (their first 40 shingles) from which a
     contained text is a trimmed copy of the longer one rather than a part of a round-up
     or feature."""
-    facts_threshold: float = Field(0.3, gt=0, le=1)
+    facts_threshold: float = Field(0.35, gt=0, le=1)
     """J at which a candidate is a duplicate when both documents' rare facts agree: reworded
     and trimmed copies."""
     facts_agreement: float = Field(0.6, gt=0, le=1)

@@ -14,11 +14,11 @@ from support.articles import article
 from support.edit_copies import WORDLESS_EDITS, lightly_edit, mutual_copies
 from support.settings import settings_for
 
-from workers.clean.fingerprint import LEAD_BANDS, LEAD_PERM, LEAD_ROWS
 from workers.document import Document
 from workers.index import args as script_args
 from workers.index.dedup import IndexMismatch
 from workers.index.encoding import lsh_bucket_fields
+from workers.index.keys import LEAD_BANDS, LEAD_PERM, LEAD_ROWS
 from workers.index.scripts import Script
 from workers.pipeline.process import clean_and_fingerprint
 from workers.records import DocRecord

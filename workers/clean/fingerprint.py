@@ -41,6 +41,7 @@ from itertools import chain
 import numpy as np
 
 from workers.config import DEFAULTS
+from workers.index.keys import LEAD_PERM
 
 SCHEME = "datasketch-affine32/poly32-fmix-token/xor-mul-shingle/hi16"
 FACTS_SCHEME = "digit-runs/poly32-fmix/fmix-salted-cell"
@@ -60,10 +61,8 @@ SIGNATURE_BITS = 16
 # round-up that embeds an article does not) and looks them up in LEAD_BANDS extra LSH
 # bands of LEAD_ROWS values: a short trimmed copy of a long story (J ~ 0.1-0.3 over the
 # whole texts, rarely an LSH candidate) shares its lead.
+# LEAD_PERM, LEAD_BANDS and LEAD_ROWS are sizes of the index's records (index.keys).
 LEAD_SHINGLES = 40
-LEAD_PERM = 16
-LEAD_BANDS = 6
-LEAD_ROWS = 2
 # Multipliers of the shingle hash: odd, so each token position is a bijection mod 2^32.
 _SHINGLE_MULTIPLIERS = (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F, 0x165667B1)
 _MAX_SHINGLE = len(_SHINGLE_MULTIPLIERS) + 1

@@ -25,9 +25,6 @@ import numpy as np
 import redis
 
 from workers.clean.fingerprint import (
-    LEAD_BANDS,
-    LEAD_PERM,
-    LEAD_ROWS,
     SIGNATURE_BITS,
     Fingerprint,
     FingerprintParams,
@@ -40,7 +37,16 @@ from workers.document import DeadInput, Document
 from workers.index.args import INDEX_SETTINGS, AcceptArgs, DeadArgs, DocumentArgs
 from workers.index.encoding import FACT_OPERATION_ARGS, lsh_bucket_fields
 from workers.index.facts import Facts, RareFacts, facts_of, packed_operations, rare_facts
-from workers.index.keys import Keys, done_member, record_bytes, records_per_page, revised_ref
+from workers.index.keys import (
+    LEAD_BANDS,
+    LEAD_PERM,
+    LEAD_ROWS,
+    Keys,
+    done_member,
+    record_bytes,
+    records_per_page,
+    revised_ref,
+)
 from workers.index.scripts import (
     ACCEPT_DOCUMENTS,
     RECORD_DEAD,

@@ -17,7 +17,8 @@ from workers.clean.fingerprint import FACT_BYTES, Fingerprint, fact_cells
 from workers.index.encoding import FactOperation, packed_fact_operations
 
 # As scripts/records.lua keeps them: the smallest FACTS_K rare-fact hashes of a document.
-FACTS_K = 16
+from workers.index.keys import FACTS_K
+
 # No fact counted this often is rare: below the counters' saturation at 255.
 RARE_CAP = 250
 

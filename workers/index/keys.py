@@ -235,6 +235,14 @@ def _owned_pattern() -> re.Pattern[bytes]:
 _OWNED = _owned_pattern()
 
 
+# The sizes in a RECORD that the worker computes to: the rare facts' bottom-k sketch, and
+# the lead signature with its LSH bands (`clean.fingerprint`: LEAD_SHINGLES and why).
+FACTS_K = 16
+LEAD_PERM = 16
+LEAD_BANDS = 6
+LEAD_ROWS = 2
+
+
 def record_bytes(num_perm: int) -> int:
     """The size of a RECORD."""
     return 2 * num_perm + 104

@@ -33,7 +33,6 @@ from typing import Any
 
 import redis
 
-from workers.clean.fingerprint import LEAD_BANDS, LEAD_PERM, LEAD_ROWS
 from workers.index.args import (
     LEARNER_SPLIT,
     AcceptArgs,
@@ -44,9 +43,12 @@ from workers.index.args import (
     ScriptArgs,
     settings_unpacking,
 )
-from workers.index.facts import FACTS_K
 from workers.index.keys import (
+    FACTS_K,
     LAYOUT,
+    LEAD_BANDS,
+    LEAD_PERM,
+    LEAD_ROWS,
     LEARNER_SHARDS,
     MINUTE_KINDS,
     RATE_BUCKET_TTL,

@@ -40,7 +40,19 @@ if TYPE_CHECKING:
 
     from workers.feeds.spec import FeedSpec
 
-COUNTERS = ("seen", "published", "exact", "near", "dead", "stripped_lines", "bytes_in")
+# "updates" and "partials" are published documents too: those linked to another
+# (update_of; partial_of / contains).
+COUNTERS = (
+    "seen",
+    "published",
+    "exact",
+    "near",
+    "dead",
+    "updates",
+    "partials",
+    "stripped_lines",
+    "bytes_in",
+)
 RATE_WINDOWS = (1, 5, 15)  # minutes
 # Redis < 7 reports no consumer-group lag: it is counted from the entries after the
 # group's last delivered one, up to this many (beyond that it is unknown: None).
@@ -255,8 +267,6 @@ def collect_stats(
 
 # --------------------------------------------------------------------------- showing
 
-_TABLE_COUNTERS = ("seen", "published", "exact", "near", "dead", "stripped_lines", "bytes_in")
-
 
 def _human_bytes(n: int) -> str:
     size = float(n)
@@ -286,15 +296,13 @@ def stats_renderable(data: dict[str, Any]) -> RenderableType:
 
     counts = Table(title="documents by source", title_justify="left")
     counts.add_column("source")
-    for name in _TABLE_COUNTERS:
+    for name in COUNTERS:
         counts.add_column(name.replace("_", " "), justify="right")
     for source, values in data["sources"].items():
         # Text, not a str: a name is not rich markup ("[bold]" or "[/]" stay as they are).
         label = Text(printable(source), overflow="fold")
-        counts.add_row(label, *(_cell(n, values[n]) for n in _TABLE_COUNTERS))
-    counts.add_row(
-        "[bold]all", *(f"[bold]{_cell(n, data[n])}" for n in _TABLE_COUNTERS), end_section=True
-    )
+        counts.add_row(label, *(_cell(n, values[n]) for n in COUNTERS))
+    counts.add_row("[bold]all", *(f"[bold]{_cell(n, data[n])}" for n in COUNTERS), end_section=True)
 
     rates = Table(title="documents per second", title_justify="left")
     rates.add_column("last")

@@ -59,6 +59,7 @@ local EXACT_URL = '{"rule":"exact-url","candidates":[]}'
 local EXACT_CONTENT = '{"rule":"exact-content","candidates":[]}'
 local REASON_CANDIDATES = 5
 local LONGER_BY = 1.25  -- "much longer": a contained text's container has 25% more shingles
+local LOOSE_CONTAINMENT, SHARED_LEAD = 0.6, 0.6
 
 -- The retention clock only moves forward; documents older than the window stop matching
 -- at once and are freed a few per document (the sweep at the end), so memory stays flat
@@ -291,12 +292,14 @@ local function accept(D, source_stats)
         if smaller > 0 then c = math.min(1, (j * (nsh + rec.nsh) / (1 + j)) / smaller) end
         -- Contained: most of the shorter text inside a much longer one (similar lengths
         -- with C that high have J >= 2/3: the J bar decides those).
-        local contained = c >= CONTAINMENT_THRESHOLD and smaller >= MIN_SHINGLES
-          and math.max(nsh, rec.nsh) >= LONGER_BY * smaller
+        local inside = smaller >= MIN_SHINGLES and math.max(nsh, rec.nsh) >= LONGER_BY * smaller
+        local contained = inside and c >= CONTAINMENT_THRESHOLD
         local trimmed = false
-        if contained then
-          local alike = lead_similarity(D.lead, rec.lead)
-          trimmed = alike ~= nil and alike >= LEAD_AGREEMENT
+        if inside and c >= LOOSE_CONTAINMENT then
+          local alike = lead_similarity(D.lead, rec.lead) or 0
+          -- The containment of a short text in a long one is estimated from J, loosely:
+          -- a shared lead stands in for part of that evidence.
+          trimmed = (contained and alike >= LEAD_AGREEMENT) or alike >= SHARED_LEAD
         end
         local f = facts_containment(sketch, fcount, rec.sketch, rec.fcount)
         local enough = f ~= nil and math.min(fcount, rec.fcount) >= FACTS_MIN_COUNT
