@@ -391,3 +391,18 @@ def test_importing_the_package_stays_cheap() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_updates_and_partials_say_what_they_relate_to(on_redis_url: workers.api.Index) -> None:
+    url = "https://news.example/reports/7"
+    (first,) = on_redis_url.submit([{"id": "r7", "url": url, "text": EN_REPORT}])
+    changed = EN_REPORT + "\n\nThe ministry corrected the figures on Tuesday evening."
+    (update,) = on_redis_url.submit([{"id": "r7", "url": url, "text": changed}])
+    assert (first.status, first.rule, first.update_of) == ("published", "new", None)
+    assert (update.status, update.rule) == ("published", "update")
+    assert (update.update_of, update.version, update.id) == ("r7", 2, "r7~2")
+    assert update.decision is not None
+    assert update.decision.candidates[0].verdict == "earlier-version"
+    assert update.as_dict()["update_of"] == "r7"
+    (again,) = on_redis_url.submit([{"id": "r7", "url": url, "text": changed}])
+    assert (again.status, again.rule, again.duplicate_of) == ("duplicate", "exact-url", "r7~2")

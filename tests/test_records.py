@@ -18,6 +18,8 @@ from workers.index.keys import STREAM_NAMES
 from workers.ops.streams import as_record
 from workers.records import (
     RECORD_TYPES,
+    RULES,
+    VERDICTS,
     DeadRecord,
     DocRecord,
     DuplicateRecord,
@@ -170,3 +172,12 @@ def test_the_consumer_example_in_the_module_docstring_runs(
         exec(compile(example, "records-example", "exec"), {})
     lines = out.getvalue().splitlines()
     assert len(lines) == 2 and "a/000_b1ab6303fef3538a.txt a 3 " in lines[0]
+
+
+def test_every_rule_and_verdict_is_documented_in_the_streams_doc() -> None:
+    doc = (ROOT / "docs" / "streams.md").read_text("utf-8")
+    for rule in RULES:
+        if rule:
+            assert f"| `{rule}` |" in doc, rule
+    for verdict in VERDICTS:
+        assert f"`{verdict}`" in doc, verdict

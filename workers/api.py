@@ -32,7 +32,14 @@ from workers.ingest.load import cap_title, document_from_record, encodable, reco
 from workers.ops.connection import RedisUnavailable, as_text
 from workers.ops.streams import Entry, iter_range
 from workers.pipeline.process import process_with_runtime
-from workers.records import DeadRecord, DocRecord, DuplicateRecord, StreamRecord, read_entry
+from workers.records import (
+    DeadRecord,
+    Decision,
+    DocRecord,
+    DuplicateRecord,
+    StreamRecord,
+    read_entry,
+)
 from workers.worker.jobs import new_job_id
 from workers.worker.runtime import connected_runtime
 
@@ -130,6 +137,37 @@ class InputOutcome:
         return self.record.containment if isinstance(self.record, DuplicateRecord) else None
 
     @property
+    def rule(self) -> str | None:
+        """The rule that published or dropped it (`records.RULES`: "new", "update",
+        "partial", "near-jaccard", ...); `decision` has the candidates it weighed."""
+        decision = self.decision
+        return decision.rule if decision is not None else None
+
+    @property
+    def decision(self) -> Decision | None:
+        """Why it was published or dropped: the rule and the candidates weighed."""
+        return None if isinstance(self.record, DeadRecord) else self.record.reason
+
+    @property
+    def update_of(self) -> str | None:
+        """An update: the published id of the version it replaces (`version` counts)."""
+        return self.record.update_of if isinstance(self.record, DocRecord) else None
+
+    @property
+    def version(self) -> int | None:
+        return self.record.version if isinstance(self.record, DocRecord) else None
+
+    @property
+    def partial_of(self) -> str | None:
+        """A partial: the published id of the much longer document holding most of it."""
+        return self.record.partial_of if isinstance(self.record, DocRecord) else None
+
+    @property
+    def contains(self) -> str | None:
+        """A partial: the published id of the much shorter document it holds most of."""
+        return self.record.contains if isinstance(self.record, DocRecord) else None
+
+    @property
     def reason(self) -> str | None:
         """Why a dead input is dead (a slug such as `empty_text`)."""
         return self.record.reason if isinstance(self.record, DeadRecord) else None
@@ -151,11 +189,16 @@ class InputOutcome:
 _SUMMARY = (
     "status",
     "id",
+    "rule",
     "duplicate_of",
     "kind",
     "match",
     "similarity",
     "containment",
+    "update_of",
+    "version",
+    "partial_of",
+    "contains",
     "reason",
     "error",
     "input_ref",
