@@ -222,17 +222,24 @@ def test_poll_command_over_five_captures(loopback: LoopbackServer, tmp_path: Pat
         assert done.returncode == 0, done.stderr
         reports.append(json.loads(done.stdout.strip().splitlines()[-1]))
     expected = distinct_keys(files, url)
-    assert sum(r["new"] for r in reports) == len(expected)
+    # One input per revision: an entry edited between captures comes again (an update).
+    revisions = distinct_revisions(files, url)
+    assert sum(r["new"] for r in reports) == len(revisions) > len(expected)
     assert reports[0]["new"] == reports[0]["entries"]
     assert all(r["new"] < r["entries"] for r in reports[1:])  # overlap is skipped
     seen: dict[str, list[str]] = {}
+    updates = 0
     for stream in ("docs", "duplicates", "dead"):
         out = run_cli(["tail", "--stream", stream, "--from-start", "--json"], env)
         assert out.returncode == 0, out.stderr
         for line in out.stdout.splitlines():
-            seen.setdefault(json.loads(line)["input_ref"], []).append(stream)
+            entry = json.loads(line)
+            seen.setdefault(entry["input_ref"], []).append(stream)
+            updates += "update_of" in entry
     assert set(seen) == expected
-    assert all(len(places) == 1 and places[0] != "dead" for places in seen.values()), seen
+    assert all("dead" not in places for places in seen.values()), seen
+    assert sum(len(places) for places in seen.values()) == len(revisions)
+    assert updates == len(revisions) - len(expected)
 
     # Must show 2 through the CLI: the same capture again is a 304 and publishes nothing.
     again = run_cli(["poll", url, "--fetch-article", "never", "--json"], env, timeout=180)
@@ -245,7 +252,7 @@ def test_poll_command_over_five_captures(loopback: LoopbackServer, tmp_path: Pat
     assert status.returncode == 0, status.stderr
     [row] = [s for s in json.loads(status.stdout) if s["url"] == url]
     assert row["polls"] == len(files) + 1
-    assert row["published"] + row["exact"] + row["near"] == len(expected)
+    assert row["published"] + row["exact"] + row["near"] == len(revisions)
     assert row["last_outcome"] == "not_modified"
 
 
