@@ -58,6 +58,12 @@ class DeadInput:
     error: str  # one human-readable line
     id: str = ""  # the input's own id when it could be read
     source: str = ""
+    revision: str = ""  # a feed entry's revision, as `Document.revision`
+
+    @classmethod
+    def of(cls, doc: Document, reason: str, error: str) -> DeadInput:
+        """A document that cannot go on, as the dead input it stands for."""
+        return cls(doc.input_ref, reason, error, doc.id, doc.source, doc.revision)
 
 
 LoadedInput = Document | DeadInput

@@ -79,7 +79,7 @@ VERDICTS: dict[str, str] = {
 
 
 @dataclass(frozen=True, slots=True)
-class Candidate:
+class DecisionCandidate:
     """One published document the index weighed against an input."""
 
     id: str
@@ -112,7 +112,7 @@ class Candidate:
         }
 
     @classmethod
-    def from_json(cls, value: Mapping[str, Any]) -> Candidate:
+    def from_json(cls, value: Mapping[str, Any]) -> DecisionCandidate:
         rare = value.get("rare") or (0, 0)
         return cls(
             id=str(value.get("id", "")),
@@ -131,7 +131,7 @@ class Decision:
     """The rule that decided an input (`RULES`) and the candidates it weighed, best first."""
 
     rule: str
-    candidates: tuple[Candidate, ...] = ()
+    candidates: tuple[DecisionCandidate, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"rule": self.rule, "candidates": [c.to_json() for c in self.candidates]}
@@ -139,7 +139,9 @@ class Decision:
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> Decision:
         candidates = value.get("candidates") or ()
-        return cls(str(value.get("rule", "")), tuple(Candidate.from_json(c) for c in candidates))
+        return cls(
+            str(value.get("rule", "")), tuple(DecisionCandidate.from_json(c) for c in candidates)
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 from support.explain_cases import ROUND_UP, SHORT_ITEM, cases
 
-from workers.explain.explanation import Explanation, explain, rule_settings
+from workers.explain.explanation import Explanation, explain_entry, rule_settings
 from workers.explain.find import Found
 from workers.explain.render import render_html, render_json, render_text
 from workers.records import Decision
@@ -36,7 +36,7 @@ def _published(entries: dict[str, Found]) -> dict[str, Found]:
 
 def _explained(doc_id: str) -> Explanation:
     entries = _entries()
-    return explain(entries[doc_id], _published(entries), DEDUP)
+    return explain_entry(entries[doc_id], _published(entries), DEDUP)
 
 
 def test_each_case_has_its_decision_rule_and_compared_document() -> None:
@@ -68,7 +68,7 @@ def test_rule_settings_are_the_rules_own_and_any_named_after_it() -> None:
 
 def test_a_linked_document_no_longer_in_docs_is_said_so() -> None:
     entries = _entries()
-    e = explain(entries["oil"], {}, DEDUP)
+    e = explain_entry(entries["oil"], {}, DEDUP)
     assert e.compared is None and e.passages is None
     assert "partial_of: roundup (not in docs any more (trimmed or expired))" in render_text(e)
 
@@ -92,7 +92,7 @@ def test_text_escapes_what_an_input_could_use_to_drive_the_terminal() -> None:
     sneaky = replace(
         found.record, title="\x1b[2Jcleared", text="\x1b]0;title\x07" + found.record.text
     )  # type: ignore[type-var]
-    e = explain(replace(found, record=sneaky), _published(entries), DEDUP)
+    e = explain_entry(replace(found, record=sneaky), _published(entries), DEDUP)
     shown = render_text(e, color=True)
     assert "\x1b[2J" not in shown and "\x1b]0" not in shown and "\x07" not in shown
     assert "\\x1b[2Jcleared" in shown
@@ -139,6 +139,6 @@ def test_html_without_a_decision_recorded() -> None:
     entries = _entries()
     found = entries["hospital"]
     older = replace(found, record=replace(found.record, reason=Decision("")))  # type: ignore[type-var]
-    e = explain(older, {}, DEDUP)
+    e = explain_entry(older, {}, DEDUP)
     assert "not recorded (an entry written by an older version)" in render_html("hospital", [e])
     assert "rule: (none): not recorded" in render_text(e)

@@ -4,7 +4,7 @@ writes them (records' `to_fields()`), to XADD before the index fills `reason` it
 
 from __future__ import annotations
 
-from workers.records import Candidate, Decision, DocRecord, DuplicateRecord
+from workers.records import Decision, DecisionCandidate, DocRecord, DuplicateRecord
 
 ORIGINAL = (
     "أعلنت وزارة الصحة الليبية اليوم افتتاح مستشفى جديد في مدينة بنغازي بسعة مئتي سرير.\n\n"
@@ -55,12 +55,12 @@ def doc(doc_id: str, text: str, *, reason: Decision, **extra: object) -> DocReco
     return DocRecord(id=doc_id, reason=reason, **fields)  # type: ignore[arg-type]
 
 
-def candidate(doc_id: str, verdict: str, **values: object) -> Candidate:
+def candidate(doc_id: str, verdict: str, **values: object) -> DecisionCandidate:
     given: dict[str, object] = {
         "similarity": 0.2, "containment": 0.3, "facts": "few", "facts_share": -1.0,
         "rare_facts": (1, 1), "gap_hours": 0, **values,
     }  # fmt: skip
-    return Candidate(id=doc_id, verdict=verdict, **given)  # type: ignore[arg-type]
+    return DecisionCandidate(id=doc_id, verdict=verdict, **given)  # type: ignore[arg-type]
 
 
 def duplicate(dup_id: str, text: str, of: str, reason: Decision) -> DuplicateRecord:

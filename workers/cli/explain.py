@@ -45,8 +45,7 @@ def explain(
     """
     if stream_id is not None and not _STREAM_ID.fullmatch(stream_id):
         fail(f"--entry {stream_id!r} is not a stream id (such as 1712345678901-0)", EXIT_USAGE)
-    from workers.explain.explanation import explain as explain_entry
-    from workers.explain.explanation import linked_ids
+    from workers.explain.explanation import explain_entry, linked_ids
     from workers.explain.find import find_entries, find_entry, find_published
     from workers.explain.render import render_html, render_json, render_text
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from workers.explain.find import Found
 from workers.explain.passages import SharedPassages, shared_passages
-from workers.records import RULES, VERDICTS, Candidate, Decision, DocRecord, DuplicateRecord
+from workers.records import RULES, VERDICTS, Decision, DecisionCandidate, DocRecord, DuplicateRecord
 
 # The `dedup` settings each rule compares against, shown next to it. A rule may also read
 # settings named after it (`partial_*`, `update_*`): those are added when they exist.
@@ -47,7 +47,7 @@ class Explanation:
     """published, duplicate, update or partial."""
     rule: str
     settings: dict[str, Any]
-    candidates: tuple[Candidate, ...]
+    candidates: tuple[DecisionCandidate, ...]
     links: tuple[Link, ...]
     compared: Link | None
     """The linked document whose text is compared with the entry's."""
@@ -157,7 +157,9 @@ def rule_settings(rule: str, dedup: Mapping[str, Any]) -> dict[str, Any]:
     return {name: dedup[name] for name in names if name in dedup}
 
 
-def explain(found: Found, published: Mapping[str, Found], dedup: Mapping[str, Any]) -> Explanation:
+def explain_entry(
+    found: Found, published: Mapping[str, Found], dedup: Mapping[str, Any]
+) -> Explanation:
     """The explanation of entry `found`, given the `docs` entries of the documents it
     links to that are still there (`published`, by id) and the `dedup` settings."""
     reason = found.record.reason or Decision("")

@@ -16,14 +16,14 @@ from typing import Any
 from workers.explain.explanation import Explanation
 from workers.explain.passages import SharedPassages
 from workers.messages import printable
-from workers.records import VERDICTS, Candidate
+from workers.records import VERDICTS, DecisionCandidate
 
 _REVERSE, _PLAIN = "\x1b[7m", "\x1b[27m"
 # Without a terminal a passage is bracketed with its number instead: ⟦1 ... ⟧.
 CANDIDATE_HEADER = ("id", "J", "C", "rare facts", "gap", "verdict")
 
 
-def facts_cell(c: Candidate) -> str:
+def facts_cell(c: DecisionCandidate) -> str:
     """`agree 0.75 (4/5)`: the agreement, the share of the smaller rare-fact set found in
     the other, and the rare facts on each side (this input's / the candidate's)."""
     mine, theirs = c.rare_facts
@@ -31,7 +31,7 @@ def facts_cell(c: Candidate) -> str:
     return f"{c.facts} {share} ({mine}/{theirs})"
 
 
-def candidate_row(c: Candidate) -> tuple[str, ...]:
+def candidate_row(c: DecisionCandidate) -> tuple[str, ...]:
     return (
         c.id,
         f"{c.similarity:.2f}",
@@ -66,7 +66,7 @@ def _settings_text(settings: dict[str, Any]) -> str:
     return ", ".join(f"dedup.{k} = {v}" for k, v in settings.items())
 
 
-def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+def _candidate_table(rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
             for row in rows]  # fmt: skip
@@ -136,7 +136,7 @@ def render_text(e: Explanation, *, color: bool = False) -> str:
     if e.candidates:
         lines.append(f"candidates ({len(e.candidates)}, best first):")
         rows = [CANDIDATE_HEADER, *(tuple(p(c) for c in candidate_row(c)) for c in e.candidates)]
-        lines += _table(rows)
+        lines += _candidate_table(rows)
     else:
         lines.append("candidates: none recorded")
     for link in e.links:

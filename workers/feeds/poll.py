@@ -219,7 +219,9 @@ def _inputs_for(
             inputs.append(entry_document(entry, spec))
         else:
             doc = entry_document(entry, spec)
-            inputs.append(DeadInput(entry.key, reason, message, doc.id, spec.source))
+            inputs.append(
+                DeadInput(entry.key, reason, message, doc.id, spec.source, entry.revision)
+            )
     pipe = runtime.client.pipeline(transaction=False)
     for entry_key in failed_again:
         pipe.hincrby(tries_key, entry_key, 1)

@@ -405,7 +405,7 @@ class DedupIndex:
             prefix=self.keys.prefix,
             mode="publish",
             job=job_id,
-            guard=done_member(guard + dead.input_ref),
+            guard=done_member(guard + revised_ref(dead.input_ref, dead.revision)),
             source=source,
             bytes_in=bytes_in,
             maxlen=self.dead_maxlen,

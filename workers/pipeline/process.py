@@ -82,22 +82,16 @@ def normalise_document(doc: Document) -> Document | DeadInput:
     extremely long line, is dead."""
     longest = max((len(line) for line in doc.text.split("\n")), default=0)
     if longest > MAX_LINE_CHARS:
-        return DeadInput(
-            doc.input_ref,
-            "line_too_long",
-            f"a line of {longest} characters (at most {MAX_LINE_CHARS})",
-            doc.id,
-            doc.source,
+        return DeadInput.of(
+            doc, "line_too_long", f"a line of {longest} characters (at most {MAX_LINE_CHARS})"
         )
     title = " ".join(normalise_for_publishing(doc.title).split())
     body = normalise_for_publishing(doc.text)
     if not body or not has_visible_text(body):
-        return DeadInput(
-            doc.input_ref,
+        return DeadInput.of(
+            doc,
             "empty_text",
             "the document has no visible text" if body else "the document has no text",
-            doc.id,
-            doc.source,
         )
     return replace(doc, title=title, text=body)
 
@@ -147,25 +141,15 @@ def strip_document(
     if result.all_boilerplate and keep_headlines and doc.title:
         cleaned = Cleaned(replace(doc, text=doc.title, stripped=[]), matching_tokens(doc.title))
     elif result.all_boilerplate:
-        return DeadInput(
-            doc.input_ref,
-            "all_boilerplate",
-            "every line of the document is boilerplate",
-            doc.id,
-            doc.source,
-        )
+        return DeadInput.of(doc, "all_boilerplate", "every line of the document is boilerplate")
     else:
         cleaned = Cleaned(
             replace(doc, text=result.text, stripped=result.stripped), result.matching.split()
         )
     if cleaned.tokens:
         return cleaned
-    return DeadInput(
-        doc.input_ref,
-        "no_words",
-        "the text has no letter or digit (only symbols, emoji or punctuation)",
-        doc.id,
-        doc.source,
+    return DeadInput.of(
+        doc, "no_words", "the text has no letter or digit (only symbols, emoji or punctuation)"
     )
 
 
@@ -199,9 +183,7 @@ def _safely(doc: Document, stage: Callable[[], _Stage]) -> _Stage | DeadInput:
     except SoftTimeLimitExceeded:  # the task's clock, not this document's fault (yet)
         raise
     except Exception as exc:
-        return DeadInput(
-            doc.input_ref, "processing_error", f"{type(exc).__name__}: {exc}", doc.id, doc.source
-        )
+        return DeadInput.of(doc, "processing_error", f"{type(exc).__name__}: {exc}")
 
 
 @dataclass(slots=True)
