@@ -1,0 +1,79 @@
+"""Near variants of learned lines: furniture an outlet words two or three ways ("جميع
+المقالات تعبر عن رأي كاتبها" / "... عن رأي أصحابها"), or retypes with a letter off, is
+the same furniture. The learner counts lines by their exact key (`lines.line_key`, which
+already folds numbers, dates and times), so a variant seen fewer than `min_docs` times is
+never learned on its own; matched against the source's learned lines, it goes with them.
+
+Tolerances are small and grow with the line: a character or two for a short line, a
+word or two for a long one. Lines shorter than VARIANT_MIN_CHARS have no variants: one
+letter turns "الرياضي" into "الرياض", a name into another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from rapidfuzz import process
+from rapidfuzz.distance import Levenshtein
+
+VARIANT_MIN_CHARS = 15
+# Keys up to this many characters are compared letter by letter, longer ones word by word.
+VARIANT_CHAR_MAX = 60
+# A key of at most this many characters may differ by one letter; up to
+# VARIANT_CHAR_MAX, by two.
+ONE_EDIT_MAX_CHARS = 30
+# Long lines: at least VARIANT_MIN_WORDS words may differ by a word, VARIANT_TWO_WORDS
+# or more by two; past VARIANT_MAX_CHARS a line is a paragraph, matched exactly or not
+# at all.
+VARIANT_MIN_WORDS = 8
+VARIANT_TWO_WORDS = 12
+VARIANT_MAX_CHARS = 300
+
+
+def char_tolerance(key: str) -> int:
+    """Letters a short key may differ by from a learned one (0: none, compare words)."""
+    if len(key) < VARIANT_MIN_CHARS or len(key) > VARIANT_CHAR_MAX:
+        return 0
+    return 1 if len(key) <= ONE_EDIT_MAX_CHARS else 2
+
+
+def word_tolerance(key: str, words: int) -> int:
+    """Words a long key of `words` words may differ by from a learned one."""
+    if len(key) <= VARIANT_CHAR_MAX or len(key) > VARIANT_MAX_CHARS:
+        return 0
+    if words < VARIANT_MIN_WORDS:
+        return 0
+    return 1 if words < VARIANT_TWO_WORDS else 2
+
+
+@dataclass(frozen=True, slots=True)
+class LearnedKeys:
+    """The keys of one source's learned lines, for `near` to match variants against."""
+
+    keys: tuple[str, ...] = ()
+    words: tuple[tuple[str, ...], ...] = ()
+
+    @classmethod
+    def of(cls, keys: Iterable[str]) -> LearnedKeys:
+        distinct = tuple(sorted({key for key in keys if key}))
+        return cls(distinct, tuple(tuple(key.split()) for key in distinct))
+
+    def near(self, key: str) -> bool:
+        """`key` (a `line_key`) is within the tolerance of a learned key."""
+        if not self.keys:
+            return False
+        letters = char_tolerance(key)
+        if letters:
+            found = process.extractOne(
+                key, self.keys, scorer=Levenshtein.distance, score_cutoff=letters
+            )
+            return found is not None
+        split = tuple(key.split())
+        words = word_tolerance(key, len(split))
+        if not words:
+            return False
+        # Few learned lines are long: a plain loop, each distance cut off early in C.
+        return any(
+            Levenshtein.distance(split, other, score_cutoff=words) <= words for other in self.words
+        )
