@@ -151,3 +151,8 @@ def test_box_lines_keep_their_positions(rules: RuleSet) -> None:
     body = "\n\n".join([*BODY, *TEASERS])
     result = strip_boilerplate(body, title="", source="", rules=rules)
     assert all(split_lines(body)[s.line_no] == s.text for s in result.stripped)
+
+
+def test_stretched_prompt(rules: RuleSet) -> None:
+    line = "شاهـد.. لحظة إطلاق أول قطار يعمل بالهيدروجين"
+    assert removed([*BODY, line], rules) == {line: LINK_PROMPT_RULE}

@@ -32,7 +32,7 @@ import hashlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import redis
@@ -50,9 +50,10 @@ LineKey = tuple[str, str]  # (source, line hash)
 
 # Each process keeps, per source, the keys of the source's learned lines, to match near
 # variants against (`variants.LearnedKeys`). They are read again once the source has
-# counted a quarter more documents than at the last read (every KNOWN_REFRESH_DOCS at
-# most), or after KNOWN_MAX_AGE seconds: a line learned meanwhile only waits for its
-# variants to go, its exact copies go at once.
+# counted a quarter more documents than at the last read (at least KNOWN_MIN_REFRESH, at
+# most KNOWN_REFRESH_DOCS more), or after KNOWN_MAX_AGE seconds: a line learned meanwhile
+# only waits for its variants to go, its exact copies go at once.
+KNOWN_MIN_REFRESH = 20
 KNOWN_REFRESH_DOCS = 100
 KNOWN_MAX_AGE = 60.0
 
@@ -111,6 +112,9 @@ class Candidate:
     targets: Sequence[tuple[str, str]] = ()
     # Link hashes of its own lines: links.link_probes; looked up, never counted.
     probes: Sequence[str] = ()
+    # Line hash -> `lines.line_key` of its `lines` (folded once, by strip.learnable_lines);
+    # a line missing here is folded again when it is matched against learned variants.
+    keys: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -188,7 +192,8 @@ class LineLearner:
                     self.settings,
                 )
             )
-            trims.append(exact | near_variants(candidate.lines, exact, known.get(source)))
+            variants = near_variants(candidate.lines, exact, known.get(source), candidate.keys)
+            trims.append(exact | variants)
             pending.links.append(
                 frozenset(h for h in candidate.probes if h not in own and counts[(source, h)])
             )
@@ -374,7 +379,7 @@ def _stale(known: _Known | None, docs: int, now: float) -> bool:
     if known is None:
         return True
     grown = docs - known.docs
-    due = max(1, min(KNOWN_REFRESH_DOCS, known.docs // 4))
+    due = max(KNOWN_MIN_REFRESH, min(KNOWN_REFRESH_DOCS, known.docs // 4))
     return grown >= due or (grown > 0 and now - known.at >= KNOWN_MAX_AGE) or grown < 0
 
 
@@ -384,10 +389,14 @@ def _unmatched(text: str) -> bool:
 
 
 def near_variants(
-    lines: Sequence[tuple[str, str]], exact: frozenset[str], known: LearnedKeys | None
+    lines: Sequence[tuple[str, str]],
+    exact: frozenset[str],
+    known: LearnedKeys | None,
+    keys: Mapping[str, str] | None = None,
 ) -> frozenset[str]:
     """Hashes of the candidate's `lines` ((hash, text)) that are not learned themselves
-    (`exact`) but are near variants of a learned line of their source (`known`)."""
+    (`exact`) but are near variants of a learned line of their source (`known`); `keys`:
+    the lines' `line_key`s by hash, when known."""
     if known is None or not known.keys:
         return frozenset()
     return frozenset(
@@ -396,5 +405,5 @@ def near_variants(
         if digest not in exact
         and VARIANT_MIN_CHARS <= len(text) <= VARIANT_MAX_CHARS
         and not text.startswith(BYLINE_PART_LABEL)
-        and known.near(line_key(text))
+        and known.near(keys[digest] if keys and digest in keys else line_key(text))
     )

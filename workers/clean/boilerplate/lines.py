@@ -32,6 +32,8 @@ _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za
 _HANDLE = re.compile(r"(?<![\w@])@[A-Za-z0-9_]{2,30}")
 _DIGIT_RUN = re.compile(r"\d+")
 _HAS_DIGIT = re.compile(r"\d")
+# A run of words starting with a digit ("10 35", "2017م"), once digits are folded.
+_NUMBER_RUN = re.compile(r"(?<!\S)\d\S*(?:\s+\d\S*)*")
 
 
 def _words(text: str) -> frozenset[str]:
@@ -75,8 +77,6 @@ def _fold_dates(words: list[str]) -> list[str]:
     and "السبت 2 ابريل 2018" fold alike, so do "10 35 صباحا" and "11 02 مساء". A
     weekday, month or time mark with no number beside it stays a word."""
     dated = [w[:1].isdigit() for w in words]
-    if not any(dated):
-        return words
     changed = True
     while changed:  # a weekday reaches the number through the month: "الخميس مارس 10"
         changed = False
@@ -108,7 +108,12 @@ def line_key(line: str, folded: str | None = None) -> str:
         folded = normalise_for_matching(line)
     if not _HAS_DIGIT.search(folded):
         return folded  # most lines: no number, so no date either
-    return " ".join(_fold_dates(_DIGIT_RUN.sub("0", folded).split()))
+    numbered = _DIGIT_RUN.sub("0", folded)
+    words = numbered.split()
+    if _DATE_WORDS.isdisjoint(words):
+        # Most lines with a number name no date: only runs of numbers to join.
+        return _NUMBER_RUN.sub(DATE_WORD, numbered)
+    return " ".join(_fold_dates(words))
 
 
 def _may_hold_address(line: str) -> bool:

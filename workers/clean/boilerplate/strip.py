@@ -294,12 +294,14 @@ def learnable_lines(
     rules: RuleSet,
     zone: int,
     folded: Sequence[str] | None = None,
+    keys: dict[str, str] | None = None,
 ) -> list[tuple[str, str]]:
     """(hash, text) of the distinct lines among the first and last `zone`
     non-empty lines of a publish-normalised body: what the learner counts for a document.
     Only edge lines are ever trimmed as learned, so only they need counting; lines pinned
     as content for the source are left out. `folded`: `fold_lines(body)`, when the caller
-    has it."""
+    has it. `keys`, when given, receives each whole line's hash -> `line_key`, for the
+    learner to match near variants without folding the line again."""
     every = split_lines(body)
     folded = fold_lines(body) if folded is None else folded
     lines = [(line, words) for line, words in zip(every, folded, strict=True) if line.strip()]
@@ -314,6 +316,8 @@ def learnable_lines(
         if digest in content:
             continue
         seen.setdefault(digest, line.strip())
+        if keys is not None:
+            keys[digest] = key
         for part_digest, part in byline_parts(line, words):
             seen.setdefault(part_digest, part)
     return list(seen.items())

@@ -34,6 +34,12 @@ _QUALIFIED = re.compile(
     rf"(?ix) ^ (?:{_QUALIFIED_PROMPT}) (?: {_SEPARATOR} | \s+ ) (?P<rest>.+) $", re.DOTALL
 )
 _BARE = re.compile(rf"(?ix) ^ (?:{_BARE_PROMPT}) {_SEPARATOR} (?P<rest>.+) $", re.DOTALL)
+# Every prompt starts so, after decoration: one cheap test that most lines fail.
+_MAY_PROMPT = re.compile(
+    r"[\W_]*(?:[اأإ]قر|طالع|شاهد|تابع|استمع|لل?مزيد|المزيد|بالفيديو|بالصور|فيديو|[إا]نفوغرافيك"
+    r"|read|watch|see|listen|related|video|more|also)",
+    re.IGNORECASE,
+)
 _PROMPT_ALONE = re.compile(
     rf"(?ix) ^ (?: {_QUALIFIED_PROMPT} | {_BARE_PROMPT} ) (?: {_SEPARATOR} )? $"
 )
@@ -99,6 +105,8 @@ def prompt_boxes(lines: Sequence[str], folded: Sequence[str], content: Sequence[
     no headline under it is left to the rules (it may close a sentence cut by extraction)."""
     found: set[int] = set()
     for pos, i in enumerate(content):
+        if not _MAY_PROMPT.match(lines[i][:40].replace("\u0640", "")):
+            continue
         if prompt_headline(lines[i]):
             found.add(i)
             continue

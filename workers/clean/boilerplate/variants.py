@@ -11,8 +11,8 @@ letter turns "الرياضي" into "الرياض", a name into another.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
@@ -47,17 +47,31 @@ def word_tolerance(key: str, words: int) -> int:
     return 1 if words < VARIANT_TWO_WORDS else 2
 
 
+# Word-level distances run as letter-level ones: each learned word is written as one
+# character of its own (from here on, past every script's letters), so rapidfuzz compares
+# word sequences in C with its length pruning. A word no learned line has is UNKNOWN.
+_WORD_CHARS = 0x10000
+_UNKNOWN = chr(0x10FFFF)
+
+
 @dataclass(frozen=True, slots=True)
 class LearnedKeys:
     """The keys of one source's learned lines, for `near` to match variants against."""
 
     keys: tuple[str, ...] = ()
-    words: tuple[tuple[str, ...], ...] = ()
+    # Each key's words, one character a word (see _WORD_CHARS), and the word alphabet.
+    words: tuple[str, ...] = ()
+    alphabet: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, keys: Iterable[str]) -> LearnedKeys:
         distinct = tuple(sorted({key for key in keys if key}))
-        return cls(distinct, tuple(tuple(key.split()) for key in distinct))
+        alphabet: dict[str, str] = {}
+        for key in distinct:
+            for word in key.split():
+                alphabet.setdefault(word, chr(_WORD_CHARS + len(alphabet)))
+        words = tuple(_spell(key, alphabet) or "" for key in distinct)
+        return cls(distinct, words, alphabet)
 
     def near(self, key: str) -> bool:
         """`key` (a `line_key`) is within the tolerance of a learned key."""
@@ -69,11 +83,29 @@ class LearnedKeys:
                 key, self.keys, scorer=Levenshtein.distance, score_cutoff=letters
             )
             return found is not None
-        split = tuple(key.split())
-        words = word_tolerance(key, len(split))
+        words = word_tolerance(key, key.count(" ") + 1)
         if not words:
             return False
-        # Few learned lines are long: a plain loop, each distance cut off early in C.
-        return any(
-            Levenshtein.distance(split, other, score_cutoff=words) <= words for other in self.words
+        spelt = _spell(key, self.alphabet, words)
+        if spelt is None:
+            return False
+        found = process.extractOne(
+            spelt, self.words, scorer=Levenshtein.distance, score_cutoff=words
         )
+        return found is not None
+
+
+def _spell(key: str, alphabet: Mapping[str, str], unknown: int | None = None) -> str | None:
+    """`key` one character a word; None once more than `unknown` words are not in the
+    alphabet (each costs an edit: most lines of an article are out of reach at once)."""
+    spelt: list[str] = []
+    missing = 0
+    for word in key.split():
+        char = alphabet.get(word)
+        if char is None:
+            missing += 1
+            if unknown is not None and missing > unknown:
+                return None
+            char = _UNKNOWN
+        spelt.append(char)
+    return "".join(spelt)
