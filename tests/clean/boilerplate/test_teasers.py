@@ -156,3 +156,8 @@ def test_box_lines_keep_their_positions(rules: RuleSet) -> None:
 def test_stretched_prompt(rules: RuleSet) -> None:
     line = "شاهـد.. لحظة إطلاق أول قطار يعمل بالهيدروجين"
     assert removed([*BODY, line], rules) == {line: LINK_PROMPT_RULE}
+
+
+def test_a_quoted_sentence_is_no_headline() -> None:
+    assert not prompt_headline('شاهد: "وصلنا إلى المكان وكان الدخان يملأ الشارع."')
+    assert not prompt_headline("Read more: «The talks resumed in Geneva.»")

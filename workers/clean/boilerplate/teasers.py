@@ -49,7 +49,8 @@ _PROMPT_ALONE = re.compile(
 HEADLINE_MIN_WORDS = 2
 HEADLINE_MAX_WORDS = 20
 HEADLINE_MAX_CHARS = 160
-_SENTENCE_END = re.compile(r"[.:،,;؛]\s*$")
+# Closing quotes and brackets do not end a sentence: «... قال.» still ends on its full stop.
+_SENTENCE_END = re.compile(r"[.:،,;؛][\s\"'”’»)\]}]*$")
 # List items, bullets, numbered steps: parts of the article's own list.
 _LIST_MARK = re.compile(r"^\s*(?:[-–—•*·●▪►◄■□○◦]|\d+\s*[-.)/]|\(\d+\))")
 # Under a prompt, at most this many headlines make its box.
