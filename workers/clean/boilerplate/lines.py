@@ -72,24 +72,22 @@ _DATE_WORDS = _MONTHS | _WEEKDAYS | _TIME_MARKS | _MONTH_TAILS
 
 
 def _fold_dates(words: list[str]) -> list[str]:
-    """Date and time words next to a number (or to another date word next to one) become
-    DATE_WORD, and runs of numbers and date words one DATE_WORD: "الخميس 10 مارس 2017"
-    and "السبت 2 ابريل 2018" fold alike, so do "10 35 صباحا" and "11 02 مساء". A
-    weekday, month or time mark with no number beside it stays a word."""
-    dated = [w[:1].isdigit() for w in words]
-    changed = True
-    while changed:  # a weekday reaches the number through the month: "الخميس مارس 10"
-        changed = False
-        for i, word in enumerate(words):
-            near = (i > 0 and dated[i - 1]) or (i + 1 < len(words) and dated[i + 1])
-            if not dated[i] and near and word in _DATE_WORDS:
-                dated[i] = changed = True
+    """Each run of numbers and date words that holds a number becomes one DATE_WORD:
+    "الخميس 10 مارس 2017" and "السبت 2 ابريل 2018" fold alike, so do "10 35 صباحا" and
+    "11 02 مساء". A weekday, month or time mark with no number in its run stays a word."""
     folded: list[str] = []
-    for word, is_date in zip(words, dated, strict=True):
-        if not is_date:
+    run: list[str] = []
+    numbered = False
+    for word in [*words, ""]:  # "" closes the last run
+        if word and (word[0].isdigit() or word in _DATE_WORDS):
+            run.append(word)
+            numbered = numbered or word[0].isdigit()
+            continue
+        if run:
+            folded.extend([DATE_WORD] if numbered else run)
+            run, numbered = [], False
+        if word:
             folded.append(word)
-        elif not folded or folded[-1] != DATE_WORD:
-            folded.append(DATE_WORD)
     return folded
 
 
