@@ -62,6 +62,7 @@ class LearnedKeys:
     # Each key's words, one character a word (see _WORD_CHARS), and the word alphabet.
     words: tuple[str, ...] = ()
     alphabet: Mapping[str, str] = field(default_factory=dict)
+    _exact: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, keys: Iterable[str]) -> LearnedKeys:
@@ -71,11 +72,13 @@ class LearnedKeys:
             for word in key.split():
                 alphabet.setdefault(word, chr(_WORD_CHARS + len(alphabet)))
         words = tuple(_spell(key, alphabet) or "" for key in distinct)
-        return cls(distinct, words, alphabet)
+        return cls(distinct, words, alphabet, frozenset(distinct))
 
     def near(self, key: str) -> bool:
-        """`key` (a `line_key`) is within the tolerance of a learned key."""
-        if not self.keys:
+        """`key` (a `line_key`) is within the tolerance of a learned key, and not one of
+        them: whether a line is learned itself is the counts' call alone (these keys may
+        be a few documents old)."""
+        if not self.keys or key in self._exact:
             return False
         letters = char_tolerance(key)
         if letters:
