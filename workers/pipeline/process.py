@@ -240,17 +240,23 @@ def prepare_chunk(
         return PreparedChunk(normalised, folded, dead, None, DEFAULTS.boilerplate.zone_lines)
     zone = learner.settings.zone_lines
     with_links = learner.settings.link_memory
-    candidates = [
-        Candidate(
-            doc.input_ref,
-            doc.source,
-            learnable_lines(doc.text, source=doc.source, rules=rules, zone=zone, folded=lines),
-            doc.text,
-            link_targets(doc.title, doc.text, lines) if with_links else [],
-            link_probes(doc.text, zone, lines) if with_links else [],
+    candidates: list[Candidate] = []
+    for (doc, _), lines in zip(normalised, folded, strict=True):
+        keys: dict[str, str] = {}  # the learnable lines' keys, for matching variants
+        learnable = learnable_lines(
+            doc.text, source=doc.source, rules=rules, zone=zone, folded=lines, keys=keys
         )
-        for (doc, _), lines in zip(normalised, folded, strict=True)
-    ]
+        candidates.append(
+            Candidate(
+                doc.input_ref,
+                doc.source,
+                learnable,
+                doc.text,
+                link_targets(doc.title, doc.text, lines) if with_links else [],
+                link_probes(doc.text, zone, lines) if with_links else [],
+                keys,
+            )
+        )
     return PreparedChunk(normalised, folded, dead, candidates, zone)
 
 

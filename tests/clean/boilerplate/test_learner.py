@@ -346,3 +346,77 @@ def test_link_targets_of_duplicates_are_kept_too(redis_target: RedisTarget, pref
     _, pending = learner.plan([Candidate("c", "s", [], "c", probes=[probe])])
     learner.discard(pending)
     assert pending.links == [frozenset({probe})]
+
+
+# ---------------------------------------------------------------------------- variants
+
+UPDATED = "آخر تحديث للخبر: الخميس 10 مارس 2017 - 11:02 صباحا"
+DISCLAIMER = "نرحب بتعليقاتكم على هذا الموضوع شريطة الالتزام بآداب الحوار وعدم الإساءة لأي طرف"
+QUOTE = "قال الشاعر: إذا الشعب يوما أراد الحياة فلا بد أن يستجيب القدر"
+
+
+def test_a_marker_with_a_date_is_learned_whatever_the_date(
+    redis_target: RedisTarget, prefix: str
+) -> None:
+    rt = runtime_for(redis_target, prefix)
+    days = ["الأحد", "الإثنين", "الثلاثاء", "الأربعاء", "الخميس", "الجمعة", "السبت"]
+    docs = [
+        make_doc(
+            n,
+            f"آخر تحديث للخبر: {days[n % 7]} {n + 1} مارس 2017 - {n % 12}:{n:02d}\n\n" + article(n),
+        )
+        for n in range(20)
+    ]
+    run(rt, docs)
+    out = published(rt)
+    min_docs = rt.learner.settings.min_docs
+    assert all(out[doc.id]["text"].startswith("آخر تحديث") for doc in docs[:min_docs])
+    assert not any(out[doc.id]["text"].startswith("آخر تحديث") for doc in docs[min_docs:])
+
+
+def test_near_variants_of_a_learned_line_go_at_the_edges_only(
+    redis_target: RedisTarget, prefix: str
+) -> None:
+    rt = runtime_for(redis_target, prefix)
+    run(rt, [make_doc(n, article(n) + "\n\n" + DISCLAIMER) for n in range(12)])
+    reworded = DISCLAIMER.replace("بتعليقاتكم", "بمشاركاتكم")
+    misspelt = DISCLAIMER.replace("شريطة", "شرط")
+    at_bottom = make_doc(100, article(100) + "\n\n" + reworded)
+    at_top = make_doc(101, misspelt + "\n\n" + article(101))
+    # Inside the article, a variant is content like the learned line itself would be.
+    inside = make_doc(102, article(102) + "\n\n" + reworded + "\n\nفقرة أخيرة من المقال نفسه.")
+    run(rt, [at_bottom, at_top, inside], chunk_size=1)
+    out = published(rt)
+    assert reworded not in out[at_bottom.id]["text"]
+    assert {"line": reworded, "rule": "learned"} in json.loads(out[at_bottom.id]["stripped"])
+    assert misspelt not in out[at_top.id]["text"]
+    assert reworded in out[inside.id]["text"]
+
+
+def test_what_variants_never_take(redis_target: RedisTarget, prefix: str) -> None:
+    # A quotation several columns open with is not furniture unless it is at an edge of
+    # many documents, and a line a few words away from a learned one is another line.
+    rt = runtime_for(redis_target, prefix)
+    footer = "حمّل تطبيق الصحيفة على هاتفك لتصلك آخر الأخبار"
+    docs = [
+        make_doc(n, article(n, 60) + f"\n\n{QUOTE}\n\n" + article(500 + n, 60) + "\n\n" + footer)
+        for n in range(12)
+    ]
+    run(rt, docs)
+    closing = "حمّل كتاب الصحيفة السنوي من موقعها لتقرأ أبرز الأحداث"
+    short = "الرياضي"
+    last = make_doc(
+        100,
+        article(100)
+        + "\n\n"
+        + QUOTE.replace("الشاعر", "الشابي")
+        + "\n\n"
+        + short
+        + "\n\n"
+        + closing,
+    )
+    run(rt, [last], chunk_size=1)
+    out = published(rt)
+    assert all(QUOTE in out[doc.id]["text"] for doc in docs)
+    kept = out[last.id]["text"]
+    assert closing in kept and short in kept and QUOTE.replace("الشاعر", "الشابي") in kept

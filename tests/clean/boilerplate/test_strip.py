@@ -619,3 +619,12 @@ def test_an_edge_line_equal_to_the_author_metadata_is_its_byline() -> None:
         strip_boilerplate(body_with((0, "سيد حكم")), title="", source="", rules=rules).stripped
         == []
     )
+
+
+def test_a_long_number_is_no_list_of_contact_numbers(rules: RuleSet) -> None:
+    # A bank account (15 digits) on its own line is what the article gives out.
+    body = "\n\n".join(
+        ["أعلن المكتب أرقام حساباته لمن يرغب في دعم برامجه.", "حساب الزكاة :", "٤٨٠٦٠٨٠١٠٠٨٩٠٠٠"]
+    )
+    result = strip_boilerplate(body, title="", source="", rules=rules)
+    assert result.stripped == []

@@ -30,13 +30,16 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import redis
 
+from workers.clean.boilerplate.lines import BYLINE_PART_LABEL, line_key
 from workers.clean.boilerplate.links import LINK_LABELS
+from workers.clean.boilerplate.variants import VARIANT_MAX_CHARS, VARIANT_MIN_CHARS, LearnedKeys
 from workers.index.args import LEARNER_SPLIT, LearnArgs
 from workers.index.dedup import delete_matching
 from workers.index.keys import Keys, learner_shard
@@ -44,6 +47,22 @@ from workers.index.scripts import LEARN_LINES, run_commands
 from workers.ops.connection import as_text, pack_command
 
 LineKey = tuple[str, str]  # (source, line hash)
+
+# Each process keeps, per source, the keys of the source's learned lines, to match near
+# variants against (`variants.LearnedKeys`). They are read again once the source has
+# counted a quarter more documents than at the last read (at least KNOWN_MIN_REFRESH, at
+# most KNOWN_REFRESH_DOCS more), or after KNOWN_MAX_AGE seconds: a line learned meanwhile
+# only waits for its variants to go, its exact copies go at once.
+KNOWN_MIN_REFRESH = 20
+KNOWN_REFRESH_DOCS = 100
+KNOWN_MAX_AGE = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    docs: int  # the source's documents counted when read
+    at: float  # time.monotonic() when read
+    keys: LearnedKeys
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +112,9 @@ class Candidate:
     targets: Sequence[tuple[str, str]] = ()
     # Link hashes of its own lines: links.link_probes; looked up, never counted.
     probes: Sequence[str] = ()
+    # Line hash -> `lines.line_key` of its `lines` (folded once, by strip.learnable_lines);
+    # a line missing here is folded again when it is matched against learned variants.
+    keys: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -125,6 +147,7 @@ class LineLearner:
         # both and never neither.
         self._lock = threading.Lock()
         self._inflight: dict[int, Pending] = {}
+        self._known: dict[str, _Known] = {}
 
     # ------------------------------------------------------------------ reading
 
@@ -145,6 +168,7 @@ class LineLearner:
             wanted[candidate.source].update(h for h, _ in candidate.targets)
         with self._lock:
             docs, counts, born = self._read(wanted)
+            known = self._learned_keys(docs)
             for earlier in self._inflight.values():
                 docs.update(earlier.docs)
                 counts.update(earlier.lines)
@@ -158,18 +182,18 @@ class LineLearner:
             width = self.settings.prune_every
             fresh_since = max(docs[source] - 1, 0) // width * width
             own = {h for h, _ in candidate.targets}
-            trims.append(
-                frozenset(
-                    h
-                    for h, _ in candidate.lines
-                    if is_learned(
-                        counts[(source, h)],
-                        born.get((source, h), fresh_since),
-                        docs[source],
-                        self.settings,
-                    )
+            exact = frozenset(
+                h
+                for h, _ in candidate.lines
+                if is_learned(
+                    counts[(source, h)],
+                    born.get((source, h), fresh_since),
+                    docs[source],
+                    self.settings,
                 )
             )
+            variants = near_variants(candidate.lines, exact, known.get(source), candidate.keys)
+            trims.append(exact | variants)
             pending.links.append(
                 frozenset(h for h in candidate.probes if h not in own and counts[(source, h)])
             )
@@ -185,6 +209,39 @@ class LineLearner:
                 counts[(source, digest)] += 1
                 pending.lines[(source, digest)] += 1
         return trims, pending
+
+    def _learned_keys(self, docs: Counter[str]) -> dict[str, LearnedKeys]:
+        """Per source, the keys of its learned lines (see KNOWN_REFRESH_DOCS): read again
+        for the sources whose copy is stale, in two round trips for all of them."""
+        now = time.monotonic()
+        stale = [
+            source
+            for source, count in docs.items()
+            if count >= self.settings.min_docs and _stale(self._known.get(source), count, now)
+        ]
+        if stale:
+            pipe = self.client.pipeline(transaction=False)
+            for source in stale:
+                pipe.hgetall(self.keys.learner_lines(source))
+            texts: list[dict[str, str]] = [
+                {bytes(digest).hex(): as_text(text) for digest, text in raw.items()}
+                for raw in pipe.execute()
+            ]
+            wanted = {
+                source: {d for d, text in found.items() if not _unmatched(text)}
+                for source, found in zip(stale, texts, strict=True)
+            }
+            _, counts, born = self._read(wanted)
+            for source, found in zip(stale, texts, strict=True):
+                learned = [
+                    line_key(found[d])
+                    for d in wanted[source]
+                    if is_learned(
+                        counts[(source, d)], born.get((source, d), 0), docs[source], self.settings
+                    )
+                ]
+                self._known[source] = _Known(docs[source], now, LearnedKeys.of(learned))
+        return {source: known.keys for source, known in self._known.items()}
 
     def _read(
         self, wanted: dict[str, set[str]]
@@ -307,10 +364,46 @@ class LineLearner:
         Worker processes notice on their next chunk, which reads the counts afresh."""
         with self._lock:
             if source is None:
+                self._known.clear()
                 return delete_matching(self.client, self.keys, *self.keys.learner_patterns)
             pipe = self.client.pipeline(transaction=True)
             meta, _, lines = self.keys.learner_keys(source)
             pipe.delete(meta, lines, *self.keys.learner_count_shards(source))
             pipe.srem(self.keys.learner_sources, source)
             deleted, _ = pipe.execute()
+            self._known.clear()
             return int(deleted)
+
+
+def _stale(known: _Known | None, docs: int, now: float) -> bool:
+    if known is None:
+        return True
+    grown = docs - known.docs
+    due = max(KNOWN_MIN_REFRESH, min(KNOWN_REFRESH_DOCS, known.docs // 4))
+    return grown >= due or (grown > 0 and now - known.at >= KNOWN_MAX_AGE) or grown < 0
+
+
+def _unmatched(text: str) -> bool:
+    # Titles and leads kept to spot links, and byline parts, are no lines to vary on.
+    return text.startswith(LINK_LABELS) or text.startswith(BYLINE_PART_LABEL)
+
+
+def near_variants(
+    lines: Sequence[tuple[str, str]],
+    exact: frozenset[str],
+    known: LearnedKeys | None,
+    keys: Mapping[str, str] | None = None,
+) -> frozenset[str]:
+    """Hashes of the candidate's `lines` ((hash, text)) that are not learned themselves
+    (`exact`) but are near variants of a learned line of their source (`known`); `keys`:
+    the lines' `line_key`s by hash, when known."""
+    if known is None or not known.keys:
+        return frozenset()
+    return frozenset(
+        digest
+        for digest, text in lines
+        if digest not in exact
+        and VARIANT_MIN_CHARS <= len(text) <= VARIANT_MAX_CHARS
+        and not text.startswith(BYLINE_PART_LABEL)
+        and known.near(keys[digest] if keys and digest in keys else line_key(text))
+    )

@@ -31,11 +31,71 @@ _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _HANDLE = re.compile(r"(?<![\w@])@[A-Za-z0-9_]{2,30}")
 _DIGIT_RUN = re.compile(r"\d+")
+_HAS_DIGIT = re.compile(r"\d")
+# A run of words starting with a digit ("10 35", "2017م"), once digits are folded.
+_NUMBER_RUN = re.compile(r"(?<!\S)\d\S*(?:\s+\d\S*)*")
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# Date and time words, as `normalise_for_matching` folds them: a marker followed by a date
+# or a time ("آخر تحديث: الخميس 10 مارس 2017 - 11:02 صباحا") is one furniture line
+# whatever the day. Folded only next to a number (see `_fold_dates`), because "صفر"
+# (a month, and zero), "اب" (August in the Levant, and father), "may" and "sat" are words.
+_MONTHS = _words(
+    """
+    يناير فبراير مارس ابريل مايو يونيو يوليو اغسطس سبتمبر اكتوبر نوفمبر ديسمبر
+    كانون شباط اذار نيسان ايار حزيران تموز اب ايلول تشرين
+    محرم صفر ربيع جمادي رجب شعبان رمضان شوال ذو ذي
+    january february march april may june july august september october november december
+    jan feb mar apr jun jul aug sep sept oct nov dec
+    janvier février fevrier avril mai juin juillet août aout septembre octobre novembre
+    décembre decembre
+    """
+)
+_WEEKDAYS = _words(
+    """
+    الاحد الاثنين الثلاثاء الاربعاء الخميس الجمعه السبت
+    sunday monday tuesday wednesday thursday friday saturday sun mon tue wed thu fri sat
+    dimanche lundi mardi mercredi jeudi vendredi samedi
+    """
+)
+# Words of a date or time that follow the number: AM/PM, Hijri/Gregorian marks, GMT.
+_TIME_MARKS = _words("صباحا مساء ص م ه am pm gmt utc ت بتوقيت")
+# The second word of a two-word month ("كانون الثاني", "ذو القعده", "ربيع الاول").
+_MONTH_TAILS = _words("الاول الثاني الاخر الاخره الاولي القعده الحجه")
+# The same placeholder as a lone number's, so a line with one number keeps its key.
+DATE_WORD = "0"
+_DATE_WORDS = _MONTHS | _WEEKDAYS | _TIME_MARKS | _MONTH_TAILS
+
+
+def _fold_dates(words: list[str]) -> list[str]:
+    """Each run of numbers and date words that holds a number becomes one DATE_WORD:
+    "الخميس 10 مارس 2017" and "السبت 2 ابريل 2018" fold alike, so do "10 35 صباحا" and
+    "11 02 مساء". A weekday, month or time mark with no number in its run stays a word."""
+    folded: list[str] = []
+    run: list[str] = []
+    numbered = False
+    for word in [*words, ""]:  # "" closes the last run
+        if word and (word[0].isdigit() or word in _DATE_WORDS):
+            run.append(word)
+            numbered = numbered or word[0].isdigit()
+            continue
+        if run:
+            folded.extend([DATE_WORD] if numbered else run)
+            run, numbered = [], False
+        if word:
+            folded.append(word)
+    return folded
 
 
 def line_key(line: str, folded: str | None = None) -> str:
     """A line folded so that copies of one furniture line agree: links, e-mail addresses
-    and handles removed, matching normalisation, every digit run written "0". Empty when
+    and handles removed, matching normalisation, every digit run written "0", and every
+    date or time (numbers with the month, weekday and AM/PM words around them) written
+    DATE_WORD (`_fold_dates`). Empty when
     nothing is left (a bare address or separator: the rules handle those), and for a
     line over MAX_RULE_LINE_CHARS, which is never learned or pinned (see there).
     `folded`: the line's `normalise_for_matching`, when the caller has it."""
@@ -44,7 +104,14 @@ def line_key(line: str, folded: str | None = None) -> str:
     if folded is None or _may_hold_address(line):
         line = _HANDLE.sub(" ", _EMAIL.sub(" ", _URL.sub(" ", line)))
         folded = normalise_for_matching(line)
-    return _DIGIT_RUN.sub("0", folded)
+    if not _HAS_DIGIT.search(folded):
+        return folded  # most lines: no number, so no date either
+    numbered = _DIGIT_RUN.sub("0", folded)
+    words = numbered.split()
+    if _DATE_WORDS.isdisjoint(words):
+        # Most lines with a number name no date: only runs of numbers to join.
+        return _NUMBER_RUN.sub(DATE_WORD, numbered)
+    return " ".join(_fold_dates(words))
 
 
 def _may_hold_address(line: str) -> bool:

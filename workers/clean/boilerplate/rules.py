@@ -35,6 +35,8 @@ PINNED_RULE = "pinned"
 TITLE_LINK_RULE = "title_link"
 RELATED_RULE = "related_link"
 AUTHOR_RULE = "author_byline"
+LINK_PROMPT_RULE = "link_prompt"
+TEASER_RULE = "teaser_box"
 BUILT_IN_RULES = frozenset(
     {
         TITLE_RULE,
@@ -46,6 +48,8 @@ BUILT_IN_RULES = frozenset(
         TITLE_LINK_RULE,
         RELATED_RULE,
         AUTHOR_RULE,
+        LINK_PROMPT_RULE,
+        TEASER_RULE,
     }
 )
 DEFAULT_EDGE_LINES = 3

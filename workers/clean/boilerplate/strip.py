@@ -23,9 +23,11 @@ from workers.clean.boilerplate.rules import (
     AUTHOR_RULE,
     LEARNED_BYLINE_RULE,
     LEARNED_RULE,
+    LINK_PROMPT_RULE,
     OUTLET_RULE,
     PINNED_RULE,
     RELATED_RULE,
+    TEASER_RULE,
     TITLE_BYLINE_RULE,
     TITLE_LINK_RULE,
     TITLE_RULE,
@@ -33,6 +35,7 @@ from workers.clean.boilerplate.rules import (
     first_match,
     rule_candidates,
 )
+from workers.clean.boilerplate.teasers import prompt_boxes, teaser_box
 from workers.clean.matching import fold_lines, normalise_for_matching
 from workers.clean.normalise import join_lines, split_lines
 from workers.config import DEFAULTS
@@ -136,12 +139,18 @@ def strip_boilerplate(
             hashes[i] = line_hash(lines[i], folded[i])
         return hashes[i]
 
-    if source_rules.content:
-        protected |= {i for i in content if digest_of(i) in source_rules.content}
+    pinned_content = (
+        {i for i in content if digest_of(i) in source_rules.content}
+        if source_rules.content
+        else set()
+    )
+    protected |= pinned_content
     removed: dict[int, str] = {}
     title_links, lead_links = (
         related_links(lines, links, link_zone, folded) if links else (set(), set())
     )
+
+    prompted = prompt_boxes(lines, folded, content)
 
     def truncate(start: int, name: str) -> None:
         for j in content:
@@ -202,12 +211,26 @@ def strip_boilerplate(
                 if kept < rules.edge_lines
                 else None
             )
-            if rule is None:
+            if rule is None and i in prompted:
+                removed[i] = LINK_PROMPT_RULE
+            elif rule is None:
                 kept += 1
             elif rule.action == "truncate_after":
                 truncate(i, rule.name)
             else:
                 removed[i] = rule.name
+
+    # Link prompts and the headlines under them, wherever they are; at the edges the rules
+    # had the first say (they name the line), and the peeling went past them.
+    for i in sorted(prompted):
+        if i not in removed and i not in protected:
+            removed[i] = LINK_PROMPT_RULE
+    # Last, on what is left: a box of teasers at the bottom, by its shape and by how little
+    # it shares with the article. Like a box of leads seen, it goes before `protect` (its
+    # entries can be long leads), but never takes a line pinned as the source's content.
+    box = teaser_box(lines, folded, [i for i in content if i not in removed])
+    if box and not pinned_content.intersection(box):
+        removed.update({i: TEASER_RULE for i in box})
 
     if len(removed) == len(content):
         # Nothing but the headline repeated (a feed's video or live entry) is a
@@ -271,12 +294,14 @@ def learnable_lines(
     rules: RuleSet,
     zone: int,
     folded: Sequence[str] | None = None,
+    keys: dict[str, str] | None = None,
 ) -> list[tuple[str, str]]:
     """(hash, text) of the distinct lines among the first and last `zone`
     non-empty lines of a publish-normalised body: what the learner counts for a document.
     Only edge lines are ever trimmed as learned, so only they need counting; lines pinned
     as content for the source are left out. `folded`: `fold_lines(body)`, when the caller
-    has it."""
+    has it. `keys`, when given, receives each whole line's hash -> `line_key`, for the
+    learner to match near variants without folding the line again."""
     every = split_lines(body)
     folded = fold_lines(body) if folded is None else folded
     lines = [(line, words) for line, words in zip(every, folded, strict=True) if line.strip()]
@@ -291,6 +316,8 @@ def learnable_lines(
         if digest in content:
             continue
         seen.setdefault(digest, line.strip())
+        if keys is not None:
+            keys[digest] = key
         for part_digest, part in byline_parts(line, words):
             seen.setdefault(part_digest, part)
     return list(seen.items())
