@@ -242,3 +242,14 @@ def test_same_template_with_other_facts_is_a_conflict_not_a_duplicate(runtime: R
         "facts-conflict",
     )
     assert candidate.similarity >= 0.5
+
+
+def test_a_reason_names_each_original_once(runtime: Runtime) -> None:
+    # Two copies indexed standing for one original: the reason lists the original once.
+    story = article(14)
+    submit(runtime, doc("original", story))
+    assert submit(runtime, doc("copy-1", lightly_edit(story, 1))) == [("near", "original")]
+    assert submit(runtime, doc("copy-2", lightly_edit(story, 2))) == [("near", "original")]
+    assert submit(runtime, doc("copy-3", lightly_edit(story, 3))) == [("near", "original")]
+    ids = [c.id for c in last_duplicate(runtime).reason.candidates]  # type: ignore[union-attr]
+    assert ids == ["original"]

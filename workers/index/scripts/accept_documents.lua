@@ -347,21 +347,26 @@ local function accept(D, source_stats)
       if a[2] ~= b[2] then return a[2] > b[2] end
       return a[1].num < b[1].num
     end)
-    local parts = {}
-    for i = 1, math.min(#weighed, REASON_CANDIDATES) do
+    -- Each published id once: several indexed copies may stand for one original.
+    local parts, listed = {}, {}
+    for i = 1, #weighed do
+      if #parts == REASON_CANDIDATES then break end
       local w = weighed[i]
       local rec, f = w[1], w[4]
-      local facts = 'few'
-      if f ~= nil and math.min(fcount, rec.fcount) >= FACTS_MIN_COUNT then
-        facts = f >= FACTS_AGREEMENT and 'agree' or 'conflict'
+      local id = original_id(rec.num) or ''
+      if not listed[id] then
+        listed[id] = true
+        local facts = 'few'
+        if f ~= nil and math.min(fcount, rec.fcount) >= FACTS_MIN_COUNT then
+          facts = f >= FACTS_AGREEMENT and 'agree' or 'conflict'
+        end
+        local gap = 0
+        if hour > 0 and rec.hour > 0 then gap = math.abs(hour - rec.hour) end
+        parts[#parts + 1] = string.format(
+          '{"id":%s,"j":%.4f,"c":%.4f,"facts":"%s","f":%.4f,"rare":[%d,%d],"gap_h":%d,'
+            .. '"verdict":"%s"}',
+          cjson.encode(id), w[2], w[3], facts, f or -1, fcount, rec.fcount, gap, w[5])
       end
-      local gap = 0
-      if hour > 0 and rec.hour > 0 then gap = math.abs(hour - rec.hour) end
-      parts[i] = string.format(
-        '{"id":%s,"j":%.4f,"c":%.4f,"facts":"%s","f":%.4f,"rare":[%d,%d],"gap_h":%d,'
-          .. '"verdict":"%s"}',
-        cjson.encode(original_id(rec.num) or ''), w[2], w[3], facts, f or -1, fcount,
-        rec.fcount, gap, w[5])
     end
     return '{"rule":"' .. rule .. '","candidates":[' .. table.concat(parts, ',') .. ']}'
   end
