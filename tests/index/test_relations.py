@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -253,3 +254,23 @@ def test_a_reason_names_each_original_once(runtime: Runtime) -> None:
     assert submit(runtime, doc("copy-3", lightly_edit(story, 3))) == [("near", "original")]
     ids = [c.id for c in last_duplicate(runtime).reason.candidates]  # type: ignore[union-attr]
     assert ids == ["original"]
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        'quote"d\\back',
+        "line\nbreak\ttab\x00nul\x1b[31m",
+        "عربي‏\u200f\u202eRTL",
+        "</script><b>",
+        "",
+    ],
+)
+def test_a_reason_carries_any_id_as_valid_json(runtime: Runtime, hostile: str) -> None:
+    story = article(15)
+    original = Document(id=hostile, source="test", text=story, input_ref=f"ref-{hostile!r}")
+    submit(runtime, original)
+    submit(runtime, doc("copy", lightly_edit(story, 4)))
+    ((_, fields),) = runtime.client.xrevrange(runtime.keys.stream("duplicates"), count=1)
+    (candidate,) = json.loads(fields[b"reason"].decode("utf-8"))["candidates"]
+    assert candidate["id"] == fields[b"duplicate_of"].decode("utf-8") == hostile
