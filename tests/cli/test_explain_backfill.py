@@ -156,3 +156,12 @@ def test_fact_conflict(backfilled: dict[str, str]) -> None:
     assert m["candidates"][0]["facts"] == "conflict"
     text = run_cli(["explain", "match-2"], backfilled, timeout=120).stdout
     assert "candidate: match-1" in text and "facts-conflict" in text
+
+
+def test_tail_shows_what_a_document_relates_to(backfilled: dict[str, str]) -> None:
+    result = run_cli(["tail", "--from-start"], backfilled, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[1]: line for line in result.stdout.splitlines()}
+    assert lines["hospital-v2"].endswith("(update 2 of hospital)")
+    assert lines["oil"].endswith("(part of roundup)")
+    assert not lines["hospital"].endswith(")")

@@ -131,6 +131,17 @@ def metrics(ctx: Context, port: int, host: str) -> None:
             client.close()
 
 
+def _relation(shown: dict[str, str]) -> str:
+    """A published document's link to another, as tail shows it ("" when none)."""
+    if "update_of" in shown:
+        return f"  (update {shown.get('version', '?')} of {shown['update_of']})"
+    if "partial_of" in shown:
+        return f"  (part of {shown['partial_of']})"
+    if "contains" in shown:
+        return f"  (contains {shown['contains']})"
+    return ""
+
+
 def _print_entry(stream: str, record: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(record, ensure_ascii=False))
@@ -141,6 +152,7 @@ def _print_entry(stream: str, record: dict[str, Any], as_json: bool) -> None:
         renamed = f" (input id {shown['input_id']})" if "input_id" in shown else ""
         click.echo(
             f"{shown['stream_id']}  {shown['id']}{renamed}  [{shown['source']}]  {shown['title']}"
+            + _relation(shown)
         )
     elif stream == "duplicates":
         click.echo(
