@@ -274,3 +274,19 @@ def test_a_reason_carries_any_id_as_valid_json(runtime: Runtime, hostile: str) -
     ((_, fields),) = runtime.client.xrevrange(runtime.keys.stream("duplicates"), count=1)
     (candidate,) = json.loads(fields[b"reason"].decode("utf-8"))["candidates"]
     assert candidate["id"] == fields[b"duplicate_of"].decode("utf-8") == hostile
+
+
+def test_no_partial_link_where_the_facts_conflict(runtime: Runtime) -> None:
+    # A long text that holds a same-template text with other figures is no partial of it.
+    common_words(runtime)
+    template = article(16, words=120)
+    figures = [word for word in template.split() if word.rstrip(".").isdigit()]
+    other = template
+    for n, figure in enumerate(figures):
+        other = other.replace(figure, str(700_000 + n), 1)
+    submit(runtime, doc("long", roundup(template)))
+    assert submit(runtime, doc("other", other)) == [("published", "")]
+    record = last_doc(runtime)
+    assert (record.partial_of, record.contains) == (None, None)
+    assert record.reason is not None and record.reason.rule == "new"
+    assert [(c.id, c.verdict) for c in record.reason.candidates] == [("long", "facts-conflict")]

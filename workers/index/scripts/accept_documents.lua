@@ -333,7 +333,8 @@ local function accept(D, source_stats)
         if rule and j + c / 1000 > best_score then
           best, best_score, best_j, best_c, best_rule = rec, j + c / 1000, j, c, rule
         end
-        if not rule and contained and c + j / 1000 > partial_score then
+        local part = verdict == 'partial_of' or verdict == 'contains'
+        if part and c + j / 1000 > partial_score then
           partial, partial_score = #weighed, c + j / 1000
         end
       end
