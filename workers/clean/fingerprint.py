@@ -409,14 +409,13 @@ class Fingerprinter:
         positional shingle hashes, `owner` each one's document (ascending), `lead` marks
         those among their document's first LEAD_SHINGLES."""
         out = [b""] * documents
-        if not lead.any():
+        counts = np.bincount(owner[lead].astype(np.int64), minlength=documents)
+        signed = np.flatnonzero(counts)
+        if not len(signed):
             return out
-        docs = owner[lead].astype(np.int64)
-        mixed = _fmix32_array(shingles[lead].astype(np.uint32)).reshape(-1, 1)
-        permuted = mixed * self._a[:LEAD_PERM] + self._b[:LEAD_PERM]  # wraps mod 2^32
-        starts = np.flatnonzero(np.concatenate(([True], docs[1:] != docs[:-1])))
-        high = (np.minimum.reduceat(permuted, starts, axis=0) >> np.uint32(16)).astype(">u2")
-        for row, doc in enumerate(docs[starts].tolist()):
+        values = self._minhash_concatenated(shingles[lead], counts[signed], LEAD_PERM)
+        high = (values >> np.uint32(16)).astype(">u2")
+        for row, doc in enumerate(signed.tolist()):
             out[doc] = high[row].tobytes()
         return out
 
@@ -424,12 +423,17 @@ class Fingerprinter:
         """Distinct 32-bit hashes of one document's shingles, ascending."""
         return self.batch_shingles([tokens])[0]
 
-    def _minhash_concatenated(self, hashes: np.ndarray, counts: np.ndarray) -> np.ndarray:
-        """MinHash of consecutive runs of `hashes` (each count > 0): (len(counts), num_perm)."""
-        out = np.empty((len(counts), self.params.num_perm), dtype=np.uint32)
+    def _minhash_concatenated(
+        self, hashes: np.ndarray, counts: np.ndarray, perms: int | None = None
+    ) -> np.ndarray:
+        """MinHash of consecutive runs of `hashes` (each count > 0) under the first `perms`
+        permutations (default all): (len(counts), perms)."""
+        perms = self.params.num_perm if perms is None else perms
+        a, b = self._a[:perms], self._b[:perms]
+        out = np.empty((len(counts), perms), dtype=np.uint32)
         mixed = _fmix32_array(hashes.astype(np.uint32)).reshape(-1, 1)
         offsets = np.cumsum(counts) - counts
-        buffer = np.empty((_CHUNK_ROWS, self.params.num_perm), dtype=np.uint32)
+        buffer = np.empty((_CHUNK_ROWS, perms), dtype=np.uint32)
         lengths = counts.tolist()
         start = 0
         while start < len(lengths):
@@ -441,12 +445,10 @@ class Fingerprinter:
                 stop += 1
             first = int(offsets[start])
             permuted = (
-                buffer[:rows]
-                if rows <= _CHUNK_ROWS
-                else np.empty_like(buffer, shape=(rows, self.params.num_perm))
+                buffer[:rows] if rows <= _CHUNK_ROWS else np.empty_like(buffer, shape=(rows, perms))
             )
-            np.multiply(mixed[first : first + rows], self._a, out=permuted)
-            np.add(permuted, self._b, out=permuted)
+            np.multiply(mixed[first : first + rows], a, out=permuted)
+            np.add(permuted, b, out=permuted)
             out[start:stop] = np.minimum.reduceat(permuted, offsets[start:stop] - first, axis=0)
             start = stop
         return out

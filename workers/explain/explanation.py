@@ -15,14 +15,14 @@ from workers.records import RULES, VERDICTS, Decision, DecisionCandidate, DocRec
 # settings named after it (`partial_*`, `update_*`): those are added when they exist.
 RULE_SETTINGS: dict[str, tuple[str, ...]] = {
     "new": ("threshold", "facts_threshold", "containment_threshold", "stale_threshold"),
-    "partial": ("containment_threshold",),
+    "partial": ("containment_threshold", "lead_agreement"),
     "update": (),
     "near-off": (),
     "exact-url": (),
     "exact-content": (),
     "near-jaccard": ("threshold", "facts_agreement", "facts_min_count"),
     "near-facts": ("facts_threshold", "facts_agreement", "facts_min_count"),
-    "near-contained": ("containment_threshold", "facts_agreement"),
+    "near-contained": ("containment_threshold", "lead_agreement", "facts_agreement"),
     "near-stale": ("stale_threshold", "max_gap_hours"),
 }
 # The fields of an entry that link it to another document, in the order they are shown.

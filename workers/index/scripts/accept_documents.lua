@@ -282,11 +282,7 @@ local function accept(D, source_stats)
     for i = 1, math.min(#order, MAX_CANDIDATES) do
       local rec = live(order[i])
       if rec then
-        local other, equal = {string.byte(rec.sig, 1, SIGLEN)}, 0
-        for k = 1, SIGLEN, 2 do
-          if mine[k] == other[k] and mine[k + 1] == other[k + 1] then equal = equal + 1 end
-        end
-        local j = equal / NUM_PERM
+        local j = signature_similarity(mine, rec.sig, NUM_PERM)
         local smaller = math.min(nsh, rec.nsh)
         local c = 0
         if smaller > 0 then c = math.min(1, (j * (nsh + rec.nsh) / (1 + j)) / smaller) end
@@ -396,13 +392,9 @@ local function accept(D, source_stats)
   local rule, relation, linked = 'new', '', ''
   if previous then
     rule = 'update'
-    local j, equal = 0, 0
+    local j = 0
     if sig ~= '' and previous.sig ~= ZERO_SIG then
-      local mine, other = {string.byte(sig, 1, SIGLEN)}, {string.byte(previous.sig, 1, SIGLEN)}
-      for k = 1, SIGLEN, 2 do
-        if mine[k] == other[k] and mine[k + 1] == other[k + 1] then equal = equal + 1 end
-      end
-      j = equal / NUM_PERM
+      j = signature_similarity({string.byte(sig, 1, SIGLEN)}, previous.sig, NUM_PERM)
     end
     weighed = {{previous, j, 0, nil, 'earlier-version'}}
     relation, linked = 'update_of', original_id(previous.num)

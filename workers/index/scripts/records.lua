@@ -164,15 +164,22 @@ local function read_record(num)
           title = string.sub(rec, tail + 1, tail + 4), version = u16(rec, tail + 5)}
 end
 
+-- Estimated Jaccard similarity of two MinHash signatures of `n` u16 values: the share of
+-- equal values. `mine` is the first one's bytes ({string.byte(...)}, so that a caller
+-- comparing one signature with many unpacks it once), `other` the second, packed.
+local function signature_similarity(mine, other, n)
+  local theirs, equal = {string.byte(other, 1, 2 * n)}, 0
+  for k = 1, 2 * n, 2 do
+    if mine[k] == theirs[k] and mine[k + 1] == theirs[k + 1] then equal = equal + 1 end
+  end
+  return equal / n
+end
+
 -- Estimated Jaccard similarity of two texts' leads, from their lead signatures
 -- (`Fingerprint.lead`); nil when either has none.
 local function lead_similarity(a, b)
   if a == '' or b == '' or a == ZERO_LEAD or b == ZERO_LEAD then return nil end
-  local x, y, equal = {string.byte(a, 1, LEADLEN)}, {string.byte(b, 1, LEADLEN)}, 0
-  for k = 1, LEADLEN, 2 do
-    if x[k] == y[k] and x[k + 1] == y[k + 1] then equal = equal + 1 end
-  end
-  return equal / LEAD_PERM
+  return signature_similarity({string.byte(a, 1, LEADLEN)}, b, LEAD_PERM)
 end
 
 -- Free every trace of one indexed document.
