@@ -163,7 +163,7 @@ class DocumentArgs(InputArgs):
 
     doc_id: str = text()
     content_key: bytes = text()  # 8 bytes
-    url_key: bytes = text()  # `identity_key`: 8 bytes (URL, else guid), or b"" with neither
+    identity_key: bytes = text()  # `dedup.identity_key`: 8 bytes (URL, else guid), or b""
     signature: bytes = text()  # 2 * num_perm bytes, or b"" without one
     shingles: int = number()
     timestamp: int = number()  # the retention clock, seconds

@@ -378,7 +378,7 @@ class DedupIndex:
             bytes_in=item.bytes_in,
             doc_id=doc.id,
             content_key=fp.content_key,
-            url_key=identity_key(doc),
+            identity_key=identity_key(doc),
             signature=fp.signature,
             shingles=fp.shingles,
             timestamp=retention_timestamp(doc, self.retention_clock, now),

@@ -87,7 +87,7 @@ local live_documents, live_added = nil, 0
 local function accept(D, source_stats)
   local doc_id = D.doc_id
   local ckey = D.content_key
-  local ukey = D.url_key
+  local ukey = D.identity_key
   local sig = D.signature
   local nsh = D.shingles
   local ts = D.timestamp
