@@ -20,8 +20,10 @@ from pathlib import Path
 
 import psutil
 import pytest
+import redis
 from conftest import ROOT, cli_env, run_cli
 
+from workers.config import Settings
 from workers.ops.embedded import SERVER_PROGRAM
 
 # What a SIGKILLed command may leave running, and for how long: its worker sees it gone
@@ -181,6 +183,19 @@ def test_two_backfills_at_once_share_one_server(tmp_path: Path) -> None:
     stats = json.loads(run_cli(["stats", "--json"], env).stdout)
     assert (stats["seen"], stats["published"], stats["streams"]["docs"]) == (3000, 3000, 3000)
     assert servers_on(data_dir) == []
+    # Each command's worker ran the other's tasks too; stopping one left no message
+    # unacknowledged (it would sit there for the visibility timeout) or queued.
+    from workers.ops.embedded import EmbeddedRedis
+
+    server = EmbeddedRedis(data_dir)
+    try:
+        client = redis.Redis(unix_socket_path=server.socket_path)
+        prefix = Settings.model_fields["prefix"].default  # cli_env sets none
+        assert client.hlen(f"{prefix}unacked") == 0
+        assert client.llen(f"{prefix}ingest") == 0
+        client.close()
+    finally:
+        server.close()
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from workers.config import Settings
 from workers.feeds.status import read_poll
 from workers.messages import counted
 from workers.ops.connection import Endpoints, child_environment, is_outage, outage_reason
-from workers.ops.processes import PARENT_PID_ENV, kill_group
+from workers.ops.processes import LIFELINE_FD_ENV, PARENT_PID_ENV, kill_group
 from workers.ops.stats import write_refusal
 from workers.worker.jobs import JobProgress, read_progress
 from workers.worker.runtime import Runtime
@@ -199,19 +200,29 @@ class _Presence:
             self.absent = True
 
 
-# Stopping the worker a command started: a warm shutdown lets the running batch (maybe
-# another job's) finish and be acknowledged; whatever is left after this many seconds is
-# killed. Shorter when the command was interrupted: the user is waiting for it to end.
+# Stopping the worker a command started: it stops taking messages, finishes those it
+# holds (maybe another job's) and shuts down warm; whatever is left after this many
+# seconds is killed. Shorter when the command was interrupted: the user is waiting.
 WORKER_STOP_GRACE = 30.0
 WORKER_STOP_GRACE_INTERRUPTED = 10.0
 
 
+@dataclass
+class LocalWorker:
+    """A Celery worker this command started, and the write end of its lifeline: the pipe
+    the worker watches to know when to stop (workers.ops.processes.exit_with_parent)."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    lifeline: int
+
+
 def _start_local_worker(
     ends: Endpoints, settings: Settings, concurrency: int, queues: str = "ingest"
-) -> tuple[subprocess.Popen[bytes], Path]:
-    """A Celery worker for this command, tied to it: it stops when this process ends,
-    however it ends (workers.ops.processes.exit_with_parent), and holds this process's share
-    of the embedded server (`inherit_fds`), which therefore outlives it."""
+) -> LocalWorker:
+    """A Celery worker for this command, tied to it: it stops when this process asks or
+    ends, however it ends (workers.ops.processes.exit_with_parent), and holds this
+    process's share of the embedded server (`inherit_fds`), which therefore outlives it."""
     log_path = settings.data_dir / "worker.log"
     log_file = log_path.open("ab")
     command = [
@@ -234,33 +245,49 @@ def _start_local_worker(
         "--without-gossip",
         "--without-mingle",
     ]
-    worker = subprocess.Popen(
-        command,
-        env={**child_environment(ends, settings), PARENT_PID_ENV: str(os.getpid())},
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        pass_fds=ends.inherit_fds,
-        # Its own process group: a terminal's Ctrl-C reaches this command only, which
-        # stops the worker in order; and the whole tree can be killed at once.
-        process_group=0,
-    )
-    log_file.close()
-    return worker, log_path
+    # Only the worker gets the read end; the write end is not inheritable, so the pipe
+    # closes when this process ends, whatever else it started.
+    watched, lifeline = os.pipe()
+    try:
+        worker = subprocess.Popen(
+            command,
+            env={
+                **child_environment(ends, settings),
+                PARENT_PID_ENV: str(os.getpid()),
+                LIFELINE_FD_ENV: str(watched),
+            },
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            pass_fds=(*ends.inherit_fds, watched),
+            # Its own process group: a terminal's Ctrl-C reaches this command only, which
+            # stops the worker in order; and the whole tree can be killed at once.
+            process_group=0,
+        )
+    except BaseException:
+        os.close(lifeline)
+        raise
+    finally:
+        os.close(watched)
+        log_file.close()
+    return LocalWorker(worker, log_path, lifeline)
 
 
-def _stop_local_worker(worker: subprocess.Popen[bytes], grace: float) -> None:
-    """Warm shutdown (SIGTERM: the running batch finishes), then after `grace` seconds
-    SIGKILL for the worker's whole process group, pool processes included, stuck or not."""
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGTERM)
-        with suppress(subprocess.TimeoutExpired):
-            worker.wait(timeout=grace)
-    if worker.poll() is None:
+def _stop_local_worker(worker: LocalWorker, grace: float) -> None:
+    """Ask the worker to drain and stop within `grace` seconds (it writes nothing more to
+    Redis's unacked hash, so no message waits there for the visibility timeout); after
+    that, SIGKILL for its whole process group, pool processes included, stuck or not."""
+    with suppress(OSError):  # a worker already gone
+        os.write(worker.lifeline, f"{grace:g}".encode("ascii"))
+    os.close(worker.lifeline)
+    process = worker.process
+    with suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace + 1.0)
+    if process.poll() is None:
         with suppress(ProcessLookupError):
-            os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait()
-    kill_group(worker.pid)  # pool processes a main process that died left behind
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    kill_group(process.pid)  # pool processes a main process that died left behind
 
 
 @contextmanager
@@ -270,9 +297,9 @@ def local_worker(
     """A worker for the time of the block; SIGTERM, like Ctrl-C, interrupts the command
     so that the worker and the embedded server are stopped in order."""
     stop_on_signals()
-    worker, log_path = _start_local_worker(ends, settings, concurrency, queues)
+    worker = _start_local_worker(ends, settings, concurrency, queues)
     try:
-        yield worker, log_path
+        yield worker.process, worker.log_path
     except BaseException:
         _stop_local_worker(worker, WORKER_STOP_GRACE_INTERRUPTED)
         raise

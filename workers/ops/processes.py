@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 # Set by a command for the worker it starts: the command's pid. The worker's main
 # process watches it (`exit_with_parent`) and stops when that process is gone.
 PARENT_PID_ENV = "NEWSDEDUP_EXIT_WITH_PID"
+# Set with it: the read end of a pipe whose write end only the command holds. The command
+# asks its worker to stop by writing its grace (seconds, ASCII) and closing the pipe; the
+# pipe also closes when the command dies, however it dies.
+LIFELINE_FD_ENV = "NEWSDEDUP_LIFELINE_FD"
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -140,27 +146,57 @@ def kill_group(pgid: int, timeout: float = 5.0) -> None:
         time.sleep(0.05)
 
 
-def exit_with_parent(grace: float) -> None:
-    """In a worker a command started (PARENT_PID_ENV set): stop when that command is gone,
-    however it ended. A SIGTERM first, for Celery's warm shutdown (the running batch
-    finishes and is acknowledged, prefetched messages go back to the queue); after `grace`
-    seconds, SIGKILL for the whole process group (a stuck pool process included).
+def _wait_for_stop(lifeline: int | None, parent: int) -> float | None:
+    """Block until the command asks to stop (the grace it wrote, when the pipe closes) or
+    is gone (None: its pipe closed with nothing written, or this process was reparented)."""
+    written = b""
+    while os.getppid() == parent:
+        if lifeline is None:
+            time.sleep(0.5)
+            continue
+        readable, _, _ = select.select([lifeline], [], [], 0.5)
+        if not readable:
+            continue
+        chunk = os.read(lifeline, 64)
+        if chunk:
+            written += chunk
+            continue
+        try:
+            return float(written.decode("ascii")) if written else None
+        except ValueError:
+            return None
+    return None
+
+
+def exit_with_parent(grace: float, drain: Callable[[float], None] | None = None) -> None:
+    """In a worker a command started (PARENT_PID_ENV set): stop when that command asks
+    (its lifeline pipe, LIFELINE_FD_ENV) or is gone, however it ended.
+
+    First `drain(deadline)`: the worker takes no more messages and finishes those it holds,
+    so none is left unacknowledged in Redis for the visibility timeout. Then a SIGTERM for
+    Celery's warm shutdown, at the latest WARM_SHUTDOWN seconds before the deadline (the
+    grace the command wrote, else `grace`); whatever still runs then gets SIGKILL for the
+    whole process group (a stuck pool process included).
 
     Polling the parent pid, rather than Linux's parent-death signal, keeps the warm
-    shutdown and works on any Unix. The variable is removed so that processes the worker
+    shutdown and works on any Unix. The variables are removed so that processes the worker
     starts in turn do not watch a pid that is not their parent.
     """
     value = os.environ.pop(PARENT_PID_ENV, "")
+    lifeline_value = os.environ.pop(LIFELINE_FD_ENV, "")
     if not value.isdigit():
         return
     parent = int(value)
+    lifeline = int(lifeline_value) if lifeline_value.isdigit() else None
 
     def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
+        asked = _wait_for_stop(lifeline, parent)
+        deadline = time.monotonic() + (asked if asked is not None else grace)
+        if drain is not None:
+            drain(deadline - WARM_SHUTDOWN)
         with contextlib.suppress(ProcessLookupError):
             os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(grace)
+        time.sleep(max(deadline - time.monotonic(), 0.0))
         # Our own group only when we lead it (the command starts us so); never the
         # group of a shell that happens to have set the variable.
         if os.getpgrp() == os.getpid():
@@ -168,3 +204,8 @@ def exit_with_parent(grace: float) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+# A drained worker's warm shutdown (no task left to wait for) takes 2-3 s: draining stops
+# this long before the deadline to leave it the time.
+WARM_SHUTDOWN = 5.0

@@ -9,6 +9,8 @@ the same inputs.
 from __future__ import annotations
 
 import signal
+import threading
+import time
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -146,9 +148,45 @@ def __getattr__(name: str) -> Any:
 EXIT_WITH_COMMAND_GRACE = 10.0
 
 
+# The worker's consumer, once it consumes (worker_ready): draining stops it.
+_consumer: Any = None
+
+
+def _drain(until: float) -> None:
+    """Stop taking messages, then wait (up to the monotonic time `until`) until every task
+    this worker received has finished and been acknowledged.
+
+    A warm shutdown alone is not enough for a worker that holds messages: Celery discards
+    a received task the pool has not yet accepted, billiard's pool process runs it anyway
+    and then waits 30 s for the main process to read its result, and a worker killed in
+    that time leaves the message unacknowledged in Redis until the visibility timeout. When
+    two commands share the embedded server, that message may be another command's, which
+    then waits for it."""
+    from celery.worker import state
+
+    consumer = _consumer
+    if consumer is None:  # not consuming yet: nothing received
+        return
+    cancelled = threading.Event()
+
+    def cancel() -> None:
+        # On the worker's event loop, which owns the consumer (call_soon is thread-safe).
+        try:
+            for queue in [queue.name for queue in consumer.task_consumer.queues]:
+                consumer.cancel_task_queue(queue)
+        finally:
+            cancelled.set()
+
+    consumer.call_soon(cancel)
+    cancelled.wait(max(until - time.monotonic(), 0.0))
+    # A request leaves reserved_requests once it has run, in the call that acknowledges it.
+    while state.reserved_requests and time.monotonic() < until:
+        time.sleep(0.05)
+
+
 @signals.worker_init.connect
 def _end_with_the_command(**_: Any) -> None:
-    exit_with_parent(EXIT_WITH_COMMAND_GRACE)
+    exit_with_parent(EXIT_WITH_COMMAND_GRACE, _drain)
 
 
 # Each worker's heartbeat in the data Redis (workers/worker/presence.py), so that a command
@@ -158,7 +196,8 @@ _heartbeat: Any = None
 
 @signals.worker_ready.connect
 def _start_heartbeat(sender: Any = None, **_: Any) -> None:
-    global _heartbeat
+    global _heartbeat, _consumer
+    _consumer = sender
     from workers.index.keys import Keys
     from workers.worker.presence import Heartbeat, heartbeat_client, worker_info
     from workers.worker.runtime import worker_redis_url
