@@ -9,17 +9,23 @@ from dataclasses import replace
 import pytest
 from support.explain_cases import ROUND_UP, SHORT_ITEM, cases
 
-from workers.explain.explanation import Explanation, explain_entry, rule_settings
+from workers.config import DedupSettings
+from workers.explain.explanation import (
+    RULE_SETTINGS,
+    Explanation,
+    explain_entry,
+    rule_settings,
+)
 from workers.explain.find import Found
 from workers.explain.render import render_html, render_json, render_text
-from workers.records import Decision
+from workers.records import RULES, Decision
 
 pytestmark = pytest.mark.unit
 
 DEDUP = {
     "threshold": 0.5, "containment_threshold": 0.8, "facts_threshold": 0.3,
     "facts_agreement": 0.6, "facts_min_count": 2, "stale_threshold": 0.7, "max_gap_hours": 48.0,
-    "partial_ratio": 3.0,  # a setting a later index may add: shown with its rule
+    "lead_agreement": 0.3,
 }  # fmt: skip
 
 
@@ -59,11 +65,17 @@ def test_each_case_has_its_decision_rule_and_compared_document() -> None:
     assert ROUND_UP[p.b_chars[0] : p.b_chars[1]] == SHORT_ITEM.rstrip(".")
 
 
-def test_rule_settings_are_the_rules_own_and_any_named_after_it() -> None:
+def test_rule_settings_are_the_rules_own() -> None:
     assert rule_settings("near-stale", DEDUP) == {"stale_threshold": 0.7, "max_gap_hours": 48.0}
-    assert rule_settings("partial", DEDUP) == {"containment_threshold": 0.8, "partial_ratio": 3.0}
+    assert rule_settings("partial", DEDUP) == {"containment_threshold": 0.8, "lead_agreement": 0.3}
     assert rule_settings("exact-url", DEDUP) == {}
     assert rule_settings("", DEDUP) == {}
+
+
+def test_every_rule_names_its_settings_and_each_is_a_dedup_setting() -> None:
+    assert set(RULE_SETTINGS) == set(RULES) - {""}  # "": an entry with no reason
+    fields = set(DedupSettings.model_fields)
+    assert {name for names in RULE_SETTINGS.values() for name in names} <= fields
 
 
 def test_a_linked_document_no_longer_in_docs_is_said_so() -> None:

@@ -151,10 +151,7 @@ def linked_ids(found: Found) -> list[tuple[str, str]]:
 
 def rule_settings(rule: str, dedup: Mapping[str, Any]) -> dict[str, Any]:
     """The settings `rule` compares against, with their values in `dedup`."""
-    names = [*RULE_SETTINGS.get(rule, ())]
-    stem = rule.split("-")[0] + "_"
-    names += [name for name in dedup if name.startswith(stem) and name not in names]
-    return {name: dedup[name] for name in names if name in dedup}
+    return {name: dedup[name] for name in RULE_SETTINGS.get(rule, ()) if name in dedup}
 
 
 def explain_entry(
