@@ -290,3 +290,25 @@ def test_no_partial_link_where_the_facts_conflict(runtime: Runtime) -> None:
     assert (record.partial_of, record.contains) == (None, None)
     assert record.reason is not None and record.reason.rule == "new"
     assert [(c.id, c.verdict) for c in record.reason.candidates] == [("long", "facts-conflict")]
+
+
+def test_past_the_time_gap_only_a_near_identical_copy_joins(runtime: Runtime) -> None:
+    """Beyond max_gap_hours (48) a candidate needs J >= stale_threshold (0.7): a copy 50
+    hours late with J ~0.6 is published (its candidate's verdict says why); a closer one
+    (J > 0.7) joins its story as `near-stale`."""
+    story = article(21, words=100)
+    day_0, late = "2024-05-01T08:00:00+00:00", "2024-05-03T10:00:00+00:00"
+    submit(runtime, doc("first", story + "\n\n" + article(22, words=30), published_at=day_0))
+    late_copy = doc("late", story + "\n\n" + article(23, words=30), published_at=late)
+    assert submit(runtime, late_copy) == [("published", "")]
+    (candidate,) = last_doc(runtime).reason.candidates  # type: ignore[union-attr]
+    assert (candidate.id, candidate.verdict, candidate.gap_hours) == ("first", "time-gap", 50)
+    assert 0.5 < candidate.similarity < 0.7
+
+    other = article(24, words=100)
+    submit(runtime, doc("other", other + "\n\n" + article(25, words=12), published_at=day_0))
+    close = doc("close", other + "\n\n" + article(26, words=12), published_at=late)
+    assert submit(runtime, close) == [("near", "other")]
+    record = last_duplicate(runtime)
+    assert record.reason is not None and record.reason.rule == "near-stale"
+    assert record.reason.candidates[0].similarity >= 0.7
