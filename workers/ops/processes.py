@@ -157,7 +157,11 @@ def _wait_for_stop(lifeline: int | None, parent: int) -> float | None:
         readable, _, _ = select.select([lifeline], [], [], 0.5)
         if not readable:
             continue
-        chunk = os.read(lifeline, 64)
+        try:
+            chunk = os.read(lifeline, 64)
+        except OSError:  # not the pipe it should be: watch the pid alone
+            lifeline = None
+            continue
         if chunk:
             written += chunk
             continue

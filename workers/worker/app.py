@@ -148,7 +148,7 @@ def __getattr__(name: str) -> Any:
 EXIT_WITH_COMMAND_GRACE = 10.0
 
 
-# The worker's consumer, once it consumes (worker_ready): draining stops it.
+# The worker's consumer, once it consumes (`_remember_consumer`): draining stops it.
 _consumer: Any = None
 
 
@@ -195,9 +195,14 @@ _heartbeat: Any = None
 
 
 @signals.worker_ready.connect
-def _start_heartbeat(sender: Any = None, **_: Any) -> None:
-    global _heartbeat, _consumer
+def _remember_consumer(sender: Any = None, **_: Any) -> None:
+    global _consumer
     _consumer = sender
+
+
+@signals.worker_ready.connect
+def _start_heartbeat(sender: Any = None, **_: Any) -> None:
+    global _heartbeat
     from workers.index.keys import Keys
     from workers.worker.presence import Heartbeat, heartbeat_client, worker_info
     from workers.worker.runtime import worker_redis_url
