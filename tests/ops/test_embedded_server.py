@@ -27,11 +27,13 @@ from workers.config import Settings
 from workers.ops.embedded import SERVER_PROGRAM
 
 # What a SIGKILLed command may leave running, and for how long: its worker sees it gone
-# within 0.5 s and gets a warm shutdown of at most 10 s (EXIT_WITH_COMMAND_GRACE), then
-# the supervisor stops the server within 0.25 s of the last user.
+# at once (its lifeline pipe closes), drains and shuts down warm within 10 s
+# (EXIT_WITH_COMMAND_GRACE), then the supervisor stops the server within 0.25 s of the
+# last user.
 GONE_AFTER_SIGKILL = 15.0
-# A command stopped with SIGTERM while its worker is stuck: 10 s of warm shutdown
-# (WORKER_STOP_GRACE_INTERRUPTED), then SIGKILL for the worker's process group.
+# A command stopped with SIGTERM while its worker is stuck: 10 s in all for draining and
+# the warm shutdown (WORKER_STOP_GRACE_INTERRUPTED), then SIGKILL for the worker's
+# process group.
 EXIT_AFTER_SIGTERM = 20.0
 SUPERVISOR_GONE_AFTER = 5.0
 
