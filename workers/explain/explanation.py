@@ -11,8 +11,7 @@ from workers.explain.find import Found
 from workers.explain.passages import SharedPassages, shared_passages
 from workers.records import RULES, VERDICTS, Decision, DecisionCandidate, DocRecord, DuplicateRecord
 
-# The `dedup` settings each rule compares against, shown next to it. A rule may also read
-# settings named after it (`partial_*`, `update_*`): those are added when they exist.
+# The `dedup` settings each rule compares against, shown next to it.
 RULE_SETTINGS: dict[str, tuple[str, ...]] = {
     "new": ("threshold", "facts_threshold", "containment_threshold", "stale_threshold"),
     "partial": ("containment_threshold", "lead_agreement"),

@@ -99,6 +99,17 @@ local function accept(D, source_stats)
   if RETENTION_SECONDS > 0 then cutoff = watermark - RETENTION_SECONDS end
 
   local sketch, fcount = unpack_sketch(D.fact_sketch), D.fact_count
+  -- What the decision reads of a candidate, and its reason reports: the rare facts'
+  -- agreement (f = facts_containment; 'few' below facts_min_count on either side) and the
+  -- hours between the two (0 when either has no hour).
+  local function agreement_of(f, rec)
+    if f == nil or math.min(fcount, rec.fcount) < FACTS_MIN_COUNT then return 'few' end
+    return f >= FACTS_AGREEMENT and 'agree' or 'conflict'
+  end
+  local function gap_hours(rec)
+    if hour > 0 and rec.hour > 0 then return math.abs(hour - rec.hour) end
+    return 0
+  end
   -- The source's policy (`SourcePolicy.arg`), else the settings'.
   -- A source's own threshold is its bar on every path: the lowered bar of agreeing
   -- facts is the settings' (tuned with their threshold), not a source's own.
@@ -298,10 +309,9 @@ local function accept(D, source_stats)
           trimmed = (contained and alike >= LEAD_AGREEMENT) or alike >= SHARED_LEAD
         end
         local f = facts_containment(sketch, fcount, rec.sketch, rec.fcount)
-        local enough = f ~= nil and math.min(fcount, rec.fcount) >= FACTS_MIN_COUNT
-        local agree, conflict = enough and f >= FACTS_AGREEMENT, enough and f < FACTS_AGREEMENT
-        local far_apart = MAX_GAP_HOURS > 0 and hour > 0 and rec.hour > 0
-          and math.abs(hour - rec.hour) > MAX_GAP_HOURS
+        local facts = agreement_of(f, rec)
+        local agree, conflict = facts == 'agree', facts == 'conflict'
+        local far_apart = MAX_GAP_HOURS > 0 and gap_hours(rec) > MAX_GAP_HOURS
         local verdict, rule = 'below-threshold', nil
         if far_apart then
           if j >= stale_bar and not conflict then
@@ -353,16 +363,11 @@ local function accept(D, source_stats)
       local id = original_id(rec.num) or ''
       if not listed[id] then
         listed[id] = true
-        local facts = 'few'
-        if f ~= nil and math.min(fcount, rec.fcount) >= FACTS_MIN_COUNT then
-          facts = f >= FACTS_AGREEMENT and 'agree' or 'conflict'
-        end
-        local gap = 0
-        if hour > 0 and rec.hour > 0 then gap = math.abs(hour - rec.hour) end
         parts[#parts + 1] = string.format(
           '{"id":%s,"j":%.4f,"c":%.4f,"facts":"%s","f":%.4f,"rare":[%d,%d],"gap_h":%d,'
             .. '"verdict":"%s"}',
-          cjson.encode(id), w[2], w[3], facts, f or -1, fcount, rec.fcount, gap, w[5])
+          cjson.encode(id), w[2], w[3], agreement_of(f, rec), f or -1, fcount, rec.fcount,
+          gap_hours(rec), w[5])
       end
     end
     return '{"rule":"' .. rule .. '","candidates":[' .. table.concat(parts, ',') .. ']}'
