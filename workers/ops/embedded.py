@@ -85,6 +85,11 @@ AOF_REWRITE_MIN_SIZE = "8mb"
 # the whole file, and replaying commands is far slower than loading the RDB image a
 # rewrite leaves. Below it, a stop costs nothing more.
 AOF_COMPACT_TAIL = 1 << 20
+# Below this size the last user's stop rewrites the AOF whenever anything was appended
+# since its last rewrite: that takes well under a second, and the image the last rewrite
+# left may hold data deleted since (Redis's own rewrite during a backfill saves its
+# transient keys), which the tail rule above would keep for good.
+AOF_ALWAYS_COMPACT_BELOW = 64 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +219,10 @@ def aof_needs_compaction(info: Mapping[str, Any]) -> bool:
     current = int(info.get("aof_current_size", 0))
     base = int(info.get("aof_base_size", 0))
     data = int(info.get("used_memory_dataset", 0))
+    if current <= base:  # nothing appended since the last rewrite
+        return False
+    if current < AOF_ALWAYS_COMPACT_BELOW:
+        return True
     return current - base > AOF_COMPACT_TAIL or current > 2 * data + AOF_COMPACT_TAIL
 
 
