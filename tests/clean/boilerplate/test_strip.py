@@ -628,3 +628,49 @@ def test_a_long_number_is_no_list_of_contact_numbers(rules: RuleSet) -> None:
     )
     result = strip_boilerplate(body, title="", source="", rules=rules)
     assert result.stripped == []
+
+
+# An opinion piece's or a health page's last paragraphs, above the paper's note.
+NOTE_BODY = [
+    "يحاول الكاتب من خلال أربع حكايات أن يفسر مراحل الحب السبع كما يراها بطل الرواية.",
+    "اعتمد الكاتب أسلوب التشويق مستخدما تقنية التقطيع السينمائي لسرد أربع علاقات عاطفية.",
+]
+
+
+@pytest.mark.parametrize(
+    "note",
+    [
+        "* ناقد مصري",  # a profession the writer_bio rule does not list
+        "* قسم التثقيف الصحي",  # a hospital department's health page
+        "* خدمة «نيويورك تايمز».",  # a syndication service
+        "*مؤرخ وعضو مجلس الشورى",
+    ],
+)
+def test_an_asterisked_note_under_the_article_is_the_papers(note: str, rules: RuleSet) -> None:
+    dashed = [*NOTE_BODY, "- حوالي 10% من المرضى يستمر الألم لديهم لمدة أسبوع بعد الإجراء."]
+    for above in (NOTE_BODY, dashed):  # a list of other marks above it is the article's
+        result = strip_boilerplate("\n\n".join([*above, note]), title="", source="", rules=rules)
+        assert [(s.text, s.rule) for s in result.stripped] == [(note, "author_note")]
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        # the last item of an asterisked list of facts
+        [*NOTE_BODY, "* ارتفاع ضغط الدم", "* التدخين", "* قلة النشاط البدني"],
+        # a table's footnote, marked with two asterisks
+        [*NOTE_BODY, "**الأرقام قبل المباريات الودية هذا الأسبوع"],
+        # a heading, even left last
+        [*NOTE_BODY, "* ماذا يحدث بعد الإجراء؟"],
+        [*NOTE_BODY, "* النتائج الأولية:"],
+        # longer than a note: a sentence
+        [*NOTE_BODY, "* وقد أكد الطبيب أن معظم المرضى يعودون إلى نشاطهم المعتاد خلال أيام قليلة"],
+        # an asterisked line that is not the last one
+        [*NOTE_BODY[:1], "* ناقد مصري", *NOTE_BODY[1:]],
+        # alone: nothing above it to be a note to
+        ["* ناقد مصري"],
+    ],
+)
+def test_asterisked_lines_that_are_the_articles_own(lines: list[str], rules: RuleSet) -> None:
+    result = strip_boilerplate("\n\n".join(lines), title="", source="", rules=rules)
+    assert [s.text for s in result.stripped if s.rule == "author_note"] == []

@@ -37,6 +37,7 @@ RELATED_RULE = "related_link"
 AUTHOR_RULE = "author_byline"
 LINK_PROMPT_RULE = "link_prompt"
 TEASER_RULE = "teaser_box"
+AUTHOR_NOTE_RULE = "author_note"
 BUILT_IN_RULES = frozenset(
     {
         TITLE_RULE,
@@ -50,6 +51,7 @@ BUILT_IN_RULES = frozenset(
         AUTHOR_RULE,
         LINK_PROMPT_RULE,
         TEASER_RULE,
+        AUTHOR_NOTE_RULE,
     }
 )
 DEFAULT_EDGE_LINES = 3

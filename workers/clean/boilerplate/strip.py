@@ -5,6 +5,7 @@ the links to other articles (`links.py`); and which lines the learner counts.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,6 +21,7 @@ from workers.clean.boilerplate.lines import (
 )
 from workers.clean.boilerplate.links import is_title_link, related_links
 from workers.clean.boilerplate.rules import (
+    AUTHOR_NOTE_RULE,
     AUTHOR_RULE,
     LEARNED_BYLINE_RULE,
     LEARNED_RULE,
@@ -49,6 +51,12 @@ TITLE_BYLINE_MAX_WORDS = 4
 OUTLET_BYLINE_MAX_WORDS = 4
 # An edge line this short equal to the document's author metadata is its byline.
 AUTHOR_BYLINE_MAX_WORDS = 8
+# The paper's note under an article, marked by one asterisk: who the writer is or which
+# desk or service it comes from ("* ناقد مصري", "* قسم التثقيف الصحي", "* خدمة «نيويورك
+# تايمز»"). Arabic papers put it last, on its own line; the asterisk, not the wording,
+# says it is a note. At most this many words, and never a list's last item.
+AUTHOR_NOTE_MAX_WORDS = 8
+_AUTHOR_NOTE = re.compile(r"\*(?!\*)\s*\w")  # one asterisk ("**" marks a table's footnote)
 
 
 @dataclass(slots=True)
@@ -213,6 +221,15 @@ def strip_boilerplate(
             )
             if rule is None and i in prompted:
                 removed[i] = LINK_PROMPT_RULE
+            elif (
+                rule is None
+                and kept == 0
+                and side == "bottom"
+                and is_author_note(lines, content, i)
+            ):
+                # After the rules: a note they know (a syndication credit, a writer's bio)
+                # keeps its own name.
+                removed[i] = AUTHOR_NOTE_RULE
             elif rule is None:
                 kept += 1
             elif rule.action == "truncate_after":
@@ -285,6 +302,21 @@ def _edge_furniture(
         ):
             return OUTLET_RULE
     return None
+
+
+def is_author_note(lines: Sequence[str], content: Sequence[int], i: int) -> bool:
+    """Whether line `i`, the last line left at the bottom, is the paper's asterisked note
+    (`AUTHOR_NOTE_MAX_WORDS`): not a heading (it would end in a colon or a question mark)
+    and not the last item of an asterisked list (the line above it starts with one too;
+    a list of other marks above the note is the article's)."""
+    line = lines[i].strip()
+    if not _AUTHOR_NOTE.match(line) or len(line.split()) > AUTHOR_NOTE_MAX_WORDS:
+        return False
+    if line.rstrip(" .").endswith((":", "؟", "?")):
+        return False
+    at = content.index(i)
+    above = lines[content[at - 1]].strip() if at > 0 else ""
+    return bool(above) and not above.startswith("*")
 
 
 def learnable_lines(
