@@ -674,3 +674,22 @@ def test_an_asterisked_note_under_the_article_is_the_papers(note: str, rules: Ru
 def test_asterisked_lines_that_are_the_articles_own(lines: list[str], rules: RuleSet) -> None:
     result = strip_boilerplate("\n\n".join(lines), title="", source="", rules=rules)
     assert [s.text for s in result.stripped if s.rule == "author_note"] == []
+
+
+def test_a_learned_byline_under_a_kicker_is_still_the_top() -> None:
+    rules = make_rules()
+    learned = frozenset(digest for digest, _ in byline_parts("طلال عبدالله ـ جدة")[:1])
+    kicker, byline = "عودة الطائي إلى التدريبات", "طلال عبدالله ـ دبي"
+
+    def strip(*top: str, known: frozenset[str] = learned) -> list[tuple[str, str]]:
+        body = "\n\n".join([*top, *BODY_LINES])
+        result = strip_boilerplate(body, title="", source="", rules=rules, learned=known)
+        return [(s.text, s.rule) for s in result.stripped]
+
+    assert strip(kicker, byline) == [(byline, "learned_byline")]  # the kicker stays
+    # Under a sentence, or lower down, the same line is the article's.
+    sentence = "وصل الفريق إلى دبي مساء أمس."
+    assert strip(sentence, byline) == []
+    assert strip(kicker, sentence, byline) == []
+    # Without a learned part it is not known to be a byline.
+    assert strip(kicker, byline, known=frozenset()) == []

@@ -37,7 +37,7 @@ from workers.clean.boilerplate.rules import (
     first_match,
     rule_candidates,
 )
-from workers.clean.boilerplate.teasers import prompt_boxes, teaser_box
+from workers.clean.boilerplate.teasers import is_headline, prompt_boxes, teaser_box
 from workers.clean.matching import fold_lines, normalise_for_matching
 from workers.clean.normalise import join_lines, split_lines
 from workers.config import DEFAULTS
@@ -189,6 +189,7 @@ def strip_boilerplate(
 
     for side, order in (("top", content), ("bottom", content[::-1])):
         kept = 0
+        last_kept = -1
         for i in order:
             if kept >= rules.edge_lines and kept > 0:
                 break
@@ -206,6 +207,7 @@ def strip_boilerplate(
                 continue
             if i in protected:
                 kept += 1
+                last_kept = i
                 continue
             if kept == 0:
                 name = _edge_furniture(
@@ -214,6 +216,17 @@ def strip_boilerplate(
                 if name:
                     removed[i] = name
                     continue
+            elif (
+                # A byline under a kicker or deck (a headline-shaped line over the story)
+                # is still at the top: "<deck> / طلال عبدالله ـ دبي / <the lead>".
+                kept == 1
+                and side == "top"
+                and trimmable
+                and is_headline(lines[last_kept], folded[last_kept])
+                and any(part in trimmable for part, _ in byline_parts(lines[i], folded[i]))
+            ):
+                removed[i] = LEARNED_BYLINE_RULE
+                continue
             rule = (
                 first_match(side_rules[side], rule_candidates(lines[i]))
                 if kept < rules.edge_lines
@@ -232,6 +245,7 @@ def strip_boilerplate(
                 removed[i] = AUTHOR_NOTE_RULE
             elif rule is None:
                 kept += 1
+                last_kept = i
             elif rule.action == "truncate_after":
                 truncate(i, rule.name)
             else:
