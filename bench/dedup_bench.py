@@ -244,6 +244,8 @@ class IndexRun:
     used_memory_delta: int  # INFO used_memory after - before, only the control client attached
     stream_bytes: int  # MEMORY USAGE of the project's docs + duplicates streams (subtracted)
     links: list[tuple[str, str]] = field(default_factory=list)  # (doc id, original id)
+    # doc id -> (kind, stream entry id) of each input the project wrote to docs/duplicates
+    entries: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def docs_per_s(self) -> float:
@@ -311,8 +313,11 @@ def run_project(server: RedisServer, corpus: Corpus, prefix: str, label: str = "
     streams = server.key_memory(rt.keys.docs) + server.key_memory(rt.keys.duplicates)
     kinds: dict[str, int] = {}
     links: list[tuple[str, str]] = []
+    entries: dict[str, tuple[str, str]] = {}
     for outcome in outcomes:
         kinds[outcome.kind] = kinds.get(outcome.kind, 0) + 1
+        if outcome.entry_id:
+            entries[outcome.input_ref] = (outcome.kind, outcome.entry_id)
         if outcome.duplicate_of:
             links.append((outcome.input_ref, outcome.duplicate_of))  # input_ref == doc id here
         elif outcome.relation == "update_of":
@@ -331,6 +336,7 @@ def run_project(server: RedisServer, corpus: Corpus, prefix: str, label: str = "
         after - before,
         streams,
         links,
+        entries,
     )
 
 

@@ -17,8 +17,12 @@ For each missed DUP pair: exact word-3-shingle Jaccard and containment of the cl
 texts, the index's view of them (MinHash estimates of J and C, LSH bands shared), shingle
 counts, the hours between the two publication dates, and what each side was linked to
 (None: published as new), then the rule that kept them apart as far as those tell
-(`why_apart`: the rare facts are not visible here, so "facts conflict" is what is left).
-For each NOT and PARTIAL pair joined: the same figures and the links that joined them.
+(`why_apart`), then what the index itself said when it decided the later document
+(`engine: ...`, from its `reason`): the rule, and its verdict on the earlier document's
+original with the estimates, the rare facts' agreement (share, rare facts on each side)
+and the hours apart, when that original was among the candidates the reason reports.
+For each NOT and PARTIAL pair joined: the same figures, the links that joined them and
+the engine's view.
 A reference line scores
 plain word-3 Jaccard >= 0.3 of each pair on its own (no clustering), on the cleaned tokens
 and on the raw text's words.
@@ -37,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import redis
 from _redis import RedisServer
 from dedup_bench import (
     CORPORA,
@@ -51,6 +56,8 @@ from dedup_bench import (
 
 from workers.clean.fingerprint import Fingerprint
 from workers.config import Settings
+from workers.index.keys import Keys
+from workers.records import Decision, DecisionCandidate
 from workers.worker.runtime import build_runtime, fingerprint_params
 
 BASELINE_J = 0.3  # the plain shingle-Jaccard reference
@@ -116,6 +123,45 @@ def why_apart(est: Estimate, gap: float | None, settings: Settings, other_link: 
     return f"below: J est < {d.facts_threshold}, C est < {d.containment_threshold}"
 
 
+def engine_reasons(
+    url: str, prefix: str, entries: dict[str, tuple[str, str]], ids: set[str]
+) -> dict[str, Decision]:
+    """The index's own `reason` for each of `ids` it wrote to docs or duplicates."""
+    keys = Keys(prefix)
+    client = redis.Redis.from_url(url, decode_responses=True)
+    found: dict[str, Decision] = {}
+    try:
+        for doc_id in sorted(ids & entries.keys()):
+            kind, entry_id = entries[doc_id]
+            stream = keys.docs if kind == "published" else keys.duplicates
+            for _, fields in client.xrange(stream, entry_id, entry_id) or []:
+                reason = (fields or {}).get("reason")
+                if reason:
+                    found[doc_id] = Decision.from_json(json.loads(reason))
+    finally:
+        client.close()
+    return found
+
+
+def engine_view(decision: Decision | None, other: str) -> str:
+    """What the index said when it decided the later document of a pair: its rule, and
+    its verdict on `other` (the earlier document's published original) when `other` was
+    among the candidates it reports (the most similar few, by J)."""
+    if decision is None:
+        return "engine: no reason recorded"
+    said = f"engine: rule {decision.rule or '?'}"
+    weighed: DecisionCandidate | None = next(
+        (c for c in decision.candidates if c.id == other), None
+    )
+    if weighed is None:
+        return f"{said}; {other} not among its {len(decision.candidates)} reported candidates"
+    return (
+        f"{said}; on {other}: {weighed.verdict} (J {weighed.similarity:.2f} "
+        f"C {weighed.containment:.2f}, facts {weighed.facts} {weighed.facts_share:.2f} of "
+        f"{weighed.rare_facts[0]}/{weighed.rare_facts[1]} rare, {weighed.gap_hours} h)"
+    )
+
+
 def baseline_line(name: str, joined: dict[str, bool], pairs: list[dict[str, Any]]) -> str:
     tp = sum(1 for p in pairs if p["label"] == "DUP" and joined[p["a"] + p["b"]])
     fp = sum(1 for p in pairs if p["label"] == "NOT" and joined[p["a"] + p["b"]])
@@ -151,9 +197,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         scratch_rt = build_runtime(project_settings("devpairs:clean:"), scratch.url)
         corpus = clean_corpus(raw, scratch_rt)
         fingerprinter = scratch_rt.fingerprinter
+    pairs = [json.loads(line) for line in pairs_path.open(encoding="utf-8")]
     with RedisServer() as server:
         run = run_project(server, corpus, "devpairs:")
-    pairs = [json.loads(line) for line in pairs_path.open(encoding="utf-8")]
+        reasons = engine_reasons(
+            server.url, "devpairs:", run.entries, {x for p in pairs for x in (p["a"], p["b"])}
+        )
     settings = project_settings("devpairs:")
     score = score_pairs(run.links, pairs)
     bands, rows = fingerprint_params(settings).bands_rows
@@ -201,12 +250,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{len(sa)}/{len(sb)} gap {'?' if gap is None else f'{gap:.0f}'} h "
             f"links {linked.get(a)} / {linked.get(b)}"
         )
+        later, earlier = (b, a) if position[b] > position[a] else (a, b)
+        said = engine_view(reasons.get(later), linked.get(earlier) or earlier)
         if label == "DUP":
-            later = b if position[b] > position[a] else a
             reason = why_apart(est, gap, settings, linked.get(later) is not None)
-            print(f"missed DUP {a} {b}: {figures}; {reason}")
+            print(f"missed DUP {a} {b}: {figures}; {reason}; {said}")
         else:
-            print(f"joined {label} {a} {b}: {figures}")
+            print(f"joined {label} {a} {b}: {figures}; {said}")
     print(baseline_line("cleaned tokens", cleaned_joined, pairs))
     print(baseline_line("raw text words", raw_joined, pairs))
     return 0

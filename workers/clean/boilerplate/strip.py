@@ -91,12 +91,15 @@ def strip_boilerplate(
     earlier step removed:
     - while no line has been kept yet on that side: a line whose `line_hash` is in
       `learned` ("learned") or pinned for the source ("pinned"); a short byline-shaped
-      line with a part in `learned` ("learned_byline", see `byline_parts`); at the top,
+      line with a part in `learned` ("learned_byline", see `byline_parts`; at the top
+      also under one kept headline-shaped line, a kicker or deck); at the top,
       a short line that is part of the title ("title_byline"); a short byline around
       the outlet's name (the separator is what makes it a byline, not a sentence that
       mentions the outlet);
     - among the first `rules.edge_lines` kept lines: `edges` rules (and `top` / `bottom`
-      rules on their side).
+      rules on their side);
+    - at the bottom, when no rule named it and no line has been kept yet: the paper's
+      asterisked note on the writer, desk or service ("author_note", `is_author_note`).
     Learned lines therefore go only in unbroken runs at the edges: a learned sentence in
     the middle of an article is never touched. A `truncate_after` rule removes its line
     and every later one.
@@ -321,8 +324,8 @@ def _edge_furniture(
 def is_author_note(lines: Sequence[str], content: Sequence[int], i: int) -> bool:
     """Whether line `i`, the last line left at the bottom, is the paper's asterisked note
     (`AUTHOR_NOTE_MAX_WORDS`): not a heading (it would end in a colon or a question mark)
-    and not the last item of an asterisked list (the line above it starts with one too;
-    a list of other marks above the note is the article's)."""
+    and not the last item of an asterisked list (the line above it starts with an
+    asterisk too; a list in other marks above it does not make it one)."""
     line = lines[i].strip()
     if not _AUTHOR_NOTE.match(line) or len(line.split()) > AUTHOR_NOTE_MAX_WORDS:
         return False
