@@ -57,7 +57,8 @@ from dedup_bench import (
 from workers.clean.fingerprint import Fingerprint
 from workers.config import Settings
 from workers.index.keys import Keys
-from workers.records import Decision, DecisionCandidate
+from workers.ops.streams import entry_by_id
+from workers.records import Decision, DecisionCandidate, DocRecord, DuplicateRecord, read_entry
 from workers.worker.runtime import build_runtime, fingerprint_params
 
 BASELINE_J = 0.3  # the plain shingle-Jaccard reference
@@ -128,16 +129,16 @@ def engine_reasons(
 ) -> dict[str, Decision]:
     """The index's own `reason` for each of `ids` it wrote to docs or duplicates."""
     keys = Keys(prefix)
-    client = redis.Redis.from_url(url, decode_responses=True)
+    client = redis.Redis.from_url(url)
     found: dict[str, Decision] = {}
     try:
         for doc_id in sorted(ids & entries.keys()):
             kind, entry_id = entries[doc_id]
-            stream = keys.docs if kind == "published" else keys.duplicates
-            for _, fields in client.xrange(stream, entry_id, entry_id) or []:
-                reason = (fields or {}).get("reason")
-                if reason:
-                    found[doc_id] = Decision.from_json(json.loads(reason))
+            stream = "docs" if kind == "published" else "duplicates"
+            entry = entry_by_id(client, keys.stream(stream), entry_id)
+            record = read_entry(stream, entry[1]) if entry else None
+            if isinstance(record, DocRecord | DuplicateRecord) and record.reason:
+                found[doc_id] = record.reason
     finally:
         client.close()
     return found

@@ -226,7 +226,7 @@ def strip_boilerplate(
                 and side == "top"
                 and trimmable
                 and is_headline(lines[last_kept], folded[last_kept])
-                and any(part in trimmable for part, _ in byline_parts(lines[i], folded[i]))
+                and has_learned_byline_part(lines[i], folded[i], trimmable)
             ):
                 removed[i] = LEARNED_BYLINE_RULE
                 continue
@@ -290,6 +290,12 @@ def _outlet_names(source: str, names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(name for name in {normalise_for_matching(n) for n in (source, *names)} if name)
 
 
+def has_learned_byline_part(line: str, words: str, trimmable: Collection[str]) -> bool:
+    """Whether `line` (`words`: its matching normalisation) is byline-shaped with a part
+    learned or pinned for its source (`byline_parts`): a byline the source was seen using."""
+    return bool(trimmable) and any(part in trimmable for part, _ in byline_parts(line, words))
+
+
 def _edge_furniture(
     line: str,
     words: str,
@@ -301,7 +307,7 @@ def _edge_furniture(
 ) -> str | None:
     """The built-in rule that removes `line` (`words`: its matching normalisation) when it
     is the outermost line left on `side`."""
-    if trimmable and any(part in trimmable for part, _ in byline_parts(line, words)):
+    if has_learned_byline_part(line, words, trimmable):
         return LEARNED_BYLINE_RULE
     count = len(words.split())
     if author_key and count <= AUTHOR_BYLINE_MAX_WORDS and words.replace(" ", "") == author_key:
