@@ -27,6 +27,11 @@ IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 ARABIC_TITLE = "أمير الرياض يفتتح المعرض"
 ARABIC_BODY = "افتتح أمير منطقة الرياض اليوم معرض الكتاب الدولي بحضور عدد من المسؤولين."
+# An article of one paragraph on one line, as text dumps often hold them.
+ONE_PARAGRAPH = (
+    "أعلنت وزارة الصحة اليوم تسجيل حالات جديدة في ثلاث مناطق، وقالت إن فرقها الميدانية "
+    "تتابع المخالطين وإن الوضع تحت السيطرة، داعية المواطنين إلى اتباع الإرشادات الوقائية."
+)
 
 ARTICLE_PARAGRAPHS = [
     "The city council approved the new transit plan on Tuesday after a long debate that "
@@ -100,6 +105,8 @@ def corpus(tmp_path: Path) -> Path:
     (root / "okaz" / "nested" / "deep" / "b.txt").write_text("Deep title\nDeep body.\n")
     (root / "okaz" / "legacy.txt").write_bytes(f"{ARABIC_TITLE}\n{ARABIC_BODY}\n".encode("cp1256"))
     (root / "okaz" / "title_only.txt").write_text("Just a headline\n\n")
+    (root / "okaz" / "one_paragraph.txt").write_text(f"\n{ONE_PARAGRAPH}\n")
+    (root / "okaz" / "one_sentence.txt").write_text("A storm closed the port today.")
     (root / "okaz" / "empty.txt").write_bytes(b"")
 
     lines = [
@@ -152,9 +159,9 @@ def test_plan_and_load_agree_exactly(corpus: Path) -> None:
         "unknown_extension": 2,
     }
     assert plan.unknown_extensions == {".pdf": 1, "(none)": 1}
-    # 4 array + 2 object/broken json + 5 txt + 1 html + 6 jsonl + 4 jsonl.gz
-    assert plan.total_inputs == 22
-    assert plan.files == 11
+    # 4 array + 2 object/broken json + 7 txt + 1 html + 6 jsonl + 4 jsonl.gz
+    assert plan.total_inputs == 24
+    assert plan.files == 13
     assert all(spec.inputs <= 3 for spec in plan.tasks)
     assert sum(spec.inputs for spec in plan.tasks) == plan.total_inputs
     assert all(spec.root == str(corpus.resolve()) for spec in plan.tasks)
@@ -241,7 +248,16 @@ def test_txt_files(corpus: Path) -> None:
     assert legacy.title == ARABIC_TITLE
     assert legacy.text.strip() == ARABIC_BODY
 
-    assert _dead(items["okaz/title_only.txt"]).reason == "missing_text"
+    # A lone line is the text unless it has a headline's shape (a few words, no full stop).
+    title_only = _dead(items["okaz/title_only.txt"])
+    assert (title_only.reason, title_only.error) == (
+        "missing_text",
+        "text file has only a title line, no body",
+    )
+    paragraph = _doc(items["okaz/one_paragraph.txt"])
+    assert (paragraph.title, paragraph.text) == ("", ONE_PARAGRAPH)
+    sentence = _doc(items["okaz/one_sentence.txt"])
+    assert (sentence.title, sentence.text) == ("", "A storm closed the port today.")
     empty = _dead(items["okaz/empty.txt"])
     assert empty.reason == "decode_empty"
     assert empty.error and "\n" not in empty.error

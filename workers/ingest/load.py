@@ -26,6 +26,7 @@ from itertools import islice
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
+from workers.clean.boilerplate.teasers import is_headline
 from workers.document import DeadInput, Document, LoadedInput
 from workers.ingest.dates import parse_date
 from workers.ingest.decode import DecodeError, decode_bytes
@@ -50,6 +51,7 @@ _DATE_FIELDS = ("published", "published_at", "date", "time", "date_extracted", "
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_WORD = re.compile(r"\w+")
 
 
 def load_task(
@@ -183,7 +185,11 @@ def _txt_document(text: str, ctx: _Ctx) -> Document:
     else:
         title, body = "", ""
     if not body.strip():
-        raise _Reject("missing_text", "text file has no body after its title line", id=rel)
+        # A lone line is the article itself unless it has a headline's shape: files of
+        # one paragraph each are common, and losing them all as "title only" is not.
+        if not title or is_headline(title, " ".join(_WORD.findall(title))):
+            raise _Reject("missing_text", "text file has only a title line, no body", id=rel)
+        title, body = "", title
     return Document(id=rel, source=source, text=body, input_ref=rel, title=ctx.title(title))
 
 
