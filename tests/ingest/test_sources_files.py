@@ -215,6 +215,47 @@ def test_jsonl_records(corpus: Path) -> None:
     assert [_doc(d).id for d in gz] == ["r10", "r11", "r12", "r13"]
 
 
+def test_records_in_the_shapes_of_common_exports(tmp_path: Path) -> None:
+    """NewsAPI's articles and schema.org's NewsArticle give their source, author, text and
+    date under names of their own; a record that names neither keeps the folder's."""
+    newsapi = {
+        "source": {"id": "bbc-news", "name": "BBC News"},
+        "author": "A. Writer",
+        "title": "Storm closes port",
+        "url": "https://example.org/storm",
+        "publishedAt": "2024-01-02T03:04:05Z",
+        "content": "A storm closed the main port today.",
+    }
+    schema_org = {
+        "@type": "NewsArticle",
+        "headline": "unused: the title is `title`",
+        "title": "Budget passed",
+        "author": {"@type": "Person", "name": "B. Reporter"},
+        "datePublished": "2024-02-03T04:05:06+03:00",
+        "articleBody": "The parliament passed the budget.",
+    }
+    unnamed = {"source": {"id": "x"}, "author": ["a", "b"], "text": "No names here."}
+    (tmp_path / "exports").mkdir()
+    (tmp_path / "exports" / "a.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in (newsapi, schema_org, unnamed)), encoding="utf-8"
+    )
+    items = _by_ref(_load_all(plan_backfill([tmp_path / "exports"], batch_size=10)))
+    first, second, third = (_doc(items[f"a.jsonl:{n}"]) for n in (1, 2, 3))
+    assert (first.source, first.author, first.text, first.published_at) == (
+        "BBC News",
+        "A. Writer",
+        "A storm closed the main port today.",
+        "2024-01-02T03:04:05+00:00",
+    )
+    assert (second.source, second.author, second.text, second.published_at) == (
+        "exports",
+        "B. Reporter",
+        "The parliament passed the budget.",
+        "2024-02-03T04:05:06+03:00",
+    )
+    assert (third.source, third.author) == ("exports", "")
+
+
 def test_json_files(corpus: Path) -> None:
     items = _by_ref(_load_all(plan_backfill([corpus], batch_size=2)))
     zero = _doc(items["arr.json#0"])

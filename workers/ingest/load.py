@@ -45,9 +45,21 @@ from workers.ingest.spec import (
 )
 from workers.messages import one_line
 
-_TEXT_FIELDS = ("text", "content", "body")
+# The fields a record's text, URL and date are read from, first found first; besides our
+# own names, those of the usual exports: NewsAPI (content, publishedAt), schema.org's
+# NewsArticle (articleBody, datePublished), RSS (link, pubDate).
+_TEXT_FIELDS = ("text", "content", "body", "articleBody")
 _URL_FIELDS = ("url", "link")
-_DATE_FIELDS = ("published", "published_at", "date", "time", "date_extracted", "pubDate")
+_DATE_FIELDS = (
+    "published",
+    "published_at",
+    "date",
+    "time",
+    "date_extracted",
+    "pubDate",
+    "publishedAt",
+    "datePublished",
+)
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -295,7 +307,7 @@ def _record(ctx: _Ctx, obj: object, ref: str) -> LoadedInput:
 
 
 def record_text(record: Mapping[str, object]) -> str:
-    """A record's text: its first non-blank `text`, `content` or `body`, else ""."""
+    """A record's text: its first non-blank `_TEXT_FIELDS` value, else ""."""
     text = next((v for k in _TEXT_FIELDS if isinstance(v := record.get(k), str) and v.strip()), "")
     return encodable(text)
 
@@ -315,10 +327,10 @@ def document_from_record(
         reason = f"expected a JSON object, got {_json_type(obj)}"
         return DeadInput(ref, "not_an_object", reason, "", default_source)
     doc_id = _scalar(obj.get("id")) or (ref if default_id is None else default_id)
-    source = _scalar(obj.get("source")) or default_source
+    source = _named(obj.get("source")) or default_source
     text = record_text(obj)
     if not text:
-        message = "record has no text, content or body"
+        message = "record has no text, content, body or articleBody"
         return DeadInput(ref, "missing_text", message, doc_id, source)
     date = next((v for k in _DATE_FIELDS if (v := obj.get(k)) not in (None, "")), None)
     return Document(
@@ -329,7 +341,7 @@ def document_from_record(
         title=cap_title(_scalar(obj.get("title")), max_title_chars),
         url=next((u for k in _URL_FIELDS if (u := _scalar(obj.get(k)))), ""),
         published_at=parse_date(date),
-        author=_scalar(obj.get("author")),
+        author=_named(obj.get("author")),
         language=_scalar(obj.get("language")) or _scalar(obj.get("lang")),
     )
 
@@ -379,6 +391,14 @@ def _scalar(value: object) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     return ""
+
+
+def _named(value: object) -> str:
+    """A field that names something: a string, or an object's `name` (NewsAPI's source
+    {"id": ..., "name": "BBC News"}, schema.org's author {"@type": "Person", "name": ...})."""
+    if isinstance(value, dict):
+        return _scalar(value.get("name"))
+    return _scalar(value)
 
 
 def _json_type(value: object) -> str:
