@@ -256,6 +256,18 @@ def test_records_in_the_shapes_of_common_exports(tmp_path: Path) -> None:
     assert (third.source, third.author) == ("exports", "")
 
 
+def test_a_wrapper_of_records_says_how_to_load_them(tmp_path: Path) -> None:
+    (tmp_path / "api").mkdir()
+    wrapper = {"status": "ok", "totalResults": 1, "articles": [{"content": "A story."}]}
+    (tmp_path / "api" / "page1.json").write_text(json.dumps(wrapper), encoding="utf-8")
+    dead = _dead(_by_ref(_load_all(plan_backfill([tmp_path / "api"], batch_size=10)))["page1.json"])
+    assert (dead.reason, dead.error) == (
+        "missing_text",
+        'record has no text, content, body or articleBody; it holds records under "articles": '
+        "give them as a JSON array or JSONL",
+    )
+
+
 def test_json_files(corpus: Path) -> None:
     items = _by_ref(_load_all(plan_backfill([corpus], batch_size=2)))
     zero = _doc(items["arr.json#0"])

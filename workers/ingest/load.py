@@ -331,7 +331,16 @@ def document_from_record(
     text = record_text(obj)
     if not text:
         message = "record has no text, content, body or articleBody"
-        return DeadInput(ref, "missing_text", message, doc_id, source)
+        # A wrapper of records ({"status": "ok", "articles": [...]}) is one input: say how
+        # to load its records instead.
+        held = next(
+            (k for k, v in obj.items() if isinstance(v, list) and v and isinstance(v[0], dict)),
+            None,
+        )
+        if held is not None:
+            field = json.dumps(held[:60])
+            message += f"; it holds records under {field}: give them as a JSON array or JSONL"
+        return DeadInput(ref, "missing_text", one_line(message), doc_id, source)
     date = next((v for k in _DATE_FIELDS if (v := obj.get(k)) not in (None, "")), None)
     return Document(
         id=doc_id,
