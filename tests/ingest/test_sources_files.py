@@ -256,15 +256,35 @@ def test_records_in_the_shapes_of_common_exports(tmp_path: Path) -> None:
     assert (third.source, third.author) == ("exports", "")
 
 
-def test_a_wrapper_of_records_says_how_to_load_them(tmp_path: Path) -> None:
+def test_an_object_that_wraps_records_gives_its_records(tmp_path: Path) -> None:
+    """NewsAPI's page ({"status": "ok", "articles": [...]}) is its articles; an object
+    with two arrays of records is dead, naming them."""
     (tmp_path / "api").mkdir()
-    wrapper = {"status": "ok", "totalResults": 1, "articles": [{"content": "A story."}]}
-    (tmp_path / "api" / "page1.json").write_text(json.dumps(wrapper), encoding="utf-8")
-    dead = _dead(_by_ref(_load_all(plan_backfill([tmp_path / "api"], batch_size=10)))["page1.json"])
+    page = {
+        "status": "ok",
+        "totalResults": 3,
+        "articles": [
+            {"source": {"name": "BBC News"}, "content": "A storm closed the port."},
+            {"title": "no text"},
+            "not an object",
+        ],
+    }
+    (tmp_path / "api" / "page1.json").write_text(json.dumps(page), encoding="utf-8")
+    two = {"news": [{"text": "a"}], "sports": [{"text": "b"}]}
+    (tmp_path / "api" / "two.json").write_text(json.dumps(two), encoding="utf-8")
+    plan = plan_backfill([tmp_path / "api"], batch_size=2)
+    assert plan.total_inputs == 4
+    items = _by_ref(_load_all(plan))
+    assert set(items) == {"page1.json#0", "page1.json#1", "page1.json#2", "two.json"}
+    first = _doc(items["page1.json#0"])
+    assert (first.source, first.text) == ("BBC News", "A storm closed the port.")
+    assert _dead(items["page1.json#1"]).reason == "missing_text"
+    assert _dead(items["page1.json#2"]).reason == "not_an_object"
+    dead = _dead(items["two.json"])
     assert (dead.reason, dead.error) == (
         "missing_text",
-        'record has no text, content, body or articleBody; it holds records under "articles": '
-        "give them as a JSON array or JSONL",
+        'record has no text, content, body or articleBody; it holds records under "news", '
+        '"sports": give them as a JSON array or JSONL',
     )
 
 

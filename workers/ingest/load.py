@@ -238,6 +238,9 @@ def _load_json(ctx: _Ctx) -> Iterator[LoadedInput]:
         for i in indexes:
             yield ctx.dead(reject, ref(i))
         return
+    wrapped = wrapped_records(parsed)
+    if wrapped is not None:
+        parsed = wrapped
     if isinstance(parsed, list):
         for i in indexes:
             if i < len(parsed):
@@ -331,15 +334,12 @@ def document_from_record(
     text = record_text(obj)
     if not text:
         message = "record has no text, content, body or articleBody"
-        # A wrapper of records ({"status": "ok", "articles": [...]}) is one input: say how
-        # to load its records instead.
-        held = next(
-            (k for k, v in obj.items() if isinstance(v, list) and v and isinstance(v[0], dict)),
-            None,
-        )
-        if held is not None:
-            field = json.dumps(held[:60])
-            message += f"; it holds records under {field}: give them as a JSON array or JSONL"
+        # Several arrays of records in one object: which one holds the articles is not
+        # ours to guess (`wrapped_records` takes a single one).
+        held = _record_arrays(obj)
+        if held:
+            fields = ", ".join(json.dumps(name[:60]) for name in held[:5])
+            message += f"; it holds records under {fields}: give them as a JSON array or JSONL"
         return DeadInput(ref, "missing_text", one_line(message), doc_id, source)
     date = next((v for k in _DATE_FIELDS if (v := obj.get(k)) not in (None, "")), None)
     return Document(
@@ -353,6 +353,31 @@ def document_from_record(
         author=_named(obj.get("author")),
         language=_scalar(obj.get("language")) or _scalar(obj.get("lang")),
     )
+
+
+def _record_arrays(obj: dict[str, Any]) -> list[str]:
+    """The fields of `obj` that hold a non-empty array starting with an object."""
+    return [k for k, v in obj.items() if isinstance(v, list) and v and isinstance(v[0], dict)]
+
+
+def wrapped_records(value: object) -> list[Any] | None:
+    """The records a JSON object wraps, as API exports do (NewsAPI's {"status": "ok",
+    "totalResults": 2, "articles": [...]}): an object with no text of its own and exactly
+    one field holding an array of objects. None for anything else. Planning and loading
+    both ask this, so the file's inputs are that array's elements (`path#i`)."""
+    if not isinstance(value, dict) or record_text(value):
+        return None
+    held = _record_arrays(value)
+    return value[held[0]] if len(held) == 1 else None
+
+
+def count_wrapped_records(data: bytes) -> int | None:
+    """How many records the JSON file `data` wraps (`wrapped_records`), or None."""
+    try:
+        wrapped = wrapped_records(_loads(_decode(data)))
+    except _Reject:
+        return None
+    return None if wrapped is None else len(wrapped)
 
 
 def _read_capped(ctx: _Ctx) -> bytes:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from workers.ingest.load import count_wrapped_records
 from workers.ingest.paths import escape_name, open_in_root, os_path
 from workers.ingest.scan import LineScanner, TotalCapExceeded, count_json_array
 from workers.ingest.spec import (
@@ -217,7 +218,7 @@ class _Planner:
             records = _scan_jsonl(str(root), rel, gz=gz, limits=self.limits)
             n = _pack_ranges(packer, rel, records, seekable=not gz)
         elif kind == "json" and st.st_size <= self.limits.max_file_bytes:
-            n = _plan_json(packer, str(root), rel)
+            n = _plan_json(packer, str(root), rel, self.limits.max_file_bytes)
         else:  # one input: a document, or a dead input (unreadable, too large) when loaded
             packer.add(Location(rel))
             n = 1
@@ -286,12 +287,17 @@ def _scan_jsonl(root: str, rel: str, *, gz: bool, limits: Limits) -> Iterator[tu
         yield (scanner.index, scanner.offset) if scanner is not None else (0, 0)
 
 
-def _plan_json(packer: _Packer, root: str, rel: str) -> int:
-    """A JSON object is one input; an array of N values is N (split into ranges). The
-    array is counted in chunks, never parsed whole."""
+def _plan_json(packer: _Packer, root: str, rel: str, max_bytes: int) -> int:
+    """A JSON object is one input; an array of N values is N (split into ranges), and so
+    is an object that wraps an array of N records (`load.wrapped_records`). An array is
+    counted in chunks, never parsed whole; an object is parsed (at most `max_bytes`, as
+    loading it will be)."""
     try:
         with open_in_root(root, os_path(rel)) as f:
             count = count_json_array(f)
+            if count is None:
+                f.seek(0)
+                count = count_wrapped_records(f.read(max_bytes + 1))
     except OSError:
         count = None
     if count is None:  # not an array, or unreadable: loads as one input or its DeadInput
