@@ -236,6 +236,20 @@ def progress_or_none(client: redis.Redis, keys: Keys, job_id: str) -> JobProgres
         return None
 
 
+def job_settled(client: redis.Redis, keys: Keys, job_id: str) -> bool:
+    """Every input of the job counted, every task's end recorded, every message
+    acknowledged and none left queued; False while Redis is unreachable."""
+    progress = progress_or_none(client, keys, job_id)
+    if progress is None or not progress.finished:
+        return False
+    if progress.tasks_done < progress.tasks_total:
+        return False
+    try:
+        return not client.hlen(f"{keys.prefix}unacked") and not client.llen(f"{keys.prefix}ingest")
+    except redis.ConnectionError:
+        return False
+
+
 def wait_until(
     condition: Callable[[], bool], timeout: float, what: str, logs: Callable[[], str]
 ) -> float:

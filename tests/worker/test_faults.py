@@ -34,6 +34,7 @@ from support.faults import (
     PrivateRedis,
     check_accounting,
     enqueue,
+    job_settled,
     needs_redis_server,
     progress_or_none,
     running_workers,
@@ -106,16 +107,7 @@ def run_outage(
         return worker_logs(tmp_path)
 
     def settled() -> bool:
-        """Every input counted, every task's end recorded, every message acknowledged."""
-        progress = progress_or_none(client, keys, job_id)
-        if progress is None or not progress.finished:
-            return False
-        if progress.tasks_done < progress.tasks_total:
-            return False
-        try:
-            return not client.hlen(f"{prefix}unacked") and not client.llen(f"{prefix}ingest")
-        except redis.ConnectionError:
-            return False
+        return job_settled(client, keys, job_id)
 
     try:
         with running_workers(env, tmp_path, 2, loglevel) as workers:

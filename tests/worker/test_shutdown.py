@@ -21,6 +21,7 @@ from support.faults import (
     PrivateRedis,
     check_accounting,
     enqueue,
+    job_settled,
     needs_redis_server,
     progress_or_none,
     running_workers,
@@ -80,17 +81,12 @@ def test_a_stopped_worker_drains_and_loses_nothing(
         assert done_then < count, "the job finished before the worker was stopped"
 
         with running_workers(env, tmp_path, 1, "WARNING"):
-
-            def settled() -> bool:
-                progress = progress_or_none(client, keys, job_id)
-                return bool(
-                    progress is not None
-                    and progress.finished
-                    and progress.tasks_done >= progress.tasks_total
-                    and not client.hlen(f"{prefix}unacked")
-                )
-
-            wait_until(settled, 300, f"job {job_id} finished by the second worker", logs)
+            wait_until(
+                lambda: job_settled(client, keys, job_id),
+                300,
+                f"job {job_id} finished by the second worker",
+                logs,
+            )
             check_accounting(client, keys, job_id, inputs, env)
         print(f"stopped with {how.name} in {took:.1f}s at {done_then}/{count} inputs")
     finally:
