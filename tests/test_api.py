@@ -367,7 +367,9 @@ def test_overrides_win_over_file_and_environment(
     chosen = override_settings(loaded, {"prefix": "mine:", "dedup": {"seed": 11}})
     assert (chosen.prefix, chosen.dedup.threshold, chosen.dedup.seed) == ("mine:", 0.6, 11)
     assert chosen.dedup.num_perm == loaded.dedup.num_perm
-    with pytest.raises(ConfigError, match=r"^unknown setting dedup\.treshold$"):
+    with pytest.raises(
+        ConfigError, match=r"^unknown setting dedup\.treshold \(did you mean dedup\.threshold\?\)$"
+    ):
         override_settings(loaded, {"dedup": {"treshold": 0.6}})
     with pytest.raises(ConfigError, match=r"^invalid setting dedup\.threshold: "):
         override_settings(loaded, {"dedup": {"threshold": 2}})

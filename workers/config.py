@@ -18,14 +18,24 @@ them from the files and environment it was given.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 # The default rules and feeds files ship inside the package (package data), so that an
@@ -294,6 +304,10 @@ class SourcePolicy(BaseModel):
         return f"{int(self.near_duplicates)} {threshold!r} {int(self.updates)}"
 
 
+# The schemes of the data Redis's URL that redis-py connects with.
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
 class Settings(BaseSettings):
     """Everything newsdedup reads from its configuration."""
 
@@ -344,6 +358,25 @@ class Settings(BaseSettings):
             raise ValueError("prefix must not be empty")
         return value
 
+    @field_validator("redis_url", "broker_url")
+    @classmethod
+    def _url_usable(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Checked here so that a mistyped URL is one line, not a client's traceback. The
+        # messages never quote the URL: it may hold a password.
+        if value is None:
+            return value
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises for a port that is not a number in range
+        except ValueError as exc:
+            raise ValueError(f"not a usable URL: {exc}") from None
+        if not parts.scheme:
+            raise ValueError("not a URL: it needs a scheme, such as redis://")
+        if info.field_name == "redis_url" and parts.scheme not in REDIS_SCHEMES:
+            schemes = ", ".join(f"{scheme}://" for scheme in REDIS_SCHEMES)
+            raise ValueError(f"scheme {parts.scheme}:// is not one of {schemes}")
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -386,6 +419,12 @@ def load_settings(config_file: Path | str | None = None) -> Settings:
     """Settings from the model's defaults, an optional TOML file and the environment."""
     file = config_file or os.environ.get("NEWSDEDUP_CONFIG")
     values = _read_toml(Path(file)) if file else {}
+    if file:
+        # A misspelt name would otherwise leave its default in place without a word.
+        try:
+            _check_names(Settings, values, "")
+        except ConfigError as exc:
+            raise ConfigError(f"config file {file}: {exc}") from None
     values["redis_url"] = os.environ.get("REDIS_URL") or values.get("redis_url")
     values["broker_url"] = os.environ.get("BROKER_URL") or values.get("broker_url")
     try:
@@ -397,7 +436,9 @@ def load_settings(config_file: Path | str | None = None) -> Settings:
 def _invalid(exc: ValidationError) -> ConfigError:
     first = exc.errors()[0]
     where = ".".join(str(part) for part in first["loc"])
-    return ConfigError(f"invalid setting {where}: {first['msg']}")
+    # Our validators' messages come prefixed "Value error, ": the reader needs only ours.
+    message = first["msg"].removeprefix("Value error, ")
+    return ConfigError(f"invalid setting {where}: {message}")
 
 
 # The settings a `newsdedup` command hands to the processes it starts, as JSON. Internal:
@@ -430,7 +471,8 @@ def override_settings(settings: Settings, overrides: Mapping[str, Any]) -> Setti
     """`settings` with `overrides` applied and validated again. `overrides` is nested like
     the TOML file (`{"prefix": "nd:", "dedup": {"threshold": 0.6}}`) and wins over the
     environment: a program's explicit choice. A name the model does not know is a
-    ConfigError (the file and environment ignore unknown names; code should not)."""
+    ConfigError, as in the file (the environment ignores unknown names: other programs'
+    variables may share the prefix)."""
     _check_names(Settings, overrides, "")
     try:
         taken = _Exported.model_validate(_merged(settings.model_dump(), overrides))
@@ -448,7 +490,9 @@ def _check_names(model: type[BaseModel], values: Mapping[str, Any], where: str) 
     for name, value in values.items():
         field = model.model_fields.get(name)
         if field is None:
-            raise ConfigError(f"unknown setting {where}{name}")
+            close = difflib.get_close_matches(name, list(model.model_fields), n=1)
+            hint = f" (did you mean {where}{close[0]}?)" if close else ""
+            raise ConfigError(f"unknown setting {where}{name}{hint}")
         section = field.annotation
         if isinstance(section, type) and issubclass(section, BaseModel):
             if not isinstance(value, Mapping):

@@ -157,8 +157,10 @@ def render_markdown() -> str:
         'top-level setting is a key at the top (`prefix = "nd:"`) and the others sit in '
         "their section (`[dedup]` then `threshold = 0.6`). "
         "[config/default.toml](../config/default.toml) lists every setting with its default: "
-        "copy the lines you need into a file of your own. A `newsdedup` command hands its "
-        "settings, file included, to the worker and beat processes it starts.",
+        "copy the lines you need into a file of your own. A name the file misspells is an "
+        "error that names it (the environment ignores `NEWSDEDUP_` variables it does not "
+        "know). A `newsdedup` command hands its settings, file included, to the worker and "
+        "beat processes it starts.",
     ]
     for section in sections():
         title = "Top level" if not section.name else f"[{section.name}]"

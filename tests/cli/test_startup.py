@@ -127,6 +127,9 @@ USAGE_ERRORS = [
     (["boilerplate", "reset"], None, "name one SOURCE or pass --all"),
     (["reset"], None, "pass --yes"),
     (["--config", "/nonexistent/newsdedup.toml", "stats"], None, "newsdedup.toml"),
+    (["stats"], "redis://:s3cret@127.0.0.1:99999/0", "redis_url: not a usable URL: Port out"),
+    (["stats"], "http://:s3cret@127.0.0.1:6379/0", "scheme http:// is not one of redis://"),
+    (["backfill", str(SEEDS)], "127.0.0.1:6379", "not a URL: it needs a scheme, such as redis://"),
 ]
 
 
@@ -143,8 +146,21 @@ def test_usage_errors_come_before_any_server_starts(
     last = result.stderr.strip().splitlines()[-1]
     assert message in last and last.startswith(("newsdedup: error:", "Error:")), result.stderr
     assert "Traceback" not in result.stderr
+    assert "s3cret" not in result.stderr + result.stdout
     assert not data_dir.exists(), "a server was started for a command that could not run"
     assert seconds < 5.0, f"{args}: {seconds:.1f}s to a usage error"
+
+
+def test_a_misspelt_name_in_the_config_file_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "newsdedup.toml"
+    config.write_text("[dedup]\nthreshhold = 0.6\n[ingst]\nbatch_size = 10\n", "utf-8")
+    result = run_cli(["--config", str(config), "stats"], cli_env(data_dir=tmp_path / "data"))
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stderr.strip() == (
+        f"newsdedup: error: config file {config}: unknown setting dedup.threshhold "
+        "(did you mean dedup.threshold?)"
+    )
+    assert not (tmp_path / "data").exists()
 
 
 def test_stats_loads_neither_the_pipeline_nor_celery(tmp_path: Path) -> None:
