@@ -66,14 +66,55 @@ def test_not_found_and_bad_entry_are_one_line(
     env, added = cases_env
     missing = run_cli(["explain", "nope"], env, timeout=120)
     assert (missing.returncode, missing.stdout) == (1, "")
-    assert missing.stderr == "newsdedup: error: no entry for 'nope' in docs or duplicates\n"
+    assert missing.stderr == ("newsdedup: error: no entry for 'nope' in docs, duplicates or dead\n")
     elsewhere = run_cli(["explain", "oil", "--entry", added["roundup"]], env, timeout=120)
     assert elsewhere.returncode == 1
     assert elsewhere.stderr == (
-        f"newsdedup: error: no entry for 'oil' at entry {added['roundup']} in docs or duplicates\n"
+        f"newsdedup: error: no entry for 'oil' at entry {added['roundup']} in docs, "
+        "duplicates or dead\n"
     )
     bad = run_cli(["explain", "oil", "--entry", "yesterday"], env, timeout=120)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+def test_a_dead_input_says_why(
+    cases_env: tuple[dict[str, str], dict[str, str]], tmp_path: Path
+) -> None:
+    """Found by its id or its input ref in dead, when it is in neither docs nor duplicates."""
+    env, added = cases_env
+    for asked in ("scan-7", "archive/scan-7.txt"):
+        text = _explain(env, asked).stdout
+        assert text.splitlines() == [
+            f"scan-7: dead entry {added['scan-7']}, source archive, failed "
+            "2026-01-02T03:04:05.000Z",
+            "  input: archive/scan-7.txt",
+            "decision: dead (decode_binary): not published, not indexed",
+            "error: binary data, not text (NUL bytes)",
+        ]
+    as_json = json.loads(_explain(env, "scan-7", "--json").stdout)
+    assert as_json == {
+        "query": "scan-7",
+        "matches": [
+            {
+                "id": "scan-7",
+                "stream": "dead",
+                "stream_id": added["scan-7"],
+                "decision": "dead",
+                "reason": "decode_binary",
+                "error": "binary data, not text (NUL bytes)",
+                "input_ref": "archive/scan-7.txt",
+                "source": "archive",
+                "failed_at": "2026-01-02T03:04:05.000Z",
+            }
+        ],
+    }
+    page = tmp_path / "dead.html"
+    no_page = run_cli(["explain", "scan-7", "--html", str(page)], env, timeout=120)
+    assert no_page.returncode == 1 and "decision: dead (decode_binary)" in no_page.stdout
+    assert no_page.stderr == (
+        f"newsdedup: error: 'scan-7' is dead: it has no text to show, {page} not written\n"
+    )
+    assert not page.exists()
 
 
 def test_json_is_one_object(cases_env: tuple[dict[str, str], dict[str, str]]) -> None:

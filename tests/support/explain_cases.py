@@ -4,7 +4,7 @@ writes them (records' `to_fields()`), to XADD before the index fills `reason` it
 
 from __future__ import annotations
 
-from workers.records import Decision, DecisionCandidate, DocRecord, DuplicateRecord
+from workers.records import DeadRecord, Decision, DecisionCandidate, DocRecord, DuplicateRecord
 
 ORIGINAL = (
     "أعلنت وزارة الصحة الليبية اليوم افتتاح مستشفى جديد في مدينة بنغازي بسعة مئتي سرير.\n\n"
@@ -83,7 +83,7 @@ def duplicate(dup_id: str, text: str, of: str, reason: Decision) -> DuplicateRec
     )
 
 
-def cases() -> list[tuple[str, DocRecord | DuplicateRecord]]:
+def cases() -> list[tuple[str, DocRecord | DuplicateRecord | DeadRecord]]:
     """(stream, record) in the order they are added: the originals, then each case."""
     new = Decision("new")
     near = candidate(
@@ -144,6 +144,17 @@ def cases() -> list[tuple[str, DocRecord | DuplicateRecord]]:
         ),
         ("docs", doc("hostile", HOSTILE, language="en", reason=Decision("new"))),
         ("duplicates", duplicate("hostile-copy", HOSTILE, "hostile", Decision("exact-content"))),
+        (
+            "dead",
+            DeadRecord(
+                id="scan-7",
+                input_ref="archive/scan-7.txt",
+                source="archive",
+                reason="decode_binary",
+                error="binary data, not text (NUL bytes)",
+                failed_at="2026-01-02T03:04:05.000Z",
+            ),
+        ),
     ]
 
 

@@ -8,7 +8,7 @@ import redis
 
 from workers.index.keys import Keys
 from workers.ops import streams
-from workers.records import DocRecord, DuplicateRecord
+from workers.records import DeadRecord, DocRecord, DuplicateRecord
 
 # The streams an input can end in with a text to explain, in the order searched.
 SEARCHED = ("docs", "duplicates")
@@ -85,3 +85,20 @@ def find_published(
             if not missing:
                 break
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class FoundDead:
+    """An entry of `dead`: an input that was not processed, typed."""
+
+    stream_id: str
+    record: DeadRecord
+
+
+def find_dead(client: redis.Redis, keys: Keys, wanted: str, *, page: int = 200) -> FoundDead | None:
+    """The newest entry of `dead` for input id or input_ref `wanted`, or None. Read from
+    its newest entry back, no further than the first match."""
+    for stream_id, fields in streams.iter_newest_first(client, keys.stream("dead"), page=page):
+        if wanted in (fields.get("id"), fields.get("input_ref")):
+            return FoundDead(stream_id, DeadRecord.from_fields(fields))
+    return None

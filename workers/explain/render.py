@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from workers.explain.explanation import Explanation
+from workers.explain.find import FoundDead
 from workers.explain.passages import SharedPassages
 from workers.messages import printable
 from workers.records import VERDICTS, DecisionCandidate
@@ -164,6 +165,37 @@ def render_json(query: str, explanations: Sequence[Explanation]) -> str:
     return json.dumps(
         {"query": query, "matches": [e.to_json() for e in explanations]}, ensure_ascii=False
     )
+
+
+def render_dead_text(dead: FoundDead) -> str:
+    """A dead input for a terminal: why it was not processed."""
+    record, p = dead.record, printable
+    return "\n".join(
+        [
+            f"{p(record.id)}: dead entry {dead.stream_id}, source {p(record.source)}, "
+            f"failed {record.failed_at}",
+            f"  input: {p(record.input_ref)}",
+            f"decision: dead ({p(record.reason)}): not published, not indexed",
+            f"error: {p(record.error)}",
+        ]
+    )
+
+
+def render_dead_json(query: str, dead: FoundDead) -> str:
+    """A dead input as `render_json` gives an entry: one match, decision "dead"."""
+    record = dead.record
+    match = {
+        "id": record.id,
+        "stream": "dead",
+        "stream_id": dead.stream_id,
+        "decision": "dead",
+        "reason": record.reason,
+        "error": record.error,
+        "input_ref": record.input_ref,
+        "source": record.source,
+        "failed_at": record.failed_at,
+    }
+    return json.dumps({"query": query, "matches": [match]}, ensure_ascii=False)
 
 
 # --- HTML ---------------------------------------------------------------------------
