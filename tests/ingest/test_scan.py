@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from workers.ingest.paths import escape_name, os_path
-from workers.ingest.scan import LineScanner, count_json_array
+from workers.ingest.scan import LineScanner, scan_json_array
 
 pytestmark = pytest.mark.unit
 
@@ -50,13 +50,39 @@ def test_json_array_count_agrees_with_json_loads() -> None:
             return [value(depth + 1) for _ in range(rng.randint(0, 3))]
         return {f"k{i},]": value(depth + 1) for i in range(rng.randint(0, 3))}
 
+    decoder = json.JSONDecoder()
     for _ in range(200):
         array = [value() for _ in range(rng.randint(0, 6))]
         text = json.dumps(array, indent=rng.choice([None, 1]), ensure_ascii=rng.random() < 0.5)
         for encoding in ("utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-32"):
-            assert count_json_array(io.BytesIO(text.encode(encoding))) == len(array), text
-        assert count_json_array(io.BytesIO(json.dumps({"a": array}).encode())) is None
-        assert count_json_array(io.BytesIO(text.encode()[:-1])) is None  # never closed
+            data = text.encode(encoding)
+            scanned = scan_json_array(io.BytesIO(data))
+            assert scanned is not None and scanned.count == len(array), text
+            if not encoding.startswith("utf-8"):
+                assert scanned.offsets is None  # decoded to scan: no byte offsets
+                continue
+            # Each element parses from its offset to the value the whole parse gives.
+            assert scanned.offsets is not None and len(scanned.offsets) == len(array)
+            for offset, element in zip(scanned.offsets, array, strict=True):
+                assert decoder.raw_decode(data[offset:].decode("utf-8"))[0] == element
+        assert scan_json_array(io.BytesIO(json.dumps({"a": array}).encode())) is None
+        assert scan_json_array(io.BytesIO(text.encode()[:-1])) is None  # never closed
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'[{"text": "a"}, {"text": "b\x01"}]',
+        '[{"text": "a"}, {"text": "b\u0085"}]'.encode(),
+        b'[{"text": "a"}, {"text": "caf\xe9"}]',  # cp1256 or Latin-1, not UTF-8
+    ],
+    ids=["control byte", "C1 character", "not UTF-8"],
+)
+def test_json_offsets_only_where_a_range_decodes_as_the_whole_file(data: bytes) -> None:
+    """Offsets are kept only when decode_bytes would read the file as plain UTF-8: then a
+    range decoded from its offset is the same text as the whole file's."""
+    scanned = scan_json_array(io.BytesIO(data))
+    assert scanned is not None and scanned.count == 2 and scanned.offsets is None
 
 
 def test_escaped_names_round_trip_and_never_collide() -> None:

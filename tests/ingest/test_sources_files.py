@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import random
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -213,6 +214,46 @@ def test_jsonl_records(corpus: Path) -> None:
 
     gz = [items[f"feeds/more.jsonl.gz:{n}"] for n in range(1, 5)]
     assert [_doc(d).id for d in gz] == ["r10", "r11", "r12", "r13"]
+
+
+def test_json_array_ranges_read_from_their_offsets(tmp_path: Path) -> None:
+    """A UTF-8 array's ranges start at their first element's byte offset, and each gives
+    what the whole file's parse gives: the same file in UTF-16 (parsed whole by every
+    range) loads to the same inputs. A file changed after planning falls back to the
+    whole parse."""
+    rng = random.Random(5)
+    records: list[object] = []
+    for i in range(57):
+        kind = rng.random()
+        if kind < 0.1:
+            records.append(["not", "an object", i])
+        elif kind < 0.2:
+            records.append({"id": f"r{i}", "title": "no text", "nested": {"a": [1, "]"]}})
+        else:
+            text = f'خبر رقم {i}: "اقتباس" [بين قوسين], {{وأقواس}} \\ وسطر\nثان'
+            records.append({"id": f"r{i}", "text": text, "tags": ["a,b", "]["], "n": i})
+    dumped = json.dumps(records, ensure_ascii=False, indent=rng.choice([None, 2]))
+    # Folders of one name: the source, from the folder, is the same for both.
+    utf8, utf16 = tmp_path / "utf8" / "wire", tmp_path / "utf16" / "wire"
+    utf8.mkdir(parents=True)
+    utf16.mkdir(parents=True)
+    (utf8 / "a.json").write_text(dumped, encoding="utf-8")
+    (utf16 / "a.json").write_text(dumped, encoding="utf-16")
+    plan = plan_backfill([utf8], batch_size=10)
+    locations = [loc for spec in plan.tasks for loc in spec.locations]
+    assert len(locations) == 6 and all(loc.offset >= 0 for loc in locations)
+    whole = plan_backfill([utf16], batch_size=10)
+    assert all(loc.offset < 0 for spec in whole.tasks for loc in spec.locations)
+    from_offsets, parsed_whole = _load_all(plan), _load_all(whole)
+    assert [item.input_ref for item in from_offsets] == [f"a.json#{i}" for i in range(57)]
+    assert from_offsets == parsed_whole
+    texts = [d.text for d in from_offsets if isinstance(d, Document)]
+    assert texts == [r["text"] for r in records if isinstance(r, dict) and "text" in r]
+
+    # Moved bytes: the offsets now point between elements, so every range parses the
+    # whole file instead, and still gives every input.
+    (utf8 / "a.json").write_text("   " + dumped, encoding="utf-8")
+    assert _load_all(plan) == parsed_whole
 
 
 def test_records_in_the_shapes_of_common_exports(tmp_path: Path) -> None:

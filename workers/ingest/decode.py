@@ -37,8 +37,16 @@ _BOMS: tuple[tuple[bytes, str, str], ...] = (
 _CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 11, 12, 13)) + b"\x7f"
 # C0 controls other than the text ones (tab, newlines, vertical tab, form feed), DEL, C1.
 _CONTROL_CHAR = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+# The same C1 characters as UTF-8 bytes (U+0080..U+009F).
+_C1_UTF8 = re.compile(b"\xc2[\x80-\x9f]")
 # Invisible characters that do not make a document non-empty.
 _INVISIBLE = "\ufeff\u200b\u2060"
+
+
+def has_control_characters(data: bytes) -> bool:
+    """Whether UTF-8 `data` holds a control byte or character `decode_bytes` weighs
+    (`_CONTROL_BYTES`, C1): without any, valid UTF-8 decodes as plain UTF-8 there."""
+    return len(data.translate(None, _CONTROL_BYTES)) != len(data) or bool(_C1_UTF8.search(data))
 
 
 class DecodeError(ValueError):

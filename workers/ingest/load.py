@@ -64,6 +64,8 @@ _DATE_FIELDS = (
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _WORD = re.compile(r"\w+")
+_JSON = json.JSONDecoder()
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
 
 
 def load_task(
@@ -232,6 +234,12 @@ def _load_json(ctx: _Ctx) -> Iterator[LoadedInput]:
         # Planned as a whole-file object (or the file failed): the bare path names it.
         return rel if loc.start == 0 and loc.count == 1 else element_ref(rel, i)
 
+    if loc.offset >= 0:
+        values = _values_at(ctx, loc.offset, loc.count)
+        if values is not None:
+            for i, value in zip(indexes, values, strict=True):
+                yield _record(ctx, value, element_ref(rel, i))
+            return
     try:
         parsed = _loads(_decode(_read_capped(ctx)))
     except _Reject as reject:
@@ -253,6 +261,44 @@ def _load_json(ctx: _Ctx) -> Iterator[LoadedInput]:
             yield _record(ctx, parsed, rel)
         else:
             yield ctx.dead(_Reject("missing", "file no longer holds a JSON array"), ref(i))
+
+
+def _values_at(ctx: _Ctx, offset: int, count: int) -> list[Any] | None:
+    """`count` elements of a JSON array read from the byte `offset` where the first starts
+    (planned by `scan_json_array` in a plain UTF-8 file): the values the whole file's
+    parse would give them, without parsing the rest. None when the file is not as planned
+    any more (moved bytes, a bad element, a size over the cap): the whole file's parse
+    then says what is wrong."""
+    try:
+        with ctx.open() as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > ctx.limits.max_file_bytes or offset >= size:
+                return None
+            f.seek(offset)
+            text = f.read(size - offset).decode("utf-8")
+    except (*READ_ERRORS, UnicodeDecodeError):
+        return None
+    values: list[Any] = []
+    pos = 0
+    try:
+        for k in range(count):
+            value, pos = _JSON.raw_decode(text, pos)
+            values.append(value)
+            pos = _after_space(text, pos)
+            after = text[pos : pos + 1]
+            if after == ",":
+                pos = _after_space(text, pos + 1)
+            elif after != "]" or k < count - 1:
+                return None
+    except (ValueError, RecursionError):
+        return None
+    return values
+
+
+def _after_space(text: str, pos: int) -> int:
+    """The position of the first character at or after `pos` that is not JSON space."""
+    space = _JSON_SPACE.match(text, pos)
+    return space.end() if space else pos
 
 
 def _load_jsonl(ctx: _Ctx, *, gz: bool) -> Iterator[LoadedInput]:

@@ -14,11 +14,12 @@ import stat
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path, PurePosixPath
 
 from workers.ingest.load import count_wrapped_records
 from workers.ingest.paths import escape_name, open_in_root, os_path
-from workers.ingest.scan import LineScanner, TotalCapExceeded, count_json_array
+from workers.ingest.scan import LineScanner, TotalCapExceeded, scan_json_array
 from workers.ingest.spec import (
     DEFAULT_LIMITS,
     READ_ERRORS,
@@ -290,12 +291,17 @@ def _scan_jsonl(root: str, rel: str, *, gz: bool, limits: Limits) -> Iterator[tu
 def _plan_json(packer: _Packer, root: str, rel: str, max_bytes: int) -> int:
     """A JSON object is one input; an array of N values is N (split into ranges), and so
     is an object that wraps an array of N records (`load.wrapped_records`). An array is
-    counted in chunks, never parsed whole; an object is parsed (at most `max_bytes`, as
-    loading it will be)."""
+    scanned in chunks, never parsed whole, and its ranges start at their first element's
+    offset when the scan found them (`scan_json_array`); an object is parsed (at most
+    `max_bytes`, as loading it will be)."""
+    offsets = None
     try:
         with open_in_root(root, os_path(rel)) as f:
-            count = count_json_array(f)
-            if count is None:
+            scanned = scan_json_array(f)
+            if scanned is not None:
+                count: int | None = scanned.count
+                offsets = scanned.offsets
+            else:
                 f.seek(0)
                 count = count_wrapped_records(f.read(max_bytes + 1))
     except OSError:
@@ -303,4 +309,7 @@ def _plan_json(packer: _Packer, root: str, rel: str, max_bytes: int) -> int:
     if count is None:  # not an array, or unreadable: loads as one input or its DeadInput
         packer.add(Location(rel))
         return 1
-    return _pack_ranges(packer, rel, ((i, -1) for i in range(count)), seekable=False)
+    # One offset per element, or none known (-1 each: repeat, so not strict).
+    at = offsets if offsets is not None else repeat(-1)
+    records = zip(range(count), at, strict=False)
+    return _pack_ranges(packer, rel, records, seekable=offsets is not None)

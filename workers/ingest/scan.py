@@ -6,17 +6,22 @@ of newlines goes by in seconds; a line never takes more than `max_line_bytes` of
 (a longer one is reported with its size and no data), and with `max_total_bytes` reading
 stops at that many bytes (decompressed, for a .gz).
 
-`count_json_array` counts the elements of a top-level JSON array in chunks, so planning
-never holds a JSON file in memory either.
+`scan_json_array` counts the elements of a top-level JSON array in chunks, so planning
+never holds a JSON file in memory either; in a UTF-8 file it also notes where each
+element starts, so that loading reads a range from there instead of parsing the whole
+file for it.
 """
 
 from __future__ import annotations
 
 import codecs
 import re
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+from workers.ingest.decode import has_control_characters
 
 CHUNK_BYTES = 1 << 20
 _BOM = codecs.BOM_UTF8
@@ -131,24 +136,79 @@ _JSON_SPACE = " \t\r\n"
 _TOP = re.compile(r"[^ \t\r\n]")
 _NESTED = re.compile(r'["\[\]{}]')
 _IN_STRING = re.compile(r'["\\]')
+# The same, for a UTF-8 file scanned as bytes.
+_TOP_BYTES = re.compile(rb"[^ \t\r\n]")
+_NESTED_BYTES = re.compile(rb'["\[\]{}]')
+_IN_STRING_BYTES = re.compile(rb'["\\]')
 
 
-def count_json_array(stream: BinaryIO) -> int | None:
-    """The number of elements of the JSON array `stream` holds, read in chunks; None when
-    it does not hold one (an object, a scalar, or an array never closed). For valid JSON
-    the count is exact; for invalid JSON it is a count that parsing will reject anyway."""
+# Element offsets are kept for at most this many elements (8 bytes each): more, in a file
+# of at most `max_file_bytes`, are values too small to be articles.
+MAX_ELEMENT_OFFSETS = 2_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class JsonArray:
+    """What `scan_json_array` found: the number of elements and, when loading may read
+    from there, the byte offset at which each starts."""
+
+    count: int
+    offsets: array[int] | None
+
+
+def scan_json_array(stream: BinaryIO) -> JsonArray | None:
+    """The elements of the JSON array `stream` holds, read in chunks; None when it does
+    not hold one (an object, a scalar, or an array never closed). For valid JSON the count
+    is exact; for invalid JSON it is a count that parsing will reject anyway.
+
+    A UTF-8 file is scanned as bytes: JSON's structure is ASCII, and no byte of a
+    multi-byte UTF-8 character is. Its element offsets are kept when the whole file is
+    valid UTF-8 without control characters, so that `decode_bytes` would read it as plain
+    UTF-8 too and a range decoded from its offset is the same text."""
     head = stream.read(CHUNK_BYTES)
     while head and len(head) < 4 and (more := stream.read(CHUNK_BYTES)):
         head += more  # enough to recognise the encoding
-    decoder = codecs.getincrementaldecoder(_json_encoding(head))("replace")
-    counter = _ArrayCounter()
+    encoding = _json_encoding(head)
+    if encoding not in ("utf-8", "utf-8-sig"):
+        return _scan_decoded(stream, head, encoding)
+    bom = len(_BOM) if encoding == "utf-8-sig" else 0
+    counter = _ArrayCounter(binary=True, base=bom)
+    strict = codecs.getincrementaldecoder("utf-8")("strict")
+    plain = True  # valid UTF-8 so far, without control characters
+    chunk = head[bom:]
+    while chunk:
+        if not counter.feed(chunk):
+            return None
+        if plain:
+            try:
+                strict.decode(chunk)
+                plain = not has_control_characters(chunk)
+            except UnicodeDecodeError:
+                plain = False
+        chunk = stream.read(CHUNK_BYTES)
+    if plain:
+        try:
+            strict.decode(b"", final=True)
+        except UnicodeDecodeError:
+            plain = False
+    count = counter.result()
+    if count is None:
+        return None
+    return JsonArray(count, counter.starts if plain else None)
+
+
+def _scan_decoded(stream: BinaryIO, head: bytes, encoding: str) -> JsonArray | None:
+    """`scan_json_array` of a UTF-16 or UTF-32 file: decoded, and without offsets."""
+    decoder = codecs.getincrementaldecoder(encoding)("replace")
+    counter = _ArrayCounter(binary=False)
     chunk = head
     while chunk:
         if not counter.feed(decoder.decode(chunk)):
             return None
         chunk = stream.read(CHUNK_BYTES)
     counter.feed(decoder.decode(b"", final=True))
-    return counter.result()
+    count = counter.result()
+    return None if count is None else JsonArray(count, None)
 
 
 def _json_encoding(head: bytes) -> str:
@@ -175,7 +235,10 @@ def _json_encoding(head: bytes) -> str:
 
 
 class _ArrayCounter:
-    def __init__(self) -> None:
+    """Counts a top-level array's elements in text fed chunk by chunk: decoded text, or
+    the bytes of a UTF-8 file (`binary`), whose offsets it then records in `starts`."""
+
+    def __init__(self, *, binary: bool, base: int = 0) -> None:
         self.started = False
         self.closed = False
         self.trailing = False  # something after the closing bracket
@@ -184,43 +247,55 @@ class _ArrayCounter:
         self.escaped = False  # the last chunk ended inside a string on a backslash
         self.expect_value = False  # at depth 1, after "[" or ","
         self.count = 0
+        self.top: re.Pattern[Any] = _TOP_BYTES if binary else _TOP
+        self.nested: re.Pattern[Any] = _NESTED_BYTES if binary else _NESTED
+        self.in_string_end: re.Pattern[Any] = _IN_STRING_BYTES if binary else _IN_STRING
+        self.space: str | bytes = _JSON_SPACE.encode() if binary else _JSON_SPACE
+        self.base = base  # the offset of the next chunk fed
+        self.starts: array[int] | None = array("q") if binary else None
 
     def result(self) -> int | None:
         return self.count if self.closed and not self.trailing else None
 
-    def feed(self, text: str) -> bool:
+    def feed(self, text: str | bytes) -> bool:
         """Scan `text`; False as soon as the document is known not to be an array."""
+        try:
+            return self._scan(text)
+        finally:
+            self.base += len(text)
+
+    def _scan(self, text: Any) -> bool:
         pos, end = 0, len(text)
         while pos < end:
             if self.closed:
-                self.trailing = self.trailing or bool(text[pos:].strip(_JSON_SPACE))
+                self.trailing = self.trailing or bool(text[pos:].strip(self.space))
                 return True
             if self.in_string:
                 if self.escaped:
                     self.escaped, pos = False, pos + 1
                     continue
-                found = _IN_STRING.search(text, pos)
+                found = self.in_string_end.search(text, pos)
                 if found is None:
                     return True
                 pos = found.end()
-                if found.group() == "\\":
+                if _char(found) == "\\":
                     self.escaped = True
                 else:
                     self.in_string = False
                 continue
             if not self.started:
-                found = _TOP.search(text, pos)
+                found = self.top.search(text, pos)
                 if found is None:
                     return True
-                if found.group() != "[":
+                if _char(found) != "[":
                     return False
                 self.started, self.depth, self.expect_value = True, 1, True
                 pos = found.end()
                 continue
-            found = (_TOP if self.depth == 1 else _NESTED).search(text, pos)
+            found = (self.top if self.depth == 1 else self.nested).search(text, pos)
             if found is None:
                 return True
-            char, pos = found.group(), found.end()
+            char, pos = _char(found), found.end()
             if self.depth == 1:
                 if char == ",":
                     self.expect_value = True
@@ -231,6 +306,11 @@ class _ArrayCounter:
                 if self.expect_value:
                     self.count += 1
                     self.expect_value = False
+                    if self.starts is not None:
+                        if len(self.starts) < MAX_ELEMENT_OFFSETS:
+                            self.starts.append(self.base + found.start())
+                        else:
+                            self.starts = None
             if char == '"':
                 self.in_string = True
             elif char in "[{":
@@ -240,3 +320,9 @@ class _ArrayCounter:
                 if self.depth == 0:
                     self.closed = True
         return True
+
+
+def _char(found: re.Match[Any]) -> str:
+    """The one character a pattern matched, as text (a byte as its Latin-1 character)."""
+    matched = found.group()
+    return chr(matched[0]) if isinstance(matched, bytes) else matched

@@ -81,7 +81,8 @@ class Location:
     `start`/`count` are physical lines for JSONL (blank lines included), elements for a
     JSON array, and 0/1 for single-document files. `inputs` is how many inputs the range
     holds: fewer than `count` when a JSONL range spans blank lines. `offset` is the byte
-    offset of line `start` in a plain .jsonl, so the loader seeks instead of scanning.
+    offset of line `start` in a plain .jsonl, or of element `start` in a plain UTF-8 JSON
+    array (`scan.scan_json_array`), so the loader seeks instead of scanning or parsing.
     """
 
     path: str  # POSIX, relative to the task root
