@@ -64,16 +64,26 @@ def outage(
     how: signal.Signals,
     logs: Callable[[], str],
 ) -> Outage:
-    """Once a tenth of the job is processed, stop Redis with `how` (SIGTERM: a clean
-    shutdown; SIGKILL: a crash), wait `seconds`, start it again on the same port and
-    folder."""
+    """Once a tenth of the job is processed and both workers hold a task, stop Redis with
+    `how` (SIGTERM: a clean shutdown; SIGKILL: a crash), wait `seconds`, start it again on
+    the same port and folder.
+
+    Progress is counted as tasks end, so a tenth done alone would stop Redis just after
+    a task ended, when the workers may be between tasks with nothing to hold through the
+    outage. Two messages in the unacked hash (acks are late, one task per worker) mean
+    both are running one."""
     started = time.monotonic()
 
-    def some_done() -> bool:
+    def some_done_and_both_busy() -> bool:
         progress = progress_or_none(client, keys, job_id)
-        return progress is not None and progress.processed >= total // 10
+        if progress is None or progress.processed < total // 10:
+            return False
+        try:
+            return int(client.hlen(f"{keys.prefix}unacked")) >= 2
+        except redis.ConnectionError:
+            return False
 
-    wait_until(some_done, 120, "a tenth of the job processed", logs)
+    wait_until(some_done_and_both_busy, 120, "a tenth of the job processed, both busy", logs)
     progress = read_progress(client, keys, job_id)
     assert progress.processed < total, "the job finished before Redis could be stopped"
     stopped_after = time.monotonic() - started
