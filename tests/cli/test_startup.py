@@ -163,6 +163,24 @@ def test_a_misspelt_name_in_the_config_file_is_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "data").exists()
 
 
+def test_planning_loads_no_html_reader_nor_celery() -> None:
+    """`newsdedup backfill` plans before any worker reads a page: planning (which asks the
+    loader whether a JSON object wraps records) imports neither the HTML reader nor
+    Celery."""
+    code = (
+        "import json, sys\n"
+        "import workers.ingest.plan\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = set(json.loads(result.stdout.splitlines()[-1]))
+    assert "workers" in loaded  # it did run
+    assert sorted(loaded & {"lxml", "trafilatura", "celery", "kombu", "httpx"}) == []
+
+
 def test_stats_loads_neither_the_pipeline_nor_celery(tmp_path: Path) -> None:
     """`stats` reads counters: no numpy, no Celery, no HTTP client, no HTML reader, no
     rules; just the settings, redis-py and rich. Its start-up is then mostly the

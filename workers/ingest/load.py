@@ -24,13 +24,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from workers.clean.boilerplate.teasers import is_headline
 from workers.document import DeadInput, Document, LoadedInput
 from workers.ingest.dates import parse_date
 from workers.ingest.decode import DecodeError, decode_bytes
-from workers.ingest.html import ArticleError, ArticleReader
 from workers.ingest.paths import PathRefused, escape_name, open_in_root, os_path
 from workers.ingest.scan import Line, TotalCapExceeded
 from workers.ingest.spec import (
@@ -44,6 +43,11 @@ from workers.ingest.spec import (
     jsonl_lines,
 )
 from workers.messages import one_line
+
+if TYPE_CHECKING:
+    # Only where an HTML page is read (`_html_document`): lxml, trafilatura and Celery
+    # stay out of the processes that only plan, such as `newsdedup backfill` enqueuing.
+    from workers.ingest.html import ArticleReader
 
 # The fields a record's text, URL and date are read from, first found first; besides our
 # own names, those of the usual exports: NewsAPI (content, publishedAt), schema.org's
@@ -208,6 +212,8 @@ def _txt_document(text: str, ctx: _Ctx) -> Document:
 
 
 def _html_document(html: str, ctx: _Ctx) -> Document:
+    from workers.ingest.html import ArticleError
+
     rel, source = ctx.loc.path, ctx.source
     try:
         article = ctx.read_html(html, "")
