@@ -236,6 +236,12 @@ def progress_or_none(client: redis.Redis, keys: Keys, job_id: str) -> JobProgres
         return None
 
 
+def processed_at_least(client: redis.Redis, keys: Keys, job_id: str, count: int) -> bool:
+    """At least `count` inputs of the job processed; False while Redis is unreachable."""
+    progress = progress_or_none(client, keys, job_id)
+    return progress is not None and progress.processed >= count
+
+
 def job_settled(client: redis.Redis, keys: Keys, job_id: str) -> bool:
     """Every input of the job counted, every task's end recorded, every message
     acknowledged and none left queued; False while Redis is unreachable."""

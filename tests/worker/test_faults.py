@@ -36,7 +36,7 @@ from support.faults import (
     enqueue,
     job_settled,
     needs_redis_server,
-    progress_or_none,
+    processed_at_least,
     running_workers,
     wait_until,
     worker_logs,
@@ -75,8 +75,7 @@ def outage(
     started = time.monotonic()
 
     def some_done_and_both_busy() -> bool:
-        progress = progress_or_none(client, keys, job_id)
-        if progress is None or progress.processed < total // 10:
+        if not processed_at_least(client, keys, job_id, total // 10):
             return False
         try:
             return int(client.hlen(f"{keys.prefix}unacked")) >= 2

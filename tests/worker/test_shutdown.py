@@ -23,7 +23,7 @@ from support.faults import (
     enqueue,
     job_settled,
     needs_redis_server,
-    progress_or_none,
+    processed_at_least,
     running_workers,
     wait_until,
     worker_logs,
@@ -59,11 +59,12 @@ def test_a_stopped_worker_drains_and_loses_nothing(
             inputs = write_inputs(tmp_path / "in", count, seed=3)
             job_id = enqueue(inputs, env)
 
-            def some_done() -> bool:
-                progress = progress_or_none(client, keys, job_id)
-                return progress is not None and progress.processed >= count // 10
-
-            wait_until(some_done, 120, "a tenth of the job processed", logs)
+            wait_until(
+                lambda: processed_at_least(client, keys, job_id, count // 10),
+                120,
+                "a tenth of the job processed",
+                logs,
+            )
             assert read_progress(client, keys, job_id).processed < count
             asked = time.monotonic()
             first.send_signal(how)
