@@ -184,16 +184,13 @@ def render_dead_text(dead: FoundDead) -> str:
 def render_dead_json(query: str, dead: FoundDead) -> str:
     """A dead input as `render_json` gives an entry: one match, decision "dead"."""
     record = dead.record
+    # The dead entry's own fields as the record types them (`DeadRecord.to_json`).
     match = {
         "id": record.id,
         "stream": "dead",
         "stream_id": dead.stream_id,
         "decision": "dead",
-        "reason": record.reason,
-        "error": record.error,
-        "input_ref": record.input_ref,
-        "source": record.source,
-        "failed_at": record.failed_at,
+        **record.to_json(),
     }
     return json.dumps({"query": query, "matches": [match]}, ensure_ascii=False)
 
