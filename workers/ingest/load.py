@@ -26,7 +26,7 @@ from itertools import islice
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from workers.clean.boilerplate.teasers import is_headline
+from workers.clean.boilerplate.teasers import is_headline_text
 from workers.document import DeadInput, Document, LoadedInput
 from workers.ingest.dates import parse_date
 from workers.ingest.decode import DecodeError, decode_bytes
@@ -67,7 +67,6 @@ _DATE_FIELDS = (
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_WORD = re.compile(r"\w+")
 _JSON = json.JSONDecoder()
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
 
@@ -205,7 +204,7 @@ def _txt_document(text: str, ctx: _Ctx) -> Document:
     if not body.strip():
         # A lone line is the article itself unless it has a headline's shape: files of
         # one paragraph each are common, and losing them all as "title only" is not.
-        if not title or is_headline(title, " ".join(_WORD.findall(title))):
+        if not title or is_headline_text(title):
             raise _Reject("missing_text", "text file has only a title line, no body", id=rel)
         title, body = "", title
     return Document(id=rel, source=source, text=body, input_ref=rel, title=ctx.title(title))

@@ -51,6 +51,8 @@ HEADLINE_MAX_WORDS = 20
 HEADLINE_MAX_CHARS = 160
 # Closing quotes and brackets do not end a sentence: «... قال.» still ends on its full stop.
 _SENTENCE_END = re.compile(r"[.:،,;؛][\s\"'”’»)\]}]*$")
+# A text's words when its matching normalisation is not at hand (`is_headline_text`).
+_WORDS = re.compile(r"\w+")
 # List items, bullets, numbered steps: parts of the article's own list.
 _LIST_MARK = re.compile(r"^\s*(?:[-–—•*·●▪►◄■□○◦]|\d+\s*[-.)/]|\(\d+\))")
 # Under a prompt, at most this many headlines make its box.
@@ -71,6 +73,12 @@ def is_headline(line: str, words: str) -> bool:
     )
 
 
+def is_headline_text(text: str) -> bool:
+    """`is_headline` of a text whose matching normalisation is not at hand: its words are
+    its runs of word characters."""
+    return is_headline(text, " ".join(_WORDS.findall(text)))
+
+
 def _bare(line: str) -> str:
     # "\u0640" (tatweel) only stretches letters: "اقـرأ أيضـاً".
     return line.replace("\u0640", "").strip(_DECORATION)
@@ -88,7 +96,7 @@ def prompt_headline(line: str) -> bool:
     if match is None:
         return False
     rest = match.group("rest").strip()
-    return bool(rest) and is_headline(rest, " ".join(re.findall(r"\w+", rest)))
+    return bool(rest) and is_headline_text(rest)
 
 
 def is_prompt_line(line: str) -> bool:
