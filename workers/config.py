@@ -120,7 +120,7 @@ class DedupSettings(_Section):
     num_perm: int = Field(128, ge=16, le=1024)
     """MinHash permutations."""
     shingle_size: int = Field(3, ge=1, le=10)
-    """Word n-gram size of the shingles."""
+    """Word n-gram size of the shingles (a character of Chinese or Japanese is a word)."""
     min_shingles: int = Field(5, ge=1)
     """Documents with fewer distinct shingles take part only in exact matching."""
     seed: int = 1

@@ -61,3 +61,23 @@ def test_seed_variants_match() -> None:
 def test_tokens() -> None:
     assert matching_tokens("  ،أخبار   ليبيا24 \n ") == ["اخبار", "ليبيا24"]
     assert matching_tokens("...!!") == []
+
+
+def test_a_character_of_a_script_without_spaces_is_a_token() -> None:
+    # Chinese and Japanese clauses are not split into whole-clause tokens: one edited
+    # character must change only the shingles around it.
+    assert matching_tokens("统计局：11月份GDP增长5.4%。") == [
+        *"统计局",
+        "11",
+        *"月份",
+        "gdp",
+        *"增长",
+        "5",
+        "4",
+    ]
+    assert matching_tokens("トランプ氏は東京で") == list("トランプ氏は東京で")
+    # Halfwidth katakana fold to the full forms first; compatibility ideographs to theirs.
+    assert matching_tokens("ｶﾀｶﾅ") == list("カタカナ")
+    # Scripts written with spaces, and alphabets written without (Thai), keep their words.
+    assert matching_tokens("한국 서울에서 hello") == ["한국", "서울에서", "hello"]
+    assert matching_tokens("ภาษาไทย ข่าว") == ["ภาษาไทย", "ข่าว"]

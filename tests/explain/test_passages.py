@@ -86,3 +86,14 @@ def test_empty_and_unrelated_texts() -> None:
     assert shared_passages("مرحبا بكم في ليبيا", "hello and welcome here").passages == ()
     with pytest.raises(ValueError):
         shared_passages("a", "b", min_words=0)
+
+
+def test_chinese_passages_are_runs_of_characters() -> None:
+    # No spaces: a character is a word, as it is a token of the fingerprint, so a clause
+    # that differs by one word still shares the characters around it.
+    a = "国家统计局周二发布数据显示，工业增加值同比增长。"
+    b = "国家统计局星期二发布数据显示，工业增加值增长较快。"
+    assert [w.key for w in words("统计局，11月份")] == ["统", "计", "局", "11", "月", "份"]
+    shared = shared_passages(a, b)
+    shown = [_shown(a, p.a_chars) for p in shared.passages]
+    assert shown == ["国家统计局", "二发布数据显示，工业增加值"]

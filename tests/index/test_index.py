@@ -421,3 +421,63 @@ def test_near_duplicate_names_the_published_id(runtime: Runtime) -> None:
     assert submit(runtime, doc("copy", lightly_edit(text, 1))) == [("near", "s~2")]
     assert submit(runtime, doc("s", text)) == [("exact", "s~2")]
     assert len(published_ids(runtime)) == 2
+
+
+_CHINESE = (
+    "国家统计局周二发布数据显示，十一月份全国规模以上工业增加值同比增长百分之五点四，"
+    "增速比上月加快零点三个百分点。\n\n"
+    "国家统计局新闻发言人付凌晖在新闻发布会上表示，十一月份国民经济延续恢复向好态势，"
+    "生产需求稳中有升，就业物价总体稳定。\n\n"
+    "数据显示，十一月份社会消费品零售总额四万三千七百亿元，同比增长百分之三点六。"
+    "其中，除汽车以外的消费品零售额增长百分之三点九。\n\n"
+    "一至十一月份，全国固定资产投资同比增长百分之三点三，其中制造业投资增长百分之九点三，"
+    "基础设施投资增长百分之四点二。\n\n"
+    "付凌晖指出，当前外部环境依然复杂严峻，国内需求仍显不足，经济回升向好的基础还需进一步巩固。"
+)
+# Another outlet's copy: figures in digits, a few words changed in most clauses.
+_CHINESE_EDITED = (
+    "国家统计局星期二公布的数据表明，11月份全国规模以上工业增加值同比增长5.4%，"
+    "增速较上月加快0.3个百分点。\n\n"
+    "国家统计局新闻发言人付凌晖在新闻发布会上说，十一月份国民经济延续恢复向好态势，"
+    "生产需求稳中有升，就业物价总体稳定。\n\n"
+    "数据显示，11月份社会消费品零售总额43700亿元，同比增长3.6%。"
+    "其中，除汽车以外的消费品零售额增长3.9%。\n\n"
+    "1至11月份，全国固定资产投资同比增长3.3%，其中制造业投资增长9.3%，"
+    "基础设施投资增长4.2%。\n\n"
+    "付凌晖指出，当前外部环境依然复杂严峻，国内需求仍显不足，经济回升向好的基础还需进一步巩固。"
+)
+_CHINESE_OTHER = (
+    "中国气象局周三发布寒潮预警，受强冷空气影响，北方大部地区气温将下降八至十二摄氏度。\n\n"
+    "气象专家提醒，内蒙古东部、东北地区将有大风和降雪天气，部分地区积雪深度可达十厘米，"
+    "公众出行需注意交通安全。\n\n"
+    "中央气象台预计，此次寒潮过程将持续到本周末，南方地区随后也将出现明显降温。"
+)
+_JAPANESE = (
+    "政府は五日、来年度の予算案の概要を発表した。一般会計の総額は過去最大の規模となる見通しで、"
+    "防衛費と社会保障費の増加が主な要因だという。\n\n"
+    "財務省の担当者は記者会見で、歳出の見直しを進めながら財政の健全化を目指すと述べた。"
+    "野党は、国債の発行額が増えることに懸念を示している。"
+)
+
+
+def test_edited_chinese_and_japanese_copies_are_near_duplicates(runtime: Runtime) -> None:
+    # Without spaces a whitespace token is a whole clause: this copy, with its figures
+    # written in digits and a word changed in most clauses, shared almost no clause
+    # shingle with its original and was published as a new article.
+    assert submit(runtime, doc("zh", _CHINESE)) == [("published", "")]
+    assert submit(runtime, doc("zh-edited", _CHINESE_EDITED)) == [("near", "zh")]
+    assert submit(runtime, doc("zh-other", _CHINESE_OTHER)) == [("published", "")]
+    assert submit(runtime, doc("ja", _JAPANESE)) == [("published", "")]
+    japanese_copy = _JAPANESE.replace("述べた", "語った").replace("五日", "5日")
+    assert submit(runtime, doc("ja-copy", japanese_copy)) == [("near", "ja")]
+
+
+def test_index_refuses_one_tokenised_otherwise(redis_target: RedisTarget, prefix: str) -> None:
+    # An index written before characters of Chinese and Japanese were tokens of their own
+    # holds no record of the tokens scheme: its CJK fingerprints differ, so it is refused.
+    runtime = build_runtime(settings_for(prefix), redis_target.url)
+    submit(runtime, doc("a", article(6)))
+    runtime.client.hdel(runtime.keys.index_meta, "tokens")
+    later = build_runtime(settings_for(prefix), redis_target.url)
+    with pytest.raises(IndexMismatch, match="tokens: index has None, config wants nfkc-fold"):
+        later.index.ensure_params()

@@ -40,6 +40,7 @@ from itertools import chain
 
 import numpy as np
 
+from workers.clean.matching import TOKENS_SCHEME
 from workers.config import DEFAULTS
 from workers.index.keys import LEAD_PERM
 
@@ -164,6 +165,7 @@ class FingerprintParams:
         bands, rows = self.bands_rows
         return {
             "scheme": SCHEME,
+            "tokens": TOKENS_SCHEME,
             "datasketch": _datasketch_version(),
             "num_perm": str(self.num_perm),
             "seed": str(self.seed),

@@ -13,6 +13,7 @@ reads that one result.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from workers.clean.codepoints import (
@@ -120,6 +121,34 @@ def fold_lines(text: str) -> list[str]:
     return fold(text).split("\n") if text else []
 
 
+# Scripts written without spaces between words, one word or morpheme per character: Han
+# (with its radicals, strokes and iteration marks), hiragana, katakana, bopomofo and Yi.
+# Their whitespace tokens are whole clauses, so one edited character would change a
+# clause's every shingle; each of their characters is a token instead, and a word
+# 3-shingle becomes the character 3-gram that near-duplicate detection uses for them.
+# Hangul is written with spaces; Thai, Lao, Khmer and Myanmar are alphabets whose single
+# characters would be too common to tell texts apart, so they keep their tokens.
+_UNSPACED = (
+    "\u2e80-\u2fdf\u3005-\u3007\u3021-\u3029\u3031-\u3035\u3038-\u303c"
+    "\u3040-\u30ff\u3100-\u312f\u31a0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
+    "\ua000-\ua4cf\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f"
+)
+# Recorded in the index with the fingerprint's schemes: tokens decide every stored value.
+TOKENS_SCHEME = "nfkc-fold/whitespace/unspaced-script-characters"
+UNSPACED_CHARACTER = re.compile(f"[{_UNSPACED}]")
+# A word split into its runs of such characters and the rest: "gdp增长5" -> gdp, 增长, 5.
+UNSPACED_RUNS = re.compile(f"[{_UNSPACED}]+|[^\\s{_UNSPACED}]+")
+_UNSPACED_TOKENS = re.compile(f"[{_UNSPACED}]|[^\\s{_UNSPACED}]+")
+
+
 def matching_tokens(text: str) -> list[str]:
-    """Whitespace tokens of `normalise_for_matching(text)`."""
-    return fold(text).split()
+    """The tokens of `normalise_for_matching(text)` (`split_tokens`)."""
+    return split_tokens(fold(text))
+
+
+def split_tokens(folded: str) -> list[str]:
+    """The tokens of a folded text: its whitespace tokens, a character of a script written
+    without spaces (Chinese, Japanese) being a token of its own."""
+    if UNSPACED_CHARACTER.search(folded) is None:
+        return folded.split()
+    return _UNSPACED_TOKENS.findall(folded)

@@ -20,10 +20,11 @@ import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass
 
-from workers.clean.matching import fold
+from workers.clean.matching import UNSPACED_CHARACTER, fold
 
 # A word is a run of characters that are not separators, punctuation, symbols or controls
-# (the characters `fold` turns into spaces).
+# (the characters `fold` turns into spaces), or one character of a script written without
+# spaces (Chinese, Japanese), as the fingerprint's tokens are (`matching.split_tokens`).
 _BREAKS = frozenset("PSZ")
 # At most this many places in B are tried for one shingle of A: a text that repeats one
 # phrase a thousand times must not cost a million comparisons.
@@ -83,13 +84,22 @@ def words(text: str) -> list[Word]:
     to nothing (only tatweel or diacritics) is not a word."""
     out: list[Word] = []
     start: int | None = None
+
+    def close(end: int) -> None:
+        if start is not None:
+            key = "".join(fold(text[start:end]).split())
+            if key:
+                out.append(Word(start, end, key))
+
     for i, ch in enumerate(f"{text} "):
         if _is_break(ch):
-            if start is not None:
-                key = "".join(fold(text[start:i]).split())
-                if key:
-                    out.append(Word(start, i, key))
-                start = None
+            close(i)
+            start = None
+        elif UNSPACED_CHARACTER.match(ch):
+            close(i)
+            start = i  # a word of its own: closed by the next character whatever it is
+            close(i + 1)
+            start = None
         elif start is None:
             start = i
     return out

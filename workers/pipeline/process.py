@@ -27,7 +27,7 @@ from workers.clean.boilerplate.links import link_probes, link_targets
 from workers.clean.boilerplate.rules import RuleSet
 from workers.clean.boilerplate.strip import learnable_lines, strip_boilerplate
 from workers.clean.fingerprint import Fingerprinter
-from workers.clean.matching import fold_lines, matching_tokens
+from workers.clean.matching import fold_lines, matching_tokens, split_tokens
 from workers.clean.normalise import has_visible_text, normalise_for_publishing
 from workers.config import DEFAULTS
 from workers.document import DeadInput, Document, LoadedInput
@@ -144,7 +144,7 @@ def strip_document(
         return DeadInput.of(doc, "all_boilerplate", "every line of the document is boilerplate")
     else:
         cleaned = Cleaned(
-            replace(doc, text=result.text, stripped=result.stripped), result.matching.split()
+            replace(doc, text=result.text, stripped=result.stripped), split_tokens(result.matching)
         )
     if cleaned.tokens:
         return cleaned

@@ -3,11 +3,20 @@ bottom whose words the article does not use; and what neither may ever take."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from workers.clean.boilerplate.rules import LINK_PROMPT_RULE, TEASER_RULE, RuleSet
 from workers.clean.boilerplate.strip import strip_boilerplate
-from workers.clean.boilerplate.teasers import is_prompt_line, is_verse, prompt_headline
+from workers.clean.boilerplate.teasers import (
+    cohesion,
+    is_headline_text,
+    is_prompt_line,
+    is_verse,
+    prompt_headline,
+    stems,
+)
 from workers.clean.normalise import split_lines
 
 pytestmark = pytest.mark.unit
@@ -161,3 +170,27 @@ def test_stretched_prompt(rules: RuleSet) -> None:
 def test_a_quoted_sentence_is_no_headline() -> None:
     assert not prompt_headline('شاهد: "وصلنا إلى المكان وكان الدخان يملأ الشارع."')
     assert not prompt_headline("Read more: «The talks resumed in Geneva.»")
+
+
+def test_chinese_and_japanese_sentences_are_no_headlines(rules: RuleSet) -> None:
+    # Their clauses are no words ("，" and "。" are no spaces), so every line shares almost
+    # nothing with the rest by word stems: the closing paragraphs of a long article were
+    # taken as a teaser box. Their full stop and commas end a sentence as "." and "," do.
+    rng = random.Random(3)
+
+    def clause() -> str:
+        return "".join(chr(rng.randint(0x4E00, 0x9FA5)) for _ in range(rng.randint(6, 12)))
+
+    paragraphs = ["，".join(clause() for _ in range(4)) + "。" for _ in range(24)]
+    assert removed(paragraphs, rules) == {}
+    assert not is_headline_text("政府は五日、来年度の予算案の概要を発表した。")
+    assert not is_headline_text("国家统计局周二发布数据显示，工业增加值同比增长，")
+    assert is_headline_text("统计局：十一月工业增加值增长5.4%")
+
+
+def test_chinese_cohesion_counts_character_bigrams() -> None:
+    # A line on the article's subject shares its character pairs, however the words are
+    # cut; a headline of another story does not.
+    body = stems("人民币汇率周二继续上涨 外汇市场交易活跃")
+    assert cohesion("人民币 汇率 上涨", body) == 1.0
+    assert cohesion("寒潮 来袭 北方 降温", body) == 0.0

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from workers.clean.matching import UNSPACED_CHARACTER, UNSPACED_RUNS
+
 # Link prompts, at the very start of a line. "Qualified" prompts say "also/more" and are
 # prompts whatever follows; bare ones ("شاهد", "فيديو", "Watch") are also ordinary words
 # ("شاهد عيان", "فيديو يظهر ..."), so they count only when a separator follows them.
@@ -50,7 +52,9 @@ HEADLINE_MIN_WORDS = 2
 HEADLINE_MAX_WORDS = 20
 HEADLINE_MAX_CHARS = 160
 # Closing quotes and brackets do not end a sentence: «... قال.» still ends on its full stop.
-_SENTENCE_END = re.compile(r"[.:،,;؛][\s\"'”’»)\]}]*$")
+# Chinese and Japanese end sentences and clauses with their own full stop, commas, colon
+# and semicolon (。，、：；．), and close quotes with 」』.
+_SENTENCE_END = re.compile(r"[.:،,;؛。，、：；．][\s\"'”’»)\]}」』】）》〉]*$")
 # A text's words when its matching normalisation is not at hand (`is_headline_text`).
 _WORDS = re.compile(r"\w+")
 # List items, bullets, numbered steps: parts of the article's own list.
@@ -163,8 +167,20 @@ def stem(word: str) -> str:
 
 
 def stems(words: str) -> set[str]:
-    """Stems of the content words of a matching-normalised text."""
-    return {stem(w) for w in words.split() if len(w) >= MIN_WORD_CHARS and not w.isdigit()}
+    """Stems of the content words of a matching-normalised text. Chinese and Japanese
+    have no spaces between words, and a run of their characters (a whole clause) is no
+    word: its stems are its character bigrams, which two texts on one subject share
+    (人民币, 汇率 and 人民币汇率 all give 人民, 民币)."""
+    if UNSPACED_CHARACTER.search(words) is None:
+        return {stem(w) for w in words.split() if len(w) >= MIN_WORD_CHARS and not w.isdigit()}
+    found: set[str] = set()
+    for word in words.split():
+        for run in UNSPACED_RUNS.findall(word):
+            if UNSPACED_CHARACTER.match(run):
+                found.update(run[k : k + 2] for k in range(max(1, len(run) - 1)))
+            elif len(run) >= MIN_WORD_CHARS and not run.isdigit():
+                found.add(stem(run))
+    return found
 
 
 def cohesion(words: str, body: set[str]) -> float:
