@@ -2,8 +2,14 @@
 
 Order matters: a BOM is authoritative; UTF-16 without a BOM must be recognised before the
 binary check (its NUL bytes would otherwise look binary); strict UTF-8 is tried before the
-legacy Arabic code page because cp1256 decodes *any* byte string; lenient UTF-8 comes last
-so a file with a few corrupt bytes keeps its text instead of being dead-lettered.
+encoding a page declares (pages labelled ISO-8859-1 that are really UTF-8 are common, and
+valid UTF-8 is almost never a legacy encoding by accident) and before the legacy Arabic
+code page, because cp1256 decodes *any* byte string; lenient UTF-8 comes last so a file
+with a few corrupt bytes keeps its text instead of being dead-lettered.
+
+An HTML page names its encoding in its head (`<meta charset>`, `<meta http-equiv>`, an
+XML declaration: `declared_html_encoding`), and a page in GBK, Shift_JIS, Big5, EUC-KR
+or windows-1251 is undecodable without it.
 """
 
 from __future__ import annotations
@@ -64,8 +70,10 @@ class Decoded:
     replaced: int  # how many U+FFFD were substituted for bad bytes
 
 
-def decode_bytes(data: bytes) -> Decoded:
-    """Decode `data` to text or raise DecodeError; never raises anything else."""
+def decode_bytes(data: bytes, declared: str = "") -> Decoded:
+    """Decode `data` to text or raise DecodeError; never raises anything else. `declared`:
+    the encoding label the input gives for itself (`declared_html_encoding`), tried after
+    strict UTF-8; an unknown label is ignored."""
     data = bytes(data)
     if not data.strip():
         raise DecodeError("empty", "input is empty or whitespace only")
@@ -92,6 +100,12 @@ def decode_bytes(data: bytes) -> Decoded:
     except UnicodeDecodeError:
         pass
 
+    declared_codec = codec_for_label(declared)
+    if declared_codec is not None and declared_codec != "utf-8":
+        text, bad, replaced = _lenient(data, declared_codec)
+        if bad <= len(data) * _MAX_BAD_BYTE_SHARE:
+            return _finish(text, declared_codec, replaced)
+
     if _looks_cp1256(data):
         return _finish(data.decode("cp1256", errors="replace"), "windows-1256", 0)
 
@@ -99,6 +113,94 @@ def decode_bytes(data: bytes) -> Decoded:
     if bad > len(data) * _MAX_BAD_BYTE_SHARE:
         raise DecodeError("undecodable", f"{bad} of {len(data)} bytes are not valid UTF-8")
     return _finish(text, "utf-8", replaced)
+
+
+# Where a page declares its encoding: the first bytes of its head, as browsers look (the
+# HTML standard's prescan reads 1,024 bytes; some pages put a long head first).
+_PRESCAN_BYTES = 4096
+_DECLARATIONS = (
+    # <meta charset="gbk">, <meta http-equiv="Content-Type" content="text/html; charset=gbk">
+    re.compile(rb"<meta\b[^>]*?\bcharset\s*=\s*[\"']?\s*([A-Za-z0-9_.:()+-]+)", re.IGNORECASE),
+    re.compile(rb"<\?xml\b[^>]*?\bencoding\s*=\s*[\"']([A-Za-z0-9_.:()+-]+)", re.IGNORECASE),
+)
+# Labels the HTML standard reads as a larger encoding than Python's codec of that name:
+# pages labelled GB2312 or ISO-8859-1 use the whole of GBK or windows-1252, and so on.
+_SUPERSETS = {
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "x-gbk": "gb18030",
+    "gb_2312-80": "gb18030",
+    "iso-8859-1": "cp1252",
+    "latin1": "cp1252",
+    "latin-1": "cp1252",
+    "iso8859-1": "cp1252",
+    "us-ascii": "cp1252",
+    "ascii": "cp1252",
+    "shift_jis": "cp932",
+    "shift-jis": "cp932",
+    "sjis": "cp932",
+    "x-sjis": "cp932",
+    "ms_kanji": "cp932",
+    "euc-kr": "cp949",
+    "ks_c_5601-1987": "cp949",
+    "big5": "big5hkscs",
+    "tis-620": "cp874",
+    "iso-8859-11": "cp874",
+    "iso-8859-9": "cp1254",
+}
+
+
+def declared_html_encoding(data: bytes) -> str:
+    """The encoding label an HTML page declares in its first bytes, or ""."""
+    head = bytes(data[:_PRESCAN_BYTES])
+    for declaration in _DECLARATIONS:
+        found = declaration.search(head)
+        if found:
+            return found.group(1).decode("ascii").strip()
+    return ""
+
+
+def codec_for_label(label: str) -> str | None:
+    """Python's codec for an encoding label, as the HTML standard reads it, or None for
+    an unknown label. A UTF-16 or UTF-32 label declared inside a page the prescan could
+    read is wrong by construction (the page is ASCII-compatible): it reads as UTF-8."""
+    name = label.strip().lower()
+    if not name:
+        return None
+    name = _SUPERSETS.get(name, name)
+    try:
+        codec = codecs.lookup(name).name
+    except LookupError:
+        return None
+    if codec.startswith(("utf-16", "utf-32")) or codec == "utf-8-sig":
+        return "utf-8"
+    # Codecs that turn bytes into bytes (base64, zlib) or text into text (rot13) are no
+    # text encodings, whatever a page says.
+    if codec in _NOT_TEXT:
+        return None
+    return codec
+
+
+_NOT_TEXT = frozenset(
+    {
+        "base64",
+        "bz2",
+        "hex",
+        "quopri",
+        "uu",
+        "zlib",
+        "rot-13",
+        "rot13",
+        "idna",
+        "punycode",
+        "raw-unicode-escape",
+        "unicode-escape",
+        "undefined",
+        "mbcs",
+        "oem",
+        "utf-7",
+    }
+)
 
 
 def _lenient(payload: bytes, codec: str) -> tuple[str, int, int]:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from workers.clean.boilerplate.teasers import is_headline_text
 from workers.document import DeadInput, Document, LoadedInput
 from workers.ingest.dates import parse_date
-from workers.ingest.decode import DecodeError, decode_bytes
+from workers.ingest.decode import DecodeError, declared_html_encoding, decode_bytes
 from workers.ingest.paths import PathRefused, escape_name, open_in_root, os_path
 from workers.ingest.scan import Line, TotalCapExceeded
 from workers.ingest.spec import (
@@ -183,10 +183,11 @@ def cap_title(title: str, max_chars: int) -> str:
 def _load_single(ctx: _Ctx, kind: Kind) -> LoadedInput:
     rel = ctx.loc.path
     try:
-        text = _decode(_read_capped(ctx))
+        data = _read_capped(ctx)
         if kind == "txt":
-            return _txt_document(text, ctx)
-        return _html_document(text, ctx)
+            return _txt_document(_decode(data), ctx)
+        # A page in GBK or Shift_JIS reads only with the encoding its head declares.
+        return _html_document(_decode(data, declared_html_encoding(data)), ctx)
     except _Reject as reject:
         return ctx.dead(reject, rel)
 
@@ -455,9 +456,9 @@ def _os_reject(exc: BaseException) -> _Reject:
     return _Reject("read_error", f"{type(exc).__name__}: {exc}")
 
 
-def _decode(data: bytes) -> str:
+def _decode(data: bytes, declared: str = "") -> str:
     try:
-        return decode_bytes(data).text
+        return decode_bytes(data, declared).text
     except DecodeError as exc:
         raise _Reject(f"decode_{exc.reason}", str(exc) or exc.reason) from None
 

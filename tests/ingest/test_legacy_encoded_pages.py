@@ -1,0 +1,65 @@
+"""Saved HTML pages in the legacy encodings of other languages (GBK, Shift_JIS, Big5,
+EUC-KR, windows-1251), each declaring its encoding in its head, through the CLI on the
+embedded default: every one is published with its text, none is dead as undecodable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import cli_env, run_cli
+
+PAGES = {
+    "xinhua.html": (
+        '<meta charset="gb2312">',
+        "gbk",
+        "国家统计局周二发布数据显示，十一月份全国规模以上工业增加值同比增长百分之五点四，"
+        "增速比上月加快零点三个百分点。国家统计局新闻发言人在新闻发布会上表示，"
+        "十一月份国民经济延续恢复向好态势，生产需求稳中有升，就业物价总体稳定。",
+    ),
+    "asahi.html": (
+        '<meta http-equiv="Content-Type" content="text/html; charset=Shift_JIS">',
+        "cp932",
+        "政府は五日、来年度の予算案の概要を発表した。一般会計の総額は過去最大の規模となる"
+        "見通しで、防衛費と社会保障費の増加が主な要因だという。財務省の担当者は記者会見で、"
+        "歳出の見直しを進めながら財政の健全化を目指すと述べた。",
+    ),
+    "cna.html": (
+        '<meta charset="big5">',
+        "big5",
+        "行政院今天通過明年度中央政府總預算案，歲出規模創下歷年新高，其中國防與社會福利"
+        "支出增加最多。主計總處官員在記者會上表示，政府將持續檢討各項支出，維持財政健全。",
+    ),
+    "yonhap.html": (
+        '<meta charset="euc-kr">',
+        "euc-kr",
+        "정부는 내년도 예산안을 발표했다. 전체 지출 규모는 역대 최대 수준으로, 국방비와 "
+        "복지 예산이 크게 늘었다. 기획재정부 관계자는 기자회견에서 재정 건전성을 유지하기 "
+        "위해 지출 구조조정을 계속하겠다고 밝혔다.",
+    ),
+    "ria.html": (
+        "<?xml version='1.0' encoding='windows-1251'?>",
+        "cp1251",
+        "Правительство утвердило проект федерального бюджета на следующий год. Расходы на "
+        "оборону и социальные программы вырастут, сообщил министр финансов на пресс-"
+        "конференции, добавив, что дефицит останется в пределах прогноза.",
+    ),
+}
+
+
+def test_pages_in_declared_legacy_encodings_are_published(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    root.mkdir()
+    for name, (declaration, codec, text) in PAGES.items():
+        page = (
+            f"<html><head>{declaration}<title>{name}</title></head>"
+            f"<body><article><h1>{name}</h1><p>{text}</p></article></body></html>"
+        )
+        (root / name).write_bytes(page.encode(codec))
+    env = cli_env(data_dir=tmp_path / "data")
+    done = run_cli(["backfill", str(root)], env)
+    assert done.returncode == 0, done.stderr
+    assert f"{len(PAGES)} published" in done.stdout.splitlines()[-1], done.stdout
+    docs = run_cli(["tail", "--stream", "docs", "--from-start", "--json"], env)
+    texts = {r["input_ref"]: r["text"] for r in map(json.loads, docs.stdout.splitlines())}
+    assert texts == {name: text for name, (_, _, text) in PAGES.items()}
