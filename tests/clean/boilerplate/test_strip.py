@@ -139,6 +139,10 @@ def wrap(line: str, *, at: str = "middle") -> str:
         "زين تبدأ بالرمز 158 مسافة ثم الرسالة",
         "88591 - Stc",
         "// يتبع //",
+        "（责任编辑：王小明）",
+        "责编：李四 校对：张三",
+        "【纠错】",
+        "打印本页 | 关闭窗口",
     ],
 )
 def test_furniture_removed_anywhere(line: str, rules: RuleSet) -> None:
@@ -160,6 +164,10 @@ def test_furniture_removed_anywhere(line: str, rules: RuleSet) -> None:
         "www.example.com",
         "هذا التقرير بقلم محرر الموقع ولا يعكس بالضرورة رأي أو توجهات الشبكة.",
         "نشر هذا المقال بالتعاون مع موقع التوظيف الإلكتروني مثال.كوم",
+        "2026-12-01 10:00 来源：新华网",
+        "发布时间：2026年12月01日 来源：人民网 作者：李明",
+        "原标题：统计局：十一月工业增加值增长5.4%",
+        "（共同）",
     ],
 )
 @pytest.mark.parametrize("at", ["top", "bottom"])
@@ -197,6 +205,11 @@ def test_lone_number_in_the_middle_is_kept(rules: RuleSet) -> None:
         "وقال إن التصريحات لا تعكس موقف الحكومة الرسمي من الاتفاق الأخير بين البلدين",
         "وقال إن التصريحات لا تعكس موقف الحكومة.",
         "خدمة العملاء متاحة على مدار الساعة في جميع الفروع",
+        # An interview's question, a source named in a sentence, the editors in a sentence.
+        "记者：这次会议达成了哪些共识？",
+        "消息来源：据知情人士透露，双方将于下周恢复谈判。",
+        "编辑部表示，将继续关注事件进展。",
+        "共同社报道，日本政府将于明年提交预算案。",
     ],
 )
 @pytest.mark.parametrize("at", ["top", "middle", "bottom"])
