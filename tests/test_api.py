@@ -179,7 +179,10 @@ def test_dead_inputs_say_why(on_redis_url: workers.api.Index) -> None:
     assert _by_status(outcomes) == ["dead", "dead", "dead", "published"]
     assert [o.reason for o in outcomes[:3]] == ["empty_text", "missing_text", "no_words"]
     assert outcomes[0].id == text_id("") and outcomes[1].id == "t"
-    assert outcomes[1].error == "record has no text, content, body or articleBody"
+    assert (
+        outcomes[1].error
+        == "record has no text, content, body, articleBody, content_text or content_html"
+    )
     with pytest.raises(TypeError, match="wrap a single one in a list"):
         on_redis_url.submit("one text")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="not int"):

@@ -297,6 +297,64 @@ def test_records_in_the_shapes_of_common_exports(tmp_path: Path) -> None:
     assert (third.source, third.author) == ("exports", "")
 
 
+def test_html_in_a_record_is_read_as_a_page_s_paragraphs(tmp_path: Path) -> None:
+    """JSON Feed's items (content_html, content_text, date_published, authors), a
+    WordPress REST export ({"rendered": ...} values) and a scraped dataset's HTML text
+    are published as text, never with their tags; a plain text with a bracketed word keeps
+    its lines as they are."""
+    json_feed = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": "Example News",
+        "items": [
+            {
+                "id": "https://example.org/a1",
+                "url": "https://example.org/a1",
+                "title": "Council approves budget",
+                "content_html": "<p>The council approved the budget.</p><p>Two bus lines"
+                " &amp; forty bridges.</p>",
+                "date_published": "2026-12-01T10:00:00+01:00",
+                "authors": [{"name": "Jane Roe"}],
+            },
+            {"id": "a2", "content_text": "Schools closed.\n\nThe storm eases Friday."},
+            {"id": "a3", "content_html": "<p> </p><div><br></div>"},
+        ],
+    }
+    wordpress = {
+        "id": 17,
+        "link": "https://example.org/?p=17",
+        "date": "2026-11-30T08:00:00",
+        "title": {"rendered": "Rates &#8216;on hold&#8217;"},
+        "content": {
+            "rendered": "<p>The bank held its rate.</p>\n<ul><li>one</li><li>two</li></ul>"
+        },
+    }
+    scraped = {"id": "s1", "text": "<div><h2>Sub</h2>Line one<br>line two</div>"}
+    plain = {"id": "p1", "text": "A <Reuters> report.\n\nSecond paragraph with <b>x</b>."}
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "feed.json").write_text(json.dumps(json_feed), encoding="utf-8")
+    (tmp_path / "in" / "r.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in (wordpress, scraped, plain)), encoding="utf-8"
+    )
+    items = _by_ref(_load_all(plan_backfill([tmp_path / "in"], batch_size=10)))
+    first = _doc(items["feed.json#0"])
+    assert (first.text, first.author, first.published_at, first.url) == (
+        "The council approved the budget.\nTwo bus lines & forty bridges.",
+        "Jane Roe",
+        "2026-12-01T10:00:00+01:00",
+        "https://example.org/a1",
+    )
+    assert _doc(items["feed.json#1"]).text == "Schools closed.\n\nThe storm eases Friday."
+    assert _dead(items["feed.json#2"]).reason == "missing_text"
+    post = _doc(items["r.jsonl:1"])
+    assert (post.title, post.text, post.url) == (
+        "Rates ‘on hold’",
+        "The bank held its rate.\none\ntwo",
+        "https://example.org/?p=17",
+    )
+    assert _doc(items["r.jsonl:2"]).text == "Sub\nLine one\nline two"
+    assert _doc(items["r.jsonl:3"]).text == plain["text"]
+
+
 def test_an_object_that_wraps_records_gives_its_records(tmp_path: Path) -> None:
     """NewsAPI's page ({"status": "ok", "articles": [...]}) is its articles; an object
     with two arrays of records is dead, naming them."""
@@ -324,8 +382,8 @@ def test_an_object_that_wraps_records_gives_its_records(tmp_path: Path) -> None:
     dead = _dead(items["two.json"])
     assert (dead.reason, dead.error) == (
         "missing_text",
-        'record has no text, content, body or articleBody; it holds records under "news", '
-        '"sports": give them as a JSON array or JSONL',
+        "record has no text, content, body, articleBody, content_text or content_html; it "
+        'holds records under "news", "sports": give them as a JSON array or JSONL',
     )
 
 

@@ -17,6 +17,7 @@ the ellipsis says the headline was cut.
 
 from __future__ import annotations
 
+import html as html_lib
 import json
 import os
 import re
@@ -51,8 +52,9 @@ if TYPE_CHECKING:
 
 # The fields a record's text, URL and date are read from, first found first; besides our
 # own names, those of the usual exports: NewsAPI (content, publishedAt), schema.org's
-# NewsArticle (articleBody, datePublished), RSS (link, pubDate).
-_TEXT_FIELDS = ("text", "content", "body", "articleBody")
+# NewsArticle (articleBody, datePublished), RSS (link, pubDate), JSON Feed (content_text,
+# content_html, date_published, authors), WordPress's REST API ({"rendered": ...} values).
+_TEXT_FIELDS = ("text", "content", "body", "articleBody", "content_text", "content_html")
 _URL_FIELDS = ("url", "link")
 _DATE_FIELDS = (
     "published",
@@ -63,6 +65,14 @@ _DATE_FIELDS = (
     "pubDate",
     "publishedAt",
     "datePublished",
+    "date_published",
+)
+# A text holding a block-level tag is an HTML fragment (a CMS's content, JSON Feed's
+# content_html): read as a page's paragraphs, not published with its tags. An inline tag
+# or a bracketed word alone ("<b>", "<Reuters>") is no reason to fold a plain text's lines.
+_BLOCK_TAG = re.compile(
+    r"<(?:p|br|div|li|ul|ol|h[1-6]|blockquote|table|tr|figure|section|article)\b[^<>]*>",
+    re.IGNORECASE,
 )
 
 
@@ -362,9 +372,27 @@ def _record(ctx: _Ctx, obj: object, ref: str) -> LoadedInput:
 
 
 def record_text(record: Mapping[str, object]) -> str:
-    """A record's text: its first non-blank `_TEXT_FIELDS` value, else ""."""
-    text = next((v for k in _TEXT_FIELDS if isinstance(v := record.get(k), str) and v.strip()), "")
+    """A record's text as given: its first non-blank `_TEXT_FIELDS` value (a string, or
+    WordPress's {"rendered": "..."}), else ""."""
+    text = next((v for k in _TEXT_FIELDS if (v := _rendered(record.get(k))).strip()), "")
     return encodable(text)
+
+
+def _rendered(value: object) -> str:
+    """A string field, or the "rendered" string of WordPress's {"rendered": ...}."""
+    if isinstance(value, dict):
+        value = value.get("rendered")
+    return value if isinstance(value, str) else ""
+
+
+def readable_text(text: str) -> str:
+    """A record's text (`record_text`) as published: an HTML fragment as its lines of
+    text (`html.html_to_text`, as a feed entry's content), anything else as it is."""
+    if _BLOCK_TAG.search(text) is None:
+        return text
+    from workers.ingest.html import html_to_text  # lxml: only for records that need it
+
+    return html_to_text(text)
 
 
 def document_from_record(
@@ -385,7 +413,7 @@ def document_from_record(
     source = _named(obj.get("source")) or default_source
     text = record_text(obj)
     if not text:
-        message = "record has no text, content, body or articleBody"
+        message = "record has no text, content, body, articleBody, content_text or content_html"
         # Several arrays of records in one object: which one holds the articles is not
         # ours to guess (`wrapped_records` takes a single one).
         held = _record_arrays(obj)
@@ -393,16 +421,25 @@ def document_from_record(
             fields = ", ".join(json.dumps(name[:60]) for name in held[:5])
             message += f"; it holds records under {fields}: give them as a JSON array or JSONL"
         return DeadInput(ref, "missing_text", one_line(message), doc_id, source)
+    title = _scalar(_rendered(obj.get("title")) or obj.get("title"))
+    readable = readable_text(text)
+    if readable != text:  # an HTML fragment: its title is HTML-escaped too
+        title = html_lib.unescape(title)
+    if not readable.strip():
+        message = "record's text is HTML without any text"
+        return DeadInput(ref, "missing_text", message, doc_id, source)
     date = next((v for k in _DATE_FIELDS if (v := obj.get(k)) not in (None, "")), None)
+    authors = obj.get("authors")
     return Document(
         id=doc_id,
         source=source,
-        text=text,
+        text=readable,
         input_ref=ref,
-        title=cap_title(_scalar(obj.get("title")), max_title_chars),
+        title=cap_title(title, max_title_chars),
         url=next((u for k in _URL_FIELDS if (u := _scalar(obj.get(k)))), ""),
         published_at=parse_date(date),
-        author=_named(obj.get("author")),
+        author=_named(obj.get("author"))
+        or (_named(authors[0]) if isinstance(authors, list) and authors else ""),
         language=_scalar(obj.get("language")) or _scalar(obj.get("lang")),
     )
 
