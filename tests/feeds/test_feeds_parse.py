@@ -194,6 +194,77 @@ def test_garbage_is_an_empty_bozo_feed(body: bytes) -> None:
         assert parsed.entries == [] and parsed.version == ""
 
 
+def test_json_feed_items_are_entries() -> None:
+    # JSON Feed 1.1 (https://jsonfeed.org): content_html or content_text is the full
+    # content, summary the teaser; ids may be numbers; relative urls resolve against the
+    # feed's own feed_url; 1.0's single author object is read too.
+    feed = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": "Example News",
+        "feed_url": "https://example.org/feed.json",
+        "items": [
+            {
+                "id": "1",
+                "url": "/a1",
+                "title": "Council approves budget",
+                "content_html": "<p>The council approved.</p><p>Bridges &amp; buses.</p>",
+                "date_published": "2026-12-01T10:00:00+01:00",
+                "authors": [{"name": "Jane Roe"}],
+            },
+            {"id": 2, "url": "https://example.org/a2", "summary": "Storm closes schools"},
+            {
+                "url": "https://example.org/a3?utm_source=x",
+                "content_text": "Line one\n\nLine two",
+                "date_modified": "2026-12-02T07:30:00Z",
+                "author": {"name": "Old Style"},
+            },
+            "not an item",
+            {},
+        ],
+    }
+    parsed = parse_feed(json.dumps(feed).encode(), {"content-type": "application/feed+json"}, "")
+    assert (parsed.version, parsed.title, parsed.bozo, parsed.dropped) == (
+        "json11",
+        "Example News",
+        False,
+        2,
+    )
+    first, second, third = parsed.entries
+    assert (first.key, first.link, first.text, first.full_content) == (
+        "guid:1",
+        "https://example.org/a1",
+        "The council approved.\nBridges & buses.",
+        True,
+    )
+    assert (first.published_at, first.author) == ("2026-12-01T10:00:00+01:00", "Jane Roe")
+    assert (second.key, second.text, second.full_content) == (
+        "guid:2",
+        "Storm closes schools",
+        False,
+    )
+    assert (third.key, third.text, third.published_at, third.author) == (
+        "url:example.org/a3",
+        "Line one\nLine two",
+        "2026-12-02T07:30:00+00:00",
+        "Old Style",
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"version": "https://jsonfeed.org/version/1.1"}',
+        b'{"version": "https://jsonfeed.org/version/1.1", "items": [',
+        b'\xff{"version": "https://jsonfeed.org/version/1.1", "items": []}',
+        b"[" * 100_000,
+    ],
+)
+def test_broken_json_feeds_are_bozo(body: bytes) -> None:
+    parsed = parse_feed(body, {"content-type": "application/feed+json"}, FEED_URL)
+    assert parsed.bozo and parsed.entries == []
+    assert parsed.bozo_message and "\n" not in parsed.bozo_message
+
+
 def test_never_fetches_or_opens_files(tmp_path: Path) -> None:
     # feedparser fetches a str that looks like a URL and opens bytes naming a file.
     local = tmp_path / "feed.xml"

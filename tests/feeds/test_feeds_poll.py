@@ -279,6 +279,41 @@ def test_unchanged_feed_gets_304_and_publishes_nothing(
     assert len(poller.stream("docs")) == 1
 
 
+def test_a_json_feed_is_polled_like_rss(loopback: LoopbackServer, make_poller: Any) -> None:
+    """A JSON Feed over HTTP: its items are published once, an unchanged feed publishes
+    nothing, and an item whose text changed is an update of its first version."""
+    poller = make_poller()
+
+    def serve(second_text: str) -> None:
+        items = [
+            {
+                "id": "a1",
+                "url": loopback.url("/a1"),
+                "title": "Council approves budget",
+                "content_html": f"<p>{ARTICLE_PARAGRAPHS[0]}</p><p>{ARTICLE_PARAGRAPHS[1]}</p>",
+                "date_published": "2026-12-01T10:00:00Z",
+            },
+            {"id": "a2", "title": "Storm", "content_text": second_text},
+        ]
+        feed = {"version": "https://jsonfeed.org/version/1.1", "title": "JSON", "items": items}
+        loopback.serve(
+            "/feed.json", json.dumps(feed).encode(), content_type="application/feed+json"
+        )
+
+    serve(ARTICLE_PARAGRAPHS[2])
+    spec = spec_for(loopback.url("/feed.json"))
+    first = poller(spec)
+    assert (first.outcome, first.published, first.new) == ("polled", 2, 2)
+    assert "application/feed+json" in loopback.requests("/feed.json")[-1].headers["accept"]
+    assert poller(spec).new == 0
+    serve(ARTICLE_PARAGRAPHS[2] + "\n" + ARTICLE_PARAGRAPHS[3])
+    edited = poller(spec)
+    assert (edited.new, edited.published) == (1, 1)
+    docs = poller.stream("docs")
+    assert len(docs) == 3 and docs[2].get("update_of") == docs[1]["id"]
+    assert docs[0]["text"] == ARTICLE_PARAGRAPHS[0] + "\n" + ARTICLE_PARAGRAPHS[1]
+
+
 def test_server_without_validators_costs_no_parsing_when_unchanged(
     loopback: LoopbackServer, make_poller: Any
 ) -> None:

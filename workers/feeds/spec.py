@@ -1,4 +1,4 @@
-"""RSS/Atom feeds: the feeds config, parsing a fetched feed body, entries to Documents.
+"""RSS/Atom/JSON feeds: the feeds config, parsing a fetched feed body, entries to Documents.
 
 Pure: no network and no Redis. The poller fetches the bytes and hands them here with the
 response headers; everything below is a function of its arguments.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import time
 import tomllib
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from pydantic import ValidationError
 
@@ -317,6 +318,8 @@ def _parse_feed(content: bytes, headers: Mapping[str, str], url: str) -> ParsedF
         return _not_a_feed(f"expected bytes, got {type(content).__name__}")
     if not content.strip():
         return _not_a_feed("empty document")
+    if content.lstrip()[:1] == b"{":
+        return _parse_json_feed(bytes(content), url)
     response_headers = {name.lower(): value for name, value in headers.items()}
     if url:
         response_headers.setdefault("content-location", url)
@@ -349,7 +352,7 @@ def _parse_feed(content: bytes, headers: Mapping[str, str], url: str) -> ParsedF
     message = _exception_line(parsed.get("bozo_exception")) if bozo else ""
     if not version and not parsed.get("entries"):
         # feedparser calls a well-formed HTML or XML page "not bozo": for us it is no feed.
-        bozo, message = True, message or "not an RSS, Atom or RDF feed"
+        bozo, message = True, message or "not an RSS, Atom, RDF or JSON feed"
     feed = dict(parsed.get("feed", {}))
     return ParsedFeed(
         entries=entries,
@@ -358,6 +361,94 @@ def _parse_feed(content: bytes, headers: Mapping[str, str], url: str) -> ParsedF
         title=one_line(_plain(feed.get("title_detail"), feed.get("title"))),
         version=version,
         dropped=dropped,
+    )
+
+
+# JSON Feed (https://jsonfeed.org): {"version": "https://jsonfeed.org/version/1.1",
+# "items": [...]}, UTF-8 by its specification.
+_JSON_FEED_VERSION = "https://jsonfeed.org/version/"
+
+
+def _parse_json_feed(content: bytes, url: str) -> ParsedFeed:
+    """A JSON Feed: its items as entries, as an RSS or Atom feed's would be."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    try:
+        feed = json.loads(content.decode("utf-8-sig"))
+    except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, deep nesting
+        return _not_a_feed(f"not a JSON Feed: {type(exc).__name__}: {exc}")
+    version = feed.get("version") if isinstance(feed, dict) else None
+    items = feed.get("items") if isinstance(feed, dict) else None
+    if not isinstance(version, str) or not version.startswith(_JSON_FEED_VERSION):
+        return _not_a_feed("a JSON document that is not a JSON Feed (no jsonfeed.org version)")
+    if not isinstance(items, list):
+        return _not_a_feed("a JSON Feed without an items array")
+    base = _string(feed.get("feed_url")) or url
+    entries: list[FeedEntry] = []
+    seen: set[str] = set()
+    dropped = 0
+    for item in items:
+        try:
+            entry = _json_feed_entry(item, base) if isinstance(item, dict) else None
+        except SoftTimeLimitExceeded:
+            raise
+        except Exception:  # one odd item must not cost the feed's others
+            entry = None
+        if entry is None:
+            dropped += 1
+        elif entry.key not in seen:
+            seen.add(entry.key)
+            entries.append(entry)
+    return ParsedFeed(
+        entries=entries,
+        bozo=False,
+        bozo_message="",
+        title=one_line(_plain({"type": "text/plain"}, feed.get("title"))),
+        version="json" + version.removeprefix(_JSON_FEED_VERSION).replace(".", ""),
+        dropped=dropped,
+    )
+
+
+def _json_feed_entry(item: Mapping[str, Any], base: str) -> FeedEntry | None:
+    """An item: `id`, `url` (else `external_url`), `title`, `content_html` or
+    `content_text` (full content) else `summary`, `date_published` else `date_modified`,
+    `authors` (1.1) or `author` (1.0)."""
+    plain = {"type": "text/plain"}
+    raw_id = item.get("id")
+    guid = str(raw_id).strip() if isinstance(raw_id, str | int) else ""
+    link = ""
+    for link_field in ("url", "external_url"):
+        if candidate := _string(item.get(link_field)):
+            link = _http_link(urljoin(base, candidate) if base else candidate)
+            break
+    title = one_line(_plain(plain, item.get("title")))
+    html, text = _plain(None, item.get("content_html")), _plain(plain, item.get("content_text"))
+    body = max((html, text), key=len)
+    full_content = bool(body)
+    if not body:
+        body = _plain(plain, item.get("summary"))
+    if not guid and not link and not body:
+        return None
+    if guid:
+        key = f"guid:{guid}"
+    elif url_key := canonical_url(link):
+        key = f"url:{url_key}"
+    else:
+        digest = hashlib.blake2b(f"{title}\n{body}".encode(), digest_size=16)
+        key = f"hash:{digest.hexdigest()}"
+    authors = item.get("authors")
+    author = authors[0] if isinstance(authors, list) and authors else item.get("author")
+    name = author.get("name") if isinstance(author, Mapping) else None
+    return FeedEntry(
+        key=key,
+        guid=guid,
+        link=link,
+        title=title,
+        text=body,
+        full_content=full_content,
+        published_at=parse_date(item.get("date_published"))
+        or parse_date(item.get("date_modified")),
+        author=one_line(_string(name)),
     )
 
 
