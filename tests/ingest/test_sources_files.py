@@ -265,7 +265,8 @@ def test_records_in_the_shapes_of_common_exports(tmp_path: Path) -> None:
         "title": "Storm closes port",
         "url": "https://example.org/storm",
         "publishedAt": "2024-01-02T03:04:05Z",
-        "content": "A storm closed the main port today.",
+        # NewsAPI cuts its content and says by how much: the marker is not published.
+        "content": "A storm closed the main port today, and ships… [+2345 chars]",
     }
     schema_org = {
         "@type": "NewsArticle",
@@ -285,7 +286,7 @@ def test_records_in_the_shapes_of_common_exports(tmp_path: Path) -> None:
     assert (first.source, first.author, first.text, first.published_at) == (
         "BBC News",
         "A. Writer",
-        "A storm closed the main port today.",
+        "A storm closed the main port today, and ships…",
         "2024-01-02T03:04:05+00:00",
     )
     assert (second.source, second.author, second.text, second.published_at) == (

@@ -70,6 +70,9 @@ _DATE_FIELDS = (
 # A text holding a block-level tag is an HTML fragment (a CMS's content, JSON Feed's
 # content_html): read as a page's paragraphs, not published with its tags. An inline tag
 # or a bracketed word alone ("<b>", "<Reuters>") is no reason to fold a plain text's lines.
+# NewsAPI cuts `content` at 200 characters and says how much it left out: the marker is
+# no part of the article, and copies of one story cut alike would all share it.
+_CUT_MARKER = re.compile(r"\s*\[\+\d+ chars\]\s*\Z")
 _BLOCK_TAG = re.compile(
     r"<(?:p|br|div|li|ul|ol|h[1-6]|blockquote|table|tr|figure|section|article)\b[^<>]*>",
     re.IGNORECASE,
@@ -387,7 +390,10 @@ def _rendered(value: object) -> str:
 
 def readable_text(text: str) -> str:
     """A record's text (`record_text`) as published: an HTML fragment as its lines of
-    text (`html.html_to_text`, as a feed entry's content), anything else as it is."""
+    text (`html.html_to_text`, as a feed entry's content), without the marker NewsAPI
+    puts where it cut the text ("... diverted to… [+2345 chars]" ends "diverted to…"),
+    anything else as it is."""
+    text = _CUT_MARKER.sub("", text)
     if _BLOCK_TAG.search(text) is None:
         return text
     from workers.ingest.html import html_to_text  # lxml: only for records that need it
