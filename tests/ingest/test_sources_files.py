@@ -306,6 +306,8 @@ def test_html_in_a_record_is_read_as_a_page_s_paragraphs(tmp_path: Path) -> None
     json_feed = {
         "version": "https://jsonfeed.org/version/1.1",
         "title": "Example News",
+        # A second array of objects: a JSON Feed's records are its items all the same.
+        "authors": [{"name": "Desk"}],
         "items": [
             {
                 "id": "https://example.org/a1",

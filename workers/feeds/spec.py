@@ -30,6 +30,7 @@ from workers.clean.urls import canonical_url
 from workers.config import SourcePolicy
 from workers.document import Document
 from workers.ingest.dates import parse_date
+from workers.ingest.spec import JSON_FEED_VERSION
 from workers.messages import check_keys, one_line
 
 if TYPE_CHECKING:
@@ -364,13 +365,9 @@ def _parse_feed(content: bytes, headers: Mapping[str, str], url: str) -> ParsedF
     )
 
 
-# JSON Feed (https://jsonfeed.org): {"version": "https://jsonfeed.org/version/1.1",
-# "items": [...]}, UTF-8 by its specification.
-_JSON_FEED_VERSION = "https://jsonfeed.org/version/"
-
-
 def _parse_json_feed(content: bytes, url: str) -> ParsedFeed:
-    """A JSON Feed: its items as entries, as an RSS or Atom feed's would be."""
+    """A JSON Feed ({"version": "https://jsonfeed.org/version/1.1", "items": [...]},
+    UTF-8 by its specification): its items as entries, as an RSS or Atom feed's would be."""
     from celery.exceptions import SoftTimeLimitExceeded
 
     try:
@@ -379,7 +376,7 @@ def _parse_json_feed(content: bytes, url: str) -> ParsedFeed:
         return _not_a_feed(f"not a JSON Feed: {type(exc).__name__}: {exc}")
     version = feed.get("version") if isinstance(feed, dict) else None
     items = feed.get("items") if isinstance(feed, dict) else None
-    if not isinstance(version, str) or not version.startswith(_JSON_FEED_VERSION):
+    if not isinstance(version, str) or not version.startswith(JSON_FEED_VERSION):
         return _not_a_feed("a JSON document that is not a JSON Feed (no jsonfeed.org version)")
     if not isinstance(items, list):
         return _not_a_feed("a JSON Feed without an items array")
@@ -404,7 +401,7 @@ def _parse_json_feed(content: bytes, url: str) -> ParsedFeed:
         bozo=False,
         bozo_message="",
         title=one_line(_plain({"type": "text/plain"}, feed.get("title"))),
-        version="json" + version.removeprefix(_JSON_FEED_VERSION).replace(".", ""),
+        version="json" + version.removeprefix(JSON_FEED_VERSION).replace(".", ""),
         dropped=dropped,
     )
 

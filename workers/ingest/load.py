@@ -35,6 +35,7 @@ from workers.ingest.paths import PathRefused, escape_name, open_in_root, os_path
 from workers.ingest.scan import Line, TotalCapExceeded
 from workers.ingest.spec import (
     DEFAULT_LIMITS,
+    JSON_FEED_VERSION,
     READ_ERRORS,
     Kind,
     Limits,
@@ -458,10 +459,18 @@ def _record_arrays(obj: dict[str, Any]) -> list[str]:
 def wrapped_records(value: object) -> list[Any] | None:
     """The records a JSON object wraps, as API exports do (NewsAPI's {"status": "ok",
     "totalResults": 2, "articles": [...]}): an object with no text of its own and exactly
-    one field holding an array of objects. None for anything else. Planning and loading
+    one field holding an array of objects, or a JSON Feed's `items` (its feed-level
+    `authors` are an array of objects too). None for anything else. Planning and loading
     both ask this, so the file's inputs are that array's elements (`path#i`)."""
     if not isinstance(value, dict) or record_text(value):
         return None
+    version, items = value.get("version"), value.get("items")
+    if (
+        isinstance(version, str)
+        and version.startswith(JSON_FEED_VERSION)
+        and isinstance(items, list)
+    ):
+        return items
     held = _record_arrays(value)
     return value[held[0]] if len(held) == 1 else None
 

@@ -27,6 +27,10 @@ from workers.ingest.scan import LineScanner
 if TYPE_CHECKING:
     from workers.config import Settings
 
+# A JSON Feed (https://jsonfeed.org) says so in its `version`: ".../version/1.1". Files
+# and feed URLs alike may hold one.
+JSON_FEED_VERSION = "https://jsonfeed.org/version/"
+
 Kind = Literal["txt", "html", "json", "jsonl", "jsonl_gz"]
 
 # Longest suffix first is not needed: no supported suffix ends another one.
