@@ -17,7 +17,7 @@ import json
 import re
 import time
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -313,7 +313,6 @@ def parse_feed(content: bytes, headers: Mapping[str, str], url: str) -> ParsedFe
 
 def _parse_feed(content: bytes, headers: Mapping[str, str], url: str) -> ParsedFeed:
     import feedparser
-    from celery.exceptions import SoftTimeLimitExceeded
 
     if not isinstance(content, bytes | bytearray):
         return _not_a_feed(f"expected bytes, got {type(content).__name__}")
@@ -332,22 +331,7 @@ def _parse_feed(content: bytes, headers: Mapping[str, str], url: str) -> ParsedF
     # opens bytes that name a local file, and a feed body must do neither.
     parsed = feedparser.parse(io.BytesIO(bytes(content)), response_headers=response_headers)
 
-    entries: list[FeedEntry] = []
-    seen: set[str] = set()
-    dropped = 0
-    for raw in parsed.get("entries", []):
-        try:
-            entry = _entry(raw)
-        except SoftTimeLimitExceeded:
-            raise
-        except Exception:  # one odd entry must not cost the feed's others
-            entry = None
-        if entry is None:
-            dropped += 1
-        elif entry.key not in seen:
-            seen.add(entry.key)
-            entries.append(entry)
-
+    entries, dropped = _collect(_entry, parsed.get("entries", []))
     version = str(parsed.get("version") or "")
     bozo = bool(parsed.get("bozo"))
     message = _exception_line(parsed.get("bozo_exception")) if bozo else ""
@@ -368,8 +352,6 @@ def _parse_feed(content: bytes, headers: Mapping[str, str], url: str) -> ParsedF
 def _parse_json_feed(content: bytes, url: str) -> ParsedFeed:
     """A JSON Feed ({"version": "https://jsonfeed.org/version/1.1", "items": [...]},
     UTF-8 by its specification): its items as entries, as an RSS or Atom feed's would be."""
-    from celery.exceptions import SoftTimeLimitExceeded
-
     try:
         feed = json.loads(content.decode("utf-8-sig"))
     except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, deep nesting
@@ -381,21 +363,9 @@ def _parse_json_feed(content: bytes, url: str) -> ParsedFeed:
     if not isinstance(items, list):
         return _not_a_feed("a JSON Feed without an items array")
     base = _string(feed.get("feed_url")) or url
-    entries: list[FeedEntry] = []
-    seen: set[str] = set()
-    dropped = 0
-    for item in items:
-        try:
-            entry = _json_feed_entry(item, base) if isinstance(item, dict) else None
-        except SoftTimeLimitExceeded:
-            raise
-        except Exception:  # one odd item must not cost the feed's others
-            entry = None
-        if entry is None:
-            dropped += 1
-        elif entry.key not in seen:
-            seen.add(entry.key)
-            entries.append(entry)
+    entries, dropped = _collect(
+        lambda item: _json_feed_entry(item, base) if isinstance(item, dict) else None, items
+    )
     return ParsedFeed(
         entries=entries,
         bozo=False,
@@ -426,18 +396,11 @@ def _json_feed_entry(item: Mapping[str, Any], base: str) -> FeedEntry | None:
         body = _plain(plain, item.get("summary"))
     if not guid and not link and not body:
         return None
-    if guid:
-        key = f"guid:{guid}"
-    elif url_key := canonical_url(link):
-        key = f"url:{url_key}"
-    else:
-        digest = hashlib.blake2b(f"{title}\n{body}".encode(), digest_size=16)
-        key = f"hash:{digest.hexdigest()}"
     authors = item.get("authors")
     author = authors[0] if isinstance(authors, list) and authors else item.get("author")
     name = author.get("name") if isinstance(author, Mapping) else None
     return FeedEntry(
-        key=key,
+        key=_entry_key(guid, link, title, body),
         guid=guid,
         link=link,
         title=title,
@@ -447,6 +410,42 @@ def _json_feed_entry(item: Mapping[str, Any], base: str) -> FeedEntry | None:
         or parse_date(item.get("date_modified")),
         author=one_line(_string(name)),
     )
+
+
+def _collect(
+    make: Callable[[Any], FeedEntry | None], raws: Iterable[Any]
+) -> tuple[list[FeedEntry], int]:
+    """The feed's entries made by `make`, in feed order, each key once (the first kept),
+    and how many made none: one odd entry must not cost the feed's others."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    entries: list[FeedEntry] = []
+    seen: set[str] = set()
+    dropped = 0
+    for raw in raws:
+        try:
+            entry = make(raw)
+        except SoftTimeLimitExceeded:
+            raise
+        except Exception:  # arbitrary feed content: a dropped entry, never a crash
+            entry = None
+        if entry is None:
+            dropped += 1
+        elif entry.key not in seen:
+            seen.add(entry.key)
+            entries.append(entry)
+    return entries, dropped
+
+
+def _entry_key(guid: str, link: str, title: str, text: str) -> str:
+    """An entry's identity within its feed (`FeedEntry.key`): its guid, else its
+    canonical link, else a hash of what it says."""
+    if guid:
+        return f"guid:{guid}"
+    if url_key := canonical_url(link):
+        return f"url:{url_key}"
+    digest = hashlib.blake2b(f"{title}\n{text}".encode(), digest_size=16)
+    return f"hash:{digest.hexdigest()}"
 
 
 def _not_a_feed(message: str) -> ParsedFeed:
@@ -463,15 +462,8 @@ def _entry(entry: Mapping[str, Any]) -> FeedEntry | None:
     text, full_content = _body(raw)
     if not guid and not link and not text:
         return None
-    if guid:
-        key = f"guid:{guid}"
-    elif url_key := canonical_url(link):
-        key = f"url:{url_key}"
-    else:
-        digest = hashlib.blake2b(f"{title}\n{text}".encode(), digest_size=16)
-        key = f"hash:{digest.hexdigest()}"
     return FeedEntry(
-        key=key,
+        key=_entry_key(guid, link, title, text),
         guid=guid,
         link=link,
         title=title,
