@@ -85,20 +85,19 @@ def words(text: str) -> list[Word]:
     out: list[Word] = []
     start: int | None = None
 
-    def close(end: int) -> None:
-        if start is not None:
-            key = "".join(fold(text[start:end]).split())
+    def add(begin: int | None, end: int) -> None:
+        if begin is not None:
+            key = "".join(fold(text[begin:end]).split())
             if key:
-                out.append(Word(start, end, key))
+                out.append(Word(begin, end, key))
 
     for i, ch in enumerate(f"{text} "):
         if _is_break(ch):
-            close(i)
+            add(start, i)
             start = None
         elif UNSPACED_CHARACTER.match(ch):
-            close(i)
-            start = i  # a word of its own: closed by the next character whatever it is
-            close(i + 1)
+            add(start, i)
+            add(i, i + 1)  # a word of its own
             start = None
         elif start is None:
             start = i
