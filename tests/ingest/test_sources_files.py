@@ -17,7 +17,7 @@ from conftest import SHARED
 from workers.document import DeadInput, Document, LoadedInput
 from workers.ingest.dates import parse_date
 from workers.ingest.html import read_article
-from workers.ingest.load import load_location, load_task
+from workers.ingest.load import document_from_record, load_location, load_task
 from workers.ingest.plan import Plan, PlanError, plan_backfill
 from workers.ingest.spec import Limits, Location, TaskSpec
 
@@ -695,3 +695,15 @@ def test_shared_saudinewsnet_corpus() -> None:
     assert last[-1].id == "2015-08-11-01685"
     assert first[0].published_at == "2015-07-21T02:51:32"
     assert all(d.source and d.text and d.title for d in first + last)
+
+
+def test_only_an_html_text_has_its_title_unescaped() -> None:
+    # A plain text's title is plain text: "&amp;" in it is what the record says, even when
+    # the text lost NewsAPI's cut marker; an HTML text's title is HTML-escaped too.
+    plain = {"title": "AT&amp;T", "content": "Shares rose… [+120 chars]"}
+    html = {"title": "AT&amp;T", "content": "<p>Shares rose.</p>"}
+    titles = [
+        _doc(document_from_record(r, "r", default_source="s", max_title_chars=200)).title
+        for r in (plain, html)
+    ]
+    assert titles == ["AT&amp;T", "AT&T"]

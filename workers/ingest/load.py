@@ -68,12 +68,12 @@ _DATE_FIELDS = (
     "datePublished",
     "date_published",
 )
-# A text holding a block-level tag is an HTML fragment (a CMS's content, JSON Feed's
-# content_html): read as a page's paragraphs, not published with its tags. An inline tag
-# or a bracketed word alone ("<b>", "<Reuters>") is no reason to fold a plain text's lines.
 # NewsAPI cuts `content` at 200 characters and says how much it left out: the marker is
 # no part of the article, and copies of one story cut alike would all share it.
 _CUT_MARKER = re.compile(r"\s*\[\+\d+ chars\]\s*\Z")
+# A text holding a block-level tag is an HTML fragment (a CMS's content, JSON Feed's
+# content_html): read as a page's paragraphs, not published with its tags. An inline tag
+# or a bracketed word alone ("<b>", "<Reuters>") is no reason to fold a plain text's lines.
 _BLOCK_TAG = re.compile(
     r"<(?:p|br|div|li|ul|ol|h[1-6]|blockquote|table|tr|figure|section|article)\b[^<>]*>",
     re.IGNORECASE,
@@ -395,11 +395,16 @@ def readable_text(text: str) -> str:
     puts where it cut the text ("... diverted to… [+2345 chars]" ends "diverted to…"),
     anything else as it is."""
     text = _CUT_MARKER.sub("", text)
-    if _BLOCK_TAG.search(text) is None:
+    if not is_html_fragment(text):
         return text
     from workers.ingest.html import html_to_text  # lxml: only for records that need it
 
     return html_to_text(text)
+
+
+def is_html_fragment(text: str) -> bool:
+    """Whether a record's text is HTML (`_BLOCK_TAG`), to be read as a page's lines."""
+    return _BLOCK_TAG.search(text) is not None
 
 
 def document_from_record(
@@ -430,7 +435,7 @@ def document_from_record(
         return DeadInput(ref, "missing_text", one_line(message), doc_id, source)
     title = _scalar(_rendered(obj.get("title")) or obj.get("title"))
     readable = readable_text(text)
-    if readable != text:  # an HTML fragment: its title is HTML-escaped too
+    if is_html_fragment(text):  # its title is HTML-escaped too
         title = html_lib.unescape(title)
     if not readable.strip():
         message = "record's text is HTML without any text"
