@@ -379,6 +379,46 @@ def test_summary_only_entry_gets_its_article_page(
     assert doc["title"] == "مستشفى جديد"
 
 
+# Article pages in legacy encodings: one names it only in its HTTP Content-Type, one
+# nowhere. Read as trafilatura guesses, they came out as "¶λλα" and "Rz¹d og³osi³".
+LEGACY_ARTICLES = {
+    "/greek": (
+        "text/html; charset=ISO-8859-7",
+        "iso8859_7",
+        [
+            "Η κυβέρνηση ανακοίνωσε σήμερα νέα μέτρα για την οικονομία της χώρας.",
+            "Άλλα μέτρα θα ακολουθήσουν τον Ιανουάριο, σύμφωνα με τον υπουργό Οικονομικών.",
+        ],
+    ),
+    "/polish": (
+        "text/html",
+        "cp1250",
+        [
+            "Rząd ogłosił w środę nowe środki wsparcia gospodarki w całym kraju.",
+            "Według ministra finansów program będzie kosztował około dwóch miliardów złotych.",
+        ],
+    ),
+}
+
+
+def test_article_pages_in_legacy_encodings_are_read_in_them(
+    loopback: LoopbackServer, make_poller: Any
+) -> None:
+    poller = make_poller()
+    items = []
+    for path, (content_type, codec, paragraphs) in LEGACY_ARTICLES.items():
+        body = "".join(f"<p>{p}</p>" for p in paragraphs)
+        page = f"<html><head><title>t</title></head><body><article>{body}</article></body></html>"
+        loopback.serve(path, page.encode(codec), content_type=content_type)
+        items.append({"guid": path, "title": path, "link": loopback.url(path), "description": "x"})
+    loopback.serve("/f.xml", rss(items))
+    report = poller(spec_for(loopback.url("/f.xml"), fetch_article="auto"))
+    assert (report.published, report.articles, report.article_errors) == (2, 2, 0)
+    texts = {doc["url"]: doc["text"] for doc in poller.stream("docs")}
+    for path, (_, _, paragraphs) in LEGACY_ARTICLES.items():
+        assert texts[loopback.url(path)] == "\n".join(paragraphs)
+
+
 def test_full_content_entries_are_not_fetched(loopback: LoopbackServer, make_poller: Any) -> None:
     poller = make_poller()
     content = "".join(f"<p>{p}</p>" for p in ARTICLE_PARAGRAPHS)

@@ -1,6 +1,7 @@
 """Saved HTML pages in the legacy encodings of other languages (GBK, Shift_JIS, Big5,
-EUC-KR, windows-1251), each declaring its encoding in its head, through the CLI on the
-embedded default: every one is published with its text, none is dead as undecodable."""
+EUC-KR, windows-1251), each declaring its encoding in its head, and text archives and
+pages in legacy encodings that declare nothing, through the CLI on the embedded default:
+every one is published with its text, none is dead as undecodable or misread."""
 
 from __future__ import annotations
 
@@ -63,3 +64,60 @@ def test_pages_in_declared_legacy_encodings_are_published(tmp_path: Path) -> Non
     docs = run_cli(["tail", "--stream", "docs", "--from-start", "--json"], env)
     texts = {r["input_ref"]: r["text"] for r in map(json.loads, docs.stdout.splitlines())}
     assert texts == {name: text for name, (_, _, text) in PAGES.items()}
+
+
+# Text files and a page that say nothing of their encoding, as old archives hold them.
+UNDECLARED = {
+    "lemonde.txt": (
+        "latin-1",
+        "Le gouvernement a annoncé mercredi une réforme des retraites. Les syndicats ont "
+        "réagi avec colère à cette décision prise sans concertation préalable.",
+    ),
+    "kommersant.txt": (
+        "koi8_r",
+        "Правительство России объявило в среду о новых мерах поддержки экономики. По "
+        "словам министра финансов, программа будет стоить около триллиона рублей.",
+    ),
+    "kathimerini.txt": (
+        "iso8859_7",
+        "Η κυβέρνηση ανακοίνωσε σήμερα νέα μέτρα για την οικονομία. Άλλα μέτρα θα "
+        "ακολουθήσουν τον Ιανουάριο, σύμφωνα με τον υπουργό Οικονομικών.",
+    ),
+    "hurriyet.txt": (
+        "cp1254",
+        "Hükümet çarşamba günü ekonomiyi desteklemek için yeni önlemler açıkladı. Maliye "
+        "bakanına göre program yaklaşık bir trilyon liraya mal olacak.",
+    ),
+    "nikkei.txt": (
+        "euc_jp",
+        "政府は水曜日、経済を支援するための新たな措置を発表した。財務大臣によると、この計画の"
+        "費用は約一兆円で、来年末まで続く見通しだ。",
+    ),
+    "alriyadh.txt": (
+        "cp1256",
+        "أعلنت الحكومة يوم الأربعاء عن إجراءات جديدة لدعم الاقتصاد. وقال وزير المالية إن "
+        "البرنامج سيكلف نحو تريليون ريال ويستمر حتى نهاية العام المقبل.",
+    ),
+    "people.html": (
+        "gbk",
+        "政府周三宣布了支持经济的新措施。据财政部长称，该计划将耗资约一万亿元，并将持续到明年年底。",
+    ),
+}
+
+
+def test_undeclared_legacy_encodings_are_recognised(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    root.mkdir()
+    for name, (codec, text) in UNDECLARED.items():
+        if name.endswith(".html"):
+            body = f"<html><head><title>{name}</title></head><body><article><p>{text}</p>"
+            (root / name).write_bytes((body + "</article></body></html>").encode(codec))
+        else:
+            (root / name).write_bytes(f"{name}\n{text}\n".encode(codec))
+    env = cli_env(data_dir=tmp_path / "data")
+    done = run_cli(["backfill", str(root)], env)
+    assert done.returncode == 0, done.stderr
+    assert f"{len(UNDECLARED)} published" in done.stdout.splitlines()[-1], done.stdout
+    docs = run_cli(["tail", "--stream", "docs", "--from-start", "--json"], env)
+    texts = {r["input_ref"]: r["text"] for r in map(json.loads, docs.stdout.splitlines())}
+    assert texts == {name: text for name, (_, text) in UNDECLARED.items()}

@@ -28,6 +28,7 @@ from workers.feeds.spec import FeedEntry, FeedSpec, entry_document, needs_articl
 from workers.feeds.status import PollReport, feed_job, feed_key
 from workers.index.keys import Keys, done_member, revised_ref
 from workers.index.locks import RedisLock
+from workers.ingest.decode import DecodeError, declared_page_encoding, decode_bytes
 from workers.ingest.html import ArticleError, ArticleReader, ArticleText
 from workers.ops.connection import as_text, redact
 from workers.pipeline.process import process_with_runtime
@@ -244,8 +245,18 @@ def _fetch_article(
         response = fetcher.get(url, accept=ARTICLE_ACCEPT)
     except FetchError as exc:
         return None, exc
+    # The page is read as a saved .html file is (workers/ingest/decode.py), its HTTP
+    # charset first: trafilatura's own guess reads Greek, Turkish or Polish pages in the
+    # wrong code page.
     try:
-        article = read(response.content, response.url)
+        html = decode_bytes(
+            response.content,
+            declared_page_encoding(response.content, response.headers.get("content-type", "")),
+        ).text
+    except DecodeError as exc:
+        return None, ArticleError(f"GET {redact(url)}: {exc}", f"decode_{exc.reason}")
+    try:
+        article = read(html, response.url)
     except ArticleError as exc:
         return None, ArticleError(f"GET {redact(url)}: {exc}", exc.reason)
     if article is None or not article.text.strip():
