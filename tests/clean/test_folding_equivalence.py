@@ -37,8 +37,20 @@ class _ReferenceMatchTable(dict[int, int | str | None]):
         return value
 
 
+def _unaccented(point: int) -> str | None:
+    decomposed = unicodedata.normalize("NFD", chr(point))
+    base = "".join(part for part in decomposed if unicodedata.category(part) != "Mn")
+    return base if len(base) == 1 and base != chr(point) else None
+
+
 _MATCH = _ReferenceMatchTable(
     {
+        **{
+            point: base
+            for point in (*range(0xC0, 0x250), *range(0x370, 0x530), *range(0x1E00, 0x2000))
+            if (base := _unaccented(point)) is not None
+        },
+        **{ord(letter): base for letter, base in zip("đĐłŁøØħĦŧŦı", "ddlloohhtti", strict=True)},
         **dict.fromkeys(map(ord, "أإآٱٲٳ"), "ا"),
         **{ord("ى"): "ي", ord("ئ"): "ي", ord("ی"): "ي", ord("ة"): "ه", ord("ۀ"): "ه"},
         **{ord("ؤ"): "و", ord("ک"): "ك"},

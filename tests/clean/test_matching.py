@@ -45,7 +45,28 @@ def test_symbols_and_zero_width() -> None:
 
 
 def test_letters_of_other_scripts_are_kept() -> None:
-    assert normalise_for_matching("Été à Paris — हिन्दी") == "été à paris हिन्दी"
+    assert normalise_for_matching("Ville à Paris — हिन्दी 정부는") == "ville a paris हिन्दी 정부는"
+
+
+@pytest.mark.parametrize(
+    ("accented", "plain"),
+    [
+        ("Le président de la République a annoncé", "Le president de la Republique a annonce"),
+        ("Ещё всё её", "Еще все ее"),
+        ("Η ΚΥΒΕΡΝΗΣΗ ανακοίνωσε", "η κυβερνηση ανακοινωσε"),
+        ("İstanbul'da Ağustos", "istanbul da agustos"),
+        ("Hà Nội là thủ đô của Việt Nam", "Ha Noi la thu do cua Viet Nam"),
+    ],
+)
+def test_accents_of_latin_greek_and_cyrillic_letters_are_folded(accented: str, plain: str) -> None:
+    # Copies differ by feeds that strip accents, capitals written without them, ё as е.
+    assert normalise_for_matching(accented) == normalise_for_matching(plain)
+
+
+def test_stroked_letters_fold_as_copies_without_accents_write_them() -> None:
+    assert normalise_for_matching("Straße Łódź Øresund Đà Nẵng æble") == (
+        "strasse lodz oresund da nang æble"
+    )
 
 
 def test_seed_variants_match() -> None:

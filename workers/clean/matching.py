@@ -1,7 +1,9 @@
 """Normalisation for fingerprints only: fold away what differs between copies of a story.
 
 Two outlets republishing the same wire story differ in diacritics, hamza spelling, final
-yeh/teh marbuta, digit shapes, quote styles and spacing; all of that is erased here. The
+yeh/teh marbuta, digit shapes, quote styles and spacing; all of that is erased here, and
+so are the accents of Latin, Greek and Cyrillic letters (feeds that strip them, Greek
+capitals without tonos, Russian ё written е). The
 output is only ever hashed or shingled, never shown, so losing information is fine.
 
 Folding is a lookup per code point, done in numpy over the UTF-32 text: `str.translate`
@@ -52,6 +54,33 @@ _DELETE = (
     0x0640,
 )
 
+
+_STROKED = (("đĐ", "d"), ("łŁ", "l"), ("øØ", "o"), ("ħĦ", "h"), ("ŧŦ", "t"), ("ı", "i"))
+
+
+def _without_marks(point: int) -> str | None:
+    """The letter without its accents (é -> e, ё -> е, ά -> α, İ -> I), or None when it has
+    none or is not one letter once they are gone."""
+    letter = chr(point)
+    base = "".join(
+        part for part in unicodedata.normalize("NFD", letter) if not unicodedata.combining(part)
+    )
+    return base if len(base) == 1 and base != letter else None
+
+
+# Accented letters of the Latin, Greek and Cyrillic blocks (and their extended blocks),
+# folded to their base letters. Other scripts' marks are their own (Arabic's are above;
+# a Hangul syllable decomposes into its letters, which must stay together).
+_ACCENTED: dict[int, str] = {
+    point: base
+    for block in (range(0x00C0, 0x0250), range(0x0370, 0x0530), range(0x1E00, 0x2000))
+    for point in block
+    if (base := _without_marks(point)) is not None
+}
+# Letters with a stroke or without a dot are no accented forms to Unicode, but a copy that
+# drops accents writes them so: Łódź as Lodz, Đà Nẵng as Da Nang, Turkish ı as i.
+_ACCENTED.update({ord(letter): base for letters, base in _STROKED for letter in letters})
+
 _DROP = -1
 
 
@@ -72,7 +101,7 @@ def _classify(point: int) -> int:
 _TABLE = LazyTable(
     _classify,
     {
-        **{point: ord(folded) for point, folded in {**_LETTERS, **_DIGITS}.items()},
+        **{point: ord(folded) for point, folded in {**_ACCENTED, **_LETTERS, **_DIGITS}.items()},
         **dict.fromkeys(_DELETE, _DROP),
     },
 )
@@ -89,16 +118,16 @@ class _Translation(dict[int, int | None]):
 
 _TRANSLATION = _Translation(
     {
-        **{point: ord(folded) for point, folded in {**_LETTERS, **_DIGITS}.items()},
+        **{point: ord(folded) for point, folded in {**_ACCENTED, **_LETTERS, **_DIGITS}.items()},
         **dict.fromkeys(_DELETE, None),
     }
 )
 
 
 def fold(text: str) -> str:
-    """NFKC, Arabic letter/diacritic folding, ASCII digits, punctuation, symbols and
-    separators to spaces, casefold; lines kept, each with single spaces and no space at
-    its edges."""
+    """NFKC, Arabic letter/diacritic folding, Latin/Greek/Cyrillic accents dropped, ASCII
+    digits, punctuation, symbols and separators to spaces, casefold; lines kept, each
+    with single spaces and no space at its edges."""
     text = normalized("NFKC", text)
     if len(text) < NUMPY_FROM_CHARS:
         folded = text.translate(_TRANSLATION).casefold()
@@ -134,7 +163,7 @@ _UNSPACED = (
     "\ua000-\ua4cf\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f"
 )
 # Recorded in the index with the fingerprint's schemes: tokens decide every stored value.
-TOKENS_SCHEME = "nfkc-fold/whitespace/unspaced-script-characters"
+TOKENS_SCHEME = "nfkc-fold-accents/whitespace/unspaced-script-characters"
 UNSPACED_CHARACTER = re.compile(f"[{_UNSPACED}]")
 # A word split into its runs of such characters and the rest: "gdp增长5" -> gdp, 增长, 5.
 UNSPACED_RUNS = re.compile(f"[{_UNSPACED}]+|[^\\s{_UNSPACED}]+")

@@ -51,8 +51,7 @@ _MONTHS = _words(
     محرم صفر ربيع جمادي رجب شعبان رمضان شوال ذو ذي
     january february march april may june july august september october november december
     jan feb mar apr jun jul aug sep sept oct nov dec
-    janvier février fevrier avril mai juin juillet août aout septembre octobre novembre
-    décembre decembre
+    janvier fevrier avril mai juin juillet aout septembre octobre novembre decembre
     """
 )
 _WEEKDAYS = _words(
