@@ -711,6 +711,56 @@ def test_encoding_samples_decode_to_the_right_characters(
         assert parsed.entries[0].text == text
 
 
+# Feeds in a legacy encoding that their XML declaration and HTTP header do not name:
+# feedparser falls back to windows-1252 and published "ÃÚáäÊ ÇáÍßæãÉ" for Arabic.
+LEGACY_FEEDS = [
+    (
+        "cp1256",
+        "أعلنت الحكومة عن إجراءات جديدة",
+        "وقال وزير المالية إن البرنامج سيكلف نحو تريليون ريال.",
+    ),
+    (
+        "cp1251",
+        "Правительство объявило о новых мерах",
+        "Программа будет стоить около триллиона рублей.",
+    ),
+    ("latin-1", "Le gouvernement annonce une réforme", "Les syndicats ont réagi avec colère."),
+]
+
+
+@pytest.mark.parametrize(("codec", "title", "text"), LEGACY_FEEDS)
+@pytest.mark.parametrize(
+    "decl", ['<?xml version="1.0"?>', '<?xml version="1.0" encoding="utf-8"?>', ""]
+)
+def test_a_feed_in_an_undeclared_legacy_encoding_is_read_in_it(
+    codec: str, title: str, text: str, decl: str
+) -> None:
+    item = f"<item><guid>1</guid><title>{title}</title><description>{text}</description></item>"
+    body = f'{decl}<rss version="2.0"><channel><title>t</title>{item}</channel></rss>'
+    parsed = parse_feed(body.encode(codec), RSS, FEED_URL)
+    assert [(e.title, e.text) for e in parsed.entries] == [(title, text)]
+    # Read right, and still reported: the feed misstates its encoding.
+    assert parsed.bozo and "read as" in parsed.bozo_message
+
+
+@pytest.mark.parametrize(("codec", "title", "text"), LEGACY_FEEDS)
+def test_a_feed_in_its_declared_legacy_encoding_is_not_bozo(
+    codec: str, title: str, text: str
+) -> None:
+    item = f"<item><guid>1</guid><title>{title}</title><description>{text}</description></item>"
+    body = f'<?xml version="1.0" encoding="{codec}"?><rss version="2.0"><channel>{item}'
+    parsed = parse_feed((body + "</channel></rss>").encode(codec), RSS, FEED_URL)
+    assert [(e.title, e.text) for e in parsed.entries] == [(title, text)]
+    assert not parsed.bozo, parsed.bozo_message
+
+
+@pytest.mark.shared
+def test_feedparsers_undeclared_koi8r_sample_is_read_as_russian() -> None:
+    path = shared_path("feeds", "feedparser-samples", "illformed", "chardet", "koi8r.xml")
+    parsed = parse_feed(path.read_bytes(), {}, "")
+    assert parsed.entries[0].title == "Как пережить новогоднюю ночь"
+
+
 @pytest.mark.shared
 def test_content_type_header_is_honoured() -> None:
     # text/xml without a charset means us-ascii (RFC 3023), which the utf-8 body breaks.

@@ -11,6 +11,7 @@ of its text.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 import json
@@ -30,6 +31,7 @@ from workers.clean.urls import canonical_url
 from workers.config import SourcePolicy
 from workers.document import Document
 from workers.ingest.dates import parse_date
+from workers.ingest.decode import DecodeError, codec_for_label, declared_page_encoding, decode_bytes
 from workers.ingest.spec import JSON_FEED_VERSION
 from workers.messages import check_keys, one_line
 
@@ -327,6 +329,10 @@ def _parse_feed(content: bytes, headers: Mapping[str, str], url: str) -> ParsedF
     # as iso-8859-1 and complain. Declaring generic XML keeps its no-headers behaviour:
     # the XML declaration's encoding, else UTF-8.
     response_headers.setdefault("content-type", "application/xml")
+    transcoded = _legacy_feed_as_utf8(bytes(content), response_headers["content-type"])
+    if transcoded is not None:
+        content = transcoded.data
+        response_headers["content-type"] = "application/xml; charset=utf-8"
     # A stream, never bytes or str: feedparser fetches a str that looks like a URL and
     # opens bytes that name a local file, and a feed body must do neither.
     parsed = feedparser.parse(io.BytesIO(bytes(content)), response_headers=response_headers)
@@ -335,6 +341,9 @@ def _parse_feed(content: bytes, headers: Mapping[str, str], url: str) -> ParsedF
     version = str(parsed.get("version") or "")
     bozo = bool(parsed.get("bozo"))
     message = _exception_line(parsed.get("bozo_exception")) if bozo else ""
+    if transcoded is not None and not bozo:
+        # Read right, but ill-formed all the same: its declaration is missing or wrong.
+        bozo, message = True, transcoded.note
     if not version and not parsed.get("entries"):
         # feedparser calls a well-formed HTML or XML page "not bozo": for us it is no feed.
         bozo, message = True, message or "not an RSS, Atom, RDF or JSON feed"
@@ -347,6 +356,47 @@ def _parse_feed(content: bytes, headers: Mapping[str, str], url: str) -> ParsedF
         version=version,
         dropped=dropped,
     )
+
+
+_BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE)
+
+
+@dataclass(frozen=True, slots=True)
+class _Transcoded:
+    data: bytes  # UTF-8
+    note: str  # why the feed is ill-formed all the same, for its bozo message
+
+
+def _legacy_feed_as_utf8(content: bytes, content_type: str) -> _Transcoded | None:
+    """A feed body that is neither UTF-8 nor in the encoding it declares (an Arabic feed in
+    windows-1256 whose XML declaration names none, so UTF-8 by XML's rule), decoded as a
+    saved file would be (workers/ingest/decode.py) and written as UTF-8; None when
+    feedparser can read it as it is. feedparser's own fallback reads such a feed as
+    windows-1252 and publishes "ÃÚáäÊ ÇáÍßæãÉ" for "أعلنت الحكومة"."""
+    # A byte order mark or a NUL in the first bytes (UTF-16 or UTF-32 "<?xml") is an
+    # encoding feedparser recognises itself, as XML's appendix on autodetection says.
+    if content.startswith(_BOMS) or b"\x00" in content[:4]:
+        return None
+    try:
+        content.decode("utf-8")
+        return None
+    except UnicodeDecodeError:
+        pass
+    label = declared_page_encoding(content, content_type)
+    declared = codec_for_label(label)
+    if declared is not None and declared != "utf-8":
+        try:
+            content.decode(declared)
+            return None
+        except UnicodeDecodeError:
+            pass
+    try:
+        decoded = decode_bytes(content)
+    except DecodeError:
+        return None
+    said = f"declared as {label}" if label else "with no encoding declared (UTF-8 for XML)"
+    note = f"CharacterEncodingOverride: document {said}, but read as {decoded.encoding}"
+    return _Transcoded(decoded.text.encode("utf-8"), note)
 
 
 def _parse_json_feed(content: bytes, url: str) -> ParsedFeed:
