@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import codecs
+import json
 import random
 
 import pytest
@@ -329,3 +330,32 @@ def test_a_fetched_page_is_declared_by_its_http_charset_first(
     content_type: str, page: bytes, expected: str
 ) -> None:
     assert declared_page_encoding(page, content_type) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Путин встретился с Макроном в Москве",
+        "Курс рубля упал до минимума",
+        "Сборная России выиграла матч",
+    ],
+)
+def test_a_short_koi8r_record_is_not_read_as_arabic(text: str) -> None:
+    # A .jsonl line is decoded alone: short KOI8-R lines were published as Arabic letters
+    # with "×" and "ë" inside the words, a reading no Arabic text has.
+    line = json.dumps({"id": "1", "text": text}, ensure_ascii=False).encode("koi8_r")
+    result = decode_bytes(line)
+    assert json.loads(result.text)["text"] == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "شارك في الحملة عبر وسم #بوحدتنا_نسمو على تويتر",
+        "أطلقت الشركة بالتعاون مع وNexus منصة جديدة لتطبيقات zLabs في الرياض، "
+        "وقال المدير التنفيذي إن المنصة ستخدم أكثر من مليون مستخدم خلال العام المقبل",
+    ],
+)
+def test_arabic_with_hashtags_and_latin_names_stays_windows_1256(text: str) -> None:
+    result = decode_bytes(text.encode("cp1256"))
+    assert (result.text, result.encoding) == (text, "windows-1256")
