@@ -256,6 +256,18 @@ def job_settled(client: redis.Redis, keys: Keys, job_id: str) -> bool:
         return False
 
 
+def job_state(client: redis.Redis, keys: Keys, job_id: str) -> str:
+    """What `job_settled` looks at, for a failure message: which part is not settled."""
+    progress = progress_or_none(client, keys, job_id)
+    try:
+        unacked = client.hkeys(f"{keys.prefix}unacked")
+        queued = client.llen(f"{keys.prefix}ingest")
+    except redis.ConnectionError as exc:
+        return f"\n----- job state: Redis unreachable ({exc})"
+    tags = [tag.decode() if isinstance(tag, bytes) else tag for tag in unacked]
+    return f"\n----- job state: {progress}; unacked messages {tags}; {queued} queued"
+
+
 def wait_until(
     condition: Callable[[], bool], timeout: float, what: str, logs: Callable[[], str]
 ) -> float:

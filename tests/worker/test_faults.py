@@ -35,6 +35,7 @@ from support.faults import (
     check_accounting,
     enqueue,
     job_settled,
+    job_state,
     needs_redis_server,
     processed_at_least,
     running_workers,
@@ -113,7 +114,10 @@ def run_outage(
     client = redis.Redis.from_url(server.url, socket_connect_timeout=1)
 
     def logs() -> str:
-        return worker_logs(tmp_path)
+        state = job_state(client, keys, job_id) if job_id else ""
+        return state + worker_logs(tmp_path)
+
+    job_id = ""
 
     def settled() -> bool:
         return job_settled(client, keys, job_id)
