@@ -57,13 +57,19 @@ def test_pages_in_declared_legacy_encodings_are_published(tmp_path: Path) -> Non
             f"<body><article><h1>{name}</h1><p>{text}</p></article></body></html>"
         )
         (root / name).write_bytes(page.encode(codec))
-    env = cli_env(data_dir=tmp_path / "data")
+    texts = backfill_texts(root, tmp_path / "data")
+    assert texts == {name: text for name, (_, _, text) in PAGES.items()}
+
+
+def backfill_texts(root: Path, data_dir: Path) -> dict[str, str]:
+    """Backfill `root` on the embedded default; every file is published: its text, by name."""
+    env = cli_env(data_dir=data_dir)
     done = run_cli(["backfill", str(root)], env)
     assert done.returncode == 0, done.stderr
-    assert f"{len(PAGES)} published" in done.stdout.splitlines()[-1], done.stdout
+    inputs = len(list(root.iterdir()))
+    assert f"{inputs} published" in done.stdout.splitlines()[-1], done.stdout
     docs = run_cli(["tail", "--stream", "docs", "--from-start", "--json"], env)
-    texts = {r["input_ref"]: r["text"] for r in map(json.loads, docs.stdout.splitlines())}
-    assert texts == {name: text for name, (_, _, text) in PAGES.items()}
+    return {r["input_ref"]: r["text"] for r in map(json.loads, docs.stdout.splitlines())}
 
 
 # Text files and a page that say nothing of their encoding, as old archives hold them.
@@ -114,10 +120,5 @@ def test_undeclared_legacy_encodings_are_recognised(tmp_path: Path) -> None:
             (root / name).write_bytes((body + "</article></body></html>").encode(codec))
         else:
             (root / name).write_bytes(f"{name}\n{text}\n".encode(codec))
-    env = cli_env(data_dir=tmp_path / "data")
-    done = run_cli(["backfill", str(root)], env)
-    assert done.returncode == 0, done.stderr
-    assert f"{len(UNDECLARED)} published" in done.stdout.splitlines()[-1], done.stdout
-    docs = run_cli(["tail", "--stream", "docs", "--from-start", "--json"], env)
-    texts = {r["input_ref"]: r["text"] for r in map(json.loads, docs.stdout.splitlines())}
+    texts = backfill_texts(root, tmp_path / "data")
     assert texts == {name: text for name, (_, text) in UNDECLARED.items()}
