@@ -66,3 +66,36 @@ def test_split_join_round_trip_and_collapse() -> None:
     assert join_lines(["a", "", "", "", "d"]) == "a\n\nd"
     assert join_lines(["", "x", " ", ""]) == "x"
     assert split_lines("") == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "أعلنت الحكومة السعودية عن إجراءات جديدة لدعم الاقتصاد في المملكة.",
+        "Le président a annoncé une réforme des retraites, « brutale » selon la CFDT.",
+        "Die Straße bleibt bis Freitag gesperrt, sagte der Bürgermeister.",
+        "L’économie européenne a progressé de 0,3 % — selon Eurostat, 3 € par habitant.",
+    ],
+)
+def test_utf8_read_as_windows_1252_is_read_back(text: str) -> None:
+    # An exporter that read UTF-8 as windows-1252 hands over "Ø§Ù„Ø­ÙƒÙˆÙ…Ø©" (the five bytes
+    # windows-1252 leaves undefined become the C1 controls, as MySQL's "latin1" does).
+    mojibake = "".join(
+        bytes([byte]).decode("cp1252", errors="ignore") or chr(byte)
+        for byte in text.encode("utf-8")
+    )
+    assert mojibake != text
+    assert normalise_for_publishing(mojibake) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "São Paulo, Ørsted et Ålesund: façade, naïve, coöperate, Åsa, Ü-Bahn.",
+        "„Straße“ und »Öl« — Müller’s Café, 20 °C, ½ Stunde, © 2026.",
+        "Ñandú, pingüino, acción; Ça va? Â la Pâque, ô combien.",
+        "Ελλάδα, Россия, עברית, العربية, 中文: no Latin-1 at all.",
+    ],
+)
+def test_text_with_latin1_letters_is_left_as_it_is(text: str) -> None:
+    assert normalise_for_publishing(text) == text

@@ -122,3 +122,23 @@ def test_undeclared_legacy_encodings_are_recognised(tmp_path: Path) -> None:
             (root / name).write_bytes(f"{name}\n{text}\n".encode(codec))
     texts = backfill_texts(root, tmp_path / "data")
     assert texts == {name: text for name, (_, text) in UNDECLARED.items()}
+
+
+def test_records_an_exporter_misdecoded_are_published_as_written(tmp_path: Path) -> None:
+    # UTF-8 that an exporter read as windows-1252 ("Ø§Ù„Ø­ÙƒÙˆÙ…Ø©"), as scraped archives
+    # often hold it: published as the article was written, and an exact duplicate of the
+    # article's clean copy.
+    text = UNDECLARED["alriyadh.txt"][1]
+    mojibake = "".join(
+        bytes([byte]).decode("cp1252", errors="ignore") or chr(byte) for byte in text.encode()
+    )
+    root = tmp_path / "in"
+    root.mkdir()
+    records = [{"id": "garbled", "text": mojibake}, {"id": "clean", "text": text}]
+    (root / "export.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    env = cli_env(data_dir=tmp_path / "data")
+    done = run_cli(["backfill", str(root)], env)
+    assert done.returncode == 0, done.stderr
+    assert "1 published, 1 exact duplicate" in done.stdout.splitlines()[-1], done.stdout
+    docs = run_cli(["tail", "--stream", "docs", "--from-start", "--json"], env)
+    assert [json.loads(line)["text"] for line in docs.stdout.splitlines()] == [text]
