@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from support.edit_copies import misdecoded
 
 from workers.clean.normalise import join_lines, normalise_for_publishing, split_lines
 
@@ -78,12 +79,7 @@ def test_split_join_round_trip_and_collapse() -> None:
     ],
 )
 def test_utf8_read_as_windows_1252_is_read_back(text: str) -> None:
-    # An exporter that read UTF-8 as windows-1252 hands over "Ø§Ù„Ø­ÙƒÙˆÙ…Ø©" (the five bytes
-    # windows-1252 leaves undefined become the C1 controls, as MySQL's "latin1" does).
-    mojibake = "".join(
-        bytes([byte]).decode("cp1252", errors="ignore") or chr(byte)
-        for byte in text.encode("utf-8")
-    )
+    mojibake = misdecoded(text)
     assert mojibake != text
     assert normalise_for_publishing(mojibake) == text
 

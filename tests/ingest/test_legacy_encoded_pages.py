@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from conftest import cli_env, run_cli
+from support.edit_copies import misdecoded
 
 PAGES = {
     "xinhua.html": (
@@ -129,9 +130,7 @@ def test_records_an_exporter_misdecoded_are_published_as_written(tmp_path: Path)
     # often hold it: published as the article was written, and an exact duplicate of the
     # article's clean copy.
     text = UNDECLARED["alriyadh.txt"][1]
-    mojibake = "".join(
-        bytes([byte]).decode("cp1252", errors="ignore") or chr(byte) for byte in text.encode()
-    )
+    mojibake = misdecoded(text)
     root = tmp_path / "in"
     root.mkdir()
     records = [{"id": "garbled", "text": mojibake}, {"id": "clean", "text": text}]

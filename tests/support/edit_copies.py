@@ -122,3 +122,12 @@ def make_corpus(folder: Path) -> Path:
         title, _, body = path.read_text("utf-8").partition("\n")
         (folder / "c" / path.name).write_text(title + "\n" + lightly_edit(body, n), "utf-8")
     return folder
+
+
+def misdecoded(text: str) -> str:
+    """`text` as an exporter that read its UTF-8 as windows-1252 hands it over
+    ("Ø§Ù„Ø­ÙƒÙˆÙ…Ø©" for "الحكومة"): the five bytes windows-1252 leaves undefined become the
+    C1 controls, as MySQL's "latin1" does."""
+    return "".join(
+        bytes([byte]).decode("cp1252", errors="ignore") or chr(byte) for byte in text.encode()
+    )

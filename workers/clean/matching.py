@@ -98,13 +98,10 @@ def _classify(point: int) -> int:
     return point
 
 
-_TABLE = LazyTable(
-    _classify,
-    {
-        **{point: ord(folded) for point, folded in {**_ACCENTED, **_LETTERS, **_DIGITS}.items()},
-        **dict.fromkeys(_DELETE, _DROP),
-    },
-)
+# Every code point folded to another, for both tables below.
+_FOLDED = {point: ord(folded) for point, folded in {**_ACCENTED, **_LETTERS, **_DIGITS}.items()}
+
+_TABLE = LazyTable(_classify, {**_FOLDED, **dict.fromkeys(_DELETE, _DROP)})
 
 
 class _Translation(dict[int, int | None]):
@@ -116,12 +113,7 @@ class _Translation(dict[int, int | None]):
         return self[point]
 
 
-_TRANSLATION = _Translation(
-    {
-        **{point: ord(folded) for point, folded in {**_ACCENTED, **_LETTERS, **_DIGITS}.items()},
-        **dict.fromkeys(_DELETE, None),
-    }
-)
+_TRANSLATION = _Translation({**_FOLDED, **dict.fromkeys(_DELETE, None)})
 
 
 def fold(text: str) -> str:

@@ -11,7 +11,6 @@ of its text.
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import io
 import json
@@ -31,7 +30,13 @@ from workers.clean.urls import canonical_url
 from workers.config import SourcePolicy
 from workers.document import Document
 from workers.ingest.dates import parse_date
-from workers.ingest.decode import DecodeError, codec_for_label, declared_page_encoding, decode_bytes
+from workers.ingest.decode import (
+    DecodeError,
+    codec_for_label,
+    declared_page_encoding,
+    decode_bytes,
+    has_bom,
+)
 from workers.ingest.spec import JSON_FEED_VERSION
 from workers.messages import check_keys, one_line
 
@@ -358,9 +363,6 @@ def _parse_feed(content: bytes, headers: Mapping[str, str], url: str) -> ParsedF
     )
 
 
-_BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE)
-
-
 @dataclass(frozen=True, slots=True)
 class _Transcoded:
     data: bytes  # UTF-8
@@ -375,7 +377,7 @@ def _legacy_feed_as_utf8(content: bytes, content_type: str) -> _Transcoded | Non
     windows-1252 and publishes "ÃÚáäÊ ÇáÍßæãÉ" for "أعلنت الحكومة"."""
     # A byte order mark or a NUL in the first bytes (UTF-16 or UTF-32 "<?xml") is an
     # encoding feedparser recognises itself, as XML's appendix on autodetection says.
-    if content.startswith(_BOMS) or b"\x00" in content[:4]:
+    if has_bom(content) or b"\x00" in content[:4]:
         return None
     try:
         content.decode("utf-8")

@@ -112,6 +112,11 @@ def has_control_characters(data: bytes) -> bool:
     return len(data.translate(None, _CONTROL_BYTES)) != len(data) or bool(_C1_UTF8.search(data))
 
 
+def has_bom(data: bytes) -> bool:
+    """Whether `data` starts with a UTF-8, UTF-16 or UTF-32 byte order mark."""
+    return data.startswith(tuple(bom for bom, _, _ in _BOMS))
+
+
 class DecodeError(ValueError):
     """The bytes are not usable text; `reason` is a slug: "binary", "undecodable", "empty"."""
 
@@ -192,18 +197,14 @@ def decode_bytes(data: bytes, declared: str = "") -> Decoded:
         and arabic_odd <= arabic_words * _MAX_ODD_WORD_SHARE
         and (
             detected is None
-            or (
-                _reads_as_arabic(detected[1])
-                and arabic_odd <= _reading_score(detected[1][:_SCORED_CHARS])[0]
-            )
+            or (_reads_as_arabic(detected.text) and arabic_odd <= detected.odd_words)
         )
     ):
         return _finish(data.decode("cp1256", errors="replace"), "windows-1256", 0)
     if detected is not None:
-        codec = detected[0]
-        legacy, legacy_bad, legacy_replaced = _lenient(data, codec)
+        legacy, legacy_bad, legacy_replaced = _lenient(data, detected.codec)
         if legacy_bad <= len(data) * _MAX_BAD_BYTE_SHARE:
-            return _finish(legacy, codecs.lookup(codec).name, legacy_replaced)
+            return _finish(legacy, codecs.lookup(detected.codec).name, legacy_replaced)
     if utf8 is not None:
         return _finish(*utf8)
     raise DecodeError("undecodable", "neither UTF-8 nor a recognisable legacy encoding")
@@ -232,9 +233,15 @@ def _sample(data: bytes) -> bytes:
     return data[: cut + 1] if cut > 0 else data[:_SAMPLE_BYTES]
 
 
-def _detect_legacy(data: bytes) -> tuple[str, str] | None:
-    """The legacy encoding `data` reads best in and its text, when the reading is clean;
-    else None.
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    codec: str
+    text: str
+    odd_words: int  # `_reading_score` of its first `_SCORED_CHARS`
+
+
+def _detect_legacy(data: bytes) -> _Reading | None:
+    """The legacy encoding `data` reads best in, when the reading is clean; else None.
 
     charset_normalizer proposes the readings whose text is not a mess; on short texts it
     cannot rank them ("élèves" reads as windows-1250's "élčves" or as Big5 ideographs as
@@ -261,11 +268,8 @@ def _detect_legacy(data: bytes) -> tuple[str, str] | None:
         preference = _LEGACY_CODECS.index(match.encoding)
         foreign = _foreign_letters(scored)
         rank = (odd, foreign, round(match.chaos, 2), -round(match.coherence, 2), preference)
-        readings.append((rank, str(match.encoding), text))
-    if not readings:
-        return None
-    _, codec, text = min(readings)
-    return codec, text
+        readings.append((rank, _Reading(str(match.encoding), text, odd)))
+    return min(readings, key=lambda reading: reading[0])[1] if readings else None
 
 
 def _reading_score(text: str) -> tuple[int, int]:
