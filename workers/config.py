@@ -219,6 +219,11 @@ class WorkerSettings(_Section):
     """Seconds before the broker hands an unacknowledged task to another worker: longer than
     the hard limit. Also how long a batch held by a worker that died outright (SIGKILL,
     machine lost) waits to run again."""
+    lost_batch_after: int = Field(120, ge=1)
+    """Seconds a backfill job may go without progress, while one of its batches is neither
+    queued nor held by any worker, before that batch is sent again: its message was lost
+    between Redis and a worker (a connection cut, or Redis killed, just as a worker took
+    it). Checked by the workers every min(30, this / 4) seconds, with a Redis broker."""
 
     @model_validator(mode="after")
     def _limits_in_order(self) -> WorkerSettings:

@@ -9,10 +9,13 @@ import json
 import os
 import random
 import re
+import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -321,3 +324,75 @@ def check_accounting(
     assert job["tasks_done"] == job["tasks_total"], job
     # Every batch ended: the ended batches guard their inputs, the done set holds none.
     assert client.zcard(keys.job_done(job_id)) == 0
+
+
+# ------------------------------------------------------------------------------ network
+
+
+class BrpopReplyCutter:
+    """A TCP proxy in front of a Redis server that forwards everything, except that while
+    `armed` it cuts the connection instead of passing on a BRPOP reply carrying a
+    message: Redis has popped the message and the worker never sees it, as when a network
+    fault or a failover cuts the connection at that moment."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.armed = 0  # BRPOP replies still to cut
+        self.cut = 0  # BRPOP replies cut so far
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def close(self) -> None:
+        self._closed = True
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self.listener.accept()
+                server = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                continue
+            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
+
+    def _cut_this(self, reply: bytes, after_brpop: bool) -> bool:
+        # A BRPOP reply with a message is a two-element array; a timeout is a null.
+        if not (after_brpop and reply.startswith(b"*2\r\n")):
+            return False
+        with self._lock:
+            if self.armed <= 0:
+                return False
+            self.armed -= 1
+            self.cut += 1
+            return True
+
+    def _pump(self, client: socket.socket, server: socket.socket) -> None:
+        after_brpop = False
+        try:
+            while True:
+                readable, _, _ = select.select([client, server], [], [])
+                if client in readable:
+                    data = client.recv(65536)
+                    if not data:
+                        break
+                    after_brpop = b"BRPOP" in data.upper()
+                    server.sendall(data)
+                if server in readable:
+                    data = server.recv(65536)
+                    if not data or self._cut_this(data, after_brpop):
+                        break
+                    client.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (client, server):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+                end.close()

@@ -110,7 +110,15 @@ def run_outage(
     prefix = "faults:"
     keys = Keys(prefix)
     # Small tasks: several running and many queued when Redis goes away.
-    env = cli_env(redis_url=server.url, prefix=prefix, NEWSDEDUP_INGEST__BATCH_SIZE="50")
+    # A batch whose message the outage lost (Redis killed after its pop of a message
+    # reached the AOF, before the reply left) is sent again by the workers' sweep
+    # (workers/worker/lost.py) once the job has stalled this long.
+    env = cli_env(
+        redis_url=server.url,
+        prefix=prefix,
+        NEWSDEDUP_INGEST__BATCH_SIZE="50",
+        NEWSDEDUP_WORKER__LOST_BATCH_AFTER="30",
+    )
     client = redis.Redis.from_url(server.url, socket_connect_timeout=1)
 
     def logs() -> str:
@@ -132,10 +140,11 @@ def run_outage(
             took = wait_until(settled, 300, f"job {job_id} finished and acknowledged", logs)
             assert all(w.poll() is None for w in workers), "a worker exited" + logs()
             check_accounting(client, keys, job_id, inputs, env)
+            resent = read_progress(client, keys, job_id).resent_tasks
         print(
             f"Redis stopped ({how.name}) {gap.stopped_after:.1f}s after the enqueue, at "
             f"{gap.processed}/{count} inputs, for {down_seconds:g}s; "
-            f"job finished {took:.1f}s after Redis was back"
+            f"job finished {took:.1f}s after Redis was back; {resent} batches sent again"
         )
         return logs()
     finally:

@@ -46,6 +46,9 @@ def _summary(progress: JobProgress, seconds: float | None = None) -> str:
     if skipped:
         detail = ", ".join(f"{n} {reason}" for reason, n in sorted(progress.skipped.items()))
         parts.append(f"{skipped} skipped ({detail})")
+    if progress.resent_tasks:
+        resent = counted(progress.resent_tasks, "batch", "batches")
+        parts.append(f"{resent} sent again (lost on the way to a worker)")
     line = f"job {progress.job_id}: " + ", ".join(parts)
     if seconds is None:
         return line
@@ -116,7 +119,13 @@ def backfill(
     from workers.ingest.plan import plan_backfill
     from workers.ingest.spec import Limits
     from workers.ops.connection import retry_while_outage
-    from workers.worker.jobs import enqueue_plan, new_job_id, read_progress, record_job
+    from workers.worker.jobs import (
+        enqueue_plan,
+        mark_sent,
+        new_job_id,
+        read_progress,
+        record_job,
+    )
 
     settings = ctx.settings
     wait = check_waiting(settings, wait, timeout, "backfill")
@@ -135,7 +144,9 @@ def backfill(
         job_id = new_job_id()
         roots = [escape_name(str(p.resolve())) for p in paths]
         retry_while_outage(
-            partial(record_job, runtime.client, runtime.keys, job_id, plan, roots, "backfill"),
+            partial(
+                record_job, runtime.client, runtime.keys, job_id, plan, roots, "backfill", source
+            ),
             blocked,
         )
         app = command_app(ctx, ends)
@@ -146,6 +157,7 @@ def backfill(
             return
         try:
             enqueue_plan(job_id, plan, source, wait=blocked)
+            retry_while_outage(partial(mark_sent, runtime.client, runtime.keys, job_id), blocked)
         finally:
             app.pool.force_close_all()  # this process sends nothing more
         if not ends.embedded and not wait:

@@ -50,7 +50,13 @@ Layout under the configured prefix P (default "newsdedup:"):
                                       `done_member` of its ref
                                       (redelivery guard), scored by when (server time)
   P job:<job>:tasks                   set: task indexes finished
+  P job:<job>:plan                    hash: task index -> its batch (TaskSpec JSON), for
+                                      the batches not yet ended: what a lost message is
+                                      sent again from (workers/worker/lost.py)
+  P job:<job>:watch                   string: the lost-batch sweep's view of the job (JSON:
+                                      its progress, since when, the batches not found)
   P jobs                              sorted set: job ids by creation time
+  P jobs:sweep                        string: the worker sweeping for lost batches now
   P feeds                             set: keys of the feeds polled so far (see feed_key)
   P feed:<feed>                       hash: one feed's poll state and status (url, etag,
                                       last_modified, last_polled, last_status, ...)
@@ -175,6 +181,9 @@ LAYOUT: dict[str, str] = {
     "job_tasks": "job:{job}:tasks",
     "job_attempts": "job:{job}:attempts",
     "job_cursor": "job:{job}:cursor",
+    "job_plan": "job:{job}:plan",
+    "job_watch": "job:{job}:watch",
+    "sweep_lock": "jobs:sweep",
     # feeds
     "feeds": "feeds",
     "feed": "feed:{feed}",
@@ -427,6 +436,19 @@ class Keys:
     def job_cursor(self, job_id: str) -> str:
         """Hash: task index -> the input a careful run of that batch is working on (JSON)."""
         return self.key("job_cursor", job=job_id)
+
+    def job_plan(self, job_id: str) -> str:
+        """Hash: task index -> the batch's TaskSpec JSON, while the batch has not ended."""
+        return self.key("job_plan", job=job_id)
+
+    def job_watch(self, job_id: str) -> str:
+        """String: what the lost-batch sweep last saw of the job (JSON)."""
+        return self.key("job_watch", job=job_id)
+
+    @property
+    def sweep_lock(self) -> str:
+        """String: held by the worker sweeping for lost batches (one at a time)."""
+        return self.key("sweep_lock")
 
     @property
     def feeds(self) -> str:

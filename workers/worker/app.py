@@ -225,6 +225,53 @@ def _stop_heartbeat(**_: Any) -> None:
         _heartbeat = None
 
 
+# Each worker's sweep for backfill batches whose message was lost on its way to a worker
+# (workers/worker/lost.py); only with a Redis broker, the one transport with that window.
+_lost_sweep: Any = None
+
+
+def _send_batch_again(
+    job_id: str, task_index: int, spec: dict[str, Any], default_source: str | None, task_id: str
+) -> None:
+    from workers.worker.tasks import ingest_batch
+
+    ingest_batch.apply_async(args=(job_id, task_index, spec, default_source), task_id=task_id)
+
+
+@signals.worker_ready.connect
+def _start_lost_sweep(sender: Any = None, **_: Any) -> None:
+    global _lost_sweep
+    from workers.index.keys import Keys
+    from workers.worker.lost import LostBatchSweep
+    from workers.worker.presence import heartbeat_client
+    from workers.worker.runtime import worker_redis_url
+
+    settings = process_settings()
+    data_url = worker_redis_url(settings)
+    broker_url = settings.broker_url or data_url
+    if broker_url.startswith("redis+socket://"):
+        broker_url = "unix://" + broker_url[len("redis+socket://") :]
+    if not broker_url.startswith(("redis://", "rediss://", "unix://")):
+        return
+    _lost_sweep = LostBatchSweep(
+        heartbeat_client(data_url),
+        heartbeat_client(broker_url),
+        Keys(settings.prefix),
+        (INGEST_QUEUE,),
+        settings.worker.lost_batch_after,
+        _send_batch_again,
+    )
+    _lost_sweep.start()
+
+
+@signals.worker_shutdown.connect
+def _stop_lost_sweep(**_: Any) -> None:
+    global _lost_sweep
+    if _lost_sweep is not None:
+        _lost_sweep.stop()
+        _lost_sweep = None
+
+
 @signals.beat_embedded_init.connect
 def _end_with_the_worker(**_: Any) -> None:
     # `newsdedup run`: the beat runs in a child of the worker's main process and must not

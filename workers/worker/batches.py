@@ -131,6 +131,7 @@ class BatchRun:
             pipe.hincrby(keys.job(self.job_id), "abandoned_tasks")
             # Counted as ended, so a waiting `job --wait` stops and says so.
             pipe.sadd(keys.job_tasks(self.job_id), self.task_index)
+            pipe.hdel(keys.job_plan(self.job_id), str(self.task_index))
             pipe.execute()
             return self.result
         if not self.careful:
@@ -183,15 +184,17 @@ class BatchRun:
         return self.result
 
     def finish(self) -> None:
-        """Count the batch as ended (for `job --wait` and the summary), and take its
-        inputs out of the done set: from now on the ended batch guards them (module
-        docstring). One transaction, so one of the two always holds."""
+        """Count the batch as ended (for `job --wait` and the summary), drop it from the
+        job's plan (nothing to send again: workers/worker/lost.py), and take its inputs out
+        of the done set: from now on the ended batch guards them (module docstring). One
+        transaction, so one of the two always holds."""
         if self.ended:
             return
         keys = self.runtime.keys
         refs = {outcome.input_ref for outcome in self.result.outcomes}.union(self.skipped)
         pipe = self.runtime.client.pipeline(transaction=True)
         pipe.sadd(keys.job_tasks(self.job_id), self.task_index)
+        pipe.hdel(keys.job_plan(self.job_id), str(self.task_index))
         if refs:
             pipe.zrem(
                 keys.job_done(self.job_id), *(done_member(self.guard_prefix + r) for r in refs)

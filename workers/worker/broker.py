@@ -27,15 +27,25 @@ closes, which fails while Redis is away). Here the worker sends such acks, and p
 back such messages, on its next connection (the hash is the same for every connection).
 
 `celery_app` makes this the transport for redis:// and rediss:// broker URLs.
+
+One loss no transport-side care can prevent: BRPOP pops the message in Redis, and a
+reply that never reaches the worker (a connection cut just then, or Redis killed after
+its pop reached the AOF) leaves it nowhere. `broker_task_ids` lets the workers see which
+messages the broker holds, so that the job a lost message belonged to sends that batch
+again (workers/worker/lost.py).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
+import redis
 from kombu.transport import virtual
+from kombu.transport.redis import PRIORITY_STEPS
 from kombu.transport.redis import Channel as RedisChannel
 from kombu.transport.redis import QoS as RedisQoS
 from kombu.transport.redis import Transport as RedisTransport
@@ -200,3 +210,50 @@ class Channel(RedisChannel):
 
 class Transport(RedisTransport):
     Channel = Channel
+
+
+def queue_keys(prefix: str, queue: str) -> list[str]:
+    """The lists kombu keeps a queue in: one per priority step (the queue's own name for
+    step 0, then the name, kombu's separator and the step)."""
+    sep = RedisChannel.sep
+    return [prefix + queue + (f"{sep}{step}" if step else "") for step in PRIORITY_STEPS]
+
+
+def _task_id(message: Any) -> str | None:
+    try:
+        task_id = message["headers"]["id"]
+    except (KeyError, TypeError):
+        return None
+    return task_id if isinstance(task_id, str) else None
+
+
+def broker_task_ids(
+    client: redis.Redis, prefix: str, queues: Iterable[str], limit: int
+) -> set[str] | None:
+    """The task ids of every message the broker holds for `queues`: queued, or delivered and
+    not acknowledged (the unacked hash, whichever worker took them). One transaction, so a
+    message moving between the two in the meantime is seen in one of them. None when the
+    queues hold more than `limit` messages: reading them all is then not worth it."""
+    keys = [key for queue in queues for key in queue_keys(prefix, queue)]
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.llen(key)
+    if sum(int(n) for n in pipe.execute()) > limit:
+        return None
+    pipe = client.pipeline(transaction=True)
+    for key in keys:
+        pipe.lrange(key, 0, -1)
+    pipe.hvals(prefix + "unacked")
+    *queued, unacked = pipe.execute()
+    messages = [_json_or_none(raw) for raw in (m for messages in queued for m in messages)]
+    for raw in unacked:
+        entry = _json_or_none(raw)  # [message, exchange, routing key]
+        messages.append(entry[0] if isinstance(entry, list) and entry else None)
+    return {task_id for task_id in map(_task_id, messages) if task_id is not None}
+
+
+def _json_or_none(raw: bytes | str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None

@@ -7,6 +7,11 @@ planned, such as one forged by whoever can write to the broker, and is refused w
 reading a file: logged as an error and acknowledged. It is not sent to `dead`: its
 inputs were never part of any job's total, so counting them would corrupt the job's
 accounting (a forged batch could make a running job look finished).
+
+A job also records its plan (`job:<id>:plan`: each batch's spec, removed as the batch
+ends) and, once every task is sent, `sent_at`; each batch's message carries the task id
+`batch_task_id(job, index)`. With those the workers find and send again a batch whose
+message was lost on its way to a worker (workers/worker/lost.py).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class JobProgress:
     skipped: dict[str, int]
     dead_reasons: dict[str, int]
     abandoned_tasks: int = 0  # batches given up after too many starts (workers/worker/batches.py)
+    resent_tasks: int = 0  # batches sent again after their message was lost (worker/lost.py)
 
     @property
     def processed(self) -> int:
@@ -57,11 +63,46 @@ class JobProgress:
         return self.processed >= self.total
 
 
+# Plan entries per HSET: a plan of thousands of batches goes in a few round trips of
+# bounded size.
+PLAN_CHUNK = 500
+
+
+def batch_task_id(job_id: str, task_index: int, resend: int = 0) -> str:
+    """The Celery task id of a batch's message: `<job>/<index>`, and `<job>/<index>/r<n>`
+    for the n-th batch the job sent again. The lost-batch sweep finds a job's batches among
+    the broker's messages by it."""
+    base = f"{job_id}/{task_index}"
+    return f"{base}/r{resend}" if resend else base
+
+
+def batch_of_task_id(task_id: str) -> tuple[str, int] | None:
+    """(job id, task index) of a batch's task id; None for any other task id."""
+    parts = task_id.split("/")
+    if len(parts) not in (2, 3) or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1])
+
+
 def record_job(
-    client: redis.Redis, keys: Keys, job_id: str, plan: Plan, paths: list[str], kind: str
+    client: redis.Redis,
+    keys: Keys,
+    job_id: str,
+    plan: Plan,
+    paths: list[str],
+    kind: str,
+    default_source: str | None = None,
 ) -> None:
+    """The job's hash and its plan, before any of its tasks is sent."""
     created = time.time()
     pipe = client.pipeline()
+    specs = [(index, json.dumps(spec.to_json())) for index, spec in enumerate(plan.tasks)]
+    for start in range(0, len(specs), PLAN_CHUNK):
+        pipe.hset(keys.job_plan(job_id), mapping=dict(specs[start : start + PLAN_CHUNK]))
+    if specs:
+        pipe.expire(keys.job_plan(job_id), JOB_TTL_SECONDS)
+    if default_source is not None:
+        pipe.hset(keys.job(job_id), "source", default_source)
     pipe.hset(
         keys.job(job_id),
         mapping={
@@ -124,6 +165,7 @@ def read_progress(client: redis.Redis, keys: Keys, job_id: str) -> JobProgress:
             if name.startswith("dead:")
         },
         abandoned_tasks=number("abandoned_tasks"),
+        resent_tasks=number("resent_tasks"),
     )
 
 
@@ -142,7 +184,16 @@ def enqueue_plan(
 
     for task_index, spec in enumerate(plan.tasks):
         args = (job_id, task_index, spec.to_json(), default_source)
+        send = partial(
+            ingest_batch.apply_async, args=args, task_id=batch_task_id(job_id, task_index)
+        )
         if wait is None:
-            ingest_batch.apply_async(args=args)
+            send()
         else:
-            retry_while_outage(partial(ingest_batch.apply_async, args=args), wait)
+            retry_while_outage(send, wait)
+
+
+def mark_sent(client: redis.Redis, keys: Keys, job_id: str) -> None:
+    """Every task of the job is sent: from now on a batch found nowhere was lost (a job
+    whose sending was cut short is never completed behind its user's back)."""
+    client.hset(keys.job(job_id), "sent_at", time.time())

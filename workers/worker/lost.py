@@ -1,0 +1,202 @@
+"""Backfill batches whose message was lost on its way to a worker: found, and sent again.
+
+kombu's Redis transport takes a message with BRPOP and records it in its unacked hash
+once the reply has reached the worker. A reply that never arrives (the connection cut
+just then by a network fault, a proxy or a failover; Redis killed after its pop reached
+the AOF but before the reply left) loses the message: it is in neither the queue nor the
+hash, the visibility timeout never brings it back, and its job would never finish.
+
+The job knows what it still expects: its plan (`job:<id>:plan`) holds every batch not yet
+ended, and each batch's message carries the task id `batch_task_id(job, index)`. Every
+worker with a Redis broker runs a `LostBatchSweep` thread; one at a time (`jobs:sweep`,
+a redis-py lock) it looks at each backfill job whose tasks were all sent and that has
+not finished:
+
+- while the job makes progress (inputs processed, batches ended), nothing more;
+- once it has made none for `worker.lost_batch_after` seconds, it reads the broker's
+  messages (queued and unacknowledged, in one transaction): a batch of the plan found
+  there on no two sweeps in a row is sent again, with the task id `<job>/<index>/r<n>`,
+  and counted on the job (`resent_tasks`).
+
+Sending a batch that was not lost after all (a message held in a worker's memory all that
+time) makes it run twice, which publishes nothing twice: the job's done set and ended
+batches guard every input (workers/worker/batches.py). With RabbitMQ as the broker there
+is no such window (a delivery is unacknowledged from the moment the broker sends it), and
+no sweep runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import redis
+from redis.exceptions import LockError
+
+from workers.index.keys import JOB_TTL_SECONDS, Keys
+from workers.messages import counted
+from workers.ops.connection import as_text
+from workers.worker.broker import broker_task_ids
+from workers.worker.jobs import batch_of_task_id, batch_task_id, read_progress
+
+log = logging.getLogger(__name__)
+
+# Messages the broker may hold for the sweep still to read them all; past this a stalled
+# job is looked at again once the queues have drained below it (a long backlog is
+# progress for someone, and a lost batch waits at most until then).
+SCAN_LIMIT = 10_000
+# The longest pause between sweeps, in seconds.
+SWEEP_EVERY_MAX = 30.0
+
+# Sends one batch again: (job id, task index, its TaskSpec JSON, default source, task id).
+SendBatch = Callable[[str, int, dict[str, Any], str | None, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """What the sweep last saw of one job."""
+
+    progress: tuple[int, int]  # inputs processed, batches ended
+    since: float  # when that progress was first seen (unix time)
+    unseen: tuple[int, ...] = ()  # batches of the plan the broker held no message for
+
+    def to_json(self) -> str:
+        return json.dumps({"progress": self.progress, "since": self.since, "unseen": self.unseen})
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Watch:
+        data = json.loads(raw)
+        processed, ended = data["progress"]
+        return cls((int(processed), int(ended)), float(data["since"]), tuple(data["unseen"]))
+
+
+def observe(previous: Watch | None, progress: tuple[int, int], now: float) -> Watch:
+    """The job's watch after seeing `progress` at `now`: the clock restarts on progress."""
+    if previous is None or previous.progress != progress:
+        return Watch(progress, now)
+    return previous
+
+
+def lost_batches(watch: Watch, pending: set[int], in_broker: set[int]) -> list[int]:
+    """The batches to send again: pending, and found in the broker neither now nor at the
+    previous look (a message between a queue and a worker's memory is there again at once)."""
+    return sorted((pending - in_broker) & set(watch.unseen))
+
+
+class LostBatchSweep:
+    """The sweep thread of one worker (see the module docstring)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        broker: redis.Redis,
+        keys: Keys,
+        queues: tuple[str, ...],
+        after: float,
+        send: SendBatch,
+    ) -> None:
+        self.client, self.broker, self.keys = client, broker, keys
+        self.queues, self.after, self.send = queues, after, send
+        self.every = max(0.5, min(SWEEP_EVERY_MAX, after / 4))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="newsdedup-lost-sweep", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.every + 10)
+        self.client.close()
+        self.broker.close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.sweep()
+            except (redis.RedisError, OSError) as exc:  # Redis away: the next sweep looks
+                log.debug("lost-batch sweep skipped: %s", exc)
+
+    def sweep(self, now: float | None = None) -> list[tuple[str, int]]:
+        """One look at every unfinished job, by the one worker holding the sweep lock.
+        Returns the (job, batch) pairs sent again."""
+        lock = self.client.lock(
+            self.keys.sweep_lock, timeout=max(60.0, 4 * self.every), blocking=False
+        )
+        if not lock.acquire():
+            return []
+        try:
+            now = time.time() if now is None else now
+            sent: list[tuple[str, int]] = []
+            for raw in self.client.zrangebyscore(self.keys.jobs, now - JOB_TTL_SECONDS, "+inf"):
+                job_id = as_text(raw)
+                sent.extend((job_id, index) for index in self._look_at(job_id, now))
+            return sent
+        finally:
+            with contextlib.suppress(LockError, redis.RedisError):
+                lock.release()
+
+    def _look_at(self, job_id: str, now: float) -> list[int]:
+        keys = self.keys
+        kind, sent_at = self.client.hmget(keys.job(job_id), "kind", "sent_at")
+        if kind is None or as_text(kind) != "backfill" or sent_at is None:
+            return []  # expired, not a backfill, or its tasks are still being sent
+        try:
+            progress = read_progress(self.client, keys, job_id)
+        except KeyError:
+            return []
+        if progress.finished or progress.tasks_done >= progress.tasks_total:
+            self.client.delete(keys.job_watch(job_id))
+            return []
+        raw = self.client.get(keys.job_watch(job_id))
+        watch = observe(
+            Watch.from_json(raw) if raw is not None else None,
+            (progress.processed, progress.tasks_done),
+            now,
+        )
+        lost: list[int] = []
+        if now - watch.since >= self.after:
+            pending = {int(i) for i in self.client.hkeys(keys.job_plan(job_id))}
+            in_broker = self._in_broker(job_id)
+            if pending and in_broker is not None:
+                lost = lost_batches(watch, pending, in_broker)
+                if lost:
+                    self._send_again(job_id, lost, now - watch.since)
+                    watch = Watch(watch.progress, now)  # give them time to run
+                else:
+                    watch = replace(watch, unseen=tuple(sorted(pending - in_broker)))
+        self.client.set(keys.job_watch(job_id), watch.to_json(), ex=JOB_TTL_SECONDS)
+        return lost
+
+    def _in_broker(self, job_id: str) -> set[int] | None:
+        task_ids = broker_task_ids(self.broker, self.keys.prefix, self.queues, SCAN_LIMIT)
+        if task_ids is None:
+            return None
+        found = (batch_of_task_id(task_id) for task_id in task_ids)
+        return {batch[1] for batch in found if batch is not None and batch[0] == job_id}
+
+    def _send_again(self, job_id: str, lost: list[int], stalled: float) -> None:
+        keys = self.keys
+        specs = self.client.hmget(keys.job_plan(job_id), [str(i) for i in lost])
+        source = self.client.hget(keys.job(job_id), "source")
+        default_source = as_text(source) if source is not None else None
+        for index, spec in zip(lost, specs, strict=True):
+            if spec is None:  # ended since the plan was read
+                continue
+            resend = int(self.client.hincrby(keys.job(job_id), "resent_tasks", 1))
+            task_id = batch_task_id(job_id, index, resend)
+            self.send(job_id, index, json.loads(spec), default_source, task_id)
+        log.warning(
+            "job %s: %s lost on the way to a worker (no progress for %.0f s, no message "
+            "queued or held for %s): sent again",
+            job_id,
+            counted(len(lost), "batch", "batches"),
+            stalled,
+            "it" if len(lost) == 1 else "them",
+        )
