@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import redis
-from conftest import RedisTarget, cli_env
+from conftest import RedisTarget, cli_env, run_cli
 from kombu import Connection, Exchange, Queue
 from support.faults import (
     BrpopReplyCutter,
@@ -31,12 +31,13 @@ from support.faults import (
     worker_logs,
     write_inputs,
 )
+from support.loopback import LoopbackServer
 
 from workers.index.keys import Keys
 from workers.ingest.plan import Plan, plan_backfill
 from workers.ops.connection import broker_for
 from workers.worker import lost
-from workers.worker.app import INGEST_QUEUE
+from workers.worker.app import FETCH_QUEUE, INGEST_QUEUE
 from workers.worker.broker import Transport
 from workers.worker.jobs import (
     batch_of_task_id,
@@ -46,7 +47,7 @@ from workers.worker.jobs import (
     read_progress,
     record_job,
 )
-from workers.worker.lost import LostBatchSweep, Watch, lost_batches, observe
+from workers.worker.lost import LostBatchSweep, LostPolls, Watch, lost_batches, observe
 
 AFTER = 60.0
 T0 = time.time()  # the sweeps' clock starts now (jobs are kept for a week), passed in
@@ -223,6 +224,31 @@ def test_a_queue_too_long_to_read_defers_the_look(
     assert sweep.sweep(T0 + AFTER + 3) == [(job.id, 1), (job.id, 2)]
 
 
+def test_a_waited_on_poll_is_sent_again_only_when_the_broker_holds_it_nowhere(
+    redis_target: RedisTarget, prefix: str
+) -> None:
+    queue = Queue(FETCH_QUEUE, Exchange(FETCH_QUEUE, type="direct"), FETCH_QUEUE)
+    options = {"global_keyprefix": prefix}
+    url = broker_for(redis_target.url)
+    with Connection(url, transport=Transport, transport_options=options) as conn:
+        conn.Producer().publish(
+            {}, exchange=queue.exchange, routing_key=FETCH_QUEUE, declare=[queue],
+            headers={"id": "queued-poll", "task": "newsdedup.poll_feed"},
+        )  # fmt: skip
+    now = [T0]
+    resent: list[str] = []
+    broker = redis.Redis.from_url(url.replace("redis+socket://", "unix://"))
+    polls = LostPolls(broker, prefix, (FETCH_QUEUE,), AFTER, resent.append, lambda: now[0])
+    waiting = {"queued-poll", "lost-poll"}
+    for now[0] in (T0, T0 + polls.every, T0 + AFTER):  # sent; not yet due; due: noted
+        assert polls.check(waiting) == []
+    now[0] = T0 + AFTER + polls.every
+    assert polls.check(waiting) == ["lost-poll"] and resent == ["lost-poll"]
+    now[0] += polls.every
+    assert polls.check(waiting) == []  # sent again: due again only after AFTER
+    polls.close()
+
+
 # ------------------------------------------------------------------------------ end to end
 
 
@@ -262,4 +288,47 @@ def test_a_batch_whose_delivery_the_network_cut_off_is_run(
             assert client.hlen(keys.job_plan(job_id)) == 0  # every batch ended
     finally:
         client.close()
+        cutter.close()
+
+
+FEED = b"""<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>Wire</title><link>https://example.com/</link>
+<item><title>Port reopens after the storm</title><link>https://example.com/a/1</link>
+<guid>https://example.com/a/1</guid><description>The port reopened on Monday after three
+days of closure, the authority said, and the first ships were unloading by noon.
+</description></item>
+<item><title>Council approves the budget</title><link>https://example.com/a/2</link>
+<guid>https://example.com/a/2</guid><description>The city council approved next year's
+budget by nine votes to four after a debate that lasted into the night.</description></item>
+</channel></rss>"""
+
+
+@needs_redis_server
+def test_a_poll_whose_delivery_the_network_cut_off_is_sent_again(
+    tmp_path: Path, private_redis: PrivateRedis, loopback: LoopbackServer
+) -> None:
+    """`newsdedup poll --wait` against running workers: the poll's message is popped for
+    the worker and the reply cut. The command sends it again under the same task id, and
+    its report comes back with every entry published once."""
+    cutter = BrpopReplyCutter(private_redis.port)
+    loopback.serve("/feed.xml", FEED)
+    env = cli_env(
+        redis_url=cutter.url,
+        prefix="lostpoll:",
+        NEWSDEDUP_ALLOW_PRIVATE_NETWORKS="1",
+        NEWSDEDUP_FEEDS__HOST_DELAY="0",
+        NEWSDEDUP_WORKER__LOST_BATCH_AFTER="3",
+    )
+    try:
+        with running_workers(env, tmp_path, 1, "WARNING"):
+            cutter.armed = 1
+            args = ["poll", loopback.url("/feed.xml"), "--fetch-article", "never", "--json"]
+            result = run_cli([*args, "--wait", "--timeout", "120"], env, timeout=180)
+        assert result.returncode == 0, result.stderr + worker_logs(tmp_path)
+        assert cutter.cut == 1
+        assert "the poll's message was lost on the way to a worker; sent again" in result.stderr
+        report = json.loads(result.stdout.strip().splitlines()[-1])
+        assert (report["outcome"], report["new"], report["published"]) == ("polled", 2, 2)
+        assert len(loopback.requests("/feed.xml")) == 1  # the lost message never ran
+    finally:
         cutter.close()

@@ -108,6 +108,7 @@ def poll(
     """
     from workers.cli.supervisor import local_worker, wait_for_polls
     from workers.feeds.status import PollReport, record_poll_queued
+    from workers.worker.lost import watch_polls
     from workers.worker.runtime import load_feed_specs
 
     settings = ctx.settings
@@ -122,15 +123,19 @@ def poll(
         from workers.worker.tasks import poll_feed
 
         task_ids = []
+        sent = {}
         try:
             for spec in specs:
                 task_id = str(uuid.uuid4())
                 record_poll_queued(runtime.client, runtime.keys, task_id, spec)
                 poll_feed.apply_async(args=(spec.to_json(),), task_id=task_id)
                 task_ids.append(task_id)
-        finally:
-            app.pool.force_close_all()  # this process sends nothing more
+                sent[task_id] = spec
+        except BaseException:
+            app.pool.force_close_all()
+            raise
         if not ends.embedded and not wait:
+            app.pool.force_close_all()  # this process sends nothing more
             for spec, task_id in zip(specs, task_ids, strict=True):
                 if as_json:
                     queued = {"feed": spec.name, "url": spec.url, "outcome": "enqueued"}
@@ -138,12 +143,31 @@ def poll(
                 else:
                     click.echo(f"enqueued a poll of {spec.url} (task {task_id})")
             return
-        if ends.embedded:
-            processes = min(len(specs), 4)
-            with local_worker(ends, ctx.settings, processes, "fetch,ingest") as (worker, log):
-                records = wait_for_polls(runtime, task_ids, worker, log, timeout)
-        else:
-            records = wait_for_polls(runtime, task_ids, None, None, timeout)
+
+        def send_again(task_id: str) -> None:
+            spec = sent[task_id]
+            click.echo(
+                f"{spec.name} ({spec.url}): the poll's message was lost on the way to a "
+                "worker; sent again",
+                err=True,
+            )
+            poll_feed.apply_async(args=(spec.to_json(),), task_id=task_id)
+
+        settings = ctx.settings
+        lost = watch_polls(
+            app.conf.broker_url, settings.prefix, settings.worker.lost_batch_after, send_again
+        )
+        try:
+            if ends.embedded:
+                processes = min(len(specs), 4)
+                with local_worker(ends, ctx.settings, processes, "fetch,ingest") as (worker, log):
+                    records = wait_for_polls(runtime, task_ids, worker, log, timeout, lost)
+            else:
+                records = wait_for_polls(runtime, task_ids, None, None, timeout, lost)
+        finally:
+            if lost is not None:
+                lost.close()
+            app.pool.force_close_all()  # this process sends nothing more
     failed = False
     for spec, (task_id, record) in zip(specs, records, strict=True):
         if record.get("state") != "done":

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workers.cli.common import fail, stop_on_signals
 from workers.config import Settings
@@ -29,6 +29,9 @@ from workers.ops.processes import LIFELINE_FD_ENV, PARENT_PID_ENV, kill_group
 from workers.ops.stats import write_refusal
 from workers.worker.jobs import JobProgress, read_progress
 from workers.worker.runtime import Runtime
+
+if TYPE_CHECKING:
+    from workers.worker.lost import LostPolls
 
 
 def follow_job(
@@ -312,7 +315,10 @@ def wait_for_polls(
     worker: subprocess.Popen[bytes] | None,
     log_path: Path | None,
     timeout: float | None,
+    lost: LostPolls | None = None,
 ) -> list[tuple[str, dict[str, str]]]:
+    """Wait for the polls `task_ids` to end; `lost` sends again any whose message the
+    broker lost on its way to a worker."""
     from rich.console import Console
 
     started = time.monotonic()
@@ -330,6 +336,8 @@ def wait_for_polls(
                 presence.check(len(records))
             if len(records) == len(task_ids):
                 return [(task_id, records[task_id]) for task_id in task_ids]
+            if lost is not None:
+                lost.check({task_id for task_id in task_ids if task_id not in records})
             if worker is not None and worker.poll() is not None:
                 where = f"; see {log_path}" if log_path else ""
                 fail(f"the worker process exited with code {worker.returncode}{where}")

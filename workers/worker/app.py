@@ -242,16 +242,15 @@ def _send_batch_again(
 def _start_lost_sweep(sender: Any = None, **_: Any) -> None:
     global _lost_sweep
     from workers.index.keys import Keys
+    from workers.worker.broker import broker_redis_url
     from workers.worker.lost import LostBatchSweep
     from workers.worker.presence import heartbeat_client
     from workers.worker.runtime import worker_redis_url
 
     settings = process_settings()
     data_url = worker_redis_url(settings)
-    broker_url = settings.broker_url or data_url
-    if broker_url.startswith("redis+socket://"):
-        broker_url = "unix://" + broker_url[len("redis+socket://") :]
-    if not broker_url.startswith(("redis://", "rediss://", "unix://")):
+    broker_url = broker_redis_url(settings.broker_url or data_url)
+    if broker_url is None:
         return
     _lost_sweep = LostBatchSweep(
         heartbeat_client(data_url),

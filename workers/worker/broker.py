@@ -257,3 +257,13 @@ def _json_or_none(raw: bytes | str) -> Any:
         return json.loads(raw)
     except ValueError:
         return None
+
+
+def broker_redis_url(broker_url: str) -> str | None:
+    """The redis-py URL of a Redis broker (kombu spells a Unix socket redis+socket://), or
+    None for any other broker."""
+    if broker_url.startswith("redis+socket://"):
+        return "unix://" + broker_url[len("redis+socket://") :]
+    if broker_url.startswith(("redis://", "rediss://", "unix://")):
+        return broker_url
+    return None

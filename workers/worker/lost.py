@@ -23,6 +23,11 @@ time) makes it run twice, which publishes nothing twice: the job's done set and 
 batches guard every input (workers/worker/batches.py). With RabbitMQ as the broker there
 is no such window (a delivery is unacknowledged from the moment the broker sends it), and
 no sweep runs.
+
+A poll sent by `newsdedup poll --wait` is watched the same way by the command itself
+(`LostPolls`): found in the broker on no two looks in a row once `lost_batch_after` has
+passed, it is sent again under its task id, whose record the command is waiting on. A
+poll the beat sends needs no such care: the next one comes at the feed's interval.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from redis.exceptions import LockError
 from workers.index.keys import JOB_TTL_SECONDS, Keys
 from workers.messages import counted
 from workers.ops.connection import as_text
-from workers.worker.broker import broker_task_ids
+from workers.worker.broker import broker_redis_url, broker_task_ids
 from workers.worker.jobs import batch_of_task_id, batch_task_id, read_progress
 
 log = logging.getLogger(__name__)
@@ -200,3 +205,67 @@ class LostBatchSweep:
             stalled,
             "it" if len(lost) == 1 else "them",
         )
+
+
+class LostPolls:
+    """For a command waiting on the polls it sent: sends again, with `resend(task_id)`,
+    each whose message the broker has held neither now nor at the previous look, once
+    `after` seconds have passed since it was sent (or last sent again)."""
+
+    def __init__(
+        self,
+        broker: redis.Redis,
+        prefix: str,
+        queues: tuple[str, ...],
+        after: float,
+        resend: Callable[[str], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.broker, self.prefix, self.queues = broker, prefix, queues
+        self.after, self.resend, self.clock = after, resend, clock
+        self.every = max(0.5, min(SWEEP_EVERY_MAX, after / 4))
+        self._sent: dict[str, float] = {}  # task id -> when sent (or sent again)
+        self._unseen: set[str] = set()
+        self._last_look = -float("inf")
+
+    def check(self, waiting: set[str]) -> list[str]:
+        """Look (at most every `every` seconds) for the waited-on polls; the ones sent again."""
+        now = self.clock()
+        for task_id in waiting:
+            self._sent.setdefault(task_id, now)
+        if now - self._last_look < self.every:
+            return []
+        self._last_look = now
+        due = {task_id for task_id in waiting if now - self._sent[task_id] >= self.after}
+        if not due:
+            self._unseen = set()
+            return []
+        try:
+            in_broker = broker_task_ids(self.broker, self.prefix, self.queues, SCAN_LIMIT)
+        except (redis.RedisError, OSError):
+            return []  # Redis away: the next look
+        if in_broker is None:
+            return []
+        unseen = due - in_broker
+        lost = sorted(unseen & self._unseen)
+        for task_id in lost:
+            self.resend(task_id)
+            self._sent[task_id] = now
+        self._unseen = unseen - set(lost)
+        return lost
+
+    def close(self) -> None:
+        self.broker.close()
+
+
+def watch_polls(
+    broker_url: str, prefix: str, after: float, resend: Callable[[str], None]
+) -> LostPolls | None:
+    """A `LostPolls` for the fetch queue of a Redis broker; None for any other broker."""
+    from workers.worker.app import FETCH_QUEUE
+    from workers.worker.presence import heartbeat_client
+
+    url = broker_redis_url(broker_url)
+    if url is None:
+        return None
+    return LostPolls(heartbeat_client(url), prefix, (FETCH_QUEUE,), after, resend)
