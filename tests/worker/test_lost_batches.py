@@ -44,8 +44,10 @@ from workers.worker.jobs import (
     batch_task_id,
     mark_sent,
     new_job_id,
+    plan_entry,
     read_progress,
     record_job,
+    spec_of_plan_entry,
 )
 from workers.worker.lost import LostBatchSweep, LostPolls, Watch, lost_batches, observe
 
@@ -65,6 +67,15 @@ def test_batch_task_ids_name_their_job_and_batch() -> None:
     assert batch_of_task_id(batch_task_id(job, 7, 2)) == (job, 7)
     for other in ("9f1c5e0e-3b9a-4c47-8a55-0d4c2b8f1e11", f"{job}/x", "", "a/b/c/d"):
         assert batch_of_task_id(other) is None
+
+
+@pytest.mark.unit
+def test_the_plan_keeps_a_batch_of_single_files_in_a_fraction_of_its_message() -> None:
+    paths = [{"path": f"2026/12/07/world/article-{n:05d}.html"} for n in range(200)]
+    spec = {"root": "/data/archive/ممتلكات", "inputs": 200, "locations": paths}
+    entry = plan_entry(spec)
+    assert spec_of_plan_entry(entry) == spec
+    assert len(entry) < len(json.dumps(spec)) / 5
 
 
 @pytest.mark.unit

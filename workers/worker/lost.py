@@ -48,7 +48,12 @@ from workers.index.keys import JOB_TTL_SECONDS, Keys
 from workers.messages import counted
 from workers.ops.connection import as_text
 from workers.worker.broker import broker_redis_url, broker_task_ids
-from workers.worker.jobs import batch_of_task_id, batch_task_id, read_progress
+from workers.worker.jobs import (
+    batch_of_task_id,
+    batch_task_id,
+    read_progress,
+    spec_of_plan_entry,
+)
 
 log = logging.getLogger(__name__)
 
@@ -194,9 +199,10 @@ class LostBatchSweep:
         for index, spec in zip(lost, specs, strict=True):
             if spec is None:  # ended since the plan was read
                 continue
+            assert isinstance(spec, bytes), "the data client reads bytes"
             resend = int(self.client.hincrby(keys.job(job_id), "resent_tasks", 1))
             task_id = batch_task_id(job_id, index, resend)
-            self.send(job_id, index, json.loads(spec), default_source, task_id)
+            self.send(job_id, index, spec_of_plan_entry(spec), default_source, task_id)
         log.warning(
             "job %s: %s lost on the way to a worker (no progress for %.0f s, no message "
             "queued or held for %s): sent again",
