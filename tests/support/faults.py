@@ -271,6 +271,21 @@ def job_state(client: redis.Redis, keys: Keys, job_id: str) -> str:
     return f"\n----- job state: {progress}; unacked messages {tags}; {queued} queued"
 
 
+@dataclass
+class JobLogs:
+    """For a failure message: the job's state, once `job_id` is known, and the workers'
+    logs in `folder`."""
+
+    client: redis.Redis
+    keys: Keys
+    folder: Path
+    job_id: str = ""
+
+    def __call__(self) -> str:
+        state = job_state(self.client, self.keys, self.job_id) if self.job_id else ""
+        return state + worker_logs(self.folder)
+
+
 def wait_until(
     condition: Callable[[], bool], timeout: float, what: str, logs: Callable[[], str]
 ) -> float:

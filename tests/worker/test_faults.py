@@ -31,16 +31,15 @@ import pytest
 import redis
 from conftest import cli_env, run_cli
 from support.faults import (
+    JobLogs,
     PrivateRedis,
     check_accounting,
     enqueue,
     job_settled,
-    job_state,
     needs_redis_server,
     processed_at_least,
     running_workers,
     wait_until,
-    worker_logs,
     write_inputs,
 )
 
@@ -120,20 +119,15 @@ def run_outage(
         NEWSDEDUP_WORKER__LOST_BATCH_AFTER="30",
     )
     client = redis.Redis.from_url(server.url, socket_connect_timeout=1)
-
-    def logs() -> str:
-        state = job_state(client, keys, job_id) if job_id else ""
-        return state + worker_logs(tmp_path)
-
-    job_id = ""
+    logs = JobLogs(client, keys, tmp_path)
 
     def settled() -> bool:
-        return job_settled(client, keys, job_id)
+        return job_settled(client, keys, logs.job_id)
 
     try:
         with running_workers(env, tmp_path, 2, loglevel) as workers:
             inputs = write_inputs(tmp_path / "in", count, seed=1)  # while the workers start
-            job_id = enqueue(inputs, env)
+            job_id = logs.job_id = enqueue(inputs, env)
             gap = outage(server, client, keys, job_id, count, down_seconds, how, logs)
             # Acknowledged in the end, on the workers' new connections: no message is left
             # in the unacked hash to come back after the visibility timeout (an hour).

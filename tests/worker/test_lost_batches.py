@@ -20,11 +20,11 @@ from conftest import RedisTarget, cli_env, run_cli
 from kombu import Connection, Exchange, Queue
 from support.faults import (
     BrpopReplyCutter,
+    JobLogs,
     PrivateRedis,
     check_accounting,
     enqueue,
     job_settled,
-    job_state,
     needs_redis_server,
     running_workers,
     wait_until,
@@ -49,7 +49,7 @@ from workers.worker.jobs import (
     record_job,
     spec_of_plan_entry,
 )
-from workers.worker.lost import LostBatchSweep, LostPolls, Watch, lost_batches, observe
+from workers.worker.lost import LostBatchSweep, LostPolls, Watch, observe, unseen_twice
 
 AFTER = 60.0
 T0 = time.time()  # the sweeps' clock starts now (jobs are kept for a week), passed in
@@ -87,8 +87,8 @@ def test_the_clock_restarts_on_progress_and_only_twice_unseen_batches_are_lost()
     assert observe(first, (10, 2), T0 + 5) == Watch((10, 2), T0 + 5)
     # Not found at the previous look and not now: lost. Found now, or ended: not.
     watch = Watch((10, 1), T0, unseen=(2, 3, 4))
-    assert lost_batches(watch, pending={2, 3, 5}, in_broker={3}) == [2]
-    assert lost_batches(Watch((10, 1), T0), pending={2}, in_broker=set()) == []
+    assert unseen_twice(watch.unseen, due={2, 3, 5}, in_broker={3}) == [2]
+    assert unseen_twice((), due={2}, in_broker=set()) == []
     assert Watch.from_json(watch.to_json()) == watch
 
 
@@ -280,16 +280,12 @@ def test_a_batch_whose_delivery_the_network_cut_off_is_run(
         NEWSDEDUP_WORKER__LOST_BATCH_AFTER="5",
     )
     client = redis.Redis.from_url(private_redis.url)
-    job_id = ""
-
-    def logs() -> str:
-        return (job_state(client, keys, job_id) if job_id else "") + worker_logs(tmp_path)
-
+    logs = JobLogs(client, keys, tmp_path)
     try:
         with running_workers(env, tmp_path, 2, "WARNING"):
             inputs = write_inputs(tmp_path / "in", 1000, seed=3)
             cutter.armed = 1
-            job_id = enqueue(inputs, env)
+            job_id = logs.job_id = enqueue(inputs, env)
             wait_until(lambda: job_settled(client, keys, job_id), 120, "the job settled", logs)
             assert cutter.cut == 1
             progress = read_progress(client, keys, job_id)

@@ -108,7 +108,7 @@ def poll(
     """
     from workers.cli.supervisor import local_worker, wait_for_polls
     from workers.feeds.status import PollReport, record_poll_queued
-    from workers.worker.lost import watch_polls
+    from workers.worker.lost import LostPolls, watch_polls
     from workers.worker.runtime import load_feed_specs
 
     settings = ctx.settings
@@ -122,45 +122,39 @@ def poll(
         app = command_app(ctx, ends)
         from workers.worker.tasks import poll_feed
 
-        task_ids = []
-        sent = {}
+        task_ids: list[str] = []
+        lost: LostPolls | None = None
         try:
             for spec in specs:
                 task_id = str(uuid.uuid4())
                 record_poll_queued(runtime.client, runtime.keys, task_id, spec)
                 poll_feed.apply_async(args=(spec.to_json(),), task_id=task_id)
                 task_ids.append(task_id)
-                sent[task_id] = spec
-        except BaseException:
-            app.pool.force_close_all()
-            raise
-        if not ends.embedded and not wait:
-            app.pool.force_close_all()  # this process sends nothing more
-            for spec, task_id in zip(specs, task_ids, strict=True):
-                if as_json:
-                    queued = {"feed": spec.name, "url": spec.url, "outcome": "enqueued"}
-                    click.echo(json.dumps({**queued, "task_id": task_id}, ensure_ascii=False))
-                else:
-                    click.echo(f"enqueued a poll of {spec.url} (task {task_id})")
-            return
+            if not ends.embedded and not wait:
+                for spec, task_id in zip(specs, task_ids, strict=True):
+                    if as_json:
+                        queued = {"feed": spec.name, "url": spec.url, "outcome": "enqueued"}
+                        click.echo(json.dumps({**queued, "task_id": task_id}, ensure_ascii=False))
+                    else:
+                        click.echo(f"enqueued a poll of {spec.url} (task {task_id})")
+                return
+            spec_of_task = dict(zip(task_ids, specs, strict=True))
 
-        def send_again(task_id: str) -> None:
-            spec = sent[task_id]
-            click.echo(
-                f"{spec.name} ({spec.url}): the poll's message was lost on the way to a "
-                "worker; sent again",
-                err=True,
+            def send_again(task_id: str) -> None:
+                spec = spec_of_task[task_id]
+                click.echo(
+                    f"{spec.name} ({spec.url}): the poll's message was lost on the way to a "
+                    "worker; sent again",
+                    err=True,
+                )
+                poll_feed.apply_async(args=(spec.to_json(),), task_id=task_id)
+
+            lost = watch_polls(
+                app.conf.broker_url, settings.prefix, settings.worker.lost_batch_after, send_again
             )
-            poll_feed.apply_async(args=(spec.to_json(),), task_id=task_id)
-
-        settings = ctx.settings
-        lost = watch_polls(
-            app.conf.broker_url, settings.prefix, settings.worker.lost_batch_after, send_again
-        )
-        try:
             if ends.embedded:
                 processes = min(len(specs), 4)
-                with local_worker(ends, ctx.settings, processes, "fetch,ingest") as (worker, log):
+                with local_worker(ends, settings, processes, "fetch,ingest") as (worker, log):
                     records = wait_for_polls(runtime, task_ids, worker, log, timeout, lost)
             else:
                 records = wait_for_polls(runtime, task_ids, None, None, timeout, lost)

@@ -33,13 +33,14 @@ poll the beat sends needs no such care: the next one comes at the feed's interva
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from redis.exceptions import LockError
@@ -66,6 +67,9 @@ SWEEP_EVERY_MAX = 30.0
 
 # Sends one batch again: (job id, task index, its TaskSpec JSON, default source, task id).
 SendBatch = Callable[[str, int, dict[str, Any], str | None, str], None]
+# Job id -> the indexes of its batches the broker holds a message for.
+BrokerBatches = dict[str, set[int]]
+T = TypeVar("T", int, str)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +97,15 @@ def observe(previous: Watch | None, progress: tuple[int, int], now: float) -> Wa
     return previous
 
 
-def lost_batches(watch: Watch, pending: set[int], in_broker: set[int]) -> list[int]:
-    """The batches to send again: pending, and found in the broker neither now nor at the
+def unseen_twice(previously_unseen: Iterable[T], due: set[T], in_broker: set[T]) -> list[T]:
+    """The messages to send again: due, and found in the broker neither now nor at the
     previous look (a message between a queue and a worker's memory is there again at once)."""
-    return sorted((pending - in_broker) & set(watch.unseen))
+    return sorted((due - in_broker) & set(previously_unseen))
+
+
+def look_every(after: float) -> float:
+    """Seconds between looks for messages lost after `after` seconds."""
+    return max(0.5, min(SWEEP_EVERY_MAX, after / 4))
 
 
 class LostBatchSweep:
@@ -113,7 +122,7 @@ class LostBatchSweep:
     ) -> None:
         self.client, self.broker, self.keys = client, broker, keys
         self.queues, self.after, self.send = queues, after, send
-        self.every = max(0.5, min(SWEEP_EVERY_MAX, after / 4))
+        self.every = look_every(after)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="newsdedup-lost-sweep", daemon=True)
 
@@ -143,16 +152,20 @@ class LostBatchSweep:
             return []
         try:
             now = time.time() if now is None else now
+            # Read at most once a sweep, and only if a job has stalled.
+            in_broker = functools.cache(self._broker_batches)
             sent: list[tuple[str, int]] = []
             for raw in self.client.zrangebyscore(self.keys.jobs, now - JOB_TTL_SECONDS, "+inf"):
                 job_id = as_text(raw)
-                sent.extend((job_id, index) for index in self._look_at(job_id, now))
+                sent.extend((job_id, i) for i in self._look_at(job_id, now, in_broker))
             return sent
         finally:
             with contextlib.suppress(LockError, redis.RedisError):
                 lock.release()
 
-    def _look_at(self, job_id: str, now: float) -> list[int]:
+    def _look_at(
+        self, job_id: str, now: float, broker_batches: Callable[[], BrokerBatches | None]
+    ) -> list[int]:
         keys = self.keys
         kind, sent_at = self.client.hmget(keys.job(job_id), "kind", "sent_at")
         if kind is None or as_text(kind) != "backfill" or sent_at is None:
@@ -173,9 +186,10 @@ class LostBatchSweep:
         lost: list[int] = []
         if now - watch.since >= self.after:
             pending = {int(i) for i in self.client.hkeys(keys.job_plan(job_id))}
-            in_broker = self._in_broker(job_id)
-            if pending and in_broker is not None:
-                lost = lost_batches(watch, pending, in_broker)
+            batches = broker_batches()
+            if pending and batches is not None:
+                in_broker = batches.get(job_id, set())
+                lost = unseen_twice(watch.unseen, pending, in_broker)
                 if lost:
                     self._send_again(job_id, lost, now - watch.since)
                     watch = Watch(watch.progress, now)  # give them time to run
@@ -184,12 +198,17 @@ class LostBatchSweep:
         self.client.set(keys.job_watch(job_id), watch.to_json(), ex=JOB_TTL_SECONDS)
         return lost
 
-    def _in_broker(self, job_id: str) -> set[int] | None:
+    def _broker_batches(self) -> BrokerBatches | None:
+        """The batches the broker holds a message for, by job; None when there are too
+        many messages to read."""
         task_ids = broker_task_ids(self.broker, self.keys.prefix, self.queues, SCAN_LIMIT)
         if task_ids is None:
             return None
-        found = (batch_of_task_id(task_id) for task_id in task_ids)
-        return {batch[1] for batch in found if batch is not None and batch[0] == job_id}
+        batches: BrokerBatches = {}
+        for batch in map(batch_of_task_id, task_ids):
+            if batch is not None:
+                batches.setdefault(batch[0], set()).add(batch[1])
+        return batches
 
     def _send_again(self, job_id: str, lost: list[int], stalled: float) -> None:
         keys = self.keys
@@ -229,7 +248,7 @@ class LostPolls:
     ) -> None:
         self.broker, self.prefix, self.queues = broker, prefix, queues
         self.after, self.resend, self.clock = after, resend, clock
-        self.every = max(0.5, min(SWEEP_EVERY_MAX, after / 4))
+        self.every = look_every(after)
         self._sent: dict[str, float] = {}  # task id -> when sent (or sent again)
         self._unseen: set[str] = set()
         self._last_look = -float("inf")
@@ -253,7 +272,7 @@ class LostPolls:
         if in_broker is None:
             return []
         unseen = due - in_broker
-        lost = sorted(unseen & self._unseen)
+        lost = unseen_twice(self._unseen, due, in_broker)
         for task_id in lost:
             self.resend(task_id)
             self._sent[task_id] = now
