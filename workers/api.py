@@ -29,7 +29,12 @@ from workers.document import Document, LoadedInput
 from workers.index.dedup import IndexMismatch, Outcome
 from workers.index.keys import JOB_TTL_SECONDS, Keys
 from workers.ingest.load import cap_title, document_from_record, encodable, record_text
-from workers.ops.connection import RedisUnavailable, as_text
+from workers.ops.connection import (
+    RedisUnavailable,
+    ServerEvicts,
+    as_text,
+    server_eviction_risk,
+)
 from workers.ops.streams import Entry, iter_range
 from workers.pipeline.process import process_with_runtime
 from workers.records import (
@@ -215,7 +220,8 @@ class Index:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._resources = ExitStack()
-        self._runtime, ends = self._resources.enter_context(connected_runtime(settings))
+        opened = connected_runtime(settings, writes=True)
+        self._runtime, ends = self._resources.enter_context(opened)
         # The Redis the index is in (the embedded server's: its Unix socket), and whether it
         # is the embedded server of `settings.data_dir`.
         self.redis_url = ends.redis_url
@@ -248,6 +254,8 @@ class Index:
         if len(set(refs)) < len(refs):
             twice = next(ref for ref in refs if refs.count(ref) > 1)
             raise ValueError(f"two inputs have the input_ref {twice!r}: refs must differ")
+        if (risk := server_eviction_risk(self.client)) is not None:
+            raise ServerEvicts(risk, self.redis_url)  # set after the index was opened
         since = self._begin_job(job_id)
         try:
             # A job of its own for each call: the index's redelivery guard (the job's done
@@ -393,9 +401,9 @@ def open_index(
     set, else the embedded server of NEWSDEDUP_DATA_DIR (default ./.newsdedup). The
     embedded server is started, or attached to when another process runs it.
 
-    Raises ConfigError (a bad setting), RedisUnavailable (no Redis), and, at the first
-    submit, IndexMismatch (an index built with other fingerprint settings); each with a
-    one-line message."""
+    Raises ConfigError (a bad setting), RedisUnavailable (no Redis, or one that deletes
+    keys when full: then at any submit too), and, at the first submit, IndexMismatch (an
+    index built with other fingerprint settings); each with a one-line message."""
     if data_dir is not None and redis_url is not None:
         raise ValueError("give data_dir (the embedded server) or redis_url, not both")
     changes = dict(overrides or {})

@@ -92,7 +92,7 @@ def index_rebuild(ctx: Context, yes: bool) -> None:
     from workers.pipeline.process import rebuild_index
 
     confirm(yes, "rebuild the dedup index from the docs stream")
-    with open_runtime(ctx, rules=True) as (runtime, _):
+    with open_runtime(ctx, rules=True, writes=True) as (runtime, _):
         runtime.index.reset()
         totals = rebuild_index(runtime)
     click.echo(

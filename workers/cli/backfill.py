@@ -138,7 +138,7 @@ def backfill(
     ingest = settings.ingest
     limits = Limits.from_settings(settings)
     plan = plan_backfill(list(paths), batch_size=ingest.batch_size, limits=limits)
-    with open_runtime(ctx, rules=True) as (runtime, ends):
+    with open_runtime(ctx, rules=True, writes=True) as (runtime, ends):
         blocked = BlockedWait(runtime)
         retry_while_outage(runtime.index.ensure_params, blocked)
         job_id = new_job_id()

@@ -147,14 +147,19 @@ def old_option_name(old: str, new: str, dest: str, **option: Any) -> Callable[[F
 
 
 def open_runtime(
-    ctx: Context, *, rules: bool = False, feeds: tuple[FeedSpec, ...] | None = None
+    ctx: Context,
+    *,
+    rules: bool = False,
+    feeds: tuple[FeedSpec, ...] | None = None,
+    writes: bool = False,
 ) -> AbstractContextManager[tuple[Runtime, Endpoints]]:
     """Connect to the configured Redis, or start/attach the embedded one (see
     `connected_runtime`: with `rules`, the boilerplate rules are read before any server
-    starts; `feeds`, the feeds config when the command has read it already)."""
+    starts; `feeds`, the feeds config when the command has read it already; `writes`, the
+    command processes or queues work, which a Redis that evicts keys would lose)."""
     from workers.worker.runtime import connected_runtime
 
-    return connected_runtime(ctx.settings, rules=rules, feeds=feeds)
+    return connected_runtime(ctx.settings, rules=rules, feeds=feeds, writes=writes)
 
 
 def command_app(ctx: Context, ends: Endpoints) -> Celery:

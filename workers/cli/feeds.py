@@ -117,7 +117,7 @@ def poll(
     # at once.
     feeds = load_feed_specs(settings)
     specs = [_feed_spec(settings, feeds, target, source, fetch_article) for target in targets]
-    with open_runtime(ctx, rules=True, feeds=feeds) as (runtime, ends):
+    with open_runtime(ctx, rules=True, feeds=feeds, writes=True) as (runtime, ends):
         runtime.index.ensure_params()
         app = command_app(ctx, ends)
         from workers.worker.tasks import poll_feed

@@ -28,7 +28,7 @@ def _run_celery(ctx: Context, what: str, argv: list[str], *, beat: bool = False)
 
     from workers.ops.connection import as_text, child_environment, redact
 
-    with open_runtime(ctx, rules=True) as (runtime, ends):
+    with open_runtime(ctx, rules=True, writes=True) as (runtime, ends):
         runtime.index.ensure_params()
         lock = None
         if beat:

@@ -7,7 +7,7 @@ import os
 import re
 import ssl
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -71,6 +71,67 @@ class RedisUnavailable(Exception):
     """Redis cannot be reached; the message is one line with the (redacted) URL."""
 
 
+class ServerEvicts(RedisUnavailable):
+    """Redis deletes keys of its own accord when it is full (an evicting maxmemory-policy
+    under a maxmemory): newsdedup writes nothing to it. `risk` says which setting."""
+
+    def __init__(self, risk: str, url: str | None = None) -> None:
+        self.risk = risk
+        # What a worker waiting for the setting to change logs (`outage_reason`).
+        self.reason = f"deleting keys when full ({risk}): set maxmemory-policy noeviction"
+        where = f"Redis at {redact(url)}" if url else "Redis"
+        super().__init__(
+            f"{where} deletes keys when it is full ({risk}), which would lose the index, "
+            "jobs, queued batches and published documents without a word: set "
+            "maxmemory-policy noeviction (then newsdedup waits while Redis is full)"
+        )
+
+
+# Seconds between looks while a worker waits for a server that evicts keys to stop.
+EVICTION_LOOK_EVERY = 5.0
+
+
+def eviction_risk(memory: Mapping[str, Any]) -> str | None:
+    """The settings under which Redis may delete keys to make room (from INFO memory), in a
+    few words; None when it never does: policy `noeviction`, or no maxmemory at all.
+    Every other policy can take newsdedup's keys: `allkeys-*` any key, `volatile-*` the
+    keys with a time to live, which include the jobs' state and the locks."""
+    policy = as_text(memory.get("maxmemory_policy", "noeviction"))
+    limit = int(memory.get("maxmemory", 0) or 0)
+    if policy == "noeviction" or limit == 0:
+        return None
+    shown = as_text(memory.get("maxmemory_human", limit))
+    return f"maxmemory {shown}, maxmemory-policy {policy}"
+
+
+def server_eviction_risk(client: redis.Redis) -> str | None:
+    """`eviction_risk` of the server `client` talks to; None too when INFO is not allowed
+    (an ACL): then there is nothing to go by."""
+    try:
+        memory: Any = client.info("memory")
+    except redis.ResponseError:
+        return None
+    return eviction_risk(memory)
+
+
+def wait_while_evicting(
+    client: redis.Redis, until: float, on_wait: Callable[[str, float], None] | None = None
+) -> None:
+    """Return once the server would not evict keys (`server_eviction_risk`), checking every
+    few seconds until `until` (time.monotonic()); past it, raise `ServerEvicts`, an outage
+    (`outage_reason`). What a worker does before it writes a batch: a server that took the
+    setting mid-run must not delete what the batch is about to write."""
+    first = time.monotonic()
+    while (risk := server_eviction_risk(client)) is not None:
+        error = ServerEvicts(risk)
+        now = time.monotonic()
+        if now >= until:
+            raise error
+        if on_wait is not None:
+            on_wait(error.reason, now - first)
+        time.sleep(min(EVICTION_LOOK_EVERY, until - now))
+
+
 def redact(text: str) -> str:
     """`text`, a URL or a message naming URLs, safe for logs and error messages: each URL's
     password replaced (`user:***@host`), or its whole userinfo when it has no password
@@ -107,6 +168,8 @@ def outage_reason(error: BaseException | None) -> str | None:
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
+        if isinstance(error, ServerEvicts):
+            return error.reason
         if isinstance(error, redis.AuthenticationError) or not _transient(error):
             return None  # a ConnectionError that waiting cannot fix
         if isinstance(error, redis.ConnectionError | redis.TimeoutError) and not isinstance(
@@ -300,10 +363,12 @@ def too_old(server_info: dict[str, Any]) -> str | None:
     return version if numbers and numbers < OLDEST_SERVER else None
 
 
-def ping(client: redis.Redis, url: str) -> None:
+def ping(client: redis.Redis, url: str, *, writes: bool = False) -> None:
     """Check that Redis answers, and is a version we support, as a command starting does:
     quickly. The client's own retries (about 9 s) are for a running process riding out a
-    restart; a command started while Redis is down says so within a second instead."""
+    restart; a command started while Redis is down says so within a second instead.
+    With `writes` (a command that processes or queues work), a server that would evict
+    keys is refused too (`ServerEvicts`); commands that only read or delete may use it."""
     pool = client.connection_pool
     quick = HoldingRetry(window=0.3)
     probe = redis.Redis(
@@ -317,6 +382,7 @@ def ping(client: redis.Redis, url: str) -> None:
         except redis.ResponseError:  # INFO not allowed to this user (ACL): answering will do
             probe.ping()
             old = None
+        risk = server_eviction_risk(probe) if writes and not old else None
     except redis.AuthenticationError as exc:  # a ConnectionError: catch it first
         raise RedisUnavailable(f"Redis at {redact(url)} refused the credentials: {exc}") from None
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
@@ -330,6 +396,8 @@ def ping(client: redis.Redis, url: str) -> None:
             f"Redis at {redact(url)} is version {old}; newsdedup needs Redis {oldest} or newer "
             "(or Valkey)"
         )
+    if risk:
+        raise ServerEvicts(risk, url)
 
 
 @dataclass(frozen=True, slots=True)

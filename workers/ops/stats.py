@@ -33,7 +33,14 @@ from workers.index.keys import (
 )
 from workers.index.scripts import PROBE_WRITE
 from workers.messages import counted, printable
-from workers.ops.connection import HoldingRetry, as_text, is_outage, outage_reason
+from workers.ops.connection import (
+    HoldingRetry,
+    ServerEvicts,
+    as_text,
+    is_outage,
+    outage_reason,
+    server_eviction_risk,
+)
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -150,8 +157,9 @@ PROBE_PADDING = 256 * 1024
 
 
 def write_refusal(client: redis.Redis, keys: Keys) -> str | None:
-    """Why Redis refuses writes right now (full, read-only, loading, away, ...), in one line
-    with what to do; None when it takes them. Found out by writing (scripts/probe_write.lua: as
+    """Why Redis refuses writes right now (full, read-only, loading, away, ...), or the
+    workers do (it would delete keys when full), in one line with what to do; None when
+    it takes them. Found out by writing (scripts/probe_write.lua: as
     large as a worker's writes, stored small and briefly), so every cause the workers would
     meet is seen, whatever the server's configuration."""
     retry = client.get_retry()
@@ -161,6 +169,9 @@ def write_refusal(client: redis.Redis, keys: Keys) -> str | None:
 
     try:
         with waiting():
+            if (risk := server_eviction_risk(client)) is not None:
+                evicts = ServerEvicts(risk).reason  # the workers wait: worker/tasks.py
+                return f"Redis is {evicts}; the workers hold their batches until then"
             PROBE_WRITE(client, [keys.write_probe], ProbeArgs(bytes(PROBE_PADDING)))
         return None
     except Exception as exc:

@@ -209,6 +209,8 @@ class BatchRun:
         speed and strikes no input as a suspect. Best effort and without waiting: HDEL is
         one of the writes a full Redis still takes; an unreachable one takes none, and
         then the next start is merely careful."""
+        if self.attempt == 0:
+            return  # refused before `begin`: the cursor is an earlier start's, keep it
         keys, field_name = self.runtime.keys, str(self.task_index)
         try:
             with self.runtime.hold.holding(until=0.0):

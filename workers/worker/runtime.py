@@ -29,9 +29,11 @@ from workers.index.keys import Keys
 from workers.ops.connection import (
     Endpoints,
     HoldingRetry,
+    ServerEvicts,
     endpoints,
     ping,
     redis_from_url,
+    server_eviction_risk,
 )
 
 if TYPE_CHECKING:
@@ -203,23 +205,50 @@ def build_runtime(
 
 @contextmanager
 def connected_runtime(
-    settings: Settings, *, rules: bool = False, feeds: tuple[FeedSpec, ...] | None = None
+    settings: Settings,
+    *,
+    rules: bool = False,
+    feeds: tuple[FeedSpec, ...] | None = None,
+    writes: bool = False,
 ) -> Iterator[tuple[Runtime, Endpoints]]:
     """A runtime on the configured Redis, or on the embedded one in `settings.data_dir`
     (started or attached to for the time of the block), checked to answer. The feeds
     config is read first (unless the caller read it: `feeds`), and with `rules` (whoever
     processes documents) the boilerplate rules too: a mistake there is reported before any
-    server starts. Without, the rules are read if they come to be needed."""
+    server starts. Without, the rules are read if they come to be needed. With `writes`
+    (a command that processes or queues work), a Redis that would delete keys when full,
+    data or broker, is refused (`ServerEvicts`)."""
     if feeds is None:
         feeds = load_feed_specs(settings)
     rule_set = rules_for(settings, feeds) if rules else None
     with endpoints(settings.redis_url, settings.broker_url, settings.data_dir) as ends:
         runtime = build_runtime(settings, ends.redis_url, feeds, rule_set)
         try:
-            ping(runtime.client, ends.redis_url)
+            ping(runtime.client, ends.redis_url, writes=writes)
+            if writes:
+                _refuse_evicting_broker(ends)
             yield runtime, ends
         finally:
             runtime.client.close()
+
+
+def _refuse_evicting_broker(ends: Endpoints) -> None:
+    """A Redis broker other than the data Redis holds the queued batches: it must not
+    evict them either. (Celery reports an unreachable broker itself, on first use.)"""
+    from workers.worker.broker import broker_redis_url
+
+    url = broker_redis_url(ends.broker_url)
+    if url is None or url == ends.redis_url:
+        return
+    client = redis_from_url(url, HoldingRetry(window=0.3))
+    try:
+        risk = server_eviction_risk(client)
+    except (redis.ConnectionError, redis.TimeoutError):
+        return
+    finally:
+        client.close()
+    if risk:
+        raise ServerEvicts(risk, url)
 
 
 def build_fetcher(runtime: Runtime) -> Fetcher:

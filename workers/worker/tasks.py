@@ -12,7 +12,7 @@ from workers.feeds.poll import poll_once
 from workers.feeds.spec import FeedSpec
 from workers.feeds.status import record_poll_result
 from workers.ingest.spec import TaskSpec
-from workers.ops.connection import is_outage, outage_reason
+from workers.ops.connection import is_outage, outage_reason, wait_while_evicting
 from workers.worker.app import app
 from workers.worker.batches import BatchRun
 from workers.worker.jobs import task_refusal
@@ -21,7 +21,8 @@ from workers.worker.runtime import Runtime, worker_fetcher, worker_runtime
 log = get_task_logger(__name__)
 
 
-# Redis refusing work (restarting, failing over, full under noeviction, loading): each
+# Redis refusing work (restarting, failing over, full under noeviction, loading, or set to
+# delete keys when full, which the task looks at before it writes anything): each
 # task holds its message, unacknowledged, and waits inside its Redis calls (the runtime's
 # HoldingRetry) for up to HOLD_SHARE of the soft time limit. Past that it hands the message
 # back (Reject, requeue): pushed back onto the queue when Redis takes it, else left in the
@@ -63,8 +64,10 @@ def ingest_batch(
     batch = BatchRun(
         runtime, job_id, task_index, task, default_source, retries=self.request.retries or 0
     )
-    with runtime.hold.holding(until=_hold_deadline(runtime)):
+    deadline = _hold_deadline(runtime)
+    with runtime.hold.holding(until=deadline):
         try:
+            wait_while_evicting(runtime.client, deadline, runtime.hold.on_wait)
             # Only batches a backfill planned are run: see workers/worker/jobs.py.
             refusal = task_refusal(runtime.client, runtime.keys, job_id, task.root)
             if refusal is not None:
@@ -101,8 +104,10 @@ def ingest_batch(
 def poll_feed(self: Any, spec: dict[str, Any]) -> dict[str, Any]:
     runtime = worker_runtime()
     task_id: str = self.request.id
+    deadline = _hold_deadline(runtime)
     try:
-        with runtime.hold.holding(until=_hold_deadline(runtime)):
+        with runtime.hold.holding(until=deadline):
+            wait_while_evicting(runtime.client, deadline, runtime.hold.on_wait)
             report = poll_once(
                 runtime, FeedSpec.from_json(spec), task_id=task_id, fetcher=worker_fetcher()
             )

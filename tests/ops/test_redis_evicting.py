@@ -1,0 +1,198 @@
+"""A Redis that deletes keys when it is full (an evicting maxmemory-policy) gets no writes.
+
+Under `allkeys-*` Redis may delete any key to make room, under `volatile-*` the keys with a
+time to live (the jobs' state, the locks): the index, queued batches, jobs and published
+documents would vanish without a word, and a backfill would report a job of nonsense with
+exit status 0. So the commands that process or queue work refuse such a server in one
+line, and a running worker that finds it so set holds its batches, as when Redis is full,
+until the policy is `noeviction` again. Commands that only read (stats, job, explain, tail)
+still work, and `stats` says why nothing moves.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from conftest import ROOT, cli_env, run_cli
+from support import faults
+
+from workers.api import RedisUnavailable, open_index
+from workers.index.keys import Keys
+from workers.ops.connection import eviction_risk
+
+PREFIX = "evict:"
+REFUSED = re.compile(
+    r"^newsdedup: error: Redis at redis://127\.0\.0\.1:\d+/0 deletes keys when it is full "
+    r"\(maxmemory 1\.00G, maxmemory-policy (allkeys-lru|volatile-ttl)\), .*set "
+    r"maxmemory-policy noeviction"
+)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("memory", "risk"),
+    [
+        ({"maxmemory": 0, "maxmemory_policy": "noeviction"}, None),
+        # No maxmemory: Redis never needs room, whatever the policy says.
+        ({"maxmemory": 0, "maxmemory_policy": "allkeys-lru"}, None),
+        ({"maxmemory": 1 << 30, "maxmemory_policy": "noeviction"}, None),
+        (
+            {"maxmemory": 1 << 30, "maxmemory_human": "1.00G", "maxmemory_policy": "allkeys-lru"},
+            "maxmemory 1.00G, maxmemory-policy allkeys-lru",
+        ),
+        (
+            {"maxmemory": 5, "maxmemory_human": "5B", "maxmemory_policy": b"volatile-lfu"},
+            "maxmemory 5B, maxmemory-policy volatile-lfu",
+        ),
+        ({"maxmemory": 7, "maxmemory_policy": "allkeys-random"}, "maxmemory 7, ..."),
+        ({}, None),  # a server that says nothing of it: nothing to go by
+    ],
+)
+def test_which_settings_delete_keys(memory: dict[str, Any], risk: str | None) -> None:
+    found = eviction_risk(memory)
+    if risk is not None and risk.endswith("..."):
+        assert found is not None and found.startswith(risk[:-3])
+    else:
+        assert found == risk
+
+
+@faults.needs_redis_server
+def test_commands_that_write_refuse_a_server_that_evicts(
+    tmp_path: Path, private_redis: faults.PrivateRedis
+) -> None:
+    client = redis.Redis.from_url(private_redis.url)
+    env = cli_env(redis_url=private_redis.url, prefix=PREFIX)
+    inputs = faults.write_inputs(tmp_path / "in", 40, seed=3)
+    try:
+        client.config_set("maxmemory", 1 << 30)
+        for policy in ("allkeys-lru", "volatile-ttl"):
+            client.config_set("maxmemory-policy", policy)
+            for args in (
+                ["worker", "--concurrency", "1"],
+                ["backfill", str(inputs.folder)],
+                ["poll", "--no-wait", "http://127.0.0.1:9/feed.xml"],
+                ["index", "rebuild", "--yes"],
+            ):
+                result = run_cli(args, env, timeout=60)
+                assert result.returncode == 1, (args, result.stdout, result.stderr)
+                lines = result.stderr.strip().splitlines()
+                assert len(lines) == 1 and REFUSED.match(lines[0]), (args, result.stderr)
+                assert policy in lines[0]
+            with pytest.raises(RedisUnavailable, match="deletes keys when it is full"):
+                open_index(redis_url=private_redis.url, overrides={"prefix": PREFIX})
+        # Nothing was written by the refused commands: no job, no queued batch.
+        assert client.zcard(Keys(PREFIX).jobs) == 0
+        assert not client.llen(f"{PREFIX}ingest")
+        # Reading still works, and stats says why the workers would wait.
+        stats = run_cli(["stats"], env, timeout=60)
+        assert stats.returncode == 0, stats.stderr
+        flat = " ".join(stats.stdout.split())
+        assert "blocked: Redis is deleting keys when full (maxmemory 1.00G, " in flat, flat
+        assert "set maxmemory-policy noeviction" in flat
+        # The same server without a maxmemory never deletes a key: accepted.
+        client.config_set("maxmemory", 0)
+        result = run_cli(["backfill", str(inputs.folder)], env, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert client.zcard(Keys(PREFIX).jobs) == 1
+    finally:
+        client.close()
+
+
+@faults.needs_redis_server
+def test_a_separate_redis_broker_that_evicts_is_refused(
+    tmp_path: Path, private_redis: faults.PrivateRedis
+) -> None:
+    broker = faults.PrivateRedis(tmp_path / "broker")
+    broker.start()
+    try:
+        broker_client = redis.Redis.from_url(broker.url)
+        broker_client.config_set("maxmemory", 1 << 30)
+        broker_client.config_set("maxmemory-policy", "allkeys-lru")
+        broker_client.close()
+        env = cli_env(redis_url=private_redis.url, prefix=PREFIX, BROKER_URL=broker.url)
+        inputs = faults.write_inputs(tmp_path / "in", 10, seed=4)
+        result = run_cli(["backfill", str(inputs.folder)], env, timeout=60)
+        assert result.returncode == 1, result.stdout
+        assert result.stderr.startswith(f"newsdedup: error: Redis at {broker.url} deletes keys")
+    finally:
+        broker.stop()
+
+
+@faults.needs_redis_server
+def test_a_running_worker_holds_its_batches_while_the_server_evicts(
+    tmp_path: Path, private_redis: faults.PrivateRedis
+) -> None:
+    """The policy set to allkeys-lru under a running backfill: the workers stop writing,
+    `backfill --wait` says why, and once it is noeviction again the job ends with every
+    input accounted for once."""
+    keys = Keys(PREFIX)
+    env = cli_env(redis_url=private_redis.url, prefix=PREFIX, NEWSDEDUP_INGEST__BATCH_SIZE="20")
+    client = redis.Redis.from_url(private_redis.url, socket_connect_timeout=1)
+    inputs = faults.write_inputs(tmp_path / "in", 1500, seed=6)
+    logs = faults.JobLogs(client, keys, tmp_path)
+    try:
+        with faults.running_workers(env, tmp_path, 1, "WARNING"):
+            log = (tmp_path / "backfill.log").open("wb")
+            backfill = subprocess.Popen(
+                [sys.executable, "-m", "workers.cli", "backfill", "--wait", str(inputs.folder)],
+                env=env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+
+            def read_log() -> str:
+                return (tmp_path / "backfill.log").read_text("utf-8", "replace")
+
+            def all_logs() -> str:
+                return logs() + "\n----- backfill\n" + read_log()
+
+            faults.wait_until(lambda: client.zcard(keys.jobs) == 1, 60, "the job", all_logs)
+            logs.job_id = client.zrange(keys.jobs, -1, -1)[0].decode()
+            faults.wait_until(
+                lambda: faults.processed_at_least(client, keys, logs.job_id, 100),
+                120,
+                "100 inputs processed",
+                all_logs,
+            )
+            client.config_set("maxmemory", 1 << 30)
+            client.config_set("maxmemory-policy", "allkeys-lru")
+            faults.wait_until(
+                lambda: "blocked: Redis is deleting keys when full" in read_log(),
+                60,
+                "the blocked line",
+                all_logs,
+            )
+            # The batch under way when the policy changed may finish; after that, nothing.
+            faults.wait_until(
+                lambda: "waiting" in faults.worker_logs(tmp_path),
+                30,
+                "the worker waiting",
+                all_logs,
+            )
+            held = faults.progress_or_none(client, keys, logs.job_id)
+            time.sleep(8)
+            later = faults.progress_or_none(client, keys, logs.job_id)
+            assert held is not None and later is not None, all_logs()
+            assert later.processed == held.processed < len(inputs.refs), (held, later)
+            client.config_set("maxmemory-policy", "noeviction")
+            backfill.wait(timeout=300)
+            log.close()
+            assert backfill.returncode == 0, all_logs()
+            worker_log = faults.worker_logs(tmp_path)
+            assert (
+                "Redis is deleting keys when full (maxmemory 1.00G, maxmemory-policy "
+                "allkeys-lru): set maxmemory-policy noeviction: waiting"
+            ) in worker_log
+            faults.check_accounting(client, keys, logs.job_id, inputs, env)
+            assert int(client.info("stats")["evicted_keys"]) == 0
+    finally:
+        client.close()
