@@ -193,6 +193,54 @@ def test_a_file_swapped_for_a_symlink_after_planning_is_not_read(
     assert not any("TOPSECRETMARKER" in json.dumps(doc) for doc in docs)
 
 
+# ------------------------------------------------- files rewritten while queued
+
+
+def test_an_export_rewritten_while_its_batches_wait_is_file_changed(
+    tmp_path: Path, redis_target: RedisTarget, prefix: str
+) -> None:
+    """An exporter regenerates latest.jsonl (other records) after the backfill queued it
+    and before a worker runs: no planned line number is published with another record's
+    text, nothing is read from the middle of a line (malformed_json), and the next
+    backfill reads the new file whole."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    export = folder / "latest.jsonl"
+
+    rng = random.Random(7)
+    vocabulary = ["".join(rng.choices("abcdefghijklmnoprstuvy", k=6)) for _ in range(3000)]
+
+    def write(first: int, count: int) -> None:
+        records = [
+            {
+                "id": f"a{i}",
+                "title": f"Story {i}",
+                "text": " ".join(rng.choices(vocabulary, k=80 + i % 7)),
+            }
+            for i in range(first, first + count)
+        ]
+        export.write_text("".join(json.dumps(r) + "\n" for r in records), "utf-8")
+
+    write(0, 60)
+    env = cli_env(redis_url=redis_target.url, prefix=prefix, NEWSDEDUP_INGEST__BATCH_SIZE="20")
+    queued = run_cli(["backfill", "--no-wait", str(folder)], env)
+    assert queued.returncode == 0 and "enqueued 60 inputs" in queued.stdout, queued
+    write(100, 70)
+    log = tmp_path / "worker.log"
+    worker = start_worker(env, "rewrite", log)
+    try:
+        waited = run_cli(["job", "--wait"], env, timeout=180)
+        assert "60 inputs, 0 published" in summary(waited), summary(waited)
+        assert not stream(env, "docs"), "a record of the new file published under an old line"
+        reasons = dead_reasons(env)
+        assert len(reasons) == 60 and set(reasons.values()) == {"file_changed"}, reasons
+        again = run_cli(["backfill", "--wait", str(folder)], env, timeout=180)
+        assert "70 inputs, 70 published" in summary(again), summary(again) + log.read_text()
+    finally:
+        stop_workers([worker])
+    assert {doc["id"] for doc in stream(env, "docs")} == {f"a{i}" for i in range(100, 170)}
+
+
 # ----------------------------------------------------- batches nobody planned
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import random
 import time
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -516,7 +517,8 @@ def test_small_files_share_tasks_with_jsonl_ranges(tmp_path: Path) -> None:
     plan = plan_backfill([tmp_path], batch_size=4)
     # 3 txt + 10 lines = 13 inputs: tasks are filled, the JSONL range cut to fit.
     assert [spec.inputs for spec in plan.tasks] == [4, 4, 4, 1]
-    assert plan.tasks[0].locations[-1] == Location("b.jsonl", 0, 1, 0)
+    head = zlib.crc32(_record(0).encode())  # the range's first line, as planned
+    assert plan.tasks[0].locations[-1] == Location("b.jsonl", 0, 1, 0, head=head)
     _load_all(plan)
 
 
@@ -535,6 +537,57 @@ def test_vanished_and_shrunk_files_stay_accounted(tmp_path: Path) -> None:
     assert [_dead(items[f"arr.json#{i}"]).reason for i in (2, 3, 4)] == ["missing"] * 3
     assert _doc(items["s.jsonl:4"]).id == "r3"
     assert all(_dead(items[f"s.jsonl:{n}"]).reason == "missing" for n in range(5, 11))
+
+
+@pytest.mark.parametrize("name", ["s.jsonl", "s.jsonl.gz"])
+def test_a_jsonl_file_rewritten_since_planning_is_file_changed_not_misread(
+    tmp_path: Path, name: str
+) -> None:
+    """An exporter that rewrites its file (other records, other lengths) between planning
+    and loading: the planned offsets now fall in the middle of lines and the line numbers
+    name other records. No range is read as if it were the planned one: every input is
+    dead as file_changed, once, under its planned ref."""
+    path = tmp_path / name
+
+    def write(records: Iterable[str]) -> None:
+        data = "".join(line + "\n" for line in records).encode()
+        path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+
+    write(_record(i) for i in range(30))
+    plan = plan_backfill([tmp_path], batch_size=10)
+    write(_record(i, text="longer text " * (i % 4)) for i in range(100, 140))
+    items = _by_ref(_load_all(plan))
+    assert sorted(items) == sorted(f"{name}:{n}" for n in range(1, 31))
+    reasons = {_dead(item).reason for item in items.values()}
+    assert reasons == {"file_changed"}
+    message = _dead(items[f"{name}:11"]).error
+    assert message.startswith("line 11 is not the one the backfill planned")
+
+
+def test_a_jsonl_file_appended_to_since_planning_reads_as_planned(tmp_path: Path) -> None:
+    """Lines appended after planning (a growing export) change no planned line: the
+    planned records load, the new ones wait for the next backfill."""
+    path = tmp_path / "grows.jsonl"
+    path.write_text("".join(_record(i) + "\n" for i in range(25)))
+    plan = plan_backfill([tmp_path], batch_size=10)
+    with path.open("a") as f:
+        f.write("".join(_record(i) + "\n" for i in range(25, 60)))
+    items = _load_all(plan)
+    assert [_doc(d).id for d in items] == [f"r{i}" for i in range(25)]
+
+
+def test_a_range_planned_before_heads_were_noted_loads_as_before(tmp_path: Path) -> None:
+    """A task planned by an older version carries no head check: it loads unchecked."""
+    (tmp_path / "old.jsonl").write_text("".join(_record(i) + "\n" for i in range(5)))
+    plan = plan_backfill([tmp_path], batch_size=10)
+    [spec] = plan.tasks
+    old = spec.to_json()
+    for loc in old["locations"]:
+        del loc["head"]
+    wire = TaskSpec.from_json(old)
+    assert all(loc.head == -1 for loc in wire.locations)
+    got = list(load_task(wire, default_source=None, read_html=read_article))
+    assert [_doc(d).id for d in got] == [f"r{i}" for i in range(5)]
 
 
 def test_truncated_gzip_is_one_dead_input(tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 
 Loading runs in the workers. Its contract with planning is exact accounting: every
 planned input is yielded exactly once, as a `Document` or a `DeadInput`, even when the
-file went missing, shrank or broke between planning and loading ("missing",
-"unreadable", "read_error").
+file went missing, shrank, broke or was rewritten between planning and loading
+("missing", "unreadable", "read_error", "file_changed": a JSONL range whose first line is
+not the one planned; lines appended since are no change, and are not read).
 
 Each file is opened with `open_in_root`: a file swapped for a symlink leading out of the
 root since planning is `symlink_outside_root`. What one input may cost is capped
@@ -43,6 +44,7 @@ from workers.ingest.spec import (
     TaskSpec,
     file_kind,
     jsonl_lines,
+    line_check,
 )
 from workers.messages import one_line
 
@@ -333,6 +335,20 @@ def _load_jsonl(ctx: _Ctx, *, gz: bool) -> Iterator[LoadedInput]:
             for line in lines:
                 if line.index < loc.start:
                     continue
+                if (
+                    not used
+                    and loc.head != -1
+                    and (line.index != loc.start or line_check(line) != loc.head)
+                ):
+                    # Not the line planned here: the file was rewritten (not only appended
+                    # to) since. Its lines now would be read under other lines' numbers,
+                    # or from the middle of one: none of the range is read.
+                    failure = _Reject(
+                        "file_changed",
+                        f"line {loc.start + 1} is not the one the backfill planned: the file "
+                        "was rewritten since; back it up again",
+                    )
+                    break
                 if line.index >= end:
                     break
                 used.add(line.index)

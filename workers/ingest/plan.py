@@ -28,6 +28,7 @@ from workers.ingest.spec import (
     TaskSpec,
     file_kind,
     jsonl_lines,
+    line_check,
 )
 
 
@@ -247,17 +248,18 @@ def _symlink_problem(root: Path, link: str) -> str | None:
 
 
 def _pack_ranges(
-    packer: _Packer, rel: str, records: Iterable[tuple[int, int]], *, seekable: bool
+    packer: _Packer, rel: str, records: Iterable[tuple[int, int, int]], *, seekable: bool
 ) -> int:
-    """Pack (index, byte offset) records into Locations filling the packer's open task."""
+    """Pack (index, byte offset, head check) records into Locations filling the packer's
+    open task; each range keeps its first record's check (-1: none)."""
     total = 0
-    first: tuple[int, int] | None = None
+    first: tuple[int, int, int] | None = None
     last = n = 0
-    for index, offset in records:
+    for record in records:
         if first is None:
-            first, n = (index, offset), 0
+            first, n = record, 0
         n += 1
-        last = index
+        last = record[0]
         total += 1
         if n == packer.room:
             packer.add(_range(rel, first, last, n, seekable))
@@ -267,25 +269,26 @@ def _pack_ranges(
     return total
 
 
-def _range(rel: str, first: tuple[int, int], last: int, n: int, seekable: bool) -> Location:
-    start, offset = first
-    return Location(rel, start, last - start + 1, offset if seekable else -1, n)
+def _range(rel: str, first: tuple[int, int, int], last: int, n: int, seekable: bool) -> Location:
+    start, offset, head = first
+    return Location(rel, start, last - start + 1, offset if seekable else -1, n, head)
 
 
-def _scan_jsonl(root: str, rel: str, *, gz: bool, limits: Limits) -> Iterator[tuple[int, int]]:
-    """Yield (line index, byte offset) of each non-blank line, in bounded memory.
+def _scan_jsonl(root: str, rel: str, *, gz: bool, limits: Limits) -> Iterator[tuple[int, int, int]]:
+    """Yield (line index, byte offset, `line_check`) of each non-blank line, in bounded
+    memory.
 
     A read failure (unreadable file, truncated .gz) or the decompressed cap becomes one
-    final pseudo-record at the line it struck in: loading hits the same failure there and
-    reports it as a DeadInput.
+    final pseudo-record at the line it struck in, with no check: loading hits the same
+    failure there and reports it as a DeadInput.
     """
     scanner: LineScanner | None = None
     try:
         with jsonl_lines(root, os_path(rel), limits, gz=gz) as scanner:
             for line in scanner:
-                yield line.index, line.offset
+                yield line.index, line.offset, line_check(line)
     except (TotalCapExceeded, *READ_ERRORS):
-        yield (scanner.index, scanner.offset) if scanner is not None else (0, 0)
+        yield (scanner.index, scanner.offset, -1) if scanner is not None else (0, 0, -1)
 
 
 def _plan_json(packer: _Packer, root: str, rel: str, max_bytes: int) -> int:
@@ -309,7 +312,8 @@ def _plan_json(packer: _Packer, root: str, rel: str, max_bytes: int) -> int:
     if count is None:  # not an array, or unreadable: loads as one input or its DeadInput
         packer.add(Location(rel))
         return 1
-    # One offset per element, or none known (-1 each: repeat, so not strict).
+    # One offset per element, or none known (-1 each: repeat, so not strict); no head
+    # check (a rewritten array is found by `load._values_at` or the whole file's parse).
     at = offsets if offsets is not None else repeat(-1)
-    records = zip(range(count), at, strict=False)
+    records = zip(range(count), at, repeat(-1), strict=False)
     return _pack_ranges(packer, rel, records, seekable=offsets is not None)

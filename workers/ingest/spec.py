@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from workers.config import DEFAULTS
 from workers.ingest.paths import open_in_root
-from workers.ingest.scan import LineScanner
+from workers.ingest.scan import Line, LineScanner
 
 if TYPE_CHECKING:
     from workers.config import Settings
@@ -94,6 +94,9 @@ class Location:
     count: int = 1
     offset: int = -1
     inputs: int = -1  # -1 means "same as count"
+    # JSONL: `line_check` of the range's first line as planned, so loading can tell a file
+    # rewritten since (its lines moved or replaced) from one appended to; -1: not checked.
+    head: int = -1
 
     def __post_init__(self) -> None:
         if self.inputs < 0:
@@ -117,6 +120,8 @@ class Location:
             out["offset"] = self.offset
         if self.inputs != self.count:
             out["inputs"] = self.inputs
+        if self.head != -1:
+            out["head"] = self.head
         return out
 
     @classmethod
@@ -127,6 +132,7 @@ class Location:
             count=int(d.get("count", 1)),
             offset=int(d.get("offset", -1)),
             inputs=int(d.get("inputs", -1)),
+            head=int(d.get("head", -1)),
         )
 
 
@@ -170,6 +176,14 @@ def file_kind(name: str) -> Kind | None:
         if lower.endswith(suffix):
             return kind
     return None
+
+
+def line_check(line: Line) -> int:
+    """What planning notes of a range's first JSONL line and loading compares: a CRC-32 of
+    its bytes (of its size alone when it is over the record cap, which keeps no bytes)."""
+    if line.data is None:
+        return zlib.crc32(b"size:%d" % line.size)
+    return zlib.crc32(line.data)
 
 
 @contextmanager
