@@ -30,7 +30,7 @@ ONE_SEED = sorted(SEEDS.glob("*.txt"))[0]
 JOB_FIELDS = {
     "job_id", "outcome", "total", "processed", "finished", "published", "exact", "near",
     "dead", "dead_reasons", "skipped", "tasks_total", "tasks_done", "abandoned_tasks",
-    "resent_tasks", "seconds",
+    "resent_tasks", "sent_tasks", "sending_stopped", "seconds",
 }  # fmt: skip
 
 

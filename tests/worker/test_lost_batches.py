@@ -40,9 +40,9 @@ from workers.worker import lost
 from workers.worker.app import FETCH_QUEUE, INGEST_QUEUE
 from workers.worker.broker import Transport
 from workers.worker.jobs import (
+    Sending,
     batch_of_task_id,
     batch_task_id,
-    mark_sent,
     new_job_id,
     plan_entry,
     read_progress,
@@ -155,7 +155,9 @@ def make_job(tmp_path: Path, target: RedisTarget, prefix: str, *, sent: bool = T
     keys, job_id = Keys(prefix), new_job_id()
     record_job(target.client, keys, job_id, plan, [str(folder)], "backfill", "my source")
     if sent:
-        mark_sent(target.client, keys, job_id)
+        sending = Sending(target.client, keys, job_id)
+        sending.sent(len(plan.tasks))
+        sending.finished()
     return Job(job_id, plan, keys, target.client, broker_for(target.url), [])
 
 

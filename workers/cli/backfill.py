@@ -23,11 +23,15 @@ from workers.cli.common import (
     friendly_errors,
     old_option_name,
     open_runtime,
+    stop_on_signals,
 )
 from workers.messages import counted
 
 if TYPE_CHECKING:
-    from workers.worker.jobs import JobProgress
+    from collections.abc import Callable
+
+    from workers.worker.jobs import JobProgress, Sending
+    from workers.worker.runtime import Runtime
 
 
 def _summary(progress: JobProgress, seconds: float | None = None) -> str:
@@ -49,6 +53,12 @@ def _summary(progress: JobProgress, seconds: float | None = None) -> str:
     if progress.resent_tasks:
         resent = counted(progress.resent_tasks, "batch", "batches")
         parts.append(f"{resent} sent again (lost on the way to a worker)")
+    if progress.sending_stopped:
+        parts.append(
+            f"its backfill stopped after sending {progress.sent_tasks} of "
+            f"{counted(progress.tasks_total, 'batch', 'batches')}: `newsdedup backfill "
+            f"--resume {progress.job_id}` sends the rest"
+        )
     line = f"job {progress.job_id}: " + ", ".join(parts)
     if seconds is None:
         return line
@@ -77,8 +87,15 @@ def _report(progress: JobProgress, outcome: str, seconds: float, as_json: bool) 
 
 
 @click.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--source", help="Source name for records that carry none (default: folder name).")
+@click.option(
+    "--resume",
+    "resume_id",
+    metavar="JOB",
+    help="Send the batches that job JOB's backfill did not send (it was interrupted or "
+    "killed while sending), then go on as a backfill does.",
+)
 @click.option(
     "--wait/--no-wait",
     default=None,
@@ -108,6 +125,7 @@ def backfill(
     ctx: Context,
     paths: tuple[Path, ...],
     source: str | None,
+    resume_id: str | None,
     wait: bool | None,
     concurrency: int | None,
     timeout: float | None,
@@ -120,14 +138,18 @@ def backfill(
     from workers.ingest.spec import Limits
     from workers.ops.connection import retry_while_outage
     from workers.worker.jobs import (
-        enqueue_plan,
-        mark_sent,
+        Sending,
+        enqueue_tasks,
         new_job_id,
         read_progress,
         record_job,
     )
 
     settings = ctx.settings
+    if bool(paths) == bool(resume_id):
+        fail("give the PATHS to back up, or --resume JOB, not both", EXIT_USAGE)
+    if resume_id and source is not None:
+        fail("--source is the job's own with --resume", EXIT_USAGE)
     wait = check_waiting(settings, wait, timeout, "backfill")
     if concurrency is not None and settings.redis_url:
         fail(
@@ -137,41 +159,71 @@ def backfill(
         )
     ingest = settings.ingest
     limits = Limits.from_settings(settings)
-    plan = plan_backfill(list(paths), batch_size=ingest.batch_size, limits=limits)
+    plan = (
+        plan_backfill(list(paths), batch_size=ingest.batch_size, limits=limits) if paths else None
+    )
     with open_runtime(ctx, rules=True, writes=True) as (runtime, ends):
         blocked = BlockedWait(runtime)
         retry_while_outage(runtime.index.ensure_params, blocked)
-        job_id = new_job_id()
-        roots = [escape_name(str(p.resolve())) for p in paths]
-        retry_while_outage(
-            partial(
-                record_job, runtime.client, runtime.keys, job_id, plan, roots, "backfill", source
-            ),
-            blocked,
-        )
+        if plan is not None:
+            job_id = new_job_id()
+            roots = [escape_name(str(p.resolve())) for p in paths]
+            retry_while_outage(
+                partial(
+                    record_job,
+                    runtime.client,
+                    runtime.keys,
+                    job_id,
+                    plan,
+                    roots,
+                    "backfill",
+                    source,
+                ),
+                blocked,
+            )
+            tasks = [(index, spec.to_json()) for index, spec in enumerate(plan.tasks)]
+            sending = Sending(runtime.client, runtime.keys, job_id, blocked)
+        else:
+            assert resume_id is not None
+            job_id = resume_id
+            tasks, sending, source = _resumable(runtime, job_id, blocked)
         app = command_app(ctx, ends)
         started = time.monotonic()
-        if not plan.tasks:
+        stop_on_signals()  # SIGTERM too stops the sending in order, as Ctrl-C does
+        try:
+            enqueue_tasks(job_id, tasks, source, sending)
+            sending.finished()
+        except KeyboardInterrupt:
+            sending.stopped()
+            total = read_progress(runtime.client, runtime.keys, job_id).tasks_total
+            fail(
+                f"interrupted while sending job {job_id}: {sending.count} of "
+                f"{counted(total, 'batch', 'batches')} sent, and they run; "
+                f"`newsdedup backfill --resume {job_id}` sends the rest",
+                130,
+            )
+        finally:
+            app.pool.force_close_all()  # this process sends nothing more
+        if plan is not None and not plan.tasks:
             progress = read_progress(runtime.client, runtime.keys, job_id)
             _report(progress, "finished", time.monotonic() - started, as_json)
             return
-        try:
-            enqueue_plan(job_id, plan, source, wait=blocked)
-            retry_while_outage(partial(mark_sent, runtime.client, runtime.keys, job_id), blocked)
-        finally:
-            app.pool.force_close_all()  # this process sends nothing more
         if not ends.embedded and not wait:
             if as_json:
                 progress = read_progress(runtime.client, runtime.keys, job_id)
                 click.echo(json.dumps(_progress_dict(progress, "enqueued")))
                 return
-            click.echo(
-                f"job {job_id}: enqueued {counted(plan.total_inputs, 'input')} in "
-                f"{counted(len(plan.tasks), 'task')}; follow with `newsdedup job {job_id}`"
+            what = (
+                f"enqueued {counted(plan.total_inputs, 'input')} in "
+                f"{counted(len(plan.tasks), 'task')}"
+                if plan is not None
+                else f"enqueued the {counted(len(tasks), 'batch', 'batches')} its backfill "
+                "did not send"
             )
+            click.echo(f"job {job_id}: {what}; follow with `newsdedup job {job_id}`")
             return
         if ends.embedded:
-            processes = concurrency or max(1, min(os.cpu_count() or 1, len(plan.tasks), 8))
+            processes = concurrency or max(1, min(os.cpu_count() or 1, len(tasks), 8))
             with local_worker(ends, settings, processes) as (worker, log_path):
                 follow_job(runtime, job_id, worker, log_path, timeout)
             # Read again once the worker has stopped: a batch marks itself done just
@@ -180,6 +232,35 @@ def backfill(
         else:
             progress = follow_job(runtime, job_id, None, None, timeout)
         _report(progress, "finished", time.monotonic() - started, as_json)
+
+
+def _resumable(
+    runtime: Runtime, job_id: str, blocked: Callable[[BaseException], None]
+) -> tuple[list[tuple[int, dict[str, Any]]], Sending, str | None]:
+    """What `backfill --resume` sends for `job_id`: the batches its backfill did not
+    send, with the job's default source; a one-line refusal when there is nothing to
+    resume (no such job, all sent, its backfill still sending)."""
+    from workers.ops.connection import as_text
+    from workers.worker.jobs import Sending, read_progress, unsent_tasks
+
+    client, keys = runtime.client, runtime.keys
+    kind, source = client.hmget(keys.job(job_id), "kind", "source")
+    if kind is None:
+        fail(f"no such job: {job_id}")
+    if as_text(kind) != "backfill":
+        fail(f"job {job_id} is not a backfill")
+    progress = read_progress(client, keys, job_id)
+    if progress.sent_tasks >= progress.tasks_total and not progress.sending_stopped:
+        fail(f"job {job_id}: its backfill sent every batch; `newsdedup job {job_id}` shows it")
+    if not progress.sending_stopped:
+        fail(
+            f"job {job_id} is still being sent by its backfill ({progress.sent_tasks} of "
+            f"{counted(progress.tasks_total, 'batch', 'batches')} so far); resume it only "
+            "once that has stopped"
+        )
+    sending = Sending(client, keys, job_id, blocked)
+    sending.count = progress.sent_tasks
+    return unsent_tasks(client, keys, job_id), sending, as_text(source) if source else None
 
 
 @click.command()
@@ -214,8 +295,18 @@ def job(ctx: Context, job_id: str | None, wait: bool, timeout: float | None, as_
             )
         except KeyError:
             fail(f"no such job: {job_id}")
+        outcome = _state(progress)
         if as_json:
-            outcome = "finished" if progress.finished else "running"
             click.echo(json.dumps(_progress_dict(progress, outcome)))
         else:
-            click.echo(("finished " if progress.finished else "running ") + _summary(progress))
+            click.echo(f"{outcome} {_summary(progress)}")
+
+
+def _state(progress: JobProgress) -> str:
+    """finished, running, or stopped (its backfill did not send every batch, and the ones
+    it sent have ended: the job goes no further until `backfill --resume`)."""
+    if progress.finished:
+        return "finished"
+    if progress.sending_stopped and progress.tasks_done >= progress.sent_tasks:
+        return "stopped"
+    return "running"

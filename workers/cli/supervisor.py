@@ -77,6 +77,13 @@ def follow_job(
                 presence.check(progress.processed)
             if progress.finished:
                 return progress
+            if progress.sending_stopped and progress.tasks_done >= progress.sent_tasks:
+                fail(
+                    f"job {job_id}: its backfill stopped after sending {progress.sent_tasks} "
+                    f"of {counted(progress.tasks_total, 'batch', 'batches')}, and those have "
+                    f"run ({progress.processed}/{counted(progress.total, 'input')}); "
+                    f"`newsdedup backfill --resume {job_id}` sends the rest"
+                )
             if progress.abandoned_tasks and progress.tasks_done >= progress.tasks_total:
                 missing = progress.total - progress.processed
                 fail(

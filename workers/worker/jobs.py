@@ -16,21 +16,23 @@ message was lost on its way to a worker (workers/worker/lost.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from workers.index.keys import JOB_TTL_SECONDS, Keys
 from workers.ingest.plan import Plan
-from workers.ops.connection import as_text, retry_while_outage
+from workers.ops.connection import HoldingRetry, as_text, retry_while_outage
 
 
 def new_job_id() -> str:
@@ -51,6 +53,10 @@ class JobProgress:
     dead_reasons: dict[str, int]
     abandoned_tasks: int = 0  # batches given up after too many starts (workers/worker/batches.py)
     resent_tasks: int = 0  # batches sent again after their message was lost (worker/lost.py)
+    sent_tasks: int = 0  # batches sent so far (tasks_total once the backfill sent them all)
+    # The backfill stopped before sending every batch (interrupted, killed): the job cannot
+    # finish until `newsdedup backfill --resume` sends the rest.
+    sending_stopped: bool = False
 
     @property
     def processed(self) -> int:
@@ -127,6 +133,8 @@ def record_job(
             "tasks_total": len(plan.tasks),
             "skipped": json.dumps(plan.skipped),
             "created_at": created,
+            "sent_tasks": 0,
+            "sending_at": created,
             "published": 0,
             "exact": 0,
             "near": 0,
@@ -149,6 +157,17 @@ def task_refusal(client: redis.Redis, keys: Keys, job_id: str, root: str) -> str
     if roots is None or root not in json.loads(roots):
         return f"job {job_id} registered no root {root!r}"
     return None
+
+
+def _sending_stopped(fields: dict[str, str]) -> bool:
+    """Whether the job's backfill stopped before sending every batch: it said so, or has
+    not been heard from for SENDER_GONE_AFTER seconds. (A job recorded without `Sending`
+    notes, by an older version, never counts as stopped.)"""
+    if "sent_at" in fields or "sending_at" not in fields:
+        return False
+    if "sending_stopped_at" in fields:
+        return True
+    return time.time() - float(fields["sending_at"]) > SENDER_GONE_AFTER
 
 
 def read_progress(client: redis.Redis, keys: Keys, job_id: str) -> JobProgress:
@@ -180,34 +199,105 @@ def read_progress(client: redis.Redis, keys: Keys, job_id: str) -> JobProgress:
         },
         abandoned_tasks=number("abandoned_tasks"),
         resent_tasks=number("resent_tasks"),
+        sent_tasks=number("tasks_total") if "sent_at" in fields else number("sent_tasks"),
+        sending_stopped=_sending_stopped(fields),
     )
 
 
-def enqueue_plan(
+# Seconds between a sending backfill's notes of how far it got (`Sending`); a backfill not
+# heard from for SENDER_GONE_AFTER seconds stopped sending (killed, machine lost).
+SENDING_BEAT = 1.0
+SENDER_GONE_AFTER = 60.0
+
+
+class Sending:
+    """How far a backfill got sending its job's batches, which go in index order: the
+    job's `sent_tasks` (batches 0 .. sent_tasks - 1 are sent) and `sending_at` (when it
+    was last heard from), noted at most every SENDING_BEAT seconds. With them `job` tells
+    a backfill still sending from one that stopped, and `backfill --resume` sends the rest."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        job_id: str,
+        wait: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self.client, self.keys, self.job_id, self.wait = client, keys, job_id, wait
+        self.count = 0
+        self._noted = -float("inf")
+
+    def sent(self, count: int) -> None:
+        """Batches 0 .. count - 1 are sent."""
+        self.count = count
+        if time.monotonic() - self._noted >= SENDING_BEAT:
+            self._note({"sent_tasks": count, "sending_at": time.time()})
+
+    def stopped(self) -> None:
+        """This backfill sends no more (interrupted): say so at once, with the exact count,
+        rather than let readers wait SENDER_GONE_AFTER seconds to find out. Best effort and
+        without waiting (Ctrl-C may come while Redis is away): then silence says it."""
+        fields: dict[FieldT, EncodableT] = {
+            "sent_tasks": self.count,
+            "sending_stopped_at": time.time(),
+        }
+        with contextlib.suppress(redis.RedisError), self._quick():
+            self.client.hset(self.keys.job(self.job_id), mapping=fields)
+
+    def _quick(self) -> contextlib.AbstractContextManager[None]:
+        retry = self.client.get_retry()
+        return (
+            retry.holding(until=0.0)
+            if isinstance(retry, HoldingRetry)
+            else contextlib.nullcontext()
+        )
+
+    def finished(self) -> None:
+        """Every batch is sent: from now on a batch found nowhere was lost
+        (workers/worker/lost.py). A job whose sending stopped short is never completed
+        behind its user's back: `backfill --resume` is how it goes on."""
+        self._note({"sent_tasks": self.count, "sent_at": time.time()})
+
+    def _note(self, fields: dict[FieldT, EncodableT]) -> None:
+        write = partial(self.client.hset, self.keys.job(self.job_id), mapping=fields)
+        if self.wait is None:
+            write()
+        else:
+            retry_while_outage(write, self.wait)
+        self._noted = time.monotonic()
+
+
+def enqueue_tasks(
     job_id: str,
-    plan: Plan,
+    tasks: Iterable[tuple[int, dict[str, Any]]],
     default_source: str | None,
-    *,
-    wait: Callable[[BaseException], None] | None = None,
+    sending: Sending,
 ) -> None:
-    """Send every task of the plan. A send refused by an outage (Redis full, away) is tried
-    again after `wait(error)` returns, for as long as it returns: a job left with some of
-    its tasks unsent would never finish. Sending one twice is harmless (the job's done set
-    makes the second run publish nothing)."""
+    """Send the job's batches (task index, TaskSpec JSON), in index order, noting how far
+    it got on `sending`. A send refused by an outage (Redis full, away) is tried again after
+    `sending.wait(error)` returns, for as long as it returns: a job left with some of its
+    tasks unsent would not finish. Sending one twice is harmless (the job's done set makes
+    the second run publish nothing)."""
     from workers.worker.tasks import ingest_batch  # the Celery app is only needed to send
 
-    for task_index, spec in enumerate(plan.tasks):
-        args = (job_id, task_index, spec.to_json(), default_source)
+    for task_index, spec in tasks:
+        args = (job_id, task_index, spec, default_source)
         send = partial(
             ingest_batch.apply_async, args=args, task_id=batch_task_id(job_id, task_index)
         )
-        if wait is None:
+        if sending.wait is None:
             send()
         else:
-            retry_while_outage(send, wait)
+            retry_while_outage(send, sending.wait)
+        sending.sent(task_index + 1)
 
 
-def mark_sent(client: redis.Redis, keys: Keys, job_id: str) -> None:
-    """Every task of the job is sent: from now on a batch found nowhere was lost (a job
-    whose sending was cut short is never completed behind its user's back)."""
-    client.hset(keys.job(job_id), "sent_at", time.time())
+def unsent_tasks(client: redis.Redis, keys: Keys, job_id: str) -> list[tuple[int, dict[str, Any]]]:
+    """The batches of a job whose sending stopped that were never sent, from its plan."""
+    sent = int(client.hget(keys.job(job_id), "sent_tasks") or 0)
+    entries: dict[bytes, bytes] = client.hgetall(keys.job_plan(job_id))  # type: ignore[assignment]
+    return sorted(
+        (int(index), spec_of_plan_entry(entry))
+        for index, entry in entries.items()
+        if int(index) >= sent
+    )

@@ -1,0 +1,103 @@
+"""A backfill stopped while it sends its batches (Ctrl-C, SIGTERM, killed) leaves a job
+that says so, and `backfill --resume JOB` sends the rest.
+
+Before, a backfill interrupted while sending exited without a word and its job read
+`running` for good: `job --wait` waited for batches nobody would send.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, RedisTarget, cli_env, run_cli
+from support import faults
+
+from workers.index.keys import Keys
+from workers.worker import jobs
+from workers.worker.jobs import read_progress
+
+
+@pytest.mark.unit
+def test_a_job_counts_as_stopped_only_when_its_backfill_said_so_or_went_silent() -> None:
+    now = time.time()
+    stopped = jobs._sending_stopped  # the rule read_progress applies
+    assert not stopped({"sending_at": str(now - 5)})  # still sending
+    assert stopped({"sending_at": str(now - jobs.SENDER_GONE_AFTER - 5)})  # gone silent
+    assert stopped({"sending_at": str(now), "sending_stopped_at": str(now)})  # said so
+    assert not stopped({"sending_at": str(now - 999), "sent_at": str(now)})  # all sent
+    assert not stopped({})  # recorded by an older version: never judged
+
+
+def test_an_interrupted_backfill_is_resumed_with_nothing_lost_or_twice(
+    tmp_path: Path, redis_target: RedisTarget, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    client = redis_target.client
+    env = cli_env(redis_url=redis_target.url, prefix=prefix, NEWSDEDUP_INGEST__BATCH_SIZE="1")
+    inputs = faults.write_inputs(tmp_path / "in", 3000, seed=11)
+    out = (tmp_path / "backfill.log").open("wb")
+    sender = subprocess.Popen(
+        [sys.executable, "-m", "workers.cli", "backfill", str(inputs.folder)],
+        env=env,
+        cwd=ROOT,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        # Catch it sending: 3,000 messages of one input each take it a few seconds.
+        deadline = time.monotonic() + 120
+        while client.llen(f"{prefix}ingest") < 100:
+            assert sender.poll() is None and time.monotonic() < deadline, "not caught sending"
+            time.sleep(0.005)
+        os.kill(sender.pid, signal.SIGSTOP)
+        job_id = client.zrange(keys.jobs, -1, -1)[0].decode()
+        assert client.hget(keys.job(job_id), "sent_at") is None, "sent everything already"
+        # Paused, not gone: resuming it now would send its batches twice over.
+        early = run_cli(["backfill", "--resume", job_id], env)
+        assert early.returncode == 1, early.stdout
+        assert f"job {job_id} is still being sent by its backfill" in early.stderr
+        os.kill(sender.pid, signal.SIGINT)
+        os.kill(sender.pid, signal.SIGCONT)
+        sender.wait(timeout=60)
+    finally:
+        if sender.poll() is None:
+            sender.kill()
+        out.close()
+    said = (tmp_path / "backfill.log").read_text()
+    assert sender.returncode == 130, said
+    assert said.startswith(f"newsdedup: error: interrupted while sending job {job_id}: "), said
+    assert f"`newsdedup backfill --resume {job_id}` sends the rest" in said
+    assert "Traceback" not in said
+    progress = read_progress(client, keys, job_id)
+    assert progress.sending_stopped and 100 <= progress.sent_tasks < 3000, progress
+
+    shown = run_cli(["job", job_id, "--json"], env)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["sending_stopped"] is True
+    with faults.running_workers(env, tmp_path, 1, "WARNING"):
+        # What was sent runs; then `job --wait` says why the job goes no further.
+        waited = run_cli(["job", job_id, "--wait"], env, timeout=300)
+        assert waited.returncode == 1, waited.stdout + waited.stderr
+        assert f"job {job_id}: its backfill stopped after sending " in waited.stderr
+        stopped = run_cli(["job", job_id], env)
+        assert stopped.stdout.startswith(f"stopped job {job_id}: 3000 inputs, "), stopped.stdout
+        resumed = run_cli(["backfill", "--resume", job_id, "--wait"], env, timeout=300)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert resumed.stdout.startswith(f"job {job_id}: 3000 inputs, "), resumed.stdout
+        again = run_cli(["backfill", "--resume", job_id], env)
+        assert again.returncode == 1 and "sent every batch" in again.stderr, again.stderr
+        faults.wait_until(
+            lambda: faults.job_settled(client, keys, job_id),
+            120,
+            "the job settled",
+            faults.JobLogs(client, keys, tmp_path, job_id),
+        )
+    faults.check_accounting(client, keys, job_id, inputs, env)
