@@ -192,6 +192,21 @@ def free_port() -> int:
         return port
 
 
+def start_cli(
+    args: list[str], env: dict[str, str], log: Path, *, cwd: Path = ROOT
+) -> subprocess.Popen[bytes]:
+    """`newsdedup ARGS` as a separate process, its output (stdout and stderr) in `log`."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "workers.cli", *args],
+            env=env,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+
 def start_worker(
     env: dict[str, str],
     name: str,
@@ -203,15 +218,11 @@ def start_worker(
 ) -> subprocess.Popen[bytes]:
     """`newsdedup [options] worker --concurrency 1` as a separate process, its output in
     `log`."""
-    command = [
-        sys.executable, "-m", "workers.cli", *options, "worker",
+    args = [
+        *options, "worker",
         "--concurrency", "1", "--loglevel", loglevel, "--hostname", f"{name}@%h",
     ]  # fmt: skip
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+    return start_cli(args, env, log, cwd=cwd)
 
 
 def stop_workers(workers: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:

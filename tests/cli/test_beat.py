@@ -8,13 +8,12 @@ one temporary data folder (the README's default setup).
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from conftest import ROOT, cli_env, run_cli
+from conftest import cli_env, run_cli, start_cli
 
 from workers.feeds.schedule import BEAT_LOCK_SECONDS
 
@@ -22,15 +21,7 @@ from workers.feeds.schedule import BEAT_LOCK_SECONDS
 @contextmanager
 def running_beat(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """A beat that has taken the lock and built its schedule; stopped (SIGTERM) after."""
-    with log.open("wb") as out:
-        beat = subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "beat", "--loglevel", "INFO"],
-            env=env,
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+    beat = start_cli(["beat", "--loglevel", "INFO"], env, log)
     try:
         deadline = time.monotonic() + 60
         while "beat: polling" not in log.read_text(errors="replace"):

@@ -7,15 +7,13 @@ scenarios also go through the CLI, which starts real Celery worker processes.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, RedisTarget, cli_env, run_cli, shared_path
+from conftest import RedisTarget, cli_env, run_cli, shared_path, start_cli
 from support.loopback import LoopbackServer, Scripted
 from support.pages import ARTICLE_PARAGRAPHS, article_page, rss
 
@@ -841,15 +839,8 @@ fetch_article = "never"
         NEWSDEDUP_FEEDS__HOST_DELAY="0",
         NEWSDEDUP_FEEDS__CONFIG=str(feeds_file),
     )
-    log = (tmp_path / "run.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "run", "--concurrency", "2", "--loglevel", "INFO"],
-        env=env,
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
+    args = ["run", "--concurrency", "2", "--loglevel", "INFO"]
+    proc = start_cli(args, env, tmp_path / "run.log")
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -887,7 +878,6 @@ fetch_article = "never"
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-        log.close()
     # The embedded server stops with the command (nothing is left running in the data dir).
     data_dir = str((tmp_path / "data").resolve())
     deadline = time.monotonic() + 15

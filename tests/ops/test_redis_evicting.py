@@ -12,15 +12,13 @@ still work, and `stats` says why nothing moves.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from conftest import ROOT, cli_env, run_cli
+from conftest import cli_env, run_cli, start_cli
 from support import faults
 
 from workers.api import RedisUnavailable, open_index
@@ -139,15 +137,8 @@ def test_a_running_worker_holds_its_batches_while_the_server_evicts(
     logs = faults.JobLogs(client, keys, tmp_path)
     try:
         with faults.running_workers(env, tmp_path, 1, "WARNING"):
-            log = (tmp_path / "backfill.log").open("wb")
-            backfill = subprocess.Popen(
-                [sys.executable, "-m", "workers.cli", "backfill", "--wait", str(inputs.folder)],
-                env=env,
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
+            args = ["backfill", "--wait", str(inputs.folder)]
+            backfill = start_cli(args, env, tmp_path / "backfill.log")
 
             def read_log() -> str:
                 return (tmp_path / "backfill.log").read_text("utf-8", "replace")
@@ -185,7 +176,6 @@ def test_a_running_worker_holds_its_batches_while_the_server_evicts(
             assert later.processed == held.processed < len(inputs.refs), (held, later)
             client.config_set("maxmemory-policy", "noeviction")
             backfill.wait(timeout=300)
-            log.close()
             assert backfill.returncode == 0, all_logs()
             worker_log = faults.worker_logs(tmp_path)
             assert (

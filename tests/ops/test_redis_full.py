@@ -14,14 +14,12 @@ and kept).
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import redis
-from conftest import ROOT, cli_env, run_cli
+from conftest import cli_env, run_cli, start_cli
 from support import faults
 
 from workers.index.keys import Keys
@@ -47,15 +45,8 @@ def _full_redis_backfill(
         with faults.running_workers({**env, **worker_env}, tmp_path, 1, "WARNING"):
             used = int(client.info("memory")["used_memory"])
             client.config_set("maxmemory", used + HEADROOM)
-            log = (tmp_path / "backfill.log").open("wb")
-            backfill = subprocess.Popen(
-                [sys.executable, "-m", "workers.cli", "backfill", "--wait", str(inputs.folder)],
-                env=env,
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
+            args = ["backfill", "--wait", str(inputs.folder)]
+            backfill = start_cli(args, env, tmp_path / "backfill.log")
 
             def logs() -> str:
                 return faults.worker_logs(tmp_path) + "\n----- backfill\n" + read_log()
@@ -77,7 +68,6 @@ def _full_redis_backfill(
             assert progress is not None and progress.processed < len(inputs.refs)
             client.config_set("maxmemory", 0)
             backfill.wait(timeout=300)
-            log.close()
             assert backfill.returncode == 0, logs()
             assert "Redis takes writes again" in read_log(), read_log()
             assert not _blocked_stats(env)

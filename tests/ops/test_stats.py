@@ -9,7 +9,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, RedisTarget, cli_env, run_cli
+from conftest import RedisTarget, cli_env, run_cli, start_cli
 from support.articles import article
 from support.exposition import parse_exposition
 from support.settings import settings_for
@@ -263,18 +262,6 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return data_dir
 
 
-def start_cli(args: list[str], data_dir: Path, out: Path) -> subprocess.Popen[bytes]:
-    with out.open("wb") as sink:
-        return subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", *args],
-            env=cli_env(data_dir=data_dir),
-            cwd=ROOT,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-
-
 def wait_for(out: Path, text: str, process: subprocess.Popen[bytes], timeout: float = 30) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -320,7 +307,7 @@ def test_stats_json_and_table(seeded: Path) -> None:
 
 def test_stats_watch_refreshes_until_ctrl_c(seeded: Path, tmp_path: Path) -> None:
     out = tmp_path / "watch.out"
-    process = start_cli(["stats", "--watch", "1"], seeded, out)
+    process = start_cli(["stats", "--watch", "1"], cli_env(data_dir=seeded), out)
     wait_for(out, "documents by source", process)
     time.sleep(1.5)
     assert interrupt(process) == 0
@@ -331,7 +318,7 @@ def test_stats_watch_refreshes_until_ctrl_c(seeded: Path, tmp_path: Path) -> Non
 
 def test_metrics_command_serves_prometheus(seeded: Path, tmp_path: Path) -> None:
     out = tmp_path / "metrics.out"
-    process = start_cli(["metrics", "--port", "0"], seeded, out)
+    process = start_cli(["metrics", "--port", "0"], cli_env(data_dir=seeded), out)
     try:
         line = wait_for(out, "/metrics", process)
         match = re.search(r"http://127\.0\.0\.1:\d+/metrics", line)

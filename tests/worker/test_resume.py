@@ -10,13 +10,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, RedisTarget, cli_env, run_cli
+from conftest import RedisTarget, cli_env, run_cli, start_cli
 from support import faults
 
 from workers.index.keys import Keys
@@ -42,15 +40,7 @@ def test_an_interrupted_backfill_is_resumed_with_nothing_lost_or_twice(
     client = redis_target.client
     env = cli_env(redis_url=redis_target.url, prefix=prefix, NEWSDEDUP_INGEST__BATCH_SIZE="1")
     inputs = faults.write_inputs(tmp_path / "in", 3000, seed=11)
-    out = (tmp_path / "backfill.log").open("wb")
-    sender = subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "backfill", str(inputs.folder)],
-        env=env,
-        cwd=ROOT,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
+    sender = start_cli(["backfill", str(inputs.folder)], env, tmp_path / "backfill.log")
     try:
         # Catch it sending: 3,000 messages of one input each take it a few seconds.
         deadline = time.monotonic() + 120
@@ -70,7 +60,6 @@ def test_an_interrupted_backfill_is_resumed_with_nothing_lost_or_twice(
     finally:
         if sender.poll() is None:
             sender.kill()
-        out.close()
     said = (tmp_path / "backfill.log").read_text()
     assert sender.returncode == 130, said
     assert said.startswith(f"newsdedup: error: interrupted while sending job {job_id}: "), said
