@@ -198,7 +198,7 @@ def backfill(
             total = read_progress(runtime.client, runtime.keys, job_id).tasks_total
             fail(
                 f"interrupted while sending job {job_id}: {sending.count} of "
-                f"{counted(total, 'batch', 'batches')} sent, and they run; "
+                f"{counted(total, 'batch', 'batches')} sent; "
                 f"`newsdedup backfill --resume {job_id}` sends the rest",
                 130,
             )
