@@ -19,6 +19,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
     BusyLoadingError,
     MasterDownError,
+    NoPermissionError,
     OutOfMemoryError,
     ReadOnlyError,
     TryAgainError,
@@ -29,9 +30,10 @@ from workers.config import Settings, exported_settings
 
 # Redis refusing work for a while: unreachable or restarting (connection errors, timeouts,
 # LOADING), full under `noeviction` (OOM), a read-only replica after a failover (READONLY),
-# a failover in progress (MASTERDOWN, TRYAGAIN). None of these is an input's fault: wait
-# and try again, never a verdict. `outage_reason` also knows the refusals redis-py has no
-# class for (MISCONF, BUSY, NOREPLICAS).
+# a failover in progress (MASTERDOWN, TRYAGAIN), an ACL that denies newsdedup's user a
+# command or key (NOPERM: commands refuse it at start; a worker waits for the fix). None
+# of these is an input's fault: wait and try again, never a verdict. `outage_reason` also
+# knows the refusals redis-py has no class for (MISCONF, BUSY, NOREPLICAS).
 REDIS_OUTAGE: tuple[type[Exception], ...] = (
     redis.ConnectionError,
     redis.TimeoutError,
@@ -39,6 +41,7 @@ REDIS_OUTAGE: tuple[type[Exception], ...] = (
     ReadOnlyError,
     TryAgainError,
     MasterDownError,
+    NoPermissionError,
 )
 _OUTAGE_CODES = {
     "OOM": "full: used memory is over maxmemory (OOM)",
@@ -49,7 +52,11 @@ _OUTAGE_CODES = {
     "MISCONF": "refusing writes: its last snapshot failed (MISCONF)",
     "BUSY": "busy running a script (BUSY)",
     "NOREPLICAS": "refusing writes: not enough replicas (NOREPLICAS)",
+    # An ACL that does not let newsdedup's user run a command or touch a key: nothing an
+    # input did, and fixed on the server (the message names the command or key).
+    "NOPERM": "refusing this user a command or key (NOPERM)",
 }
+DENIED = _OUTAGE_CODES["NOPERM"]  # how `outage_reason` starts for an ACL's refusal
 # Redis before 7 wraps the error a script's command met: "Error running script (call to
 # f_...): @user_script:2: @user_script: 2: -OOM command not allowed ...".
 _SCRIPT_ERROR_CODE = re.compile(r"-(" + "|".join(_OUTAGE_CODES) + r") ")
@@ -159,6 +166,7 @@ _ERROR_CLASS_CODES: dict[type[Exception], str] = {
     BusyLoadingError: "LOADING",
     MasterDownError: "MASTERDOWN",
     TryAgainError: "TRYAGAIN",
+    NoPermissionError: "NOPERM",
 }
 
 
@@ -181,6 +189,9 @@ def outage_reason(error: BaseException | None) -> str | None:
             code = _ERROR_CLASS_CODES.get(type(error)) or text.split(" ", 1)[0]
             if code not in _OUTAGE_CODES and (found := _SCRIPT_ERROR_CODE.search(text)):
                 code = found.group(1)
+            if code == "NOPERM":
+                detail = text.removeprefix("NOPERM ")
+                return f"{_OUTAGE_CODES[code]}: {detail}; grant it in the server's ACL"
             if code in _OUTAGE_CODES:
                 return _OUTAGE_CODES[code]
             return None

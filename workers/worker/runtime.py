@@ -27,11 +27,15 @@ from workers.config import ConfigError, Settings, process_settings
 from workers.feeds.spec import FeedSpec, load_feeds
 from workers.index.keys import Keys
 from workers.ops.connection import (
+    DENIED,
     Endpoints,
     HoldingRetry,
+    RedisUnavailable,
     ServerEvicts,
     endpoints,
+    outage_reason,
     ping,
+    redact,
     redis_from_url,
     server_eviction_risk,
 )
@@ -226,10 +230,30 @@ def connected_runtime(
         try:
             ping(runtime.client, ends.redis_url, writes=writes)
             if writes:
+                _refuse_denied_writes(runtime, ends.redis_url)
                 _refuse_evicting_broker(ends)
             yield runtime, ends
         finally:
             runtime.client.close()
+
+
+def _refuse_denied_writes(runtime: Runtime, url: str) -> None:
+    """A command that processes or queues work needs its Redis user to run scripts and to
+    write under the prefix: the write probe finds an ACL that denies either, at once and
+    in one line (a worker would otherwise start, then wait on every batch). Redis full or
+    away is no reason to refuse here: those commands wait it out, saying so."""
+    from workers.index.args import ProbeArgs
+    from workers.index.scripts import PROBE_WRITE
+
+    try:
+        with runtime.hold.holding(until=0.0):
+            PROBE_WRITE(runtime.client, [runtime.keys.write_probe], ProbeArgs(b""))
+    except Exception as exc:
+        reason = outage_reason(exc)
+        if reason is None:
+            raise
+        if reason.startswith(DENIED):
+            raise RedisUnavailable(f"Redis at {redact(url)} is {reason}") from None
 
 
 def _refuse_evicting_broker(ends: Endpoints) -> None:
