@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import json
 import os
@@ -588,6 +589,38 @@ def test_a_range_planned_before_heads_were_noted_loads_as_before(tmp_path: Path)
     assert all(loc.head == -1 for loc in wire.locations)
     got = list(load_task(wire, default_source=None, read_html=read_article))
     assert [_doc(d).id for d in got] == [f"r{i}" for i in range(5)]
+
+
+@pytest.mark.parametrize(
+    ("name", "bom", "encoding"),
+    [
+        ("ps.jsonl", codecs.BOM_UTF16_LE, "utf-16-le"),  # Windows PowerShell 5's default
+        ("le.jsonl", b"", "utf-16-le"),
+        ("be.ndjson", b"", "utf-16-be"),
+        ("wide.jsonl", codecs.BOM_UTF32_LE, "utf-32-le"),
+        ("ps.jsonl.gz", codecs.BOM_UTF16_BE, "utf-16-be"),
+    ],
+)
+def test_a_jsonl_file_in_utf16_or_utf32_reads_record_by_record(
+    tmp_path: Path, name: str, bom: bytes, encoding: str
+) -> None:
+    """Before, its lines were cut at every 0x0A byte: records split in two (dead as
+    malformed_json) and halves of two records read as one."""
+    records = [_record(i, title=f"عنوان الخبر {i} ✓", text=f"نص الخبر {i}") for i in range(7)]
+    data = bom + "".join(line + "\r\n" for line in records).encode(encoding)
+    (tmp_path / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    plan = plan_backfill([tmp_path], batch_size=3)
+    assert plan.total_inputs == 7 and [spec.inputs for spec in plan.tasks] == [3, 3, 1]
+    items = _load_all(plan)
+    assert [_doc(d).id for d in items] == [f"r{i}" for i in range(7)]
+    assert [_doc(d).title for d in items] == [f"عنوان الخبر {i} ✓" for i in range(7)]
+    assert [d.input_ref for d in items] == [f"{name}:{n}" for n in range(1, 8)]
+    # Rewritten after planning: still found out, as for a UTF-8 file.
+    other = "".join(_record(i + 50) + "\n" for i in range(7)).encode(encoding)
+    (tmp_path / name).write_bytes(
+        gzip.compress(bom + other) if name.endswith(".gz") else bom + other
+    )
+    assert {_dead(d).reason for d in _load_all(plan)} == {"file_changed"}
 
 
 def test_truncated_gzip_is_one_dead_input(tmp_path: Path) -> None:

@@ -168,7 +168,7 @@ def scan_json_array(stream: BinaryIO) -> JsonArray | None:
     head = stream.read(CHUNK_BYTES)
     while head and len(head) < 4 and (more := stream.read(CHUNK_BYTES)):
         head += more  # enough to recognise the encoding
-    encoding = _json_encoding(head)
+    encoding = json_encoding(head)
     if encoding not in ("utf-8", "utf-8-sig"):
         return _scan_decoded(stream, head, encoding)
     bom = len(_BOM) if encoding == "utf-8-sig" else 0
@@ -211,7 +211,7 @@ def _scan_decoded(stream: BinaryIO, head: bytes, encoding: str) -> JsonArray | N
     return None if count is None else JsonArray(count, None)
 
 
-def _json_encoding(head: bytes) -> str:
+def json_encoding(head: bytes) -> str:
     """UTF-8 (BOM or not), or UTF-16/32 by BOM or by where the NULs of "[" fall."""
     for bom, name in (
         (codecs.BOM_UTF32_LE, "utf-32"),
@@ -232,6 +232,29 @@ def _json_encoding(head: bytes) -> str:
     if start[:1] == b"\x00":
         return "utf-16-be"
     return "utf-8"
+
+
+class Utf8Recoded:
+    """The UTF-8 bytes of a UTF-16 or UTF-32 binary stream, read chunk by chunk (what
+    `LineScanner` reads a JSONL file saved in UTF-16, as Windows PowerShell 5 writes it,
+    through: its newlines are two or four bytes, and a line's bytes are not UTF-8).
+    Unpaired surrogates and a cut last character become U+FFFD."""
+
+    def __init__(self, stream: BinaryIO, encoding: str) -> None:
+        self.stream = stream
+        self._decoder = codecs.getincrementaldecoder(encoding)("replace")
+        self._done = False
+
+    def read(self, size: int = -1) -> bytes:
+        """At least one character's bytes unless at the end (a chunk may be longer than
+        `size`: UTF-8 takes up to 1.5 times UTF-16's bytes)."""
+        while not self._done:
+            data = self.stream.read(CHUNK_BYTES if size < 0 else max(size, 4))
+            self._done = not data
+            text = self._decoder.decode(data, final=self._done)
+            if text:
+                return text.encode("utf-8", "replace")
+        return b""
 
 
 class _ArrayCounter:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from workers.config import DEFAULTS
 from workers.ingest.paths import open_in_root
-from workers.ingest.scan import Line, LineScanner
+from workers.ingest.scan import Line, LineScanner, Utf8Recoded, json_encoding
 
 if TYPE_CHECKING:
     from workers.config import Settings
@@ -192,19 +192,26 @@ def jsonl_lines(
 ) -> Iterator[LineScanner]:
     """The lines of the JSONL file `rel` under `root` (OS paths, not escaped),
     decompressed, from byte `seek`, which is the start of line number `line`. Shared by
-    the planner and the loader: they must agree on what counts as an input."""
-    with open_in_root(root, rel) as raw:
-        if seek:
-            raw.seek(seek)
+    the planner and the loader: they must agree on what counts as an input.
+
+    A file in UTF-16 or UTF-32 (by its BOM, else by where the NULs of its first character
+    fall) is read recoded to UTF-8, always from its start: its offsets are the recoded
+    stream's, so `seek` does not apply and the loader skips the lines before its range,
+    as in a .gz."""
+    with open_in_root(root, rel) as raw, contextlib.ExitStack() as stack:
         stream: BinaryIO = raw
-        with contextlib.ExitStack() as stack:
-            if gz:
-                unzipped = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
-                stream = unzipped  # type: ignore[assignment]  # a binary file, typeshed aside
-            yield LineScanner(
-                stream,
-                max_line_bytes=limits.max_record_bytes,
-                max_total_bytes=limits.max_decompressed_bytes if gz else None,
-                start_index=line,
-                start_offset=seek,
-            )
+        if gz:
+            unzipped = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
+            stream = unzipped  # type: ignore[assignment]  # a binary file, typeshed aside
+        encoding = json_encoding(stream.read(4))
+        wide = encoding.startswith(("utf-16", "utf-32"))
+        if wide:
+            seek, line = 0, 0
+        stream.seek(seek)
+        yield LineScanner(
+            Utf8Recoded(stream, encoding) if wide else stream,  # type: ignore[arg-type]
+            max_line_bytes=limits.max_record_bytes,
+            max_total_bytes=limits.max_decompressed_bytes if gz else None,
+            start_index=line,
+            start_offset=seek,
+        )
