@@ -623,6 +623,15 @@ def test_a_jsonl_file_in_utf16_or_utf32_reads_record_by_record(
     assert {_dead(d).reason for d in _load_all(plan)} == {"file_changed"}
 
 
+def test_parts_joined_with_their_byte_order_marks_each_read(tmp_path: Path) -> None:
+    """`cat a.jsonl b.jsonl > all.jsonl` of files written with a UTF-8 BOM: the second
+    part's first record starts with a BOM mid-file (was dead as malformed_json)."""
+    parts = [codecs.BOM_UTF8 + (_record(i) + "\n").encode() for i in range(3)]
+    (tmp_path / "all.jsonl").write_bytes(b"".join(parts))
+    items = _load_all(plan_backfill([tmp_path], batch_size=2))
+    assert [_doc(d).id for d in items] == ["r0", "r1", "r2"]
+
+
 def test_truncated_gzip_is_one_dead_input(tmp_path: Path) -> None:
     data = gzip.compress("".join(_record(i) + "\n" for i in range(2000)).encode())
     (tmp_path / "cut.jsonl.gz").write_bytes(data[: len(data) // 2])

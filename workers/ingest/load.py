@@ -380,7 +380,9 @@ def _jsonl_record(ctx: _Ctx, line: Line) -> LoadedInput:
             text = line.data.decode("utf-8")
         except UnicodeDecodeError:  # rare: let the shared decoder guess the legacy charset
             text = _decode(line.data)
-        return _record(ctx, _loads(text), ref)
+        # Files joined with `cat` carry each part's UTF-8 BOM at the start of a line (the
+        # scanner drops only the file's own, at offset 0).
+        return _record(ctx, _loads(text.removeprefix("\ufeff")), ref)
     except _Reject as reject:
         return ctx.dead(reject, ref)
 
