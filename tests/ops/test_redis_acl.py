@@ -9,11 +9,10 @@ granted again the job ends with every input accounted for once.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import redis
-from conftest import cli_env, run_cli, start_cli
+from conftest import cli_env, run_cli
 from support import faults
 
 from workers.index.keys import Keys
@@ -69,37 +68,17 @@ def test_a_permission_taken_away_mid_job_is_waited_out(
         redis_url=_user_url(private_redis), prefix=PREFIX, NEWSDEDUP_INGEST__BATCH_SIZE="20"
     )
     inputs = faults.write_inputs(tmp_path / "in", 1500, seed=8)
-    logs = faults.JobLogs(admin, keys, tmp_path)
     try:
-        with faults.running_workers(env, tmp_path, 1, "WARNING"):
-            log = tmp_path / "backfill.log"
-            backfill = start_cli(["backfill", "--wait", str(inputs.folder)], env, log)
-
-            def all_logs() -> str:
-                return logs() + "\n----- backfill\n" + log.read_text("utf-8", "replace")
-
-            faults.wait_until(lambda: admin.zcard(keys.jobs) == 1, 60, "the job", all_logs)
-            logs.job_id = admin.zrange(keys.jobs, -1, -1)[0].decode()
-            faults.wait_until(
-                lambda: faults.processed_at_least(admin, keys, logs.job_id, 100),
-                120,
-                "100 inputs processed",
-                all_logs,
-            )
-            admin.execute_command("ACL", "SETUSER", USER, "-evalsha")
-            denied = "refusing this user a command or key (NOPERM)"
-            faults.wait_until(
-                lambda: denied in faults.worker_logs(tmp_path), 60, "the worker's wait", all_logs
-            )
-            held = faults.progress_or_none(admin, keys, logs.job_id)
-            time.sleep(6)
-            later = faults.progress_or_none(admin, keys, logs.job_id)
-            assert held is not None and later is not None, all_logs()
-            assert later.processed == held.processed < len(inputs.refs), (held, later)
-            admin.execute_command("ACL", "SETUSER", USER, "+evalsha")
-            backfill.wait(timeout=300)
-            assert backfill.returncode == 0, all_logs()
-            assert "Traceback" not in faults.worker_logs(tmp_path), all_logs()
-            faults.check_accounting(admin, keys, logs.job_id, inputs, env)
+        faults.held_mid_job(
+            admin,
+            keys,
+            tmp_path,
+            env,
+            inputs,
+            fault=lambda: admin.execute_command("ACL", "SETUSER", USER, "-evalsha"),
+            repair=lambda: admin.execute_command("ACL", "SETUSER", USER, "+evalsha"),
+            worker_says="Redis is refusing this user a command or key (NOPERM): this user "
+            "has no permissions to run the 'evalsha' command; grant it in the server's ACL",
+        )
     finally:
         admin.close()

@@ -12,13 +12,12 @@ still work, and `stats` says why nothing moves.
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from conftest import cli_env, run_cli, start_cli
+from conftest import cli_env, run_cli
 from support import faults
 
 from workers.api import RedisUnavailable, open_index
@@ -134,55 +133,24 @@ def test_a_running_worker_holds_its_batches_while_the_server_evicts(
     env = cli_env(redis_url=private_redis.url, prefix=PREFIX, NEWSDEDUP_INGEST__BATCH_SIZE="20")
     client = redis.Redis.from_url(private_redis.url, socket_connect_timeout=1)
     inputs = faults.write_inputs(tmp_path / "in", 1500, seed=6)
-    logs = faults.JobLogs(client, keys, tmp_path)
+
+    def evict() -> None:
+        client.config_set("maxmemory", 1 << 30)
+        client.config_set("maxmemory-policy", "allkeys-lru")
+
     try:
-        with faults.running_workers(env, tmp_path, 1, "WARNING"):
-            args = ["backfill", "--wait", str(inputs.folder)]
-            backfill = start_cli(args, env, tmp_path / "backfill.log")
-
-            def read_log() -> str:
-                return (tmp_path / "backfill.log").read_text("utf-8", "replace")
-
-            def all_logs() -> str:
-                return logs() + "\n----- backfill\n" + read_log()
-
-            faults.wait_until(lambda: client.zcard(keys.jobs) == 1, 60, "the job", all_logs)
-            logs.job_id = client.zrange(keys.jobs, -1, -1)[0].decode()
-            faults.wait_until(
-                lambda: faults.processed_at_least(client, keys, logs.job_id, 100),
-                120,
-                "100 inputs processed",
-                all_logs,
-            )
-            client.config_set("maxmemory", 1 << 30)
-            client.config_set("maxmemory-policy", "allkeys-lru")
-            faults.wait_until(
-                lambda: "blocked: Redis is deleting keys when full" in read_log(),
-                60,
-                "the blocked line",
-                all_logs,
-            )
-            # The batch under way when the policy changed may finish; after that, nothing.
-            faults.wait_until(
-                lambda: "waiting" in faults.worker_logs(tmp_path),
-                30,
-                "the worker waiting",
-                all_logs,
-            )
-            held = faults.progress_or_none(client, keys, logs.job_id)
-            time.sleep(8)
-            later = faults.progress_or_none(client, keys, logs.job_id)
-            assert held is not None and later is not None, all_logs()
-            assert later.processed == held.processed < len(inputs.refs), (held, later)
-            client.config_set("maxmemory-policy", "noeviction")
-            backfill.wait(timeout=300)
-            assert backfill.returncode == 0, all_logs()
-            worker_log = faults.worker_logs(tmp_path)
-            assert (
-                "Redis is deleting keys when full (maxmemory 1.00G, maxmemory-policy "
-                "allkeys-lru): set maxmemory-policy noeviction: waiting"
-            ) in worker_log
-            faults.check_accounting(client, keys, logs.job_id, inputs, env)
-            assert int(client.info("stats")["evicted_keys"]) == 0
+        faults.held_mid_job(
+            client,
+            keys,
+            tmp_path,
+            env,
+            inputs,
+            fault=evict,
+            repair=lambda: client.config_set("maxmemory-policy", "noeviction"),
+            worker_says="Redis is deleting keys when full (maxmemory 1.00G, maxmemory-policy "
+            "allkeys-lru): set maxmemory-policy noeviction: waiting",
+            backfill_says="blocked: Redis is deleting keys when full",
+        )
+        assert int(client.info("stats")["evicted_keys"]) == 0
     finally:
         client.close()

@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 import pytest
 import redis
-from conftest import SEEDS, free_port, run_cli, start_worker, stop_workers
+from conftest import SEEDS, free_port, run_cli, start_cli, start_worker, stop_workers
 
 from support.edit_copies import lightly_edit
 from workers.index.keys import STREAM_NAMES, Keys
@@ -339,6 +339,59 @@ def check_accounting(
     assert job["tasks_done"] == job["tasks_total"], job
     # Every batch ended: the ended batches guard their inputs, the done set holds none.
     assert client.zcard(keys.job_done(job_id)) == 0
+
+
+def held_mid_job(
+    client: redis.Redis,
+    keys: Keys,
+    folder: Path,
+    env: dict[str, str],
+    inputs: Inputs,
+    *,
+    fault: Callable[[], None],
+    repair: Callable[[], None],
+    worker_says: str,
+    backfill_says: str = "",
+) -> None:
+    """A fault under a running backfill that the workers must wait out: one worker and a
+    `backfill --wait`; once 100 inputs are processed, `fault()`. The worker must log
+    `worker_says` (and the backfill `backfill_says`), then process nothing for 6 s; after
+    `repair()` the backfill must end well with every input accounted for once."""
+    logs = JobLogs(client, keys, folder)
+    with running_workers(env, folder, 1, "WARNING"):
+        log = folder / "backfill.log"
+        backfill = start_cli(["backfill", "--wait", str(inputs.folder)], env, log)
+
+        def all_logs() -> str:
+            return logs() + "\n----- backfill\n" + log.read_text("utf-8", "replace")
+
+        wait_until(lambda: client.zcard(keys.jobs) == 1, 60, "the job", all_logs)
+        logs.job_id = client.zrange(keys.jobs, -1, -1)[0].decode()
+        wait_until(
+            lambda: processed_at_least(client, keys, logs.job_id, 100),
+            120,
+            "100 inputs processed",
+            all_logs,
+        )
+        fault()
+        wait_until(lambda: worker_says in worker_logs(folder), 60, "the worker's wait", all_logs)
+        wait_until(
+            lambda: backfill_says in log.read_text("utf-8", "replace"),
+            60,
+            "the backfill's line",
+            all_logs,
+        )
+        # The batch under way at the fault may end; after that, nothing.
+        held = progress_or_none(client, keys, logs.job_id)
+        time.sleep(6)
+        later = progress_or_none(client, keys, logs.job_id)
+        assert held is not None and later is not None, all_logs()
+        assert later.processed == held.processed < len(inputs.refs), (held, later)
+        repair()
+        backfill.wait(timeout=300)
+        assert backfill.returncode == 0, all_logs()
+        assert "Traceback" not in worker_logs(folder), all_logs()
+        check_accounting(client, keys, logs.job_id, inputs, env)
 
 
 # ------------------------------------------------------------------------------ network
