@@ -632,6 +632,28 @@ def test_parts_joined_with_their_byte_order_marks_each_read(tmp_path: Path) -> N
     assert [_doc(d).id for d in items] == ["r0", "r1", "r2"]
 
 
+def test_a_json_file_of_json_lines_is_read_as_jsonl(tmp_path: Path) -> None:
+    """mongoexport and many scrapers write one object per line into a `.json` file: each
+    line is a record (before, the whole file was one dead input, malformed_json), in
+    ranges with offsets and head checks like a .jsonl; the file's size cap for a single
+    JSON document does not apply to it."""
+    body = "".join(_record(i, text="x" * 400) + "\n" for i in range(25))
+    (tmp_path / "export.json").write_text(body)
+    (tmp_path / "pretty.json").write_text(json.dumps(json.loads(_record(90)), indent=2))
+    (tmp_path / "one.json").write_text(_record(91) + "\n")
+    (tmp_path / "array.json").write_text(json.dumps([json.loads(_record(92))]))
+    plan = plan_backfill([tmp_path], batch_size=10, limits=Limits(max_file_bytes=5000))
+    assert plan.total_inputs == 28
+    ranges = [loc for spec in plan.tasks for loc in spec.locations if loc.path == "export.json"]
+    assert ranges and all(loc.lines and loc.offset >= 0 and loc.head != -1 for loc in ranges)
+    items = _by_ref(_load_all(plan))
+    assert [_doc(items[f"export.json:{n}"]).id for n in range(1, 26)] == [
+        f"r{i}" for i in range(25)
+    ]
+    assert (_doc(items["pretty.json"]).id, _doc(items["one.json"]).id) == ("r90", "r91")
+    assert _doc(items["array.json#0"]).id == "r92"
+
+
 def test_truncated_gzip_is_one_dead_input(tmp_path: Path) -> None:
     data = gzip.compress("".join(_record(i) + "\n" for i in range(2000)).encode())
     (tmp_path / "cut.jsonl.gz").write_bytes(data[: len(data) // 2])

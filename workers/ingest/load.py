@@ -42,7 +42,7 @@ from workers.ingest.spec import (
     Limits,
     Location,
     TaskSpec,
-    file_kind,
+    input_kind,
     jsonl_lines,
     line_check,
 )
@@ -108,7 +108,7 @@ def load_location(
 ) -> Iterator[LoadedInput]:
     """Yield exactly `loc.inputs` Documents/DeadInputs for one planned range of the task
     root `root` (escaped, as in TaskSpec.root)."""
-    kind = file_kind(loc.path)
+    kind = input_kind(loc)
     if kind is None:
         raise ValueError(f"not a supported input file: {loc.path!r}")
     root = str(root)
@@ -139,7 +139,7 @@ def single_input_ref(loc: Location) -> str | None:
     loaders name inputs the same way), or None for a range of several."""
     if loc.inputs != 1 or loc.count != 1:
         return None
-    kind = file_kind(loc.path)
+    kind = input_kind(loc)
     if kind in ("jsonl", "jsonl_gz"):
         return jsonl_ref(loc.path, loc.start)
     if kind == "json":  # element 0 is named `path#0` in an array, `path` for an object

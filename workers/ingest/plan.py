@@ -9,6 +9,8 @@ counted, or planned as inputs that loading turns into dead ones.
 
 from __future__ import annotations
 
+import codecs
+import json
 import os
 import stat
 from collections import Counter
@@ -219,6 +221,9 @@ class _Planner:
             gz = kind == "jsonl_gz"
             records = _scan_jsonl(str(root), rel, gz=gz, limits=self.limits)
             n = _pack_ranges(packer, rel, records, seekable=not gz)
+        elif kind == "json" and _holds_json_lines(str(root), rel, self.limits):
+            records = _scan_jsonl(str(root), rel, gz=False, limits=self.limits)
+            n = _pack_ranges(packer, rel, records, seekable=True, lines=True)
         elif kind == "json" and st.st_size <= self.limits.max_file_bytes:
             n = _plan_json(packer, str(root), rel, self.limits.max_file_bytes)
         else:  # one input: a document, or a dead input (unreadable, too large) when loaded
@@ -248,10 +253,16 @@ def _symlink_problem(root: Path, link: str) -> str | None:
 
 
 def _pack_ranges(
-    packer: _Packer, rel: str, records: Iterable[tuple[int, int, int]], *, seekable: bool
+    packer: _Packer,
+    rel: str,
+    records: Iterable[tuple[int, int, int]],
+    *,
+    seekable: bool,
+    lines: bool = False,
 ) -> int:
     """Pack (index, byte offset, head check) records into Locations filling the packer's
-    open task; each range keeps its first record's check (-1: none)."""
+    open task; each range keeps its first record's check (-1: none). `lines`: a .json
+    file read as JSON Lines."""
     total = 0
     first: tuple[int, int, int] | None = None
     last = n = 0
@@ -262,16 +273,39 @@ def _pack_ranges(
         last = record[0]
         total += 1
         if n == packer.room:
-            packer.add(_range(rel, first, last, n, seekable))
+            packer.add(_range(rel, first, last, n, seekable, lines))
             first = None
     if first is not None:
-        packer.add(_range(rel, first, last, n, seekable))
+        packer.add(_range(rel, first, last, n, seekable, lines))
     return total
 
 
-def _range(rel: str, first: tuple[int, int, int], last: int, n: int, seekable: bool) -> Location:
+def _range(
+    rel: str, first: tuple[int, int, int], last: int, n: int, seekable: bool, lines: bool
+) -> Location:
     start, offset, head = first
-    return Location(rel, start, last - start + 1, offset if seekable else -1, n, head)
+    return Location(rel, start, last - start + 1, offset if seekable else -1, n, head, lines)
+
+
+def _holds_json_lines(root: str, rel: str, limits: Limits) -> bool:
+    """Whether a .json file holds JSON Lines (one object per line, as mongoexport and many
+    scrapers write them) rather than one JSON value: a second line that starts an object
+    after a first line that is a whole object. (A pretty-printed object's first line is
+    not; a one-line object has no second line, and is not parsed here.)"""
+    try:
+        with jsonl_lines(root, os_path(rel), limits, gz=False) as scanner:
+            lines = iter(scanner)
+            first, second = next(lines, None), next(lines, None)
+    except (TotalCapExceeded, *READ_ERRORS):
+        return False
+    if first is None or second is None or first.data is None:
+        return False
+    if not (second.data or b"").lstrip().startswith(b"{"):
+        return False
+    try:
+        return isinstance(json.loads(first.data.removeprefix(codecs.BOM_UTF8)), dict)
+    except (ValueError, RecursionError):
+        return False
 
 
 def _scan_jsonl(root: str, rel: str, *, gz: bool, limits: Limits) -> Iterator[tuple[int, int, int]]:

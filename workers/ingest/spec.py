@@ -97,6 +97,9 @@ class Location:
     # JSONL: `line_check` of the range's first line as planned, so loading can tell a file
     # rewritten since (its lines moved or replaced) from one appended to; -1: not checked.
     head: int = -1
+    # A .json file that holds JSON Lines (mongoexport's default, many scrapers'): read as
+    # .jsonl is (`input_kind`).
+    lines: bool = False
 
     def __post_init__(self) -> None:
         if self.inputs < 0:
@@ -122,6 +125,8 @@ class Location:
             out["inputs"] = self.inputs
         if self.head != -1:
             out["head"] = self.head
+        if self.lines:
+            out["lines"] = True
         return out
 
     @classmethod
@@ -133,6 +138,7 @@ class Location:
             offset=int(d.get("offset", -1)),
             inputs=int(d.get("inputs", -1)),
             head=int(d.get("head", -1)),
+            lines=bool(d.get("lines", False)),
         )
 
 
@@ -176,6 +182,12 @@ def file_kind(name: str) -> Kind | None:
         if lower.endswith(suffix):
             return kind
     return None
+
+
+def input_kind(loc: Location) -> Kind | None:
+    """How a planned range is read: its file's kind, or JSONL for a .json file planned as
+    JSON Lines."""
+    return "jsonl" if loc.lines else file_kind(loc.path)
 
 
 def line_check(line: Line) -> int:
