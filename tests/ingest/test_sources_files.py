@@ -654,6 +654,21 @@ def test_a_json_file_of_json_lines_is_read_as_jsonl(tmp_path: Path) -> None:
     assert _doc(items["array.json#0"]).id == "r92"
 
 
+def test_a_text_given_as_a_list_of_paragraphs_is_read_one_per_line(tmp_path: Path) -> None:
+    """Scrapers and datasets give `text` as a list of paragraph strings (was dead as
+    missing_text); a list holding anything else is still no text."""
+    records = [
+        {"id": "p", "title": "T", "text": ["first paragraph", "second paragraph"]},
+        {"id": "q", "title": "T", "content": ["only in content"]},
+        {"id": "r", "title": "T", "text": [{"p": 1}, "mixed"]},
+    ]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    items = _by_ref(_load_all(plan_backfill([tmp_path], batch_size=10)))
+    assert _doc(items["p.jsonl:1"]).text == "first paragraph\nsecond paragraph"
+    assert _doc(items["p.jsonl:2"]).text == "only in content"
+    assert _dead(items["p.jsonl:3"]).reason == "missing_text"
+
+
 def test_truncated_gzip_is_one_dead_input(tmp_path: Path) -> None:
     data = gzip.compress("".join(_record(i) + "\n" for i in range(2000)).encode())
     (tmp_path / "cut.jsonl.gz").write_bytes(data[: len(data) // 2])

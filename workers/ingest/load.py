@@ -394,10 +394,18 @@ def _record(ctx: _Ctx, obj: object, ref: str) -> LoadedInput:
 
 
 def record_text(record: Mapping[str, object]) -> str:
-    """A record's text as given: its first non-blank `_TEXT_FIELDS` value (a string, or
-    WordPress's {"rendered": "..."}), else ""."""
-    text = next((v for k in _TEXT_FIELDS if (v := _rendered(record.get(k))).strip()), "")
+    """A record's text as given: its first non-blank `_TEXT_FIELDS` value (a string,
+    WordPress's {"rendered": "..."}, or a list of paragraphs, one per line), else ""."""
+    text = next((v for k in _TEXT_FIELDS if (v := _paragraphs(record.get(k))).strip()), "")
     return encodable(text)
+
+
+def _paragraphs(value: object) -> str:
+    """A text field: as `_rendered`, or a list of paragraph strings (scrapers' and
+    datasets' shape) joined one per line."""
+    if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+        return "\n".join(value)
+    return _rendered(value)
 
 
 def _rendered(value: object) -> str:
