@@ -22,8 +22,11 @@ def parse_date(value: object) -> str:
 
     Accepts datetimes, dates, epoch seconds (int, float or digit string; milliseconds
     when implausibly large), ISO 8601 including "YYYY-MM-DD HH:MM:SS" and a trailing "Z",
-    and RFC 2822 ("Sun, 18 Feb 2018 21:35:43 +0400"). Naive inputs stay naive: inventing
-    a timezone would be a guess; epoch values are UTC by definition.
+    RFC 2822 ("Sun, 18 Feb 2018 21:35:43 +0400"), and a day, month name and year in
+    English or Arabic ("1 August 2015", "August 1, 2015", "السبت 1 أغسطس 2015م",
+    "1 آب 2015 10:30"); Arabic-Indic and Persian digits as ASCII ones. Numeric day/month
+    orders ("01/08/2015") are not read: which comes first would be a guess. Naive inputs
+    stay naive: inventing a timezone would be a guess; epoch values are UTC by definition.
     """
     if isinstance(value, datetime):
         return value.isoformat()
@@ -49,7 +52,69 @@ def _from_epoch(value: float) -> str:
         return ""
 
 
+# Arabic-Indic and Persian digits, which Arabic sites print dates in, read as ASCII ones;
+# the Arabic comma as a comma.
+_DIGITS = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹،", "01234567890123456789,")
+
+# Gregorian month names: English, and the Arabic names of each region (Egypt and the
+# Gulf; the Levant and Iraq; the Maghreb; Tunisia and Algeria), written as `_plain`
+# writes them (alef without hamza or madda). A Hijri month is not here: its date stays
+# unread rather than misread.
+_MONTH_NAMES = (
+    ("january", "jan", "يناير", "كانون الثاني", "جانفي"),
+    ("february", "feb", "فبراير", "شباط", "فيفري"),
+    ("march", "mar", "مارس", "اذار"),
+    ("april", "apr", "ابريل", "نيسان", "افريل"),
+    ("may", "مايو", "ايار", "ماي"),
+    ("june", "jun", "يونيو", "يونيه", "حزيران", "جوان"),
+    ("july", "jul", "يوليو", "يوليه", "تموز", "يوليوز", "جويليه", "جويلية"),
+    ("august", "aug", "اغسطس", "اب", "غشت", "اوت"),
+    ("september", "sep", "sept", "سبتمبر", "ايلول", "شتنبر"),
+    ("october", "oct", "اكتوبر", "تشرين الاول"),
+    ("november", "nov", "نوفمبر", "تشرين الثاني", "نونبر"),
+    ("december", "dec", "ديسمبر", "كانون الاول", "دجنبر"),
+)
+_MONTHS = {name: number for number, names in enumerate(_MONTH_NAMES, 1) for name in names}
+_MONTH = "|".join(sorted(map(re.escape, _MONTHS), key=len, reverse=True))
+_TIME = r"(?:\s*[,|-]?\s*(?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2}))?)?"
+# "1 August 2015", "السبت 1 أغسطس 2015م 10:30", "August 1, 2015": an optional weekday
+# (or any words) before, an optional time after, nothing else.
+_DAY_MONTH_YEAR = re.compile(
+    rf"(?:[^\d,]+,?\s+)?(?P<day>\d{{1,2}})\s+(?P<month>{_MONTH})\.?,?\s+(?P<year>\d{{4}})م?" + _TIME
+)
+_MONTH_DAY_YEAR = re.compile(
+    rf"(?:[^\d,]+,\s+)?(?P<month>{_MONTH})\.?\s+(?P<day>\d{{1,2}}),?\s+(?P<year>\d{{4}})" + _TIME
+)
+
+
+def _plain(text: str) -> str:
+    """Lower case, alef without hamza or madda, no tatweel: how `_MONTHS` is written."""
+    return text.lower().translate(str.maketrans("أإآ", "ااا", "ـ"))
+
+
+def _from_month_name(text: str) -> str:
+    plain = " ".join(_plain(text).split())
+    for pattern in (_DAY_MONTH_YEAR, _MONTH_DAY_YEAR):
+        found = pattern.fullmatch(plain)
+        if found is None:
+            continue
+        parts = found.groupdict()
+        try:
+            return datetime(
+                int(parts["year"]),
+                _MONTHS[parts["month"]],
+                int(parts["day"]),
+                int(parts["hour"] or 0),
+                int(parts["minute"] or 0),
+                int(parts["second"] or 0),
+            ).isoformat()
+        except ValueError:
+            return ""
+    return ""
+
+
 def _from_string(text: str) -> str:
+    text = text.translate(_DIGITS)
     if not text:
         return ""
     if _NUMBER.fullmatch(text):
@@ -68,7 +133,7 @@ def _from_string(text: str) -> str:
     for fmt in _EXTRA_FORMATS:
         if parsed := _try_format(text, fmt):
             return parsed
-    return ""
+    return _from_month_name(text)
 
 
 def _try_format(text: str, fmt: str) -> str:
