@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from email.utils import parsedate_to_datetime
 
 # Epoch values above this are taken as milliseconds (1e11 s is the year 5138, 1e11 ms 1973).
@@ -76,7 +76,10 @@ _MONTH_NAMES = (
 )
 _MONTHS = {name: number for number, names in enumerate(_MONTH_NAMES, 1) for name in names}
 _MONTH = "|".join(sorted(map(re.escape, _MONTHS), key=len, reverse=True))
-_TIME = r"(?:\s*[,|-]?\s*(?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2}))?)?"
+_TIME = (
+    r"(?:\s*[,|-]?\s*(?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2}))?"
+    r"(?:\s*(?P<zone>[+-]\d{2}:?\d{2}|gmt|utc|z))?)?"
+)
 # "1 August 2015", "السبت 1 أغسطس 2015م 10:30", "August 1, 2015": an optional weekday
 # (or any words) before, an optional time after, nothing else.
 _DAY_MONTH_YEAR = re.compile(
@@ -107,10 +110,22 @@ def _from_month_name(text: str) -> str:
                 int(parts["hour"] or 0),
                 int(parts["minute"] or 0),
                 int(parts["second"] or 0),
+                tzinfo=_zone(parts["zone"]),
             ).isoformat()
         except ValueError:
             return ""
     return ""
+
+
+def _zone(spelled: str | None) -> tzinfo | None:
+    """ "+0300", "+03:00", "GMT", "UTC" or "Z" as a fixed offset; None (naive) for none."""
+    if spelled is None:
+        return None
+    if spelled in ("gmt", "utc", "z"):
+        return UTC
+    digits = spelled[1:].replace(":", "")
+    offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+    return timezone(-offset if spelled[0] == "-" else offset)
 
 
 def _from_string(text: str) -> str:
