@@ -57,7 +57,7 @@ def _from_epoch(value: float) -> str:
 _DIGITS = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹،", "01234567890123456789,")
 
 # Gregorian month names: English, and the Arabic names of each region (Egypt and the
-# Gulf; the Levant and Iraq; the Maghreb; Tunisia and Algeria), written as `_plain`
+# Gulf; the Levant and Iraq; the Maghreb; Tunisia and Algeria), written as `_month_spelling`
 # writes them (alef without hamza or madda). A Hijri month is not here: its date stays
 # unread rather than misread.
 _MONTH_NAMES = (
@@ -90,13 +90,13 @@ _MONTH_DAY_YEAR = re.compile(
 )
 
 
-def _plain(text: str) -> str:
+def _month_spelling(text: str) -> str:
     """Lower case, alef without hamza or madda, no tatweel: how `_MONTHS` is written."""
     return text.lower().translate(str.maketrans("أإآ", "ااا", "ـ"))
 
 
 def _from_month_name(text: str) -> str:
-    plain = " ".join(_plain(text).split())
+    plain = " ".join(_month_spelling(text).split())
     for pattern in (_DAY_MONTH_YEAR, _MONTH_DAY_YEAR):
         found = pattern.fullmatch(plain)
         if found is None:
