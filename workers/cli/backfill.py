@@ -54,10 +54,12 @@ def _summary(progress: JobProgress, seconds: float | None = None) -> str:
         resent = counted(progress.resent_tasks, "batch", "batches")
         parts.append(f"{resent} sent again (lost on the way to a worker)")
     if progress.sending_stopped:
+        from workers.cli.supervisor import resume_advice
+
         parts.append(
             f"its backfill stopped after sending {progress.sent_tasks} of "
-            f"{counted(progress.tasks_total, 'batch', 'batches')}: `newsdedup backfill "
-            f"--resume {progress.job_id}` sends the rest"
+            f"{counted(progress.tasks_total, 'batch', 'batches')}: "
+            + resume_advice(progress.job_id)
         )
     line = f"job {progress.job_id}: " + ", ".join(parts)
     if seconds is None:
@@ -132,7 +134,7 @@ def backfill(
     as_json: bool,
 ) -> None:
     """Clean, deduplicate and publish every article under PATHS (folders or files)."""
-    from workers.cli.supervisor import BlockedWait, follow_job, local_worker
+    from workers.cli.supervisor import BlockedWait, follow_job, local_worker, resume_advice
     from workers.ingest.paths import escape_name
     from workers.ingest.plan import plan_backfill
     from workers.ingest.spec import Limits
@@ -198,8 +200,7 @@ def backfill(
             total = read_progress(runtime.client, runtime.keys, job_id).tasks_total
             fail(
                 f"interrupted while sending job {job_id}: {sending.count} of "
-                f"{counted(total, 'batch', 'batches')} sent; "
-                f"`newsdedup backfill --resume {job_id}` sends the rest",
+                f"{counted(total, 'batch', 'batches')} sent; " + resume_advice(job_id),
                 130,
             )
         finally:
@@ -260,7 +261,8 @@ def _resumable(
         )
     sending = Sending(client, keys, job_id, blocked)
     sending.count = progress.sent_tasks
-    return unsent_tasks(client, keys, job_id), sending, as_text(source) if source else None
+    tasks = unsent_tasks(client, keys, job_id, progress.sent_tasks)
+    return tasks, sending, as_text(source) if source else None
 
 
 @click.command()
@@ -307,6 +309,6 @@ def _state(progress: JobProgress) -> str:
     it sent have ended: the job goes no further until `backfill --resume`)."""
     if progress.finished:
         return "finished"
-    if progress.sending_stopped and progress.tasks_done >= progress.sent_tasks:
+    if progress.stopped:
         return "stopped"
     return "running"

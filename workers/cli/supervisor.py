@@ -34,6 +34,11 @@ if TYPE_CHECKING:
     from workers.worker.lost import LostPolls
 
 
+def resume_advice(job_id: str) -> str:
+    """What to do about a job whose backfill stopped sending its batches."""
+    return f"`newsdedup backfill --resume {job_id}` sends the rest"
+
+
 def follow_job(
     runtime: Runtime,
     job_id: str,
@@ -77,12 +82,12 @@ def follow_job(
                 presence.check(progress.processed)
             if progress.finished:
                 return progress
-            if progress.sending_stopped and progress.tasks_done >= progress.sent_tasks:
+            if progress.stopped:
                 fail(
                     f"job {job_id}: its backfill stopped after sending {progress.sent_tasks} "
                     f"of {counted(progress.tasks_total, 'batch', 'batches')}, and those have "
                     f"run ({progress.processed}/{counted(progress.total, 'input')}); "
-                    f"`newsdedup backfill --resume {job_id}` sends the rest"
+                    + resume_advice(job_id)
                 )
             if progress.abandoned_tasks and progress.tasks_done >= progress.tasks_total:
                 missing = progress.total - progress.processed

@@ -9,7 +9,6 @@ counted, or planned as inputs that loading turns into dead ones.
 
 from __future__ import annotations
 
-import codecs
 import json
 import os
 import stat
@@ -21,7 +20,7 @@ from pathlib import Path, PurePosixPath
 
 from workers.ingest.load import count_wrapped_records
 from workers.ingest.paths import escape_name, open_in_root, os_path
-from workers.ingest.scan import LineScanner, TotalCapExceeded, scan_json_array
+from workers.ingest.scan import Line, LineScanner, TotalCapExceeded, scan_json_array
 from workers.ingest.spec import (
     DEFAULT_LIMITS,
     READ_ERRORS,
@@ -255,16 +254,16 @@ def _symlink_problem(root: Path, link: str) -> str | None:
 def _pack_ranges(
     packer: _Packer,
     rel: str,
-    records: Iterable[tuple[int, int, int]],
+    records: Iterable[tuple[int, int, Line | None]],
     *,
     seekable: bool,
     lines: bool = False,
 ) -> int:
-    """Pack (index, byte offset, head check) records into Locations filling the packer's
-    open task; each range keeps its first record's check (-1: none). `lines`: a .json
-    file read as JSON Lines."""
+    """Pack (index, byte offset, the line when a JSONL one) records into Locations filling
+    the packer's open task; each range keeps its first line's `line_check`. `lines`: a
+    .json file read as JSON Lines."""
     total = 0
-    first: tuple[int, int, int] | None = None
+    first: tuple[int, int, Line | None] | None = None
     last = n = 0
     for record in records:
         if first is None:
@@ -281,9 +280,10 @@ def _pack_ranges(
 
 
 def _range(
-    rel: str, first: tuple[int, int, int], last: int, n: int, seekable: bool, lines: bool
+    rel: str, first: tuple[int, int, Line | None], last: int, n: int, seekable: bool, lines: bool
 ) -> Location:
-    start, offset, head = first
+    start, offset, line = first
+    head = -1 if line is None else line_check(line)
     return Location(rel, start, last - start + 1, offset if seekable else -1, n, head, lines)
 
 
@@ -303,26 +303,27 @@ def _holds_json_lines(root: str, rel: str, limits: Limits) -> bool:
     if not (second.data or b"").lstrip().startswith(b"{"):
         return False
     try:
-        return isinstance(json.loads(first.data.removeprefix(codecs.BOM_UTF8)), dict)
+        return isinstance(json.loads(first.data), dict)  # the scanner drops a leading BOM
     except (ValueError, RecursionError):
         return False
 
 
-def _scan_jsonl(root: str, rel: str, *, gz: bool, limits: Limits) -> Iterator[tuple[int, int, int]]:
-    """Yield (line index, byte offset, `line_check`) of each non-blank line, in bounded
-    memory.
+def _scan_jsonl(
+    root: str, rel: str, *, gz: bool, limits: Limits
+) -> Iterator[tuple[int, int, Line | None]]:
+    """Yield (line index, byte offset, line) of each non-blank line, in bounded memory.
 
     A read failure (unreadable file, truncated .gz) or the decompressed cap becomes one
-    final pseudo-record at the line it struck in, with no check: loading hits the same
+    final pseudo-record at the line it struck in, with no line: loading hits the same
     failure there and reports it as a DeadInput.
     """
     scanner: LineScanner | None = None
     try:
         with jsonl_lines(root, os_path(rel), limits, gz=gz) as scanner:
             for line in scanner:
-                yield line.index, line.offset, line_check(line)
+                yield line.index, line.offset, line
     except (TotalCapExceeded, *READ_ERRORS):
-        yield (scanner.index, scanner.offset, -1) if scanner is not None else (0, 0, -1)
+        yield (scanner.index, scanner.offset, None) if scanner is not None else (0, 0, None)
 
 
 def _plan_json(packer: _Packer, root: str, rel: str, max_bytes: int) -> int:
@@ -349,5 +350,5 @@ def _plan_json(packer: _Packer, root: str, rel: str, max_bytes: int) -> int:
     # One offset per element, or none known (-1 each: repeat, so not strict); no head
     # check (a rewritten array is found by `load._values_at` or the whole file's parse).
     at = offsets if offsets is not None else repeat(-1)
-    records = zip(range(count), at, repeat(-1), strict=False)
+    records = zip(range(count), at, repeat(None), strict=False)
     return _pack_ranges(packer, rel, records, seekable=offsets is not None)

@@ -84,14 +84,18 @@ class ServerEvicts(RedisUnavailable):
 
     def __init__(self, risk: str, url: str | None = None) -> None:
         self.risk = risk
-        # What a worker waiting for the setting to change logs (`outage_reason`).
-        self.reason = f"deleting keys when full ({risk}): set maxmemory-policy noeviction"
+        self.reason = evicting_reason(risk)  # what `outage_reason` says of it
         where = f"Redis at {redact(url)}" if url else "Redis"
         super().__init__(
             f"{where} deletes keys when it is full ({risk}), which would lose the index, "
             "jobs, queued batches and published documents without a word: set "
             "maxmemory-policy noeviction (then newsdedup waits while Redis is full)"
         )
+
+
+def evicting_reason(risk: str) -> str:
+    """Why the workers wait on a server that would evict keys (`eviction_risk`'s words)."""
+    return f"deleting keys when full ({risk}): set maxmemory-policy noeviction"
 
 
 # Seconds between looks while a worker waits for a server that evicts keys to stop.
@@ -297,6 +301,15 @@ class HoldingRetry(Retry):
                 if self.on_wait is not None and reason is not None:
                     self.on_wait(reason, time.monotonic() - first)
                 time.sleep(seconds)
+
+
+def no_waiting(client: redis.Redis) -> contextlib.AbstractContextManager[None]:
+    """Within the block, `client`'s commands do not wait out an outage: the answer (or
+    the refusal) is wanted now."""
+    retry = client.get_retry()
+    if isinstance(retry, HoldingRetry):
+        return retry.holding(until=0.0)
+    return contextlib.nullcontext()
 
 
 def redis_from_url(url: str, retry: HoldingRetry | None = None) -> redis.Redis:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -34,10 +33,10 @@ from workers.index.keys import (
 from workers.index.scripts import PROBE_WRITE
 from workers.messages import counted, printable
 from workers.ops.connection import (
-    HoldingRetry,
-    ServerEvicts,
     as_text,
+    evicting_reason,
     is_outage,
+    no_waiting,
     outage_reason,
     server_eviction_risk,
 )
@@ -162,15 +161,10 @@ def write_refusal(client: redis.Redis, keys: Keys) -> str | None:
     it takes them. Found out by writing (scripts/probe_write.lua: as
     large as a worker's writes, stored small and briefly), so every cause the workers would
     meet is seen, whatever the server's configuration."""
-    retry = client.get_retry()
-
-    def waiting() -> AbstractContextManager[None]:  # none: the answer is wanted now
-        return retry.holding(until=0.0) if isinstance(retry, HoldingRetry) else nullcontext()
-
     try:
-        with waiting():
+        with no_waiting(client):
             if (risk := server_eviction_risk(client)) is not None:
-                evicts = ServerEvicts(risk).reason  # the workers wait: worker/tasks.py
+                evicts = evicting_reason(risk)  # the workers wait: worker/tasks.py
                 return f"Redis is {evicts}; the workers hold their batches until then"
             PROBE_WRITE(client, [keys.write_probe], ProbeArgs(bytes(PROBE_PADDING)))
         return None
@@ -181,7 +175,7 @@ def write_refusal(client: redis.Redis, keys: Keys) -> str | None:
     advice = "the workers hold their batches and go on by themselves once it takes writes"
     if reason.startswith("full"):
         try:
-            with waiting():
+            with no_waiting(client):
                 memory: Any = client.info("memory")
             reason = (
                 f"full ({memory.get('used_memory_human')} used of maxmemory "

@@ -32,7 +32,7 @@ from redis.typing import EncodableT, FieldT
 
 from workers.index.keys import JOB_TTL_SECONDS, Keys
 from workers.ingest.plan import Plan
-from workers.ops.connection import HoldingRetry, as_text, retry_while_outage
+from workers.ops.connection import as_text, no_waiting, retry_while_outage
 
 
 def new_job_id() -> str:
@@ -69,6 +69,12 @@ class JobProgress:
     @property
     def finished(self) -> bool:
         return self.processed >= self.total
+
+    @property
+    def stopped(self) -> bool:
+        """Its backfill stopped sending, and every batch it sent has ended: the job goes no
+        further until `backfill --resume`."""
+        return self.sending_stopped and self.tasks_done >= self.sent_tasks
 
 
 # Plan entries per HSET: a plan of thousands of batches goes in a few round trips of
@@ -241,16 +247,8 @@ class Sending:
             "sent_tasks": self.count,
             "sending_stopped_at": time.time(),
         }
-        with contextlib.suppress(redis.RedisError), self._quick():
+        with contextlib.suppress(redis.RedisError), no_waiting(self.client):
             self.client.hset(self.keys.job(self.job_id), mapping=fields)
-
-    def _quick(self) -> contextlib.AbstractContextManager[None]:
-        retry = self.client.get_retry()
-        return (
-            retry.holding(until=0.0)
-            if isinstance(retry, HoldingRetry)
-            else contextlib.nullcontext()
-        )
 
     def finished(self) -> None:
         """Every batch is sent: from now on a batch found nowhere was lost
@@ -292,9 +290,11 @@ def enqueue_tasks(
         sending.sent(task_index + 1)
 
 
-def unsent_tasks(client: redis.Redis, keys: Keys, job_id: str) -> list[tuple[int, dict[str, Any]]]:
-    """The batches of a job whose sending stopped that were never sent, from its plan."""
-    sent = int(client.hget(keys.job(job_id), "sent_tasks") or 0)
+def unsent_tasks(
+    client: redis.Redis, keys: Keys, job_id: str, sent: int
+) -> list[tuple[int, dict[str, Any]]]:
+    """The batches of a job whose sending stopped after `sent` of them that were never
+    sent, from its plan."""
     entries: dict[bytes, bytes] = client.hgetall(keys.job_plan(job_id))  # type: ignore[assignment]
     return sorted(
         (int(index), spec_of_plan_entry(entry))
