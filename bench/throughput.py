@@ -11,6 +11,7 @@ embedded valkey-server), on the same JSONL file of N SaudiNewsNet articles in da
   command's start to its exit;
 
 alternating, `--reps` times each (default 3), Redis emptied before every run; medians.
+With `--gz`, each rep also backfills the same articles as one .jsonl.gz with one worker.
 Then the same backfill with `--concurrency 2`, and the CPU-bound reference
 (`../shared/bench/minhash_only.py`: datasketch's MinHash.update_batch over the same
 texts, no Redis). For every run: Redis CPU per document (INFO cpu, user + sys, before
@@ -49,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 CORPUS = "corpus/saudinewsnet.jsonl.gz"
 PREFIX = "newsdedup:"
+GZ_LABEL = "newsdedup c1 .jsonl.gz"
 
 
 def log(message: str) -> None:
@@ -240,6 +242,7 @@ def run_newsdedup(
     concurrency: int,
     logs: Path,
     profile: Path | None = None,
+    label: str = "",
 ) -> Run:
     server.client.flushall()
     server.client.config_resetstat()
@@ -269,7 +272,11 @@ def run_newsdedup(
         raise RuntimeError(f"unexpected backfill output: {out.stdout.strip()!r}") from None
     docs, published = int(report["total"]), int(report["published"])
     return Run(
-        f"newsdedup c{concurrency}", docs, seconds, cpu / docs * 1e6, f"({published} published)"
+        label or f"newsdedup c{concurrency}",
+        docs,
+        seconds,
+        cpu / docs * 1e6,
+        f"({published} published)",
     )
 
 
@@ -344,6 +351,8 @@ def render(results: Results, args: argparse.Namespace, version: str) -> str:
     lines.append(row("newsdedup worker --concurrency 1 + backfill --wait", "newsdedup c1"))
     if two is not None:
         lines.append(row("newsdedup worker --concurrency 2 + backfill --wait", "newsdedup c2"))
+    if GZ_LABEL in results.runs:
+        lines.append(row("the same, one worker, input as one .jsonl.gz", GZ_LABEL))
     if minhash:
         lines.append(
             f"| MinHash only (datasketch update_batch, one core, no Redis; CPU time) "
@@ -387,6 +396,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=Path,
         help="py-spy the worker's processes during the first one-worker run; summary here",
     )
+    parser.add_argument(
+        "--gz",
+        action="store_true",
+        help="each rep also backfills the same articles as one .jsonl.gz (one worker)",
+    )
     parser.add_argument("--shared", type=Path, default=SHARED, help="the shared data folder")
     parser.add_argument("--keep", action="store_true", help="keep the input file and logs")
     return parser.parse_args(argv)
@@ -403,6 +417,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         file = work / "articles.jsonl"
         args.docs = write_input(shared, file, args.docs)
         log(f"{args.docs:,} articles in {file}")
+        gz_file = work / "gz" / "articles.jsonl.gz"
+        if args.gz:
+            gz_file.parent.mkdir()
+            with file.open("rb") as plain, gzip.open(gz_file, "wb") as packed:
+                shutil.copyfileobj(plain, packed)
         server = RedisServer(
             "--maxmemory-policy", "noeviction", tcp_port=free_port(), executable=redis_executable()
         )
@@ -423,6 +442,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     results.commands = command_times(server)
                     server.drop_other_clients()
                     results.memory, results.published = memory_by_class(server)
+                if args.gz:
+                    results.add(run_newsdedup(server, gz_file, env, 1, work, label=GZ_LABEL))
             if not args.no_two:
                 for _ in range(args.reps):
                     results.add(run_newsdedup(server, file, env, 2, work))

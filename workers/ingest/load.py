@@ -32,6 +32,7 @@ from workers.clean.boilerplate.teasers import is_headline_text
 from workers.document import DeadInput, Document, LoadedInput
 from workers.ingest.dates import parse_date
 from workers.ingest.decode import DecodeError, declared_html_encoding, decode_bytes
+from workers.ingest.forward import range_lines
 from workers.ingest.paths import PathRefused, escape_name, open_in_root, os_path
 from workers.ingest.scan import Line, TotalCapExceeded
 from workers.ingest.spec import (
@@ -43,7 +44,6 @@ from workers.ingest.spec import (
     Location,
     TaskSpec,
     input_kind,
-    jsonl_lines,
     line_check,
 )
 from workers.messages import one_line
@@ -331,7 +331,9 @@ def _load_jsonl(ctx: _Ctx, *, gz: bool) -> Iterator[LoadedInput]:
     seek = loc.offset >= 0 and not gz  # a .gz cannot seek: its lines are skipped
     try:
         offset, first = (loc.offset, loc.start) if seek else (0, 0)
-        with jsonl_lines(ctx.root, ctx.rel, ctx.limits, gz=gz, seek=offset, line=first) as lines:
+        with range_lines(
+            ctx.root, ctx.rel, ctx.limits, gz=gz, seek=offset, line=first, first=loc.start
+        ) as lines:
             for line in lines:
                 if line.index < loc.start:
                     continue
@@ -350,10 +352,13 @@ def _load_jsonl(ctx: _Ctx, *, gz: bool) -> Iterator[LoadedInput]:
                     )
                     break
                 if line.index >= end:
+                    lines.put_back(line)  # the next range's first line
+                    lines.finished()
                     break
                 used.add(line.index)
                 yield _jsonl_record(ctx, line)
                 if len(used) >= loc.inputs:
+                    lines.finished()
                     break
     except TotalCapExceeded:
         cap = ctx.limits.max_decompressed_bytes
