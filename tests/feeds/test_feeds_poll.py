@@ -977,3 +977,128 @@ def test_an_entry_changed_between_captures_is_an_update(
         own = fields["input_id"]
         assert (fields["version"], fields["id"]) == (str(version), f"{own}~{version}")
         assert fields["update_of"] == (own if version == 2 else f"{own}~{version - 1}")
+
+
+# ------------------------------------------------------------------ entry identity
+
+# Three unrelated short stories: no two are near duplicates of each other.
+STORIES = [
+    "أعلنت وزارة الصحة افتتاح مستشفى جديد في مدينة الرياض بسعة خمسمئة سرير ضمن خطة "
+    "لتوسيع الخدمات الطبية في المنطقة الوسطى.\nوقال المتحدث إن المستشفى يضم مركزا للطوارئ.",
+    "فاز المنتخب الوطني لكرة القدم على نظيره في المباراة الودية التي أقيمت مساء أمس على "
+    "ملعب المدينة الرياضية.\nوسجل المهاجم هدفين في الشوط الثاني أمام جمهور غفير.",
+    "ارتفعت أسعار النفط في تعاملات الأسبوع الماضي بعد قرار المنتجين خفض الإنتاج لدعم "
+    "السوق.\nوتوقع محللون استمرار الصعود مع زيادة الطلب في فصل الشتاء.",
+]
+EDITED = STORIES[0] + "\nوأضاف أن التشغيل يبدأ مطلع العام المقبل بعد اكتمال التجهيزات الطبية."
+
+
+def _published(poller: Any) -> list[dict[str, str]]:
+    return poller.stream("docs")
+
+
+def test_unrelated_entries_sharing_a_guid_in_two_feeds_are_both_published(
+    loopback: LoopbackServer, make_poller: Any
+) -> None:
+    """A guid that is no URL ("1") is unique within its feed only: two outlets' entries
+    "1" are two articles, even where the second outlet keeps first versions only."""
+    poller = make_poller()
+    for name, story in (("x", STORIES[0]), ("y", STORIES[1])):
+        loopback.serve(f"/{name}.xml", rss([{"guid": "1", "title": name, "description": story}]))
+    poller(spec_for(loopback.url("/x.xml"), name="fx", source="outletx"))
+    poller(spec_for(loopback.url("/y.xml"), name="fy", source="outlety", dedup={"updates": False}))
+    docs = _published(poller)
+    assert sorted(d["title"] for d in docs) == ["x", "y"]
+    assert not [d for d in docs if d.get("update_of")]
+    assert poller.stream("duplicates") == []
+
+
+def test_entries_sharing_one_link_are_distinct_articles(
+    loopback: LoopbackServer, make_poller: Any
+) -> None:
+    """A live blog's or a section page's entries: their own guids, one link."""
+    poller = make_poller()
+    link = "https://news.example.com/live"
+    items = [
+        {"guid": f"live-{n}", "title": f"t{n}", "link": link, "description": story}
+        for n, story in enumerate(STORIES)
+    ]
+    loopback.serve("/f.xml", rss(items))
+    poller(spec_for(loopback.url("/f.xml")))
+    docs = _published(poller)
+    assert sorted(d["title"] for d in docs) == ["t0", "t1", "t2"]
+    assert not [d for d in docs if d.get("update_of")]
+
+
+def test_an_edit_under_a_renamed_link_is_an_update(
+    loopback: LoopbackServer, make_poller: Any
+) -> None:
+    """The guid names the article; its link may be renamed with the edit."""
+    poller = make_poller()
+    spec = spec_for(loopback.url("/f.xml"))
+    first = {"guid": "k1", "title": "first", "link": "https://news.example.com/s/one"}
+    loopback.serve("/f.xml", rss([{**first, "description": STORIES[0]}]))
+    poller(spec)
+    renamed = {"guid": "k1", "title": "second", "link": "https://news.example.com/s/one-renamed"}
+    loopback.serve("/f.xml", rss([{**renamed, "description": EDITED}]))
+    poller(spec)
+    docs = _published(poller)
+    assert [(d["title"], d.get("update_of"), d.get("version")) for d in docs] == [
+        ("first", None, None),
+        ("second", docs[0]["id"], "2"),
+    ]
+
+
+def test_an_earlier_version_again_is_no_update(loopback: LoopbackServer, make_poller: Any) -> None:
+    """Feed A publishes a story and then its edit; feed B, polled after, still carries the
+    first version, then catches up. Both of B's are exact duplicates: two versions
+    published in all, the newest last."""
+    poller = make_poller()
+    link = "https://news.example.com/story"
+    versions = [
+        [{"title": "story", "link": link, "description": STORIES[0]}],
+        [{"title": "story", "link": link, "description": EDITED}],
+    ]
+    a, b = spec_for(loopback.url("/a.xml"), name="a"), spec_for(loopback.url("/b.xml"), name="b")
+    for spec, path, items in ((a, "/a.xml", versions[0]), (a, "/a.xml", versions[1])):
+        loopback.serve(path, rss(items))
+        poller(spec)
+    for items in versions:
+        loopback.serve("/b.xml", rss(items))
+        poller(b)
+    docs = _published(poller)
+    assert [d.get("version") for d in docs] == [None, "2"]
+    assert [(d["kind"], d["match"]) for d in poller.stream("duplicates")] == [
+        ("exact", "content"),
+        ("exact", "url"),
+    ]
+
+
+def test_a_permalink_guid_with_changing_tracking_parameters_is_one_entry(
+    loopback: LoopbackServer, make_poller: Any
+) -> None:
+    poller = make_poller()
+    spec = spec_for(loopback.url("/f.xml"))
+    news = []
+    for campaign in ("a", "b", "c"):
+        guid = f"https://news.example.com/p/1?utm_campaign={campaign}&id=7"
+        loopback.serve("/f.xml", rss([{"guid": guid, "title": "t", "description": STORIES[2]}]))
+        news.append(poller(spec).new)
+    assert news == [1, 0, 0]
+    assert len(_published(poller)) == 1
+
+
+def test_a_guid_given_to_entries_of_two_links_names_neither(
+    loopback: LoopbackServer, make_poller: Any
+) -> None:
+    """One document gives the guid "dup" to two different articles: both are published,
+    each known by its link."""
+    poller = make_poller()
+    items = [
+        {"guid": "dup", "title": f"t{n}", "link": f"https://news.example.com/{n}", "description": s}
+        for n, s in enumerate(STORIES[:2])
+    ]
+    loopback.serve("/f.xml", rss(items))
+    report = poller(spec_for(loopback.url("/f.xml")))
+    assert report.new == 2
+    assert sorted(d["title"] for d in _published(poller)) == ["t0", "t1"]

@@ -60,3 +60,16 @@ def canonical_url(url: str) -> str:
         if name.lower() not in _TRACKING_NAMES and not name.lower().startswith(_TRACKING_PREFIXES)
     )
     return host + path + ("?" + urlencode(query) if query else "")
+
+
+def canonical_guid(guid: str) -> str:
+    """A feed entry's guid as one spelling: a guid that is an http(s) URL (a permalink) is
+    its canonical URL, with its fragment kept (a live blog's posts are one page's
+    fragments); any other guid is itself, trimmed. So a permalink guid whose tracking
+    parameters change from poll to poll names one entry."""
+    guid = guid.strip()
+    canonical = canonical_url(guid)
+    if not canonical:
+        return guid
+    fragment = urlsplit(guid).fragment
+    return canonical + ("#" + fragment if fragment else "")

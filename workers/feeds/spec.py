@@ -18,7 +18,7 @@ import re
 import time
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,7 +26,7 @@ from urllib.parse import urljoin, urlsplit
 
 from pydantic import ValidationError
 
-from workers.clean.urls import canonical_url
+from workers.clean.urls import canonical_guid, canonical_url
 from workers.config import SourcePolicy
 from workers.document import Document
 from workers.ingest.dates import parse_date
@@ -471,8 +471,7 @@ def _collect(
     and how many made none: one odd entry must not cost the feed's others."""
     from celery.exceptions import SoftTimeLimitExceeded
 
-    entries: list[FeedEntry] = []
-    seen: set[str] = set()
+    made: list[FeedEntry] = []
     dropped = 0
     for raw in raws:
         try:
@@ -483,17 +482,42 @@ def _collect(
             entry = None
         if entry is None:
             dropped += 1
-        elif entry.key not in seen:
+        else:
+            made.append(entry)
+    entries: list[FeedEntry] = []
+    seen: set[str] = set()
+    for entry in _unshared_guids(made):
+        if entry.key not in seen:
             seen.add(entry.key)
             entries.append(entry)
     return entries, dropped
 
 
+def _unshared_guids(entries: list[FeedEntry]) -> list[FeedEntry]:
+    """The entries, those whose guid the document gives to entries of two or more links
+    keyed by their links instead, without that guid: such a guid (a CMS that writes one
+    for every item, a template's placeholder) names none of them. Entries that share a
+    guid and a link are one entry listed twice; the first is kept."""
+    links: dict[str, set[str]] = {}
+    for entry in entries:
+        if entry.guid and entry.link:
+            links.setdefault(entry.key, set()).add(canonical_url(entry.link) or entry.link)
+    shared = {key for key, seen in links.items() if len(seen) > 1}
+    if not shared:
+        return entries
+    return [
+        replace(entry, guid="", key=_entry_key("", entry.link, entry.title, entry.text))
+        if entry.key in shared and entry.link
+        else entry
+        for entry in entries
+    ]
+
+
 def _entry_key(guid: str, link: str, title: str, text: str) -> str:
-    """An entry's identity within its feed (`FeedEntry.key`): its guid, else its
-    canonical link, else a hash of what it says."""
+    """An entry's identity within its feed (`FeedEntry.key`): its guid (a permalink guid's
+    canonical spelling), else its canonical link, else a hash of what it says."""
     if guid:
-        return f"guid:{guid}"
+        return f"guid:{canonical_guid(guid)}"
     if url_key := canonical_url(link):
         return f"url:{url_key}"
     digest = hashlib.blake2b(f"{title}\n{text}".encode(), digest_size=16)

@@ -31,7 +31,7 @@ from workers.clean.fingerprint import (
     title_key,
     url_key,
 )
-from workers.clean.urls import canonical_url
+from workers.clean.urls import canonical_guid, canonical_url
 from workers.config import SourcePolicy
 from workers.document import DeadInput, Document
 from workers.index.args import INDEX_SETTINGS, AcceptArgs, DeadArgs, DocumentArgs
@@ -150,12 +150,21 @@ def delete_matching(client: redis.Redis, keys: Keys, *patterns: str) -> int:
 
 
 def identity_key(doc: Document) -> bytes:
-    """The 8-byte key of a document's identity: its canonical URL, else its feed entry's
-    guid; b"" when it has neither (UPDATES in scripts/accept_documents.lua)."""
+    """The 8-byte key of a document's identity (UPDATES in scripts/accept_documents.lua):
+    its feed entry's guid, else its canonical URL; b"" when it has neither.
+
+    The guid comes first, as in the feed's own bookkeeping (`FeedEntry.key`): entries of a
+    live blog or a section page share one link, and an article keeps its guid when its
+    link is renamed. A permalink guid (an http(s) URL) names the same page whoever
+    publishes it, so it shares the URLs' key space; any other guid ("1", "12345") is
+    unique only within its feed, so it counts within the document's source."""
+    if doc.guid:
+        guid = canonical_guid(doc.guid)
+        if canonical_url(doc.guid):
+            return url_key(guid)
+        return url_key(f"guid:{doc.source}\x00{guid}")
     url = canonical_url(doc.url)
-    if url:
-        return url_key(url)
-    return url_key("guid:" + doc.guid) if doc.guid else b""
+    return url_key(url) if url else b""
 
 
 def iso_to_epoch(text: str) -> float | None:

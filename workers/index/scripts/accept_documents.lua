@@ -32,12 +32,14 @@
 -- A near-duplicate is indexed too, standing for its original, so a later copy that is
 -- closer to an earlier copy than to the original still finds the original.
 --
--- UPDATES: a document with the same identity (canonical URL, or a feed entry's guid) as
--- a live published one, whose text or title changed (anything the matching
--- normalisation does not fold away), is published as an update: `update_of` names the
--- version it replaces and `version` counts (2, 3, ...). The same text and title is an
--- exact duplicate (a re-fetch). A source whose policy turns updates off keeps the first
--- version only: any re-fetch is an exact duplicate.
+-- UPDATES: a document with the same identity (a feed entry's guid, else its canonical
+-- URL: `dedup.identity_key`) as a live published one, whose text or title changed
+-- (anything the matching normalisation does not fold away), is published as an update:
+-- `update_of` names the version it replaces and `version` counts (2, 3, ...). The same
+-- text and title is an exact duplicate (a re-fetch), and so is the text and title of any
+-- document already published (an earlier version: a reverted edit, another feed still
+-- carrying it). A source whose policy turns updates off keeps the first version only:
+-- any re-fetch is an exact duplicate.
 --
 -- REASON: every docs and duplicates entry gets `reason`, JSON: the rule that decided and
 -- the candidates weighed (the best REASON_CANDIDATES by J), each with its verdict
@@ -230,7 +232,7 @@ local function accept(D, source_stats)
     return {kind, entry, original, similarity, containment}
   end
 
-  -- 1. The same identity (URL or guid): a re-fetch, or an update (UPDATES).
+  -- 1. The same identity (guid or URL): a re-fetch, or an update (UPDATES).
   local previous = nil  -- the version an update replaces
   if ukey ~= '' then
     local packed = redis.call('HGET', lh_key('u', ukey), ukey)
@@ -245,6 +247,17 @@ local function accept(D, source_stats)
       end
       -- Else it stands for another document's original: its own text was never
       -- published, so the changed text is judged as any other.
+    end
+  end
+
+  -- 1b. An earlier version again (another feed still carrying it, a reverted edit): the
+  -- same text and headline as a document already published is no update.
+  if previous then
+    local packed = redis.call('HGET', lh_key('x', ckey), ckey)
+    local rec = packed and live(u32(packed, 1))
+    if rec and rec.title == D.title_key then
+      touch_root(rec)
+      return duplicate('exact', 'content', original_id(rec.num), '1', '1', EXACT_CONTENT)
     end
   end
 
