@@ -47,6 +47,10 @@ class Document:
     revision: str = ""
     # Its feed's own dedup policy, when it came from a feed that sets one.
     policy: SourcePolicy | None = None
+    # `fingerprint.input_key` of the input as normalised, before stripping (b"" before):
+    # a re-read of an unchanged input is a re-fetch, not an update, even when the lines
+    # stripped from it changed since (scripts/accept_documents.lua).
+    input_key: bytes = b""
 
 
 @dataclass(slots=True, frozen=True)

@@ -179,3 +179,16 @@ def test_blocked_address_names_the_setting_and_its_variable(tmp_path: Path) -> N
         assert json.loads(allowed.stdout)["published"] == 1
     finally:
         server.close()
+
+
+def test_verbose_on_an_80_column_terminal_keeps_every_feed_named(polled: Polled) -> None:
+    """The verbose table needs a wide terminal: on 80 columns (or piped) each feed gets
+    its block, with its name, whole URL and the verbose lines, instead of a table that
+    squeezes the feed column out."""
+    lines = _feeds(polled, 80, "--verbose")
+    _fits(lines, 80)
+    text = "\n".join(lines)
+    for name, row in polled.rows.items():
+        assert name in lines, name
+        assert row["url"][:60] in text.replace("\n", "")
+    assert "  source " in text and ", every 600s" in text

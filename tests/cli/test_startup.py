@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, SEEDS, cli_env, run_cli
+from support.faults import PrivateRedis
+from support.loopback import LoopbackServer
 
 # Modules `import workers.cli` must not load: each costs `--help` a tenth of a second or
 # more (scipy, through datasketch, more than a second).
@@ -117,6 +119,9 @@ USAGE_ERRORS = [
     (["poll", "https://example.org/feed", "nosuchfeed"], None, "neither an http(s) URL"),
     (["poll", "nosuchfeed", "--wait"], NOBODY, "neither an http(s) URL nor a feed"),
     (["poll", "https://example.org/feed", "--no-wait"], None, "--no-wait needs REDIS_URL"),
+    (["poll", "http://[::1", "--wait"], NOBODY, "neither an http(s) URL nor a feed"),
+    (["poll", "http://127.0.0.1:99999/x", "--wait"], NOBODY, "neither an http(s) URL"),
+    (["poll", "http://example.org:abc/x", "--wait"], NOBODY, "neither an http(s) URL"),
     (["backfill", "/nonexistent/newsdedup-input"], None, "/nonexistent/newsdedup-input"),
     (["backfill", "/nonexistent/newsdedup-input"], NOBODY, "/nonexistent/newsdedup-input"),
     (["backfill", str(SEEDS), "--no-wait"], None, "--no-wait needs REDIS_URL"),
@@ -208,3 +213,27 @@ def test_stats_loads_neither_the_pipeline_nor_celery(tmp_path: Path) -> None:
     assert sorted(loaded & heavy) == []
     # Typically 0.5 s here; before this test existed, 1.5 s on an empty data dir.
     assert seconds < 3.0, f"stats took {seconds:.1f}s on an empty data dir"
+
+
+@pytest.mark.parametrize("command", [["stats"], ["backfill", str(SEEDS)], ["worker"]])
+def test_a_redis_url_naming_a_database_the_server_lacks_is_one_line(
+    private_redis: PrivateRedis, command: list[str], tmp_path: Path
+) -> None:
+    url = private_redis.url.removesuffix("/0") + "/99"
+    result = run_cli(command, cli_env(redis_url=url, data_dir=tmp_path), timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "newsdedup: error: the Redis server has no database of the number REDIS_URL gives "
+        "(its path, /0 to /15 on a default server: the server's `databases` setting)"
+    )
+
+
+@pytest.mark.parametrize("command", [["stats"], ["backfill", str(SEEDS)]])
+def test_a_redis_url_naming_a_web_server_is_one_line(
+    loopback: LoopbackServer, command: list[str], tmp_path: Path
+) -> None:
+    url = loopback.url("/").replace("http://", "redis://").rstrip("/") + "/0"
+    result = run_cli(command, cli_env(redis_url=url, data_dir=tmp_path), timeout=60)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("newsdedup: error: what answers at REDIS_URL does not speak Redis's")

@@ -317,6 +317,32 @@ def test_declared_encodings_decode_arabic(
     assert (entry.title, entry.text) == ("عاجل: افتتاح المعرض", "افتتح أمير الرياض المعرض.")
 
 
+@pytest.mark.parametrize(
+    ("declared_in", "headers"),
+    [
+        ("xml", {"content-type": "application/rss+xml; charset=windows-1256"}),
+        ("xml", {"content-type": "application/rss+xml"}),
+        ("header", {"content-type": "text/xml; charset=windows-1256"}),
+        ("xml", {"content-type": "text/xml; charset=iso-8859-1"}),
+    ],
+)
+def test_utf8_labelled_in_a_legacy_encoding_is_read_as_utf8(
+    declared_in: str, headers: dict[str, str]
+) -> None:
+    """A CMS's template says windows-1256 over UTF-8 content: read as what it is, and
+    flagged, as a saved page would be."""
+    body = _arabic_feed("utf-8", declare=False)
+    if declared_in == "xml":
+        body = body.replace(
+            b'<?xml version="1.0"?>', b'<?xml version="1.0" encoding="windows-1256"?>'
+        )
+    parsed = parse_feed(body, headers, FEED_URL)
+    assert parsed.title == "أخبار"
+    (entry,) = parsed.entries
+    assert (entry.title, entry.text) == ("عاجل: افتتاح المعرض", "افتتح أمير الرياض المعرض.")
+    assert parsed.bozo and "read as utf-8" in parsed.bozo_message
+
+
 def test_windows_1252_via_http_header_only() -> None:
     body = '<?xml version="1.0"?><rss version="2.0"><channel><title>Café “quoted” £</title>'
     body += "</channel></rss>"

@@ -1102,3 +1102,31 @@ def test_a_guid_given_to_entries_of_two_links_names_neither(
     report = poller(spec_for(loopback.url("/f.xml")))
     assert report.new == 2
     assert sorted(d["title"] for d in _published(poller)) == ["t0", "t1"]
+
+
+def test_entries_left_for_the_next_poll_are_not_lost_when_the_feed_moves_on(
+    loopback: LoopbackServer, make_poller: Any
+) -> None:
+    """Five summary-only entries, article pages for two per poll; before the next poll the
+    feed lists only a newer entry. The three left over are still taken, first, with the
+    newer one after them: every entry accounted for once."""
+    poller = make_poller(max_articles_per_poll=2)
+    for i in range(6):
+        loopback.serve(
+            f"/a/{i}",
+            article_page([f"{p} رقم {i}" for p in ARTICLE_PARAGRAPHS], title=f"خبر {i}"),
+            content_type="text/html",
+        )
+    first = [{"guid": str(i), "title": f"t{i}", "link": loopback.url(f"/a/{i}")} for i in range(5)]
+    loopback.serve("/f.xml", rss(first))
+    spec = spec_for(loopback.url("/f.xml"), fetch_article="auto")
+    report = poller(spec)
+    assert (report.new, report.articles, report.deferred) == (5, 2, 3)
+    loopback.serve("/f.xml", rss([{"guid": "5", "title": "t5", "link": loopback.url("/a/5")}]))
+    counts = []
+    for _ in range(3):
+        report = poller(spec)
+        counts.append((report.new, report.articles, report.deferred))
+    assert counts == [(4, 2, 2), (2, 2, 0), (0, 0, 0)]
+    accounted = [f["input_ref"] for f in poller.stream("docs") + poller.stream("duplicates")]
+    assert sorted(accounted) == [f"guid:{i}" for i in range(6)]

@@ -281,3 +281,31 @@ def test_a_run_that_ended_in_a_retry_is_no_strike(careful: Careful) -> None:
     batch = careful.start("j5", retries=2)
     assert batch.suspect == Suspect(careful.victim, "", "", 1, retries=2)
     assert batch.run().counts() == {"published": 5}
+
+
+@pytest.mark.parametrize("late_began", ["first", "second"])
+def test_a_copy_still_running_when_its_batch_ends_accounts_for_nothing(
+    careful: Careful, late_began: str
+) -> None:
+    """Two deliveries of one batch at once (a redelivery or a resend beside the first
+    delivery, two `backfill --resume` of one job): the copy that ends first accounts for
+    every input and takes them out of the done set; the other, begun before that end (at
+    full speed or carefully), finds the batch ended, not its inputs new: nothing is
+    published, counted or sent anywhere twice."""
+    job = f"j-race-{late_began}"
+    if late_began == "first":
+        late, ending = careful.start(job), careful.start(job)
+    else:
+        ending, late = careful.start(job), careful.start(job)
+    assert not late.ended
+    assert ending.run().counts() == {"published": 5}
+    ending.finish()
+    assert late.run().counts() in ({}, {"already": 5})
+    late.finish()
+    keys = careful.keys
+    assert careful.client.xlen(keys.docs) == 5
+    assert careful.client.xlen(keys.duplicates) == 0
+    assert careful.client.xlen(keys.stream("dead")) == 0
+    counts = careful.client.hgetall(keys.job(job))
+    assert int(counts[b"published"]) == 5
+    assert not {b"exact", b"near", b"dead"} & set(counts)

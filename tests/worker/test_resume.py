@@ -50,6 +50,10 @@ def test_an_interrupted_backfill_is_resumed_with_nothing_lost_or_twice(
         os.kill(sender.pid, signal.SIGSTOP)
         job_id = client.zrange(keys.jobs, -1, -1)[0].decode()
         assert client.hget(keys.job(job_id), "sent_at") is None, "sent everything already"
+        # Noted after every batch: killed now, at most the one being sent is not counted.
+        queued = client.llen(f"{prefix}ingest")
+        noted = int(client.hget(keys.job(job_id), "sent_tasks") or 0)
+        assert queued - 1 <= noted <= queued, (noted, queued)
         # Paused, not gone: resuming it now would send its batches twice over.
         early = run_cli(["backfill", "--resume", job_id], env)
         assert early.returncode == 1, early.stdout

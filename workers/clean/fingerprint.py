@@ -211,6 +211,14 @@ def url_key(canonical_url: str) -> bytes:
     return hashlib.blake2b(canonical_url.encode("utf-8"), digest_size=8).digest()
 
 
+def input_key(title: str, text: str) -> bytes:
+    """8-byte key of an input as read (its normalised title and text, before any line is
+    stripped): the same input read again has the same key, whatever boilerplate was
+    learned in between and strips now."""
+    said = f"{title}\n{text}".encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(said, digest_size=8, person=b"input").digest()
+
+
 def title_key(title: str) -> bytes:
     """4-byte key of a normalised title: an update may change only its headline."""
     return hashlib.blake2b(title.encode("utf-8"), digest_size=4).digest()

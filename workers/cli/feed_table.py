@@ -5,8 +5,9 @@ the column with "…"), so that its numbers stay on the lines of its name. Below
 terminal width where even that does not fit, each feed becomes a short block of
 labelled lines instead. The last error of each failing feed is printed in full under
 either. `--verbose` adds the columns left out (entries in the last poll, new entries in
-the last poll and in all, source, interval, polls) and prints URLs whole, for wide
-terminals; `--json` has every field.
+the last poll and in all, source, interval, polls) and prints URLs whole: as a table on
+a terminal wide enough for its columns, else as blocks with those lines added; `--json`
+has every field.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from rich.text import Text
 from workers.feeds.status import FeedStatus
 from workers.messages import counted, printable
 
-# Narrower than this, a table cannot give the feed's name and URL a useful width.
+# Narrower than this, a table cannot give the feed's name and URL a useful width; the
+# verbose table's five more columns need this much more.
 TABLE_MIN_WIDTH = 72
+VERBOSE_TABLE_MIN_WIDTH = 120
 
 # The last poll's outcome, as short as it can be said.
 _OUTCOME = {
@@ -134,11 +137,13 @@ def _feeds_table(
     return table
 
 
-def _feed_blocks(statuses: Sequence[FeedStatus], enabled: Mapping[str, bool], now: float) -> Group:
+def _feed_blocks(
+    statuses: Sequence[FeedStatus], enabled: Mapping[str, bool], now: float, verbose: bool
+) -> Group:
     """One feed per block of short lines, for terminals too narrow for the table."""
     blocks: list[RenderableType] = [Text("feeds", style="italic")]
     for s in statuses:
-        block = _feed_cell(s, verbose=False)
+        block = _feed_cell(s, verbose)
         block.append("\n  last poll: ")
         block.append(_outcome(s))
         if s.last_polled is not None:
@@ -150,6 +155,11 @@ def _feed_blocks(statuses: Sequence[FeedStatus], enabled: Mapping[str, bool], no
         block.append(f"\n  {errors}")
         next_poll = _next_poll(s, enabled.get(s.name, True), now).replace("\n", " ")
         block.append(f"\n  next poll: {next_poll}")
+        if verbose:
+            block.append(f"\n  entries {s.last_entries}, new {s.last_new} last / {s.new_total} all")
+            block.append("\n  source ")
+            block.append(printable(s.source))
+            block.append(f", every {s.interval}s, {counted(s.polls, 'poll')}")
         blocks.append(block)
     return Group(*blocks)
 
@@ -178,10 +188,13 @@ def print_feeds(
     """Print the statuses as a table (or, on a narrow terminal, as blocks), then the last
     error of each failing feed."""
     console = console or Console()
-    if verbose or console.width >= TABLE_MIN_WIDTH:
-        console.print(_feeds_table(statuses, enabled, now, verbose))
+    # The verbose table's columns need a wide terminal: on a narrower one the table would
+    # squeeze the feed's own column out, so it gives way to the blocks too.
+    narrow = console.width < (VERBOSE_TABLE_MIN_WIDTH if verbose else TABLE_MIN_WIDTH)
+    if narrow:
+        console.print(_feed_blocks(statuses, enabled, now, verbose))
     else:
-        console.print(_feed_blocks(statuses, enabled, now))
+        console.print(_feeds_table(statuses, enabled, now, verbose))
     errors = _last_errors(statuses)
     if errors is not None:
         console.print(errors)

@@ -8,7 +8,6 @@ import time
 import uuid
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import click
 
@@ -40,16 +39,15 @@ def _feed_spec(
 ) -> FeedSpec:
     """The configured feed named or located by `target`, else an ad-hoc one for the URL;
     --source and --fetch-article override either."""
-    from workers.feeds.spec import FeedSpec
+    from workers.feeds.spec import FeedSpec, is_http_url
     from workers.feeds.status import ad_hoc_feed, feed_key
 
-    match = next(
-        (spec for spec in feeds if target == spec.name or feed_key(target) == feed_key(spec.url)),
-        None,
-    )
+    match = next((spec for spec in feeds if target == spec.name), None)
     if match is None:
-        if urlsplit(target).scheme not in ("http", "https") or not urlsplit(target).hostname:
+        if not is_http_url(target):
             fail(f"{target!r} is neither an http(s) URL nor a feed in the feeds config", EXIT_USAGE)
+        match = next((spec for spec in feeds if feed_key(target) == feed_key(spec.url)), None)
+    if match is None:
         return ad_hoc_feed(
             target,
             source=source,

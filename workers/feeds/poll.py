@@ -14,9 +14,11 @@ entries already in that set. The set forgets entries after `feeds.seen_days`.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -132,9 +134,13 @@ def _poll_locked(
         return
 
     new = _unseen(client, keys, key, parsed.entries)
-    report.new = len(new)
-    inputs = _inputs_for(runtime, spec, key, new, fetcher, report, fetch_until)
+    # Entries an earlier poll left for this one come first, listed or not: a feed that
+    # moved on since must not lose them.
+    waiting = _waiting(client, keys, key, new)
+    report.new = len(waiting) + len(new)
+    inputs, left = _inputs_for(runtime, spec, key, [*waiting, *new], fetcher, report, fetch_until)
     _count(report, _process(runtime, key, inputs))
+    _leave(client, keys, key, left, done=[*waiting, *new])
     seen_days = runtime.settings.feeds.seen_days
     if seen_days > 0:
         client.zremrangebyscore(keys.job_done(feed_job(key)), "-inf", now - seen_days * 86400)
@@ -160,6 +166,37 @@ def _unseen(client: redis.Redis, keys: Keys, key: str, entries: list[FeedEntry])
     return [entry for entry, score in zip(entries, scores, strict=True) if score is None]
 
 
+def _waiting(client: redis.Redis, keys: Keys, key: str, new: list[FeedEntry]) -> list[FeedEntry]:
+    """The entries an earlier poll left for a later one (`_leave`), but those the feed
+    lists again (`new` has them as they are now) and those accounted for since."""
+    stored: dict[bytes, bytes] = client.hgetall(keys.feed_deferred(key))  # type: ignore[assignment]
+    if not stored:
+        return []
+    listed = {entry.key for entry in new}
+    entries = [FeedEntry(**json.loads(raw)) for raw in stored.values()]
+    return _unseen(client, keys, key, [e for e in entries if e.key not in listed])
+
+
+def _leave(
+    client: redis.Redis, keys: Keys, key: str, left: list[FeedEntry], done: list[FeedEntry]
+) -> None:
+    """Keep the entries this poll left for the next one, with all they say (the feed may
+    not list them then), and forget the ones it took. After they were processed: a poll
+    that dies before leaves the last poll's list, whose processed entries the done set
+    then filters out."""
+    deferred = keys.feed_deferred(key)
+    pipe = client.pipeline(transaction=True)
+    taken = {entry.key for entry in done} - {entry.key for entry in left}
+    if taken:
+        pipe.hdel(deferred, *taken)
+    if left:
+        pipe.hset(
+            deferred,
+            mapping={entry.key: json.dumps(asdict(entry), ensure_ascii=False) for entry in left},
+        )
+    pipe.execute()
+
+
 def _inputs_for(
     runtime: Runtime,
     spec: FeedSpec,
@@ -168,10 +205,10 @@ def _inputs_for(
     fetcher: Fetcher,
     report: PollReport,
     fetch_until: float,
-) -> list[LoadedInput]:
+) -> tuple[list[LoadedInput], list[FeedEntry]]:
     """Documents for the new entries, with article pages fetched where needed (while
     there is time for one more before `fetch_until`; the first always is, so a feed
-    always moves on)."""
+    always moves on), and the entries left for the next poll."""
     settings = runtime.settings.feeds
     # The longest one article can take: its request, then its extraction.
     longest = settings.request_deadline + runtime.settings.html.extract_timeout
@@ -185,6 +222,7 @@ def _inputs_for(
         tries = {e.key: int(c or 0) for e, c in zip(wanted, counts, strict=True)}
     budget = settings.max_articles_per_poll
     inputs: list[LoadedInput] = []
+    left: list[FeedEntry] = []
     failed_again: list[str] = []
     settled: list[str] = []
     for entry in entries:
@@ -194,6 +232,7 @@ def _inputs_for(
         out_of_time = report.articles > 0 and time.monotonic() + longest > fetch_until
         if budget <= 0 or out_of_time:
             report.deferred += 1
+            left.append(entry)
             continue
         budget -= 1
         report.articles += 1
@@ -208,6 +247,7 @@ def _inputs_for(
         transient = isinstance(error, FetchError) and error.transient
         if transient and tries[entry.key] + 1 < ARTICLE_ATTEMPTS:
             report.deferred += 1
+            left.append(entry)
             failed_again.append(entry.key)
             continue
         settled.append(entry.key)
@@ -229,7 +269,7 @@ def _inputs_for(
     if settled:
         pipe.hdel(tries_key, *settled)
     pipe.execute()
-    return inputs
+    return inputs, left
 
 
 ArticleFailure = FetchError | ArticleError | str

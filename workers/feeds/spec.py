@@ -188,7 +188,7 @@ def _parse_feed_table(
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ValueError(f"{where}: name must be a slug of a-z, 0-9, _ and - (got {name!r})")
     url = table.get("url")
-    if not isinstance(url, str) or not _is_http_url(url):
+    if not isinstance(url, str) or not is_http_url(url):
         raise ValueError(f"{where}: url must be an absolute http(s) URL (got {url!r})")
     source = table.get("source", name)
     if not isinstance(source, str) or not source.strip() or source != source.strip():
@@ -239,7 +239,9 @@ def _policy(table: object, where: str) -> SourcePolicy | None:
         raise ValueError(f"{where}: dedup: {problems}") from None
 
 
-def _is_http_url(url: str) -> bool:
+def is_http_url(url: str) -> bool:
+    """An absolute http(s) URL with a host, a valid port and no spaces: what a feed's
+    `url` must be, in the feeds config or on the command line."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018  (raises ValueError on a bad port)
@@ -372,20 +374,29 @@ class _Transcoded:
 def _legacy_feed_as_utf8(content: bytes, content_type: str) -> _Transcoded | None:
     """A feed body that is neither UTF-8 nor in the encoding it declares (an Arabic feed in
     windows-1256 whose XML declaration names none, so UTF-8 by XML's rule), decoded as a
-    saved file would be (workers/ingest/decode.py) and written as UTF-8; None when
-    feedparser can read it as it is. feedparser's own fallback reads such a feed as
+    saved file would be (workers/ingest/decode.py) and written as UTF-8, or a UTF-8 body
+    labelled in a legacy encoding, taken as UTF-8; None when feedparser can read it as it
+    is. feedparser's own fallback reads such a feed as
     windows-1252 and publishes "ÃÚáäÊ ÇáÍßæãÉ" for "أعلنت الحكومة"."""
     # A byte order mark or a NUL in the first bytes (UTF-16 or UTF-32 "<?xml") is an
     # encoding feedparser recognises itself, as XML's appendix on autodetection says.
     if has_bom(content) or b"\x00" in content[:4]:
         return None
-    try:
-        content.decode("utf-8")
-        return None
-    except UnicodeDecodeError:
-        pass
     label = declared_page_encoding(content, content_type)
     declared = codec_for_label(label)
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        if declared in (None, "utf-8") or content.isascii():
+            return None
+        # Multi-byte UTF-8 throughout, yet labelled in a legacy encoding (a CMS's template
+        # header over UTF-8 content): text in windows-1256 or the like is not valid UTF-8
+        # by chance, so the label is what is wrong, as for a saved page (ingest/decode.py).
+        return _Transcoded(
+            content, f"CharacterEncodingOverride: document declared as {label}, but read as utf-8"
+        )
     if declared is not None and declared != "utf-8":
         try:
             content.decode(declared)

@@ -145,6 +145,9 @@ class JobArgs(ScriptArgs):
     prefix: str = text()
     mode: str = text()  # "publish": decide, index, publish, count; "rebuild": index only
     job: str = text()  # "" outside a job (no redelivery guard)
+    # A backfill batch's index ("" outside one): once the batch has ended (the job's
+    # ended batches hold it), its inputs are accounted for, whatever the done set says.
+    batch: str = text()
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +177,7 @@ class DocumentArgs(InputArgs):
     fact_count: int = number()
     lead: bytes = text()  # `Fingerprint.lead`: its first shingles' MinHash
     title_key: bytes = text()  # 4 bytes of the normalised title's hash
+    input_key: bytes = text()  # `Document.input_key`: 8 bytes, or b""
     # Its source's or feed's own dedup policy, "" for the settings' (`SourcePolicy.arg`):
     # "<near 0|1> <threshold> <updates 0|1>".
     policy: str = text()

@@ -233,6 +233,7 @@ class ScriptBatch:
 
     mode: str
     job_id: str
+    batch: str  # the backfill batch's index, "" outside one (`JobArgs.batch`)
     refs: list[str]  # input_ref of each input, as `run` answers: the documents, the dead
     documents: list[DocumentArgs]
     document_keys: list[str]  # each document's source counters
@@ -396,6 +397,7 @@ class DedupIndex:
             fact_count=0,
             lead=fp.lead,
             title_key=title_key(doc.title),
+            input_key=doc.input_key,
             policy=(
                 doc.policy.script_arg(self.rule.threshold)
                 if doc.policy is not None
@@ -407,13 +409,16 @@ class DedupIndex:
             buckets=tuple(buckets),
         )
 
-    def _dead_call(self, job_id: str, guard: str, dead: DeadInput, bytes_in: int) -> ScriptCall:
+    def _dead_call(
+        self, job_id: str, batch: str, guard: str, dead: DeadInput, bytes_in: int
+    ) -> ScriptCall:
         fields = DeadRecord.for_input(dead, utc_now_iso()).to_fields()
         source = dead.source or "(unknown)"
         args = DeadArgs(
             prefix=self.keys.prefix,
             mode="publish",
             job=job_id,
+            batch=batch,
             guard=done_member(guard + revised_ref(dead.input_ref, dead.revision)),
             source=source,
             bytes_in=bytes_in,
@@ -430,6 +435,7 @@ class DedupIndex:
         dead: Sequence[tuple[DeadInput, int]] = (),
         *,
         guard_prefix: str = "",
+        batch: str = "",
         now: float | None = None,
     ) -> ScriptBatch:
         """Script calls that decide, index and publish a batch, one per input, built
@@ -438,8 +444,9 @@ class DedupIndex:
 
         `guard_prefix` + input_ref is the member of the job's done set that makes a
         redelivered input a no-op; the prefix (the backfill root) keeps inputs with the
-        same relative path under different roots apart. `now` overrides the clock (for
-        simulations of the retention window)."""
+        same relative path under different roots apart. `batch` is the backfill batch's
+        index: its inputs count as accounted for once it has ended. `now` overrides the
+        clock (for simulations of the retention window)."""
         self.ensure_params()
         clock = time.time() if now is None else now
         ingested_at = utc_now_iso() if now is None else _iso(now)
@@ -449,9 +456,9 @@ class DedupIndex:
         refs = [item.doc.input_ref for item in accepted]
         dead_calls = []
         for dead_input, bytes_in in dead:
-            dead_calls.append(self._dead_call(job_id, guard_prefix, dead_input, bytes_in))
+            dead_calls.append(self._dead_call(job_id, batch, guard_prefix, dead_input, bytes_in))
             refs.append(dead_input.input_ref)
-        return ScriptBatch("publish", job_id, refs, documents, keys, facts, dead_calls)
+        return ScriptBatch("publish", job_id, batch, refs, documents, keys, facts, dead_calls)
 
     def build_reindex_batch(self, items: Sequence[tuple[Accepted, float]]) -> ScriptBatch:
         """Calls that index already-published documents, each with the time it was ingested,
@@ -461,7 +468,7 @@ class DedupIndex:
         self.ensure_params()
         documents, keys, facts = self._documents("", [(item, "", at) for item, at in items])
         refs = [item.doc.input_ref for item, _ in items]
-        return ScriptBatch("rebuild", "", refs, documents, keys, facts, [])
+        return ScriptBatch("rebuild", "", "", refs, documents, keys, facts, [])
 
     def run(self, batch: ScriptBatch) -> list[Outcome]:
         """Count the batch's facts, then send its calls as one pipeline; one Outcome per
@@ -478,6 +485,7 @@ class DedupIndex:
                     prefix=self.keys.prefix,
                     mode=batch.mode,
                     job=batch.job_id,
+                    batch=batch.batch,
                     settings=self._settings_arg,
                     documents=tuple(documents[start : start + DOCUMENTS_PER_CALL]),
                 ),

@@ -62,6 +62,9 @@ Layout under the configured prefix P (default "newsdedup:"):
                                       last_modified, last_polled, last_status, ...)
   P feed:<feed>:lock                  string: the poll task holding the feed (one at a time)
   P feed:<feed>:tries                 hash: entry key -> failed article fetches so far
+  P feed:<feed>:deferred              hash: entry key -> an entry left for the next poll
+                                      (FeedEntry JSON): taken then even when the feed
+                                      no longer lists it
   P job:feed-<feed> / ...:done        a feed's outcome counters / entries accounted for
                                       (a feed is one never-ending job; trimmed by age)
   P poll:<task id>                    hash: one poll's state and report (for `newsdedup poll`)
@@ -189,6 +192,7 @@ LAYOUT: dict[str, str] = {
     "feed": "feed:{feed}",
     "feed_lock": "feed:{feed}:lock",
     "feed_tries": "feed:{feed}:tries",
+    "feed_deferred": "feed:{feed}:deferred",
     "poll": "poll:{task}",
     "host_gate": "host:{host}",
     "beat_lock": "beat:lock",
@@ -462,6 +466,9 @@ class Keys:
 
     def feed_tries(self, feed: str) -> str:
         return self.key("feed_tries", feed=feed)
+
+    def feed_deferred(self, feed: str) -> str:
+        return self.key("feed_deferred", feed=feed)
 
     def poll(self, task_id: str) -> str:
         return self.key("poll", task=task_id)

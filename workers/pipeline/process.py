@@ -26,7 +26,7 @@ from workers.clean.boilerplate.learner import Candidate, LineLearner, Pending
 from workers.clean.boilerplate.links import link_probes, link_targets
 from workers.clean.boilerplate.rules import RuleSet
 from workers.clean.boilerplate.strip import learnable_lines, strip_boilerplate
-from workers.clean.fingerprint import Fingerprinter
+from workers.clean.fingerprint import Fingerprinter, input_key
 from workers.clean.matching import fold_lines, matching_tokens, split_tokens
 from workers.clean.normalise import has_visible_text, normalise_for_publishing
 from workers.config import DEFAULTS
@@ -93,7 +93,7 @@ def normalise_document(doc: Document) -> Document | DeadInput:
             "empty_text",
             "the document has no visible text" if body else "the document has no text",
         )
-    return replace(doc, title=title, text=body)
+    return replace(doc, title=title, text=body, input_key=input_key(title, body))
 
 
 @dataclass(slots=True, frozen=True)
@@ -332,6 +332,7 @@ def process_inputs(
     fingerprinter: Fingerprinter,
     index: DedupIndex,
     guard_prefix: str = "",
+    batch: str = "",
     now: float | None = None,
     chunk_size: int = SUBMIT_CHUNK,
     learner: LineLearner | None = None,
@@ -360,10 +361,15 @@ def process_inputs(
             if ready is not None:
                 yield ready
             cleaned = finish_chunk(planned, rules, fingerprinter, keep_headlines)
-            batch = index.build_batch(
-                job_id, cleaned.accepted, cleaned.dead, guard_prefix=guard_prefix, now=now
+            calls = index.build_batch(
+                job_id,
+                cleaned.accepted,
+                cleaned.dead,
+                guard_prefix=guard_prefix,
+                batch=batch,
+                now=now,
             )
-            ready = (batch, cleaned.learning)
+            ready = (calls, cleaned.learning)
         if ready is not None:
             yield ready
 
@@ -387,12 +393,14 @@ def process_with_runtime(
     *,
     job_id: str,
     guard_prefix: str = "",
+    batch: str = "",
     keep_headlines: bool = False,
 ) -> BatchResult:
     """`process_inputs` with a worker's rules, fingerprinter, index and line learner."""
     return process_inputs(
         inputs,
         job_id=job_id,
+        batch=batch,
         rules=runtime.rules,
         fingerprinter=runtime.fingerprinter,
         index=runtime.index,

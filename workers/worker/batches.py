@@ -22,8 +22,12 @@ After `MAX_ATTEMPTS` starts the batch is given up (logged and counted on the job
 
 The done set holds only the inputs of batches still running: a batch that ends is added
 to the job's ended batches and its inputs leave the done set, in one transaction, and a
-delivery of an ended batch (an ack a crash cut off) does nothing. So the guard holds at
-every moment, and the done set stays as small as the work in flight.
+delivery of an ended batch (an ack a crash cut off) does nothing. A copy of the batch
+still running when another copy ends it (a redelivery or resend beside the first
+delivery) is stopped by the index scripts themselves, which look for the batch among the
+ended ones in the same atomic step as for its input in the done set
+(scripts/common.lua). So the guard holds at every moment, and the done set stays as
+small as the work in flight.
 """
 
 from __future__ import annotations
@@ -237,7 +241,11 @@ class BatchRun:
 
     def _process(self, inputs: list[LoadedInput] | Iterator[LoadedInput]) -> BatchResult:
         return process_with_runtime(
-            self.runtime, inputs, job_id=self.job_id, guard_prefix=self.guard_prefix
+            self.runtime,
+            inputs,
+            job_id=self.job_id,
+            guard_prefix=self.guard_prefix,
+            batch=str(self.task_index),
         )
 
     def _begin_input(self, input_ref: str, doc_id: str = "", source: str = "") -> bool:
@@ -269,7 +277,11 @@ class BatchRun:
         self.result.outcomes.extend(
             self.runtime.index.run(
                 self.runtime.index.build_batch(
-                    self.job_id, [], [(dead, 0)], guard_prefix=self.guard_prefix
+                    self.job_id,
+                    [],
+                    [(dead, 0)],
+                    guard_prefix=self.guard_prefix,
+                    batch=str(self.task_index),
                 )
             )
         )

@@ -210,17 +210,18 @@ def read_progress(client: redis.Redis, keys: Keys, job_id: str) -> JobProgress:
     )
 
 
-# Seconds between a sending backfill's notes of how far it got (`Sending`); a backfill not
-# heard from for SENDER_GONE_AFTER seconds stopped sending (killed, machine lost).
-SENDING_BEAT = 1.0
+# A sending backfill not heard from (`Sending`) for SENDER_GONE_AFTER seconds stopped
+# sending (killed, machine lost).
 SENDER_GONE_AFTER = 60.0
 
 
 class Sending:
     """How far a backfill got sending its job's batches, which go in index order: the
     job's `sent_tasks` (batches 0 .. sent_tasks - 1 are sent) and `sending_at` (when it
-    was last heard from), noted at most every SENDING_BEAT seconds. With them `job` tells
-    a backfill still sending from one that stopped, and `backfill --resume` sends the rest."""
+    was last heard from), noted after every batch sent: a backfill killed at any moment
+    leaves at most the batch it was sending unnoted, which `backfill --resume` sends again
+    (harmless: a batch runs once, `worker/batches.py`). With them `job` tells a backfill
+    still sending from one that stopped, and `backfill --resume` sends the rest."""
 
     def __init__(
         self,
@@ -231,13 +232,11 @@ class Sending:
     ) -> None:
         self.client, self.keys, self.job_id, self.wait = client, keys, job_id, wait
         self.count = 0
-        self._noted = -float("inf")
 
     def sent(self, count: int) -> None:
         """Batches 0 .. count - 1 are sent."""
         self.count = count
-        if time.monotonic() - self._noted >= SENDING_BEAT:
-            self._note({"sent_tasks": count, "sending_at": time.time()})
+        self._note({"sent_tasks": count, "sending_at": time.time()})
 
     def stopped(self) -> None:
         """This backfill sends no more (interrupted): say so at once, with the exact count,
@@ -262,7 +261,6 @@ class Sending:
             write()
         else:
             retry_while_outage(write, self.wait)
-        self._noted = time.monotonic()
 
 
 def enqueue_tasks(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -420,3 +421,37 @@ def test_what_variants_never_take(redis_target: RedisTarget, prefix: str) -> Non
     assert all(QUOTE in out[doc.id]["text"] for doc in docs)
     kept = out[last.id]["text"]
     assert closing in kept and short in kept and QUOTE.replace("الشاعر", "الشابي") in kept
+
+
+def test_an_input_read_again_is_a_refetch_though_lines_learned_since_strip_it(
+    redis_target: RedisTarget, prefix: str
+) -> None:
+    """The first documents of an outlet keep its footer (nothing learned yet); backfilled
+    again, the footer is stripped from them too, so their cleaned texts differ from what
+    was published. The same input under the same URL is still a re-fetch: exact
+    duplicates, not updates, and nothing published twice."""
+    rt = runtime_for(redis_target, prefix)
+    docs = [
+        replace(make_doc(n, article(n) + "\n\n" + FOOTER), url=f"https://outlet.example/{n}")
+        for n in range(30)
+    ]
+    first = process_inputs(
+        docs,
+        job_id="first",
+        rules=rt.rules,
+        fingerprinter=rt.fingerprinter,
+        index=rt.index,
+        learner=rt.learner,
+    )
+    assert first.counts() == {"published": 30}
+    assert FOOTER in published(rt)[docs[0].id]["text"]
+    again = process_inputs(
+        docs,
+        job_id="again",
+        rules=rt.rules,
+        fingerprinter=rt.fingerprinter,
+        index=rt.index,
+        learner=rt.learner,
+    )
+    assert again.counts() == {"exact": 30}
+    assert len(published(rt)) == 30

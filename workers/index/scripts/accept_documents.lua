@@ -177,7 +177,8 @@ local function accept(D, source_stats)
       redis.call('HSET', lh_key('d', field), field, me)
     end
     redis.call('HSET', lh_key('x', ckey), ckey, me)
-    if ukey ~= '' then redis.call('HSET', lh_key('u', ukey), ukey, me) end
+    -- The identity's entry: the document, then the key of the input as read.
+    if ukey ~= '' then redis.call('HSET', lh_key('u', ukey), ukey, me .. D.input_key) end
     local day = math.floor(ts / 86400)
     if not day_docs[day] then
       day_docs[day] = {}
@@ -238,7 +239,10 @@ local function accept(D, source_stats)
     local packed = redis.call('HGET', lh_key('u', ukey), ukey)
     local rec = packed and live(u32(packed, 1))
     if rec then
-      local same = rec.ckey == ckey and rec.title == D.title_key
+      -- The same input read again (its cleaned text may differ: lines learned since
+      -- strip more of it now), or the same text and headline.
+      local reread = D.input_key ~= '' and string.sub(packed, 5) == D.input_key
+      local same = reread or (rec.ckey == ckey and rec.title == D.title_key)
       if same or not updates_on then
         touch_root(rec)
         return duplicate('exact', 'url', original_id(rec.num), '1', '1', EXACT_URL)

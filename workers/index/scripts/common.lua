@@ -12,7 +12,7 @@
 --
 -- A call accounts for many inputs: the counters are added up in the script and written
 -- once per call (`flush_counts`), one HINCRBY per key and field, not per input.
-local mode, job = A.mode, A.job
+local mode, job, batch = A.mode, A.job, A.batch
 
 local clock
 local function server_time()
@@ -53,8 +53,19 @@ local function xadd(stream, maxlen, fields)
 end
 
 -- Whether the input is new to the job (always, outside a job); marks it done.
+-- A batch that ends takes its inputs out of the done set and joins the job's ended
+-- batches in one transaction (worker/batches.py): a second copy of the batch still
+-- running then (a redelivery, a resend) finds the batch ended, here, in the same atomic
+-- step that would otherwise find its inputs new.
+local batch_ended
 local function first_time(guard)
   if job == '' then return true end
+  if batch ~= '' then
+    if batch_ended == nil then
+      batch_ended = redis.call('SISMEMBER', K.job_tasks(job), batch) == 1
+    end
+    if batch_ended then return false end
+  end
   return redis.call('ZADD', K.job_done(job), 'NX', server_time()[1], guard) == 1
 end
 
