@@ -1130,3 +1130,19 @@ def test_entries_left_for_the_next_poll_are_not_lost_when_the_feed_moves_on(
     assert counts == [(4, 2, 2), (2, 2, 0), (0, 0, 0)]
     accounted = [f["input_ref"] for f in poller.stream("docs") + poller.stream("duplicates")]
     assert sorted(accounted) == [f"guid:{i}" for i in range(6)]
+
+
+def test_empty_items_are_said_not_silently_dropped(
+    loopback: LoopbackServer, make_poller: Any
+) -> None:
+    """An <item> with no guid, no link and no text has nothing to process or to name it
+    by; the poll says how many it skipped."""
+    poller = make_poller()
+    body = rss([{"guid": "1", "title": "t", "description": STORIES[0]}])
+    body = body.replace(b"</channel>", b"<item></item><item><title></title></item></channel>")
+    loopback.serve("/f.xml", body)
+    report = poller(spec_for(loopback.url("/f.xml")))
+    assert (report.entries, report.published, report.empty) == (1, 1, 2)
+    assert report.summary().endswith(
+        "1 published, 0 exact duplicates, 0 near duplicates, 0 dead, 2 empty items skipped"
+    )

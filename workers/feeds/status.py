@@ -64,6 +64,9 @@ class PollReport:
     outcome: PollOutcome = "polled"
     http_status: int = 0
     entries: int = 0  # in the feed document
+    # Items with no guid, no link and no text: nothing to process, nothing to name them
+    # by in `dead` (not inputs, and not in `entries`), but said.
+    empty: int = 0
     new: int = 0  # not accounted for before this poll
     published: int = 0
     exact: int = 0
@@ -113,6 +116,8 @@ class PollReport:
             parts.append(f"{counted(self.articles, 'article page')} fetched ({failures})")
         if self.deferred:
             parts.append(f"{self.deferred} left for the next poll")
+        if self.empty:
+            parts.append(f"{counted(self.empty, 'empty item')} skipped")
         line = head + f"HTTP {self.http_status}, " + ", ".join(parts)
         return line + (f" (ill-formed feed: {self.bozo})" if self.bozo else "")
 
