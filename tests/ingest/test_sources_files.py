@@ -440,6 +440,18 @@ def test_txt_files(corpus: Path) -> None:
     assert empty.error and "\n" not in empty.error
 
 
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_txt_lines_may_end_in_any_newline(tmp_path: Path, newline: str) -> None:
+    """Bare carriage returns (old Mac editors, some exporters) end lines too: the first is
+    the headline."""
+    lines = ["Headline of the day", "Body one.", "Body two."]
+    (tmp_path / "a.txt").write_bytes(newline.join(lines).encode())
+    (item,) = _load_all(plan_backfill([tmp_path], batch_size=10))
+    doc = _doc(item)
+    assert doc.title == "Headline of the day"
+    assert doc.text.replace("\r", "").split("\n") == ["Body one.", "Body two."]
+
+
 def test_html_article_extraction(corpus: Path) -> None:
     plan = plan_backfill([corpus / "site" / "page.html"], batch_size=10)
     assert plan.total_inputs == 1

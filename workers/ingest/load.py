@@ -211,7 +211,8 @@ def _load_single(ctx: _Ctx, kind: Kind) -> LoadedInput:
 def _txt_document(text: str, ctx: _Ctx) -> Document:
     rel, source = ctx.loc.path, ctx.source
     # The first non-empty line is the headline; the body is kept raw for later stages.
-    lines = text.split("\n")
+    # Lines end in \n, \r\n or, from old Mac editors and some exporters, a bare \r.
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     for i, line in enumerate(lines):
         if line.strip():
             title, body = line.strip(), "\n".join(lines[i + 1 :])
