@@ -359,3 +359,47 @@ def test_a_short_koi8r_record_is_not_read_as_arabic(text: str) -> None:
 def test_arabic_with_hashtags_and_latin_names_stays_windows_1256(text: str) -> None:
     result = decode_bytes(text.encode("cp1256"))
     assert (result.text, result.encoding) == (text, "windows-1256")
+
+
+@pytest.mark.parametrize("declared", ["iso-8859-1", "windows-1252", "iso-8859-2"])
+def test_a_single_byte_label_that_misreads_the_text_is_overruled(declared: str) -> None:
+    """A page declaring a Latin code page over windows-1256 Arabic: every byte decodes in
+    the declared one, into "ÚäæÇä ÇáÎÈÑ"; the reading says the label is wrong."""
+    page = (
+        f"<html><head><meta charset='{declared}'><title>عنوان الخبر</title></head><body>"
+        "<p>أعلنت وزارة الصحة اليوم عن افتتاح مستشفى جديد في مدينة الرياض بسعة خمسمئة سرير</p>"
+        "</body></html>"
+    )
+    decoded = decode_bytes(page.encode("cp1256"), declared)
+    assert decoded.encoding == "windows-1256"
+    assert "وزارة الصحة" in decoded.text
+
+
+@pytest.mark.parametrize(
+    ("text", "codec", "declared"),
+    [
+        (
+            "Les élèves de l'école à Zürich ont réussi leurs examens, déclare le ministère.",
+            "latin-1",
+            "iso-8859-1",
+        ),
+        (
+            "東京都は本日、新しい病院の開設を発表しました。病院は五百床を備えています。",
+            "shift_jis",
+            "shift_jis",
+        ),
+        (
+            "Правительство объявило сегодня о строительстве новой больницы в городе.",
+            "cp1251",
+            "windows-1251",
+        ),
+        (
+            "أعلنت وزارة الصحة اليوم عن افتتاح مستشفى جديد في مدينة الرياض بسعة خمسمئة سرير",
+            "cp1256",
+            "windows-1256",
+        ),
+    ],
+)
+def test_a_label_that_reads_right_is_kept(text: str, codec: str, declared: str) -> None:
+    decoded = decode_bytes(f"<p>{text}</p>".encode(codec), declared)
+    assert decoded.text == f"<p>{text}</p>"

@@ -84,6 +84,8 @@ _SCORED_CHARS = 20_000
 # SaudiNewsNet and ANT texts at 80, 400 and 3,000 characters, 99.9% under 0.03); KOI8-R
 # Russian read as windows-1256 scores 0.34 and more.
 _MAX_ODD_WORD_SHARE = 0.2
+# A declared encoding is overruled only on this many words beyond ASCII (`_misread`).
+_MIN_WORDS_TO_JUDGE = 5
 # ISO-2022-JP (7-bit Japanese mail and news) switches to JIS X 0208 with one of these.
 _ISO2022_JP_ESCAPES = (b"\x1b$B", b"\x1b$@")
 
@@ -171,7 +173,7 @@ def decode_bytes(data: bytes, declared: str = "") -> Decoded:
     declared_codec = codec_for_label(declared)
     if declared_codec is not None and declared_codec != "utf-8":
         text, bad, replaced = _lenient(data, declared_codec)
-        if bad <= len(data) * _MAX_BAD_BYTE_SHARE:
+        if bad <= len(data) * _MAX_BAD_BYTE_SHARE and not _misread(text):
             return _finish(text, declared_codec, replaced)
 
     # The encoding is judged on a sample (the detector and the scoring cost time in
@@ -270,6 +272,17 @@ def _detect_legacy(data: bytes) -> _Reading | None:
         rank = (odd, foreign, round(match.chaos, 2), -round(match.coherence, 2), preference)
         readings.append((rank, _Reading(str(match.encoding), text, odd)))
     return min(readings, key=lambda reading: reading[0])[1] if readings else None
+
+
+def _misread(text: str) -> bool:
+    """Whether a text decoded in the encoding its input declares reads as a misreading:
+    most of its words with letters beyond ASCII are odd (`_reading_score`), as windows-1256
+    Arabic declared ISO-8859-1 reads "ÚäæÇä ÇáÎÈÑ". The words all in ASCII are left out:
+    a page's markup and scripts would outnumber its text. A single-byte label decodes any
+    bytes, so only the reading can tell such a label is wrong."""
+    beyond = [word for word in text[: _SCORED_CHARS * 4].split() if not word.isascii()]
+    odd, words = _reading_score(" ".join(beyond)[:_SCORED_CHARS])
+    return words >= _MIN_WORDS_TO_JUDGE and odd > words * _MAX_ODD_WORD_SHARE
 
 
 def _reading_score(text: str) -> tuple[int, int]:
