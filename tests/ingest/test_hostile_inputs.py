@@ -152,6 +152,48 @@ def test_lone_surrogates_in_json_fields_do_not_lose_the_batch(tmp_path: Path) ->
     assert odd["text"].endswith("\ufffd")
 
 
+def test_dates_no_reader_expected_do_not_hold_the_backfill(tmp_path: Path) -> None:
+    """A date of 10**400 (or -10**400, or 400 digits in a string) is no date: its article is
+    published undated, and the backfill ends (before, the batch raised on every start and
+    the job waited for ever)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    lines = [
+        json.dumps({"id": "huge", "text": article(1), "published": 10**400}),
+        json.dumps({"id": "minus", "text": article(2), "date": -(10**400)}),
+        json.dumps({"id": "digits", "text": article(3), "pubDate": "9" * 400}),
+        record("fine", article(4), date="2015-08-01"),
+    ]
+    (folder / "dates.jsonl").write_text("\n".join(lines) + "\n")
+    env = cli_env(data_dir=tmp_path / "data")
+    line = summary(run_cli(["backfill", "--timeout", "90", str(folder)], env, timeout=180))
+    assert "4 inputs, 4 published" in line, line
+    dated = {doc["id"]: doc.get("published_at", "") for doc in stream(env, "docs")}
+    assert dated == {"huge": "", "minus": "", "digits": "", "fine": "2015-08-01T00:00:00"}
+
+
+def test_a_record_whose_reading_raises_is_dead_and_its_batch_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from workers.ingest import load
+
+    def broken(value: object) -> str:
+        raise ArithmeticError("no reader expected this")
+
+    monkeypatch.setattr(load, "parse_date", broken)
+    dead = load.document_from_record(
+        {"id": "x", "text": "some text", "date": 1}, "f.jsonl:1", default_source="s",
+        max_title_chars=100,
+    )  # fmt: skip
+    assert dead == load.DeadInput(
+        "f.jsonl:1",
+        "processing_error",
+        "reading the record raised ArithmeticError: no reader expected this",
+        "",
+        "s",
+    )
+
+
 # ----------------------------------------------------------- symlinks swapped later
 
 

@@ -42,11 +42,12 @@ def parse_date(value: object) -> str:
 
 
 def _from_epoch(value: float) -> str:
-    if not math.isfinite(value) or value < 0:
-        return ""
-    if value > _EPOCH_MS_THRESHOLD:
-        value = value / 1000
     try:
+        # An int too large for a float (10**400) overflows already in isfinite.
+        if not math.isfinite(value) or value < 0:
+            return ""
+        if value > _EPOCH_MS_THRESHOLD:
+            value = value / 1000
         return datetime.fromtimestamp(value, tz=UTC).isoformat()
     except (OverflowError, OSError, ValueError):
         return ""

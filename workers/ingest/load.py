@@ -449,7 +449,23 @@ def document_from_record(
 ) -> LoadedInput:
     """One JSON object (a JSON or JSONL record, a dict given to workers.api) as a Document,
     or a DeadInput saying why it is none. `default_id` is the id of a record that has none
-    (None: `ref`); `default_source` the source of one that names none."""
+    (None: `ref`); `default_source` the source of one that names none. A record whose
+    reading raises (a value no reader expected) is dead as `processing_error`: one odd
+    record must not fail the batch that holds it, run after run."""
+    try:
+        return _document_from_record(obj, ref, default_source, max_title_chars, default_id)
+    except Exception as exc:
+        from celery.exceptions import SoftTimeLimitExceeded  # only when one raised
+
+        if isinstance(exc, SoftTimeLimitExceeded):
+            raise
+        error = one_line(f"reading the record raised {type(exc).__name__}: {exc}")[:500]
+        return DeadInput(ref, "processing_error", error, "", default_source)
+
+
+def _document_from_record(
+    obj: object, ref: str, default_source: str, max_title_chars: int, default_id: str | None
+) -> LoadedInput:
     if not isinstance(obj, dict):
         reason = f"expected a JSON object, got {_json_type(obj)}"
         return DeadInput(ref, "not_an_object", reason, "", default_source)

@@ -38,6 +38,10 @@ def _hold_deadline(runtime: Runtime) -> float:
     return time.monotonic() + HOLD_SHARE * runtime.settings.worker.task_soft_time_limit
 
 
+# The longest wait before a careful run that failed is started again (seconds).
+RETRY_DELAY_MAX = 30.0
+
+
 def _hand_back(what: str, exc: BaseException) -> Reject:
     log.warning("%s: Redis is %s; handing the message back", what, outage_reason(exc))
     return Reject(str(exc), requeue=True)
@@ -50,6 +54,9 @@ def _hand_back(what: str, exc: BaseException) -> Reject:
     # acknowledged with its unprocessed inputs; the next start runs it carefully
     # (workers/worker/batches.py) and finds the input that took the time.
     acks_on_failure_or_timeout=False,
+    # Retries are bounded by the batch's own count of starts (batches.MAX_ATTEMPTS), which
+    # redeliveries after a worker died count too.
+    max_retries=None,
 )
 def ingest_batch(
     self: Any, job_id: str, task_index: int, spec: dict[str, Any], default_source: str | None
@@ -88,7 +95,13 @@ def ingest_batch(
                 batch.on_outage()
                 raise _hand_back(what, exc) from None
             if batch.careful:
-                raise
+                # Not an input's (a careful run sends those to dead one by one): a fault
+                # of the files or the worker. Retried later, until the batch's starts run
+                # out and it is given up, saying so: a failed message left unacknowledged
+                # would hold the job for ever without a word.
+                delay = min(RETRY_DELAY_MAX, 2.0 ** (batch.attempt - 1))
+                log.error("%s: %s: %s; retrying in %.0f s", what, type(exc).__name__, exc, delay)
+                raise self.retry(countdown=delay) from None
             # Not one input's fault as far as we know (those go to dead one by one): run
             # the batch again carefully, which pins it on an input if it is one.
             log.warning("%s: %s; retrying carefully", what, exc)
