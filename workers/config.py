@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from importlib import resources
@@ -36,7 +37,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 # The default rules and feeds files ship inside the package (package data), so that an
 # installed wheel finds them wherever it runs. A wheel installs unpacked, so the resource
@@ -319,6 +325,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="NEWSDEDUP_",
         env_nested_delimiter="__",
+        # A variable set to nothing (`NEWSDEDUP_DATA_DIR=`) means the default, as an unset
+        # one: an empty data dir would be the current directory itself.
+        env_ignore_empty=True,
         extra="ignore",
         use_attribute_docstrings=True,
     )
@@ -416,6 +425,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory, not a TOML file") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8
+        raise ConfigError(f"config file {path} is not UTF-8 text ({exc.reason})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
@@ -436,6 +451,13 @@ def load_settings(config_file: Path | str | None = None) -> Settings:
         return Settings(**values)
     except ValidationError as exc:
         raise _invalid(exc) from None
+    except SettingsError as exc:
+        # An environment variable holding a whole table (NEWSDEDUP_SOURCES='{...}') that is
+        # not JSON: pydantic-settings names the field, its cause says what is wrong.
+        field = re.search(r'field "(\w+)"', str(exc))
+        what = f"NEWSDEDUP_{field.group(1).upper()}" if field else "an environment variable"
+        cause = f" ({exc.__cause__})" if exc.__cause__ else ""
+        raise ConfigError(f"{what} is not valid JSON{cause}") from None
 
 
 def _invalid(exc: ValidationError) -> ConfigError:

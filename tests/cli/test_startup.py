@@ -237,3 +237,41 @@ def test_a_redis_url_naming_a_web_server_is_one_line(
     assert result.returncode == 1
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("newsdedup: error: what answers at REDIS_URL does not speak Redis's")
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"NEWSDEDUP_CONFIG": "<bad_toml>"}, "is not UTF-8 text"),
+        ({"NEWSDEDUP_CONFIG": "<folder>"}, "is a directory, not a TOML file"),
+        ({"NEWSDEDUP_SOURCES": "{bad"}, "NEWSDEDUP_SOURCES is not valid JSON"),
+        ({"NEWSDEDUP_DEDUP": "{bad"}, "NEWSDEDUP_DEDUP is not valid JSON"),
+        ({"NEWSDEDUP_INGEST__BOILERPLATE_RULES": "<missing>"}, "no such rules file"),
+        ({"NEWSDEDUP_INGEST__BOILERPLATE_RULES": "<folder>"}, "a directory, not a rules file"),
+        ({"NEWSDEDUP_CONFIG_DIR": "<missing>"}, "no such rules file"),
+    ],
+)
+def test_unreadable_settings_are_one_line(
+    setting: dict[str, str], message: str, tmp_path: Path
+) -> None:
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_bytes(b"\xff\xfe prefix = 1\n")
+    places = {"bad_toml": bad_toml, "folder": tmp_path, "missing": tmp_path / "nowhere"}
+    values = dict(setting)
+    for name, place in places.items():
+        values = {k: v.replace(f"<{name}>", str(place)) for k, v in values.items()}
+    env = cli_env(data_dir=tmp_path / "data", **values)
+    result = run_cli(["backfill", str(SEEDS)], env, timeout=120)
+    assert result.returncode in (1, 2)
+    assert "Traceback" not in result.stderr, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("newsdedup: error:") and message in line, line
+
+
+def test_an_empty_data_dir_variable_means_the_default(tmp_path: Path) -> None:
+    """NEWSDEDUP_DATA_DIR= (set to nothing) is ./.newsdedup, not the current directory
+    itself strewn with the server's files."""
+    env = {**cli_env(), "NEWSDEDUP_DATA_DIR": ""}
+    result = run_cli(["stats", "--json"], env, cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".newsdedup"]

@@ -132,6 +132,14 @@ def load_rules(path: Path = DEFAULT_RULES_PATH) -> RuleSet:
             data = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: invalid TOML: {exc}") from exc
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such rules file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path}: a directory, not a rules file") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason})") from None
     return parse_rules(data, str(path))
 
 
