@@ -275,3 +275,59 @@ def test_an_empty_data_dir_variable_means_the_default(tmp_path: Path) -> None:
     result = run_cli(["stats", "--json"], env, cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [".newsdedup"]
+
+
+def test_a_server_that_takes_the_connection_and_never_answers_is_one_line(
+    tmp_path: Path,
+) -> None:
+    """A stopped (SIGSTOP) or wedged Redis, or a silent listener: the command gives up
+    after its probe's 10 s with one line, instead of waiting for ever."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    taken: list[socket.socket] = []
+    done = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not done.is_set():
+            try:
+                taken.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        url = f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+        seconds, result = _seconds(["stats"], cli_env(redis_url=url, data_dir=tmp_path))
+    finally:
+        done.set()
+        thread.join()
+        for conn in taken:
+            conn.close()
+        listener.close()
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"newsdedup: error: Redis at {url} took the connection but did not answer within "
+        "10 s (a stopped or wedged server, or not Redis)"
+    )
+    assert seconds < 30
+
+
+@pytest.mark.parametrize("command", [["backfill", str(SEEDS)], ["worker"]])
+def test_an_unreachable_redis_broker_is_one_line_at_once(
+    private_redis: PrivateRedis, command: list[str], tmp_path: Path
+) -> None:
+    """The data Redis answers, the separate broker does not: said at once, naming the
+    broker (a backfill waited for ever to send its first batch, blaming "Redis")."""
+    env = cli_env(redis_url=private_redis.url, data_dir=tmp_path, BROKER_URL=NOBODY)
+    seconds, result = _seconds(command, env)
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith(
+        f"newsdedup: error: the Celery broker (BROKER_URL): cannot reach Redis at {NOBODY}"
+    )
+    assert seconds < 20

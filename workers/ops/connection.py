@@ -387,6 +387,10 @@ def too_old(server_info: dict[str, Any]) -> str | None:
     return version if numbers and numbers < OLDEST_SERVER else None
 
 
+# Seconds a starting command waits for Redis's first answer (`ping`).
+PROBE_TIMEOUT = 10.0
+
+
 def ping(client: redis.Redis, url: str, *, writes: bool = False) -> None:
     """Check that Redis answers, and is a version we support, as a command starting does:
     quickly. The client's own retries (about 9 s) are for a running process riding out a
@@ -395,9 +399,20 @@ def ping(client: redis.Redis, url: str, *, writes: bool = False) -> None:
     keys is refused too (`ServerEvicts`); commands that only read or delete may use it."""
     pool = client.connection_pool
     quick = HoldingRetry(window=0.3)
+    # A reply awaited for ever would hang the command without a word on a server that
+    # takes connections but never answers (stopped with SIGSTOP, wedged, or something
+    # that is not Redis and stays silent); INFO and PING answer at once on a live one.
+    # Each read waits half of it: the quick retry may ask twice. No health check: its PING
+    # on connecting would wait (and retry) again.
+    probe_options = {
+        **pool.connection_kwargs,
+        "retry": quick,
+        "socket_timeout": PROBE_TIMEOUT / 2,
+        "health_check_interval": 0,
+    }
     probe = redis.Redis(
         connection_pool=redis.ConnectionPool(
-            connection_class=pool.connection_class, **{**pool.connection_kwargs, "retry": quick}
+            connection_class=pool.connection_class, **probe_options
         )
     )
     try:
@@ -409,7 +424,12 @@ def ping(client: redis.Redis, url: str, *, writes: bool = False) -> None:
         risk = server_eviction_risk(probe) if writes and not old else None
     except redis.AuthenticationError as exc:  # a ConnectionError: catch it first
         raise RedisUnavailable(f"Redis at {redact(url)} refused the credentials: {exc}") from None
-    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+    except redis.TimeoutError:
+        raise RedisUnavailable(
+            f"Redis at {redact(url)} took the connection but did not answer within "
+            f"{PROBE_TIMEOUT:g} s (a stopped or wedged server, or not Redis)"
+        ) from None
+    except (redis.ConnectionError, OSError) as exc:
         raise RedisUnavailable(f"cannot reach Redis at {redact(url)}: {exc}") from None
     finally:
         probe.close()

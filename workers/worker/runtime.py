@@ -37,7 +37,6 @@ from workers.ops.connection import (
     ping,
     redact,
     redis_from_url,
-    server_eviction_risk,
 )
 
 if TYPE_CHECKING:
@@ -257,8 +256,9 @@ def _refuse_denied_writes(runtime: Runtime, url: str) -> None:
 
 
 def _refuse_evicting_broker(ends: Endpoints) -> None:
-    """A Redis broker other than the data Redis holds the queued batches: it must not
-    evict them either. (Celery reports an unreachable broker itself, on first use.)"""
+    """A Redis broker other than the data Redis holds the queued batches: checked as the
+    data Redis is (`ping`): it must answer, be a version we support and not evict them.
+    A backfill would otherwise wait without end to send its first batch."""
     from workers.worker.broker import broker_redis_url
 
     url = broker_redis_url(ends.broker_url)
@@ -266,13 +266,13 @@ def _refuse_evicting_broker(ends: Endpoints) -> None:
         return
     client = redis_from_url(url, HoldingRetry(window=0.3))
     try:
-        risk = server_eviction_risk(client)
-    except (redis.ConnectionError, redis.TimeoutError):
-        return
+        ping(client, url, writes=True)
+    except ServerEvicts:
+        raise
+    except RedisUnavailable as exc:
+        raise RedisUnavailable(f"the Celery broker (BROKER_URL): {exc}") from None
     finally:
         client.close()
-    if risk:
-        raise ServerEvicts(risk, url)
 
 
 def build_fetcher(runtime: Runtime) -> Fetcher:
