@@ -306,7 +306,7 @@ class SourcePolicy(BaseModel):
     """Its own J bar: it replaces `dedup.threshold`, `dedup.facts_threshold` and, when
     higher, `dedup.stale_threshold` for its documents; unset: the settings'."""
     updates: bool = True
-    """Publish a changed text under a known URL or guid as an update (`update_of`,
+    """Publish a changed text under a known guid or URL as an update (`update_of`,
     `version`); false: keep the first version only (later ones are exact duplicates)."""
 
     def script_arg(self, default_threshold: float) -> str:

@@ -56,9 +56,9 @@ class RemovedLine:
 RULES: dict[str, str] = {
     "new": "published: no candidate qualified",
     "partial": "published: most of one text is inside a much longer one (partial_of / contains)",
-    "update": "published: the same URL or guid as a published document, its text changed",
+    "update": "published: the same guid or URL as a published document, its text changed",
     "near-off": "published: near-duplicate matching is off for its source",
-    "exact-url": "duplicate: the same URL or guid and the same text, or a trivial edit of it",
+    "exact-url": "duplicate: the same guid or URL and the same text, or a trivial edit of it",
     "exact-content": "duplicate: the same text (after matching normalisation)",
     "near-jaccard": "duplicate: estimated Jaccard at or above the threshold",
     "near-facts": "duplicate: rare facts agree, Jaccard at or above the facts threshold",
@@ -74,7 +74,7 @@ VERDICTS: dict[str, str] = {
     "facts-conflict": "similar, but their rare facts (names, numbers) conflict",
     "time-gap": "too far apart in time for its similarity",
     "below-threshold": "not similar enough",
-    "earlier-version": "the version an update replaces (the same URL or guid)",
+    "earlier-version": "the version an update replaces (the same guid or URL)",
 }
 
 
@@ -253,8 +253,8 @@ class DocRecord(_StreamRecord):
     """Only for a partial: the published id of a much shorter document most of which this
     one holds."""
     update_of: str | None = None
-    """Only for an update: the published id of the version it replaces (the same URL or
-    guid, its text changed)."""
+    """Only for an update: the published id of the version it replaces (the same guid or
+    URL, its text changed)."""
     version: int | None = None
     """Only for an update: 2 for the first update of a document, 3 for the next, ..."""
 
