@@ -24,6 +24,7 @@ from workers.cli.common import (
     old_option_name,
     open_runtime,
     stop_on_signals,
+    timeout_needs_waiting,
 )
 from workers.messages import counted
 
@@ -268,7 +269,7 @@ def _resumable(
 @click.command()
 @click.argument("job_id", required=False)
 @click.option("--wait", is_flag=True, help="Follow progress until done.")
-@click.option("--timeout", type=float, help="With --wait: give up after this many seconds.")
+@click.option("--timeout", type=TIMEOUT, help="With --wait: give up after this many seconds.")
 @click.option(
     "--json",
     "as_json",
@@ -283,6 +284,7 @@ def job(ctx: Context, job_id: str | None, wait: bool, timeout: float | None, as_
     from workers.ops.connection import as_text
     from workers.worker.jobs import read_progress
 
+    timeout_needs_waiting(timeout, wait)
     with open_runtime(ctx) as (runtime, _):
         if job_id is None:
             latest: Any = runtime.client.zrevrange(runtime.keys.jobs, 0, 0)

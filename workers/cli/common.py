@@ -7,6 +7,7 @@ stderr and exit non-zero; tracebacks are for bugs only.
 from __future__ import annotations
 
 import functools
+import math
 import signal
 import sys
 from collections.abc import Callable
@@ -35,8 +36,20 @@ EXIT_USAGE = 2
 
 # --concurrency of every command that runs Celery worker processes (worker, run, backfill).
 CONCURRENCY = click.IntRange(1, 256)
+
+
 # --timeout of the commands that queue tasks and wait for them (backfill, poll): seconds, > 0.
-TIMEOUT = click.FloatRange(min=0, min_open=True)
+class _Seconds(click.FloatRange):
+    """A number of seconds above 0 (FloatRange lets "nan" through: no comparison fails)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if not math.isfinite(seconds):
+            self.fail(f"{value!r} is not a number of seconds.", param, ctx)
+        return seconds
+
+
+TIMEOUT = _Seconds(min=0, min_open=True)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -206,9 +219,14 @@ def check_waiting(settings: Settings, wait: bool | None, timeout: float | None, 
             EXIT_USAGE,
         )
     waits = embedded or bool(wait)
+    timeout_needs_waiting(timeout, waits)
+    return waits
+
+
+def timeout_needs_waiting(timeout: float | None, waits: bool) -> None:
+    """--timeout without waiting would be ignored without a word: a usage error."""
     if timeout is not None and not waits:
         fail("--timeout is how long --wait waits: pass --wait too", EXIT_USAGE)
-    return waits
 
 
 def stop_on_signals() -> None:
