@@ -411,3 +411,25 @@ def test_updates_and_partials_say_what_they_relate_to(on_redis_url: workers.api.
     assert update.as_dict()["update_of"] == "r7"
     (again,) = on_redis_url.submit([{"id": "r7", "url": url, "text": changed}])
     assert (again.status, again.rule, again.duplicate_of) == ("duplicate", "exact-url", "r7~2")
+
+
+def test_an_index_never_closed_is_closed_quietly_at_exit(tmp_path: Path) -> None:
+    """A script that opens an index on the embedded server and exits without close():
+    the index is closed (and the server it started stopped) before the interpreter tears
+    its modules down, without a traceback, and the submitted document is kept."""
+    script = (
+        "from workers.api import open_index\n"
+        f"ix = open_index({str(tmp_path / 'data')!r})\n"
+        "text = 'A short article about the railway network and its stations.'\n"
+        "print(ix.submit([text])[0].status)\n"
+    )
+    env = cli_env()
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "published"
+    assert done.stderr == "", done.stderr
+    with open_index(tmp_path / "data") as again:
+        assert again.client.xlen(again.keys.docs) == 1

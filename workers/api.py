@@ -13,6 +13,7 @@ its documents like any others. docs/python-api.md is the user's guide.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
@@ -222,6 +223,9 @@ class Index:
         self._resources = ExitStack()
         opened = connected_runtime(settings, writes=True)
         self._runtime, ends = self._resources.enter_context(opened)
+        # An index left open is closed before the interpreter tears its modules down:
+        # closing it then (stopping an embedded server) would fail with a traceback.
+        atexit.register(self.close)
         # The Redis the index is in (the embedded server's: its Unix socket), and whether it
         # is the embedded server of `settings.data_dir`.
         self.redis_url = ends.redis_url
@@ -282,6 +286,7 @@ class Index:
     def close(self) -> None:
         """Disconnect; let go of the embedded server (stopping it if this was its last
         user). Closing twice is harmless."""
+        atexit.unregister(self.close)
         self._resources.close()
 
     def __enter__(self) -> Self:

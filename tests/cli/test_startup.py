@@ -227,8 +227,8 @@ def test_a_redis_url_naming_a_database_the_server_lacks_is_one_line(
     result = run_cli(command, cli_env(redis_url=url, data_dir=tmp_path), timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        "newsdedup: error: the Redis server has no database of the number REDIS_URL gives "
-        "(its path, /0 to /15 on a default server: the server's `databases` setting)"
+        f"newsdedup: error: Redis at {url} has no database of the number its URL gives (the "
+        "URL's path, /0 to /15 on a default server: the server's `databases` setting)"
     )
 
 
@@ -240,7 +240,7 @@ def test_a_redis_url_naming_a_web_server_is_one_line(
     result = run_cli(command, cli_env(redis_url=url, data_dir=tmp_path), timeout=60)
     assert result.returncode == 1
     (line,) = result.stderr.strip().splitlines()
-    assert line.startswith("newsdedup: error: what answers at REDIS_URL does not speak Redis's")
+    assert line.startswith(f"newsdedup: error: what answers at {url} does not speak Redis's")
 
 
 @pytest.mark.parametrize(

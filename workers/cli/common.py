@@ -96,25 +96,6 @@ def _explain(exc: Exception) -> None:
             fail(f"Redis is {reason}")
         if broker_error:
             fail(f"cannot reach the Celery broker: {redact(str(exc))}")
-        if misdirected := _wrong_server(exc):
-            fail(misdirected)
-
-
-def _wrong_server(exc: Exception) -> str | None:
-    """What is wrong with REDIS_URL when the server it names cannot be what the user meant:
-    a database number the server does not have, or something that is not Redis at all."""
-    said = str(exc)
-    if _is(exc, "redis.exceptions", "ResponseError") and "DB index is out of range" in said:
-        return (
-            "the Redis server has no database of the number REDIS_URL gives (its path, "
-            "/0 to /15 on a default server: the server's `databases` setting)"
-        )
-    if _is(exc, "redis.exceptions", "InvalidResponse"):
-        return (
-            f"what answers at REDIS_URL does not speak Redis's protocol ({said.strip()}): "
-            "is it the address of a Redis server?"
-        )
-    return None
 
 
 def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:

@@ -389,6 +389,8 @@ def too_old(server_info: dict[str, Any]) -> str | None:
 
 # Seconds a starting command waits for Redis's first answer (`ping`).
 PROBE_TIMEOUT = 10.0
+# What Redis answers SELECT of a database it does not have.
+NO_SUCH_DB = "DB index is out of range"
 
 
 def ping(client: redis.Redis, url: str, *, writes: bool = False) -> None:
@@ -418,10 +420,24 @@ def ping(client: redis.Redis, url: str, *, writes: bool = False) -> None:
     try:
         try:
             old = too_old(probe.info("server"))
-        except redis.ResponseError:  # INFO not allowed to this user (ACL): answering will do
+        except redis.ResponseError as exc:  # INFO not allowed to this user (ACL): answering will do
+            if NO_SUCH_DB in str(exc):
+                raise
             probe.ping()
             old = None
         risk = server_eviction_risk(probe) if writes and not old else None
+    except redis.ResponseError as exc:
+        if NO_SUCH_DB not in str(exc):
+            raise
+        raise RedisUnavailable(
+            f"Redis at {redact(url)} has no database of the number its URL gives (the URL's "
+            "path, /0 to /15 on a default server: the server's `databases` setting)"
+        ) from None
+    except redis.InvalidResponse as exc:
+        raise RedisUnavailable(
+            f"what answers at {redact(url)} does not speak Redis's protocol ({str(exc).strip()}): "
+            "is it the address of a Redis server?"
+        ) from None
     except redis.AuthenticationError as exc:  # a ConnectionError: catch it first
         raise RedisUnavailable(f"Redis at {redact(url)} refused the credentials: {exc}") from None
     except redis.TimeoutError:
