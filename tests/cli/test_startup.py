@@ -134,6 +134,8 @@ USAGE_ERRORS = [
     (["job", "--timeout", "5"], NOBODY, "--timeout is how long --wait waits"),
     (["tail", "--group", "g"], None, "--group and --consumer go together"),
     (["boilerplate", "reset"], None, "name one SOURCE or pass --all"),
+    (["boilerplate", "reset", "src", "--all"], None, "name one SOURCE or pass --all, not both"),
+    (["backfill"], None, "give the PATHS to back up (folders or files), or --resume JOB"),
     (["reset"], None, "pass --yes"),
     (["--config", "/nonexistent/newsdedup.toml", "stats"], None, "newsdedup.toml"),
     (["stats"], "redis://:s3cret@127.0.0.1:99999/0", "redis_url: not a usable URL: Port out"),

@@ -168,7 +168,9 @@ def boilerplate_show(ctx: Context, source: str | None, count: int, as_json: bool
 @friendly_errors
 def boilerplate_reset(ctx: Context, source: str | None, all_sources: bool, yes: bool) -> None:
     """Forget the lines learned for SOURCE (or for every source with --all)."""
-    if (source is None) == (not all_sources):
+    if source is not None and all_sources:
+        fail("name one SOURCE or pass --all, not both", EXIT_USAGE)
+    if source is None and not all_sources:
         fail("name one SOURCE or pass --all", EXIT_USAGE)
     which = "every source" if source is None else printable(source)
     confirm(yes, f"forget the boilerplate learned for {which}")

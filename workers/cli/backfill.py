@@ -149,8 +149,10 @@ def backfill(
     )
 
     settings = ctx.settings
-    if bool(paths) == bool(resume_id):
+    if paths and resume_id:
         fail("give the PATHS to back up, or --resume JOB, not both", EXIT_USAGE)
+    if not paths and not resume_id:
+        fail("give the PATHS to back up (folders or files), or --resume JOB", EXIT_USAGE)
     if resume_id and source is not None:
         fail("--source is the job's own with --resume", EXIT_USAGE)
     wait = check_waiting(settings, wait, timeout, "backfill")
