@@ -94,3 +94,47 @@ def test_an_interrupted_backfill_is_resumed_with_nothing_lost_or_twice(
             faults.JobLogs(client, keys, tmp_path, job_id),
         )
     faults.check_accounting(client, keys, job_id, inputs, env)
+
+
+def test_an_embedded_backfill_interrupted_while_waiting_is_finished_by_resume(
+    tmp_path: Path,
+) -> None:
+    """On the embedded server the backfill runs the worker: interrupted after sending
+    every batch, it leaves them queued with no worker. `job` says how to go on, and
+    `backfill --resume` runs a worker that finishes the job (it refused: "sent every
+    batch"), with every input accounted for once."""
+    env = cli_env(data_dir=tmp_path / "data", NEWSDEDUP_INGEST__BATCH_SIZE="1")
+    inputs = faults.write_inputs(tmp_path / "in", 600, seed=5)
+    sender = start_cli(["backfill", str(inputs.folder)], env, tmp_path / "backfill.log")
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert sender.poll() is None and time.monotonic() < deadline, "not caught waiting"
+            shown = run_cli(["job", "--json"], env)
+            if shown.returncode == 0:
+                state = json.loads(shown.stdout)
+                if state["sent_tasks"] == state["tasks_total"]:
+                    break
+            time.sleep(0.05)
+        os.kill(sender.pid, signal.SIGINT)
+        sender.wait(timeout=120)
+    finally:
+        if sender.poll() is None:
+            sender.kill()
+    job_id = state["job_id"]
+    left = json.loads(run_cli(["job", job_id, "--json"], env).stdout)
+    assert left["processed"] < left["total"] == 600, left
+    waited = run_cli(["job", job_id, "--wait", "--timeout", "3"], env, timeout=60)
+    assert f"`newsdedup backfill --resume {job_id}` runs one" in waited.stderr, waited.stderr
+    resumed = run_cli(["backfill", "--resume", job_id, "--json"], env, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    report = json.loads(resumed.stdout)
+    assert report["processed"] == report["total"] == 600, report
+    counts = [len(stream(env, name)) for name in ("docs", "duplicates", "dead")]
+    assert sum(counts) == 600, counts
+
+
+def stream(env: dict[str, str], name: str) -> list[str]:
+    done = run_cli(["tail", "--stream", name, "--from-start", "--json"], env)
+    assert done.returncode == 0, done.stderr
+    return [line for line in done.stdout.splitlines() if line.strip()]

@@ -191,7 +191,7 @@ def backfill(
         else:
             assert resume_id is not None
             job_id = resume_id
-            tasks, sending, source = _resumable(runtime, job_id, blocked)
+            tasks, sending, source = _resumable(runtime, job_id, blocked, ends.embedded)
         app = command_app(ctx, ends)
         started = time.monotonic()
         stop_on_signals()  # SIGTERM too stops the sending in order, as Ctrl-C does
@@ -227,7 +227,8 @@ def backfill(
             click.echo(f"job {job_id}: {what}; follow with `newsdedup job {job_id}`")
             return
         if ends.embedded:
-            processes = concurrency or max(1, min(os.cpu_count() or 1, len(tasks), 8))
+            # No batch to send (a resume of a job whose batches all wait queued): up to 8.
+            processes = concurrency or max(1, min(os.cpu_count() or 1, len(tasks) or 8, 8))
             with local_worker(ends, settings, processes) as (worker, log_path):
                 follow_job(runtime, job_id, worker, log_path, timeout)
             # Read again once the worker has stopped: a batch marks itself done just
@@ -239,11 +240,14 @@ def backfill(
 
 
 def _resumable(
-    runtime: Runtime, job_id: str, blocked: Callable[[BaseException], None]
+    runtime: Runtime, job_id: str, blocked: Callable[[BaseException], None], embedded: bool
 ) -> tuple[list[tuple[int, dict[str, Any]]], Sending, str | None]:
     """What `backfill --resume` sends for `job_id`: the batches its backfill did not
     send, with the job's default source; a one-line refusal when there is nothing to
-    resume (no such job, all sent, its backfill still sending)."""
+    resume (no such job, all sent, its backfill still sending). On the embedded server a
+    job whose batches were all sent but not all run (its backfill, which ran the worker,
+    was interrupted while waiting) sends nothing: the worker this command starts runs
+    what is queued."""
     from workers.ops.connection import as_text
     from workers.worker.jobs import Sending, read_progress, unsent_tasks
 
@@ -255,6 +259,10 @@ def _resumable(
         fail(f"job {job_id} is not a backfill")
     progress = read_progress(client, keys, job_id)
     if progress.sent_tasks >= progress.tasks_total and not progress.sending_stopped:
+        if embedded and not progress.finished:
+            sending = Sending(client, keys, job_id, blocked)
+            sending.count = progress.sent_tasks
+            return [], sending, as_text(source) if source else None
         fail(f"job {job_id}: its backfill sent every batch; `newsdedup job {job_id}` shows it")
     if not progress.sending_stopped:
         fail(

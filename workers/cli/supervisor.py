@@ -56,7 +56,13 @@ def follow_job(
     stall = _Stall(runtime, console)
     # A worker this command started is watched itself (`worker.poll()`); otherwise the
     # queue's consumers are, through the workers' heartbeats.
-    presence = _Presence(runtime, console, "ingest") if worker is None else None
+    # On the embedded server a job's own backfill runs its worker: one interrupted leaves
+    # the job's batches queued for `backfill --resume`, which runs one again.
+    embedded_advice = (
+        f"`newsdedup backfill --resume {job_id}` runs one and waits for the job, or start "
+        "`newsdedup worker`"
+    )
+    presence = _Presence(runtime, console, "ingest", embedded_advice) if worker is None else None
     columns = (
         TextColumn("[bold]backfill"),
         BarColumn(),
@@ -175,8 +181,12 @@ class _Presence:
     # of a version that writes none.
     GRACE = 2.0
 
-    def __init__(self, runtime: Runtime, console: Any, queue: str) -> None:
+    def __init__(
+        self, runtime: Runtime, console: Any, queue: str, embedded_advice: str = ""
+    ) -> None:
         self.runtime, self.console, self.queue = runtime, console, queue
+        # What to do on the embedded server (no REDIS_URL to share): the command's own.
+        self.embedded_advice = embedded_advice
         self.looked = -float("inf")
         self.done = -1
         self.moved = time.monotonic()
@@ -207,9 +217,15 @@ class _Presence:
             self._say(f"{who} the {self.queue} queue: going on")
             self.absent = False
         elif not found and not self.absent and now - self.moved >= self.GRACE:
+            embedded = not self.runtime.settings.redis_url
+            start = (
+                self.embedded_advice or "start `newsdedup worker` with the same data dir"
+                if embedded
+                else "start one (`newsdedup worker` with the same REDIS_URL, or BROKER_URL, "
+                "and prefix)"
+            )
             self._say(
-                f"no worker is consuming the {self.queue} queue: start one (`newsdedup "
-                f"worker` with the same REDIS_URL, or BROKER_URL, and prefix); still waiting "
+                f"no worker is consuming the {self.queue} queue: {start}; still waiting "
                 "(Ctrl-C to stop)"
             )
             self.absent = True
