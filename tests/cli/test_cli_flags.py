@@ -23,6 +23,7 @@ import pytest
 from conftest import SEEDS, RedisTarget, cli_env, run_cli
 from support.articles import article
 
+from workers.index.keys import Keys
 from workers.messages import counted, plural
 
 ONE_SEED = sorted(SEEDS.glob("*.txt"))[0]
@@ -180,3 +181,19 @@ def test_poll_json_when_only_enqueued(redis_target: RedisTarget, prefix: str) ->
     assert line["feed"] == "feeds.example/rss.xml" and re.fullmatch(
         r"[0-9a-f-]{36}", line["task_id"]
     )
+
+
+def test_job_wait_rates_only_what_it_saw_processed(redis_target: RedisTarget, prefix: str) -> None:
+    """Following a job that is half done and stalled: 0 docs/s, not the earlier work over
+    the seconds followed (it said 123276.6 docs/s)."""
+    keys = Keys(prefix)
+    job_id = "20261207T000000-rate00"
+    redis_target.client.hset(
+        keys.job(job_id),
+        mapping={"kind": "backfill", "total": 100_000, "published": 50_000, "tasks_total": 500},
+    )
+    redis_target.client.zadd(keys.jobs, {job_id: 1})
+    env = cli_env(redis_url=redis_target.url, prefix=prefix, COLUMNS="200")
+    waited = run_cli(["job", job_id, "--wait", "--timeout", "1"], env, timeout=60)
+    assert waited.returncode == 1
+    assert re.search(r"50000/100000\s+0\.0 docs/s", waited.stderr), waited.stderr

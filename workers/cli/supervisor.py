@@ -72,6 +72,9 @@ def follow_job(
         TextColumn("dead {task.fields[dead]}"),
         TimeElapsedColumn(),
     )
+    # The rate is of what was processed while this command followed the job: a job
+    # joined half done (`job --wait`, a resume) has its earlier work behind it.
+    before = progress.processed
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task("backfill", total=progress.total, rate=0.0, dups=0, dead=0)
         while True:
@@ -80,7 +83,7 @@ def follow_job(
             bar.update(
                 task,
                 completed=progress.processed,
-                rate=progress.processed / elapsed,
+                rate=(progress.processed - before) / elapsed,
                 dups=progress.duplicates,
                 dead=progress.dead,
             )
