@@ -126,10 +126,21 @@ def test_other_content_encodings(
     assert fetcher.get(loopback.url("/x")).content == body
 
 
+def test_a_plain_body_labelled_gzip_is_read_as_it_is(
+    loopback: LoopbackServer, fetcher: Fetcher
+) -> None:
+    """A server that says gzip and compresses nothing (no gzip magic number at the start):
+    the body is the feed itself (it was retried, then dead-lettered as a transfer failure)."""
+    body = "<rss>خبر عاجل</rss>\n".encode() * 50
+    loopback.script("/x", [Scripted(200, body, {"Content-Encoding": "gzip"})])
+    assert fetcher.get(loopback.url("/x")).content == body
+
+
 def test_corrupt_gzip_is_a_transfer_failure(
     loopback: LoopbackServer, fetcher: Fetcher, sleeps: Sleeps
 ) -> None:
-    loopback.script("/x", [Scripted(200, b"not gzip at all", {"Content-Encoding": "gzip"})])
+    corrupt = gzip.compress(b"<rss>" * 100)[:12] + b"not the rest of the stream"
+    loopback.script("/x", [Scripted(200, corrupt, {"Content-Encoding": "gzip"})])
     error = fetch_error(fetcher, loopback.url("/x"))
     assert error.reason == "connect_error" and error.transient
     assert error.attempts == 3 and len(sleeps) == 2

@@ -76,6 +76,9 @@ class _DeadlinePassed(Exception):
     pass
 
 
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
 class _Decoder:
     """Content-Encoding decoding that never produces more than `limit` bytes at a time.
 
@@ -91,20 +94,31 @@ class _Decoder:
         # Applied in the order listed, so decoded in reverse.
         self._layers: list[Any] = []
         self._raw_fallback: list[bool] = []
+        self._gzip: list[bool] = []
         for name in reversed(names):
             if name in ("gzip", "x-gzip"):
                 self._layers.append(zlib.decompressobj(16 + zlib.MAX_WBITS))
                 self._raw_fallback.append(False)
+                self._gzip.append(True)
             elif name == "deflate":
                 # "deflate" should be zlib-wrapped; some servers send it raw.
                 self._layers.append(zlib.decompressobj(zlib.MAX_WBITS))
                 self._raw_fallback.append(True)
+                self._gzip.append(False)
         self._started = [False] * len(self._layers)
+        self._identity = [False] * len(self._layers)  # a layer the body turned out not to have
 
     def decode(self, data: bytes, limit: int) -> bytes:
         for i, layer in enumerate(self._layers):
             if not data:
                 return b""
+            if not self._started[i] and self._gzip[i] and data[:2] != _GZIP_MAGIC:
+                # Labelled gzip, sent plain (a server compressing nothing but saying so): a
+                # gzip stream always starts with its magic number, so nothing is guessed.
+                self._identity[i] = True
+            if self._identity[i]:
+                self._started[i] = True
+                continue
             try:
                 out = layer.decompress(data, limit + 1)
             except zlib.error:
@@ -120,7 +134,9 @@ class _Decoder:
 
     def flush(self, limit: int) -> bytes:
         data = b""
-        for layer in self._layers:
+        for i, layer in enumerate(self._layers):
+            if self._identity[i]:
+                continue
             if data:
                 data = layer.decompress(data, limit + 1)
                 if len(data) > limit:
