@@ -80,12 +80,13 @@ def _explain(exc: Exception) -> None:
         _is(exc, module, name)
         for module, name in (
             ("workers.ops.connection", "RedisUnavailable"),
-            ("workers.config", "ConfigError"),
             ("workers.index.dedup", "IndexMismatch"),
         )
     ):
         fail(str(exc))
-    if _is(exc, "workers.ingest.plan", "PlanError"):
+    # A mistake in what the user gave (a settings, feeds or rules file, the paths): as
+    # the settings' own errors, a usage error.
+    if _is(exc, "workers.config", "ConfigError") or _is(exc, "workers.ingest.plan", "PlanError"):
         fail(str(exc), EXIT_USAGE)
     broker_error = _is(exc, "kombu.exceptions", "OperationalError")
     if broker_error or _is(exc, "redis.exceptions", "RedisError"):
