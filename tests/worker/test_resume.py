@@ -138,3 +138,23 @@ def stream(env: dict[str, str], name: str) -> list[str]:
     done = run_cli(["tail", "--stream", name, "--from-start", "--json"], env)
     assert done.returncode == 0, done.stderr
     return [line for line in done.stdout.splitlines() if line.strip()]
+
+
+def test_two_resumes_of_one_job_cannot_both_send(redis_target: RedisTarget, prefix: str) -> None:
+    """Two `backfill --resume` of a stopped job started at the same moment both read it
+    stopped: one takes the sending over, the other is refused (both sent every unsent
+    batch)."""
+    from workers.worker.jobs import Sending
+
+    keys = Keys(prefix)
+    client = redis_target.client
+    job_id = "20261207T000000-resume"
+    client.hset(
+        keys.job(job_id),
+        mapping={"kind": "backfill", "tasks_total": 10, "sent_tasks": 4, "sending_at": 1.0},
+    )
+    first, second = (Sending(client, keys, job_id) for _ in range(2))
+    assert read_progress(client, keys, job_id).sending_stopped
+    assert first.take_over()
+    assert not second.take_over()
+    assert not read_progress(client, keys, job_id).sending_stopped

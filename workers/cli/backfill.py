@@ -272,6 +272,8 @@ def _resumable(
         )
     sending = Sending(client, keys, job_id, blocked)
     sending.count = progress.sent_tasks
+    if not sending.take_over():
+        fail(f"job {job_id} is being resumed by another `newsdedup backfill --resume {job_id}`")
     tasks = unsent_tasks(client, keys, job_id, progress.sent_tasks)
     return tasks, sending, as_text(source) if source else None
 

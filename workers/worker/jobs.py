@@ -238,6 +238,25 @@ class Sending:
         self.count = count
         self._note({"sent_tasks": count, "sending_at": time.time()})
 
+    def take_over(self) -> bool:
+        """Become the sender of a job whose sending stopped (`backfill --resume`), in one
+        transaction with the look at it; False when it is not stopped any more: another
+        resume took it over first, and two would send every batch twice."""
+        key = self.keys.job(self.job_id)
+        with self.client.pipeline() as pipe:
+            try:
+                pipe.watch(key)  # type: ignore[no-untyped-call]  # typeshed lacks it
+                raw: dict[bytes, bytes] = pipe.hgetall(key)  # type: ignore[assignment]
+                if not _sending_stopped({as_text(k): as_text(v) for k, v in raw.items()}):
+                    return False
+                pipe.multi()
+                pipe.hset(key, "sending_at", time.time())
+                pipe.hdel(key, "sending_stopped_at")
+                pipe.execute()
+            except redis.WatchError:
+                return False
+        return True
+
     def stopped(self) -> None:
         """This backfill sends no more (interrupted): say so at once, with the exact count,
         rather than let readers wait SENDER_GONE_AFTER seconds to find out. Best effort and
