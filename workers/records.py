@@ -202,7 +202,7 @@ class DocRecord(_StreamRecord):
 
     stream: ClassVar[str] = "docs"
     optional: ClassVar[frozenset[str]] = frozenset(
-        {"input_id", "partial_of", "contains", "update_of", "version"}
+        {"input_id", "guid", "partial_of", "contains", "update_of", "version"}
     )
     filled_by_index: ClassVar[tuple[str, ...]] = (
         "reason",
@@ -243,6 +243,9 @@ class DocRecord(_StreamRecord):
     `url:<canonical link>` or `hash:<hex>`."""
     input_id: str | None = None
     """Only when the index gave `id` a suffix: the input's own id."""
+    guid: str | None = None
+    """Only for a feed entry with one: its guid as the feed gives it, its identity for
+    updates (`newsdedup index rebuild` reads it back)."""
     reason: Decision | None = None
     """JSON: why it was published, `{"rule", "candidates"}` (see "Decisions" below;
     filled by the index)."""
@@ -266,6 +269,7 @@ class DocRecord(_StreamRecord):
             content_hash=content_hash,
             stripped_lines=len(doc.stripped),
             stripped=tuple(RemovedLine(s.text, s.rule) for s in doc.stripped),
+            guid=doc.guid or None,
         )
 
 

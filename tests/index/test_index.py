@@ -186,6 +186,32 @@ def test_rebuild_reindexes_published_docs_under_new_parameters(
     assert stats["memory_bytes"] > 0
 
 
+def test_a_feed_entry_is_known_by_its_guid_after_a_rebuild(
+    redis_target: RedisTarget, prefix: str
+) -> None:
+    """The docs stream keeps a feed entry's guid: rebuilt from it, the index still knows
+    the entry, and its edited version is an update, not a near duplicate."""
+    from dataclasses import replace
+
+    from workers.pipeline.process import rebuild_index
+
+    rt = build_runtime(settings_for(prefix), redis_target.url)
+    text = article(400)
+    entry = replace(doc("e1", text, url="https://news.example.com/a"), guid="entry-1")
+    assert submit(rt, entry) == [("published", "")]
+    assert rt.index.reset() > 0
+    assert rebuild_index(rt) == {"indexed": 1}
+    edited = replace(
+        entry,
+        text=text + "\n\nA new paragraph added to the story.",
+        url="https://news.example.com/b",
+    )
+    outcome = rt.index.run(
+        rt.index.build_batch("", [clean_and_fingerprint(edited, rt.rules, rt.fingerprinter)])  # type: ignore[list-item]
+    )
+    assert [(o.kind, o.relation, o.linked) for o in outcome] == [("published", "update_of", "e1")]
+
+
 def test_script_cache_flush_is_recovered_without_running_twice(runtime: Runtime) -> None:
     assert submit(runtime, doc("a", article(300))) == [("published", "")]
     runtime.client.script_flush()  # what a Redis restart does to the script cache

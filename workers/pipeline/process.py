@@ -433,6 +433,7 @@ def rebuild_index(runtime: Runtime, *, batch_size: int = 500) -> dict[str, int]:
                 published_at=record.published_at,
                 author=record.author,
                 language=record.language,
+                guid=record.guid or "",  # a feed entry's identity (`dedup.identity_key`)
             )
             yield doc, _ingested_seconds(record.ingested_at, entry_id)
 
