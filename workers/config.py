@@ -21,7 +21,6 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -43,6 +42,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     SettingsError,
 )
+
+from workers.tomlfile import read_toml
 
 # The default rules and feeds files ship inside the package (package data), so that an
 # installed wheel finds them wherever it runs. A wheel installs unpacked, so the resource
@@ -421,18 +422,11 @@ DEFAULTS: Settings = Settings.model_construct()
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
+        return read_toml(path)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {path} is a directory, not a TOML file") from None
-    except OSError as exc:
-        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:  # TOML is UTF-8
-        raise ConfigError(f"config file {path} is not UTF-8 text ({exc.reason})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except ValueError as exc:
+        raise ConfigError(f"config file {exc}") from None
 
 
 def load_settings(config_file: Path | str | None = None) -> Settings:

@@ -248,12 +248,12 @@ def test_a_redis_url_naming_a_web_server_is_one_line(
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
-        ({"NEWSDEDUP_CONFIG": "<bad_toml>"}, "is not UTF-8 text"),
-        ({"NEWSDEDUP_CONFIG": "<folder>"}, "is a directory, not a TOML file"),
+        ({"NEWSDEDUP_CONFIG": "<bad_toml>"}, "not UTF-8 text"),
+        ({"NEWSDEDUP_CONFIG": "<folder>"}, "a directory, not a TOML file"),
         ({"NEWSDEDUP_SOURCES": "{bad"}, "NEWSDEDUP_SOURCES is not valid JSON"),
         ({"NEWSDEDUP_DEDUP": "{bad"}, "NEWSDEDUP_DEDUP is not valid JSON"),
         ({"NEWSDEDUP_INGEST__BOILERPLATE_RULES": "<missing>"}, "no such rules file"),
-        ({"NEWSDEDUP_INGEST__BOILERPLATE_RULES": "<folder>"}, "a directory, not a rules file"),
+        ({"NEWSDEDUP_INGEST__BOILERPLATE_RULES": "<folder>"}, "a directory, not a TOML file"),
         ({"NEWSDEDUP_CONFIG_DIR": "<missing>"}, "no such rules file"),
     ],
 )

@@ -509,14 +509,19 @@ def test_article_failures_retry_then_fall_back_or_die(
     assert final.outcome == "not_modified"
 
 
-def test_article_budget_defers_the_rest(loopback: LoopbackServer, make_poller: Any) -> None:
-    poller = make_poller(max_articles_per_poll=2)
-    for i in range(5):
+def serve_articles(loopback: LoopbackServer, count: int) -> None:
+    """Article pages /a/0 .. /a/<count - 1>, each a distinct story."""
+    for i in range(count):
         loopback.serve(
             f"/a/{i}",
             article_page([f"{p} رقم {i}" for p in ARTICLE_PARAGRAPHS], title=f"خبر {i}"),
             content_type="text/html",
         )
+
+
+def test_article_budget_defers_the_rest(loopback: LoopbackServer, make_poller: Any) -> None:
+    poller = make_poller(max_articles_per_poll=2)
+    serve_articles(loopback, 5)
     loopback.serve(
         "/f.xml",
         rss(
@@ -1111,12 +1116,7 @@ def test_entries_left_for_the_next_poll_are_not_lost_when_the_feed_moves_on(
     feed lists only a newer entry. The three left over are still taken, first, with the
     newer one after them: every entry accounted for once."""
     poller = make_poller(max_articles_per_poll=2)
-    for i in range(6):
-        loopback.serve(
-            f"/a/{i}",
-            article_page([f"{p} رقم {i}" for p in ARTICLE_PARAGRAPHS], title=f"خبر {i}"),
-            content_type="text/html",
-        )
+    serve_articles(loopback, 6)
     first = [{"guid": str(i), "title": f"t{i}", "link": loopback.url(f"/a/{i}")} for i in range(5)]
     loopback.serve("/f.xml", rss(first))
     spec = spec_for(loopback.url("/f.xml"), fetch_article="auto")

@@ -16,7 +16,6 @@ import io
 import json
 import re
 import time
-import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -39,6 +38,7 @@ from workers.ingest.decode import (
 )
 from workers.ingest.spec import JSON_FEED_VERSION
 from workers.messages import check_keys, one_line
+from workers.tomlfile import read_toml
 
 if TYPE_CHECKING:
     from workers.ingest.html import ArticleText
@@ -129,14 +129,9 @@ def load_feeds(path: Path, *, default_interval: int) -> list[FeedSpec]:
     """Read and validate the feeds config. A missing file is no feeds; any problem is one
     ValueError line naming the file and the feed."""
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        data = read_toml(path)
     except FileNotFoundError:
         return []
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: invalid TOML: {one_line(str(exc))}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read: {one_line(str(exc))}") from None
     return parse_feeds(data, str(path), default_interval=default_interval)
 
 

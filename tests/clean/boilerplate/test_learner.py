@@ -20,7 +20,7 @@ from workers.clean.boilerplate.strip import learnable_lines
 from workers.clean.normalise import normalise_for_publishing
 from workers.document import Document
 from workers.ops.streams import iter_range
-from workers.pipeline.process import clean_chunk, process_inputs
+from workers.pipeline.process import BatchResult, clean_chunk, process_inputs
 from workers.worker.runtime import Runtime, build_runtime
 
 FOOTER = "حمّل تطبيق الصحيفة على هاتفك لتصلك آخر الأخبار أولاً بأول"
@@ -34,10 +34,12 @@ def make_doc(n: int, text: str, source: str = "outlet") -> Document:
     )
 
 
-def run(rt: Runtime, docs: list[Document], *, chunk_size: int = 50) -> None:
-    process_inputs(
+def run(
+    rt: Runtime, docs: list[Document], *, chunk_size: int = 50, job_id: str = "learn"
+) -> BatchResult:
+    return process_inputs(
         docs,
-        job_id="learn",
+        job_id=job_id,
         rules=rt.rules,
         fingerprinter=rt.fingerprinter,
         index=rt.index,
@@ -435,23 +437,7 @@ def test_an_input_read_again_is_a_refetch_though_lines_learned_since_strip_it(
         replace(make_doc(n, article(n) + "\n\n" + FOOTER), url=f"https://outlet.example/{n}")
         for n in range(30)
     ]
-    first = process_inputs(
-        docs,
-        job_id="first",
-        rules=rt.rules,
-        fingerprinter=rt.fingerprinter,
-        index=rt.index,
-        learner=rt.learner,
-    )
-    assert first.counts() == {"published": 30}
+    assert run(rt, docs, job_id="first").counts() == {"published": 30}
     assert FOOTER in published(rt)[docs[0].id]["text"]
-    again = process_inputs(
-        docs,
-        job_id="again",
-        rules=rt.rules,
-        fingerprinter=rt.fingerprinter,
-        index=rt.index,
-        learner=rt.learner,
-    )
-    assert again.counts() == {"exact": 30}
+    assert run(rt, docs, job_id="again").counts() == {"exact": 30}
     assert len(published(rt)) == 30

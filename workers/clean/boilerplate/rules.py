@@ -9,7 +9,6 @@ that merely contains a boilerplate phrase. See the TOML file for the schema.
 from __future__ import annotations
 
 import re
-import tomllib
 import unicodedata
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -20,6 +19,7 @@ from typing import Any, Literal
 from workers.clean.boilerplate.lines import TATWEEL, hash_key, line_key
 from workers.config import DEFAULTS_DIR
 from workers.messages import check_keys
+from workers.tomlfile import read_toml
 
 Where = Literal["anywhere", "edges", "top", "bottom"]
 Action = Literal["drop", "truncate_after"]
@@ -128,18 +128,9 @@ _NO_SOURCE_RULES = SourceRules()
 def load_rules(path: Path = DEFAULT_RULES_PATH) -> RuleSet:
     """Read and validate a rules file; any problem is one ValueError naming file and rule."""
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: invalid TOML: {exc}") from exc
+        data = read_toml(path)
     except FileNotFoundError:
         raise ValueError(f"{path}: no such rules file") from None
-    except IsADirectoryError:
-        raise ValueError(f"{path}: a directory, not a rules file") from None
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot be read: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:  # TOML is UTF-8
-        raise ValueError(f"{path}: not UTF-8 text ({exc.reason})") from None
     return parse_rules(data, str(path))
 
 
