@@ -158,3 +158,40 @@ def test_two_resumes_of_one_job_cannot_both_send(redis_target: RedisTarget, pref
     assert first.take_over()
     assert not second.take_over()
     assert not read_progress(client, keys, job_id).sending_stopped
+
+
+def test_a_broker_lost_while_sending_is_named_as_the_broker(
+    tmp_path: Path, redis_target: RedisTarget, prefix: str, private_redis: faults.PrivateRedis
+) -> None:
+    """The data Redis fine, the separate broker gone mid-send: the backfill waits, saying
+    that the broker is unreachable (it said "Redis")."""
+    import redis as redis_py
+
+    env = cli_env(
+        redis_url=redis_target.url,
+        prefix=prefix,
+        BROKER_URL=private_redis.url,
+        NEWSDEDUP_INGEST__BATCH_SIZE="1",
+    )
+    inputs = faults.write_inputs(tmp_path / "in", 3000, seed=13)
+    broker = redis_py.Redis.from_url(private_redis.url)
+    sender = start_cli(["backfill", str(inputs.folder)], env, tmp_path / "backfill.log")
+    try:
+        deadline = time.monotonic() + 120
+        while broker.llen(f"{prefix}ingest") < 100:
+            assert sender.poll() is None and time.monotonic() < deadline, "not caught sending"
+            time.sleep(0.005)
+        private_redis.stop(signal.SIGKILL)
+        faults.wait_until(
+            lambda: "blocked:" in (tmp_path / "backfill.log").read_text(),
+            60,
+            "the backfill said it is blocked",
+            lambda: (tmp_path / "backfill.log").read_text(),
+        )
+        os.kill(sender.pid, signal.SIGINT)
+        sender.wait(timeout=60)
+    finally:
+        if sender.poll() is None:
+            sender.kill()
+    said = (tmp_path / "backfill.log").read_text()
+    assert "blocked: the Celery broker is unreachable" in said, said

@@ -130,7 +130,8 @@ class BlockedWait:
         from rich.console import Console
 
         blocked = write_refusal(self.runtime.client, self.runtime.keys)
-        message = blocked or f"Redis is {outage_reason(error)}"
+        # The data Redis takes writes: the send failed at the broker, another server.
+        message = blocked or f"the Celery broker is {outage_reason(error) or error}"
         if message != self.said:
             self.said = message
             Console(stderr=True).print(

@@ -282,6 +282,11 @@ class Sending:
             retry_while_outage(write, self.wait)
 
 
+# A backfill's sends while the broker is away: a few quick tries, then its user is told
+# (`Sending.wait`) and the send is tried again for as long as it takes.
+SEND_RETRY_POLICY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+
+
 def enqueue_tasks(
     job_id: str,
     tasks: Iterable[tuple[int, dict[str, Any]]],
@@ -298,7 +303,12 @@ def enqueue_tasks(
     for task_index, spec in tasks:
         args = (job_id, task_index, spec, default_source)
         send = partial(
-            ingest_batch.apply_async, args=args, task_id=batch_task_id(job_id, task_index)
+            ingest_batch.apply_async,
+            args=args,
+            task_id=batch_task_id(job_id, task_index),
+            # Given up after a second or two, not the app's two minutes (a worker's retry
+            # must not be dropped): `sending.wait` then says why and tries again.
+            retry_policy=SEND_RETRY_POLICY if sending.wait is not None else None,
         )
         if sending.wait is None:
             send()
