@@ -70,7 +70,8 @@ def test_an_interrupted_backfill_is_resumed_with_nothing_lost_or_twice(
     assert f"`newsdedup backfill --resume {job_id}` sends the rest" in said
     assert "Traceback" not in said
     progress = read_progress(client, keys, job_id)
-    assert progress.sending_stopped and 100 <= progress.sent_tasks < 3000, progress
+    # The batch whose sending the signal cut short may be sent but not counted.
+    assert progress.sending_stopped and queued - 1 <= progress.sent_tasks < 3000, progress
 
     shown = run_cli(["job", job_id, "--json"], env)
     assert shown.returncode == 0, shown.stderr
