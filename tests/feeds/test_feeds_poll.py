@@ -1146,3 +1146,20 @@ def test_empty_items_are_said_not_silently_dropped(
     assert report.summary().endswith(
         "1 published, 0 exact duplicates, 0 near duplicates, 0 dead, 2 empty items skipped"
     )
+
+
+def test_an_unreadable_deferred_entry_does_not_stop_the_feed(
+    loopback: LoopbackServer, make_poller: Any
+) -> None:
+    """A deferred entry stored by another version (other fields) or damaged: the poll
+    drops it, says so in the log, and goes on with the feed."""
+    poller = make_poller()
+    spec = spec_for(loopback.url("/f.xml"))
+    deferred = poller.runtime.keys.feed_deferred(feed_key(spec.url))
+    poller.runtime.client.hset(
+        deferred, mapping={"guid:old": '{"key": "guid:old", "colour": "red"}', "guid:bad": "{"}
+    )
+    loopback.serve("/f.xml", rss([{"guid": "1", "title": "t", "description": STORIES[1]}]))
+    report = poller(spec)
+    assert (report.outcome, report.published) == ("polled", 1)
+    assert poller.runtime.client.hlen(deferred) == 0

@@ -174,7 +174,15 @@ def _waiting(client: redis.Redis, keys: Keys, key: str, new: list[FeedEntry]) ->
     if not stored:
         return []
     listed = {entry.key for entry in new}
-    entries = [FeedEntry(**json.loads(raw)) for raw in stored.values()]
+    entries = []
+    for field, raw in stored.items():
+        try:
+            entries.append(FeedEntry(**json.loads(raw)))
+        except (ValueError, TypeError):
+            # Damaged, or written by a version whose entries had other fields: it cannot
+            # be taken as it was; if the feed still lists the entry, it is taken from there.
+            log.warning("feed %s: a deferred entry could not be read back; dropped", key)
+            client.hdel(keys.feed_deferred(key), field)
     return _unseen(client, keys, key, [e for e in entries if e.key not in listed])
 
 
