@@ -7,19 +7,46 @@ Before, a backfill interrupted while sending exited without a word and its job r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from conftest import RedisTarget, cli_env, run_cli, start_cli
 from support import faults
 
 from workers.index.keys import Keys
 from workers.worker import jobs
 from workers.worker.jobs import read_progress
+
+
+@contextlib.contextmanager
+def backfill_process(
+    folder: Path, env: dict[str, str], log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`newsdedup backfill FOLDER` running beside the test, killed if the test leaves it
+    running."""
+    sender = start_cli(["backfill", str(folder)], env, log)
+    try:
+        yield sender
+    finally:
+        if sender.poll() is None:
+            sender.kill()
+
+
+def caught_sending(sender: subprocess.Popen[bytes], broker: redis.Redis, prefix: str) -> None:
+    """Wait until a backfill of 3,000 one-input batches has sent 100 of them (they take it
+    a few seconds): it is caught sending."""
+    deadline = time.monotonic() + 120
+    while broker.llen(f"{prefix}ingest") < 100:
+        assert sender.poll() is None and time.monotonic() < deadline, "not caught sending"
+        time.sleep(0.005)
 
 
 @pytest.mark.unit
@@ -40,13 +67,8 @@ def test_an_interrupted_backfill_is_resumed_with_nothing_lost_or_twice(
     client = redis_target.client
     env = cli_env(redis_url=redis_target.url, prefix=prefix, NEWSDEDUP_INGEST__BATCH_SIZE="1")
     inputs = faults.write_inputs(tmp_path / "in", 3000, seed=11)
-    sender = start_cli(["backfill", str(inputs.folder)], env, tmp_path / "backfill.log")
-    try:
-        # Catch it sending: 3,000 messages of one input each take it a few seconds.
-        deadline = time.monotonic() + 120
-        while client.llen(f"{prefix}ingest") < 100:
-            assert sender.poll() is None and time.monotonic() < deadline, "not caught sending"
-            time.sleep(0.005)
+    with backfill_process(inputs.folder, env, tmp_path / "backfill.log") as sender:
+        caught_sending(sender, client, prefix)
         os.kill(sender.pid, signal.SIGSTOP)
         job_id = client.zrange(keys.jobs, -1, -1)[0].decode()
         assert client.hget(keys.job(job_id), "sent_at") is None, "sent everything already"
@@ -61,9 +83,6 @@ def test_an_interrupted_backfill_is_resumed_with_nothing_lost_or_twice(
         os.kill(sender.pid, signal.SIGINT)
         os.kill(sender.pid, signal.SIGCONT)
         sender.wait(timeout=60)
-    finally:
-        if sender.poll() is None:
-            sender.kill()
     said = (tmp_path / "backfill.log").read_text()
     assert sender.returncode == 130, said
     assert said.startswith(f"newsdedup: error: interrupted while sending job {job_id}: "), said
@@ -106,8 +125,7 @@ def test_an_embedded_backfill_interrupted_while_waiting_is_finished_by_resume(
     batch"), with every input accounted for once."""
     env = cli_env(data_dir=tmp_path / "data", NEWSDEDUP_INGEST__BATCH_SIZE="1")
     inputs = faults.write_inputs(tmp_path / "in", 600, seed=5)
-    sender = start_cli(["backfill", str(inputs.folder)], env, tmp_path / "backfill.log")
-    try:
+    with backfill_process(inputs.folder, env, tmp_path / "backfill.log") as sender:
         deadline = time.monotonic() + 120
         while True:
             assert sender.poll() is None and time.monotonic() < deadline, "not caught waiting"
@@ -119,9 +137,6 @@ def test_an_embedded_backfill_interrupted_while_waiting_is_finished_by_resume(
             time.sleep(0.05)
         os.kill(sender.pid, signal.SIGINT)
         sender.wait(timeout=120)
-    finally:
-        if sender.poll() is None:
-            sender.kill()
     job_id = state["job_id"]
     left = json.loads(run_cli(["job", job_id, "--json"], env).stdout)
     assert left["processed"] < left["total"] == 600, left
@@ -166,8 +181,6 @@ def test_a_broker_lost_while_sending_is_named_as_the_broker(
 ) -> None:
     """The data Redis fine, the separate broker gone mid-send: the backfill waits, saying
     that the broker is unreachable (it said "Redis")."""
-    import redis as redis_py
-
     env = cli_env(
         redis_url=redis_target.url,
         prefix=prefix,
@@ -175,13 +188,9 @@ def test_a_broker_lost_while_sending_is_named_as_the_broker(
         NEWSDEDUP_INGEST__BATCH_SIZE="1",
     )
     inputs = faults.write_inputs(tmp_path / "in", 3000, seed=13)
-    broker = redis_py.Redis.from_url(private_redis.url)
-    sender = start_cli(["backfill", str(inputs.folder)], env, tmp_path / "backfill.log")
-    try:
-        deadline = time.monotonic() + 120
-        while broker.llen(f"{prefix}ingest") < 100:
-            assert sender.poll() is None and time.monotonic() < deadline, "not caught sending"
-            time.sleep(0.005)
+    broker = redis.Redis.from_url(private_redis.url)
+    with backfill_process(inputs.folder, env, tmp_path / "backfill.log") as sender:
+        caught_sending(sender, broker, prefix)
         private_redis.stop(signal.SIGKILL)
         faults.wait_until(
             lambda: "blocked:" in (tmp_path / "backfill.log").read_text(),
@@ -191,8 +200,5 @@ def test_a_broker_lost_while_sending_is_named_as_the_broker(
         )
         os.kill(sender.pid, signal.SIGINT)
         sender.wait(timeout=60)
-    finally:
-        if sender.poll() is None:
-            sender.kill()
     said = (tmp_path / "backfill.log").read_text()
     assert "blocked: the Celery broker is unreachable" in said, said
