@@ -64,12 +64,17 @@ def canonical_url(url: str) -> str:
 
 def canonical_guid(guid: str) -> str:
     """A feed entry's guid as one spelling: a guid that is an http(s) URL (a permalink) is
-    its canonical URL, with its fragment kept (a live blog's posts are one page's
-    fragments); any other guid is itself, trimmed. So a permalink guid whose tracking
-    parameters change from poll to poll names one entry."""
+    its `permalink_guid`; any other guid is itself, trimmed. So a permalink guid whose
+    tracking parameters change from poll to poll names one entry."""
+    return permalink_guid(guid) or guid.strip()
+
+
+def permalink_guid(guid: str) -> str:
+    """The canonical URL of a guid that is an http(s) URL, with its fragment kept (a live
+    blog's posts are one page's fragments); "" for any other guid."""
     guid = guid.strip()
     canonical = canonical_url(guid)
     if not canonical:
-        return guid
+        return ""
     fragment = urlsplit(guid).fragment
     return canonical + ("#" + fragment if fragment else "")

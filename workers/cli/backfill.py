@@ -258,11 +258,12 @@ def _resumable(
     if as_text(kind) != "backfill":
         fail(f"job {job_id} is not a backfill")
     progress = read_progress(client, keys, job_id)
+    sending = Sending(client, keys, job_id, blocked)
+    sending.count = progress.sent_tasks
+    default_source = as_text(source) if source else None
     if progress.sent_tasks >= progress.tasks_total and not progress.sending_stopped:
         if embedded and not progress.finished:
-            sending = Sending(client, keys, job_id, blocked)
-            sending.count = progress.sent_tasks
-            return [], sending, as_text(source) if source else None
+            return [], sending, default_source
         fail(f"job {job_id}: its backfill sent every batch; `newsdedup job {job_id}` shows it")
     if not progress.sending_stopped:
         fail(
@@ -270,12 +271,10 @@ def _resumable(
             f"{counted(progress.tasks_total, 'batch', 'batches')} so far); resume it only "
             "once that has stopped"
         )
-    sending = Sending(client, keys, job_id, blocked)
-    sending.count = progress.sent_tasks
     if not sending.take_over():
         fail(f"job {job_id} is being resumed by another `newsdedup backfill --resume {job_id}`")
     tasks = unsent_tasks(client, keys, job_id, progress.sent_tasks)
-    return tasks, sending, as_text(source) if source else None
+    return tasks, sending, default_source
 
 
 @click.command()

@@ -31,7 +31,7 @@ from workers.clean.fingerprint import (
     title_key,
     url_key,
 )
-from workers.clean.urls import canonical_guid, canonical_url
+from workers.clean.urls import canonical_url, permalink_guid
 from workers.config import SourcePolicy
 from workers.document import DeadInput, Document
 from workers.index.args import INDEX_SETTINGS, AcceptArgs, DeadArgs, DocumentArgs
@@ -159,10 +159,9 @@ def identity_key(doc: Document) -> bytes:
     publishes it, so it shares the URLs' key space; any other guid ("1", "12345") is
     unique only within its feed, so it counts within the document's source."""
     if doc.guid:
-        guid = canonical_guid(doc.guid)
-        if canonical_url(doc.guid):
-            return url_key(guid)
-        return url_key(f"guid:{doc.source}\x00{guid}")
+        if permalink := permalink_guid(doc.guid):
+            return url_key(permalink)
+        return url_key(f"guid:{doc.source}\x00{doc.guid.strip()}")
     url = canonical_url(doc.url)
     return url_key(url) if url else b""
 

@@ -60,9 +60,9 @@ class ForwardLines:
     """One batch's lines, from the kept stream of its file when there is one.
 
     Iterate it for the lines from where the stream is; `put_back(line)` the line the
-    batch stopped at without using it, so the next batch gets it first. `keep` decides,
-    on leaving, whether the stream is worth keeping: only when it started before the
-    range (a file that seeks straight to its range gains nothing)."""
+    batch stopped at without using it, so the next batch gets it first, and say
+    `finished` when the batch ended where it meant to: only then is the stream kept
+    (`range_lines`)."""
 
     def __init__(self, entry: _Open) -> None:
         self._entry = entry
@@ -98,10 +98,9 @@ class _Streams:
         self._pid = os.getpid()
         self._tick = threading.Event()  # never set: its wait is the reaper's pause
 
-    def take(self, key: _Key, first: int) -> _Open | None:
-        """The kept stream of `key` if it can still give line `first`, taken out of the
-        cache (a batch owns it while it reads)."""
-        identity = _identity(key)
+    def take(self, key: _Key, first: int, identity: _Identity | None) -> _Open | None:
+        """The kept stream of `key` if it is of the file as it is now (`identity`) and can
+        still give line `first`, taken out of the cache (a batch owns it while it reads)."""
         with self._lock:
             self._after_fork()
             entry = self._open.pop(key, None)
@@ -182,9 +181,9 @@ def range_lines(
     `jsonl_lines` gives them from byte `seek` (line `line`). Raises what `jsonl_lines`
     raises; a stream that raised or was left mid-batch is closed, never kept."""
     key: _Key = (root, rel, gz, limits)
-    entry = _STREAMS.take(key, first)
+    identity = _identity(key)
+    entry = _STREAMS.take(key, first, identity)
     if entry is None:
-        identity = _identity(key) or _UNKNOWN
         stack = contextlib.ExitStack()
         try:
             scanner = stack.enter_context(
@@ -195,7 +194,7 @@ def range_lines(
             raise
         # Only a stream that cannot seek to a range is worth keeping.
         keep = gz or isinstance(scanner.stream, Utf8Recoded) or scanner.index < first
-        entry = _Open(identity, stack, iter(scanner), scanner.index - 1, None, 0.0)
+        entry = _Open(identity or _UNKNOWN, stack, iter(scanner), scanner.index - 1, None, 0.0)
     else:
         keep = True
     reader = ForwardLines(entry)

@@ -230,7 +230,7 @@ def connected_runtime(
             ping(runtime.client, ends.redis_url, writes=writes)
             if writes:
                 _refuse_denied_writes(runtime, ends.redis_url)
-                _refuse_evicting_broker(ends)
+                _refuse_unusable_broker(ends)
             yield runtime, ends
         finally:
             runtime.client.close()
@@ -255,7 +255,7 @@ def _refuse_denied_writes(runtime: Runtime, url: str) -> None:
             raise RedisUnavailable(f"Redis at {redact(url)} is {reason}") from None
 
 
-def _refuse_evicting_broker(ends: Endpoints) -> None:
+def _refuse_unusable_broker(ends: Endpoints) -> None:
     """A Redis broker other than the data Redis holds the queued batches: checked as the
     data Redis is (`ping`): it must answer, be a version we support and not evict them.
     A backfill would otherwise wait without end to send its first batch."""
