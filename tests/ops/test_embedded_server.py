@@ -9,7 +9,9 @@ processes are found with psutil. Zombies count as gone: they hold nothing, and w
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
 import signal
 import subprocess
@@ -443,3 +445,133 @@ def test_a_data_dir_of_the_older_single_file_aof_is_read(tmp_path: Path) -> None
         client.close()
         server.close()
     assert (data_dir / "appendonlydir").is_dir() and not (data_dir / "appendonly.aof").exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MB file system of its own (tmpfs), to fill up; unmounted afterwards."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"a full disk needs a small file system (mount tmpfs): {mounted.stderr}")
+    try:
+        yield mount_point
+    finally:
+        # A test that failed with the disk full leaves a server its supervisor keeps
+        # running until it can write: give it room, then stop whatever is left.
+        for filler in mount_point.glob("filler*"):
+            filler.unlink()
+        deadline = time.monotonic() + 20
+        while (left := servers_on(mount_point / "data")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for pid in left:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                psutil.Process(pid).kill()
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def fill(path: Path) -> None:
+    """Write to `path` until its file system has no byte left."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (65536, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, b"\0" * size)
+    finally:
+        os.close(fd)
+
+
+def test_writes_a_full_disk_kept_out_of_the_aof_are_not_lost_at_stop(small_disk: Path) -> None:
+    """A write whose AOF write fails (the disk full) is acknowledged all the same: Redis
+    keeps it in memory and tries the file again every second. The last user's stop then
+    leaves the server running with one line that says why (a command: exit 1), and its
+    supervisor stops it once the writes are on disk: the next start has every one."""
+    import redis
+
+    from workers.ops.connection import RedisUnavailable
+    from workers.ops.embedded import EmbeddedRedis
+
+    data_dir = small_disk / "data"
+    server = EmbeddedRedis(data_dir)
+    client = redis.Redis.from_url(server.url)
+    client.set("before", "on disk")
+    filler = small_disk / "filler"
+    fill(filler)
+    acknowledged: list[str] = []
+    for i in range(100):
+        try:
+            client.set(f"after:{i}", "x" * 10_000)
+        except redis.ResponseError as exc:
+            assert "MISCONF" in str(exc)
+            break
+        acknowledged.append(f"after:{i}")
+    assert acknowledged, "no write acknowledged once the disk was full"
+    client.close()
+    with pytest.raises(RedisUnavailable, match=r"cannot write its AOF .*no space left on the disk"):
+        server.close()
+    time.sleep(1.0)  # the supervisor looks for users every 0.25 s
+    assert servers_on(data_dir) != [], "stopped while holding writes it could not save"
+
+    # A command that ends as the server's last user says so too, in one line, after
+    # whatever it printed while it ran (its notice that Redis refuses writes).
+    stats = run_cli(["stats"], cli_env(data_dir=data_dir), timeout=60)
+    assert stats.returncode == 1, stats.stderr
+    assert "cannot write its AOF: No space left on device" in stats.stderr
+    last = stats.stderr.strip().splitlines()[-1]
+    assert last.startswith("newsdedup: error: the embedded Redis cannot write its AOF"), last
+
+    filler.unlink()
+    deadline = time.monotonic() + 20
+    while servers_on(data_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert servers_on(data_dir) == [], "not stopped once its writes were saved"
+
+    again = EmbeddedRedis(data_dir)
+    client = redis.Redis.from_url(again.url, decode_responses=True)
+    try:
+        assert client.get("before") == "on disk"
+        missing = [key for key in acknowledged if not client.exists(key)]
+        assert missing == [], f"acknowledged, then lost at the stop: {missing}"
+    finally:
+        client.close()
+        again.close()
+
+
+def test_an_aof_with_a_hole_a_full_disk_left_is_mended_at_start(tmp_path: Path) -> None:
+    """After an AOF rewrite the server appends to a file not opened for appending; a write
+    a full disk cut short is truncated away, but the offset stays past the end, so the
+    next write, once there is room, leaves zeros before itself, and the server refuses
+    the file ("Bad file format"). The next start takes the zeros out and has every key."""
+    import redis
+
+    from workers.ops.embedded import EmbeddedRedis
+
+    data_dir = tmp_path / "data"
+    server = EmbeddedRedis(data_dir)
+    client = redis.Redis.from_url(server.url, decode_responses=True)
+    client.set("before", "1")
+    client.close()
+    server.close()
+    manifest = (data_dir / "appendonlydir" / "appendonly.aof.manifest").read_text()
+    incr = [line.split()[1] for line in manifest.splitlines() if line.endswith(" type i")]
+    with open(data_dir / "appendonlydir" / incr[-1], "r+b") as tail:
+        tail.seek(0, os.SEEK_END)
+        tail.seek(3 << 20, os.SEEK_CUR)  # what the short writes' retries moved the offset by
+        tail.write(b"*3\r\n$3\r\nSET\r\n$5\r\nafter\r\n$1\r\n2\r\n")
+
+    again = EmbeddedRedis(data_dir)
+    client = redis.Redis.from_url(again.url, decode_responses=True)
+    try:
+        assert client.mget("before", "after") == ["1", "2"]
+    finally:
+        client.close()
+        again.close()
+    log = (data_dir / "redis.log").read_text()
+    assert "Bad file format" in log
+    assert f"newsdedup: mended {incr[-1]}: {3 << 20} bytes of zeros" in log

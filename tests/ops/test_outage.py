@@ -42,6 +42,22 @@ def test_outages_are_recognised(error: Exception, reason: str) -> None:
     assert found is not None and found.startswith(reason), found
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "MISCONF Errors writing to the AOF file: No space left on device",
+        # As a script's command meets it (the broker's and the index's scripts).
+        "MISCONF Errors writing to the AOF file: No space left on device script: on "
+        "@user_script:2.",
+    ],
+)
+def test_a_failed_aof_write_says_why(text: str) -> None:
+    """The server's own words name the cause (a full disk), not a snapshot it never takes."""
+    assert outage_reason(redis.ResponseError(text)) == (
+        "refusing writes: it cannot write its AOF: No space left on device (MISCONF)"
+    )
+
+
 def test_kombu_wrapped_outage_is_recognised() -> None:
     try:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import ssl
@@ -49,7 +50,7 @@ _OUTAGE_CODES = {
     "LOADING": "loading its data into memory (LOADING)",
     "MASTERDOWN": "failing over (MASTERDOWN)",
     "TRYAGAIN": "failing over (TRYAGAIN)",
-    "MISCONF": "refusing writes: its last snapshot failed (MISCONF)",
+    "MISCONF": "refusing writes: it cannot save its data to disk (MISCONF)",
     "BUSY": "busy running a script (BUSY)",
     "NOREPLICAS": "refusing writes: not enough replicas (NOREPLICAS)",
     # An ACL that does not let newsdedup's user run a command or touch a key: nothing an
@@ -61,12 +62,19 @@ DENIED = _OUTAGE_CODES["NOPERM"]  # how `outage_reason` starts for an ACL's refu
 # f_...): @user_script:2: @user_script: 2: -OOM command not allowed ...".
 _SCRIPT_ERROR_CODE = re.compile(r"-(" + "|".join(_OUTAGE_CODES) + r") ")
 
+# MISCONF for a failed AOF write says why ("MISCONF Errors writing to the AOF file: No
+# space left on device", in a script's error followed by " script: ..."); for a failed RDB
+# snapshot it says only to read the server's log.
+_AOF_WRITE_ERROR = re.compile(r"Errors writing to the AOF file: (.+?)(?: script:|\.?$)")
+
 # A URL's userinfo: from "://" to the LAST "@" of the netloc (which ends at the first "/",
 # "?" or "#", or at whitespace in a message). A password may hold a raw "@", and urllib and
 # redis-py read it whole that way, so everything up to the last one is secret.
 _USERINFO = re.compile(r"(?<=://)([^/?#\s]*)@")
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 def as_text(value: Any) -> str:
@@ -196,6 +204,8 @@ def outage_reason(error: BaseException | None) -> str | None:
             if code == "NOPERM":
                 detail = text.removeprefix("NOPERM ")
                 return f"{_OUTAGE_CODES[code]}: {detail}; grant it in the server's ACL"
+            if code == "MISCONF" and (aof := _AOF_WRITE_ERROR.search(text)):
+                return f"refusing writes: it cannot write its AOF: {aof.group(1)} (MISCONF)"
             if code in _OUTAGE_CODES:
                 return _OUTAGE_CODES[code]
             return None
@@ -524,8 +534,15 @@ def endpoints(redis_url: str | None, broker_url: str | None, data_dir: Path) -> 
             embedded=True,
             inherit_fds=(server.users_fd,),
         )
-    finally:
-        server.close()
+    except BaseException:
+        # What ended the block is the error to report; a server left running because it
+        # holds writes it could not save is told beside it, not instead of it.
+        try:
+            server.close()
+        except RedisUnavailable as unsaved:
+            log.error("newsdedup: error: %s", unsaved)
+        raise
+    server.close()
 
 
 def located_settings(settings: Settings) -> Settings:

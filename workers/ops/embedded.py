@@ -90,6 +90,11 @@ AOF_COMPACT_TAIL = 1 << 20
 # left may hold data deleted since (Redis's own rewrite during a backfill saves its
 # transient keys), which the tail rule above would keep for good.
 AOF_ALWAYS_COMPACT_BELOW = 64 << 20
+# The server's files, and its refusal of one it cannot parse.
+AOF_FOLDER = "appendonlydir"
+_UNLOADABLE_AOF = re.compile(r"Bad file format reading the append only file (\S+?):")
+# Free space under which a failed AOF write is put down to a full disk.
+DISK_FULL_BELOW = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,25 +256,61 @@ def compact_aof(socket_path: str, timeout: float = STOP_GRACE) -> bool:
     return False
 
 
-def stop_server(pid: int, socket_path: str) -> None:
-    """Compact the AOF if it needs it, then SIGTERM: Redis writes the AOF out and exits."""
+def unsaved_writes(socket_path: str, data_dir: Path) -> str | None:
+    """Why the server holds writes that are not in its AOF, or None when all it acknowledged
+    is written (or it does not answer: then there is nothing to ask).
+
+    Once a write to the AOF fails (a full disk, a quota, an I/O error), Redis keeps what it
+    could not write in memory, refuses further writes (MISCONF) and tries the write again
+    every second, going on by itself once it succeeds. What it acknowledged in between is
+    only in memory: stopped then, it tries once more on SIGTERM and exits whatever happens,
+    so the next start would lack it (documents consumers have read, a job's progress)."""
+    import redis  # here, not at import: the supervisor imports this module
+
+    client = redis.Redis(unix_socket_path=socket_path, socket_timeout=10)
+    try:
+        info = client.info("persistence")
+    except (redis.RedisError, OSError):
+        return None
+    finally:
+        client.close()
+    if int(info.get("aof_enabled", 0)) != 1 or info.get("aof_last_write_status") == "ok":
+        return None
+    why = _last_logged(data_dir, containing="AOF") or "its last write failed"
+    with contextlib.suppress(OSError):
+        disk = os.statvfs(data_dir)
+        if disk.f_bavail * disk.f_frsize < DISK_FULL_BELOW:
+            why = "no space left on the disk"  # the log may say only "Short write"
+    return f"cannot write its AOF in {data_dir} ({why})"
+
+
+def stop_server(pid: int, socket_path: str, data_dir: Path) -> str | None:
+    """Compact the AOF if it needs it, then SIGTERM: Redis writes the AOF out and exits.
+    Not while it holds writes it could not save (`unsaved_writes`): then the server keeps
+    running, its supervisor stops it once they are written, and this returns why."""
+    if (unsaved := unsaved_writes(socket_path, data_dir)) is not None:
+        return unsaved
     compact_aof(socket_path)
     terminate(pid, STOP_GRACE)
+    return None
 
 
 # "pid:role day month year time level message", as redis-server logs.
 _REDIS_LOG_LINE = re.compile(r"^\d+:[XCSM] \d+ \w+ \d+ [\d:.]+ [.*#-] ")
 
 
-def _last_logged(data_dir: Path) -> str:
-    """The log's last line without the pid and time: why the server stopped, usually."""
+def _last_logged(data_dir: Path, containing: str = "") -> str:
+    """The log's last line (holding `containing`) without the pid and time: why the server
+    stopped, usually."""
     try:
         with open(data_dir / LOG_FILE, "rb") as log:
             log.seek(max(0, log.seek(0, os.SEEK_END) - 4096))
             lines = log.read().decode("utf-8", "replace").splitlines()
     except OSError:
         return ""
-    last = next((line.strip() for line in reversed(lines) if line.strip()), "")
+    last = next(
+        (line.strip() for line in reversed(lines) if line.strip() and containing in line), ""
+    )
     return _REDIS_LOG_LINE.sub("", last)
 
 
@@ -361,7 +402,9 @@ class EmbeddedRedis:
             time.sleep(0.02)
         return False
 
-    def _start(self, timeout: float) -> ServerRecord:
+    def _start(self, timeout: float, *, mend: bool = True) -> ServerRecord:
+        """Start the server (and its supervisor). An AOF it refuses to load for the holes
+        a full disk left in it is mended once (`_mend_aof`), and the start tried again."""
         from workers.ops.connection import RedisUnavailable
 
         running = (
@@ -391,9 +434,12 @@ class EmbeddedRedis:
             starter.wait()
             with contextlib.suppress(OSError):
                 os.rmdir(os.path.dirname(socket_path))
+            why = _last_logged(self.data_dir)
+            if mend and self._mend_aof(why):
+                return self._start(timeout, mend=False)
             raise RedisUnavailable(
                 f"could not start the embedded Redis in {self.data_dir}: "
-                f"{_last_logged(self.data_dir) or 'its supervisor failed'}"
+                f"{why or 'its supervisor failed'}"
             ) from None
         record = ServerRecord(pid, supervisor, socket_path)
         _write_record(self._record_path, record)
@@ -402,11 +448,35 @@ class EmbeddedRedis:
                 os.kill(supervisor, signal.SIGTERM)
             terminate(pid, STOP_GRACE)
             _forget(self._record_path, record)
+            why = _last_logged(self.data_dir)
+            if mend and self._mend_aof(why):
+                return self._start(timeout, mend=False)
             raise RedisUnavailable(
                 f"could not start the embedded Redis in {self.data_dir}: "
-                f"{_last_logged(self.data_dir) or 'it did not answer'}"
+                f"{why or 'it did not answer'}"
             )
         return record
+
+    def _mend_aof(self, why: str) -> bool:
+        """Take the holes a full disk left out of the AOF file the server could not load
+        (`aof.mend_holes`), noting it in the server's log. False when `why` is no such
+        refusal, or the file is damaged otherwise, or cannot be rewritten."""
+        from workers.ops.aof import NotMendable, mend_holes
+
+        refused = _UNLOADABLE_AOF.search(why)
+        if refused is None:
+            return False
+        path = self.data_dir / AOF_FOLDER / os.path.basename(refused.group(1))
+        try:
+            removed = mend_holes(path)
+        except (NotMendable, OSError) as exc:
+            note = f"newsdedup: could not mend {path.name}: {exc}\n"
+            removed = 0
+        else:
+            note = f"newsdedup: mended {path.name}: {removed} bytes of zeros between commands\n"
+        with contextlib.suppress(OSError), open(self.data_dir / LOG_FILE, "a") as log:
+            log.write(note)
+        return removed > 0
 
     def _let_go(self) -> None:
         if self._users is not None:
@@ -418,10 +488,14 @@ class EmbeddedRedis:
     def close(self) -> None:
         """Let go of the server, and stop it (saving) if no other process uses it: the
         workers this command started have ended by now. Otherwise the supervisor stops it
-        after the last user."""
+        after the last user.
+
+        `RedisUnavailable` when the server holds writes it could not save (a full disk):
+        it is left running, and its supervisor stops it once they are written."""
         if self._users is None:
             return
         self._let_go()
+        unsaved: str | None = None
         # The data dir removed under us: nothing to stop here; the supervisor ends the
         # server once the last user has gone.
         with contextlib.suppress(FileNotFoundError), _flocked(self.data_dir / LOCK_FILE):
@@ -430,12 +504,22 @@ class EmbeddedRedis:
                 if not _try_lock(users, fcntl.LOCK_EX):
                     return
                 record = _read_record(self._record_path)
-                if record is not None:
-                    if self._is_server(record.pid):
-                        stop_server(record.pid, record.socket)
+                if record is None:
+                    return
+                if self._is_server(record.pid):
+                    unsaved = stop_server(record.pid, record.socket, self.data_dir)
+                if unsaved is None:
                     _forget(self._record_path, record)
             finally:
                 os.close(users)
+        if unsaved is not None:
+            from workers.ops.connection import RedisUnavailable
+
+            raise RedisUnavailable(
+                f"the embedded Redis {unsaved}: it keeps the data it could not write in "
+                "memory, and stops by itself once it has written them (free space there); "
+                "stopping it before loses them"
+            )
 
 
 # --------------------------------------------------------------------------- supervisor
@@ -469,6 +553,7 @@ def supervise(data_dir: Path, socket_path: str) -> int:
         os.dup2(devnull.fileno(), sys.stdout.fileno())  # the command reads until this closes
 
     asked_to_stop = False
+    kept_for: str | None = None  # why the server was last kept running after its users
 
     def stop(_signum: int, _frame: object) -> None:
         nonlocal asked_to_stop
@@ -490,6 +575,17 @@ def supervise(data_dir: Path, socket_path: str) -> int:
         try:
             if asked_to_stop or _try_lock(users, fcntl.LOCK_EX):
                 if not asked_to_stop:
+                    # Nobody uses it, but it holds writes it could not save: stopped now,
+                    # it would lose them. Redis tries the write every second and takes
+                    # writes again once it succeeds (space freed); stop it then.
+                    unsaved = unsaved_writes(socket_path, data_dir)
+                    if unsaved is not None:
+                        if unsaved != kept_for:
+                            kept_for = unsaved
+                            with contextlib.suppress(OSError):  # the log's disk may be full
+                                sys.stderr.write(f"newsdedup: kept running: {unsaved}\n")
+                                sys.stderr.flush()
+                        continue
                     compact_aof(socket_path)
                 server.terminate()
                 try:
