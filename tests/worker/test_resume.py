@@ -202,3 +202,43 @@ def test_a_broker_lost_while_sending_is_named_as_the_broker(
         sender.wait(timeout=60)
     said = (tmp_path / "backfill.log").read_text()
     assert "blocked: the Celery broker is unreachable" in said, said
+
+
+def test_an_embedded_job_whose_worker_was_killed_resumes_at_once(tmp_path: Path) -> None:
+    """A backfill killed with its worker (SIGKILL: a crash, the machine lost) leaves the
+    batches that worker held in the broker's unacknowledged hash. The next command that
+    finds itself the embedded server's only user knows no worker holds them, and puts
+    them back at once: `backfill --resume` finishes long before the visibility timeout
+    (15 minutes) would have brought them back."""
+    import psutil
+
+    env = cli_env(data_dir=tmp_path / "data", NEWSDEDUP_INGEST__BATCH_SIZE="5")
+    inputs = faults.write_inputs(tmp_path / "in", 2000, seed=7)
+    with backfill_process(inputs.folder, env, tmp_path / "backfill.log") as sender:
+        deadline = time.monotonic() + 120
+        while True:
+            assert sender.poll() is None and time.monotonic() < deadline, "not caught working"
+            shown = run_cli(["job", "--json"], env)
+            if shown.returncode == 0:
+                state = json.loads(shown.stdout)
+                if state["sent_tasks"] == state["tasks_total"] and state["processed"] >= 100:
+                    break
+            time.sleep(0.05)
+        workers = psutil.Process(sender.pid).children()
+        assert workers, "the backfill runs no worker"
+        for worker in workers:
+            os.killpg(worker.pid, signal.SIGKILL)
+        sender.kill()
+        sender.wait(timeout=60)
+    job_id = state["job_id"]
+    left = json.loads(run_cli(["job", job_id, "--json"], env).stdout)
+    assert left["processed"] < left["total"] == 2000, left
+    started = time.monotonic()
+    resumed = run_cli(["backfill", "--resume", job_id, "--json"], env, timeout=300)
+    took = time.monotonic() - started
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    report = json.loads(resumed.stdout)
+    assert report["processed"] == report["total"] == 2000, report
+    assert took < 120, f"the resume took {took:.0f} s: it waited for the visibility timeout"
+    counts = [len(stream(env, name)) for name in ("docs", "duplicates", "dead")]
+    assert sum(counts) == 2000, counts

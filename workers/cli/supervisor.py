@@ -332,6 +332,13 @@ def local_worker(
     """A worker for the time of the block; SIGTERM, like Ctrl-C, interrupts the command
     so that the worker and the embedded server are stopped in order."""
     stop_on_signals()
+    if ends.alone:
+        # The batches a worker killed with its command held come back now, not after
+        # the visibility timeout (up to 15 minutes of a job that seems stuck).
+        from workers.worker.app import app
+        from workers.worker.broker import restore_unacknowledged
+
+        restore_unacknowledged(app)
     worker = _start_local_worker(ends, settings, concurrency, queues)
     try:
         yield worker.process, worker.log_path

@@ -40,6 +40,12 @@ def _run_celery(ctx: Context, what: str, argv: list[str], *, beat: bool = False)
                 fail(another_beat(None if holder is None else as_text(holder)))
         # The app, its pool children and the beat: this command's settings, on its Redis.
         app = command_app(ctx, ends)
+        if ends.alone and argv[0] == "worker":
+            # Batches a worker killed on this embedded server held: back now, not after
+            # the visibility timeout (see supervisor.local_worker).
+            from workers.worker.broker import restore_unacknowledged
+
+            restore_unacknowledged(app)
         os.environ.update(child_environment(ends, ctx.settings))
         click.echo(
             f"newsdedup {what}: Redis {redact(ends.redis_url)}"

@@ -480,6 +480,9 @@ class Endpoints:
     # Embedded: descriptors that a process started to use this server must inherit
     # (`pass_fds`), so that the server runs as long as it does (see workers.ops.embedded).
     inherit_fds: tuple[int, ...] = ()
+    # Embedded: no other process used the server when this one attached, so no worker
+    # holds a message its broker keeps unacknowledged: the worker that took it is gone.
+    alone: bool = False
 
 
 def broker_for(redis_url: str) -> str:
@@ -533,6 +536,7 @@ def endpoints(redis_url: str | None, broker_url: str | None, data_dir: Path) -> 
             broker_url or broker_for(server.url),
             embedded=True,
             inherit_fds=(server.users_fd,),
+            alone=server.alone and not broker_url,
         )
     except BaseException:
         # What ended the block is the error to report; a server left running because it

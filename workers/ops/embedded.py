@@ -330,6 +330,8 @@ class EmbeddedRedis:
 
         self.data_dir = data_dir.absolute()  # resolved once it exists
         self._users: int | None = None
+        # Whether no other process used the server when this one attached (or started it).
+        self.alone = False
         if not start and not (data_dir / RECORD_FILE).exists():
             raise NotRunning(str(self.data_dir))  # and no data dir created for nothing
         try:
@@ -338,6 +340,9 @@ class EmbeddedRedis:
             self._record_path = self.data_dir / RECORD_FILE
             self._users = _open_lock_file(self.data_dir / USERS_FILE)
             with _flocked(self.data_dir / LOCK_FILE):
+                # Nobody else holds a share: no process uses the server, no worker runs
+                # on it (a worker holds the share of the command that started it).
+                self.alone = _try_lock(self._users, fcntl.LOCK_EX)
                 fcntl.flock(self._users, fcntl.LOCK_SH)
                 record = self._attach(start_timeout)
                 if record is None and not start:

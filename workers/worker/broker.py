@@ -212,6 +212,23 @@ class Transport(RedisTransport):
     Channel = Channel
 
 
+def restore_unacknowledged(app: Any) -> int:
+    """Push every message the broker holds unacknowledged back onto its queue, now; how
+    many. Only for a caller that knows no live worker holds one (the embedded server's
+    only user: `Endpoints.alone`): their worker was killed with the command that started
+    it, and the visibility timeout would hold them back for up to
+    `worker.visibility_timeout` (a message that some worker does hold would run twice,
+    which publishes nothing twice)."""
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        qos = channel.qos
+        with channel.conn_or_acquire() as client:
+            tags = client.zrange(qos.unacked_index_key, 0, -1)
+            for tag in tags:
+                qos.restore_by_tag(tag, client)
+    return len(tags)
+
+
 def queue_keys(prefix: str, queue: str) -> list[str]:
     """The lists kombu keeps a queue in: one per priority step (the queue's own name for
     step 0, then the name, kombu's separator and the step)."""
