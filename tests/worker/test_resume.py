@@ -13,8 +13,9 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -116,6 +117,22 @@ def test_an_interrupted_backfill_is_resumed_with_nothing_lost_or_twice(
     faults.check_accounting(client, keys, job_id, inputs, env)
 
 
+def job_state_once(
+    sender: subprocess.Popen[bytes], env: dict[str, str], reached: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """`job --json` of the latest job once it has `reached` a state, while the backfill
+    `sender` still runs (within two minutes)."""
+    deadline = time.monotonic() + 120
+    while True:
+        assert sender.poll() is None and time.monotonic() < deadline, "the state never came"
+        shown = run_cli(["job", "--json"], env)
+        if shown.returncode == 0:
+            state: dict[str, Any] = json.loads(shown.stdout)
+            if reached(state):
+                return state
+        time.sleep(0.05)
+
+
 def test_an_embedded_backfill_interrupted_while_waiting_is_finished_by_resume(
     tmp_path: Path,
 ) -> None:
@@ -126,15 +143,7 @@ def test_an_embedded_backfill_interrupted_while_waiting_is_finished_by_resume(
     env = cli_env(data_dir=tmp_path / "data", NEWSDEDUP_INGEST__BATCH_SIZE="1")
     inputs = faults.write_inputs(tmp_path / "in", 600, seed=5)
     with backfill_process(inputs.folder, env, tmp_path / "backfill.log") as sender:
-        deadline = time.monotonic() + 120
-        while True:
-            assert sender.poll() is None and time.monotonic() < deadline, "not caught waiting"
-            shown = run_cli(["job", "--json"], env)
-            if shown.returncode == 0:
-                state = json.loads(shown.stdout)
-                if state["sent_tasks"] == state["tasks_total"]:
-                    break
-            time.sleep(0.05)
+        state = job_state_once(sender, env, lambda job: job["sent_tasks"] == job["tasks_total"])
         os.kill(sender.pid, signal.SIGINT)
         sender.wait(timeout=120)
     job_id = state["job_id"]
@@ -215,15 +224,11 @@ def test_an_embedded_job_whose_worker_was_killed_resumes_at_once(tmp_path: Path)
     env = cli_env(data_dir=tmp_path / "data", NEWSDEDUP_INGEST__BATCH_SIZE="5")
     inputs = faults.write_inputs(tmp_path / "in", 2000, seed=7)
     with backfill_process(inputs.folder, env, tmp_path / "backfill.log") as sender:
-        deadline = time.monotonic() + 120
-        while True:
-            assert sender.poll() is None and time.monotonic() < deadline, "not caught working"
-            shown = run_cli(["job", "--json"], env)
-            if shown.returncode == 0:
-                state = json.loads(shown.stdout)
-                if state["sent_tasks"] == state["tasks_total"] and state["processed"] >= 100:
-                    break
-            time.sleep(0.05)
+        state = job_state_once(
+            sender,
+            env,
+            lambda job: job["sent_tasks"] == job["tasks_total"] and job["processed"] >= 100,
+        )
         workers = psutil.Process(sender.pid).children()
         assert workers, "the backfill runs no worker"
         for worker in workers:
