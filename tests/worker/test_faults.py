@@ -102,10 +102,11 @@ def run_outage(
     down_seconds: float,
     how: signal.Signals = signal.SIGTERM,
     loglevel: str = "WARNING",
+    batch_size: int = 50,
 ) -> str:
-    """Two workers, a backfill of `count` generated inputs, Redis stopped for
-    `down_seconds` once a tenth is processed; every input checked afterwards. Returns the
-    workers' logs."""
+    """Two workers, a backfill of `count` generated inputs in batches of `batch_size`,
+    Redis stopped for `down_seconds` once a tenth is processed; every input checked
+    afterwards. Returns the workers' logs."""
     prefix = "faults:"
     keys = Keys(prefix)
     # Small tasks: several running and many queued when Redis goes away.
@@ -115,7 +116,7 @@ def run_outage(
     env = cli_env(
         redis_url=server.url,
         prefix=prefix,
-        NEWSDEDUP_INGEST__BATCH_SIZE="50",
+        NEWSDEDUP_INGEST__BATCH_SIZE=str(batch_size),
         NEWSDEDUP_WORKER__LOST_BATCH_AFTER="30",
     )
     client = redis.Redis.from_url(server.url, socket_connect_timeout=1)
@@ -170,7 +171,9 @@ def test_redis_down_longer_than_client_retries(tmp_path: Path, private_redis: Pr
     """Down for 15 s, past a command's default wait (10 s): the running tasks hold their
     batches and wait inside their Redis calls (up to 0.8 x the soft time limit), then go
     on where they were; no batch is retried, handed back or dropped."""
-    logs = run_outage(tmp_path, private_redis, 3000, 15, loglevel="INFO")
+    # Batches long enough (about half a second) that the stop is most unlikely to find
+    # both workers past their last Redis call: this test is about tasks that wait.
+    logs = run_outage(tmp_path, private_redis, 3000, 15, loglevel="INFO", batch_size=200)
     assert "Connection to broker lost" in logs
     assert re.search(r"Redis is unreachable: .*: waiting \(\d+ s so far\)", logs), logs
     assert "reject requeue=False" not in logs
