@@ -70,13 +70,14 @@ def _header_number(data: bytes, start: int, end: int) -> int:
 
 
 def _command_end(data: bytes, start: int) -> int:
-    """Where the command starting at `start` ends (past its last CRLF)."""
+    """Where the command starting at `start` ends (past its last CRLF), or the end of
+    `data` when the file ends inside it."""
     end = _line_end(data, start)
     count = _header_number(data, start + 1, end)
     position = end + 2
     for _ in range(count):
         if position >= len(data):
-            return len(data) + 1  # cut off at the end of the file
+            return len(data)  # cut off at the end of the file
         if data[position] != _BULK:
             raise NotMendable(f"no bulk string at byte {position}")
         end = _line_end(data, position)
@@ -84,7 +85,7 @@ def _command_end(data: bytes, start: int) -> int:
         position = end + 2 + length
         if data[position : position + 2] != _CRLF:
             if position + 2 > len(data):
-                return len(data) + 1
+                return len(data)
             raise NotMendable(f"a bulk string of the wrong length at byte {end + 2}")
         position += 2
     return position
@@ -107,7 +108,7 @@ def mended(data: bytes) -> tuple[bytes, int]:
         if first == _ANNOTATION:
             end = _line_end(data, position) + 2
         elif first == _COMMAND:
-            end = min(_command_end(data, position), len(data))
+            end = _command_end(data, position)
         else:
             raise NotMendable(f"no command at byte {position}")
         kept.append(data[position:end])

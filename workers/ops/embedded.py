@@ -412,6 +412,15 @@ class EmbeddedRedis:
         a full disk left in it is mended once (`_mend_aof`), and the start tried again."""
         from workers.ops.connection import RedisUnavailable
 
+        def failed(otherwise: str) -> ServerRecord:
+            """Started again once its AOF is mended; else why it failed, from its log."""
+            why = _last_logged(self.data_dir)
+            if mend and self._mend_aof(why):
+                return self._start(timeout, mend=False)
+            raise RedisUnavailable(
+                f"could not start the embedded Redis in {self.data_dir}: {why or otherwise}"
+            ) from None
+
         running = (
             pid
             for program in (SERVER_PROGRAM, *OLDER_SERVER_PROGRAMS)
@@ -439,13 +448,7 @@ class EmbeddedRedis:
             starter.wait()
             with contextlib.suppress(OSError):
                 os.rmdir(os.path.dirname(socket_path))
-            why = _last_logged(self.data_dir)
-            if mend and self._mend_aof(why):
-                return self._start(timeout, mend=False)
-            raise RedisUnavailable(
-                f"could not start the embedded Redis in {self.data_dir}: "
-                f"{why or 'its supervisor failed'}"
-            ) from None
+            return failed("its supervisor failed")
         record = ServerRecord(pid, supervisor, socket_path)
         _write_record(self._record_path, record)
         if not self._wait_ready(record, timeout):
@@ -453,13 +456,7 @@ class EmbeddedRedis:
                 os.kill(supervisor, signal.SIGTERM)
             terminate(pid, STOP_GRACE)
             _forget(self._record_path, record)
-            why = _last_logged(self.data_dir)
-            if mend and self._mend_aof(why):
-                return self._start(timeout, mend=False)
-            raise RedisUnavailable(
-                f"could not start the embedded Redis in {self.data_dir}: "
-                f"{why or 'it did not answer'}"
-            )
+            return failed("it did not answer")
         return record
 
     def _mend_aof(self, why: str) -> bool:
