@@ -24,6 +24,7 @@ import psutil
 import pytest
 import redis
 from conftest import ROOT, cli_env, run_cli
+from support import faults
 
 from workers.config import Settings
 from workers.ops.embedded import SERVER_PROGRAM
@@ -450,41 +451,20 @@ def test_a_data_dir_of_the_older_single_file_aof_is_read(tmp_path: Path) -> None
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 16 MB file system of its own (tmpfs), to fill up; unmounted afterwards."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"a full disk needs a small file system (mount tmpfs): {mounted.stderr}")
-    try:
-        yield mount_point
-    finally:
-        # A test that failed with the disk full leaves a server its supervisor keeps
-        # running until it can write: give it room, then stop whatever is left.
-        for filler in mount_point.glob("filler*"):
-            filler.unlink()
-        deadline = time.monotonic() + 20
-        while (left := servers_on(mount_point / "data")) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        for pid in left:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                psutil.Process(pid).kill()
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
-def fill(path: Path) -> None:
-    """Write to `path` until its file system has no byte left."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        for size in (65536, 1):
-            with contextlib.suppress(OSError):
-                while True:
-                    os.write(fd, b"\0" * size)
-    finally:
-        os.close(fd)
+    with faults.small_file_system(tmp_path / "disk", "16m") as mount_point:
+        try:
+            yield mount_point
+        finally:
+            # A test that failed with the disk full leaves a server its supervisor keeps
+            # running until it can write: give it room, then stop whatever is left.
+            for filler in mount_point.glob("filler*"):
+                filler.unlink()
+            deadline = time.monotonic() + 20
+            while (left := servers_on(mount_point / "data")) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            for pid in left:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    psutil.Process(pid).kill()
 
 
 def test_writes_a_full_disk_kept_out_of_the_aof_are_not_lost_at_stop(small_disk: Path) -> None:
@@ -502,7 +482,7 @@ def test_writes_a_full_disk_kept_out_of_the_aof_are_not_lost_at_stop(small_disk:
     client = redis.Redis.from_url(server.url)
     client.set("before", "on disk")
     filler = small_disk / "filler"
-    fill(filler)
+    faults.fill(filler)
     acknowledged: list[str] = []
     for i in range(100):
         try:

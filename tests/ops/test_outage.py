@@ -58,6 +58,44 @@ def test_a_failed_aof_write_says_why(text: str) -> None:
     )
 
 
+def _as_in_a_pipeline(error: redis.RedisError, command: tuple[str, ...]) -> redis.RedisError:
+    """`error` as redis-py raises it from a pipeline: the command named before the reply."""
+    redis.Redis().pipeline().annotate_exception(error, 1, command)  # connects nowhere
+    return error
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (
+            redis.ResponseError("MISCONF Errors writing to the AOF file: No space left on device"),
+            "refusing writes: it cannot write its AOF: No space left on device (MISCONF)",
+        ),
+        (
+            redis.ResponseError("BUSY Redis is busy running a script."),
+            "busy running a script (BUSY)",
+        ),
+        (
+            OutOfMemoryError("command not allowed when used memory > 'maxmemory'."),
+            "full: used memory is over maxmemory (OOM)",
+        ),
+    ],
+)
+def test_an_outage_met_inside_a_pipeline_is_recognised(
+    error: redis.RedisError, reason: str
+) -> None:
+    """A transaction that met MISCONF fails as redis-py's annotated error, with EXECABORT as
+    its context: still an outage to wait out, not a fault of the batch to retry."""
+    # A hostile argument may carry the annotation's own words: the code after the last one.
+    command = ("SADD", "k", "x) of pipeline caused error: WRONGTYPE")
+    assert outage_reason(_as_in_a_pipeline(error, command)) == reason
+
+
+def test_a_real_error_inside_a_pipeline_is_no_outage() -> None:
+    error = redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind")
+    assert outage_reason(_as_in_a_pipeline(error, ("MISCONF", "OOM"))) is None
+
+
 def test_kombu_wrapped_outage_is_recognised() -> None:
     try:
         try:

@@ -67,6 +67,10 @@ _SCRIPT_ERROR_CODE = re.compile(r"-(" + "|".join(_OUTAGE_CODES) + r") ")
 # snapshot it says only to read the server's log.
 _AOF_WRITE_ERROR = re.compile(r"Errors writing to the AOF file: (.+?)(?: script:|\.?$)")
 
+# redis-py puts the command before the server's reply when a pipeline's command fails
+# ("Command # 1 (SADD key 32) of pipeline caused error: MISCONF ..."); the code follows.
+_PIPELINE_ERROR = re.compile(r"Command # \d+ \(.*\) of pipeline caused error: ", re.DOTALL)
+
 # A URL's userinfo: from "://" to the LAST "@" of the netloc (which ends at the first "/",
 # "?" or "#", or at whitespace in a message). A password may hold a raw "@", and urllib and
 # redis-py read it whole that way, so everything up to the last one is secret.
@@ -198,6 +202,8 @@ def outage_reason(error: BaseException | None) -> str | None:
             return f"unreachable: {redact(str(error)) or type(error).__name__}"
         if isinstance(error, redis.RedisError):
             text = str(error)
+            if pipeline := _PIPELINE_ERROR.match(text):
+                text = text[pipeline.end() :]
             code = _ERROR_CLASS_CODES.get(type(error)) or text.split(" ", 1)[0]
             if code not in _OUTAGE_CODES and (found := _SCRIPT_ERROR_CODE.search(text)):
                 code = found.group(1)

@@ -20,6 +20,20 @@ steps fails in the stock transport, and three of the failures lose or stall work
   message in the unacked hash, where the visibility-timeout restore finds it once Redis
   takes writes again, instead of stopping the worker.
 
+A server that cannot write its AOF or snapshot (a full disk: MISCONF) refuses every
+write and PING too, which no other outage does, and the stock transport stops the worker
+on each refusal ("Unrecoverable error"). The worker waits instead, without reconnecting
+(a new channel's first command is a PING, refused as well):
+
+- its BRPOP is refused, nothing popped: the next one goes after a pause that grows while
+  the refusals last;
+- the broker's health-check PING on the fanout connection is refused: the subscription
+  stands, and the refusal is passed over;
+- an ack (or a reject without requeue) is refused: it is sent once Redis takes writes, as
+  one a lost connection cut off;
+- a new channel's PING is refused: Celery retries the connection, as for an unreachable
+  server.
+
 And two that only delay work, by the visibility timeout, when the connection is lost:
 an ack cut off leaves a finished batch in the unacked hash, and the messages the worker
 had taken but not started stay there too (kombu pushes them back when the old channel
@@ -41,6 +55,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable
+from queue import Empty
 from typing import Any
 
 import redis
@@ -84,10 +99,22 @@ class QoS(RedisQoS):
     def ack(self, delivery_tag: str) -> None:
         try:
             super().ack(delivery_tag)
-        except self.channel.connection_errors as exc:
+        except Exception as exc:
+            lost = isinstance(exc, self.channel.connection_errors)
+            if not (lost or is_outage(exc)):
+                raise
             _unsent_acks.add((self.unacked_key, self.unacked_index_key, delivery_tag))
             virtual.QoS.ack(self, delivery_tag)  # this consumer is done with it either way
-            log.warning("ack of %s cut off (%s): sent again once reconnected", delivery_tag, exc)
+            if lost:
+                log.warning(
+                    "ack of %s cut off (%s): sent again once reconnected", delivery_tag, exc
+                )
+            else:
+                log.warning(
+                    "ack of %s refused: Redis is %s; sent once it takes writes",
+                    delivery_tag,
+                    outage_reason(exc),
+                )
 
     def _settle_cut_off(self) -> None:
         """Send the acks a lost connection cut off, and push back the messages whose
@@ -161,6 +188,12 @@ class QoS(RedisQoS):
                 tries += 1
                 time.sleep(min(DELIVERY_PAUSE_MAX, 0.1 * 2 ** min(tries, 6)))
 
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        if requeue:  # restore_by_tag leaves a refused requeue to the visibility timeout
+            super().reject(delivery_tag, requeue)
+        else:
+            self.ack(delivery_tag)  # the same two deletions: a refused one is sent later
+
     def _remove_from_indices(self, delivery_tag: str, pipe: Any = None) -> Any:
         if pipe is not None:  # within kombu's own transaction (a restore)
             return super()._remove_from_indices(delivery_tag, pipe)
@@ -206,6 +239,79 @@ class QoS(RedisQoS):
 
 class Channel(RedisChannel):
     QoS = QoS
+
+    # When the next BRPOP may go, after one that Redis refused (time.monotonic()), and how
+    # many were refused in a row.
+    _consume_after = 0.0
+    _refusals = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # A new channel's first command is a PING, which a server refusing writes (MISCONF)
+        # refuses too: Celery then retries the connection, as for an unreachable server.
+        try:
+            super().__init__(*args, **kwargs)
+        except Exception as exc:
+            if isinstance(exc, redis.ConnectionError) or not is_outage(exc):
+                raise
+            raise redis.ConnectionError(f"Redis is {outage_reason(exc)}") from exc
+
+    def _brpop_start(self, timeout: int | None = None) -> None:
+        # kombu's event loop asks on every tick (at least once a second): a BRPOP held back
+        # goes on the first tick past the pause.
+        if time.monotonic() < self._consume_after:
+            return
+        try:
+            super()._brpop_start(timeout)
+        except Exception as exc:
+            # The connection's health-check PING, sent before the BRPOP, was refused.
+            if isinstance(exc, self.connection_errors) or not is_outage(exc):
+                raise
+            self._in_poll = False  # nothing sent: no reply to wait for
+            self._refused(exc)
+
+    def _brpop_read(self, **options: Any) -> Any:
+        try:
+            delivered = super()._brpop_read(**options)
+        except Exception as exc:
+            if isinstance(exc, self.connection_errors) or not is_outage(exc):
+                raise
+            self._refused(exc)  # before it popped anything: no message is lost
+            raise Empty() from None
+        self._refusals = 0
+        return delivered
+
+    def _refused(self, exc: Exception) -> None:
+        """Redis refused to hand out a message: wait a while, longer as refusals go on."""
+        self._refusals += 1
+        pause = min(DELIVERY_PAUSE_MAX, 0.1 * 2 ** min(self._refusals, 6))
+        self._consume_after = time.monotonic() + pause
+        if self._refusals % 10 == 1:
+            log.warning("Redis is %s: taking no message until it takes writes", outage_reason(exc))
+
+    def maybe_refresh_binding_expiry(self) -> None:
+        # kombu logs a refusal with its traceback and tries again a second later.
+        try:
+            super().maybe_refresh_binding_expiry()
+        except Exception as exc:
+            if isinstance(exc, self.connection_errors) or not is_outage(exc):
+                raise
+            log.debug("broker bindings not refreshed: Redis is %s", outage_reason(exc))
+
+    def _receive_one(self, c: Any) -> Any:
+        try:
+            return super()._receive_one(c)
+        except Exception as exc:
+            if isinstance(exc, self.connection_errors) or not is_outage(exc):
+                raise
+            # The reply to a health-check PING (the only command sent on a subscribed
+            # connection after it subscribed): the subscription stands, and the server
+            # answered, so the PING counts as answered (kombu drops a connection that
+            # leaves two unanswered, and its new one could not connect: HELLO is
+            # preceded by a PING too).
+            if c.health_check_response_counter > 0:
+                c.health_check_response_counter -= 1
+            log.debug("broker health check refused: Redis is %s", outage_reason(exc))
+            return None
 
 
 class Transport(RedisTransport):
