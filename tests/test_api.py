@@ -433,3 +433,47 @@ def test_an_index_never_closed_is_closed_quietly_at_exit(tmp_path: Path) -> None
     assert done.stderr == "", done.stderr
     with open_index(tmp_path / "data") as again:
         assert again.client.xlen(again.keys.docs) == 1
+
+
+def test_an_index_left_open_on_a_full_disk_says_why_in_one_line_at_exit(tmp_path: Path) -> None:
+    """The same script, its last write acknowledged with the disk under the embedded server
+    full (Redis keeps it in memory until it can write it): the server is not stopped at
+    exit, which would lose that write; the script's stderr says why in one line, no
+    traceback, and once there is room the server saves the write and stops by itself."""
+    import time
+
+    import redis
+    from support import faults
+
+    with faults.small_file_system(tmp_path / "disk", "16m") as disk:
+        data_dir, filler = disk / "data", disk / "filler"
+        script = (
+            "from support.faults import fill\n"
+            "from workers.api import open_index\n"
+            f"ix = open_index({str(data_dir)!r})\n"
+            "print(ix.submit(['A short article about the railway and its stations.'])[0].status)\n"
+            f"fill(__import__('pathlib').Path({str(filler)!r}))\n"
+            "ix.client.set('kept', 'x' * 100_000)\n"
+        )
+        env = {**cli_env(), "PYTHONPATH": str(ROOT / "tests") + os.pathsep + str(ROOT)}
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True,
+                text=True, timeout=120,
+            )  # fmt: skip
+            assert done.stdout.strip() == "published", done.stderr
+            assert done.stderr.startswith(
+                "newsdedup: error: the embedded Redis cannot write its AOF"
+            ), done.stderr
+            assert done.stderr.count("\n") == 1, done.stderr
+            assert faults.servers_on(data_dir), "stopped while holding a write it could not save"
+        finally:
+            filler.unlink(missing_ok=True)
+            deadline = time.monotonic() + 30
+            while faults.servers_on(data_dir) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        assert not faults.servers_on(data_dir), "the server did not stop once it could write"
+        with open_index(data_dir) as again:
+            assert again.client.xlen(again.keys.docs) == 1
+            assert again.client.strlen("kept") == 100_000
+            assert isinstance(again.client, redis.Redis)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -225,7 +226,7 @@ class Index:
         self._runtime, ends = self._resources.enter_context(opened)
         # An index left open is closed before the interpreter tears its modules down:
         # closing it then (stopping an embedded server) would fail with a traceback.
-        atexit.register(self.close)
+        atexit.register(self._close_at_exit)
         # The Redis the index is in (the embedded server's: its Unix socket), and whether it
         # is the embedded server of `settings.data_dir`.
         self.redis_url = ends.redis_url
@@ -286,8 +287,17 @@ class Index:
     def close(self) -> None:
         """Disconnect; let go of the embedded server (stopping it if this was its last
         user). Closing twice is harmless."""
-        atexit.unregister(self.close)
+        atexit.unregister(self._close_at_exit)
         self._resources.close()
+
+    def _close_at_exit(self) -> None:
+        """`close`, for an index still open when the interpreter exits. What keeps it from
+        closing (an embedded server that cannot write its data yet) is said in one line, as
+        a command says it: an exit handler's error would print a traceback."""
+        try:
+            self.close()
+        except RedisUnavailable as exc:
+            print(f"newsdedup: error: {exc}", file=sys.stderr)
 
     def __enter__(self) -> Self:
         return self

@@ -25,9 +25,9 @@ import pytest
 import redis
 from conftest import ROOT, cli_env, run_cli
 from support import faults
+from support.faults import servers_on
 
 from workers.config import Settings
-from workers.ops.embedded import SERVER_PROGRAM
 
 # What a SIGKILLed command may leave running, and for how long: its worker sees it gone
 # at once (its lifeline pipe closes), drains and shuts down warm within 10 s
@@ -73,21 +73,6 @@ def alive(proc: psutil.Process) -> bool:
         return bool(proc.status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
-
-
-def servers_on(data_dir: Path) -> list[int]:
-    """Embedded server processes working on the files in `data_dir`; not the children a
-    server forks to save or rewrite its AOF (same name, same folder), which are no
-    second server."""
-    found = []
-    for proc in psutil.process_iter(["name", "ppid"]):
-        try:
-            if proc.info["name"] == SERVER_PROGRAM and proc.cwd() == str(data_dir.resolve()):
-                found.append((proc.pid, proc.info["ppid"]))
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    pids = {pid for pid, _ in found}
-    return [pid for pid, parent in found if parent not in pids]
 
 
 def job_progress(env: dict[str, str], job_id: str | None = None) -> dict[str, object]:

@@ -30,7 +30,7 @@ from conftest import SEEDS, free_port, run_cli, start_cli, start_worker, stop_wo
 from support.edit_copies import lightly_edit
 from workers.index.keys import STREAM_NAMES, Keys
 from workers.ops import streams
-from workers.ops.embedded import redis_executable
+from workers.ops.embedded import SERVER_PROGRAM, redis_executable
 from workers.worker.jobs import JobProgress, read_progress
 
 # Dead-letter reasons that depend on an input's content only, never on a fault.
@@ -248,6 +248,21 @@ def fill(path: Path) -> None:
                     os.write(fd, b"\0" * size)
     finally:
         os.close(fd)
+
+
+def servers_on(data_dir: Path) -> list[int]:
+    """Embedded server processes working on the files in `data_dir`; not the children a
+    server forks to save or rewrite its AOF (same name, same folder), which are no
+    second server."""
+    found = []
+    for proc in psutil.process_iter(["name", "ppid"]):
+        try:
+            if proc.info["name"] == SERVER_PROGRAM and proc.cwd() == str(data_dir.resolve()):
+                found.append((proc.pid, proc.info["ppid"]))
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    pids = {pid for pid, _ in found}
+    return [pid for pid, parent in found if parent not in pids]
 
 
 # ------------------------------------------------------------------------------ checks
