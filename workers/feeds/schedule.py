@@ -20,6 +20,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,7 +33,7 @@ from workers.feeds.status import feed_key
 from workers.index.keys import Keys
 from workers.index.locks import RedisLock
 from workers.messages import counted
-from workers.ops.connection import redis_from_url
+from workers.ops.connection import outage_reason, redis_from_url
 from workers.worker.app import FETCH_QUEUE
 from workers.worker.runtime import load_feed_specs, worker_redis_url
 
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 POLL_TASK = "newsdedup.poll_feed"
 BEAT_LOCK_SECONDS = 60
 BEAT_LOCK_MS = BEAT_LOCK_SECONDS * 1000
+# While Redis refuses work, the beat says so this often (seconds).
+OUTAGE_SAY_EVERY = 30.0
 
 
 # The token under which the command that started this beat took the beat lock.
@@ -127,18 +130,66 @@ class FeedScheduler(Scheduler):  # type: ignore[misc]
         # No result backend, so Celery's backend_cleanup entry has nothing to clean.
         return
 
+    # Since when Redis has refused this beat's work (time.monotonic()), None while it takes
+    # it, and when the beat last said so.
+    _refused_since: float | None = None
+    _said_at = 0.0
+
     def tick(self, *args: Any, **kwargs: Any) -> float:
         self._keep_lock()
         delay: float = super().tick(*args, **kwargs)
         return min(delay, BEAT_LOCK_SECONDS / 3)
 
     def _keep_lock(self) -> None:
-        if self._lock.hold(BEAT_LOCK_MS):
+        try:
+            if self._lock.hold(BEAT_LOCK_MS):
+                self._taken_again()
+                return
+            # Lost it (Redis restarted without persistence, this beat stalled past the
+            # expiry, or Redis refused work for longer than the lock lives): take it again
+            # unless another beat has.
+            taken = self._lock.acquire(BEAT_LOCK_MS)
+        except Exception as exc:
+            # Redis away, full, or unable to write to its disk: no poll could be sent
+            # either, and the beat outlives it (a command's client gives up after its
+            # retry window). Another beat can take the lock only from a Redis that takes
+            # writes; if one did, the lock says so afterwards.
+            if (reason := outage_reason(exc)) is None:
+                raise
+            self._refused(reason)
             return
-        # Lost it (Redis restarted without persistence, or this beat stalled past the
-        # expiry): take it again unless another beat has.
-        if not self._lock.acquire(BEAT_LOCK_MS):
+        if not taken:
             raise BeatAlreadyRunning("newsdedup: error: another beat took over; stopping this one")
+        self._taken_again()
+
+    def _refused(self, reason: str) -> None:
+        now = time.monotonic()
+        if self._refused_since is None:
+            self._refused_since = now
+        if now - self._said_at >= OUTAGE_SAY_EVERY:
+            self._said_at = now
+            log.warning(
+                "beat: Redis is %s: no poll is sent until it takes writes (%.0f s so far)",
+                reason,
+                now - self._refused_since,
+            )
+
+    def _taken_again(self) -> None:
+        if self._refused_since is not None:
+            log.warning("beat: Redis takes writes again: polling goes on")
+            self._refused_since, self._said_at = None, 0.0
+
+    def apply_entry(self, entry: Any, producer: Any = None) -> None:
+        # Celery's, but for a poll Redis refuses: one line, no traceback, and the beat tries
+        # it again at its next time (a poll's message expires at its next time anyway).
+        log.info("Scheduler: Sending due task %s (%s)", entry.name, entry.task)
+        try:
+            self.apply_async(entry, producer=producer, advance=False)
+        except Exception as exc:
+            if (reason := outage_reason(exc)) is None:
+                log.error("Message Error: %s", exc, exc_info=True)
+                return
+            self._refused(reason)
 
     def close(self) -> None:
         try:
