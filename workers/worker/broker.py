@@ -73,6 +73,20 @@ log = logging.getLogger(__name__)
 # The longest pause between tries of a delivery that Redis refused.
 DELIVERY_PAUSE_MAX = 5.0
 
+
+def _pause(refusals: int) -> float:
+    """Seconds to wait after `refusals` refusals in a row: doubling from 0.2 s, at most
+    DELIVERY_PAUSE_MAX."""
+    return min(DELIVERY_PAUSE_MAX, 0.1 * 2.0 ** min(refusals, 6))
+
+
+def _refusal(error: BaseException, lost: tuple[type[BaseException], ...]) -> str | None:
+    """Why Redis refused a command (`outage_reason`) when `error` is such a refusal on a
+    connection that still stands; None for any other error, among them the `lost`
+    connection errors, which kombu handles by reconnecting."""
+    return None if isinstance(error, lost) else outage_reason(error)
+
+
 # Acks a lost connection cut off: (unacked hash, its index, delivery tag). Process-wide,
 # because the channel that took the message is gone by the time a new one can send them.
 _unsent_acks: set[tuple[str, str, str]] = set()
@@ -101,7 +115,8 @@ class QoS(RedisQoS):
             super().ack(delivery_tag)
         except Exception as exc:
             lost = isinstance(exc, self.channel.connection_errors)
-            if not (lost or is_outage(exc)):
+            refused = _refusal(exc, self.channel.connection_errors)
+            if not (lost or refused):
                 raise
             _unsent_acks.add((self.unacked_key, self.unacked_index_key, delivery_tag))
             virtual.QoS.ack(self, delivery_tag)  # this consumer is done with it either way
@@ -113,7 +128,7 @@ class QoS(RedisQoS):
                 log.warning(
                     "ack of %s refused: Redis is %s; sent once it takes writes",
                     delivery_tag,
-                    outage_reason(exc),
+                    refused,
                 )
 
     def _settle_cut_off(self) -> None:
@@ -178,15 +193,15 @@ class QoS(RedisQoS):
                         (message._raw, delivery["exchange"], delivery["routing_key"])
                     )
                     raise
-                if not is_outage(exc):
+                if (refused := outage_reason(exc)) is None:
                     raise
                 if tries % 10 == 0:
                     log.warning(
                         "Redis is %s: holding a delivered message until it can be recorded",
-                        outage_reason(exc),
+                        refused,
                     )
                 tries += 1
-                time.sleep(min(DELIVERY_PAUSE_MAX, 0.1 * 2 ** min(tries, 6)))
+                time.sleep(_pause(tries))
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
         if requeue:  # restore_by_tag leaves a refused requeue to the visibility timeout
@@ -208,12 +223,12 @@ class QoS(RedisQoS):
         try:
             super().restore_by_tag(tag, client, leftmost)
         except Exception as exc:
-            if not is_outage(exc) or isinstance(exc, self.channel.connection_errors):
+            if (refused := _refusal(exc, self.channel.connection_errors)) is None:
                 raise
             log.warning(
                 "Redis is %s: the message stays unacknowledged and comes back after the "
                 "visibility timeout",
-                outage_reason(exc),
+                refused,
             )
 
     def restore_unacked(self, client: Any = None) -> Any:
@@ -251,9 +266,9 @@ class Channel(RedisChannel):
         try:
             super().__init__(*args, **kwargs)
         except Exception as exc:
-            if isinstance(exc, redis.ConnectionError) or not is_outage(exc):
+            if (refused := _refusal(exc, (redis.ConnectionError,))) is None:
                 raise
-            raise redis.ConnectionError(f"Redis is {outage_reason(exc)}") from exc
+            raise redis.ConnectionError(f"Redis is {refused}") from exc
 
     def _brpop_start(self, timeout: int | None = None) -> None:
         # kombu's event loop asks on every tick (at least once a second): a BRPOP held back
@@ -264,44 +279,43 @@ class Channel(RedisChannel):
             super()._brpop_start(timeout)
         except Exception as exc:
             # The connection's health-check PING, sent before the BRPOP, was refused.
-            if isinstance(exc, self.connection_errors) or not is_outage(exc):
+            if (refused := _refusal(exc, self.connection_errors)) is None:
                 raise
             self._in_poll = False  # nothing sent: no reply to wait for
-            self._refused(exc)
+            self._refused(refused)
 
     def _brpop_read(self, **options: Any) -> Any:
         try:
             delivered = super()._brpop_read(**options)
         except Exception as exc:
-            if isinstance(exc, self.connection_errors) or not is_outage(exc):
+            if (refused := _refusal(exc, self.connection_errors)) is None:
                 raise
-            self._refused(exc)  # before it popped anything: no message is lost
+            self._refused(refused)  # before it popped anything: no message is lost
             raise Empty() from None
         self._refusals = 0
         return delivered
 
-    def _refused(self, exc: Exception) -> None:
+    def _refused(self, reason: str) -> None:
         """Redis refused to hand out a message: wait a while, longer as refusals go on."""
         self._refusals += 1
-        pause = min(DELIVERY_PAUSE_MAX, 0.1 * 2 ** min(self._refusals, 6))
-        self._consume_after = time.monotonic() + pause
+        self._consume_after = time.monotonic() + _pause(self._refusals)
         if self._refusals % 10 == 1:
-            log.warning("Redis is %s: taking no message until it takes writes", outage_reason(exc))
+            log.warning("Redis is %s: taking no message until it takes writes", reason)
 
     def maybe_refresh_binding_expiry(self) -> None:
         # kombu logs a refusal with its traceback and tries again a second later.
         try:
             super().maybe_refresh_binding_expiry()
         except Exception as exc:
-            if isinstance(exc, self.connection_errors) or not is_outage(exc):
+            if (refused := _refusal(exc, self.connection_errors)) is None:
                 raise
-            log.debug("broker bindings not refreshed: Redis is %s", outage_reason(exc))
+            log.debug("broker bindings not refreshed: Redis is %s", refused)
 
     def _receive_one(self, c: Any) -> Any:
         try:
             return super()._receive_one(c)
         except Exception as exc:
-            if isinstance(exc, self.connection_errors) or not is_outage(exc):
+            if (refused := _refusal(exc, self.connection_errors)) is None:
                 raise
             # The reply to a health-check PING (the only command sent on a subscribed
             # connection after it subscribed): the subscription stands, and the server
@@ -310,7 +324,7 @@ class Channel(RedisChannel):
             # preceded by a PING too).
             if c.health_check_response_counter > 0:
                 c.health_check_response_counter -= 1
-            log.debug("broker health check refused: Redis is %s", outage_reason(exc))
+            log.debug("broker health check refused: Redis is %s", refused)
             return None
 
 
