@@ -444,10 +444,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
             # running until it can write: give it room, then stop whatever is left.
             for filler in mount_point.glob("filler*"):
                 filler.unlink()
-            deadline = time.monotonic() + 20
-            while (left := servers_on(mount_point / "data")) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            for pid in left:
+            for pid in faults.servers_left(mount_point / "data", within=20):
                 with contextlib.suppress(psutil.NoSuchProcess):
                     psutil.Process(pid).kill()
 
@@ -492,10 +489,7 @@ def test_writes_a_full_disk_kept_out_of_the_aof_are_not_lost_at_stop(small_disk:
     assert last.startswith("newsdedup: error: the embedded Redis cannot write its AOF"), last
 
     filler.unlink()
-    deadline = time.monotonic() + 20
-    while servers_on(data_dir) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert servers_on(data_dir) == [], "not stopped once its writes were saved"
+    assert faults.servers_left(data_dir, within=20) == [], "not stopped once its writes were saved"
 
     again = EmbeddedRedis(data_dir)
     client = redis.Redis.from_url(again.url, decode_responses=True)

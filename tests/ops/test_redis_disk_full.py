@@ -42,9 +42,7 @@ def test_a_full_disk_under_redis_is_waited_out(tmp_path: Path) -> None:
             redis_url=server.url,
             prefix=PREFIX,
             NEWSDEDUP_INGEST__BATCH_SIZE="20",
-            NEWSDEDUP_WORKER__TASK_SOFT_TIME_LIMIT="10",
-            NEWSDEDUP_WORKER__TASK_TIME_LIMIT="20",
-            NEWSDEDUP_WORKER__VISIBILITY_TIMEOUT="25",
+            **faults.SHORT_HOLD,
         )
         inputs = faults.write_inputs(tmp_path / "in", 1500, seed=8)
         try:

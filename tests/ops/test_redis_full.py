@@ -94,12 +94,7 @@ def test_full_redis_longer_than_a_task_hands_batches_back(
     # A task holds for 0.8 x the soft limit (8 s), then hands its batch back; the full Redis
     # refuses the requeue, so the batch waits in the unacked hash for the visibility
     # timeout (25 s) and comes back once Redis takes writes again.
-    limits = {
-        "NEWSDEDUP_WORKER__TASK_SOFT_TIME_LIMIT": "10",
-        "NEWSDEDUP_WORKER__TASK_TIME_LIMIT": "20",
-        "NEWSDEDUP_WORKER__VISIBILITY_TIMEOUT": "25",
-    }
-    logs = _full_redis_backfill(tmp_path, private_redis, 30, limits)
+    logs = _full_redis_backfill(tmp_path, private_redis, 30, faults.SHORT_HOLD)
     assert "handing the message back" in logs
     assert "comes back after the visibility timeout" in logs
     assert "Unrecoverable error" not in logs

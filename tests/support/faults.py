@@ -39,6 +39,15 @@ CONTENT_REASONS = {"missing_text", "all_boilerplate"}
 # itself), else the server the package embeds.
 REDIS_SERVER = shutil.which("redis-server") or redis_executable()
 
+# Worker settings under which Redis refusing writes soon outlasts a task's hold: a task
+# holds its batch for 8 s (0.8 x the soft limit), then hands it back, and a batch left
+# unacknowledged comes back after 25 s.
+SHORT_HOLD = {
+    "NEWSDEDUP_WORKER__TASK_SOFT_TIME_LIMIT": "10",
+    "NEWSDEDUP_WORKER__TASK_TIME_LIMIT": "20",
+    "NEWSDEDUP_WORKER__VISIBILITY_TIMEOUT": "25",
+}
+
 needs_redis_server = pytest.mark.skipif(
     sys.platform != "linux", reason="needs Linux process semantics"
 )
@@ -248,6 +257,15 @@ def fill(path: Path) -> None:
                     os.write(fd, b"\0" * size)
     finally:
         os.close(fd)
+
+
+def servers_left(data_dir: Path, within: float) -> list[int]:
+    """The embedded servers on `data_dir` (`servers_on`) still running after waiting up to
+    `within` seconds for them to stop."""
+    deadline = time.monotonic() + within
+    while (left := servers_on(data_dir)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
 
 
 def servers_on(data_dir: Path) -> list[int]:
