@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import click
 
@@ -20,6 +21,41 @@ from workers.cli.common import (
 )
 from workers.index.keys import STREAM_NAMES  # the standard library only
 from workers.messages import printable
+
+T = TypeVar("T")
+
+# While Redis refuses a following `tail`, it says so this often (seconds).
+OUTAGE_SAY_EVERY = 30.0
+
+
+class _OutageWait:
+    """What a following `tail` does while Redis is away or refuses it: say so on stderr
+    (at once, then every OUTAGE_SAY_EVERY seconds), wait a second and ask again; and say
+    when Redis answers again. Its output on stdout goes on as if nothing happened."""
+
+    def __init__(self) -> None:
+        self._since: float | None = None
+        self._said_at = 0.0
+
+    def __call__(self, error: BaseException) -> None:
+        from workers.ops.connection import outage_reason
+
+        now = time.monotonic()
+        if self._since is None:
+            self._since = now
+        if now - self._said_at >= OUTAGE_SAY_EVERY:
+            self._said_at = now
+            click.echo(
+                f"tail: Redis is {outage_reason(error)}: waiting for it "
+                f"({now - self._since:.0f} s so far)",
+                err=True,
+            )
+        time.sleep(1.0)
+
+    def answered(self) -> None:
+        if self._since is not None:
+            click.echo("tail: Redis answers again: following on", err=True)
+            self._since, self._said_at = None, 0.0
 
 
 def _watch_stats(read: Callable[[], dict[str, Any]], seconds: float, as_json: bool) -> None:
@@ -199,6 +235,7 @@ def tail(
 ) -> None:
     """Print entries of an output stream."""
     from workers.ops import streams
+    from workers.ops.connection import retry_while_outage
 
     if (group is None) != (consumer is None):
         fail("--group and --consumer go together", EXIT_USAGE)
@@ -208,14 +245,22 @@ def tail(
         fail("--new-only and --from-start contradict each other", EXIT_USAGE)
     with open_runtime(ctx) as (runtime, _):
         client, key = runtime.client, runtime.keys.stream(stream)
+        waiting = _OutageWait()
+
+        def ask(call: Callable[[], T]) -> T:
+            # Following, an outage is waited out; else it ends the command (one line).
+            if not follow:
+                return call()
+            answer = retry_while_outage(call, waiting)
+            waiting.answered()
+            return answer
 
         def show(entry: streams.Entry) -> None:
             _print_entry(stream, streams.as_record(stream, entry), as_json)
 
         if group and consumer:
-            if not streams.ensure_group(client, key, group, new_only=new_only) and (
-                from_start or new_only
-            ):
+            created = ask(lambda: streams.ensure_group(client, key, group, new_only=new_only))
+            if not created and (from_start or new_only):
                 # Where a group reads from is set when it is created; saying nothing would
                 # let the user believe the flag had its effect.
                 flag = "--from-start" if from_start else "--new-only"
@@ -224,18 +269,46 @@ def tail(
                     "only to a new group)",
                     err=True,
                 )
+            # This consumer's pending entries first: a tail cut off between reading a batch
+            # and acknowledging all of it (Ctrl-C, a closed pipe, a reply lost with its
+            # connection) left them delivered to it, and a ">" read never returns them.
+            after = "0"
             printed = 0
             while count is None or printed < count:
                 size = 100 if count is None else min(100, count - printed)
-                batch = streams.read_group(
-                    client, key, group, consumer, count=size, block_ms=5000 if follow else None
+                pending = after != ">"
+                batch = ask(
+                    partial(
+                        streams.read_group,
+                        client,
+                        key,
+                        group,
+                        consumer,
+                        count=size,
+                        after=after,
+                        block_ms=5000 if follow and not pending else None,
+                    )
                 )
-                if not batch and not follow:
-                    break
+                if pending:
+                    after = batch[-1][0] if batch else ">"
+                elif not batch:
+                    if not follow:
+                        break
+                    # Idle: look again for entries a lost reply left pending (one
+                    # command per block period, and only while nothing comes).
+                    after = "0"
                 for entry in batch:
-                    show(entry)
-                    streams.ack(client, key, group, entry[0])  # after it is out, not before
-                    printed += 1
+                    if entry[1]:
+                        show(entry)
+                        printed += 1
+                    else:
+                        click.echo(
+                            f"entry {entry[0]} was trimmed from the stream before {consumer} "
+                            "acknowledged it",
+                            err=True,
+                        )
+                    # After it is out, not before.
+                    ask(partial(streams.ack, client, key, group, entry[0]))
             return
         last = "$"
         if from_start:
@@ -243,10 +316,12 @@ def tail(
                 show(entry)
                 last = entry[0]
         else:
-            for entry in streams.last_entries(client, key, count or 10):
+            for entry in ask(lambda: streams.last_entries(client, key, count or 10)):
                 show(entry)
                 last = entry[0]
         while follow:
-            for entry in streams.read_after(client, key, last, block_ms=5000, count=100):
+            for entry in ask(
+                partial(streams.read_after, client, key, last, block_ms=5000, count=100)
+            ):
                 show(entry)
                 last = entry[0]

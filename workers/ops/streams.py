@@ -69,9 +69,20 @@ def ensure_group(client: redis.Redis, key: str, group: str, *, new_only: bool = 
 
 
 def read_group(
-    client: redis.Redis, key: str, group: str, consumer: str, *, count: int, block_ms: int | None
+    client: redis.Redis,
+    key: str,
+    group: str,
+    consumer: str,
+    *,
+    count: int,
+    block_ms: int | None,
+    after: str = ">",
 ) -> list[Entry]:
-    reply: Any = client.xreadgroup(group, consumer, {key: ">"}, count=count, block=block_ms)
+    """Entries through consumer group `group`: with `after` ">", entries the group has not
+    delivered yet; with an entry id ("0": from the oldest), `consumer`'s own pending
+    entries after it (delivered to it, not acknowledged). A pending entry trimmed from the
+    stream since comes with no fields."""
+    reply: Any = client.xreadgroup(group, consumer, {key: after}, count=count, block=block_ms)
     return [entry for _, entries in reply or [] for entry in _entries(entries)]
 
 
