@@ -67,3 +67,57 @@ def test_a_full_disk_under_redis_is_waited_out(tmp_path: Path) -> None:
             client.close()
             server.stop()
             filler.unlink(missing_ok=True)
+
+
+@faults.needs_redis_server
+def test_connections_dropped_while_the_disk_is_full_are_waited_out(tmp_path: Path) -> None:
+    """A double fault: while the disk is full, the network drops every connection of the
+    worker (the broker's BRPOP and fanout subscription, the index's). Reconnecting meets a
+    server that refuses PING; the worker must reconnect once it takes writes, not exit."""
+    with faults.small_file_system(tmp_path / "disk", "64m") as disk:
+        server = faults.PrivateRedis(disk / "redis")
+        server.start()
+        client = redis.Redis.from_url(server.url, socket_connect_timeout=1)
+        filler = disk / "filler"
+
+        def full_then_dropped() -> None:
+            faults.fill(filler)
+            faults.wait_until(
+                lambda: "No space left on device (MISCONF): waiting"
+                in faults.worker_logs(tmp_path),
+                60,
+                "the worker's wait",
+                lambda: faults.worker_logs(tmp_path),
+            )
+            client.client_kill_filter(_type="pubsub")
+            client.client_kill_filter(_type="normal", skipme=True)
+
+        def free_space_later() -> None:
+            time.sleep(FULL_FOR)
+            filler.unlink()
+
+        env = cli_env(
+            redis_url=server.url,
+            prefix=PREFIX,
+            NEWSDEDUP_INGEST__BATCH_SIZE="20",
+            **faults.SHORT_HOLD,
+        )
+        inputs = faults.write_inputs(tmp_path / "in", 1500, seed=9)
+        try:
+            faults.held_mid_job(
+                client,
+                Keys(PREFIX),
+                tmp_path,
+                env,
+                inputs,
+                fault=full_then_dropped,
+                repair=free_space_later,
+                worker_says="Redis is refusing writes: it cannot write its AOF: No space left "
+                "on device (MISCONF): waiting",
+            )
+            logs = faults.worker_logs(tmp_path)
+            assert "Unrecoverable error" not in logs, logs
+        finally:
+            client.close()
+            server.stop()
+            filler.unlink(missing_ok=True)

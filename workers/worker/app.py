@@ -8,6 +8,8 @@ the same inputs.
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import threading
 import time
@@ -269,6 +271,46 @@ def _stop_lost_sweep(**_: Any) -> None:
     if _lost_sweep is not None:
         _lost_sweep.stop()
         _lost_sweep = None
+
+
+# A soft time limit is for the task that is running. Celery's timer for it runs in the
+# worker's main process, which hears that a task ended only while its event loop runs:
+# after the broker connection was down past a task's soft limit (Redis refusing even PING
+# on a full disk when the network dropped it), the timer fires on reconnecting for a task
+# that has ended, and billiard's handler raises in the idle pool process, which exits with
+# a traceback and is replaced. Between tasks that signal is passed over.
+_task_running = False
+_own_soft_limit_handler = False
+_main_pid = os.getpid()  # a pool process forked from the worker inherits it
+
+
+@signals.task_prerun.connect
+def _task_starts(**_: Any) -> None:
+    global _task_running, _own_soft_limit_handler
+    if not _own_soft_limit_handler and os.getpid() != _main_pid:
+        # In place of billiard's, which a pool process installs once it has run its
+        # initializer (worker_process_init would be too early). Not in the main process
+        # (a solo or threads pool): SIGUSR1 is Celery's there.
+        from billiard.pool import SIG_SOFT_TIMEOUT
+
+        if SIG_SOFT_TIMEOUT is not None:
+            signal.signal(SIG_SOFT_TIMEOUT, _soft_time_limit)
+        _own_soft_limit_handler = True
+    _task_running = True
+
+
+@signals.task_postrun.connect
+def _task_ends(**_: Any) -> None:
+    global _task_running
+    _task_running = False
+
+
+def _soft_time_limit(signum: int, frame: Any) -> None:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    if _task_running:
+        raise SoftTimeLimitExceeded()
+    logging.getLogger(__name__).info("a soft time limit came after its task ended: ignored")
 
 
 @signals.beat_embedded_init.connect
