@@ -56,7 +56,9 @@ class RemovedLine:
 RULES: dict[str, str] = {
     "new": "published: no candidate qualified",
     "partial": "published: most of one text is inside a much longer one (partial_of / contains)",
-    "update": "published: the same guid or URL as a published document, its text changed",
+    "update": (
+        "published: the same guid or URL as a published document, its text or headline changed"
+    ),
     "near-off": "published: near-duplicate matching is off for its source",
     "exact-url": "duplicate: the same guid or URL and the same text, or a trivial edit of it",
     "exact-content": "duplicate: the same text (after matching normalisation)",
@@ -257,7 +259,7 @@ class DocRecord(_StreamRecord):
     one holds."""
     update_of: str | None = None
     """Only for an update: the published id of the version it replaces (the same guid or
-    URL, its text changed)."""
+    URL, its text or headline changed)."""
     version: int | None = None
     """Only for an update: 2 for the first update of a document, 3 for the next, ..."""
 

@@ -154,6 +154,28 @@ def test_retention_window_stops_matching_and_frees_memory(
     assert entries == indexed * (bands + LEAD_BANDS)  # the signature's bands and the lead's
 
 
+def test_an_earlier_versions_key_leaves_with_it(redis_target: RedisTarget, prefix: str) -> None:
+    """A headline-only update keeps its earlier version findable by a key of its own in
+    the content-key table; that key goes when the version leaves the window."""
+    from dataclasses import replace
+
+    rt = build_runtime(settings_for(prefix, retention_days=1, sweep_limit=50), redis_target.url)
+    start = 1_700_000_000.0
+    first = replace(doc("v1", article(11), url="https://news.example/v"), title="one")
+    second = replace(first, id="v2", title="two")
+    assert submit(rt, first, second, now=start) == [("published", ""), ("published", "")]
+
+    def content_keys() -> int:
+        return sum(int(rt.client.hlen(k)) for k in rt.client.scan_iter(match=f"{prefix}ix:x:*"))
+
+    assert content_keys() == 2  # the text's key (v2), and v1's text-and-headline key
+    assert submit(rt, first, now=start + 0.5 * DAY) == [("exact", "v1")]
+    for day in range(3, 5):
+        batch = [doc(f"d{day}-{i}", article(1000 * day + i)) for i in range(20)]
+        submit(rt, *batch, now=start + day * DAY)
+    assert content_keys() == int(rt.client.get(rt.keys.index_count) or 0)
+
+
 def test_writes_nothing_outside_its_prefix(runtime: Runtime, redis_target: RedisTarget) -> None:
     before = set(redis_target.client.scan_iter(match="*", count=1000))
     submit(runtime, doc("a", article(9)), doc("b", article(9)))

@@ -186,6 +186,26 @@ def test_a_changed_text_under_the_same_url_is_an_update(runtime: Runtime) -> Non
     assert last_duplicate(runtime).reason.rule == "exact-url"  # type: ignore[union-attr]
 
 
+def test_every_version_read_again_is_an_exact_duplicate(runtime: Runtime) -> None:
+    """A backfill or a feed read twice: each revision is published once, whether the text
+    or only the headline changed, and in whatever order the versions come back."""
+    url = "https://news.example/story/9"
+    text, edited = article(9), article(9) + "\n\n" + article(90, words=36)
+    versions = [
+        doc("r1", text, url=url, title="first headline"),
+        doc("r2", text, url=url, title="second headline"),  # the headline alone changed
+        doc("r3", edited, url=url, title="second headline"),  # then the text
+        doc("r4", text, url=url, title="third headline"),  # back to the text, a new headline
+    ]
+    outcomes = [submit(runtime, version)[0][0] for version in versions]
+    assert outcomes == ["published"] * 4
+    published = {v.id: last for v, last in zip(versions, ["r1", "r2", "r3", "r4"], strict=True)}
+    for round_ in range(2):
+        for version in versions if round_ == 0 else reversed(versions):
+            assert submit(runtime, version) == [("exact", published[version.id])], version.id
+    assert last_duplicate(runtime).reason.rule in ("exact-url", "exact-content")  # type: ignore[union-attr]
+
+
 def test_a_source_can_keep_first_versions_only(runtime: Runtime) -> None:
     url = "https://news.example/story/2"
     first_only = SourcePolicy(updates=False)

@@ -83,8 +83,9 @@ def test_connections_dropped_while_the_disk_is_full_are_waited_out(tmp_path: Pat
         def full_then_dropped() -> None:
             faults.fill(filler)
             faults.wait_until(
-                lambda: "No space left on device (MISCONF): waiting"
-                in faults.worker_logs(tmp_path),
+                lambda: (
+                    "No space left on device (MISCONF): waiting" in faults.worker_logs(tmp_path)
+                ),
                 60,
                 "the worker's wait",
                 lambda: faults.worker_logs(tmp_path),

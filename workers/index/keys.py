@@ -21,6 +21,9 @@ Layout under the configured prefix P (default "newsdedup:"):
                                       values), then a doc number (u32); one per document
                                       in the bucket
   P ix:x:<shard> / P ix:u:<shard>     hash: 8-byte content / canonical-URL key -> doc number
+                                      (x also holds, for an earlier version whose text an
+                                      update kept, its text-and-headline key: version_key
+                                      in scripts/records.lua)
   P ix:d:<shard>                      hash: 8-byte id key (SHA-1 of a published id) -> the
                                       doc number holding it (u32), then, once the id was
                                       given again with a suffix, the last suffix (u32):

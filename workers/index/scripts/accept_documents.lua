@@ -176,7 +176,19 @@ local function accept(D, source_stats)
       local field = id_field(stands_for)
       redis.call('HSET', lh_key('d', field), field, me)
     end
-    redis.call('HSET', lh_key('x', ckey), ckey, me)
+    local content_shard = lh_key('x', ckey)
+    if version then
+      -- An update with the text of the version that holds its content key (only the
+      -- headline changed) takes the key: that version is kept findable by its text and
+      -- headline together (1b).
+      local held = redis.call('HGET', content_shard, ckey)
+      local other = held and live(u32(held, 1))
+      if other and other.title ~= D.title_key then
+        local vkey = version_key(other.ckey, other.title)
+        redis.call('HSET', lh_key('x', vkey), vkey, string.sub(held, 1, 4))
+      end
+    end
+    redis.call('HSET', content_shard, ckey, me)
     -- The identity's entry: the document, then the key of the input as read.
     if ukey ~= '' then redis.call('HSET', lh_key('u', ukey), ukey, me .. D.input_key) end
     local day = math.floor(ts / 86400)
@@ -259,7 +271,13 @@ local function accept(D, source_stats)
   if previous then
     local packed = redis.call('HGET', lh_key('x', ckey), ckey)
     local rec = packed and live(u32(packed, 1))
-    if rec and rec.title == D.title_key then
+    if rec and rec.title ~= D.title_key then
+      -- A later version took the content key with another headline (index_document).
+      local vkey = version_key(ckey, D.title_key)
+      packed = redis.call('HGET', lh_key('x', vkey), vkey)
+      rec = packed and live(u32(packed, 1))
+    end
+    if rec and rec.ckey == ckey and rec.title == D.title_key then
       touch_root(rec)
       return duplicate('exact', 'content', original_id(rec.num), '1', '1', EXACT_CONTENT)
     end

@@ -182,13 +182,24 @@ local function lead_similarity(a, b)
   return signature_similarity({string.byte(a, 1, LEADLEN)}, b, LEAD_PERM)
 end
 
+-- The key of one version's text and headline together, in the content-key table (x):
+-- an update that changes only the headline takes its text's content key, and the version
+-- it displaced stays findable under this key (UPDATES in accept_documents.lua).
+local function version_key(ckey, title_key)
+  local hex = string.sub(redis.sha1hex('version:' .. ckey .. title_key), 1, 16)
+  return (string.gsub(hex, '..', function(h) return string.char(tonumber(h, 16)) end))
+end
+
 -- Free every trace of one indexed document.
 local function expire(num)
   local rec = read_record(num)
   if not rec then return end
   if rec.sig ~= ZERO_SIG then lsh_remove(record_fields(rec.sig, rec.lead), num) end
   local me = pack32(num)
-  for _, kind_key in ipairs({{'x', rec.ckey}, {'u', rec.ukey}}) do
+  local keys = {{'x', rec.ckey}, {'u', rec.ukey}}
+  -- Only a document with an identity can be an earlier version.
+  if rec.ukey ~= ZERO8 then keys[3] = {'x', version_key(rec.ckey, rec.title)} end
+  for _, kind_key in ipairs(keys) do
     if kind_key[2] ~= ZERO8 then
       local shard = lh_key(kind_key[1], kind_key[2])
       local holder = redis.call('HGET', shard, kind_key[2])
