@@ -111,6 +111,23 @@ def test_content_location_header_wins_over_url_for_relative_links() -> None:
     assert entry.link == "https://mirror.example.org/story/9"
 
 
+def test_a_guid_that_is_no_url_stays_as_the_feed_gives_it() -> None:
+    """RSS guids are permalinks unless they say otherwise, so a parser given a base would
+    resolve a guid "1" to <feed folder>/1: the same id for two outlets' feeds in one
+    folder, which would make one outlet's article an update of the other's."""
+    body = rss("<item><title>x</title><guid>1</guid><link>/story/1</link></item>")
+    headers = {**RSS, "Content-Location": "https://mirror.example.org/feeds/outlet-a"}
+    for given in (RSS, headers):
+        (entry,) = parse_feed(body, given, "https://feeds.example.org/feeds/outlet-a").entries
+        assert (entry.guid, entry.key) == ("1", "guid:1")
+    (entry,) = parse_feed(body, headers, FEED_URL).entries
+    assert entry.link == "https://mirror.example.org/story/1"
+    # With no <link>, a relative permalink guid is still the entry's link, resolved.
+    body = rss("<item><title>x</title><guid>/story/2</guid></item>")
+    (entry,) = parse_feed(body, RSS, FEED_URL).entries
+    assert (entry.guid, entry.link) == ("/story/2", "https://news.example.com/story/2")
+
+
 def test_identity_guid_then_canonical_url_then_hash() -> None:
     body = rss(
         """

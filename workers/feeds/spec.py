@@ -325,8 +325,12 @@ def _parse_feed(content: bytes, headers: Mapping[str, str], url: str) -> ParsedF
     if content.lstrip()[:1] == b"{":
         return _parse_json_feed(bytes(content), url)
     response_headers = {name.lower(): value for name, value in headers.items()}
-    if url:
-        response_headers.setdefault("content-location", url)
+    # Relative links resolve here, against content-location, else the feed's URL. Not in
+    # feedparser: given a base, it resolves every guid as a link too, and a guid "1" (RSS
+    # guids are permalinks unless they say otherwise) became <feed folder>/1, the same URL
+    # for two outlets that share a host and folder.
+    location = response_headers.pop("content-location", "")
+    base = urljoin(url, location) if url else location
     # Without a content-type feedparser would take headers as "no type declared": decode
     # as iso-8859-1 and complain. Declaring generic XML keeps its no-headers behaviour:
     # the XML declaration's encoding, else UTF-8.
@@ -339,7 +343,7 @@ def _parse_feed(content: bytes, headers: Mapping[str, str], url: str) -> ParsedF
     # opens bytes that name a local file, and a feed body must do neither.
     parsed = feedparser.parse(io.BytesIO(bytes(content)), response_headers=response_headers)
 
-    entries, dropped = _collect(_entry, parsed.get("entries", []))
+    entries, dropped = _collect(lambda raw: _entry(raw, base), parsed.get("entries", []))
     version = str(parsed.get("version") or "")
     bozo = bool(parsed.get("bozo"))
     message = _exception_line(parsed.get("bozo_exception")) if bozo else ""
@@ -444,7 +448,7 @@ def _json_feed_entry(item: Mapping[str, Any], base: str) -> FeedEntry | None:
     link = ""
     for link_field in ("url", "external_url"):
         if candidate := _string(item.get(link_field)):
-            link = _http_link(urljoin(base, candidate) if base else candidate)
+            link = _http_link(candidate, base)
             break
     title = one_line(_plain(plain, item.get("title")))
     html, text = _plain(None, item.get("content_html")), _plain(plain, item.get("content_text"))
@@ -534,12 +538,12 @@ def _not_a_feed(message: str) -> ParsedFeed:
     return ParsedFeed([], True, one_line(message)[:_MESSAGE_CHARS], "", "", 0)
 
 
-def _entry(entry: Mapping[str, Any]) -> FeedEntry | None:
+def _entry(entry: Mapping[str, Any], base: str) -> FeedEntry | None:
     # A plain dict: FeedParserDict maps missing keys to look-alikes (updated_parsed to
     # published_parsed, with a DeprecationWarning); only what the feed has counts here.
     raw = dict(entry)
     guid = _string(raw.get("id"))
-    link = _http_link(_string(raw.get("link")))
+    link = _http_link(_string(raw.get("link")), base)
     title = one_line(_plain(raw.get("title_detail"), raw.get("title")))
     text, full_content = _body(raw)
     if not guid and not link and not text:
@@ -556,9 +560,12 @@ def _entry(entry: Mapping[str, Any]) -> FeedEntry | None:
     )
 
 
-def _http_link(link: str) -> str:
-    # Not javascript:, mailto:, or a relative link with no base to resolve it against.
+def _http_link(link: str, base: str = "") -> str:
+    """`link`, resolved against `base` when relative; "" for javascript:, mailto:, or a
+    relative link with no base to resolve it against."""
     try:
+        if base and link:
+            link = urljoin(base, link)
         parts = urlsplit(link)
     except ValueError:  # "http://[broken"
         return ""
