@@ -617,6 +617,35 @@ def test_unusable_feed_is_dead_once(loopback: LoopbackServer, make_poller: Any) 
     assert len(poller.stream("dead")) == 1
 
 
+def test_credentials_in_feed_and_article_urls_are_redacted(
+    loopback: LoopbackServer, make_poller: Any
+) -> None:
+    """A feed URL with a password (from the user's config) and an article link with one:
+    the password reaches no dead entry, report or feed status."""
+    poller = make_poller()
+
+    def with_secret(path: str, userinfo: str) -> str:
+        return loopback.url(path).replace("http://", f"http://{userinfo}@", 1)
+
+    loopback.script("/missing.xml", [Scripted(404)])
+    broken = spec_for(with_secret("/missing.xml", "alice:s3cretpw"))
+    report = poller(broken)
+    assert report.outcome == "failed"
+    loopback.script("/gone", [Scripted(404)])
+    loopback.serve("/f.xml", rss([{"link": with_secret("/gone", "dave:0thersecret")}]))
+    feed = spec_for(with_secret("/f.xml", "t0kensecret"), fetch_article="auto")
+    assert poller(feed).dead == 1
+    dead = poller.stream("dead")
+    assert [d["reason"] for d in dead] == ["feed_http_status", "article_http_status"]
+    statuses = feed_statuses(poller.runtime.client, poller.runtime.keys, [broken, feed])
+    shown = json.dumps([dead, report.to_json(), report.summary(), [s.url for s in statuses]])
+    for secret in ("s3cretpw", "0thersecret", "t0kensecret"):
+        assert secret not in shown, shown
+    assert dead[0]["id"] == broken.url.replace("s3cretpw", "***")
+    assert dead[1]["id"] == with_secret("/gone", "dave:***")
+    assert statuses[1].url == with_secret("/f.xml", "***")
+
+
 def test_slow_feed_times_out_is_retried_then_dead(
     loopback: LoopbackServer, make_poller: Any
 ) -> None:

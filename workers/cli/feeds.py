@@ -131,17 +131,17 @@ def poll(
             if not ends.embedded and not wait:
                 for spec, task_id in zip(specs, task_ids, strict=True):
                     if as_json:
-                        queued = {"feed": spec.name, "url": spec.url, "outcome": "enqueued"}
+                        queued = {"feed": spec.name, "url": spec.shown_url, "outcome": "enqueued"}
                         click.echo(json.dumps({**queued, "task_id": task_id}, ensure_ascii=False))
                     else:
-                        click.echo(f"enqueued a poll of {spec.url} (task {task_id})")
+                        click.echo(f"enqueued a poll of {spec.shown_url} (task {task_id})")
                 return
             spec_of_task = dict(zip(task_ids, specs, strict=True))
 
             def send_again(task_id: str) -> None:
                 spec = spec_of_task[task_id]
                 click.echo(
-                    f"{spec.name} ({spec.url}): the poll's message was lost on the way to a "
+                    f"{spec.name} ({spec.shown_url}): the poll's message was lost on the way to a "
                     "worker; sent again",
                     err=True,
                 )
@@ -166,11 +166,11 @@ def poll(
             failed = True
             error = record.get("error", "?")
             if as_json:
-                crashed = {"feed": spec.name, "url": spec.url, "outcome": "crashed"}
+                crashed = {"feed": spec.name, "url": spec.shown_url, "outcome": "crashed"}
                 line = {**crashed, "error": error, "task_id": task_id}
                 click.echo(json.dumps(line, ensure_ascii=False))
             else:
-                click.echo(f"{spec.name} ({spec.url}): crashed: {error}", err=True)
+                click.echo(f"{spec.name} ({spec.shown_url}): crashed: {error}", err=True)
             continue
         report = PollReport.from_json(json.loads(record["report"]))
         failed = failed or report.outcome == "failed"

@@ -55,7 +55,7 @@ def poll_once(runtime: Runtime, spec: FeedSpec, *, task_id: str, fetcher: Fetche
     id takes its own lock back instead of waiting for it to expire."""
     started = time.monotonic()
     key = feed_key(spec.url)
-    report = PollReport(spec.name, spec.url, key)
+    report = PollReport(spec.name, spec.shown_url, key)
     lease_ms = (runtime.settings.worker.task_time_limit + 60) * 1000
     # Article pages are fetched while a poll has time for one more within half the soft
     # time limit, so that slow article servers defer entries instead of costing the poll.
@@ -96,7 +96,7 @@ def _poll_locked(
         # day must not bury the dead stream; `newsdedup feeds` shows the streak.
         if int(state.get("failures_in_row", "0")) == 0:
             dead = DeadInput(
-                f"poll:{task_id}", f"feed_{exc.reason}", str(exc), spec.url, spec.source
+                f"poll:{task_id}", f"feed_{exc.reason}", str(exc), spec.shown_url, spec.source
             )
             _count(report, _process(runtime, key, [dead]))
         _record_status(client, keys, spec, report, now, status)
@@ -128,7 +128,7 @@ def _poll_locked(
         report.outcome, report.error = "failed", f"not a usable feed: {parsed.bozo_message}"
         # Keyed by the body: the same broken document is dead-lettered once.
         dead = DeadInput(
-            f"body:{body_hash}", "feed_unparseable", report.error, spec.url, spec.source
+            f"body:{body_hash}", "feed_unparseable", report.error, spec.shown_url, spec.source
         )
         _count(report, _process(runtime, key, [dead]))
         _record_status(client, keys, spec, report, now, status)
@@ -270,7 +270,7 @@ def _inputs_for(
         else:
             doc = entry_document(entry, spec)
             inputs.append(
-                DeadInput(entry.key, reason, message, doc.id, spec.source, entry.revision)
+                DeadInput(entry.key, reason, message, redact(doc.id), spec.source, entry.revision)
             )
     pipe = runtime.client.pipeline(transaction=False)
     for entry_key in failed_again:
@@ -350,7 +350,7 @@ def _record_status(
         key,
         mapping={
             "name": spec.name,
-            "url": spec.url,
+            "url": spec.shown_url,
             "source": spec.source,
             "interval": spec.interval,
             "last_polled": now,

@@ -91,6 +91,14 @@ class FeedSpec:
     # Its own dedup policy ([feed.dedup]), over its source's (`Settings.sources`).
     dedup: SourcePolicy | None = None
 
+    @property
+    def shown_url(self) -> str:
+        """The URL as reports, `dead` entries and the feeds table show it: a password or
+        lone token in it redacted."""
+        from workers.ops.connection import redact
+
+        return redact(self.url)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,

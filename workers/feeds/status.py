@@ -175,7 +175,7 @@ def feed_statuses(client: redis.Redis, keys: Keys, configured: list[FeedSpec]) -
             FeedStatus(
                 key=key,
                 name=spec.name if spec else state.get("name", key),
-                url=spec.url if spec else state.get("url", ""),
+                url=spec.shown_url if spec else state.get("url", ""),
                 source=spec.source if spec else state.get("source", ""),
                 interval=spec.interval if spec else number(state, "interval"),
                 last_polled=float(state["last_polled"]) if state.get("last_polled") else None,
@@ -204,7 +204,7 @@ def feed_statuses(client: redis.Redis, keys: Keys, configured: list[FeedSpec]) -
 
 def record_poll_queued(client: redis.Redis, keys: Keys, task_id: str, spec: FeedSpec) -> None:
     key = keys.poll(task_id)
-    client.hset(key, mapping={"state": "queued", "url": spec.url, "feed": spec.name})
+    client.hset(key, mapping={"state": "queued", "url": spec.shown_url, "feed": spec.name})
     client.expire(key, POLL_RECORD_TTL)
 
 
