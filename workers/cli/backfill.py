@@ -90,7 +90,7 @@ def _report(progress: JobProgress, outcome: str, seconds: float, as_json: bool) 
 
 
 @click.command()
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("given_paths", metavar="[PATHS]...", nargs=-1, type=click.Path())
 @click.option("--source", help="Source name for records that carry none (default: folder name).")
 @click.option(
     "--resume",
@@ -126,7 +126,7 @@ def _report(progress: JobProgress, outcome: str, seconds: float, as_json: bool) 
 @friendly_errors
 def backfill(
     ctx: Context,
-    paths: tuple[Path, ...],
+    given_paths: tuple[str, ...],
     source: str | None,
     resume_id: str | None,
     wait: bool | None,
@@ -149,10 +149,14 @@ def backfill(
     )
 
     settings = ctx.settings
+    if "" in given_paths:
+        # Path("") is the current folder: a script's unset variable would back it up.
+        fail("an empty path was given: name a folder or file (`.` for this one)", EXIT_USAGE)
+    paths = tuple(Path(given) for given in given_paths)
     if paths and resume_id:
-        fail("give the PATHS to back up, or --resume JOB, not both", EXIT_USAGE)
+        fail("give the PATHS to backfill, or --resume JOB, not both", EXIT_USAGE)
     if not paths and not resume_id:
-        fail("give the PATHS to back up (folders or files), or --resume JOB", EXIT_USAGE)
+        fail("give the PATHS to backfill (folders or files), or --resume JOB", EXIT_USAGE)
     if resume_id and source is not None:
         fail("--source is the job's own with --resume", EXIT_USAGE)
     wait = check_waiting(settings, wait, timeout, "backfill")
