@@ -157,6 +157,7 @@ def test_plan_and_load_agree_exactly(corpus: Path) -> None:
     assert plan.skipped == {
         "broken_symlink": 1,
         "duplicate_path": 1,
+        "hidden": 2,  # .hidden.txt, and the .git folder as one
         "no_records": 2,
         "symlink_outside_root": 1,
         "unknown_extension": 2,

@@ -171,6 +171,7 @@ class _Planner:
             return
         for entry in entries:
             if entry.name.startswith("."):
+                self.skipped["hidden"] += 1  # a hidden folder as one, unread
                 continue
             name = escape_name(entry.name)
             entry_rel = f"{rel}/{name}" if rel else name
