@@ -89,7 +89,8 @@ class DedupSettings(_Section):
     containment_threshold: float = Field(0.8, gt=0, le=1)
     """A shorter text is contained in a longer one when C reaches this value: a duplicate
     when it is a trimmed copy (the two start alike: `lead_agreement`) and the facts do not
-    conflict; else a partial, published with a `partial_of` / `contains` link."""
+    conflict, whichever of the two came later; else a partial, published with a
+    `partial_of` / `contains` link."""
     lead_agreement: float = Field(0.3, ge=0, le=1)
     """Estimated Jaccard of the two texts' leads (their first 40 shingles) from which a
     contained text is a trimmed copy of the longer one rather than a part of a round-up

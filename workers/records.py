@@ -64,7 +64,10 @@ RULES: dict[str, str] = {
     "exact-content": "duplicate: the same text (after matching normalisation)",
     "near-jaccard": "duplicate: estimated Jaccard at or above the threshold",
     "near-facts": "duplicate: rare facts agree, Jaccard at or above the facts threshold",
-    "near-contained": "duplicate: a trimmed copy, contained in a text of similar length",
+    "near-contained": (
+        "duplicate: one text inside a much longer one that starts alike (a trimmed copy, "
+        "or a longer version of the earlier text)"
+    ),
     "near-stale": "duplicate: far apart in time, Jaccard at or above the stale threshold",
     "": "not recorded (an entry written by an older version)",
 }

@@ -140,3 +140,22 @@ def test_a_following_group_reader_waits_out_redis_going_away(
         follower.terminate()
         follower.wait(timeout=30)
         client.close()
+
+
+@faults.needs_redis_server
+def test_sigterm_ends_a_following_command_as_ctrl_c_does(
+    tmp_path: Path, private_redis: faults.PrivateRedis
+) -> None:
+    """`tail --follow` and `job --wait` stopped by a supervisor or `timeout`: one line and
+    exit status 130, as for Ctrl-C (not a silent 143)."""
+    env = cli_env(redis_url=private_redis.url, prefix=PREFIX)
+    queued = run_cli(["backfill", str(ROOT / "seeds")], env, timeout=60)  # no worker runs it
+    assert queued.returncode == 0, queued.stderr
+    for args in (["tail", "--follow"], ["job", "--wait"]):
+        log = tmp_path / f"{args[0]}.log"
+        process = start_cli(args, env, log)
+        time.sleep(3)  # following by now
+        assert process.poll() is None, log.read_text()
+        process.terminate()
+        assert process.wait(timeout=30) == 130, log.read_text()
+        assert log.read_text().endswith("newsdedup: error: interrupted\n"), log.read_text()

@@ -300,6 +300,8 @@ def job(ctx: Context, job_id: str | None, wait: bool, timeout: float | None, as_
     from workers.worker.jobs import read_progress
 
     timeout_needs_waiting(timeout, wait)
+    if wait:
+        stop_on_signals()  # SIGTERM ends the wait as Ctrl-C does: one line, exit 130
     with open_runtime(ctx) as (runtime, _):
         if job_id is None:
             latest: Any = runtime.client.zrevrange(runtime.keys.jobs, 0, 0)

@@ -243,6 +243,8 @@ def tail(
         fail("--new-only applies to a new consumer group: give --group and --consumer", EXIT_USAGE)
     if new_only and from_start:
         fail("--new-only and --from-start contradict each other", EXIT_USAGE)
+    if follow:
+        stop_on_signals()  # SIGTERM ends it as Ctrl-C does: one line, exit 130
     with open_runtime(ctx) as (runtime, _):
         client, key = runtime.client, runtime.keys.stream(stream)
         waiting = _OutageWait()
