@@ -34,8 +34,10 @@ _TRACKING_NAMES = frozenset(
 
 
 def canonical_url(url: str) -> str:
-    """Scheme-less, lower-case host without www or default port, no fragment, no tracking
-    parameters, remaining parameters sorted, no trailing slash. "" for non-http(s) input.
+    """Scheme-less, lower-case host without www or default port, no tracking parameters,
+    remaining parameters sorted, no trailing slash, no fragment but a route. "" for
+    non-http(s) input. A route (`#/story/5`, `#!/story/5`: a single-page site's page, as in
+    the AJAX crawling scheme) names a page; any other fragment is a place in one.
     """
     url = url.strip()
     if not url:
@@ -59,7 +61,8 @@ def canonical_url(url: str) -> str:
         for name, value in parse_qsl(parts.query, keep_blank_values=True)
         if name.lower() not in _TRACKING_NAMES and not name.lower().startswith(_TRACKING_PREFIXES)
     )
-    return host + path + ("?" + urlencode(query) if query else "")
+    route = "#" + parts.fragment if parts.fragment.startswith(("/", "!")) else ""
+    return host + path + ("?" + urlencode(query) if query else "") + route
 
 
 def canonical_guid(guid: str) -> str:
@@ -77,4 +80,6 @@ def permalink_guid(guid: str) -> str:
     if not canonical:
         return ""
     fragment = urlsplit(guid).fragment
-    return canonical + ("#" + fragment if fragment else "")
+    if not fragment or "#" in canonical:  # none, or a route canonical_url kept
+        return canonical
+    return canonical + "#" + fragment
