@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from conftest import SEEDS, cli_env, run_cli
+from support.articles import article
 
 
 def bad_folder(root: Path) -> dict[str, str]:
@@ -82,3 +83,43 @@ def test_bad_inputs_are_dead_with_reasons_and_the_run_goes_on(tmp_path: Path) ->
     refs = {json.loads(line)["input_ref"] for line in docs.stdout.splitlines()}
     assert {"legacy_cp1256.txt", "utf16.txt", "mixed.jsonl:1", "mixed.jsonl:4"} <= refs
     assert len(refs) == good
+
+
+def test_a_bad_array_element_is_dead_alone_whatever_the_batch_size(tmp_path: Path) -> None:
+    """A malformed element in the middle of a .json array, and a form feed (no JSON space)
+    before another array's first element: through the CLI with tasks of 200 inputs and
+    of 2, each element has the same fate, every well-formed one is published, and the
+    summary, `stats` and the streams count each element once. (Before, the bad element's
+    task range was dead whole: 5 dead with 200, 2 with 2.)"""
+    (tmp_path / "in").mkdir()
+    texts = [json.dumps({"id": f"k{i}", "text": article(i)}) for i in range(9)]
+    middle = [*texts[:5], '{"id": "k5", "text": }', *texts[6:]]
+    (tmp_path / "in" / "middle.json").write_text("[" + ",\n".join(middle) + "]")
+    (tmp_path / "in" / "form_feed.json").write_text(
+        "[\x0c"
+        + ",".join(json.dumps({"id": f"f{i}", "text": article(20 + i)}) for i in range(5))
+        + "]"
+    )
+    fates = []
+    for size in (200, 2):
+        env = cli_env(data_dir=tmp_path / f"data{size}", NEWSDEDUP_INGEST__BATCH_SIZE=str(size))
+        done = run_cli(["backfill", str(tmp_path / "in")], env)
+        assert done.returncode == 0, done.stderr
+        summary = done.stdout.strip().splitlines()[-1]
+        assert "14 inputs, 12 published, 0 exact duplicates, 0 near duplicates" in summary, summary
+        assert "2 dead (2 malformed_json)" in summary, summary
+        stats = json.loads(run_cli(["stats", "--json"], env).stdout)
+        assert stats["streams"] == {"docs": 12, "duplicates": 0, "dead": 2}, stats
+        fate = {}
+        for stream in ("docs", "duplicates", "dead"):
+            tail = run_cli(["tail", "--stream", stream, "--from-start", "--json"], env)
+            for line in tail.stdout.splitlines():
+                entry = json.loads(line)
+                assert entry["input_ref"] not in fate, entry
+                fate[entry["input_ref"]] = stream
+        fates.append(fate)
+    assert fates[0] == fates[1]
+    assert fates[0] == {
+        **{f"middle.json#{i}": "dead" if i == 5 else "docs" for i in range(9)},
+        **{f"form_feed.json#{i}": "dead" if i == 0 else "docs" for i in range(5)},
+    }

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from workers.ingest.paths import escape_name, os_path
-from workers.ingest.scan import LineScanner, scan_json_array
+from workers.ingest.scan import LineScanner, json_array_elements, scan_json_array
 
 pytestmark = pytest.mark.unit
 
@@ -67,6 +67,42 @@ def test_json_array_count_agrees_with_json_loads() -> None:
                 assert decoder.raw_decode(data[offset:].decode("utf-8"))[0] == element
         assert scan_json_array(io.BytesIO(json.dumps({"a": array}).encode())) is None
         assert scan_json_array(io.BytesIO(text.encode()[:-1])) is None  # never closed
+
+
+@pytest.mark.parametrize(
+    ("text", "elements"),
+    [
+        ("[]", []),
+        (" [ ] ", []),
+        ('[{"a": "x,]"}, 2 ]', ['{"a": "x,]"}', "2 "]),
+        ('[1, {"a": 1}}, 3]', None),  # the array's brackets do not pair: no array
+        ("[1, {]", None),  # never closed
+        ("[1} ", None),  # closed by a brace
+        ("[1 2, 3]", ["1 2", "3"]),  # a missing comma: one malformed element
+        ("[1, x, 3]", ["1", "x", "3"]),
+        ("[1,,3]", ["1", "", "3"]),  # a missing value is an (empty) element
+        ("[1, 2,]", ["1", "2", ""]),
+        ("[,]", ["", ""]),
+        ("[\x0c{}, 2\x0c]", ["\x0c{}", "2\x0c"]),  # a form feed is no JSON space
+        ("[1,\x0b 2]", ["1", "\x0b 2"]),  # nor a vertical tab
+    ],
+)
+def test_json_array_elements_are_what_the_array_s_own_commas_delimit(
+    text: str, elements: list[str] | None
+) -> None:
+    """An array's elements are delimited by its own commas and brackets, whatever they
+    hold: a malformed element is one element, never a reason to lose its neighbours, and
+    planning (which counts them) and loading (which reads them) see the same ones."""
+    spans = json_array_elements(text, range(0, 100))
+    assert (None if spans is None else [text[a:b] for a, b in spans]) == elements
+    scanned = scan_json_array(io.BytesIO(text.encode()))
+    assert (None if scanned is None else scanned.count) == (
+        None if elements is None else len(elements)
+    )
+    if elements:
+        assert scanned is not None and scanned.offsets is not None
+        assert spans is not None and list(scanned.offsets) == [a for a, _ in spans]
+        assert json_array_elements(text, range(1, 2)) == spans[1:2]
 
 
 @pytest.mark.parametrize(

@@ -259,6 +259,58 @@ def test_json_array_ranges_read_from_their_offsets(tmp_path: Path) -> None:
     assert _load_all(plan) == parsed_whole
 
 
+def _outcomes(items: Iterable[LoadedInput]) -> dict[str, str]:
+    """input_ref -> the document's id, or "dead: <reason>"."""
+    return {
+        item.input_ref: item.id if isinstance(item, Document) else f"dead: {item.reason}"
+        for item in items
+    }
+
+
+# A malformed element among well-formed ones, anywhere in a UTF-8 array (read from
+# offsets); the same with a control byte, so the file is parsed whole by each task; a
+# form feed (no JSON space) before the first element; a missing value between two commas
+# and after the last one. `<i>` is record i, `<bad>` a malformed element; the number of
+# elements, and those that are dead.
+_BAD_ARRAYS: dict[str, tuple[str, int, set[int]]] = {
+    "middle.json": ("[<0>,\n<1>,\n<2>,\n<bad>,\n<4>,\n<5>,\n<6>]", 7, {3}),
+    "first_last.json": ("[<bad>,<1>,<2>,<3>,<4>,<5>,<bad>]", 7, {0, 6}),
+    "control.json": ('[<0>,<1>,{"id": "r2", "text": "a\x01b"},<bad>,<4>,<5>,<6>]', 7, {2, 3}),
+    "form_feed.json": ("[\x0c<0>,<1>,<2>,<3>,<4>,<5>,<6>]", 7, {0}),
+    "missing.json": ("[<0>,<1>,,<3>,<4>,<5>,<6>,]", 8, {2, 7}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_BAD_ARRAYS))
+def test_a_bad_json_array_element_is_one_dead_input_whatever_the_batch(
+    tmp_path: Path, name: str
+) -> None:
+    """Each element of a .json array is its own input, as each line of a .jsonl is: a
+    malformed one is one dead input (`malformed_json`, naming the element and where in
+    the file it breaks), and every well-formed one is read, whatever the tasks' ranges.
+    (A range holding a bad element used to be dead whole, the valid ones included.)"""
+    template, count, bad = _BAD_ARRAYS[name]
+    text = template.replace("<bad>", '{"id": "broken", "text": }')
+    for i in range(count):
+        text = text.replace(f"<{i}>", _record(i))
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / name).write_text(text, encoding="utf-8")
+    runs = {
+        size: _by_ref(_load_all(plan_backfill([tmp_path / "in"], batch_size=size)))
+        for size in (1, 2, 3, 4, 200)
+    }
+    outcomes = [_outcomes(items.values()) for items in runs.values()]
+    assert all(outcome == outcomes[0] for outcome in outcomes), outcomes
+    expected = {
+        f"{name}#{i}": "dead: malformed_json" if i in bad else f"r{i}" for i in range(count)
+    }
+    assert outcomes[0] == expected
+    for i in sorted(bad):
+        error = _dead(runs[200][f"{name}#{i}"]).error
+        assert error.startswith(f"malformed JSON in element {i}: "), error
+        assert " line " in error and " column " in error, error
+
+
 def test_records_in_the_shapes_of_common_exports(tmp_path: Path) -> None:
     """NewsAPI's articles and schema.org's NewsArticle give their source, author, text and
     date under names of their own; a record that names neither keeps the folder's."""

@@ -24,7 +24,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from itertools import islice
+from itertools import islice, zip_longest
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -34,7 +34,7 @@ from workers.ingest.dates import parse_date
 from workers.ingest.decode import DecodeError, declared_html_encoding, decode_bytes
 from workers.ingest.forward import range_lines
 from workers.ingest.paths import PathRefused, escape_name, open_in_root, os_path
-from workers.ingest.scan import Line, TotalCapExceeded
+from workers.ingest.scan import Line, TotalCapExceeded, json_array_elements
 from workers.ingest.spec import (
     DEFAULT_LIMITS,
     JSON_FEED_VERSION,
@@ -264,8 +264,20 @@ def _load_json(ctx: _Ctx) -> Iterator[LoadedInput]:
                 yield _record(ctx, value, element_ref(rel, i))
             return
     try:
-        parsed = _loads(_decode(_read_capped(ctx)))
+        text = _decode(_read_capped(ctx))
     except _Reject as reject:
+        for i in indexes:
+            yield ctx.dead(reject, ref(i))
+        return
+    try:
+        parsed = _loads(text)
+    except _Reject as reject:
+        # Not valid JSON as a whole: an array's elements are read one by one, the same
+        # whatever range this is; anything else (no array whose brackets pair) is dead.
+        spans = json_array_elements(text, indexes)
+        if spans is not None:
+            yield from _elements(ctx, text, indexes, spans)
+            return
         for i in indexes:
             yield ctx.dead(reject, ref(i))
         return
@@ -286,12 +298,46 @@ def _load_json(ctx: _Ctx) -> Iterator[LoadedInput]:
             yield ctx.dead(_Reject("missing", "file no longer holds a JSON array"), ref(i))
 
 
+def _elements(
+    ctx: _Ctx, text: str, indexes: range, spans: list[tuple[int, int]]
+) -> Iterator[LoadedInput]:
+    """The inputs `indexes` of an array that is not valid JSON as a whole, each element
+    read on its own from its `spans` in the whole file's `text`: a malformed one is one
+    dead input, the others are read as the whole file's parse would read them."""
+    for i, span in zip_longest(indexes, spans[: len(indexes)]):
+        ref = element_ref(ctx.loc.path, i)
+        if span is None:
+            yield ctx.dead(_Reject("missing", f"array has no element {i} any more"), ref)
+            continue
+        try:
+            value = _element(text, span, i)
+        except _Reject as reject:
+            yield ctx.dead(reject, ref)
+            continue
+        yield _record(ctx, value, ref)
+
+
+def _element(text: str, span: tuple[int, int], index: int) -> Any:
+    """The value of the array element `span` delimits in `text` (`json_array_elements`);
+    a malformed one is a `_Reject` naming the element and the line and column of the file
+    where it breaks."""
+    start, end = span
+    try:
+        value, stop = _JSON.raw_decode(text, start)
+        stop = _after_space(text, stop)
+        if stop != end:
+            raise json.JSONDecodeError("Extra data", text, stop)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge ints, deep nesting
+        raise _Reject("malformed_json", f"malformed JSON in element {index}: {exc}") from None
+    return value
+
+
 def _values_at(ctx: _Ctx, offset: int, count: int) -> list[Any] | None:
     """`count` elements of a JSON array read from the byte `offset` where the first starts
     (planned by `scan_json_array` in a plain UTF-8 file): the values the whole file's
     parse would give them, without parsing the rest. None when the file is not as planned
-    any more (moved bytes, a bad element, a size over the cap): the whole file's parse
-    then says what is wrong."""
+    any more (moved bytes, a size over the cap) or an element is malformed: the range is
+    then read from the whole file (`_load_json`), a malformed element dead on its own."""
     try:
         with ctx.open() as f:
             size = os.fstat(f.fileno()).st_size

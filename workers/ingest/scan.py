@@ -9,7 +9,8 @@ stops at that many bytes (decompressed, for a .gz).
 `scan_json_array` counts the elements of a top-level JSON array in chunks, so planning
 never holds a JSON file in memory either; in a UTF-8 file it also notes where each
 element starts, so that loading reads a range from there instead of parsing the whole
-file for it.
+file for it. `json_array_elements` finds the same elements in a decoded text, so that
+loading reads a malformed element as one input, whatever range holds it.
 """
 
 from __future__ import annotations
@@ -158,8 +159,9 @@ class JsonArray:
 
 def scan_json_array(stream: BinaryIO) -> JsonArray | None:
     """The elements of the JSON array `stream` holds, read in chunks; None when it does
-    not hold one (an object, a scalar, or an array never closed). For valid JSON the count
-    is exact; for invalid JSON it is a count that parsing will reject anyway.
+    not hold one (an object, a scalar, or an array whose brackets do not pair). For valid
+    JSON the count is exact; in an array with malformed elements it counts what the
+    array's own commas delimit, as loading reads them (`json_array_elements`).
 
     A UTF-8 file is scanned as bytes: JSON's structure is ASCII, and no byte of a
     multi-byte UTF-8 character is. Its element offsets are kept when the whole file is
@@ -195,6 +197,19 @@ def scan_json_array(stream: BinaryIO) -> JsonArray | None:
     if count is None:
         return None
     return JsonArray(count, counter.starts if plain else None)
+
+
+def json_array_elements(text: str, wanted: range) -> list[tuple[int, int]] | None:
+    """Where the elements numbered in `wanted` lie in the JSON array `text` (decoded,
+    without a BOM): (start, end) each, from the first character of its value to the comma
+    or bracket after it, by the scan `scan_json_array` counts with, so planning and
+    loading see the same elements. A missing value ("[1,,2]", "[1,]") is an empty element.
+    None when `text` holds no array whose brackets pair (one never closed, closed by a
+    brace, or followed by more): its elements cannot be told apart."""
+    counter = _ArrayCounter(binary=False, spans=wanted)
+    if not counter.feed(text) or counter.result() is None:
+        return None
+    return counter.spans
 
 
 def _scan_decoded(stream: BinaryIO, head: bytes, encoding: str) -> JsonArray | None:
@@ -261,7 +276,7 @@ class _ArrayCounter:
     """Counts a top-level array's elements in text fed chunk by chunk: decoded text, or
     the bytes of a UTF-8 file (`binary`), whose offsets it then records in `starts`."""
 
-    def __init__(self, *, binary: bool, base: int = 0) -> None:
+    def __init__(self, *, binary: bool, base: int = 0, spans: range | None = None) -> None:
         self.started = False
         self.closed = False
         self.trailing = False  # something after the closing bracket
@@ -276,6 +291,11 @@ class _ArrayCounter:
         self.space: str | bytes = _JSON_SPACE.encode() if binary else _JSON_SPACE
         self.base = base  # the offset of the next chunk fed
         self.starts: array[int] | None = array("q") if binary else None
+        # The (start, end) of the elements numbered in `window`, end the offset of the
+        # comma or bracket after the element; `opened` the start of the one being read.
+        self.window = spans
+        self.spans: list[tuple[int, int]] = []
+        self.opened = -1
 
     def result(self) -> int | None:
         return self.count if self.closed and not self.trailing else None
@@ -320,20 +340,21 @@ class _ArrayCounter:
                 return True
             char, pos = _char(found), found.end()
             if self.depth == 1:
-                if char == ",":
-                    self.expect_value = True
+                at = self.base + found.start()
+                if char in ",]":
+                    # A comma or the closing bracket where a value was due ("[1,,2]",
+                    # "[1,]", not "[]") ends an empty element: a malformed one.
+                    if self.expect_value and (char == "," or self.count):
+                        self._begin(at)
+                    self._end(at)
+                    self.expect_value = char == ","
+                    if char == "]":
+                        self.depth, self.closed = 0, True
                     continue
-                if char == "]":
-                    self.depth, self.closed = 0, True
-                    continue
+                if char == "}":
+                    return False  # the array closed by a brace: its structure is broken
                 if self.expect_value:
-                    self.count += 1
-                    self.expect_value = False
-                    if self.starts is not None:
-                        if len(self.starts) < MAX_ELEMENT_OFFSETS:
-                            self.starts.append(self.base + found.start())
-                        else:
-                            self.starts = None
+                    self._begin(at)
             if char == '"':
                 self.in_string = True
             elif char in "[{":
@@ -343,6 +364,24 @@ class _ArrayCounter:
                 if self.depth == 0:
                     self.closed = True
         return True
+
+    def _begin(self, at: int) -> None:
+        """An element starts at offset `at` (a value, or where one was due)."""
+        if self.window is not None and self.count in self.window:
+            self.opened = at
+        self.count += 1
+        self.expect_value = False
+        if self.starts is not None:
+            if len(self.starts) < MAX_ELEMENT_OFFSETS:
+                self.starts.append(at)
+            else:
+                self.starts = None
+
+    def _end(self, at: int) -> None:
+        """The element being read ends before offset `at`."""
+        if self.opened >= 0:
+            self.spans.append((self.opened, at))
+            self.opened = -1
 
 
 def _char(found: re.Match[Any]) -> str:
