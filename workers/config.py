@@ -279,9 +279,9 @@ class FeedSettings(_Section):
     (`feed_timeout`); an article page over it is tried again at the next polls like any
     timeout."""
     retries: int = Field(3, ge=0, le=20)
-    """Extra attempts on timeouts, connection errors, 5xx and 429 (never on other 4xx),
-    after a backoff with full jitter: random(0, min(backoff_max, backoff_base x 2^n)), or
-    the server's Retry-After (capped at backoff_max)."""
+    """Extra attempts on timeouts, connection errors, bodies cut off in transit, 5xx and
+    429 (never on other 4xx), after a backoff with full jitter: random(0, min(backoff_max,
+    backoff_base x 2^n)), or the server's Retry-After (capped at backoff_max)."""
     backoff_base: float = Field(0.5, ge=0)
     """See `retries`, in seconds."""
     backoff_max: float = Field(30, ge=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import codecs
 import io
 import json
 import re
@@ -280,6 +281,86 @@ def test_broken_json_feeds_are_bozo(body: bytes) -> None:
     parsed = parse_feed(body, {"content-type": "application/feed+json"}, FEED_URL)
     assert parsed.bozo and parsed.entries == []
     assert parsed.bozo_message and "\n" not in parsed.bozo_message
+
+
+_JSON_FEED = {
+    "version": "https://jsonfeed.org/version/1.1",
+    "title": "أخبار",
+    "items": [
+        {"id": "1", "title": "عاجل: افتتاح المعرض", "content_text": "افتتح أمير الرياض المعرض."},
+        {"id": "2", "title": "Storm", "content_text": "Schools stay closed today."},
+    ],
+}
+_JSON_TEXT = json.dumps(_JSON_FEED, ensure_ascii=False)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (codecs.BOM_UTF8 + _JSON_TEXT.encode(), "application/feed+json"),
+        (codecs.BOM_UTF8 + _JSON_TEXT.encode(), "application/octet-stream"),
+        (codecs.BOM_UTF8 + b"\r\n  " + _JSON_TEXT.encode(), "text/plain"),
+        (_JSON_TEXT.encode("utf-16"), "application/feed+json"),  # with its BOM
+        (codecs.BOM_UTF16_BE + _JSON_TEXT.encode("utf-16-be"), "application/json"),
+        (_JSON_TEXT.encode("utf-32"), "application/feed+json"),
+        (codecs.BOM_UTF32_BE + _JSON_TEXT.encode("utf-32-be"), "text/plain"),
+        (_JSON_TEXT.encode("utf-16-le"), "application/feed+json"),  # no BOM: NULs tell
+        # Labelled JSON: whitespace, then a BOM (a script that printed a newline before
+        # its UTF-8 file with a BOM).
+        (b"\n \t" + codecs.BOM_UTF8 + _JSON_TEXT.encode(), "application/feed+json"),
+        (b"\r\n" + codecs.BOM_UTF8 + _JSON_TEXT.encode(), "application/json; charset=utf-8"),
+    ],
+    ids=[
+        "utf8-bom",
+        "utf8-bom-unlabelled",
+        "utf8-bom-then-space",
+        "utf16-le",
+        "utf16-be",
+        "utf32-le",
+        "utf32-be",
+        "utf16-le-no-bom",
+        "space-then-bom-feed+json",
+        "space-then-bom-json",
+    ],
+)
+def test_json_feeds_with_a_bom_or_in_utf16_or_utf32_are_read(
+    body: bytes, content_type: str
+) -> None:
+    """They were taken for XML: "not well-formed (invalid token)", and the poll failed."""
+    parsed = parse_feed(body, {"content-type": content_type}, FEED_URL)
+    assert (parsed.version, parsed.bozo, parsed.title) == ("json11", False, "أخبار")
+    assert [(e.key, e.title, e.text) for e in parsed.entries] == [
+        ("guid:1", "عاجل: افتتاح المعرض", "افتتح أمير الرياض المعرض."),
+        ("guid:2", "Storm", "Schools stay closed today."),
+    ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        codecs.BOM_UTF8 + rss("<item><guid>1</guid><title>خبر</title></item>"),
+        rss(
+            "<item><guid>1</guid><title>خبر</title></item>",
+            decl='<?xml version="1.0" encoding="utf-16"?>',
+        )
+        .decode()
+        .encode("utf-16"),
+        b"\n" + rss("<item><guid>1</guid><title>خبر</title></item>"),
+    ],
+    ids=["utf8-bom", "utf16-bom", "leading-space"],
+)
+@pytest.mark.parametrize("content_type", ["application/rss+xml", "application/json"])
+def test_xml_feeds_with_a_bom_stay_xml(body: bytes, content_type: str) -> None:
+    # Even labelled JSON: a body that starts with "<" is markup whatever its label says.
+    parsed = parse_feed(body, {"content-type": content_type}, FEED_URL)
+    assert parsed.version == "rss20"
+    assert [(e.key, e.title) for e in parsed.entries] == [("guid:1", "خبر")]
+
+
+def test_a_body_labelled_json_that_is_not_a_json_feed_says_so() -> None:
+    parsed = parse_feed(b"  \n[1, 2]", {"content-type": "application/json"}, FEED_URL)
+    assert parsed.bozo and parsed.entries == []
+    assert parsed.bozo_message.startswith("a JSON document that is not a JSON Feed")
 
 
 def test_never_fetches_or_opens_files(tmp_path: Path) -> None:

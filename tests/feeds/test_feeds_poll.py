@@ -6,8 +6,10 @@ scenarios also go through the CLI, which starts real Celery worker processes.
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -693,6 +695,105 @@ def test_500_then_200_is_retried_within_one_poll(
     loopback.script("/f.xml", [Scripted(500), Scripted(200, body)])
     report = poller(spec_for(loopback.url("/f.xml")))
     assert (report.outcome, report.published, loopback.hits("/f.xml")) == ("polled", 1, 2)
+
+
+THREE_STORIES = [
+    "The city council approved next year's budget after a six-hour session on Tuesday.\n"
+    "Spending on roads and bridges rises by a fifth, while two libraries will close.",
+    "A winter storm closed schools across the northern districts for a second day.\n"
+    "Forecasters expect another thirty centimetres of snow before the weekend.",
+    "The national museum reopened its ancient coins gallery after a long renovation.\n"
+    "Visitors can now handle replicas and follow the minting process step by step.",
+]
+
+
+def _three_stories() -> tuple[list[dict[str, str]], bytes]:
+    items = [
+        {"guid": f"story-{n}", "title": f"Story {n}", "description": text}
+        for n, text in enumerate(THREE_STORIES, 1)
+    ]
+    return items, gzip.compress(rss(items))
+
+
+def _cut_in_half(whole: bytes) -> bytes:
+    """The first half of a gzip stream: no end of stream, no CRC trailer. Its XML, read
+    as it was, is an ill-formed feed whose entries are the stories cut short."""
+    cut = whole[: len(whole) // 2]
+    partial = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(cut)
+    assert parse_feed(partial, {"content-type": "application/rss+xml"}, "").entries
+    return cut
+
+
+def test_a_cut_gzip_body_then_a_whole_one_publishes_each_entry_once_whole(
+    loopback: LoopbackServer, make_poller: Any
+) -> None:
+    """The stream is cut off on the first request (Content-Length matching what was
+    sent) and whole on the next: the poll retries and publishes the whole stories, and
+    the next poll has no update to publish (the cut text was never taken for a version)."""
+    poller = make_poller()
+    items, whole = _three_stories()
+    gzipped = {"Content-Encoding": "gzip", "Content-Type": "application/rss+xml"}
+    loopback.script(
+        "/f.xml", [Scripted(200, _cut_in_half(whole), gzipped), Scripted(200, whole, gzipped)]
+    )
+    spec = spec_for(loopback.url("/f.xml"))
+    first = poller(spec)
+    assert (first.outcome, first.published, first.bozo) == ("polled", 3, ""), first.summary()
+    assert loopback.hits("/f.xml") == 2
+    second = poller(spec)  # the whole body again
+    assert (second.outcome, second.new, second.published) == ("unchanged", 0, 0)
+    docs = poller.stream("docs")
+    assert [d["title"] for d in docs] == ["Story 1", "Story 2", "Story 3"]
+    assert [d["text"] for d in docs] == [item["description"] for item in items]
+    assert not [d for d in docs if d.get("update_of")]
+    assert poller.stream("dead") == []
+
+
+def test_a_gzip_body_cut_off_every_time_fails_the_poll_and_publishes_nothing(
+    loopback: LoopbackServer, make_poller: Any
+) -> None:
+    poller = make_poller()
+    items, whole = _three_stories()
+    gzipped = {"Content-Encoding": "gzip", "Content-Type": "application/rss+xml"}
+    loopback.script("/f.xml", [Scripted(200, _cut_in_half(whole), gzipped)])
+    spec = spec_for(loopback.url("/f.xml"))
+    report = poller(spec)
+    assert report.outcome == "failed" and report.published == 0
+    assert "body cut off" in report.error and "\n" not in report.error
+    assert loopback.hits("/f.xml") == 2  # 1 + retries
+    [dead] = poller.stream("dead")
+    assert (dead["reason"], dead["id"]) == ("feed_truncated", spec.url)
+    assert poller.stream("docs") == []
+    loopback.script("/f.xml", [Scripted(200, whole, gzipped)])
+    assert poller(spec).published == 3
+    docs = poller.stream("docs")
+    assert [d["text"] for d in docs] == [item["description"] for item in items]
+    assert not [d for d in docs if d.get("update_of")]
+
+
+def test_an_article_page_cut_off_is_a_transient_article_failure(
+    loopback: LoopbackServer, make_poller: Any
+) -> None:
+    poller = make_poller()
+    page = gzip.compress(article_page(ARTICLE_PARAGRAPHS))
+    html = {"Content-Encoding": "gzip", "Content-Type": "text/html; charset=utf-8"}
+    loopback.script("/article/1", [Scripted(200, page[: len(page) // 2], html)])
+    item = {
+        "guid": "1",
+        "title": "مستشفى جديد",
+        "link": loopback.url("/article/1"),
+        "description": "افتتاح مستشفى جديد في الرياض",
+    }
+    loopback.serve("/f.xml", rss([item]))
+    spec = spec_for(loopback.url("/f.xml"), fetch_article="auto")
+    first = poller(spec)
+    assert first.article_failures == {"article_truncated": 1}, first.summary()
+    assert (first.published, first.deferred) == (0, 1)  # tried again next poll
+    loopback.script("/article/1", [Scripted(200, page, html)])
+    second = poller(spec)
+    assert (second.published, second.article_errors) == (1, 0)
+    [doc] = poller.stream("docs")
+    assert all(paragraph[:40] in doc["text"] for paragraph in ARTICLE_PARAGRAPHS)
 
 
 def test_private_addresses_are_refused_unless_allowed(

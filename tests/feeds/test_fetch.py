@@ -146,6 +146,88 @@ def test_corrupt_gzip_is_a_transfer_failure(
     assert error.attempts == 3 and len(sleeps) == 2
 
 
+STORY = "<rss>خبر عاجل: افتتاح المعرض</rss>\n".encode() * 200
+
+
+def _half(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "cut", "chunked"),
+    [
+        ("gzip", _half(gzip.compress(STORY)), False),  # Content-Length of the cut body
+        ("gzip", _half(gzip.compress(STORY)), True),
+        ("gzip", gzip.compress(STORY)[:-8], False),  # all the data, no CRC trailer
+        ("deflate", _half(zlib.compress(STORY)), False),
+        ("deflate", _half(zlib.compress(STORY)[2:-4]), False),  # raw deflate
+        ("gzip, gzip", gzip.compress(_half(gzip.compress(STORY))), False),  # inner layer cut
+    ],
+    ids=["gzip", "gzip-chunked", "gzip-no-trailer", "deflate", "raw-deflate", "stacked-inner"],
+)
+def test_a_compressed_body_cut_off_is_a_transfer_failure(
+    loopback: LoopbackServer,
+    fetcher: Fetcher,
+    sleeps: Sleeps,
+    encoding: str,
+    cut: bytes,
+    chunked: bool,
+) -> None:
+    """A compressed stream that does not end (no end-of-stream block, no trailer) is
+    provably incomplete, whatever Content-Length said: never a body, retried, then
+    `truncated` with a message saying so."""
+    loopback.script("/x", [Scripted(200, cut, {"Content-Encoding": encoding}, chunked=chunked)])
+    error = fetch_error(fetcher, loopback.url("/x"))
+    assert error.reason == "truncated" and error.transient
+    assert "body cut off: its " in str(error) and "stream" in str(error)
+    assert "has no end (no end-of-stream marker or trailer)" in str(error)
+    assert error.attempts == 3 and len(sleeps) == 2
+
+
+def test_a_cut_compressed_body_then_a_whole_one_is_retried_within_one_get(
+    loopback: LoopbackServer, fetcher: Fetcher, sleeps: Sleeps
+) -> None:
+    whole = gzip.compress(STORY)
+    loopback.script(
+        "/x",
+        [
+            Scripted(200, _half(whole), {"Content-Encoding": "gzip"}),
+            Scripted(200, whole, {"Content-Encoding": "gzip"}),
+        ],
+    )
+    response = fetcher.get(loopback.url("/x"))
+    assert (response.content, response.attempts, len(sleeps)) == (STORY, 2, 1)
+
+
+def test_a_body_shorter_than_its_content_length_is_truncated(
+    loopback: LoopbackServer, fetcher: Fetcher, sleeps: Sleeps
+) -> None:
+    """The connection closes before the bytes Content-Length announced arrived."""
+    short = Scripted(200, STORY[:100], {"Content-Length": str(len(STORY))}, close=True)
+    loopback.script("/x", [short])
+    error = fetch_error(fetcher, loopback.url("/x"))
+    assert error.reason == "truncated" and error.transient and error.attempts == 3
+    assert f"100 of the {len(STORY)} bytes" in str(error)
+    loopback.script("/y", [short, Scripted(200, STORY)])
+    assert fetcher.get(loopback.url("/y")).content == STORY
+
+
+def test_bodies_that_are_not_provably_cut_are_taken(
+    loopback: LoopbackServer, fetcher: Fetcher
+) -> None:
+    # No Content-Length and no compression: the close is the end of the body (HTTP/1.0
+    # style), nothing says more was coming.
+    loopback.script("/close", [Scripted(200, STORY[:100], content_length=False)])
+    assert fetcher.get(loopback.url("/close")).content == STORY[:100]
+    # An empty body labelled gzip holds no stream to be cut.
+    loopback.script("/empty", [Scripted(200, b"", {"Content-Encoding": "gzip"})])
+    assert fetcher.get(loopback.url("/empty")).content == b""
+    # A whole stream that arrives one byte at a time ends properly.
+    whole = gzip.compress(STORY[:300])
+    loopback.script("/slow", [Scripted(200, whole, {"Content-Encoding": "gzip"}, drip=1e-4)])
+    assert fetcher.get(loopback.url("/slow")).content == STORY[:300]
+
+
 # ---------------------------------------------------------------------------- validators
 
 

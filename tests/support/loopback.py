@@ -46,6 +46,12 @@ class Scripted:
     # headers too unless `drip_headers` is False (then only the body drips).
     drip: float = 0.0
     drip_headers: bool = True
+    # Close the connection once the response is written: with a Content-Length header
+    # that promises more than `body`, the body is cut short by the close.
+    close: bool = False
+    # False: no Content-Length (nor chunking), so the body ends where the connection
+    # closes, as HTTP/1.0 servers send it; the connection is closed after it.
+    content_length: bool = True
 
 
 @dataclass(frozen=True)
@@ -190,7 +196,17 @@ class LoopbackServer:
         # Copied into this module's Scripted: tests may import this file both as `loopback`
         # (what conftest does) and as `tests.loopback`, which makes two distinct classes.
         copies = [
-            Scripted(r.status, r.body, dict(r.headers), r.delay, r.chunked, r.drip, r.drip_headers)
+            Scripted(
+                r.status,
+                r.body,
+                dict(r.headers),
+                r.delay,
+                r.chunked,
+                r.drip,
+                r.drip_headers,
+                r.close,
+                r.content_length,
+            )
             for r in responses
         ]
         with self._lock:
@@ -346,7 +362,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     self.wfile.write(b"%x\r\n%b\r\n" % (len(piece), piece))
                 self.wfile.write(b"0\r\n\r\n")
             return
+        if not scripted.content_length:
+            self.send_response(scripted.status)
+            for name, value in scripted.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            if not head:
+                self.wfile.write(scripted.body)
+            self.close_connection = True
+            return
         self._send(scripted.status, scripted.body, scripted.headers, head=head)
+        if scripted.close:
+            self.close_connection = True
 
     def _drip(self, scripted: Scripted, *, head: bool) -> None:
         lines = [f"HTTP/1.1 {scripted.status} {self.responses[scripted.status][0]}"]

@@ -76,6 +76,11 @@ class _DeadlinePassed(Exception):
     pass
 
 
+class _Truncated(Exception):
+    """The body provably ended early: its compressed stream has no end, or fewer bytes
+    came than its Content-Length announced. The message says which, in one line."""
+
+
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -90,19 +95,23 @@ class _Decoder:
     """
 
     def __init__(self, content_encoding: str) -> None:
+        self._header = content_encoding
         names = [name.strip().lower() for name in content_encoding.split(",")]
         # Applied in the order listed, so decoded in reverse.
         self._layers: list[Any] = []
+        self._names: list[str] = []
         self._raw_fallback: list[bool] = []
         self._gzip: list[bool] = []
         for name in reversed(names):
             if name in ("gzip", "x-gzip"):
                 self._layers.append(zlib.decompressobj(16 + zlib.MAX_WBITS))
+                self._names.append(name)
                 self._raw_fallback.append(False)
                 self._gzip.append(True)
             elif name == "deflate":
                 # "deflate" should be zlib-wrapped; some servers send it raw.
                 self._layers.append(zlib.decompressobj(zlib.MAX_WBITS))
+                self._names.append(name)
                 self._raw_fallback.append(True)
                 self._gzip.append(False)
         self._started = [False] * len(self._layers)
@@ -138,13 +147,41 @@ class _Decoder:
             if self._identity[i]:
                 continue
             if data:
+                self._started[i] = True  # so its end is checked too
                 data = layer.decompress(data, limit + 1)
                 if len(data) > limit:
                     raise _TooLarge
             data += layer.flush()
             if len(data) > limit:
                 raise _TooLarge
+        self._check_ended()
         return data
+
+    def _check_ended(self) -> None:
+        """_Truncated unless every stream that began also ended. gzip and deflate mark
+        their end (a final block, then gzip's CRC and length, zlib's checksum): a stream
+        without it was cut off in transit, whatever Content-Length said, and what it
+        decoded to is a prefix of the body. (A layer that got no byte at all is an empty
+        body, not a cut one. Bodies over the cap never get here: _TooLarge stops them.)"""
+        for i, layer in enumerate(self._layers):
+            if self._started[i] and not self._identity[i] and not layer.eof:
+                where = f" (in Content-Encoding {self._header!r})" if len(self._layers) > 1 else ""
+                raise _Truncated(
+                    f"body cut off: its {self._names[i]} stream{where} has no end"
+                    " (no end-of-stream marker or trailer)"
+                )
+
+
+def _check_length(reply: httpx.Response, received: int) -> None:
+    """_Truncated when the connection closed before the body's Content-Length was in.
+    (httpx reports it as a protocol error like any other; this one is provably a cut
+    body. Without a Content-Length, a close is how a body may end: nothing to prove.)"""
+    length = reply.headers.get("content-length", "").strip()
+    if length.isdigit() and received < int(length):
+        raise _Truncated(
+            f"body cut off: the connection closed after {received} of the {int(length)}"
+            " bytes its Content-Length announced"
+        )
 
 
 # ---------------------------------------------------------------------------- deadline
@@ -485,6 +522,10 @@ class Fetcher:
             raise self._error(
                 "too_large", url, hop, f"body larger than {limit} bytes", attempts=attempt
             ) from None
+        except _Truncated as exc:
+            # Never parsed: a prefix of a feed reads as an ill-formed feed with its last
+            # entry cut short, which the next whole body would then "update".
+            raise _Retryable("truncated", str(exc), None, None) from None
         except (httpx.TimeoutException, _DeadlinePassed) as exc:
             if time.monotonic() >= deadline:
                 # The whole request is over its deadline: no retry could be in time.
@@ -511,16 +552,22 @@ class Fetcher:
         decoder = _Decoder(reply.headers.get("content-encoding", ""))
         parts: list[bytes] = []
         total = 0
-        for raw in reply.iter_raw():
-            # Each read waits no longer than the deadline allows (_DeadlineStream); this
-            # also stops a body that arrives steadily, a little at a time, for too long.
-            if time.monotonic() >= deadline:
-                raise _DeadlinePassed
-            piece = decoder.decode(raw, limit - total)
-            total += len(piece)
-            if total > limit:
-                raise _TooLarge
-            parts.append(piece)
+        received = 0  # bytes on the wire, before decoding
+        try:
+            for raw in reply.iter_raw():
+                # Each read waits no longer than the deadline allows (_DeadlineStream); this
+                # also stops a body that arrives steadily, a little at a time, for too long.
+                if time.monotonic() >= deadline:
+                    raise _DeadlinePassed
+                received += len(raw)
+                piece = decoder.decode(raw, limit - total)
+                total += len(piece)
+                if total > limit:
+                    raise _TooLarge
+                parts.append(piece)
+        except httpx.RemoteProtocolError:
+            _check_length(reply, received)
+            raise
         parts.append(decoder.flush(limit - total))
         if total + len(parts[-1]) > limit:
             raise _TooLarge

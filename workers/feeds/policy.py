@@ -29,6 +29,7 @@ REASONS = frozenset(
         "dns_error",
         "timeout",
         "connect_error",
+        "truncated",
         "http_status",
         "too_many_redirects",
         "redirect_loop",
@@ -36,7 +37,8 @@ REASONS = frozenset(
         "host_busy",
     }
 )
-_TRANSIENT = frozenset({"timeout", "connect_error", "dns_error", "host_busy"})
+# A truncated body (cut off in transit) is a transfer failure like a reset connection.
+_TRANSIENT = frozenset({"timeout", "connect_error", "truncated", "dns_error", "host_busy"})
 # Why a private address is refused, with both ways to allow it: the setting (config file)
 # and its environment variable (docs/configuration.md).
 PRIVATE_NETWORKS_OFF = (

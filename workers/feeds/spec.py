@@ -11,6 +11,7 @@ of its text.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 import json
@@ -330,9 +331,10 @@ def _parse_feed(content: bytes, headers: Mapping[str, str], url: str) -> ParsedF
         return _not_a_feed(f"expected bytes, got {type(content).__name__}")
     if not content.strip():
         return _not_a_feed("empty document")
-    if content.lstrip()[:1] == b"{":
-        return _parse_json_feed(bytes(content), url)
     response_headers = {name.lower(): value for name, value in headers.items()}
+    json_text = _json_text(bytes(content), response_headers.get("content-type", ""))
+    if json_text is not None:
+        return _parse_json_feed(json_text, url)
     # Relative links resolve here, against content-location, else the feed's URL. Not in
     # feedparser: given a base, it resolves every guid as a link too, and a guid "1" (RSS
     # guids are permalinks unless they say otherwise) became <feed folder>/1, the same URL
@@ -419,12 +421,77 @@ def _legacy_feed_as_utf8(content: bytes, content_type: str) -> _Transcoded | Non
     return _Transcoded(decoded.text.encode("utf-8"), note)
 
 
-def _parse_json_feed(content: bytes, url: str) -> ParsedFeed:
-    """A JSON Feed ({"version": "https://jsonfeed.org/version/1.1", "items": [...]},
-    UTF-8 by its specification): its items as entries, as an RSS or Atom feed's would be."""
+# Byte order marks and the codecs that read past them, longest first: the UTF-32-LE BOM
+# starts with the UTF-16-LE one.
+_JSON_BOMS: tuple[tuple[bytes, str], ...] = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+# JSON's whitespace, and U+FEFF: a BOM after leading whitespace (a script that printed a
+# newline before its UTF-8 file with a BOM) is no content either.
+_JSON_SPACE = " \t\r\n\ufeff"
+_SNIFF_BYTES = 1024
+# Which of the first four bytes are NUL, for a body without a BOM that starts with an
+# ASCII character ("{", "<", whitespace) in UTF-16 or UTF-32.
+_NUL_PATTERNS: dict[tuple[bool, ...], str] = {
+    (True, True, True, False): "utf-32-be",
+    (False, True, True, True): "utf-32-le",
+    (True, False, True, False): "utf-16-be",
+    (False, True, False, True): "utf-16-le",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _JsonText:
+    text: str | None  # None: the bytes are not text in the encoding they must be in
+    error: str  # why not, when text is None
+
+
+def _json_codec(content: bytes) -> str:
+    """The codec a JSON body is in: its byte order mark's, else the one the NULs around
+    its first (ASCII) character give away (RFC 4627, section 3), else UTF-8."""
+    for bom, codec in _JSON_BOMS:
+        if content.startswith(bom):
+            return codec
+    nuls = tuple(byte == 0 for byte in content[:4])
+    return _NUL_PATTERNS.get(nuls, "utf-8")
+
+
+def _says_json(content_type: str) -> bool:
+    """application/json, application/feed+json or any other +json type."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def _json_text(content: bytes, content_type: str) -> _JsonText | None:
+    """The text of a body that is a JSON document, or None when it is markup (XML).
+
+    JSON when its first character (after a UTF-8, UTF-16 or UTF-32 byte order mark and
+    whitespace) is "{", or when the Content-Type says JSON and the body does not start
+    with "<": a body that starts with "<" is markup whatever its label says. A BOM decides
+    the encoding, else UTF-8 (JSON Feed's and RFC 8259's)."""
+    codec = _json_codec(content)
+    # Only the start decides, so a large XML feed in a legacy encoding is not decoded twice.
+    head = content[:_SNIFF_BYTES].decode(codec, errors="ignore").lstrip(_JSON_SPACE)
+    if not (head.startswith("{") or (_says_json(content_type) and not head.startswith("<"))):
+        return None
     try:
-        feed = json.loads(content.decode("utf-8-sig"))
-    except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, deep nesting
+        return _JsonText(content.decode(codec).lstrip(_JSON_SPACE), "")
+    except UnicodeDecodeError as exc:
+        return _JsonText(None, f"{type(exc).__name__}: {exc}")
+
+
+def _parse_json_feed(body: _JsonText, url: str) -> ParsedFeed:
+    """A JSON Feed ({"version": "https://jsonfeed.org/version/1.1", "items": [...]}):
+    its items as entries, as an RSS or Atom feed's would be."""
+    if body.text is None:
+        return _not_a_feed(f"not a JSON Feed: {body.error}")
+    try:
+        feed = json.loads(body.text)
+    except (ValueError, RecursionError) as exc:  # bad JSON, deep nesting
         return _not_a_feed(f"not a JSON Feed: {type(exc).__name__}: {exc}")
     version = feed.get("version") if isinstance(feed, dict) else None
     items = feed.get("items") if isinstance(feed, dict) else None
