@@ -148,6 +148,7 @@ def test_identity_guid_then_canonical_url_then_hash() -> None:
     assert keys(parsed)[2].startswith("hash:") and len(keys(parsed)[2]) == len("hash:") + 32
     assert keys(parsed)[3] == "url:news.example.com/h"
     assert len(parsed.entries) == 4  # duplicates by key collapsed, first kept
+    assert parsed.repeated == 3  # b again, the second c, a again
     assert parsed.entries[0].title == "a"
     assert parsed.entries[1].title == "b"
     assert parsed.dropped == 1  # the title-only entry with neither guid nor link

@@ -1278,6 +1278,24 @@ def test_empty_items_are_said_not_silently_dropped(
     )
 
 
+def test_an_item_listed_again_under_the_same_guid_is_said(
+    loopback: LoopbackServer, make_poller: Any
+) -> None:
+    """A feed that lists one guid twice, the second time with another text: the first is
+    the entry, and the poll says how many items it did not process."""
+    poller = make_poller()
+    items = [
+        {"guid": "1", "title": "t", "description": STORIES[0]},
+        {"guid": "1", "title": "t", "description": STORIES[1]},
+    ]
+    loopback.serve("/f.xml", rss(items))
+    report = poller(spec_for(loopback.url("/f.xml")))
+    assert (report.entries, report.published, report.repeated) == (1, 1, 1)
+    assert report.summary().endswith(
+        "0 dead, 1 item listed again under an earlier item's guid or link (the first kept)"
+    )
+
+
 def test_an_unreadable_deferred_entry_does_not_stop_the_feed(
     loopback: LoopbackServer, make_poller: Any
 ) -> None:

@@ -123,6 +123,7 @@ def _poll_locked(
     parsed = parse_feed(response.content, response.headers, response.url)
     report.entries = len(parsed.entries)
     report.empty = parsed.dropped
+    report.repeated = parsed.repeated
     report.bozo = parsed.bozo_message if parsed.bozo else ""
     if not parsed.entries and parsed.bozo:
         report.outcome, report.error = "failed", f"not a usable feed: {parsed.bozo_message}"

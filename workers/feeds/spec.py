@@ -306,6 +306,7 @@ class ParsedFeed:
     title: str
     version: str  # feedparser's: "rss20", "atom10", "rss10"...; "" when not a feed
     dropped: int  # entries with no guid, no link and no text (nothing to process or name)
+    repeated: int = 0  # entries listed again under a key already listed (the first kept)
 
 
 def parse_feed(content: bytes, headers: Mapping[str, str], url: str) -> ParsedFeed:
@@ -353,7 +354,7 @@ def _parse_feed(content: bytes, headers: Mapping[str, str], url: str) -> ParsedF
     # opens bytes that name a local file, and a feed body must do neither.
     parsed = feedparser.parse(io.BytesIO(bytes(content)), response_headers=response_headers)
 
-    entries, dropped = _collect(lambda raw: _entry(raw, base), parsed.get("entries", []))
+    entries, dropped, repeated = _collect(lambda raw: _entry(raw, base), parsed.get("entries", []))
     version = str(parsed.get("version") or "")
     bozo = bool(parsed.get("bozo"))
     message = _exception_line(parsed.get("bozo_exception")) if bozo else ""
@@ -371,6 +372,7 @@ def _parse_feed(content: bytes, headers: Mapping[str, str], url: str) -> ParsedF
         title=one_line(_plain(feed.get("title_detail"), feed.get("title"))),
         version=version,
         dropped=dropped,
+        repeated=repeated,
     )
 
 
@@ -500,7 +502,7 @@ def _parse_json_feed(body: _JsonText, url: str) -> ParsedFeed:
     if not isinstance(items, list):
         return _not_a_feed("a JSON Feed without an items array")
     base = _string(feed.get("feed_url")) or url
-    entries, dropped = _collect(
+    entries, dropped, repeated = _collect(
         lambda item: _json_feed_entry(item, base) if isinstance(item, dict) else None, items
     )
     return ParsedFeed(
@@ -510,6 +512,7 @@ def _parse_json_feed(body: _JsonText, url: str) -> ParsedFeed:
         title=one_line(_plain({"type": "text/plain"}, feed.get("title"))),
         version="json" + version.removeprefix(JSON_FEED_VERSION).replace(".", ""),
         dropped=dropped,
+        repeated=repeated,
     )
 
 
@@ -551,9 +554,10 @@ def _json_feed_entry(item: Mapping[str, Any], base: str) -> FeedEntry | None:
 
 def _collect(
     make: Callable[[Any], FeedEntry | None], raws: Iterable[Any]
-) -> tuple[list[FeedEntry], int]:
+) -> tuple[list[FeedEntry], int, int]:
     """The feed's entries made by `make`, in feed order, each key once (the first kept),
-    and how many made none: one odd entry must not cost the feed's others."""
+    how many made none (one odd entry must not cost the feed's others), and how many
+    repeated a key already listed (said in the poll report, not processed)."""
     from celery.exceptions import SoftTimeLimitExceeded
 
     made: list[FeedEntry] = []
@@ -575,7 +579,7 @@ def _collect(
         if entry.key not in seen:
             seen.add(entry.key)
             entries.append(entry)
-    return entries, dropped
+    return entries, dropped, len(made) - len(entries)
 
 
 def _unshared_guids(entries: list[FeedEntry]) -> list[FeedEntry]:

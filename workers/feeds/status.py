@@ -67,6 +67,9 @@ class PollReport:
     # Items with no guid, no link and no text: nothing to process, nothing to name them
     # by in `dead` (not inputs, and not in `entries`), but said.
     empty: int = 0
+    # Items listed again under the guid or link of one listed before them in the same
+    # document: the first is the entry (not in `entries` either).
+    repeated: int = 0
     new: int = 0  # not accounted for before this poll
     published: int = 0
     exact: int = 0
@@ -118,6 +121,11 @@ class PollReport:
             parts.append(f"{self.deferred} left for the next poll")
         if self.empty:
             parts.append(f"{counted(self.empty, 'empty item')} skipped")
+        if self.repeated:
+            parts.append(
+                f"{counted(self.repeated, 'item')} listed again under an earlier item's guid "
+                "or link (the first kept)"
+            )
         line = head + f"HTTP {self.http_status}, " + ", ".join(parts)
         return line + (f" (ill-formed feed: {self.bozo})" if self.bozo else "")
 
