@@ -576,6 +576,22 @@ def test_gz_batches(tmp_path: Path) -> None:
     assert [_doc(d).id for d in last] == [f"r{i}" for i in range(20, 25)]
 
 
+def test_a_gzip_file_named_jsonl_is_read_as_jsonl_gz(tmp_path: Path) -> None:
+    """`gzip -c items > items.jsonl`: its records, not its compressed bytes cut at
+    newlines (each one a dead input)."""
+    (tmp_path / "items.jsonl").write_bytes(
+        gzip.compress("".join(_record(i) + "\n" for i in range(25)).encode())
+    )
+    plan = plan_backfill([tmp_path], batch_size=10)
+    assert (plan.total_inputs, [spec.inputs for spec in plan.tasks]) == (25, [10, 10, 5])
+    loaded = [
+        d
+        for spec in plan.tasks
+        for d in load_task(spec, default_source=None, read_html=read_article)
+    ]
+    assert [_doc(d).id for d in loaded] == [f"r{i}" for i in range(25)]
+
+
 def test_small_files_share_tasks_with_jsonl_ranges(tmp_path: Path) -> None:
     for i in range(3):
         (tmp_path / f"a{i}.txt").write_text(f"title {i}\nbody {i}\n")

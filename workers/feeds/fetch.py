@@ -32,6 +32,7 @@ import httpx
 
 from workers.feeds.gate import HostGate, NoHostGate, gate_host
 from workers.feeds.policy import FetchError, HttpPolicy, Resolver, check_url
+from workers.ingest.spec import GZIP_MAGIC
 from workers.ops.connection import redact
 
 log = logging.getLogger(__name__)
@@ -81,9 +82,6 @@ class _Truncated(Exception):
     came than its Content-Length announced. The message says which, in one line."""
 
 
-_GZIP_MAGIC = b"\x1f\x8b"
-
-
 class _Decoder:
     """Content-Encoding decoding that never produces more than `limit` bytes at a time.
 
@@ -121,7 +119,7 @@ class _Decoder:
         for i, layer in enumerate(self._layers):
             if not data:
                 return b""
-            if not self._started[i] and self._gzip[i] and data[:2] != _GZIP_MAGIC:
+            if not self._started[i] and self._gzip[i] and data[:2] != GZIP_MAGIC:
                 # Labelled gzip, sent plain (a server compressing nothing but saying so): a
                 # gzip stream always starts with its magic number, so nothing is guessed.
                 self._identity[i] = True

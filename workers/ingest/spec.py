@@ -45,6 +45,7 @@ _SUFFIXES: dict[str, Kind] = {
     ".ndjson.gz": "jsonl_gz",
 }
 READ_ERRORS = (OSError, EOFError, zlib.error)  # what a truncated or corrupt .gz raises
+GZIP_MAGIC = b"\x1f\x8b"  # the first two bytes of every gzip file (RFC 1952)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,15 +210,19 @@ def jsonl_lines(
     A file in UTF-16 or UTF-32 (by its BOM, else by where the NULs of its first character
     fall) is read recoded to UTF-8, always from its start: its offsets are the recoded
     stream's, so `seek` does not apply and the loader skips the lines before its range,
-    as in a .gz."""
+    as in a .gz. A file that is gzip-compressed is read as a .jsonl.gz whatever its name
+    says (`gzip -c > items.jsonl`): its lines, not its compressed bytes cut at newlines."""
     with open_in_root(root, rel) as raw, contextlib.ExitStack() as stack:
         stream: BinaryIO = raw
+        sniffed = not gz and raw.read(2) == GZIP_MAGIC
+        raw.seek(0)
+        gz = gz or sniffed
         if gz:
             unzipped = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
             stream = unzipped  # type: ignore[assignment]  # a binary file, typeshed aside
         encoding = json_encoding(stream.read(4))
         wide = encoding.startswith(("utf-16", "utf-32"))
-        if wide:
+        if wide or sniffed:  # read from the start, as a .jsonl.gz (range_lines keeps it)
             seek, line = 0, 0
         stream.seek(seek)
         yield LineScanner(
