@@ -14,6 +14,7 @@ say why it is blocked, and the job must end with every input in exactly one stre
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -24,15 +25,33 @@ from workers.index.keys import Keys
 
 PREFIX = "diskfull:"
 FULL_FOR = 75.0  # seconds the disk stays full after the worker was seen waiting 6 s
+WORKER_SAYS = (
+    "Redis is refusing writes: it cannot write its AOF: No space left on device (MISCONF): waiting"
+)
 
 
-@faults.needs_redis_server
-def test_a_full_disk_under_redis_is_waited_out(tmp_path: Path) -> None:
+def _backfill_while_the_disk_fills(
+    tmp_path: Path, seed: int, after_full: Callable[[redis.Redis], None] | None = None
+) -> str:
+    """A backfill on a private redis-server whose AOF disk fills once it is under way
+    (then `after_full(client)`, once the worker waits) and is freed FULL_FOR seconds
+    later: it must end with every input accounted for once. The worker's log."""
     with faults.small_file_system(tmp_path / "disk", "64m") as disk:
         server = faults.PrivateRedis(disk / "redis")
         server.start()
         client = redis.Redis.from_url(server.url, socket_connect_timeout=1)
         filler = disk / "filler"
+
+        def fill() -> None:
+            faults.fill(filler)
+            if after_full is not None:
+                faults.wait_until(
+                    lambda: WORKER_SAYS in faults.worker_logs(tmp_path),
+                    60,
+                    "the worker's wait",
+                    lambda: faults.worker_logs(tmp_path),
+                )
+                after_full(client)
 
         def free_space_later() -> None:
             time.sleep(FULL_FOR)
@@ -44,7 +63,7 @@ def test_a_full_disk_under_redis_is_waited_out(tmp_path: Path) -> None:
             NEWSDEDUP_INGEST__BATCH_SIZE="20",
             **faults.SHORT_HOLD,
         )
-        inputs = faults.write_inputs(tmp_path / "in", 1500, seed=8)
+        inputs = faults.write_inputs(tmp_path / "in", 1500, seed=seed)
         try:
             faults.held_mid_job(
                 client,
@@ -52,73 +71,37 @@ def test_a_full_disk_under_redis_is_waited_out(tmp_path: Path) -> None:
                 tmp_path,
                 env,
                 inputs,
-                fault=lambda: faults.fill(filler),
+                fault=fill,
                 repair=free_space_later,
-                worker_says="Redis is refusing writes: it cannot write its AOF: No space left "
-                "on device (MISCONF): waiting",
+                worker_says=WORKER_SAYS,
                 backfill_says="blocked: Redis is refusing writes: it cannot write its AOF",
             )
             logs = faults.worker_logs(tmp_path)
             assert "Unrecoverable error" not in logs, logs
-            assert "reject requeue=False" not in logs, logs
-            # The refusals this test is about did happen (the full disk reached them).
-            assert "taking no message until it takes writes" in logs, logs
+            return logs
         finally:
             client.close()
             server.stop()
             filler.unlink(missing_ok=True)
+
+
+@faults.needs_redis_server
+def test_a_full_disk_under_redis_is_waited_out(tmp_path: Path) -> None:
+    logs = _backfill_while_the_disk_fills(tmp_path, seed=8)
+    assert "reject requeue=False" not in logs, logs
+    # The refusals this test is about did happen (the full disk reached them).
+    assert "taking no message until it takes writes" in logs, logs
 
 
 @faults.needs_redis_server
 def test_connections_dropped_while_the_disk_is_full_are_waited_out(tmp_path: Path) -> None:
     """A double fault: while the disk is full, the network drops every connection of the
     worker (the broker's BRPOP and fanout subscription, the index's). Reconnecting meets a
-    server that refuses PING; the worker must reconnect once it takes writes, not exit."""
-    with faults.small_file_system(tmp_path / "disk", "64m") as disk:
-        server = faults.PrivateRedis(disk / "redis")
-        server.start()
-        client = redis.Redis.from_url(server.url, socket_connect_timeout=1)
-        filler = disk / "filler"
+    server that refuses PING; the worker must reconnect once it takes writes, not exit
+    (nor lose a pool process to a soft time limit that comes after its task ended)."""
 
-        def full_then_dropped() -> None:
-            faults.fill(filler)
-            faults.wait_until(
-                lambda: (
-                    "No space left on device (MISCONF): waiting" in faults.worker_logs(tmp_path)
-                ),
-                60,
-                "the worker's wait",
-                lambda: faults.worker_logs(tmp_path),
-            )
-            client.client_kill_filter(_type="pubsub")
-            client.client_kill_filter(_type="normal", skipme=True)
+    def drop_connections(client: redis.Redis) -> None:
+        client.client_kill_filter(_type="pubsub")
+        client.client_kill_filter(_type="normal", skipme=True)
 
-        def free_space_later() -> None:
-            time.sleep(FULL_FOR)
-            filler.unlink()
-
-        env = cli_env(
-            redis_url=server.url,
-            prefix=PREFIX,
-            NEWSDEDUP_INGEST__BATCH_SIZE="20",
-            **faults.SHORT_HOLD,
-        )
-        inputs = faults.write_inputs(tmp_path / "in", 1500, seed=9)
-        try:
-            faults.held_mid_job(
-                client,
-                Keys(PREFIX),
-                tmp_path,
-                env,
-                inputs,
-                fault=full_then_dropped,
-                repair=free_space_later,
-                worker_says="Redis is refusing writes: it cannot write its AOF: No space left "
-                "on device (MISCONF): waiting",
-            )
-            logs = faults.worker_logs(tmp_path)
-            assert "Unrecoverable error" not in logs, logs
-        finally:
-            client.close()
-            server.stop()
-            filler.unlink(missing_ok=True)
+    _backfill_while_the_disk_fills(tmp_path, seed=9, after_full=drop_connections)

@@ -24,39 +24,6 @@ from workers.messages import printable
 
 T = TypeVar("T")
 
-# While Redis refuses a following `tail`, it says so this often (seconds).
-OUTAGE_SAY_EVERY = 30.0
-
-
-class _OutageWait:
-    """What a following `tail` does while Redis is away or refuses it: say so on stderr
-    (at once, then every OUTAGE_SAY_EVERY seconds), wait a second and ask again; and say
-    when Redis answers again. Its output on stdout goes on as if nothing happened."""
-
-    def __init__(self) -> None:
-        self._since: float | None = None
-        self._said_at = 0.0
-
-    def __call__(self, error: BaseException) -> None:
-        from workers.ops.connection import outage_reason
-
-        now = time.monotonic()
-        if self._since is None:
-            self._since = now
-        if now - self._said_at >= OUTAGE_SAY_EVERY:
-            self._said_at = now
-            click.echo(
-                f"tail: Redis is {outage_reason(error)}: waiting for it "
-                f"({now - self._since:.0f} s so far)",
-                err=True,
-            )
-        time.sleep(1.0)
-
-    def answered(self) -> None:
-        if self._since is not None:
-            click.echo("tail: Redis answers again: following on", err=True)
-            self._since, self._said_at = None, 0.0
-
 
 def _watch_stats(read: Callable[[], dict[str, Any]], seconds: float, as_json: bool) -> None:
     """Show the stats again every `seconds` until Ctrl-C: tables refreshed in place on a
@@ -235,7 +202,7 @@ def tail(
 ) -> None:
     """Print entries of an output stream."""
     from workers.ops import streams
-    from workers.ops.connection import retry_while_outage
+    from workers.ops.connection import OutageNotice, outage_reason, retry_while_outage
 
     if (group is None) != (consumer is None):
         fail("--group and --consumer go together", EXIT_USAGE)
@@ -247,14 +214,23 @@ def tail(
         stop_on_signals()  # SIGTERM ends it as Ctrl-C does: one line, exit 130
     with open_runtime(ctx) as (runtime, _):
         client, key = runtime.client, runtime.keys.stream(stream)
-        waiting = _OutageWait()
+        notice = OutageNotice(
+            lambda reason, seconds: click.echo(
+                f"tail: Redis is {reason}: waiting for it ({seconds:.0f} s so far)", err=True
+            ),
+            lambda: click.echo("tail: Redis answers again: following on", err=True),
+        )
+
+        def waiting(error: BaseException) -> None:
+            notice.refused(outage_reason(error) or "away")
+            time.sleep(1.0)
 
         def ask(call: Callable[[], T]) -> T:
             # Following, an outage is waited out; else it ends the command (one line).
             if not follow:
                 return call()
             answer = retry_while_outage(call, waiting)
-            waiting.answered()
+            notice.answered()
             return answer
 
         def show(entry: streams.Entry) -> None:

@@ -20,7 +20,6 @@ import logging
 import os
 import secrets
 import socket
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,7 +32,7 @@ from workers.feeds.status import feed_key
 from workers.index.keys import Keys
 from workers.index.locks import RedisLock
 from workers.messages import counted
-from workers.ops.connection import outage_reason, redis_from_url
+from workers.ops.connection import OutageNotice, outage_reason, redis_from_url
 from workers.worker.app import FETCH_QUEUE
 from workers.worker.runtime import load_feed_specs, worker_redis_url
 
@@ -42,8 +41,6 @@ log = logging.getLogger(__name__)
 POLL_TASK = "newsdedup.poll_feed"
 BEAT_LOCK_SECONDS = 60
 BEAT_LOCK_MS = BEAT_LOCK_SECONDS * 1000
-# While Redis refuses work, the beat says so this often (seconds).
-OUTAGE_SAY_EVERY = 30.0
 
 
 # The token under which the command that started this beat took the beat lock.
@@ -130,10 +127,21 @@ class FeedScheduler(Scheduler):  # type: ignore[misc]
         # No result backend, so Celery's backend_cleanup entry has nothing to clean.
         return
 
-    # Since when Redis has refused this beat's work (time.monotonic()), None while it takes
-    # it, and when the beat last said so.
-    _refused_since: float | None = None
-    _said_at = 0.0
+    _notice: OutageNotice | None = None
+
+    @property
+    def _outage(self) -> OutageNotice:
+        # Made on first use: Celery's Scheduler.__init__ runs the first tick.
+        if self._notice is None:
+            self._notice = OutageNotice(
+                lambda reason, seconds: log.warning(
+                    "beat: Redis is %s: no poll is sent until it takes writes (%.0f s so far)",
+                    reason,
+                    seconds,
+                ),
+                lambda: log.warning("beat: Redis takes writes again: polling goes on"),
+            )
+        return self._notice
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         self._keep_lock()
@@ -143,7 +151,7 @@ class FeedScheduler(Scheduler):  # type: ignore[misc]
     def _keep_lock(self) -> None:
         try:
             if self._lock.hold(BEAT_LOCK_MS):
-                self._taken_again()
+                self._outage.answered()
                 return
             # Lost it (Redis restarted without persistence, this beat stalled past the
             # expiry, or Redis refused work for longer than the lock lives): take it again
@@ -156,28 +164,11 @@ class FeedScheduler(Scheduler):  # type: ignore[misc]
             # writes; if one did, the lock says so afterwards.
             if (reason := outage_reason(exc)) is None:
                 raise
-            self._refused(reason)
+            self._outage.refused(reason)
             return
         if not taken:
             raise BeatAlreadyRunning("newsdedup: error: another beat took over; stopping this one")
-        self._taken_again()
-
-    def _refused(self, reason: str) -> None:
-        now = time.monotonic()
-        if self._refused_since is None:
-            self._refused_since = now
-        if now - self._said_at >= OUTAGE_SAY_EVERY:
-            self._said_at = now
-            log.warning(
-                "beat: Redis is %s: no poll is sent until it takes writes (%.0f s so far)",
-                reason,
-                now - self._refused_since,
-            )
-
-    def _taken_again(self) -> None:
-        if self._refused_since is not None:
-            log.warning("beat: Redis takes writes again: polling goes on")
-            self._refused_since, self._said_at = None, 0.0
+        self._outage.answered()
 
     def apply_entry(self, entry: Any, producer: Any = None) -> None:
         # Celery's, but for a poll Redis refuses: one line, no traceback, and the beat tries
@@ -189,7 +180,7 @@ class FeedScheduler(Scheduler):  # type: ignore[misc]
             if (reason := outage_reason(exc)) is None:
                 log.error("Message Error: %s", exc, exc_info=True)
                 return
-            self._refused(reason)
+            self._outage.refused(reason)
 
     def close(self) -> None:
         try:

@@ -223,6 +223,39 @@ def is_outage(error: BaseException) -> bool:
     return outage_reason(error) is not None
 
 
+# While Redis refuses a long-running command's work, it says so this often (seconds).
+OUTAGE_SAY_EVERY = 30.0
+
+
+class OutageNotice:
+    """What a long-running command says while Redis refuses its work: `refused(reason,
+    seconds so far)` at once, then every `every` seconds while it lasts, and `back()` once
+    Redis takes it again (the beat's log, a following `tail`'s stderr)."""
+
+    def __init__(
+        self,
+        refused: Callable[[str, float], None],
+        back: Callable[[], None],
+        every: float = OUTAGE_SAY_EVERY,
+    ) -> None:
+        self._say_refused, self._say_back, self._every = refused, back, every
+        self._since: float | None = None  # time.monotonic() of the first refusal
+        self._said_at: float | None = None
+
+    def refused(self, reason: str) -> None:
+        now = time.monotonic()
+        if self._since is None:
+            self._since = now
+        if self._said_at is None or now - self._said_at >= self._every:
+            self._said_at = now
+            self._say_refused(reason, now - self._since)
+
+    def answered(self) -> None:
+        if self._since is not None:
+            self._since = self._said_at = None
+            self._say_back()
+
+
 def retry_while_outage(call: Callable[[], T], wait: Callable[[BaseException], None]) -> T:
     """`call()`, tried again after `wait(error)` returns whenever an outage refused it (for
     as long as `wait` returns rather than raises); any other error is raised."""
