@@ -13,7 +13,9 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable, Mapping
 from functools import cache
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import kombu.transport
@@ -154,6 +156,12 @@ EXIT_WITH_COMMAND_GRACE = 10.0
 _consumer: Any = None
 
 
+@signals.worker_ready.connect
+def _remember_consumer(sender: Any = None, **_: Any) -> None:
+    global _consumer
+    _consumer = sender
+
+
 def _drain(until: float) -> None:
     """Stop taking messages, then wait (up to the monotonic time `until`) until every task
     this worker received has finished and been acknowledged.
@@ -164,6 +172,19 @@ def _drain(until: float) -> None:
     that time leaves the message unacknowledged in Redis until the visibility timeout. When
     two commands share the embedded server, that message may be another command's, which
     then waits for it."""
+    try:
+        _stop_taking_and_wait(until)
+    finally:
+        _drained.set()
+
+
+# Set once a drain has run: a stop signal after it goes to Celery's handler at once.
+_drained = threading.Event()
+
+_LOOP_RESPONDS_WITHIN = 3.0
+
+
+def _stop_taking_and_wait(until: float) -> None:
     from celery.worker import state
 
     consumer = _consumer
@@ -180,7 +201,11 @@ def _drain(until: float) -> None:
             cancelled.set()
 
     consumer.call_soon(cancel)
-    cancelled.wait(max(until - time.monotonic(), 0.0))
+    # An event loop that does not run the cancel within seconds is not running (the
+    # broker is away and the consumer reconnecting): nothing can be finished through it,
+    # so the drain ends and the warm shutdown follows at once, as it would without it.
+    if not cancelled.wait(max(min(until - time.monotonic(), _LOOP_RESPONDS_WITHIN), 0.0)):
+        return
     # A request leaves reserved_requests once it has run, in the call that acknowledges it.
     while state.reserved_requests and time.monotonic() < until:
         time.sleep(0.05)
@@ -191,15 +216,72 @@ def _end_with_the_command(**_: Any) -> None:
     exit_with_parent(EXIT_WITH_COMMAND_GRACE, _drain)
 
 
-# Each worker's heartbeat in the data Redis (workers/worker/presence.py), so that a command
-# waiting for its tasks can say when no worker consumes their queue.
-_heartbeat: Any = None
+SignalHandler = Callable[[int, FrameType | None], Any]
+
+
+class _DrainThenStop:
+    """SIGTERM and Ctrl-C in a worker's main process: drain first (`_drain`, in a thread,
+    while the event loop goes on reading results and acknowledging), then hand the same
+    signal to Celery's handler, whose warm shutdown finds nothing left to wait for.
+
+    Celery's warm shutdown alone, on a signal that lands as a message is received, leaves
+    that task to billiard's 30 s wait for a result nobody reads: the stop takes over 30 s
+    (past docker's 10 s grace) and the message waits unacknowledged until it is restored.
+    A second signal while draining goes to Celery's handler at once (warm shutdown now; a
+    third Ctrl-C is its cold shutdown), as does a signal after a drain that already ran
+    (`exit_with_parent` drains, then sends SIGTERM)."""
+
+    def __init__(self, celery_handlers: Mapping[int, SignalHandler], limit: float):
+        self._celery_handlers = celery_handlers
+        self._limit = limit
+        self._draining = False
+        self._handed_over = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self._draining or _drained.is_set():
+            self._handed_over = True
+            self._celery_handlers[signum](signum, frame)
+            return
+        self._draining = True
+        threading.Thread(
+            target=self._drain_then_stop, args=(signum,), name="drain-then-stop", daemon=True
+        ).start()
+
+    def _drain_then_stop(self, signum: int) -> None:
+        logging.getLogger(__name__).warning(
+            "stopping: no more messages; finishing the tasks received (again to stop now)"
+        )
+        try:
+            _drain(time.monotonic() + self._limit)
+        finally:
+            if not self._handed_over:
+                os.kill(os.getpid(), signum)
 
 
 @signals.worker_ready.connect
-def _remember_consumer(sender: Any = None, **_: Any) -> None:
-    global _consumer
-    _consumer = sender
+def _drain_on_stop_signals(**_: Any) -> None:
+    celery_handlers: dict[int, SignalHandler] = {}
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        if callable(handler := signal.getsignal(stop_signal)):
+            celery_handlers[stop_signal] = handler
+    if not celery_handlers or threading.current_thread() is not threading.main_thread():
+        return
+    # Running tasks end within the hard time limit; a drain that cannot finish (the
+    # broker gone, so nothing can be acknowledged) leaves the rest to the warm shutdown.
+    stop = _DrainThenStop(
+        celery_handlers, process_settings().worker.task_time_limit + _DRAIN_PAST_TIME_LIMIT
+    )
+    for signum in celery_handlers:
+        signal.signal(signum, stop)
+
+
+# Past the hard time limit, a killed task's request is acknowledged within about a second.
+_DRAIN_PAST_TIME_LIMIT = 5.0
+
+
+# Each worker's heartbeat in the data Redis (workers/worker/presence.py), so that a command
+# waiting for its tasks can say when no worker consumes their queue.
+_heartbeat: Any = None
 
 
 @signals.worker_ready.connect
