@@ -735,6 +735,32 @@ def test_a_json_file_of_json_lines_is_read_as_jsonl(tmp_path: Path) -> None:
     assert _doc(items["array.json#0"]).id == "r92"
 
 
+def test_a_bad_record_in_a_json_file_of_json_lines_kills_only_itself(tmp_path: Path) -> None:
+    """A `.json` file of JSON Lines whose first record is cut short, or whose second line
+    is not an object: each bad line is one dead input and every good record is read
+    (before, the whole file was one dead input and the good records were lost). A file
+    that is one JSON value stays one input, whatever its lines look like."""
+    good = [_record(i) for i in range(4)]
+    (tmp_path / "cut.json").write_text("\n".join([good[0][:30], *good[1:3]]) + "\n")
+    (tmp_path / "garbage.json").write_text("\n".join([good[3], "<html>oops", _record(4)]) + "\n")
+    nested = '{"id": "r95", "text": "t",\n"meta":\n{"a": 1}\n,"more":\n{"b": 2}\n}\n'
+    (tmp_path / "nested.json").write_text(nested)
+    (tmp_path / "broken.json").write_text('{"id": "r96",\n"text": "cut')
+    items = _by_ref(_load_all(plan_backfill([tmp_path], batch_size=2)))
+    assert sorted(items) == [
+        "broken.json", "cut.json:1", "cut.json:2", "cut.json:3",
+        "garbage.json:1", "garbage.json:2", "garbage.json:3", "nested.json",
+    ]  # fmt: skip
+    assert [_dead(items[ref]).reason for ref in ("cut.json:1", "garbage.json:2")] == [
+        "malformed_json",
+        "malformed_json",
+    ]
+    assert [_doc(items[ref]).id for ref in ("cut.json:2", "cut.json:3")] == ["r1", "r2"]
+    assert [_doc(items[ref]).id for ref in ("garbage.json:1", "garbage.json:3")] == ["r3", "r4"]
+    assert _doc(items["nested.json"]).id == "r95"
+    assert _dead(items["broken.json"]).reason == "malformed_json"
+
+
 def test_a_text_given_as_a_list_of_paragraphs_is_read_one_per_line(tmp_path: Path) -> None:
     """Scrapers and datasets give `text` as a list of paragraph strings (was dead as
     missing_text); a list holding anything else is still no text."""

@@ -15,9 +15,10 @@ import stat
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import islice, repeat
 from pathlib import Path, PurePosixPath
 
+from workers.ingest.decode import DecodeError, decode_bytes
 from workers.ingest.load import count_wrapped_records
 from workers.ingest.paths import escape_name, open_in_root, os_path
 from workers.ingest.scan import Line, LineScanner, TotalCapExceeded, scan_json_array
@@ -290,23 +291,50 @@ def _range(
 
 def _holds_json_lines(root: str, rel: str, limits: Limits) -> bool:
     """Whether a .json file holds JSON Lines (one object per line, as mongoexport and many
-    scrapers write them) rather than one JSON value: a second line that starts an object
-    after a first line that is a whole object. (A pretty-printed object's first line is
-    not; a one-line object has no second line, and is not parsed here.)"""
+    scrapers write them) rather than one JSON value. Its first line starts an object, and
+    either that line is a whole object with more lines after it (one JSON value cannot go
+    on after a whole object), or the file is not one JSON value and at least two of its
+    first lines are whole objects: a first record cut short or garbled must not take its
+    valid neighbours with it. (A pretty-printed object's first line is "{" alone; a
+    one-line object has no second line.)"""
     try:
         with jsonl_lines(root, os_path(rel), limits, gz=False) as scanner:
-            lines = iter(scanner)
-            first, second = next(lines, None), next(lines, None)
+            head = list(islice(scanner, _JSON_LINES_LOOKED_AT))
     except (TotalCapExceeded, *READ_ERRORS):
         return False
-    if first is None or second is None or first.data is None:
+    if len(head) < 2 or not (head[0].data or b"").lstrip().startswith(b"{"):
         return False
-    if not (second.data or b"").lstrip().startswith(b"{"):
+    whole = [_is_whole_object(line) for line in head]
+    if whole[0]:
+        return True
+    return sum(whole) >= 2 and not _is_one_json_value(root, rel, limits)
+
+
+# How many lines of a .json file are looked at to tell JSON Lines from one JSON value.
+_JSON_LINES_LOOKED_AT = 8
+
+
+def _is_whole_object(line: Line) -> bool:
+    if line.data is None:  # over the record cap
         return False
     try:
-        return isinstance(json.loads(first.data), dict)  # the scanner drops a leading BOM
+        return isinstance(json.loads(line.data), dict)  # the scanner drops a leading BOM
     except (ValueError, RecursionError):
         return False
+
+
+def _is_one_json_value(root: str, rel: str, limits: Limits) -> bool:
+    """Whether the file parses as one JSON value, as loading a .json file reads it (at
+    most `max_file_bytes`, decoded the same way); a file over that would be dead."""
+    try:
+        with open_in_root(root, os_path(rel)) as f:
+            data = f.read(limits.max_file_bytes + 1)
+        if len(data) > limits.max_file_bytes:
+            return False
+        json.loads(decode_bytes(data).text)
+    except (DecodeError, ValueError, RecursionError, *READ_ERRORS):
+        return False
+    return True
 
 
 def _scan_jsonl(
