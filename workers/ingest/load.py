@@ -18,12 +18,12 @@ the ellipsis says the headline was cut.
 
 from __future__ import annotations
 
-import html as html_lib
 import json
 import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from html.entities import html5
 from itertools import islice, zip_longest
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -527,10 +527,8 @@ def _document_from_record(
             fields = ", ".join(json.dumps(name[:60]) for name in held[:5])
             message += f"; it holds records under {fields}: give them as a JSON array or JSONL"
         return DeadInput(ref, "missing_text", one_line(message), doc_id, source)
-    title = _scalar(_rendered(obj.get("title")) or obj.get("title"))
+    title = _record_title(obj.get("title"), html_text=is_html_fragment(text))
     readable = readable_text(text)
-    if is_html_fragment(text):  # its title is HTML-escaped too
-        title = html_lib.unescape(title)
     if not readable.strip():
         message = "record's text is HTML without any text"
         return DeadInput(ref, "missing_text", message, doc_id, source)
@@ -548,6 +546,42 @@ def _document_from_record(
         or (_named(authors[0]) if isinstance(authors, list) and authors else ""),
         language=_scalar(obj.get("language")) or _scalar(obj.get("lang")),
     )
+
+
+def _record_title(value: object, *, html_text: bool) -> str:
+    """A record's title as plain text on one line. It is read as HTML (tags dropped,
+    character references decoded, as a feed's title) when it is: the record's text is HTML
+    (`html_text`), so is its title; WordPress's {"rendered": ...} is HTML; or the title
+    holds a tag or a character reference of its own ("<b>Gaza</b>", "&#8211;", "&amp;").
+    A title given as a list of strings is their words joined; a number is its digits."""
+    if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+        value = " ".join(value)
+    if isinstance(value, dict):
+        rendered = _rendered(value)
+        return one_line(_html_title(rendered)) if rendered.strip() else ""
+    title = _scalar(value)
+    if html_text or _TITLE_MARKUP.search(title):
+        title = _html_title(title)
+    return one_line(title)
+
+
+def _html_title(title: str) -> str:
+    from workers.ingest.html import html_to_text  # lxml: only for titles that need it
+
+    return html_to_text(title)
+
+
+# A tag of the elements titles carry, or a character reference (decimal, hex, or a name
+# HTML knows, with its semicolon): a title holding one was given as HTML. "AT&T" and
+# "<Reuters>" are no reason.
+_TITLE_MARKUP = re.compile(
+    r"</?(?:b|i|em|strong|span|a|br|font|sup|sub|u|small|mark|abbr|cite|q|s|del|ins|"
+    r"script|style|p|div|h[1-6])\b[^<>]*>"
+    r"|&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|"
+    + "|".join(sorted({re.escape(name[:-1]) for name in html5 if name.endswith(";")}))
+    + r");",
+    re.IGNORECASE,
+)
 
 
 def _record_arrays(obj: dict[str, Any]) -> list[str]:
