@@ -261,6 +261,19 @@ def test_etag_and_last_modified_round_trip(loopback: LoopbackServer, fetcher: Fe
 # ---------------------------------------------------------------------------- retries
 
 
+def test_a_304_to_a_request_without_validators_is_an_error(
+    loopback: LoopbackServer, fetcher: Fetcher
+) -> None:
+    """A server (or a cache in front of it) answering 304 when nothing was asked about:
+    taken as "not modified", the feed was never read, every poll said unchanged."""
+    loopback.script("/stuck", [Scripted(304, b"")])
+    error = fetch_error(fetcher, loopback.url("/stuck"))
+    assert (error.reason, error.status, error.transient) == ("http_status", 304, False)
+    assert "named no version" in str(error)
+    # Asked with a validator, the same answer is what it says.
+    assert fetcher.get(loopback.url("/stuck"), etag='"v1"').not_modified
+
+
 def test_server_error_then_success_retries_once(
     loopback: LoopbackServer, fetcher: Fetcher, sleeps: Sleeps
 ) -> None:

@@ -69,6 +69,10 @@ def _without_fragment(url: str) -> str:
 # ---------------------------------------------------------------------------- bodies
 
 
+# The request headers that make a 304 answer possible.
+_CONDITIONAL = frozenset({"if-none-match", "if-modified-since"})
+
+
 class _TooLarge(Exception):
     pass
 
@@ -505,6 +509,13 @@ class Fetcher:
                 if status != 304 and not 200 <= status < 300:
                     raise self._error(
                         "http_status", url, hop, f"HTTP {status}", status=status, attempts=attempt
+                    )
+                if status == 304 and not _CONDITIONAL.intersection(map(str.lower, headers)):
+                    # "Not modified" since nothing: read as a 304, the feed would never be
+                    # read again, each poll reported as unchanged.
+                    message = "HTTP 304 (not modified) to a request that named no version"
+                    raise self._error(
+                        "http_status", url, hop, message, status=status, attempts=attempt
                     )
                 received = {name.lower(): value for name, value in reply.headers.items()}
                 if status == 304:
