@@ -11,6 +11,7 @@ another worker finishes the job with every input accounted for exactly once.
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 import redis
 from conftest import cli_env, start_worker
 from support.faults import (
+    Inputs,
     PrivateRedis,
     check_accounting,
     enqueue,
@@ -38,59 +40,36 @@ from workers.worker.jobs import read_progress
 DRAINED_WITHIN = 10.0
 
 
+PREFIX = "shutdown:"
+KEYS = Keys(PREFIX)
+
+
 @needs_redis_server
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
 def test_a_stopped_worker_drains_and_loses_nothing(
     tmp_path: Path, private_redis: PrivateRedis, how: signal.Signals
 ) -> None:
-    prefix = "shutdown:"
-    keys = Keys(prefix)
-    # Small tasks: one running and several prefetched when the signal comes.
-    env = cli_env(redis_url=private_redis.url, prefix=prefix, NEWSDEDUP_INGEST__BATCH_SIZE="50")
+    env = _small_tasks(private_redis)
     client = redis.Redis.from_url(private_redis.url, socket_connect_timeout=1)
-
-    def logs() -> str:
-        return worker_logs(tmp_path)
-
+    started = _Started()
     try:
         count = 3000
-        first = start_worker(env, "w-first", tmp_path / "w-first.log", "INFO")
-        try:
-            inputs = write_inputs(tmp_path / "in", count, seed=3)
-            job_id = enqueue(inputs, env)
-
-            wait_until(
-                lambda: processed_at_least(client, keys, job_id, count // 10),
-                120,
-                "a tenth of the job processed",
-                logs,
-            )
-            assert read_progress(client, keys, job_id).processed < count
-            asked = time.monotonic()
-            first.send_signal(how)
-            first.wait(timeout=120)
-            took = time.monotonic() - asked
-        finally:
-            if first.poll() is None:
-                first.kill()
-                first.wait()
-        assert first.returncode == 0, logs()
-        assert took < DRAINED_WITHIN, f"stopped in {took:.1f}s" + logs()
-        # Everything it received was finished and acknowledged, or handed back.
-        assert client.hlen(f"{prefix}unacked") == 0, logs()
-        done_then = read_progress(client, keys, job_id).processed
+        inputs = write_inputs(tmp_path / "in", count, seed=3)
+        first = started(start_worker(env, "w-first", tmp_path / "w-first.log", "INFO"))
+        job_id = enqueue(inputs, env)
+        wait_until(
+            lambda: processed_at_least(client, KEYS, job_id, count // 10),
+            120,
+            "a tenth of the job processed",
+            lambda: worker_logs(tmp_path),
+        )
+        took = _stop(first, how, client, tmp_path)
+        done_then = read_progress(client, KEYS, job_id).processed
         assert done_then < count, "the job finished before the worker was stopped"
-
-        with running_workers(env, tmp_path, 1, "WARNING"):
-            wait_until(
-                lambda: job_settled(client, keys, job_id),
-                300,
-                f"job {job_id} finished by the second worker",
-                logs,
-            )
-            check_accounting(client, keys, job_id, inputs, env)
+        _finish_with_another_worker(env, tmp_path, client, job_id, inputs)
         print(f"stopped with {how.name} in {took:.1f}s at {done_then}/{count} inputs")
     finally:
+        started.kill_any_left()
         client.close()
 
 
@@ -102,48 +81,84 @@ def test_a_worker_stopped_as_it_receives_a_batch_drains_within_seconds(
     batch to billiard's 30 s wait for a result nobody reads: 6 such stops in 10 took about
     32 s, past docker's grace, the batch unacknowledged until restored. Three workers in
     turn are stopped so; a fourth finishes the job, every input accounted for once."""
-    prefix = "shutdown:"
-    keys = Keys(prefix)
-    env = cli_env(redis_url=private_redis.url, prefix=prefix, NEWSDEDUP_INGEST__BATCH_SIZE="50")
+    env = _small_tasks(private_redis)
     client = redis.Redis.from_url(private_redis.url, socket_connect_timeout=1)
-
-    def logs() -> str:
-        return worker_logs(tmp_path)
-
+    started = _Started()
     try:
         count = 3000
         inputs = write_inputs(tmp_path / "in", count, seed=5)
         job_id = ""
         for turn in range(3):
             log = tmp_path / f"w-turn{turn}.log"
-            worker = start_worker(env, f"w-turn{turn}", log, "INFO")
-            try:
-                if not job_id:
-                    job_id = enqueue(inputs, env)
-
-                wait_until(lambda log=log: _received(log) >= 2, 120, f"turn {turn}: received", logs)
-                seen = _received(log)
-                deadline = time.monotonic() + 60
-                while _received(log) == seen and time.monotonic() < deadline:
-                    time.sleep(0.0005)
-                asked = time.monotonic()
-                worker.send_signal(signal.SIGTERM)
-                worker.wait(timeout=120)
-                took = time.monotonic() - asked
-            finally:
-                if worker.poll() is None:
-                    worker.kill()
-                    worker.wait()
-            assert worker.returncode == 0, logs()
-            assert took < DRAINED_WITHIN, f"turn {turn} stopped in {took:.1f}s" + logs()
-            assert client.hlen(f"{prefix}unacked") == 0, logs()
-        assert read_progress(client, keys, job_id).processed < count, "finished too soon"
-
-        with running_workers(env, tmp_path, 1, "WARNING"):
-            wait_until(lambda: job_settled(client, keys, job_id), 300, "job finished", logs)
-            check_accounting(client, keys, job_id, inputs, env)
+            worker = started(start_worker(env, f"w-turn{turn}", log, "INFO"))
+            job_id = job_id or enqueue(inputs, env)
+            wait_until(
+                lambda log=log: _received(log) >= 2,
+                120,
+                f"turn {turn}: batches received",
+                lambda: worker_logs(tmp_path),
+            )
+            seen = _received(log)
+            deadline = time.monotonic() + 60
+            while _received(log) == seen and time.monotonic() < deadline:
+                time.sleep(0.0005)
+            _stop(worker, signal.SIGTERM, client, tmp_path)
+        assert read_progress(client, KEYS, job_id).processed < count, "finished too soon"
+        _finish_with_another_worker(env, tmp_path, client, job_id, inputs)
     finally:
+        started.kill_any_left()
         client.close()
+
+
+class _Started:
+    """The workers a test started, killed at its end should one still run (a failed
+    wait)."""
+
+    def __init__(self) -> None:
+        self._workers: list[subprocess.Popen[bytes]] = []
+
+    def __call__(self, worker: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+        self._workers.append(worker)
+        return worker
+
+    def kill_any_left(self) -> None:
+        for worker in self._workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+
+
+def _small_tasks(private_redis: PrivateRedis) -> dict[str, str]:
+    """Small tasks: one running and the next received when the signal comes."""
+    return cli_env(redis_url=private_redis.url, prefix=PREFIX, NEWSDEDUP_INGEST__BATCH_SIZE="50")
+
+
+def _stop(
+    worker: subprocess.Popen[bytes], how: signal.Signals, client: redis.Redis, logs: Path
+) -> float:
+    """Signal `worker` and check that it stopped on its own, at once, holding nothing:
+    everything it received finished and acknowledged, or handed back. How long it took."""
+    asked = time.monotonic()
+    worker.send_signal(how)
+    worker.wait(timeout=120)
+    took = time.monotonic() - asked
+    assert worker.returncode == 0, worker_logs(logs)
+    assert took < DRAINED_WITHIN, f"stopped in {took:.1f}s" + worker_logs(logs)
+    assert client.hlen(f"{PREFIX}unacked") == 0, worker_logs(logs)
+    return took
+
+
+def _finish_with_another_worker(
+    env: dict[str, str], tmp_path: Path, client: redis.Redis, job_id: str, inputs: Inputs
+) -> None:
+    with running_workers(env, tmp_path, 1, "WARNING"):
+        wait_until(
+            lambda: job_settled(client, KEYS, job_id),
+            300,
+            f"job {job_id} finished by another worker",
+            lambda: worker_logs(tmp_path),
+        )
+        check_accounting(client, KEYS, job_id, inputs, env)
 
 
 def _received(log: Path) -> int:
