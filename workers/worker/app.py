@@ -262,7 +262,9 @@ class _DrainThenStop:
 def _drain_on_stop_signals(**_: Any) -> None:
     celery_handlers: dict[int, SignalHandler] = {}
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
-        if callable(handler := signal.getsignal(stop_signal)):
+        handler = signal.getsignal(stop_signal)
+        # Not our own again, should the consumer report ready once more.
+        if callable(handler) and not isinstance(handler, _DrainThenStop):
             celery_handlers[stop_signal] = handler
     if not celery_handlers or threading.current_thread() is not threading.main_thread():
         return
