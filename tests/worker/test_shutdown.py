@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import cli_env, start_worker
+from conftest import cli_env, start_worker, stop_workers
 from support.faults import (
     Inputs,
     PrivateRedis,
@@ -51,11 +51,12 @@ def test_a_stopped_worker_drains_and_loses_nothing(
 ) -> None:
     env = _small_tasks(private_redis)
     client = redis.Redis.from_url(private_redis.url, socket_connect_timeout=1)
-    started = _Started()
+    workers: list[subprocess.Popen[bytes]] = []  # stopped at the end, should a wait fail
     try:
         count = 3000
         inputs = write_inputs(tmp_path / "in", count, seed=3)
-        first = started(start_worker(env, "w-first", tmp_path / "w-first.log", "INFO"))
+        first = start_worker(env, "w-first", tmp_path / "w-first.log", "INFO")
+        workers.append(first)
         job_id = enqueue(inputs, env)
         wait_until(
             lambda: processed_at_least(client, KEYS, job_id, count // 10),
@@ -63,13 +64,14 @@ def test_a_stopped_worker_drains_and_loses_nothing(
             "a tenth of the job processed",
             lambda: worker_logs(tmp_path),
         )
+        assert read_progress(client, KEYS, job_id).processed < count
         took = _stop(first, how, client, tmp_path)
         done_then = read_progress(client, KEYS, job_id).processed
         assert done_then < count, "the job finished before the worker was stopped"
         _finish_with_another_worker(env, tmp_path, client, job_id, inputs)
         print(f"stopped with {how.name} in {took:.1f}s at {done_then}/{count} inputs")
     finally:
-        started.kill_any_left()
+        stop_workers(workers, timeout=10)
         client.close()
 
 
@@ -83,14 +85,15 @@ def test_a_worker_stopped_as_it_receives_a_batch_drains_within_seconds(
     turn are stopped so; a fourth finishes the job, every input accounted for once."""
     env = _small_tasks(private_redis)
     client = redis.Redis.from_url(private_redis.url, socket_connect_timeout=1)
-    started = _Started()
+    workers: list[subprocess.Popen[bytes]] = []  # stopped at the end, should a wait fail
     try:
         count = 3000
         inputs = write_inputs(tmp_path / "in", count, seed=5)
         job_id = ""
         for turn in range(3):
             log = tmp_path / f"w-turn{turn}.log"
-            worker = started(start_worker(env, f"w-turn{turn}", log, "INFO"))
+            worker = start_worker(env, f"w-turn{turn}", log, "INFO")
+            workers.append(worker)
             job_id = job_id or enqueue(inputs, env)
             wait_until(
                 lambda log=log: _received(log) >= 2,
@@ -106,26 +109,8 @@ def test_a_worker_stopped_as_it_receives_a_batch_drains_within_seconds(
         assert read_progress(client, KEYS, job_id).processed < count, "finished too soon"
         _finish_with_another_worker(env, tmp_path, client, job_id, inputs)
     finally:
-        started.kill_any_left()
+        stop_workers(workers, timeout=10)
         client.close()
-
-
-class _Started:
-    """The workers a test started, killed at its end should one still run (a failed
-    wait)."""
-
-    def __init__(self) -> None:
-        self._workers: list[subprocess.Popen[bytes]] = []
-
-    def __call__(self, worker: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
-        self._workers.append(worker)
-        return worker
-
-    def kill_any_left(self) -> None:
-        for worker in self._workers:
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait()
 
 
 def _small_tasks(private_redis: PrivateRedis) -> dict[str, str]:

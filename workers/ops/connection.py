@@ -230,7 +230,8 @@ OUTAGE_SAY_EVERY = 30.0
 class OutageNotice:
     """What a long-running command says while Redis refuses its work: `refused(reason,
     seconds so far)` at once, then every `every` seconds while it lasts, and `back()` once
-    Redis takes it again (the beat's log, a following `tail`'s stderr)."""
+    Redis takes it again (the beat's log, a following `tail`'s stderr). The command calls
+    `refused(reason)` on each refusal and `answered()` on each success."""
 
     def __init__(
         self,
