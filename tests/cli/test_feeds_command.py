@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from conftest import cli_env, run_cli
 from support.articles import article
-from support.loopback import LoopbackServer
+from support.loopback import LoopbackServer, Scripted
 from support.pages import rss
 
 # Long enough that no 80-column table can show it whole next to the numbers.
@@ -192,3 +192,38 @@ def test_verbose_on_an_80_column_terminal_keeps_every_feed_named(polled: Polled)
         assert name in lines, name
         assert row["url"][:60] in text.replace("\n", "")
     assert "  source " in text and ", every 600s" in text
+
+
+def test_a_stalled_feed_does_not_hold_up_the_feeds_of_other_hosts(tmp_path: Path) -> None:
+    """One host's feed is stalled (a byte a second until the request deadline) while three
+    more of that host's feeds and one of another host are polled, one worker process per
+    poll but one short. The polls waiting for the stalled host give their processes back,
+    so the other host's feed is fetched within seconds, not after the stall; once the
+    stall ends, the stalled host's other feeds are polled too."""
+    stalled, other = LoopbackServer(), LoopbackServer()
+    try:
+        stalled.script("/stalled.xml", [Scripted(200, items(5, 1), drip=1.0)])
+        for i in range(3):
+            stalled.serve(f"/a{i}.xml", items(6 + i, 1))
+        other.serve("/b.xml", items(9, 1))
+        env = cli_env(
+            data_dir=tmp_path / "data",
+            NEWSDEDUP_ALLOW_PRIVATE_NETWORKS="1",
+            NEWSDEDUP_FEEDS__HOST_DELAY="0",
+            NEWSDEDUP_FEEDS__RETRIES="0",
+            NEWSDEDUP_FEEDS__REQUEST_DEADLINE="20",
+        )
+        targets = [stalled.url("/stalled.xml"), *(stalled.url(f"/a{i}.xml") for i in range(3))]
+        result = run_cli(["poll", "--json", *targets, other.url("/b.xml")], env, timeout=240)
+        reports = {json.loads(line)["url"]: json.loads(line) for line in result.stdout.splitlines()}
+        assert result.returncode == 1, result.stderr  # the stalled feed's poll failed
+        assert reports[stalled.url("/stalled.xml")]["outcome"] == "failed"
+        assert "request deadline" in reports[stalled.url("/stalled.xml")]["error"]
+        for url in [*targets[1:], other.url("/b.xml")]:
+            assert reports[url]["outcome"] == "polled" and reports[url]["published"] == 1, reports
+        stall_began = stalled.requests("/stalled.xml")[0].received
+        waited = other.requests("/b.xml")[0].received - stall_began
+        assert waited < 8, f"the other host's feed waited {waited:.1f} s behind the stall"
+    finally:
+        stalled.close()
+        other.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import time
 import zlib
 from collections.abc import Iterator
@@ -15,16 +16,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RedisTarget, cli_env, run_cli, shared_path, start_cli
+from conftest import (
+    RedisTarget,
+    cli_env,
+    run_cli,
+    shared_path,
+    start_cli,
+    start_worker,
+    stop_workers,
+)
 from support.loopback import LoopbackServer, Scripted
 from support.pages import ARTICLE_PARAGRAPHS, article_page, rss
 
 from workers.config import ConfigError, load_settings
 from workers.feeds.fetch import Fetcher
-from workers.feeds.poll import ARTICLE_ATTEMPTS, poll_once
+from workers.feeds.gate import gate_host
+from workers.feeds.poll import ARTICLE_ATTEMPTS, HostBusy, host_patience, poll_once
 from workers.feeds.schedule import schedule_entries
 from workers.feeds.spec import FeedSpec, parse_feed
 from workers.feeds.status import PollReport, feed_job, feed_key, feed_statuses
+from workers.index.keys import Keys
+from workers.index.locks import RedisLock
 from workers.ops.embedded import SERVER_PROGRAM
 from workers.ops.streams import iter_range
 from workers.worker.runtime import Runtime, build_fetcher, build_runtime, load_feeds_and_rules
@@ -83,10 +95,16 @@ class Poller:
         self.fetcher: Fetcher = build_fetcher(runtime)
         self.calls = 0
 
-    def __call__(self, spec: FeedSpec, task_id: str | None = None) -> PollReport:
+    def __call__(
+        self, spec: FeedSpec, task_id: str | None = None, *, step_aside: bool = False
+    ) -> PollReport:
         self.calls += 1
         return poll_once(
-            self.runtime, spec, task_id=task_id or f"task-{self.calls}", fetcher=self.fetcher
+            self.runtime,
+            spec,
+            task_id=task_id or f"task-{self.calls}",
+            fetcher=self.fetcher,
+            step_aside=step_aside,
         )
 
     def stream(self, name: str) -> list[dict[str, str]]:
@@ -563,6 +581,120 @@ def test_slow_article_pages_leave_the_rest_for_the_next_poll(
     again = poller(spec)
     assert again.new == 6 and again.articles >= 2  # tried again, first ones first
     assert loopback.hits("/a/0") == 2 and loopback.hits("/a/5") == 0
+
+
+def hold_host(poller: Poller, server: LoopbackServer) -> RedisLock:
+    """The server's host gate, taken as another worker's long request would hold it."""
+    gate = RedisLock(
+        poller.runtime.client, poller.runtime.keys.host_gate(gate_host(server.url("/")))
+    )
+    assert gate.acquire(60_000)
+    return gate
+
+
+def test_a_poll_steps_aside_for_a_busy_feed_host(
+    loopback: LoopbackServer, make_poller: Any
+) -> None:
+    """Another request holds the feed's host: a poll that may step aside waits for it no
+    longer than the politeness delay and a quick request, then raises HostBusy having
+    asked nothing and recorded nothing. The last try (no stepping aside) waits until the
+    request deadline and fails as `host_busy`, as any failed poll is recorded."""
+    poller = make_poller(host_delay=0.5, request_deadline=4.0)
+    loopback.serve("/f.xml", rss([{"guid": "1", "title": "t", "description": "نص الخبر"}]))
+    spec = spec_for(loopback.url("/f.xml"))
+    gate = hold_host(poller, loopback)
+    started = time.monotonic()
+    with pytest.raises(HostBusy, match="busy"):
+        poller(spec, step_aside=True)
+    waited = time.monotonic() - started
+    assert host_patience(poller.runtime.settings) == 2.5
+    assert 2.4 < waited < 3.5, waited
+    key = feed_key(spec.url)
+    client, keys = poller.runtime.client, poller.runtime.keys
+    assert loopback.hits("/f.xml") == 0
+    assert client.exists(keys.feed(key), keys.feed_lock(key)) == 0
+    assert poller.stream("dead") == []
+
+    started = time.monotonic()
+    report = poller(spec)
+    assert report.outcome == "failed" and "busy" in report.error, report
+    assert 3.9 < time.monotonic() - started < 6
+    assert [d["reason"] for d in poller.stream("dead")] == ["feed_host_busy"]
+    gate.release()
+    assert poller(spec, step_aside=True).published == 1
+
+
+def test_article_pages_of_a_busy_host_wait_untried_for_the_next_poll(
+    loopback: LoopbackServer, make_poller: Any
+) -> None:
+    """The article pages are on another host, busy with another request: the first page
+    waits for it as long as a poll's request may, then it and every other page of that
+    host are left for the next poll, with no try counted against them (none was asked
+    for), and the feed's own host goes on. Once the host is free, all are fetched."""
+    poller = make_poller(host_delay=0)
+    articles = LoopbackServer()
+    try:
+        serve_articles(articles, 3)
+        items = [{"guid": str(i), "link": articles.url(f"/a/{i}")} for i in range(3)]
+        items.append({"guid": "3", "title": "t", "description": "نص كامل " * 200})
+        loopback.serve("/f.xml", rss(items))
+        spec = spec_for(loopback.url("/f.xml"), fetch_article="auto")
+        gate = hold_host(poller, articles)
+        report = poller(spec, step_aside=True)
+        assert (report.new, report.published, report.articles, report.deferred) == (4, 1, 1, 3)
+        assert report.article_failures == {"article_host_busy": 1}, report
+        assert report.seconds < 4, report
+        assert articles.hits("/a/0") == 0
+        tries = poller.runtime.keys.feed_tries(feed_key(spec.url))
+        assert poller.runtime.client.exists(tries) == 0
+        gate.release()
+        again = poller(spec, step_aside=True)
+        assert (again.new, again.articles, again.article_errors, again.deferred) == (3, 3, 0, 0)
+        assert again.published + again.exact + again.near == 3, again
+        assert [articles.hits(f"/a/{i}") for i in range(3)] == [1, 1, 1]
+    finally:
+        articles.close()
+
+
+def test_a_host_busy_for_longer_than_the_feeds_interval_fails_the_poll(
+    loopback: LoopbackServer, redis_target: RedisTarget, prefix: str, tmp_path: Path
+) -> None:
+    """Through a real worker: while its host stays busy, a poll steps aside and tries again
+    after growing pauses (the worker process free meanwhile), for up to half the feed's
+    interval; its last try waits for the host until the request deadline, then the poll
+    fails as `host_busy`. Once the host is free, the next poll goes through."""
+    loopback.serve("/f.xml", rss([{"guid": "1", "title": "t", "description": "نص الخبر"}]))
+    env = cli_env(
+        redis_url=redis_target.url,
+        prefix=prefix,
+        NEWSDEDUP_ALLOW_PRIVATE_NETWORKS="1",
+        NEWSDEDUP_FEEDS__HOST_DELAY="0",
+        NEWSDEDUP_FEEDS__REQUEST_DEADLINE="4",
+        NEWSDEDUP_FEEDS__DEFAULT_INTERVAL="20",
+    )
+    gate = RedisLock(redis_target.client, Keys(prefix).host_gate(gate_host(loopback.url("/"))))
+    assert gate.acquire(120_000)
+    log = tmp_path / "worker.log"
+    worker = start_worker(env, "busy", log, "INFO")
+    try:
+        started = time.monotonic()
+        result = run_cli(["poll", "--wait", "--json", loopback.url("/f.xml")], env, timeout=120)
+        took = time.monotonic() - started
+        assert result.returncode == 1, result.stderr
+        report = json.loads(result.stdout)
+        assert report["outcome"] == "failed" and "busy" in report["error"], report
+        # Stepping aside for 10 s, then the last try's 4 s wait (and the worker's start).
+        assert 14 < took < 45, took
+        tries = re.findall(r"busy for 2 s .*; trying again in (\d+) s", log.read_text())
+        assert 2 <= len(tries) <= 5, log.read_text()
+        assert loopback.hits("/f.xml") == 0
+        gate.release()
+        again = run_cli(["poll", "--wait", "--json", loopback.url("/f.xml")], env, timeout=120)
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout)["published"] == 1
+    finally:
+        stop_workers([worker])
+    assert "Traceback" not in log.read_text()
 
 
 # ---------------------------------------------------------------------------- bad feeds

@@ -376,11 +376,19 @@ class Fetcher:
         self._client.close()
 
     def get(
-        self, url: str, *, etag: str = "", last_modified: str = "", accept: str = "*/*"
+        self,
+        url: str,
+        *,
+        etag: str = "",
+        last_modified: str = "",
+        accept: str = "*/*",
+        host_wait: float | None = None,
     ) -> Response:
         """The response to GET `url` (2xx, or 304 when the etag / last_modified validators
         still hold), following redirects, within the policy's deadline; FetchError
-        otherwise."""
+        otherwise. While another request holds a host's gate, each attempt waits for it
+        up to `host_wait` seconds (None: as long as the deadline allows), then fails as
+        `host_busy`."""
         headers = {"Accept": accept}
         if etag:
             headers["If-None-Match"] = etag
@@ -389,11 +397,13 @@ class Fetcher:
         deadline = time.monotonic() + self.policy.deadline
         token = _deadline.set(deadline)
         try:
-            return self._follow(url, headers, deadline)
+            return self._follow(url, headers, deadline, host_wait)
         finally:
             _deadline.reset(token)
 
-    def _follow(self, url: str, headers: Mapping[str, str], deadline: float) -> Response:
+    def _follow(
+        self, url: str, headers: Mapping[str, str], deadline: float, host_wait: float | None
+    ) -> Response:
         seen: set[str] = set()
         hop = url
         redirects = 0
@@ -405,7 +415,7 @@ class Fetcher:
             except FetchError as exc:
                 raise self._error(exc.reason, url, hop, exc.detail, attempts=0) from None
             seen.add(_without_fragment(hop))
-            outcome, attempts = self._hop(url, hop, headers, deadline)
+            outcome, attempts = self._hop(url, hop, headers, deadline, host_wait)
             if isinstance(outcome, Response):
                 return outcome
             try:
@@ -441,14 +451,22 @@ class Fetcher:
     # ------------------------------------------------------------------ one hop
 
     def _hop(
-        self, url: str, hop: str, headers: Mapping[str, str], deadline: float
+        self,
+        url: str,
+        hop: str,
+        headers: Mapping[str, str],
+        deadline: float,
+        host_wait: float | None,
     ) -> tuple[Response | _Redirect, int]:
         """One URL, with retries: its response or redirect, and the attempts made."""
         host = gate_host(hop)
         total = 1 + self.policy.retries
         for attempt in range(1, total + 1):
+            wait = deadline - time.monotonic()
+            if host_wait is not None:
+                wait = min(wait, host_wait)
             try:
-                with self._gate.hold(host, wait=deadline - time.monotonic()):
+                with self._gate.hold(host, wait=wait):
                     return self._once(url, hop, headers, attempt, deadline), attempt
             except _Retryable as failure:
                 pause = 0.0 if attempt == total else self._backoff(attempt - 1, failure.retry_after)

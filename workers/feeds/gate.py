@@ -71,7 +71,7 @@ class RedisHostGate:
         patience = self._wait if wait is None else max(0.0, min(self._wait, wait))
         if not lock.acquire(self._lease_ms, wait=patience):
             raise FetchError(
-                "host_busy", "", f"{host} stayed busy for {patience:g} s (another worker)"
+                "host_busy", "", f"{host} stayed busy for {patience:.3g} s (another request)"
             )
         try:
             yield

@@ -25,6 +25,7 @@ import redis
 
 from workers.document import DeadInput, LoadedInput
 from workers.feeds.fetch import Fetcher
+from workers.feeds.gate import gate_host
 from workers.feeds.policy import FetchError
 from workers.feeds.spec import FeedEntry, FeedSpec, entry_document, needs_article, parse_feed
 from workers.feeds.status import PollReport, feed_job, feed_key
@@ -36,6 +37,7 @@ from workers.ops.connection import as_text, redact
 from workers.pipeline.process import process_with_runtime
 
 if TYPE_CHECKING:
+    from workers.config import Settings
     from workers.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -48,11 +50,42 @@ ARTICLE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 # Polls in a row an entry's article page may fail transiently (timeout, 5xx) before the
 # entry goes ahead with its summary, or to `dead` when it has none.
 ARTICLE_ATTEMPTS = 3
+# Seconds a quick request takes: with the politeness delay after it, how long a poll's
+# request waits for a host that another request holds (`host_patience`).
+QUICK_REQUEST = 2.0
 
 
-def poll_once(runtime: Runtime, spec: FeedSpec, *, task_id: str, fetcher: Fetcher) -> PollReport:
+def host_patience(settings: Settings) -> float:
+    """How long a poll's request waits for a host busy with another request before the
+    poll steps aside (`HostBusy`; article pages are left for the next poll): a host held
+    longer than a quick request and its politeness delay is slow or stalled, and a poll
+    waiting for it would keep a worker process from the feeds of every other host."""
+    return settings.feeds.host_delay + QUICK_REQUEST
+
+
+class HostBusy(Exception):
+    """The feed's host stayed busy with another request for longer than the poll waits
+    for it: nothing was asked of it, nothing was recorded, and the poll is to be tried
+    again later (`workers.worker.tasks.poll_feed`)."""
+
+    def __init__(self, error: FetchError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def poll_once(
+    runtime: Runtime,
+    spec: FeedSpec,
+    *,
+    task_id: str,
+    fetcher: Fetcher,
+    step_aside: bool = False,
+) -> PollReport:
     """Poll `spec` once. `task_id` owns the feed's lock; a redelivered task with the same
-    id takes its own lock back instead of waiting for it to expire."""
+    id takes its own lock back instead of waiting for it to expire. With `step_aside`, a
+    feed whose host stays busy with another request past `host_patience` raises
+    `HostBusy`; without, the feed's request waits for it until its deadline, and fails
+    as `host_busy` past that."""
     started = time.monotonic()
     key = feed_key(spec.url)
     report = PollReport(spec.name, spec.shown_url, key)
@@ -65,7 +98,7 @@ def poll_once(runtime: Runtime, spec: FeedSpec, *, task_id: str, fetcher: Fetche
         if not held:
             report.outcome = "locked"
         else:
-            _poll_locked(runtime, spec, task_id, fetcher, report, fetch_until)
+            _poll_locked(runtime, spec, task_id, fetcher, report, fetch_until, step_aside)
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
@@ -77,6 +110,7 @@ def _poll_locked(
     fetcher: Fetcher,
     report: PollReport,
     fetch_until: float,
+    step_aside: bool,
 ) -> None:
     client, keys, key = runtime.client, runtime.keys, report.key
     raw: Any = client.hgetall(keys.feed(key))
@@ -89,8 +123,11 @@ def _poll_locked(
             etag=state.get("etag", ""),
             last_modified=state.get("last_modified", ""),
             accept=FEED_ACCEPT,
+            host_wait=host_patience(runtime.settings) if step_aside else None,
         )
     except FetchError as exc:
+        if step_aside and exc.reason == "host_busy":
+            raise HostBusy(exc) from None
         report.outcome, report.error, report.http_status = "failed", str(exc), exc.status or 0
         # Only the first failure of a streak is dead-lettered: a feed that is down for a
         # day must not bury the dead stream; `newsdedup feeds` shows the streak.
@@ -231,22 +268,26 @@ def _inputs_for(
         counts: Any = runtime.client.hmget(tries_key, [e.key for e in wanted])
         tries = {e.key: int(c or 0) for e, c in zip(wanted, counts, strict=True)}
     budget = settings.max_articles_per_poll
+    patience = host_patience(runtime.settings)
     inputs: list[LoadedInput] = []
     left: list[FeedEntry] = []
     failed_again: list[str] = []
     settled: list[str] = []
+    # Hosts found busy with another request: their pages wait for the next poll, which
+    # counts no try against them (the page was never asked for).
+    busy: set[str] = set()
     for entry in entries:
         if entry.key not in tries:
             inputs.append(entry_document(entry, spec))
             continue
         out_of_time = report.articles > 0 and time.monotonic() + longest > fetch_until
-        if budget <= 0 or out_of_time:
+        if budget <= 0 or out_of_time or gate_host(entry.link) in busy:
             report.deferred += 1
             left.append(entry)
             continue
         budget -= 1
         report.articles += 1
-        article, error = _fetch_article(fetcher, runtime.extractor.read, entry.link)
+        article, error = _fetch_article(fetcher, runtime.extractor.read, entry.link, patience)
         if article is not None:
             inputs.append(entry_document(entry, spec, article))
             settled.append(entry.key)
@@ -254,6 +295,11 @@ def _inputs_for(
         report.article_errors += 1
         reason = _article_failure(error)
         report.article_failures[reason] = report.article_failures.get(reason, 0) + 1
+        if isinstance(error, FetchError) and error.reason == "host_busy":
+            busy.add(gate_host(entry.link))
+            report.deferred += 1
+            left.append(entry)
+            continue
         transient = isinstance(error, FetchError) and error.transient
         if transient and tries[entry.key] + 1 < ARTICLE_ATTEMPTS:
             report.deferred += 1
@@ -286,13 +332,14 @@ ArticleFailure = FetchError | ArticleError | str
 
 
 def _fetch_article(
-    fetcher: Fetcher, read: ArticleReader, url: str
+    fetcher: Fetcher, read: ArticleReader, url: str, host_wait: float
 ) -> tuple[ArticleText | None, ArticleFailure]:
-    """The page's main text, or why there is none: the fetch failed (FetchError), the
-    page could not be read (ArticleError: too large or complex, too slow), or it has no
-    main text (a message)."""
+    """The page's main text, or why there is none: the fetch failed (FetchError; its
+    host busy with another request for `host_wait` seconds among them), the page could
+    not be read (ArticleError: too large or complex, too slow), or it has no main text
+    (a message)."""
     try:
-        response = fetcher.get(url, accept=ARTICLE_ACCEPT)
+        response = fetcher.get(url, accept=ARTICLE_ACCEPT, host_wait=host_wait)
     except FetchError as exc:
         return None, exc
     # The page is read as a saved .html file is (workers/ingest/decode.py), its HTTP

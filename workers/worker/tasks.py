@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import time
 from typing import Any
 
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 
-from workers.feeds.poll import poll_once
+from workers.feeds.poll import HostBusy, poll_once
 from workers.feeds.spec import FeedSpec
 from workers.feeds.status import record_poll_result
 from workers.ingest.spec import TaskSpec
@@ -113,17 +114,43 @@ def ingest_batch(
     return counts
 
 
-@app.task(name="newsdedup.poll_feed", bind=True)
-def poll_feed(self: Any, spec: dict[str, Any]) -> dict[str, Any]:
+# The longest pause before a poll that stepped aside for a busy host tries again
+# (seconds); the pauses grow from 2 s.
+BUSY_PAUSE_MAX = 60.0
+
+
+def _busy_pause(tries: int) -> float:
+    """Seconds until a poll's next try at a busy host, after `tries` tries: doubling, with
+    jitter, so the polls of one host that stepped aside together do not return together."""
+    return min(BUSY_PAUSE_MAX, 2.0 ** (tries + 1)) * (0.5 + random.random() / 2)
+
+
+@app.task(name="newsdedup.poll_feed", bind=True, max_retries=None)
+def poll_feed(self: Any, spec: dict[str, Any], busy_since: float | None = None) -> dict[str, Any]:
+    """Poll one feed. A feed whose host is busy with another request (a slow or stalled
+    one, for another feed of that host) gives its worker process back and is tried again
+    after a pause (`_busy_pause`), so the feeds of other hosts go on; `busy_since` (unix
+    time) is when that began. For up to half the feed's interval, so that the last try
+    comes before the beat's message expires (one interval after it was sent): that try
+    waits for the host until the request deadline, and failing that the poll fails as
+    `host_busy`."""
     runtime = worker_runtime()
     task_id: str = self.request.id
     deadline = _hold_deadline(runtime)
     try:
+        feed = FeedSpec.from_json(spec)
+        step_aside = busy_since is None or time.time() < busy_since + feed.interval / 2
         with runtime.hold.holding(until=deadline):
             wait_while_evicting(runtime.client, deadline, runtime.hold.on_wait)
             report = poll_once(
-                runtime, FeedSpec.from_json(spec), task_id=task_id, fetcher=worker_fetcher()
+                runtime, feed, task_id=task_id, fetcher=worker_fetcher(), step_aside=step_aside
             )
+    except HostBusy as busy:
+        since = time.time() if busy_since is None else busy_since
+        last_try = since + feed.interval / 2
+        pause = min(_busy_pause(self.request.retries), max(0.0, last_try - time.time()))
+        log.info("poll %s: %s; trying again in %.0f s", feed.name, busy.error.detail, pause)
+        raise self.retry(countdown=pause, kwargs={"busy_since": since}) from None
     except Exception as exc:
         if is_outage(exc):
             raise _hand_back(f"poll {spec.get('name')}", exc) from None
