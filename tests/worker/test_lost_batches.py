@@ -224,6 +224,28 @@ def test_one_worker_sweeps_at_a_time(job: Job) -> None:
         other.release()
 
 
+def test_with_no_worker_a_batch_found_nowhere_is_sent_again_at_once(
+    tmp_path: Path, redis_target: RedisTarget, prefix: str, job: Job
+) -> None:
+    """The embedded server's only user (no worker runs): one look, no stall, no second
+    look, and no sweep lock (a killed worker may have left it held); batches queued, held
+    or ended, and jobs still being sent, are left alone."""
+    job.queue_message(0)
+    job.deliver_unacknowledged(1)
+    (tmp_path / "unsent").mkdir()
+    make_job(tmp_path / "unsent", redis_target, prefix, sent=False)  # still being sent
+    killed_worker = job.client.lock(job.keys.sweep_lock, timeout=60)
+    assert killed_worker.acquire(blocking=False)
+    sweep = job.sweep()
+    try:
+        assert sweep.sweep_with_no_worker() == [(job.id, 2)]
+    finally:
+        sweep.stop()
+    assert [(j, index, tid) for j, index, _, _, tid in job.sent] == [(job.id, 2, f"{job.id}/2/r1")]
+    job.end(2)
+    assert job.sweep().sweep_with_no_worker() == []
+
+
 def test_a_queue_too_long_to_read_defers_the_look(
     job: Job, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -325,6 +325,28 @@ def _stop_local_worker(worker: LocalWorker, grace: float) -> None:
     kill_group(process.pid)  # pool processes a main process that died left behind
 
 
+def take_back_from_killed_workers(app: Any, ends: Endpoints, settings: Settings) -> None:
+    """For the embedded server's only user (`ends.alone`), before its worker starts: the
+    batches a worker killed with its command held come back now, not after the visibility
+    timeout (up to 15 minutes of a job that seems stuck), and so do those it was killed
+    while taking (neither queued nor held), not after the lost-batch sweep's stall."""
+    from functools import partial
+
+    from workers.worker.app import lost_batch_sweep, send_batch_again
+    from workers.worker.broker import restore_unacknowledged
+
+    restore_unacknowledged(app)
+    # A connection of its own: the command may have closed the app's pool after sending.
+    with app.connection_for_write() as connection:
+        send = partial(send_batch_again, connection=connection)
+        sweep = lost_batch_sweep(settings, ends.redis_url, send)
+        if sweep is not None:  # always, on the embedded server
+            try:
+                sweep.sweep_with_no_worker()
+            finally:
+                sweep.stop()
+
+
 @contextmanager
 def local_worker(
     ends: Endpoints, settings: Settings, concurrency: int, queues: str = "ingest"
@@ -333,12 +355,9 @@ def local_worker(
     so that the worker and the embedded server are stopped in order."""
     stop_on_signals()
     if ends.alone:
-        # The batches a worker killed with its command held come back now, not after
-        # the visibility timeout (up to 15 minutes of a job that seems stuck).
         from workers.worker.app import app
-        from workers.worker.broker import restore_unacknowledged
 
-        restore_unacknowledged(app)
+        take_back_from_killed_workers(app, ends, settings)
     worker = _start_local_worker(ends, settings, concurrency, queues)
     try:
         yield worker.process, worker.log_path

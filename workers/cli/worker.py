@@ -41,11 +41,9 @@ def _run_celery(ctx: Context, what: str, argv: list[str], *, beat: bool = False)
         # The app, its pool children and the beat: this command's settings, on its Redis.
         app = command_app(ctx, ends)
         if ends.alone and argv[0] == "worker":
-            # Batches a worker killed on this embedded server held: back now, not after
-            # the visibility timeout (see supervisor.local_worker).
-            from workers.worker.broker import restore_unacknowledged
+            from workers.cli.supervisor import take_back_from_killed_workers
 
-            restore_unacknowledged(app)
+            take_back_from_killed_workers(app, ends, ctx.settings)
         os.environ.update(child_environment(ends, ctx.settings))
         click.echo(
             f"newsdedup {what}: Redis {redact(ends.redis_url)}"

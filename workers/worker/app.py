@@ -33,6 +33,7 @@ from workers.ops.processes import exit_with_parent, set_parent_death_signal
 
 if TYPE_CHECKING:
     app: Celery
+    from workers.worker.lost import LostBatchSweep, SendBatch
 
 INGEST_QUEUE = "ingest"
 FETCH_QUEUE = "fetch"
@@ -316,37 +317,57 @@ def _stop_heartbeat(**_: Any) -> None:
 _lost_sweep: Any = None
 
 
-def _send_batch_again(
-    job_id: str, task_index: int, spec: dict[str, Any], default_source: str | None, task_id: str
+def send_batch_again(
+    job_id: str,
+    task_index: int,
+    spec: dict[str, Any],
+    default_source: str | None,
+    task_id: str,
+    *,
+    connection: Any = None,
 ) -> None:
+    """Send a backfill batch's task again (`SendBatch`), through the app's producer pool
+    or the given broker connection."""
     from workers.worker.tasks import ingest_batch
 
-    ingest_batch.apply_async(args=(job_id, task_index, spec, default_source), task_id=task_id)
+    ingest_batch.apply_async(
+        args=(job_id, task_index, spec, default_source), task_id=task_id, connection=connection
+    )
 
 
-@signals.worker_ready.connect
-def _start_lost_sweep(sender: Any = None, **_: Any) -> None:
-    global _lost_sweep
+def lost_batch_sweep(
+    settings: Settings, data_url: str, send: SendBatch = send_batch_again
+) -> LostBatchSweep | None:
+    """The lost-batch sweep for the data Redis at `data_url` and the settings' broker (its
+    own clients, closed by `stop`), sending with `send`; None when the broker is not
+    Redis."""
     from workers.index.keys import Keys
     from workers.worker.broker import broker_redis_url
     from workers.worker.lost import LostBatchSweep
     from workers.worker.presence import heartbeat_client
-    from workers.worker.runtime import worker_redis_url
 
-    settings = process_settings()
-    data_url = worker_redis_url(settings)
     broker_url = broker_redis_url(settings.broker_url or data_url)
     if broker_url is None:
-        return
-    _lost_sweep = LostBatchSweep(
+        return None
+    return LostBatchSweep(
         heartbeat_client(data_url),
         heartbeat_client(broker_url),
         Keys(settings.prefix),
         (INGEST_QUEUE,),
         settings.worker.lost_batch_after,
-        _send_batch_again,
+        send,
     )
-    _lost_sweep.start()
+
+
+@signals.worker_ready.connect
+def _start_lost_sweep(sender: Any = None, **_: Any) -> None:
+    global _lost_sweep
+    from workers.worker.runtime import worker_redis_url
+
+    settings = process_settings()
+    _lost_sweep = lost_batch_sweep(settings, worker_redis_url(settings))
+    if _lost_sweep is not None:
+        _lost_sweep.start()
 
 
 @signals.worker_shutdown.connect

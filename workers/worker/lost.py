@@ -24,6 +24,10 @@ batches guard every input (workers/worker/batches.py). With RabbitMQ as the brok
 is no such window (a delivery is unacknowledged from the moment the broker sends it), and
 no sweep runs.
 
+On the embedded server, a command that is the server's only user (no worker runs) does
+not wait for the stall: before its worker starts it sends again, after one look, every
+batch neither ended, queued nor held (`LostBatchSweep.sweep_with_no_worker`).
+
 A poll sent by `newsdedup poll --wait` is watched the same way by the command itself
 (`LostPolls`): found in the broker on no two looks in a row once `lost_batch_after` has
 passed, it is sent again under its task id, whose record the command is waiting on. A
@@ -130,8 +134,10 @@ class LostBatchSweep:
         self._thread.start()
 
     def stop(self) -> None:
+        """End the thread, if started, and close the clients."""
         self._stop.set()
-        self._thread.join(timeout=self.every + 10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.every + 10)
         self.client.close()
         self.broker.close()
 
@@ -151,20 +157,35 @@ class LostBatchSweep:
         if not lock.acquire():
             return []
         try:
-            now = time.time() if now is None else now
-            # Read at most once a sweep, and only if a job has stalled.
-            in_broker = functools.cache(self._broker_batches)
-            sent: list[tuple[str, int]] = []
-            for raw in self.client.zrangebyscore(self.keys.jobs, now - JOB_TTL_SECONDS, "+inf"):
-                job_id = as_text(raw)
-                sent.extend((job_id, i) for i in self._look_at(job_id, now, in_broker))
-            return sent
+            return self._look_at_jobs(time.time() if now is None else now, at_once=False)
         finally:
             with contextlib.suppress(LockError, redis.RedisError):
                 lock.release()
 
+    def sweep_with_no_worker(self) -> list[tuple[str, int]]:
+        """Send again, now, every batch of a job whose tasks were all sent that is neither
+        ended nor held by the broker. Only for a caller that knows no worker runs (the
+        embedded server's only user, `Endpoints.alone`, after putting the unacknowledged
+        messages back): no message can then be on its way between the broker and a
+        worker, so one look tells a lost batch, without the stall or the second look.
+        (No sweep lock either: one a killed worker held is not released.)"""
+        return self._look_at_jobs(time.time(), at_once=True)
+
+    def _look_at_jobs(self, now: float, *, at_once: bool) -> list[tuple[str, int]]:
+        # Read at most once a sweep, and only if a job has stalled.
+        in_broker = functools.cache(self._broker_batches)
+        sent: list[tuple[str, int]] = []
+        for raw in self.client.zrangebyscore(self.keys.jobs, now - JOB_TTL_SECONDS, "+inf"):
+            job_id = as_text(raw)
+            sent.extend((job_id, i) for i in self._look_at(job_id, now, in_broker, at_once))
+        return sent
+
     def _look_at(
-        self, job_id: str, now: float, broker_batches: Callable[[], BrokerBatches | None]
+        self,
+        job_id: str,
+        now: float,
+        broker_batches: Callable[[], BrokerBatches | None],
+        at_once: bool,
     ) -> list[int]:
         keys = self.keys
         kind, sent_at = self.client.hmget(keys.job(job_id), "kind", "sent_at")
@@ -184,14 +205,20 @@ class LostBatchSweep:
             now,
         )
         lost: list[int] = []
-        if now - watch.since >= self.after:
+        if at_once or now - watch.since >= self.after:
             pending = {int(i) for i in self.client.hkeys(keys.job_plan(job_id))}
             batches = broker_batches()
             if pending and batches is not None:
                 in_broker = batches.get(job_id, set())
-                lost = unseen_twice(watch.unseen, pending, in_broker)
+                if at_once:
+                    lost = sorted(pending - in_broker)
+                    why = "no worker runs and no message is queued for"
+                else:
+                    lost = unseen_twice(watch.unseen, pending, in_broker)
+                    stalled = now - watch.since
+                    why = f"no progress for {stalled:.0f} s, no message queued or held for"
                 if lost:
-                    self._send_again(job_id, lost, now - watch.since)
+                    self._send_again(job_id, lost, why)
                     watch = Watch(watch.progress, now)  # give them time to run
                 else:
                     watch = replace(watch, unseen=tuple(sorted(pending - in_broker)))
@@ -210,7 +237,7 @@ class LostBatchSweep:
                 batches.setdefault(batch[0], set()).add(batch[1])
         return batches
 
-    def _send_again(self, job_id: str, lost: list[int], stalled: float) -> None:
+    def _send_again(self, job_id: str, lost: list[int], why: str) -> None:
         keys = self.keys
         specs = self.client.hmget(keys.job_plan(job_id), [str(i) for i in lost])
         source = self.client.hget(keys.job(job_id), "source")
@@ -223,11 +250,10 @@ class LostBatchSweep:
             task_id = batch_task_id(job_id, index, resend)
             self.send(job_id, index, spec_of_plan_entry(spec), default_source, task_id)
         log.warning(
-            "job %s: %s lost on the way to a worker (no progress for %.0f s, no message "
-            "queued or held for %s): sent again",
+            "job %s: %s lost on the way to a worker (%s %s): sent again",
             job_id,
             counted(len(lost), "batch", "batches"),
-            stalled,
+            why,
             "it" if len(lost) == 1 else "them",
         )
 
