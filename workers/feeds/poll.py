@@ -65,8 +65,8 @@ def host_patience(settings: Settings) -> float:
 
 class HostBusy(Exception):
     """The feed's host stayed busy with another request for longer than the poll waits
-    for it: nothing was asked of it, nothing was recorded, and the poll is to be tried
-    again later (`workers.worker.tasks.poll_feed`)."""
+    for it (before its first attempt, or between retries of a failed one): nothing was
+    recorded, and the poll is to be tried again later (`workers.worker.tasks.poll_feed`)."""
 
     def __init__(self, error: FetchError) -> None:
         super().__init__(str(error))
