@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from conftest import (
     RedisTarget,
     cli_env,
@@ -583,12 +584,10 @@ def test_slow_article_pages_leave_the_rest_for_the_next_poll(
     assert loopback.hits("/a/0") == 2 and loopback.hits("/a/5") == 0
 
 
-def hold_host(poller: Poller, server: LoopbackServer) -> RedisLock:
+def hold_host(client: redis.Redis, keys: Keys, server: LoopbackServer) -> RedisLock:
     """The server's host gate, taken as another worker's long request would hold it."""
-    gate = RedisLock(
-        poller.runtime.client, poller.runtime.keys.host_gate(gate_host(server.url("/")))
-    )
-    assert gate.acquire(60_000)
+    gate = RedisLock(client, keys.host_gate(gate_host(server.url("/"))))
+    assert gate.acquire(120_000)
     return gate
 
 
@@ -602,7 +601,7 @@ def test_a_poll_steps_aside_for_a_busy_feed_host(
     poller = make_poller(host_delay=0.5, request_deadline=4.0)
     loopback.serve("/f.xml", rss([{"guid": "1", "title": "t", "description": "نص الخبر"}]))
     spec = spec_for(loopback.url("/f.xml"))
-    gate = hold_host(poller, loopback)
+    gate = hold_host(poller.runtime.client, poller.runtime.keys, loopback)
     started = time.monotonic()
     with pytest.raises(HostBusy, match="busy"):
         poller(spec, step_aside=True)
@@ -639,7 +638,7 @@ def test_article_pages_of_a_busy_host_wait_untried_for_the_next_poll(
         items.append({"guid": "3", "title": "t", "description": "نص كامل " * 200})
         loopback.serve("/f.xml", rss(items))
         spec = spec_for(loopback.url("/f.xml"), fetch_article="auto")
-        gate = hold_host(poller, articles)
+        gate = hold_host(poller.runtime.client, poller.runtime.keys, articles)
         report = poller(spec, step_aside=True)
         assert (report.new, report.published, report.articles, report.deferred) == (4, 1, 1, 3)
         assert report.article_failures == {"article_host_busy": 1}, report
@@ -672,8 +671,7 @@ def test_a_host_busy_for_longer_than_the_feeds_interval_fails_the_poll(
         NEWSDEDUP_FEEDS__REQUEST_DEADLINE="4",
         NEWSDEDUP_FEEDS__DEFAULT_INTERVAL="20",
     )
-    gate = RedisLock(redis_target.client, Keys(prefix).host_gate(gate_host(loopback.url("/"))))
-    assert gate.acquire(120_000)
+    gate = hold_host(redis_target.client, Keys(prefix), loopback)
     log = tmp_path / "worker.log"
     worker = start_worker(env, "busy", log, "INFO")
     try:

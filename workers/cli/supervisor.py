@@ -335,9 +335,9 @@ def take_back_from_killed_workers(app: Any, ends: Endpoints, settings: Settings)
     from workers.worker.app import lost_batch_sweep, send_batch_again
     from workers.worker.broker import restore_unacknowledged
 
-    restore_unacknowledged(app)
     # A connection of its own: the command may have closed the app's pool after sending.
     with app.connection_for_write() as connection:
+        restore_unacknowledged(connection)
         send = partial(send_batch_again, connection=connection)
         sweep = lost_batch_sweep(settings, ends.redis_url, send)
         if sweep is not None:  # always, on the embedded server

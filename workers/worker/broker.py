@@ -332,20 +332,19 @@ class Transport(RedisTransport):
     Channel = Channel
 
 
-def restore_unacknowledged(app: Any) -> int:
-    """Push every message the broker holds unacknowledged back onto its queue, now; how
-    many. Only for a caller that knows no live worker holds one (the embedded server's
-    only user: `Endpoints.alone`): their worker was killed with the command that started
-    it, and the visibility timeout would hold them back for up to
-    `worker.visibility_timeout` (a message that some worker does hold would run twice,
-    which publishes nothing twice)."""
-    with app.connection_for_write() as connection:
-        channel = connection.default_channel
-        qos = channel.qos
-        with channel.conn_or_acquire() as client:
-            tags = client.zrange(qos.unacked_index_key, 0, -1)
-            for tag in tags:
-                qos.restore_by_tag(tag, client)
+def restore_unacknowledged(connection: Any) -> int:
+    """Push every message the broker (through the kombu `connection`) holds
+    unacknowledged back onto its queue, now; how many. Only for a caller that knows no
+    live worker holds one (the embedded server's only user: `Endpoints.alone`): their
+    worker was killed with the command that started it, and the visibility timeout would
+    hold them back for up to `worker.visibility_timeout` (a message that some worker does
+    hold would run twice, which publishes nothing twice)."""
+    channel = connection.default_channel
+    qos = channel.qos
+    with channel.conn_or_acquire() as client:
+        tags = client.zrange(qos.unacked_index_key, 0, -1)
+        for tag in tags:
+            qos.restore_by_tag(tag, client)
     return len(tags)
 
 

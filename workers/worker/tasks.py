@@ -125,6 +125,12 @@ def _busy_pause(tries: int) -> float:
     return min(BUSY_PAUSE_MAX, 2.0 ** (tries + 1)) * (0.5 + random.random() / 2)
 
 
+def _last_busy_try(busy_since: float, feed: FeedSpec) -> float:
+    """When (unix time) a poll that found its host busy at `busy_since` makes its last
+    try: half the feed's interval later, before the beat's message expires."""
+    return busy_since + feed.interval / 2
+
+
 @app.task(name="newsdedup.poll_feed", bind=True, max_retries=None)
 def poll_feed(self: Any, spec: dict[str, Any], busy_since: float | None = None) -> dict[str, Any]:
     """Poll one feed. A feed whose host is busy with another request (a slow or stalled
@@ -139,7 +145,7 @@ def poll_feed(self: Any, spec: dict[str, Any], busy_since: float | None = None) 
     deadline = _hold_deadline(runtime)
     try:
         feed = FeedSpec.from_json(spec)
-        step_aside = busy_since is None or time.time() < busy_since + feed.interval / 2
+        step_aside = busy_since is None or time.time() < _last_busy_try(busy_since, feed)
         with runtime.hold.holding(until=deadline):
             wait_while_evicting(runtime.client, deadline, runtime.hold.on_wait)
             report = poll_once(
@@ -147,8 +153,8 @@ def poll_feed(self: Any, spec: dict[str, Any], busy_since: float | None = None) 
             )
     except HostBusy as busy:
         since = time.time() if busy_since is None else busy_since
-        last_try = since + feed.interval / 2
-        pause = min(_busy_pause(self.request.retries), max(0.0, last_try - time.time()))
+        until_last = _last_busy_try(since, feed) - time.time()
+        pause = min(_busy_pause(self.request.retries), max(0.0, until_last))
         log.info("poll %s: %s; trying again in %.0f s", feed.name, busy.error.detail, pause)
         raise self.retry(countdown=pause, kwargs={"busy_since": since}) from None
     except Exception as exc:
