@@ -213,23 +213,35 @@ def test_a_broker_lost_while_sending_is_named_as_the_broker(
     assert "blocked: the Celery broker is unreachable" in said, said
 
 
-def _lose_one_message(data_dir: Path) -> None:
+def _lose_one_message(data_dir: Path, job_id: str) -> None:
     """One batch's message gone from the broker, as when the worker was killed between
-    Redis popping it (BRPOP) and recording it unacknowledged: one the killed worker
-    held is deleted (else a queued one)."""
+    Redis popping it (BRPOP) and recording it unacknowledged: a message the killed worker
+    held (else a queued one) of a batch that has not ended (one that ended before its
+    acknowledgement needs nothing more)."""
     from workers.config import Settings
     from workers.ops.embedded import EmbeddedRedis
+    from workers.worker.jobs import batch_of_task_id
 
     prefix = Settings.model_fields["prefix"].default  # cli_env sets none
     server = EmbeddedRedis(data_dir)
     try:
         client = redis.Redis(unix_socket_path=server.socket_path)
-        tags = client.zrange(f"{prefix}unacked_index", 0, 0)
-        if tags:
-            client.hdel(f"{prefix}unacked", tags[0])
-            client.zrem(f"{prefix}unacked_index", tags[0])
+        pending = {int(i) for i in client.hkeys(Keys(prefix).job_plan(job_id))}
+
+        def unended(message: dict[str, Any]) -> bool:
+            return batch_of_task_id(message["headers"]["id"]) in {(job_id, i) for i in pending}
+
+        held = {
+            tag: json.loads(entry)[0] for tag, entry in client.hgetall(f"{prefix}unacked").items()
+        }
+        queued = [(raw, json.loads(raw)) for raw in client.lrange(f"{prefix}ingest", 0, -1)]
+        tag = next((tag for tag, message in held.items() if unended(message)), None)
+        if tag is not None:
+            client.hdel(f"{prefix}unacked", tag)
+            client.zrem(f"{prefix}unacked_index", tag)
         else:
-            assert client.lpop(f"{prefix}ingest") is not None, "no message left to lose"
+            raw = next(raw for raw, message in queued if unended(message))
+            assert client.lrem(f"{prefix}ingest", 1, raw) == 1
         client.close()
     finally:
         server.close()
@@ -262,7 +274,7 @@ def test_an_embedded_job_whose_worker_was_killed_resumes_at_once(tmp_path: Path)
     job_id = state["job_id"]
     left = json.loads(run_cli(["job", job_id, "--json"], env).stdout)
     assert left["processed"] < left["total"] == 2000, left
-    _lose_one_message(tmp_path / "data")
+    _lose_one_message(tmp_path / "data", job_id)
     started = time.monotonic()
     resumed = run_cli(["backfill", "--resume", job_id, "--json"], env, timeout=300)
     took = time.monotonic() - started
